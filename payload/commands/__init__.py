@@ -1,0 +1,1 @@
+"""One module per ``python -m payload`` subcommand, each exposing ``register(subparsers)``."""

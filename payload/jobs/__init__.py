@@ -1,0 +1,36 @@
+"""Job kinds the worker can run, looked up by the ``kind`` of a job message.
+
+Factories are imported lazily so the worker starts fast and a kind's heavy dependencies load
+only when a job of that kind arrives. ``command`` jobs are not chunked: the worker runs them
+through :mod:`payload.jobs.command` directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from payload.errors import InvalidInputError
+from payload.jobs.base import ChunkedJob, JobContext, JobFactory
+
+__all__ = ["ChunkedJob", "JobContext", "JobFactory", "build_job"]
+
+CHUNKED_KINDS: dict[str, str] = {
+    "image": "payload.jobs.image:ImageJob",
+    "integrate": "payload.jobs.integrate:IntegrateJob",
+    "selftest": "payload.jobs.selftest:SelfTestJob",
+}
+
+
+def build_job(context: JobContext) -> ChunkedJob:
+    """Instantiate the chunked job named by ``context.message.kind``."""
+    kind = context.message.kind
+    try:
+        target = CHUNKED_KINDS[kind]
+    except KeyError:
+        raise InvalidInputError(
+            f"job kind {kind!r} is not a chunked job; chunked kinds are "
+            f"{', '.join(sorted(CHUNKED_KINDS))}"
+        ) from None
+    module_name, _, attr = target.partition(":")
+    factory: JobFactory = getattr(importlib.import_module(module_name), attr)
+    return factory(context)

@@ -1,0 +1,55 @@
+"""The small interface between a science job and the work plane that drives it.
+
+A job is a fixed, ordered list of deterministic chunks. The worker asks which chunks exist,
+runs the ones the manifest does not list yet (each writes exactly one file), makes them
+durable, and when all are there asks the job to combine them into products. Because chunks
+are deterministic and combining reads only chunk files, a job resumed on another instance
+produces bit-identical products.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from payload.contracts import JobMessage
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Everything a job may use besides its message.
+
+    ``fetch`` turns an ``s3://`` URI into a local, verified file (the worker downloads and
+    caches it; the local CLI passes a function that maps paths to themselves).
+    ``provenance`` carries what products must record and the job cannot know itself:
+    ``input_identity`` (JSON), ``instance_id``, ``ami_id``, ``git_commit``.
+    """
+
+    message: JobMessage
+    workdir: Path
+    fetch: Callable[[str], Path]
+    provenance: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ChunkedJob(Protocol):
+    """A job the work plane can run chunk by chunk and resume anywhere between chunks."""
+
+    chunk_suffix: str  # file extension of a chunk file, e.g. "h5"
+
+    def chunk_ids(self) -> list[str]:
+        """All chunk ids, in order; the same list for the same message, every time."""
+        ...
+
+    def run_chunk(self, chunk_id: str, out_path: Path) -> None:
+        """Compute one chunk and write it to ``out_path`` (the only file it writes)."""
+        ...
+
+    def combine(self, chunk_paths: Mapping[str, Path], out_dir: Path) -> list[Path]:
+        """Build the products from every chunk file; return the product paths in ``out_dir``."""
+        ...
+
+
+JobFactory = Callable[[JobContext], ChunkedJob]

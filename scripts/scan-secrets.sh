@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Scan every tracked file of the git repository in the current directory for secrets
+# (AWS key pairs, private keys, tokens). Exits non-zero and prints file:line for each find.
+# The same scanner runs as a pre-commit hook (.pre-commit-config.yaml).
+set -euo pipefail
+git rev-parse --is-inside-work-tree >/dev/null
+mapfile -d '' files < <(git ls-files -z)
+[[ ${#files[@]} -eq 0 ]] && { echo "secret scan: no tracked files"; exit 0; }
+if detect-secrets-hook "${files[@]}"; then
+  echo "secret scan: ${#files[@]} tracked files, no secrets found"
+else
+  echo "secret scan: FAILED - remove the secret(s) above from git (rotate any real key)," >&2
+  echo "or mark a proven false positive with '# pragma: allowlist secret'." >&2
+  exit 1
+fi

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install the Debian packages that some parts of spotcube need. Runs apt only as root and
+# only for the parts named; without root it says what to install and exits 0, and the tests
+# that need the missing tools skip with the same advice.
+#
+#   image    mmdebstrap, podman, runc, fuse-overlayfs  (local image bake, testinfra, boot test)
+#   packer   packer                                     (packer fmt / validate of packer/)
+#   wsclean  wsclean                                    (imaging benchmark peer)
+set -euo pipefail
+
+declare -A PACKAGES=(
+  [image]="mmdebstrap podman runc fuse-overlayfs"
+  [packer]="packer"
+  [wsclean]="wsclean"
+)
+declare -A COMMANDS=(
+  [image]="mmdebstrap podman runc"
+  [packer]="packer"
+  [wsclean]="wsclean"
+)
+
+wanted=()
+for part in "$@"; do
+  [[ -n "${PACKAGES[$part]:-}" ]] || { echo "system-deps: unknown part '$part' (image, packer, wsclean)" >&2; exit 2; }
+  for cmd in ${COMMANDS[$part]}; do
+    command -v "$cmd" >/dev/null || { wanted+=(${PACKAGES[$part]}); break; }
+  done
+done
+[[ ${#wanted[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "system-deps: not root; tests needing these will skip. To enable them run:"
+  echo "  sudo apt-get update && sudo apt-get install -y ${wanted[*]}"
+  exit 0
+fi
+echo "system-deps: installing ${wanted[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""The embedded local cloud: moto over real HTTP, IMDSv2 emulators, local instances."""
