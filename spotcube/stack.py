@@ -1,0 +1,123 @@
+"""Find a stack's resources: from ``pulumi stack output``, an outputs file, or the local cloud.
+
+``spotcube submit/status/report/down`` all take the same three options, so a command works the
+same against a user's AWS stack and against the embedded local cloud of ``spotcube demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from infra.naming import LOCAL_NAMES
+from spotcube.cli import CommandError
+from spotcube.local.motoserver import LOCAL_CREDENTIALS, LOCAL_REGION
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    """The stack outputs the operator CLI relies on (``infra.naming.OUTPUT_KEYS``)."""
+
+    region: str
+    raw_bucket: str
+    products_bucket: str
+    job_queue_url: str
+    dead_letter_queue_url: str
+    raw_prefix: str = ""
+    asg_name: str = ""
+    ami_id: str = ""
+    budget_name: str = ""
+    alerts_topic_arn: str = ""
+    endpoint_url: str | None = None  # set only for the local cloud
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for this stack (local credentials when on the local cloud)."""
+        extra: dict[str, Any] = {}
+        if self.endpoint_url:
+            extra = {"endpoint_url": self.endpoint_url, **LOCAL_CREDENTIALS}
+        return boto3.client(service, region_name=self.region, **extra)
+
+    def to_json(self) -> str:
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, indent=1)
+
+    @classmethod
+    def from_mapping(cls, doc: dict[str, Any], *, source: str) -> StackOutputs:
+        missing = [k for k in ("region", "products_bucket", "job_queue_url") if not doc.get(k)]
+        if missing:
+            raise CommandError(
+                f"{source} lacks stack output(s) {', '.join(missing)}; is this a spotcube "
+                "stack, and has `pulumi up` finished?"
+            )
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known and v is not None}
+        values.setdefault("raw_bucket", "")
+        values.setdefault("dead_letter_queue_url", "")
+        return cls(**values)
+
+
+def local_outputs(endpoint: str) -> StackOutputs:
+    """Outputs of the embedded local cloud at ``endpoint`` (names from ``infra.naming``)."""
+    base = endpoint.rstrip("/")
+    # moto's SQS serves queue URLs as <endpoint>/<account>/<name>; 123456789012 is its account.
+    account = "123456789012"
+    return StackOutputs(
+        region=LOCAL_REGION,
+        raw_bucket=LOCAL_NAMES.raw_bucket,
+        products_bucket=LOCAL_NAMES.products_bucket,
+        job_queue_url=f"{base}/{account}/{LOCAL_NAMES.job_queue}",
+        dead_letter_queue_url=f"{base}/{account}/{LOCAL_NAMES.dead_letter_queue}",
+        asg_name=LOCAL_NAMES.asg,
+        endpoint_url=base,
+    )
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--stack``, ``--outputs`` and ``--endpoint`` to a subcommand."""
+    group = parser.add_argument_group("which stack")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--stack", help="Pulumi stack name (default: the selected stack)")
+    where.add_argument(
+        "--outputs", type=Path, metavar="FILE", help="JSON of `pulumi stack output --json`"
+    )
+    where.add_argument(
+        "--endpoint", metavar="URL", help="the embedded local cloud (printed by `spotcube demo`)"
+    )
+
+
+def resolve_outputs(args: argparse.Namespace) -> StackOutputs:
+    """Stack outputs for the options added by :func:`add_stack_arguments`."""
+    if getattr(args, "endpoint", None):
+        return local_outputs(args.endpoint)
+    if getattr(args, "outputs", None):
+        path: Path = args.outputs
+        try:
+            doc = json.loads(path.read_text())
+        except OSError as exc:
+            raise CommandError(f"cannot read --outputs {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise CommandError(f"--outputs {path} is not JSON: {exc}") from None
+        return StackOutputs.from_mapping(doc, source=str(path))
+    return _pulumi_outputs(getattr(args, "stack", None))
+
+
+def _pulumi_outputs(stack: str | None) -> StackOutputs:
+    if shutil.which("pulumi") is None:
+        raise CommandError(
+            "the pulumi CLI is not installed; install it (https://www.pulumi.com/docs/install/), "
+            "or pass --outputs FILE, or --endpoint URL for the local cloud"
+        )
+    command = ["pulumi", "stack", "output", "--json"]
+    if stack:
+        command += ["--stack", stack]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise CommandError(f"`{' '.join(command)}` failed: {detail[0]}")
+    return StackOutputs.from_mapping(json.loads(result.stdout), source="pulumi stack output")
