@@ -6,7 +6,8 @@ set -euo pipefail
 git rev-parse --is-inside-work-tree >/dev/null
 mapfile -d '' files < <(git ls-files -z)
 [[ ${#files[@]} -eq 0 ]] && { echo "secret scan: no tracked files"; exit 0; }
-if detect-secrets-hook "${files[@]}"; then
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if detect-secrets-hook --plugin "$here/secret_detectors/aws_credentials.py" "${files[@]}"; then
   echo "secret scan: ${#files[@]} tracked files, no secrets found"
 else
   echo "secret scan: FAILED - remove the secret(s) above from git (rotate any real key)," >&2
