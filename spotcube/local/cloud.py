@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from infra.naming import LOCAL_NAMES
@@ -46,9 +52,9 @@ def provision(
             s3.create_bucket(Bucket=bucket)
     sqs = local_client("sqs", endpoint)
     dlq_url = sqs.create_queue(QueueName=LOCAL_NAMES.dead_letter_queue)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
     queue_url = sqs.create_queue(
         QueueName=LOCAL_NAMES.job_queue,
@@ -77,15 +83,86 @@ def quiet_server_logs() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_serving(endpoint: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # bounded by ``timeout``
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+@contextmanager
+def moto_process(log_path: Path | None = None, *, start_timeout: float = 30.0) -> Iterator[str]:
+    """Run moto's server in a child process on a free loopback port; yield its endpoint.
+
+    The demo serves every worker's S3 and SQS traffic: in a process of its own, moto does not
+    compete for the GIL with the demo's IMDS emulators, whose answers must stay prompt.
+    """
+    from spotcube.local.fleet import die_with_parent
+
+    log = log_path.open("ab") if log_path else subprocess.DEVNULL
+    try:
+        for _ in range(3):  # another program may take the free port before moto binds it
+            port = _free_port()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=die_with_parent,
+            )
+            endpoint = f"http://127.0.0.1:{port}"
+            if _wait_until_serving(endpoint, process, start_timeout):
+                break
+            process.kill()
+            process.wait()
+        else:
+            raise RuntimeError(
+                f"moto server did not start within {start_timeout:g} s"
+                + (f"; see {log_path}" if log_path else "")
+            )
+        try:
+            yield endpoint
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
+        if log_path:
+            log.close()  # type: ignore[union-attr]
+
+
 @contextmanager
 def local_cloud(
     *,
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT,
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT,
+    separate_process: bool = True,
+    log_path: Path | None = None,
 ) -> Iterator[StackOutputs]:
-    """Start moto on a free loopback port, provision the stack's resources, yield outputs."""
+    """Start moto on a free loopback port, provision the stack's resources, yield outputs.
+
+    ``separate_process=False`` runs moto in a thread of this process (``ThreadedMotoServer``),
+    which starts faster and suits light use such as tests of submit and status.
+    """
     quiet_server_logs()
-    with moto_server() as endpoint:
+    server = moto_process(log_path) if separate_process else moto_server()
+    with server as endpoint:
         yield provision(
             endpoint,
             max_receive_count=max_receive_count,

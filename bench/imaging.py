@@ -1,0 +1,241 @@
+"""Imaging benchmark: spotcube's image job against ducc0 alone and WSClean, same data.
+
+On one synthetic MWA observation (128 Phase I tiles, 64 channels, 4 polarizations, phase
+centre 30 degrees from zenith), in one run:
+
+(a) ``python -m payload image`` end to end (read, image XX/YY/I + PSFs, uv cube, power
+    spectrum, plots), in a subprocess, wall time and peak RSS;
+(b) the floor: ducc0's ``vis2dirty`` alone on the same visibilities, already in memory, for
+    the same images (dirty + PSF per channel and polarization, same size, pixel scale,
+    weighting and accuracy), with ducc0's own threading;
+(c) WSClean (``-niter 0 -make-psf``, same size, scale, channels and polarizations) on the same
+    data written as a Measurement Set.
+
+It also runs one chunk in a subprocess to measure the peak memory of a chunk and projects it
+to a full MWA Phase I observation (768 channels x 8256 baselines x 60 times).
+
+Usage::
+
+    .venv/bin/python bench/imaging.py [--workdir bench-imaging] [--n-times 8]
+
+WSClean is the Debian package ``wsclean`` (``sudo apt-get install -y wsclean``); without it
+step (c) is skipped and says so. Writing the MS needs ``python-casacore``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from payload.imaging import FLIPS, ImageGeometry  # noqa: E402
+from payload.jobs.image import ImageJob  # noqa: E402
+from payload.reading import read_chunk, read_info  # noqa: E402
+from payload.synth import write_synthetic_observation  # noqa: E402
+
+PY = sys.executable
+CHUNK = 16
+FULL_MWA = {"channels": 768, "baselines": 8256, "times": 60}
+
+
+def run_measured(
+    command: list[str], *, env: dict[str, str] | None = None
+) -> tuple[float, float, str]:
+    """Run a command; return (wall seconds, peak RSS in MiB of that process tree's max, out)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    )
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[0]} failed ({proc.returncode}):\n{out[-3000:]}")
+    return wall, usage.ru_maxrss / 1024.0, out
+
+
+def make_observation(path: Path, n_times: int, n_freqs: int) -> dict[str, Any]:
+    if not path.exists():
+        print(f"synthesising {path} ...", flush=True)
+        write_synthetic_observation(path, n_tiles=128, n_freqs=n_freqs, n_times=n_times)
+    info = read_info(path)
+    return {"rows": info.n_baselines * info.n_times, "n_baselines": info.n_baselines}
+
+
+def ours(obs: Path, out: Path) -> tuple[float, float]:
+    command = [PY, "-m", "payload", "image", str(obs), "--out", str(out)]
+    command += ["--chunk-channels", str(CHUNK), "--fresh", "--quiet"]
+    wall, rss, _ = run_measured(command)
+    return wall, rss
+
+
+CHUNK_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys
+    from pathlib import Path
+    from payload.commands.image import local_fetch, LOCAL_PREFIX
+    from payload.contracts import JobMessage
+    from payload.jobs.base import JobContext
+    from payload.jobs.image import ImageJob
+    obs, out = sys.argv[1], Path(sys.argv[2])
+    msg = JobMessage.create(run_id="bench", obs_id="obs", input=LOCAL_PREFIX + obs.lstrip("/"),
+                            kind="image", params={"chunk_channels": int(sys.argv[3])})
+    job = ImageJob(JobContext(message=msg, workdir=out, fetch=local_fetch))
+    first = job.chunk_ids()[0]
+    _ = job.geometry
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    job.run_chunk(first, out / "chunk.h5")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"baseline_mib": base, "peak_mib": peak, "npix": job.geometry.npix}))
+    """
+)
+
+
+def chunk_memory(obs: Path, work: Path) -> dict[str, float]:
+    work.mkdir(parents=True, exist_ok=True)
+    _, _, out = run_measured([PY, "-c", CHUNK_SCRIPT, str(obs), str(work), str(CHUNK)])
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def floor(obs: Path, geometry: ImageGeometry, epsilon: float) -> float:
+    """ducc0 alone: every dirty image and PSF of the cube, visibilities in memory."""
+    import ducc0
+
+    info = read_info(obs)
+    chunk = read_chunk(info, range(info.n_freqs), ("XX", "YY", "I"))
+    start = time.perf_counter()
+    for pol in ("XX", "YY", "I"):
+        for c in range(info.n_freqs):
+            weight = np.ascontiguousarray(chunk.weights[pol][:, c : c + 1])
+            for vis in (chunk.vis[pol][:, c : c + 1], np.ones_like(weight, dtype=np.complex128)):
+                ducc0.wgridder.experimental.vis2dirty(
+                    uvw=chunk.uvw_m,
+                    freq=chunk.freq_hz[c : c + 1],
+                    vis=np.ascontiguousarray(vis),
+                    wgt=weight,
+                    npix_x=geometry.npix,
+                    npix_y=geometry.npix,
+                    pixsize_x=geometry.pixsize_rad,
+                    pixsize_y=geometry.pixsize_rad,
+                    epsilon=epsilon,
+                    do_wgridding=True,
+                    nthreads=2,
+                    divide_by_n=False,
+                    **FLIPS,
+                )
+    return time.perf_counter() - start
+
+
+def wsclean(obs: Path, work: Path, geometry: ImageGeometry, n_freqs: int) -> float | None:
+    exe = shutil.which("wsclean")
+    if exe is None:
+        print("WSClean not found: sudo apt-get install -y wsclean  (step c skipped)")
+        return None
+    from payload.reading import UVData
+
+    ms = work / "obs.ms"
+    if not ms.exists():
+        uvd = UVData()
+        uvd.read(str(obs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            uvd.write_ms(str(ms))
+    out = work / "wsclean"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    command = [exe, "-quiet", "-niter", "0", "-make-psf", "-use-wgridder", "-weight", "natural"]
+    command += ["-size", str(geometry.npix), str(geometry.npix)]
+    command += ["-scale", f"{geometry.pixsize_arcsec}asec", "-channels-out", str(n_freqs)]
+    command += ["-pol", "xx,yy,i", "-j", "2", "-name", str(out / "wsc"), str(ms)]
+    wall, _, _ = run_measured(command)
+    return wall
+
+
+def project_memory(measured: dict[str, float], rows: int, npix: int) -> dict[str, float]:
+    """Project one chunk's memory to a full MWA Phase I observation.
+
+    Visibility memory scales with rows x channels; image memory with channels x npix^2.
+    The combine step holds the whole image and PSF cubes (float32, 3 polarizations) plus a
+    big-endian copy of one polarization's cube while writing FITS.
+    """
+    per_chunk = measured["peak_mib"] - measured["baseline_mib"]
+    image_mib = CHUNK * 3 * npix * npix * (4 * 2 + 8 * 2) / 2**20  # float32 cubes + float64 work
+    vis_mib = max(per_chunk - image_mib, 0.0)
+    full_rows = FULL_MWA["baselines"] * FULL_MWA["times"]
+    chunk_full = measured["baseline_mib"] + vis_mib * full_rows / rows + image_mib
+    cubes_full = FULL_MWA["channels"] * 3 * npix * npix * 4 * 2 / 2**20
+    combine_full = measured["baseline_mib"] + cubes_full * 1.5
+    return {
+        "chunk_mib": chunk_full,
+        "combine_mib": combine_full,
+        "vis_mib_per_chunk_here": vis_mib,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / "bench-imaging")
+    parser.add_argument("--n-times", type=int, default=8)
+    parser.add_argument("--n-freqs", type=int, default=64)
+    args = parser.parse_args()
+    work: Path = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    obs = work / f"mwa128_{args.n_freqs}ch_{args.n_times}t.uvh5"
+    shape = make_observation(obs, args.n_times, args.n_freqs)
+
+    from payload.commands.image import LOCAL_PREFIX, local_fetch
+    from payload.contracts import JobMessage
+    from payload.jobs.base import JobContext
+
+    message = JobMessage.create(
+        run_id="bench", obs_id="obs", input=LOCAL_PREFIX + str(obs).lstrip("/"), kind="image"
+    )
+    job = ImageJob(JobContext(message=message, workdir=work / "probe", fetch=local_fetch))
+    geometry = job.geometry
+    print(
+        f"observation: 128 tiles, {shape['n_baselines']} baselines, {args.n_times} times, "
+        f"{args.n_freqs} channels, 4 pols; image {geometry.npix}^2 px of "
+        f"{geometry.pixsize_arcsec:.1f} arcsec; XX, YY, I dirty + PSF",
+        flush=True,
+    )
+    wall_ours, rss_ours = ours(obs, work / "ours")
+    print(f"(a) python -m payload image : {wall_ours:8.1f} s  (peak RSS {rss_ours:.0f} MiB)")
+    wall_floor = floor(obs, geometry, job.params.epsilon)
+    print(f"(b) ducc0 gridding alone    : {wall_floor:8.1f} s")
+    wall_wsc = wsclean(obs, work, geometry, args.n_freqs)
+    if wall_wsc is not None:
+        print(f"(c) WSClean -niter 0        : {wall_wsc:8.1f} s")
+    memory = chunk_memory(obs, work / "chunk-mem")
+    projection = project_memory(memory, shape["rows"], geometry.npix)
+    print()
+    print(f"ours / floor   = {wall_ours / wall_floor:5.2f}   (target <= 1.3)")
+    if wall_wsc is not None:
+        print(f"ours / WSClean = {wall_ours / wall_wsc:5.2f}   (target < 1)")
+    print(
+        f"peak memory of one {CHUNK}-channel chunk: {memory['peak_mib']:.0f} MiB "
+        f"({memory['baseline_mib']:.0f} MiB before the chunk)"
+    )
+    print(
+        f"projected full MWA Phase I observation (768 ch x 8256 bl x 60 t): chunk "
+        f"{projection['chunk_mib'] / 1024:.1f} GiB, combine {projection['combine_mib'] / 1024:.1f} "
+        f"GiB (64 GB instance: {'fits' if projection['combine_mib'] < 60 * 1024 else 'DOES NOT FIT'})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Cost guard: a monthly budget on the owner's tag, and a brake that scales the fleet to zero.
+
+AWS Budgets refresh a few times a day, so they are the backstop; the faster trigger is a
+CloudWatch alarm on the fleet's instance-hours. Both publish to a brake topic whose only
+subscriber is the brake Lambda (infra/lambdas/brake.py); the human-facing alerts topic hears
+about it from the Lambda and from the budget's own notifications.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.alerts import AlertsArgs, AlertTopic
+from infra.config import BudgetConfig
+from infra.fleet import asg_arn_pattern, assume_role_policy
+from infra.lambdas import LAMBDA_DIR
+from infra.naming import StackNames
+from infra.tags import cost_tags
+
+LAMBDA_RUNTIME = "python3.12"
+ACTUAL_THRESHOLDS = (50, 80, 100)
+FORECAST_THRESHOLD = 100
+BRAKE_THRESHOLD = 100  # actual spend at 100% brakes; a forecast only warns
+BURN_WINDOW_HOURS = 6
+LOG_RETENTION_DAYS = 30
+
+
+@dataclass(frozen=True)
+class CostGuardArgs:
+    names: StackNames
+    region: str
+    budget: BudgetConfig
+    alerts_topic_arn: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+
+
+def budget_notifications(
+    alerts_topic_arn: pulumi.Input[str],
+    brake_topic_arn: pulumi.Input[str],
+    emails: tuple[str, ...],
+) -> list[aws.budgets.BudgetNotificationArgs]:
+    """50/80/100% actual and 100% forecast; the 100% actual one goes to the brake."""
+    notes: list[aws.budgets.BudgetNotificationArgs] = []
+    for percent in ACTUAL_THRESHOLDS:
+        topic = brake_topic_arn if percent == BRAKE_THRESHOLD else alerts_topic_arn
+        notes.append(
+            aws.budgets.BudgetNotificationArgs(
+                comparison_operator="GREATER_THAN",
+                notification_type="ACTUAL",
+                threshold=percent,
+                threshold_type="PERCENTAGE",
+                subscriber_email_addresses=list(emails),
+                subscriber_sns_topic_arns=[topic],
+            )
+        )
+    notes.append(
+        aws.budgets.BudgetNotificationArgs(
+            comparison_operator="GREATER_THAN",
+            notification_type="FORECASTED",
+            threshold=FORECAST_THRESHOLD,
+            threshold_type="PERCENTAGE",
+            subscriber_email_addresses=list(emails),
+            subscriber_sns_topic_arns=[alerts_topic_arn],
+        )
+    )
+    return notes
+
+
+def brake_policy(*, region: str, account_id: str, asg_name: str, alerts_topic_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ScaleOwnGroupToZero",
+                    "Effect": "Allow",
+                    "Action": [
+                        "autoscaling:UpdateAutoScalingGroup",
+                        "autoscaling:SetInstanceProtection",
+                    ],
+                    "Resource": [asg_arn_pattern(region, account_id, asg_name)],
+                },
+                {
+                    # Describe calls support no resource-level permissions.
+                    "Sid": "DescribeGroups",
+                    "Effect": "Allow",
+                    "Action": ["autoscaling:DescribeAutoScalingGroups"],
+                    "Resource": ["*"],
+                },
+                {
+                    "Sid": "Notify",
+                    "Effect": "Allow",
+                    "Action": ["sns:Publish"],
+                    "Resource": [alerts_topic_arn],
+                },
+                {
+                    "Sid": "Logs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": [
+                        f"arn:aws:logs:{region}:{account_id}:log-group:/aws/lambda/"
+                        f"{asg_name}-brake:*"
+                    ],
+                },
+            ],
+        }
+    )
+
+
+class CostGuard(pulumi.ComponentResource):
+    budget_name: pulumi.Output[str]
+    brake_function_arn: pulumi.Output[str]
+    brake_topic_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: CostGuardArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("spotcube:infra:CostGuard", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        names = args.names
+        # Cost allocation tags are account-wide and shared by every user's stack: removing
+        # one stack must not deactivate them for the others.
+        for key in sorted(names.cost_tags):
+            aws.costexplorer.CostAllocationTag(
+                f"{name}-tag-{key.lower()}",
+                tag_key=key,
+                status="Active",
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            )
+        brake_topic = AlertTopic(
+            f"{name}-brake",
+            AlertsArgs(names=names, emails=(), topic_name=f"{names.prefix}-brake"),
+            account_id=args.account_id,
+            opts=child,
+        )
+        budget = aws.budgets.Budget(
+            f"{name}-budget",
+            name=names.budget,
+            budget_type="COST",
+            limit_amount=f"{args.budget.monthly_usd:.2f}",
+            limit_unit="USD",
+            time_unit="MONTHLY",
+            cost_filters=[{"name": "TagKeyValue", "values": [f"user:Owner${names.owner}"]}],
+            notifications=budget_notifications(
+                args.alerts_topic_arn, brake_topic.topic_arn, args.budget.emails
+            ),
+            tags=cost_tags(names),
+            opts=child,
+        )
+        function_name = f"{names.asg}-brake"
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-brake-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=LOG_RETENTION_DAYS,
+            tags=cost_tags(names),
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-brake",
+            assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+            description="spotcube brake: scale the stack's fleet to zero",
+            tags=cost_tags(names),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-brake",
+            role=role.id,
+            policy=pulumi.Output.all(args.account_id, args.alerts_topic_arn).apply(
+                lambda v: brake_policy(
+                    region=args.region,
+                    account_id=v[0],
+                    asg_name=names.asg,
+                    alerts_topic_arn=v[1],
+                )
+            ),
+            opts=child,
+        )
+        function = aws.lambda_.Function(
+            f"{name}-brake",
+            name=function_name,
+            role=role.arn,
+            runtime=LAMBDA_RUNTIME,
+            handler="brake.handler",
+            code=pulumi.AssetArchive({"brake.py": pulumi.FileAsset(str(LAMBDA_DIR / "brake.py"))}),
+            timeout=60,
+            memory_size=128,
+            environment={
+                "variables": {"ASG_NAME": names.asg, "ALERTS_TOPIC_ARN": args.alerts_topic_arn}
+            },
+            tags=cost_tags(names),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+        )
+        aws.lambda_.Permission(
+            f"{name}-brake-sns",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="sns.amazonaws.com",
+            source_arn=brake_topic.topic_arn,
+            opts=child,
+        )
+        aws.sns.TopicSubscription(
+            f"{name}-brake",
+            topic=brake_topic.topic_arn,
+            protocol="lambda",
+            endpoint=function.arn,
+            opts=child,
+        )
+        # The fast trigger: instance-minutes per hour above the rate that would spend a
+        # quarter of the monthly budget within BURN_WINDOW_HOURS, for that many hours.
+        per_hour = args.budget.brake_instance_hours / BURN_WINDOW_HOURS * 60
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-burn-rate",
+            alarm_description=(
+                f"fleet ran more than {args.budget.brake_instance_hours:g} instance-hours in "
+                f"{BURN_WINDOW_HOURS} h: the brake scales it to zero"
+            ),
+            namespace="AWS/AutoScaling",
+            metric_name="GroupInServiceInstances",
+            dimensions={"AutoScalingGroupName": names.asg},
+            statistic="Sum",  # of 1-minute samples: instance-minutes per period
+            period=3600,
+            evaluation_periods=BURN_WINDOW_HOURS,
+            datapoints_to_alarm=BURN_WINDOW_HOURS,
+            threshold=per_hour,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[brake_topic.topic_arn, args.alerts_topic_arn],
+            tags=cost_tags(names),
+            opts=child,
+        )
+        self.budget_name = budget.name
+        self.brake_function_arn = function.arn
+        self.brake_topic_arn = brake_topic.topic_arn
+        self.register_outputs({"budget_name": budget.name, "brake": function.arn})

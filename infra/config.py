@@ -1,0 +1,505 @@
+"""Stack config (namespace ``spotcube:``) parsed into a frozen dataclass by pure code.
+
+Every problem is collected and reported at once, each naming its key and the fix, so a user
+fixes their ``Pulumi.<stack>.yaml`` in one pass instead of one ``pulumi up`` per mistake.
+Defaults live here and nowhere else; ``Pulumi.example.yaml`` documents the same values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from infra.lifecycle import (
+    MIN_STORAGE_DAYS,
+    LifecycleError,
+    LifecycleIntent,
+    LifecyclePlan,
+    Transition,
+    plan,
+)
+from infra.naming import StackNames
+
+NAMESPACE = "spotcube"
+
+# Instance families the baked x86_64 AMI runs on, with memory (GiB) per vCPU. A "shape" is
+# vCPUs + memory: the fleet mixes types of one shape so every job fits every instance.
+FAMILY_GIB_PER_VCPU: dict[str, int] = {
+    **dict.fromkeys(("m5", "m5a", "m5n", "m6i", "m6a", "m7i", "m7a"), 4),
+    **dict.fromkeys(("c5", "c5a", "c5n", "c6i", "c6a", "c7i", "c7a"), 2),
+    **dict.fromkeys(("r5", "r5a", "r5n", "r6i", "r6a", "r7i", "r7a"), 8),
+}
+SIZE_VCPUS: dict[str, int] = {
+    "large": 2,
+    "xlarge": 4,
+    "2xlarge": 8,
+    "4xlarge": 16,
+    "8xlarge": 32,
+    "12xlarge": 48,
+    "16xlarge": 64,
+}
+# c5n has less memory than 2 GiB/vCPU but is the same class of machine; close enough is not
+# enough for a shape check, so it gets its real figure.
+_EXCEPTIONS_GIB: dict[str, float] = {"c5n": 2.625}
+
+MAX_FLEET_SIZE = 100  # beyond this a typo (1000 for 10) is likelier than a real need
+MIN_INSTANCE_TYPES = 3  # spot diversification: fewer pools means more interruptions
+MAX_BUDGET_USD = 100_000
+
+_OWNER = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
+_REGION = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+_AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_INSTANCE_TYPE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+)$")
+
+CHECKPOINT_TAG = ("spotcube-data", "checkpoint")
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{NAMESPACE}:{self.key}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """Every problem of a stack config, one line each."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the stack config:\n{lines}")
+
+
+@dataclass(frozen=True)
+class InstanceShape:
+    vcpus: int
+    memory_gib: float
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    monthly_usd: float
+    emails: tuple[str, ...]
+    # Instance-hours within 6 hours after which the brake fires, long before the budget's
+    # own data (refreshed a few times a day) would notice.
+    brake_instance_hours: float
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    instance_types: tuple[str, ...]
+    shape: InstanceShape
+    max_size: int
+    on_demand_base: int
+    max_spot_price: float | None
+    checkpoint_grace_seconds: int
+    root_volume_gib: int
+    capacity_rebalance: bool
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    raw_bucket: str | None  # an existing group archive (read-only); None: create one
+    raw_prefix: str
+    products: LifecyclePlan
+    raw: LifecyclePlan
+    checkpoint_expire_days: int | None
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    max_receive_count: int
+    visibility_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    owner: str
+    stack: str
+    region: str
+    budget: BudgetConfig
+    fleet: FleetConfig
+    data: DataConfig
+    queue: QueueConfig
+    ami: str  # an AMI id, or "latest": the newest AMI tagged Project=spotcube
+
+    @property
+    def names(self) -> StackNames:
+        return StackNames(owner=self.owner, stack=self.stack)
+
+
+DEFAULTS: dict[str, Any] = {
+    "region": "us-east-1",
+    "ami": "latest",
+    "budget": {"monthlyUsd": None, "emails": [], "brakeInstanceHours": None},
+    "fleet": {
+        "instanceTypes": ["m6i.4xlarge", "m6a.4xlarge", "m5.4xlarge", "m5a.4xlarge", "m7i.4xlarge"],
+        "maxSize": 10,
+        "onDemandBase": 0,
+        "maxSpotPrice": None,
+        "checkpointGraceSeconds": 300,
+        "rootVolumeGib": 50,
+        "capacityRebalance": True,
+    },
+    "data": {
+        "rawBucket": None,
+        "rawPrefix": "",
+        "checkpointExpireDays": 30,
+        # Products: Deep Archive after 30 days, deleted after 3 years.
+        "products": {
+            "transitions": [{"days": 30, "storageClass": "DEEP_ARCHIVE"}],
+            "expireDays": 1095,
+            "minTransitionBytes": 131072,
+        },
+        # Raw data we create: kept in Standard (it is read again for every run).
+        "raw": {"transitions": [], "expireDays": None, "minTransitionBytes": 131072},
+    },
+    "queue": {"maxReceiveCount": 5, "visibilityTimeoutSeconds": 900},
+}
+
+# Price used to turn the budget into brake instance-hours when no max spot price is given:
+# an on-demand 16-vCPU general-purpose instance costs about this much per hour.
+_DEFAULT_HOURLY_PRICE = 0.8
+_BRAKE_SHARE = 0.25  # the brake fires when 6 hours would burn a quarter of the month
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.problems: list[ConfigProblem] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.problems.append(ConfigProblem(key, message))
+
+    def section(self, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+        value = raw.get(key)
+        default = dict(DEFAULTS[key])
+        if value is None:
+            return default
+        if not isinstance(value, Mapping):
+            self.add(key, "must be an object (YAML mapping); see Pulumi.example.yaml")
+            return default
+        unknown = sorted(set(value) - set(default))
+        for name in unknown:
+            self.add(f"{key}.{name}", f"unknown key; known keys: {', '.join(sorted(default))}")
+        return {**default, **{k: v for k, v in value.items() if v is not None}}
+
+    def integer(self, key: str, value: Any, *, low: int, high: int, fix: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                value = int(str(value))
+            except ValueError:
+                self.add(key, f"{value!r} is not a whole number; {fix}")
+                return low
+        if not low <= value <= high:
+            self.add(key, f"{value} is outside {low}..{high}; {fix}")
+        return int(value)
+
+    def number(self, key: str, value: Any, *, fix: str) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.add(key, f"{value!r} is not a number; {fix}")
+            return 0.0
+        return number
+
+    def boolean(self, key: str, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        self.add(key, f"{value!r} is not true or false")
+        return False
+
+
+def instance_shape(instance_type: str) -> InstanceShape | None:
+    """vCPUs and memory of a known x86_64 type, or None if the type is not in the table."""
+    match = _INSTANCE_TYPE.match(instance_type)
+    if not match or match[1] not in FAMILY_GIB_PER_VCPU or match[2] not in SIZE_VCPUS:
+        return None
+    vcpus = SIZE_VCPUS[match[2]]
+    per_vcpu = _EXCEPTIONS_GIB.get(match[1], FAMILY_GIB_PER_VCPU[match[1]])
+    return InstanceShape(vcpus=vcpus, memory_gib=vcpus * per_vcpu)
+
+
+def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
+    """Parse raw ``spotcube:`` values (key without namespace) or raise :class:`ConfigError`."""
+    c = _Collector()
+    known = set(DEFAULTS) | {"owner"}
+    for key in sorted(set(raw) - known):
+        c.add(key, f"unknown key; known keys: {', '.join(sorted(known))}")
+
+    owner = raw.get("owner")
+    if not owner:
+        c.add(
+            "owner",
+            "missing; set it with `pulumi config set spotcube:owner <your-name>` "
+            "(lowercase letters, digits, '-')",
+        )
+        owner = "missing"
+    elif not isinstance(owner, str) or not _OWNER.match(owner):
+        c.add(
+            "owner",
+            f"{owner!r} is not DNS-safe: use 1-20 lowercase letters, digits or '-', starting "
+            "and ending with a letter or digit (it becomes part of bucket names)",
+        )
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,19}$", stack):
+        c.add(
+            "owner",
+            f"stack name {stack!r} becomes part of bucket names: use 1-20 lowercase letters, "
+            "digits or '-' (`pulumi stack init <name>`)",
+        )
+
+    region = str(raw.get("region") or DEFAULTS["region"])
+    if not _REGION.match(region):
+        c.add("region", f"{region!r} is not an AWS region name such as us-east-1")
+
+    ami = str(raw.get("ami") or DEFAULTS["ami"])
+    if ami != "latest" and not _AMI.match(ami):
+        c.add("ami", f"{ami!r} is neither 'latest' nor an AMI id like ami-0123456789abcdef0")
+
+    fleet = _parse_fleet(c, c.section(raw, "fleet"))
+    budget = _parse_budget(c, c.section(raw, "budget"), fleet)
+    data = _parse_data(c, c.section(raw, "data"))
+    queue_raw = c.section(raw, "queue")
+    queue = QueueConfig(
+        max_receive_count=c.integer(
+            "queue.maxReceiveCount",
+            queue_raw["maxReceiveCount"],
+            low=1,
+            high=1000,
+            fix="use how many failed receives send a job to the dead-letter queue (e.g. 5)",
+        ),
+        visibility_timeout_seconds=c.integer(
+            "queue.visibilityTimeoutSeconds",
+            queue_raw["visibilityTimeoutSeconds"],
+            low=60,
+            high=43200,
+            fix="use 60..43200 seconds (workers extend it while they work)",
+        ),
+    )
+    if c.problems:
+        raise ConfigError(c.problems)
+    return StackConfig(
+        owner=str(owner),
+        stack=stack,
+        region=region,
+        budget=budget,
+        fleet=fleet,
+        data=data,
+        queue=queue,
+        ami=ami,
+    )
+
+
+def _parse_fleet(c: _Collector, f: dict[str, Any]) -> FleetConfig:
+    types_raw = f["instanceTypes"]
+    if isinstance(types_raw, str):
+        types_raw = [t.strip() for t in types_raw.split(",") if t.strip()]
+    types = tuple(str(t) for t in types_raw) if isinstance(types_raw, list) else ()
+    shapes: dict[str, InstanceShape] = {}
+    for t in types:
+        shape = instance_shape(t)
+        if shape is None:
+            c.add(
+                "fleet.instanceTypes",
+                f"{t!r} has no known shape: use x86_64 types from families "
+                f"{', '.join(sorted(FAMILY_GIB_PER_VCPU))} with sizes "
+                f"{', '.join(SIZE_VCPUS)}",
+            )
+        else:
+            shapes[t] = shape
+    if len(set(types)) < MIN_INSTANCE_TYPES:
+        c.add(
+            "fleet.instanceTypes",
+            f"{len(set(types))} distinct type(s) given; list at least {MIN_INSTANCE_TYPES} of "
+            "one shape so spot capacity comes from several pools",
+        )
+    distinct = sorted({(s.vcpus, s.memory_gib) for s in shapes.values()})
+    if len(distinct) > 1:
+        described = ", ".join(
+            f"{t} ({s.vcpus} vCPU/{s.memory_gib:g} GiB)" for t, s in shapes.items()
+        )
+        c.add(
+            "fleet.instanceTypes",
+            f"types of different shapes: {described}; use one vCPU count and memory size",
+        )
+    shape = next(iter(shapes.values()), InstanceShape(0, 0))
+
+    max_size = c.integer(
+        "fleet.maxSize",
+        f["maxSize"],
+        low=1,
+        high=MAX_FLEET_SIZE,
+        fix=f"use 1..{MAX_FLEET_SIZE} instances (raise the limit in infra/config.py on purpose)",
+    )
+    on_demand_base = c.integer(
+        "fleet.onDemandBase",
+        f["onDemandBase"],
+        low=0,
+        high=MAX_FLEET_SIZE,
+        fix="use 0 (all spot) or a small number of on-demand instances",
+    )
+    if on_demand_base > max_size:
+        c.add("fleet.onDemandBase", f"{on_demand_base} exceeds fleet.maxSize {max_size}")
+    max_spot_price: float | None = None
+    if f["maxSpotPrice"] is not None:
+        max_spot_price = c.number(
+            "fleet.maxSpotPrice", f["maxSpotPrice"], fix="give USD per instance-hour or omit"
+        )
+        if max_spot_price <= 0:
+            c.add("fleet.maxSpotPrice", "must be positive USD per hour, or omitted for none")
+    return FleetConfig(
+        instance_types=types,
+        shape=shape,
+        max_size=max_size,
+        on_demand_base=on_demand_base,
+        max_spot_price=max_spot_price,
+        checkpoint_grace_seconds=c.integer(
+            "fleet.checkpointGraceSeconds",
+            f["checkpointGraceSeconds"],
+            low=30,
+            high=7200,
+            fix="use 30..7200 seconds for workers to checkpoint before termination",
+        ),
+        root_volume_gib=c.integer(
+            "fleet.rootVolumeGib",
+            f["rootVolumeGib"],
+            low=8,
+            high=2000,
+            fix="use 8..2000 GiB",
+        ),
+        capacity_rebalance=c.boolean("fleet.capacityRebalance", f["capacityRebalance"]),
+    )
+
+
+def _parse_budget(c: _Collector, b: dict[str, Any], fleet: FleetConfig) -> BudgetConfig:
+    monthly: float = 0.0
+    if b["monthlyUsd"] is None:
+        c.add(
+            "budget.monthlyUsd",
+            "missing; set a monthly cap in USD, e.g. `pulumi config set --path "
+            "spotcube:budget.monthlyUsd 200`",
+        )
+    else:
+        monthly = c.number("budget.monthlyUsd", b["monthlyUsd"], fix="give USD, e.g. 200")
+        if not 0 < monthly <= MAX_BUDGET_USD:
+            c.add(
+                "budget.monthlyUsd",
+                f"{monthly:g} is not a positive amount up to {MAX_BUDGET_USD}; "
+                "give the monthly cap in USD",
+            )
+    emails_raw = b["emails"]
+    if isinstance(emails_raw, str):
+        emails_raw = [e.strip() for e in emails_raw.split(",") if e.strip()]
+    emails = tuple(str(e) for e in emails_raw) if isinstance(emails_raw, list) else ()
+    if not emails:
+        c.add("budget.emails", "give at least one address to receive budget alerts")
+    for email in emails:
+        if not _EMAIL.match(email):
+            c.add("budget.emails", f"{email!r} is not an email address like name@example.org")
+    hourly = fleet.max_spot_price or _DEFAULT_HOURLY_PRICE
+    if b["brakeInstanceHours"] is None:
+        brake_hours = max(1.0, round(monthly * _BRAKE_SHARE / hourly, 1))
+    else:
+        brake_hours = c.number(
+            "budget.brakeInstanceHours", b["brakeInstanceHours"], fix="give instance-hours"
+        )
+        if brake_hours <= 0:
+            c.add("budget.brakeInstanceHours", "must be positive instance-hours within 6 hours")
+    return BudgetConfig(monthly_usd=monthly, emails=emails, brake_instance_hours=brake_hours)
+
+
+def _intent(c: _Collector, key: str, value: Any, prefix: str) -> LifecycleIntent | None:
+    if not isinstance(value, Mapping):
+        c.add(key, "must be an object with transitions, expireDays, minTransitionBytes")
+        return None
+    transitions: list[Transition] = []
+    for i, t in enumerate(value.get("transitions") or []):
+        if not isinstance(t, Mapping) or "days" not in t or "storageClass" not in t:
+            c.add(f"{key}.transitions[{i}]", "must have days and storageClass")
+            continue
+        days = c.integer(
+            f"{key}.transitions[{i}].days", t["days"], low=0, high=36500, fix="give days"
+        )
+        transitions.append(Transition(days=days, storage_class=str(t["storageClass"])))
+    expire = value.get("expireDays")
+    expire_days = (
+        None
+        if expire is None
+        else c.integer(f"{key}.expireDays", expire, low=1, high=36500, fix="give days or omit")
+    )
+    min_bytes = c.integer(
+        f"{key}.minTransitionBytes",
+        value.get("minTransitionBytes", 131072),
+        low=0,
+        high=5 * 1024**4,
+        fix="give bytes",
+    )
+    return LifecycleIntent(
+        prefix=prefix,
+        transitions=tuple(transitions),
+        expire_days=expire_days,
+        min_transition_bytes=min_bytes,
+    )
+
+
+def _plan(c: _Collector, key: str, intent: LifecycleIntent | None, rule: str) -> LifecyclePlan:
+    if intent is None:
+        return LifecyclePlan(rules=())
+    try:
+        return plan(intent, rule_prefix=rule)
+    except LifecycleError as exc:
+        for problem in exc.problems:
+            c.add(key, f"retention would cost early-deletion or small-object fees: {problem}")
+        return LifecyclePlan(rules=())
+
+
+def _parse_data(c: _Collector, d: dict[str, Any]) -> DataConfig:
+    raw_bucket = d["rawBucket"]
+    if raw_bucket is not None and (
+        not isinstance(raw_bucket, str) or not _BUCKET.match(raw_bucket)
+    ):
+        c.add("data.rawBucket", f"{raw_bucket!r} is not an S3 bucket name; omit it to create one")
+    raw_prefix = str(d["rawPrefix"] or "")
+    if raw_prefix.startswith("/"):
+        c.add("data.rawPrefix", "must not start with '/' (S3 keys have no leading slash)")
+    products_intent = _intent(c, "data.products", d["products"], "runs/")
+    products = _plan(c, "data.products", products_intent, "products")
+    raw_intent = _intent(c, "data.raw", d["raw"], "")
+    if raw_bucket is not None and raw_intent is not None and raw_intent.transitions:
+        c.add("data.raw", "an existing raw bucket is read-only to the stack: omit data.raw")
+    raw = _plan(c, "data.raw", raw_intent, "raw")
+    expire = d["checkpointExpireDays"]
+    checkpoint_days = (
+        None
+        if expire is None
+        else c.integer(
+            "data.checkpointExpireDays", expire, low=1, high=36500, fix="give days or null"
+        )
+    )
+    if checkpoint_days is not None and products_intent is not None:
+        # Checkpoints sit under runs/ like products: they must be deleted while still in
+        # Standard, or the products' archive rule would move them first and the expiry would
+        # delete them from an archive class early.
+        for t in products_intent.transitions:
+            if MIN_STORAGE_DAYS.get(t.storage_class, 0) > 0 and checkpoint_days > t.days:
+                c.add(
+                    "data.checkpointExpireDays",
+                    f"{checkpoint_days} days is after products move to {t.storage_class} at "
+                    f"day {t.days}: checkpoints would be deleted from {t.storage_class} early; "
+                    f"use {t.days} or less",
+                )
+                break
+    return DataConfig(
+        raw_bucket=raw_bucket,
+        raw_prefix=raw_prefix,
+        products=products,
+        raw=raw,
+        checkpoint_expire_days=checkpoint_days,
+    )

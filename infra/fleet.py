@@ -1,0 +1,437 @@
+"""Fleet: a spot Auto Scaling group that scales with the job queue's backlog.
+
+Instances run with an instance profile only (no long-lived keys), IMDSv2 with hop limit 1, an
+encrypted gp3 root volume at the free 3,000 IOPS / 125 MB/s baseline, and tags on everything a
+launch creates. See docs/adr/0001-capacity-rebalancing.md for the capacity-rebalance choice.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import FleetConfig
+from infra.naming import PROJECT, StackNames
+from infra.tags import asg_tags, cost_tags, launch_tag_specifications
+
+GP3_BASELINE_IOPS = 3000
+GP3_BASELINE_THROUGHPUT = 125  # MB/s
+ROOT_DEVICE = "/dev/xvda"  # Debian 12 AMIs' root device name
+LIFECYCLE_HOOK = "checkpoint-before-termination"
+LOG_RETENTION_DAYS = 30  # never-expiring log groups are a slow, silent bill
+# One job occupies one instance, so the target is one outstanding job per instance.
+JOBS_PER_INSTANCE = 1.0
+
+
+@dataclass(frozen=True)
+class FleetArgs:
+    names: StackNames
+    region: str
+    fleet: FleetConfig
+    ami_id: pulumi.Input[str]
+    subnet_ids: list[pulumi.Output[str]]
+    security_group_id: pulumi.Input[str]
+    raw_bucket_arn: pulumi.Input[str]
+    raw_prefix: str
+    products_bucket_arn: pulumi.Input[str]
+    products_bucket: pulumi.Input[str]
+    job_queue_arn: pulumi.Input[str]
+    job_queue_url: pulumi.Input[str]
+    job_queue_name: pulumi.Input[str]
+    dead_letter_queue_arn: pulumi.Input[str]
+    dead_letter_queue_url: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+
+
+def asg_arn_pattern(region: str, account_id: str, asg_name: str) -> str:
+    """ARN matching the group whatever its generated UUID."""
+    return (
+        f"arn:aws:autoscaling:{region}:{account_id}:autoScalingGroup:*:"
+        f"autoScalingGroupName/{asg_name}"
+    )
+
+
+def worker_policy(
+    *,
+    region: str,
+    account_id: str,
+    asg_name: str,
+    raw_bucket_arn: str,
+    raw_prefix: str,
+    products_bucket_arn: str,
+    job_queue_arn: str,
+    dead_letter_queue_arn: str,
+    log_group_arn: str,
+) -> str:
+    """Least privilege for a worker (the worker contract in the issue)."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadRawData",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{raw_bucket_arn}/{raw_prefix}*"],
+        },
+        {
+            "Sid": "ListRawData",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [raw_bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": [f"{raw_prefix}*"]}},
+        },
+        {
+            "Sid": "WriteOwnProducts",
+            "Effect": "Allow",
+            "Action": [
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:PutObjectTagging",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ],
+            "Resource": [f"{products_bucket_arn}/runs/*"],
+        },
+        {
+            "Sid": "ListOwnProducts",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [products_bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": ["runs/*"]}},
+        },
+        {
+            "Sid": "ConsumeJobs",
+            "Effect": "Allow",
+            "Action": [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+                "sqs:SendMessage",
+            ],
+            "Resource": [job_queue_arn],
+        },
+        {
+            "Sid": "ReportInvalidJobs",
+            "Effect": "Allow",
+            "Action": ["sqs:SendMessage"],
+            "Resource": [dead_letter_queue_arn],
+        },
+        {
+            "Sid": "OwnLifecycle",
+            "Effect": "Allow",
+            "Action": [
+                "autoscaling:SetInstanceProtection",
+                "autoscaling:CompleteLifecycleAction",
+                "autoscaling:RecordLifecycleActionHeartbeat",
+            ],
+            "Resource": [asg_arn_pattern(region, account_id, asg_name)],
+        },
+        {
+            "Sid": "WriteLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [f"{log_group_arn}:*"],
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def worker_user_data(settings: dict[str, str]) -> str:
+    """Cloud-init that writes the stack's names for the worker unit (base64, as EC2 wants)."""
+    env = "".join(f"{key}={value}\n" for key, value in sorted(settings.items()))
+    script = (
+        "#cloud-config\nwrite_files:\n  - path: /etc/spotcube/worker.env\n"
+        "    permissions: '0644'\n    encoding: b64\n"
+        f"    content: {base64.b64encode(env.encode()).decode()}\n"
+    )
+    return base64.b64encode(script.encode()).decode()
+
+
+def assume_role_policy(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+
+
+class SpotFleet(pulumi.ComponentResource):
+    asg_name: pulumi.Output[str]
+    asg_arn: pulumi.Output[str]
+    launch_template_id: pulumi.Output[str]
+    role_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("spotcube:infra:SpotFleet", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        names, fleet = args.names, args.fleet
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/{PROJECT}/{names.prefix}/workers",
+            retention_in_days=LOG_RETENTION_DAYS,
+            tags=cost_tags(names),
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-worker",
+            assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+            description="spotcube worker instances: raw read, own products, own queue",
+            tags=cost_tags(names),
+            opts=child,
+        )
+        policy_json = pulumi.Output.all(
+            args.account_id,
+            args.raw_bucket_arn,
+            args.products_bucket_arn,
+            args.job_queue_arn,
+            args.dead_letter_queue_arn,
+            log_group.arn,
+        ).apply(
+            lambda v: worker_policy(
+                region=args.region,
+                account_id=v[0],
+                asg_name=names.asg,
+                raw_bucket_arn=v[1],
+                raw_prefix=args.raw_prefix,
+                products_bucket_arn=v[2],
+                job_queue_arn=v[3],
+                dead_letter_queue_arn=v[4],
+                log_group_arn=v[5],
+            )
+        )
+        aws.iam.RolePolicy(f"{name}-worker", role=role.id, policy=policy_json, opts=child)
+        profile = aws.iam.InstanceProfile(
+            f"{name}-worker", role=role.name, tags=cost_tags(names), opts=child
+        )
+        user_data = pulumi.Output.all(
+            args.job_queue_url, args.dead_letter_queue_url, args.products_bucket
+        ).apply(
+            lambda v: worker_user_data(
+                {
+                    # Names of payload/commands/worker.py's options (SPOTCUBE_<FLAG>).
+                    "AWS_DEFAULT_REGION": args.region,
+                    "SPOTCUBE_REGION": args.region,
+                    "SPOTCUBE_QUEUE_URL": v[0],
+                    "SPOTCUBE_DLQ_URL": v[1],
+                    "SPOTCUBE_PRODUCTS_BUCKET": v[2],
+                    "SPOTCUBE_ASG_NAME": names.asg,
+                    "SPOTCUBE_LIFECYCLE_HOOK": LIFECYCLE_HOOK,
+                }
+            )
+        )
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-template",
+            name_prefix=f"{names.prefix}-",
+            image_id=args.ami_id,
+            iam_instance_profile={"arn": profile.arn},
+            vpc_security_group_ids=[args.security_group_id],
+            user_data=user_data,
+            update_default_version=True,
+            # Hop limit 1 keeps containers on the instance from reaching its credentials.
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,
+                instance_metadata_tags="enabled",
+            ),
+            # Pin IOPS and throughput at what gp3 includes for free: anything above bills.
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=ROOT_DEVICE,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_type="gp3",
+                        volume_size=fleet.root_volume_gib,
+                        iops=GP3_BASELINE_IOPS,
+                        throughput=GP3_BASELINE_THROUGHPUT,
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            tag_specifications=launch_tag_specifications(names),
+            tags=cost_tags(names),
+            opts=child,
+        )
+        asg = aws.autoscaling
+        distribution = asg.GroupMixedInstancesPolicyInstancesDistributionArgs(
+            on_demand_base_capacity=fleet.on_demand_base,
+            on_demand_percentage_above_base_capacity=0,
+            # The ASG default is lowest-price, which picks the pools most likely interrupted.
+            spot_allocation_strategy="price-capacity-optimized",
+            # "" means no cap: pay the spot price, which never exceeds on-demand.
+            spot_max_price="" if fleet.max_spot_price is None else f"{fleet.max_spot_price:.4f}",
+        )
+        group = aws.autoscaling.Group(
+            f"{name}-group",
+            name=names.asg,
+            min_size=0,
+            max_size=fleet.max_size,
+            vpc_zone_identifiers=args.subnet_ids,
+            capacity_rebalance=fleet.capacity_rebalance,
+            mixed_instances_policy=asg.GroupMixedInstancesPolicyArgs(
+                instances_distribution=distribution,
+                launch_template=asg.GroupMixedInstancesPolicyLaunchTemplateArgs(
+                    launch_template_specification=asg.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
+                        launch_template_id=template.id,
+                        version="$Latest",
+                    ),
+                    overrides=[
+                        asg.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
+                        for t in fleet.instance_types
+                    ],
+                ),
+            ),
+            initial_lifecycle_hooks=[
+                asg.GroupInitialLifecycleHookArgs(
+                    name=LIFECYCLE_HOOK,
+                    lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                    heartbeat_timeout=fleet.checkpoint_grace_seconds,
+                    default_result="CONTINUE",
+                )
+            ],
+            # Group metrics are free; the scaling policies and the brake's alarm read them.
+            enabled_metrics=[
+                asg.Metric.GROUP_IN_SERVICE_INSTANCES,
+                asg.Metric.GROUP_DESIRED_CAPACITY,
+                asg.Metric.GROUP_TOTAL_INSTANCES,
+            ],
+            metrics_granularity="1Minute",
+            tags=asg_tags(names),
+            # Scaling policies and the brake own the desired capacity, not `pulumi up`.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
+        )
+        self._scaling(name, args, group, child)
+        self.asg_name = group.name
+        self.asg_arn = group.arn
+        self.launch_template_id = template.id
+        self.role_name = role.name
+        self.register_outputs(
+            {"asg_name": group.name, "launch_template_id": template.id, "role": role.name}
+        )
+
+    def _scaling(
+        self,
+        name: str,
+        args: FleetArgs,
+        group: aws.autoscaling.Group,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        def series(
+            metric_id: str, namespace: str, name: str, key: str, value: pulumi.Input[str], how: str
+        ) -> Any:
+            return {
+                "id": metric_id,
+                "return_data": False,
+                "metric_stat": {
+                    "metric": {
+                        "namespace": namespace,
+                        "metric_name": name,
+                        "dimensions": [{"name": key, "value": value}],
+                    },
+                    "stat": how,
+                },
+            }
+
+        queue = args.job_queue_name
+        backlog: Any = {
+            "id": "backlog",
+            "label": "jobs per in-service instance",
+            "expression": "(visible + inflight) / IF(inservice > 0, inservice, 1)",
+            "return_data": True,
+        }
+        metrics = [
+            series(
+                "visible",
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                queue,
+                "Sum",
+            ),
+            series(
+                "inflight",
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesNotVisible",
+                "QueueName",
+                queue,
+                "Sum",
+            ),
+            series(
+                "inservice",
+                "AWS/AutoScaling",
+                "GroupInServiceInstances",
+                "AutoScalingGroupName",
+                args.names.asg,
+                "Average",
+            ),
+            backlog,
+        ]
+        # Backlog per instance: jobs waiting or running, divided by the instances serving them.
+        aws.autoscaling.Policy(
+            f"{name}-backlog",
+            autoscaling_group_name=group.name,
+            policy_type="TargetTrackingScaling",
+            target_tracking_configuration={
+                "target_value": JOBS_PER_INSTANCE,
+                "customized_metric_specification": {"metrics": metrics},
+            },
+            opts=child,
+        )
+        # Target tracking multiplies the current capacity, so it cannot leave zero on its own:
+        # one instance is started when jobs wait and none serve them.
+        start = aws.autoscaling.Policy(
+            f"{name}-start",
+            autoscaling_group_name=group.name,
+            policy_type="StepScaling",
+            adjustment_type="ChangeInCapacity",
+            step_adjustments=[{"metric_interval_lower_bound": "0", "scaling_adjustment": 1}],
+            opts=child,
+        )
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-start",
+            alarm_description="jobs are waiting and no instance is in service",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            evaluation_periods=1,
+            metric_queries=[
+                {
+                    "id": "visible",
+                    "metric": {
+                        "namespace": "AWS/SQS",
+                        "metric_name": "ApproximateNumberOfMessagesVisible",
+                        "dimensions": {"QueueName": args.job_queue_name},
+                        "period": 60,
+                        "stat": "Sum",
+                    },
+                },
+                {
+                    "id": "inservice",
+                    "metric": {
+                        "namespace": "AWS/AutoScaling",
+                        "metric_name": "GroupInServiceInstances",
+                        "dimensions": {"AutoScalingGroupName": args.names.asg},
+                        "period": 60,
+                        "stat": "Average",
+                    },
+                },
+                {
+                    "id": "idle_with_work",
+                    "expression": "IF(visible > 0 AND inservice == 0, 1, 0)",
+                    "return_data": True,
+                },
+            ],
+            treat_missing_data="notBreaching",
+            alarm_actions=[start.arn],
+            tags=cost_tags(args.names),
+            opts=child,
+        )

@@ -1,0 +1,150 @@
+"""Build one user's stack from a parsed :class:`~infra.config.StackConfig`.
+
+``__main__.py`` reads the config and calls :func:`build`; the tests call :func:`build` under
+``pulumi.runtime.set_mocks``. Every AWS resource is created through the one explicit provider
+made here, whose default tags put Owner/Project/Stack on everything it can reach.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.alerts import AlertsArgs, AlertTopic
+from infra.budget import CostGuard, CostGuardArgs
+from infra.config import StackConfig
+from infra.fleet import FleetArgs, SpotFleet
+from infra.guards import KeyLeakGuard, KeyLeakGuardArgs
+from infra.naming import PROJECT
+from infra.network import Network, NetworkArgs
+from infra.queue import JobQueue, JobQueueArgs
+from infra.storage import Storage, StorageArgs
+
+EXTRA_OUTPUT_KEYS = ("launch_guard_policy_arn",)
+
+
+def availability_zones(provider: aws.Provider) -> tuple[str, ...]:
+    """Available zones of the region, without Local/Wavelength zones (opt-in only)."""
+    zones = aws.get_availability_zones(
+        state="available",
+        filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
+        opts=pulumi.InvokeOptions(provider=provider),
+    )
+    return tuple(sorted(zones.names))
+
+
+def ami_id(config: StackConfig, provider: aws.Provider) -> pulumi.Output[str]:
+    """The configured AMI, or the newest available AMI of this account tagged for spotcube."""
+    if config.ami != "latest":
+        return pulumi.Output.from_input(config.ami)
+    image = aws.ec2.get_ami_output(
+        most_recent=True,
+        owners=["self"],
+        filters=[
+            {"name": "tag:Project", "values": [PROJECT]},
+            {"name": "state", "values": ["available"]},
+        ],
+        opts=pulumi.InvokeOutputOptions(provider=provider),
+    )
+    return image.id
+
+
+def build(config: StackConfig) -> dict[str, Any]:
+    """Declare every resource of the stack; return its outputs.
+
+    The keys are ``infra.naming.OUTPUT_KEYS`` (what the operator CLI reads) plus
+    ``EXTRA_OUTPUT_KEYS``.
+    """
+    names = config.names
+    provider = aws.Provider(
+        "aws",
+        region=config.region,
+        default_tags={"tags": names.cost_tags},
+    )
+    with_provider = pulumi.ResourceOptions(providers=[provider])
+    account_id = aws.get_caller_identity_output(
+        opts=pulumi.InvokeOutputOptions(provider=provider)
+    ).account_id
+
+    alerts = AlertTopic(
+        "alerts",
+        AlertsArgs(names=names, emails=config.budget.emails, topic_name=names.alerts_topic),
+        account_id=account_id,
+        opts=with_provider,
+    )
+    network = Network(
+        "network",
+        NetworkArgs(
+            names=names, region=config.region, availability_zones=availability_zones(provider)
+        ),
+        opts=with_provider,
+    )
+    storage = Storage("storage", StorageArgs(names=names, data=config.data), opts=with_provider)
+    queue = JobQueue(
+        "queue",
+        JobQueueArgs(names=names, queue=config.queue, alerts_topic_arn=alerts.topic_arn),
+        opts=with_provider,
+    )
+    image = ami_id(config, provider)
+    fleet = SpotFleet(
+        "fleet",
+        FleetArgs(
+            names=names,
+            region=config.region,
+            fleet=config.fleet,
+            ami_id=image,
+            subnet_ids=network.subnet_ids,
+            security_group_id=network.security_group_id,
+            raw_bucket_arn=storage.raw_bucket_arn,
+            raw_prefix=storage.raw_prefix,
+            products_bucket_arn=storage.products_bucket_arn,
+            products_bucket=storage.products_bucket,
+            job_queue_arn=queue.arn,
+            job_queue_url=queue.url,
+            job_queue_name=queue.name,
+            dead_letter_queue_arn=queue.dlq_arn,
+            dead_letter_queue_url=queue.dlq_url,
+            account_id=account_id,
+        ),
+        opts=with_provider,
+    )
+    cost = CostGuard(
+        "cost",
+        CostGuardArgs(
+            names=names,
+            region=config.region,
+            budget=config.budget,
+            alerts_topic_arn=alerts.topic_arn,
+            account_id=account_id,
+        ),
+        # The brake acts on the group by name: it must exist before the brake can fire.
+        opts=pulumi.ResourceOptions(providers=[provider], depends_on=[fleet]),
+    )
+    guards = KeyLeakGuard(
+        "guards",
+        KeyLeakGuardArgs(
+            names=names,
+            region=config.region,
+            instance_types=config.fleet.instance_types,
+            max_spot_vcpus=config.fleet.max_size * config.fleet.shape.vcpus,
+            alerts_topic_arn=alerts.topic_arn,
+        ),
+        account_id=account_id,
+        opts=with_provider,
+    )
+    outputs: dict[str, Any] = {
+        "region": config.region,
+        "raw_bucket": storage.raw_bucket,
+        "raw_prefix": storage.raw_prefix,
+        "products_bucket": storage.products_bucket,
+        "job_queue_url": queue.url,
+        "dead_letter_queue_url": queue.dlq_url,
+        "asg_name": fleet.asg_name,
+        "ami_id": image,
+        "budget_name": cost.budget_name,
+        "alerts_topic_arn": alerts.topic_arn,
+        "launch_guard_policy_arn": guards.launch_guard_policy_arn,
+    }
+    return outputs

@@ -1,0 +1,306 @@
+"""Checkpoints: chunks made durable in the background, then a manifest that lists them.
+
+The contract (DESIGN.md, "Manifest"): a chunk counts only when the manifest lists it, and the
+manifest is written only after every chunk it lists is durable and verified. Finished chunks
+start uploading as soon as the uploader is idle; the manifest is committed every
+``interval`` seconds, on a rebalance recommendation, and on a deadline. Work lost to an
+interruption is therefore at most the chunk in progress plus one interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest, ObsLayout
+from payload.errors import InvalidInputError, TransientError
+from payload.store import ObjectStore, faultpoint
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 300.0
+
+
+def load_manifest(
+    store: ObjectStore, layout: ObsLayout, message: JobMessage, input_identity: Mapping[str, Any]
+) -> Manifest:
+    """The observation's manifest, or a new one; refuse one made for other work.
+
+    Raises
+    ------
+    InvalidInputError
+        The stored manifest has another ``params_hash`` (other parameters or payload
+        version) or was made from an input whose identity has changed.
+    """
+    raw = store.get_bytes(layout.manifest)
+    if raw is None:
+        return Manifest.new(message, input_identity)
+    manifest = Manifest.from_json(raw)
+    if manifest.params_hash != message.params_hash:
+        raise InvalidInputError(
+            f"checkpoint s3://{store.bucket}/{layout.manifest} was made with params_hash "
+            f"{manifest.params_hash[:12]}, this job has {message.params_hash[:12]}: its chunks "
+            "are not this job's chunks. Submit under a new run id, or delete the checkpoint."
+        )
+    for name in ("etag", "size"):
+        old, new = manifest.input_identity.get(name), input_identity.get(name)
+        if old is not None and new is not None and old != new:
+            raise InvalidInputError(
+                f"input {message.input} changed since the checkpoint was made ({name} {old} "
+                f"then, {new} now); submit under a new run id"
+            )
+    return manifest
+
+
+def merge_manifests(local: Manifest, remote: Manifest) -> None:
+    """Fold into ``local`` what another worker (same message, visibility expiry) recorded.
+
+    Chunks are deterministic, so a chunk either manifest lists is valid for both; attempts
+    are kept from both so hazard estimates see every instance that tried.
+    """
+    if remote.params_hash != local.params_hash:
+        return
+    for cid, record in remote.chunks.items():
+        local.chunks.setdefault(cid, record)
+    seen = {(a.instance_id, a.start) for a in local.attempts}
+    extra = [a for a in remote.attempts if (a.instance_id, a.start) not in seen]
+    local.attempts[:0] = extra
+    local.attempts.sort(key=lambda a: a.start)
+
+
+@dataclass
+class _Pending:
+    chunk_id: str
+    path: Path
+    seconds: float
+
+
+@dataclass
+class CheckpointStats:
+    """Measurements the deadline logic and the logs use."""
+
+    chunk_seconds: list[float] = field(default_factory=list)
+    uploaded_bytes: int = 0
+    upload_seconds: float = 0.0
+    last_commit_seconds: float = 0.0
+
+    def throughput(self) -> float | None:
+        """Measured upload bytes per second, or None before the first upload."""
+        if self.upload_seconds <= 0:
+            return None
+        return self.uploaded_bytes / self.upload_seconds
+
+
+class Checkpointer:
+    """Uploads finished chunks in a background thread and commits the manifest.
+
+    Parameters
+    ----------
+    store : ObjectStore
+        The products bucket.
+    layout : ObsLayout
+        Keys of this observation.
+    manifest : Manifest
+        Loaded or new; this object owns it from now on.
+    attempt : Attempt
+        This instance's attempt, already appended to ``manifest.attempts``.
+    chunk_suffix : str
+        File extension of chunk objects.
+    interval : float
+        Seconds between manifest commits while chunks keep arriving.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        layout: ObsLayout,
+        manifest: Manifest,
+        attempt: Attempt,
+        *,
+        chunk_suffix: str,
+        interval: float = DEFAULT_INTERVAL,
+    ) -> None:
+        self.store = store
+        self.layout = layout
+        self.manifest = manifest
+        self.attempt = attempt
+        self.chunk_suffix = chunk_suffix
+        self.interval = interval
+        self.stats = CheckpointStats()
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._uploaded: dict[str, ChunkRecord] = {}  # durable, not yet in the manifest
+        self._local: dict[str, Path] = {}
+        self._state = threading.Condition()
+        self._busy = 0  # chunks submitted and not yet uploaded
+        self._commit_lock = threading.Lock()
+        self._flush_requested = threading.Event()
+        self._last_commit = time.monotonic()
+        self._thread: threading.Thread | None = None
+        for record in manifest.chunks.values():
+            if record.seconds > 0:
+                self.stats.chunk_seconds.append(record.seconds)
+
+    # --- the worker's side -------------------------------------------------------------
+
+    def start(self) -> Checkpointer:
+        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def durable(self, chunk_id: str) -> bool:
+        """True if the committed manifest lists ``chunk_id``."""
+        return chunk_id in self.manifest.chunks
+
+    def submit(self, chunk_id: str, path: Path, seconds: float) -> None:
+        """Hand over a finished chunk file; it uploads as soon as the uploader is free."""
+        self._raise_if_failed()
+        self.stats.chunk_seconds.append(seconds)
+        self._local[chunk_id] = path
+        with self._state:
+            self._busy += 1
+        self._queue.put(_Pending(chunk_id, path, seconds))
+
+    def request_flush(self) -> None:
+        """Commit as soon as the chunks in flight are durable (a rebalance recommendation)."""
+        # The uploader re-checks the flag at least every 0.1 s.
+        self._flush_requested.set()
+
+    def chunk_seconds_estimate(self) -> float | None:
+        """Mean measured chunk compute time (this attempt and earlier ones), if any."""
+        if not self.stats.chunk_seconds:
+            return None
+        return sum(self.stats.chunk_seconds) / len(self.stats.chunk_seconds)
+
+    def flush_estimate(self, extra_bytes: int = 0) -> float:
+        """Seconds a flush would take now: bytes in flight at the measured rate + a commit."""
+        rate = self.stats.throughput()
+        with self._state:
+            waiting = [
+                path
+                for cid, path in self._local.items()
+                if cid not in self.manifest.chunks and cid not in self._uploaded
+            ]
+        pending = sum(path.stat().st_size for path in waiting if path.exists())
+        upload = (pending + extra_bytes) / rate if rate else 0.0
+        return upload + 2 * self.stats.last_commit_seconds
+
+    def flush(self, timeout: float | None = None) -> float:
+        """Wait until every submitted chunk is durable, then commit; return seconds taken.
+
+        Raises
+        ------
+        TransientError
+            An upload failed beyond its retries, or the flush did not finish in ``timeout``.
+        """
+        started = time.monotonic()
+        limit = None if timeout is None else started + timeout
+        with self._state:
+            while self._busy and self.error is None:
+                remaining = None if limit is None else limit - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TransientError(f"checkpoint flush did not finish in {timeout:.1f} s")
+                self._state.wait(timeout=0.5 if remaining is None else min(0.5, remaining))
+        self._raise_if_failed()
+        self.commit()
+        return time.monotonic() - started
+
+    def local_path(self, chunk_id: str, dest_dir: Path) -> Path:
+        """A verified local copy of a durable chunk (downloaded when this attempt lacks it)."""
+        path = self._local.get(chunk_id)
+        if path is not None and path.exists():
+            return path
+        record = self.manifest.chunks[chunk_id]
+        dest = dest_dir / f"{chunk_id}.{self.chunk_suffix}"
+        return self.store.download_file(record.key, dest, sha256=record.sha256)
+
+    def commit(self) -> None:
+        """Write the manifest listing every durable chunk, merged with the stored one."""
+        with self._commit_lock:
+            started = time.monotonic()
+            with self._state:
+                fresh = dict(self._uploaded)
+            self.manifest.chunks.update(fresh)
+            self.attempt.chunks_done += len(fresh)
+            raw = self.store.get_bytes(self.layout.manifest)
+            if raw is not None:
+                merge_manifests(self.manifest, Manifest.from_json(raw))
+            if fresh:
+                faultpoint("manifest-write")
+            # put_bytes verifies size, ETag and sha256 metadata after the write.
+            self.store.put_bytes(
+                self.layout.manifest,
+                self.manifest.to_json().encode(),
+                content_type="application/json",
+            )
+            with self._state:
+                for cid in fresh:
+                    self._uploaded.pop(cid, None)
+            self._last_commit = time.monotonic()
+            self.stats.last_commit_seconds = self._last_commit - started
+            self._flush_requested.clear()
+            log.info(
+                "manifest committed: %d chunks durable (%.2f s)",
+                len(self.manifest.chunks),
+                self.stats.last_commit_seconds,
+            )
+
+    # --- the uploader thread -----------------------------------------------------------
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise TransientError(f"checkpoint upload failed: {self.error}") from self.error
+
+    def _upload(self, item: _Pending) -> None:
+        key = self.layout.chunk(item.chunk_id, self.chunk_suffix)
+        started = time.monotonic()
+        stored = self.store.put_file(key, item.path)
+        self.stats.upload_seconds += time.monotonic() - started
+        self.stats.uploaded_bytes += stored.size
+        with self._state:
+            self._uploaded[item.chunk_id] = ChunkRecord(
+                key=key, size=stored.size, sha256=stored.sha256, seconds=round(item.seconds, 3)
+            )
+
+    def _run(self) -> None:
+        # Ends when stop() enqueues None; each wait is bounded so flags are re-checked.
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                item = _Pending("", Path(), 0.0)
+            if item is None:
+                return
+            if item.chunk_id and self.error is None:
+                try:
+                    self._upload(item)
+                except Exception as exc:
+                    log.error("upload of chunk %s failed: %s", item.chunk_id, exc)
+                    self.error = exc
+                with self._state:
+                    self._busy -= 1
+                    self._state.notify_all()
+            self._maybe_commit()
+
+    def _maybe_commit(self) -> None:
+        with self._state:
+            has_new = bool(self._uploaded)
+            idle = self._busy == 0
+        due = time.monotonic() - self._last_commit >= self.interval
+        if has_new and self.error is None and (due or (self._flush_requested.is_set() and idle)):
+            try:
+                self.commit()
+            except Exception as exc:
+                log.error("manifest commit failed (will retry next interval): %s", exc)
+                self._last_commit = time.monotonic()

@@ -1,0 +1,175 @@
+"""Dirty images and PSFs per channel and polarization with ducc0's wgridder.
+
+Sign convention (pyuvdata's): uvw = ant2 - ant1 and ``V = sum I exp(+2 pi i (ul + vm +
+w(n-1)))``, which ducc0 reproduces with ``flip_u=True, flip_v=True, flip_w=False``. The
+image array is indexed ``[i, j]`` with ``l = (i - N/2) * pixsize`` (towards east, i.e.
+increasing RA) and ``m = (j - N/2) * pixsize`` (north); :mod:`payload.fitsio` turns that
+into FITS order with a SIN WCS.
+
+Images are normalised by the sum of weights, so the PSF peaks at 1 and a point source of
+S Jy at a pixel centre reads S Jy/beam. ``divide_by_n=False``: a point source's visibility
+carries its flux S (not S/n), so dividing by n would bias fluxes away from the centre.
+
+ducc0 is called with ``nthreads=1`` per image and several images run side by side in a
+thread pool: ducc0's multithreaded gridding adds per-thread grids in a varying order, so its
+output is not bit-reproducible, while one thread per call is (products must be
+byte-identical whatever process ran a chunk).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import ducc0
+import numpy as np
+import numpy.typing as npt
+
+from payload.params import ImagingParams
+from payload.reading import C_M_S, ObservationInfo, VisChunk
+
+FLIPS = {"flip_u": True, "flip_v": True, "flip_w": False}
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Image size (pixels per side) and pixel size (radians)."""
+
+    npix: int
+    pixsize_rad: float
+
+    @property
+    def pixsize_arcsec(self) -> float:
+        return math.degrees(self.pixsize_rad) * 3600.0
+
+
+def choose_geometry(info: ObservationInfo, params: ImagingParams) -> ImageGeometry:
+    """Pixel scale from the longest baseline, image size from the field of view.
+
+    Either is taken from ``params`` when given there.
+    """
+    if params.pixel_scale_arcsec is not None:
+        pixsize = math.radians(params.pixel_scale_arcsec / 3600.0)
+    else:
+        max_uv_lambda = info.max_uv_m * float(info.freq_hz.max()) / C_M_S
+        pixsize = 1.0 / (params.pixels_per_beam * max(max_uv_lambda, 1.0))
+    if params.image_size is not None:
+        npix = params.image_size
+    else:
+        wanted = max(32, math.ceil(math.radians(params.fov_deg) / pixsize))
+        npix = int(ducc0.fft.good_size(wanted))
+        npix += npix % 2
+    return ImageGeometry(npix=npix, pixsize_rad=pixsize)
+
+
+def uniform_weights(
+    uvw_m: npt.NDArray[np.float64],
+    freq_hz: float,
+    weights: npt.NDArray[np.float64],
+    geometry: ImageGeometry,
+) -> npt.NDArray[np.float64]:
+    """Uniform weights for one channel: each weight divided by its uv cell's weight sum.
+
+    Cells are those of the image's Fourier grid (size 1 / field of view); a visibility and
+    its Hermitian mirror share a cell count, as both land on the grid.
+    """
+    cell = 1.0 / (geometry.npix * geometry.pixsize_rad)
+    n = geometry.npix
+    u = uvw_m[:, 0] * freq_hz / C_M_S / cell
+    v = uvw_m[:, 1] * freq_hz / C_M_S / cell
+    iu = np.rint(u).astype(np.int64)
+    iv = np.rint(v).astype(np.int64)
+    # Fold (u, v) and (-u, -v) onto one half-plane so both copies share their cell.
+    flip = (iv < 0) | ((iv == 0) & (iu < 0))
+    iu = np.where(flip, -iu, iu) % n
+    iv = np.where(flip, -iv, iv) % n
+    index = iu * n + iv
+    sums = np.bincount(index, weights=weights, minlength=n * n)
+    density = sums[index]
+    return np.where(weights > 0, weights / np.where(density > 0, density, 1.0), 0.0)
+
+
+def dirty_image(
+    uvw_m: npt.NDArray[np.float64],
+    freq_hz: float,
+    vis: npt.NDArray[np.complex128],
+    weights: npt.NDArray[np.float64],
+    geometry: ImageGeometry,
+    *,
+    wgridding: bool = True,
+    epsilon: float = 1e-6,
+) -> npt.NDArray[np.float64]:
+    """Unnormalised dirty image ``sum_k w_k V_k exp(+2 pi i (u l + v m + w (n-1)))``."""
+    return np.asarray(
+        ducc0.wgridder.experimental.vis2dirty(
+            uvw=uvw_m,
+            freq=np.asarray([freq_hz], dtype=np.float64),
+            vis=np.ascontiguousarray(vis.reshape(-1, 1)),
+            wgt=np.ascontiguousarray(weights.reshape(-1, 1)),
+            npix_x=geometry.npix,
+            npix_y=geometry.npix,
+            pixsize_x=geometry.pixsize_rad,
+            pixsize_y=geometry.pixsize_rad,
+            epsilon=epsilon,
+            do_wgridding=wgridding,
+            nthreads=1,
+            divide_by_n=False,
+            **FLIPS,
+        ),
+        dtype=np.float64,
+    )
+
+
+@dataclass(frozen=True)
+class ChunkImages:
+    """Dirty and PSF cubes of one chunk, per polarization: (n_channels, N, N) each."""
+
+    dirty: dict[str, npt.NDArray[np.float32]]
+    psf: dict[str, npt.NDArray[np.float32]]
+    weight_sum: dict[str, npt.NDArray[np.float64]]  # (n_channels,)
+
+
+def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams) -> ChunkImages:
+    """Image every channel and polarization of a chunk (dirty + PSF, normalised)."""
+    n_chan = len(chunk.freq_hz)
+    tasks = [(pol, c) for pol in params.polarizations for c in range(n_chan)]
+
+    def run(
+        task: tuple[str, int],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+        pol, c = task
+        freq = float(chunk.freq_hz[c])
+        weight = chunk.weights[pol][:, c]
+        if params.weighting == "uniform":
+            weight = uniform_weights(chunk.uvw_m, freq, weight, geometry)
+        total = float(weight.sum())
+        if total <= 0:
+            empty = np.zeros((geometry.npix, geometry.npix))
+            return empty, empty, 0.0
+        ones = np.ones(len(weight), dtype=np.complex128)
+        dirty, psf = (
+            dirty_image(
+                chunk.uvw_m,
+                freq,
+                values,
+                weight,
+                geometry,
+                wgridding=params.wgridding,
+                epsilon=params.epsilon,
+            )
+            for values in (chunk.vis[pol][:, c], ones)
+        )
+        return dirty / total, psf / total, total
+
+    with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
+        results = list(pool.map(run, tasks))
+    dirty: dict[str, npt.NDArray[np.float32]] = {}
+    psf: dict[str, npt.NDArray[np.float32]] = {}
+    weight_sum: dict[str, npt.NDArray[np.float64]] = {}
+    for pol in params.polarizations:
+        mine = [results[k] for k, (p, _) in enumerate(tasks) if p == pol]
+        dirty[pol] = np.stack([r[0] for r in mine]).astype(np.float32)
+        psf[pol] = np.stack([r[1] for r in mine]).astype(np.float32)
+        weight_sum[pol] = np.asarray([r[2] for r in mine], dtype=np.float64)
+    return ChunkImages(dirty=dirty, psf=psf, weight_sum=weight_sum)

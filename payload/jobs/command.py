@@ -1,0 +1,292 @@
+"""``command`` jobs: run any program (an IDL/FHD or SSINS pipeline) resumably on spot.
+
+The program runs in a working directory restored from S3 at start. While it runs, files
+that are *closed and unchanged since the previous scan* are synced to S3 with their SHA-256,
+on the checkpoint interval, on a rebalance recommendation and on a termination notice; a
+file still open, or still changing, is never uploaded half-written. An index listing every
+synced file is written after the files it lists are durable (the manifest contract, applied
+to a directory). The program's own step files make it resumable: restored, it skips the
+steps whose outputs are there.
+
+Parameters (``message.params``)
+-------------------------------
+argv : list of str
+    The program and its arguments (required).
+env : dict, optional
+    Extra environment variables.
+products : list of str, optional
+    Glob patterns, relative to the working directory, of the products (default
+    ``["products/*"]``), uploaded when the program exits 0.
+invalid_exit_codes : list of int, optional
+    Exit codes that mean bad input: the job fails for good (default ``[65]``). Any other
+    non-zero exit is transient.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from payload.errors import InvalidInputError, PreemptedError, TransientError
+from payload.outcomes import Outcome
+from payload.store import ObjectStore, file_digests
+
+if TYPE_CHECKING:
+    from payload.worker import _JobRun
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "workdir-index.json"
+_MAX_FILES = 100_000  # a working directory with more files than this is a mistake
+_STOP_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class CommandParams:
+    """Validated parameters of a command job."""
+
+    argv: list[str]
+    env: dict[str, str]
+    products: list[str]
+    invalid_exit_codes: frozenset[int]
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> CommandParams:
+        argv = params.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise InvalidInputError("command job parameter argv must be a non-empty list of strings")
+        env = params.get("env", {})
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise InvalidInputError("command job parameter env must map strings to strings")
+        products = params.get("products", ["products/*"])
+        if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
+            raise InvalidInputError("command job parameter products must be a list of globs")
+        codes = params.get("invalid_exit_codes", [65])
+        if not isinstance(codes, list) or not all(isinstance(c, int) for c in codes):
+            raise InvalidInputError("command job parameter invalid_exit_codes must be integers")
+        return cls(argv, dict(env), list(products), frozenset(codes))
+
+
+FileStat = tuple[int, int]  # size, mtime_ns
+
+
+def open_files(session: int) -> set[Path] | None:
+    """Files held open by any process of ``session`` (Linux ``/proc``); None elsewhere."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    held: set[Path] = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Field 6 of /proc/PID/stat is the session id; the comm field may hold spaces,
+            # so split after its closing parenthesis.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != session:
+                continue
+            for fd in (entry / "fd").iterdir():
+                held.add(Path(os.readlink(fd)))
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    return held
+
+
+class WorkdirSync:
+    """Restores a working directory from S3 and syncs its settled files back.
+
+    Parameters
+    ----------
+    store : ObjectStore
+        The products bucket.
+    prefix : str
+        Key prefix of the synced files (``ObsLayout.workdir_prefix``).
+    index_key : str
+        Key of the index of synced files.
+    root : Path
+        The local working directory.
+    """
+
+    def __init__(self, store: ObjectStore, prefix: str, index_key: str, root: Path) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.index_key = index_key
+        self.root = root
+        self.index: dict[str, dict[str, Any]] = {}  # relpath -> size, sha256, stat
+        self._previous: dict[str, FileStat] = {}
+        self._closed_before: set[str] = set()
+        self.last_sync = time.monotonic()
+
+    def restore(self) -> int:
+        """Download every indexed file (verified); return how many."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        raw = self.store.get_bytes(self.index_key)
+        if raw is None:
+            return 0
+        self.index = json.loads(raw)["files"]
+        for rel, entry in self.index.items():
+            dest = self.root / rel
+            self.store.download_file(self.prefix + rel, dest, sha256=entry["sha256"])
+            stat = dest.stat()
+            entry["stat"] = [stat.st_size, stat.st_mtime_ns]
+        return len(self.index)
+
+    def changed(self) -> list[str]:
+        """Every file whose size or mtime differs from what was last synced."""
+        return sorted(
+            rel for rel, stat in self.walk().items()
+            if self.index.get(rel, {}).get("stat") != list(stat)
+        )
+
+    def walk(self) -> dict[str, FileStat]:
+        """``relpath -> (size, mtime_ns)`` of every regular file under the root."""
+        found: dict[str, FileStat] = {}
+        for count, path in enumerate(sorted(self.root.rglob("*"))):
+            if count >= _MAX_FILES:
+                raise InvalidInputError(f"{self.root} holds more than {_MAX_FILES} files")
+            if path.is_file() and not path.is_symlink():
+                stat = path.stat()
+                found[path.relative_to(self.root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+        return found
+
+    def scan(self, held: set[Path] | None) -> list[str]:
+        """Files settled since the previous scan and not yet synced in this state.
+
+        Settled: closed at the previous scan and now, with the same size and mtime.
+        """
+        now = self.walk()
+        closed = {
+            rel for rel in now if held is None or (self.root / rel).resolve() not in held
+        }
+        ready = [
+            rel
+            for rel, stat in now.items()
+            if rel in closed
+            and rel in self._closed_before
+            and self._previous.get(rel) == stat
+            and self.index.get(rel, {}).get("stat") != list(stat)
+        ]
+        self._previous, self._closed_before = now, closed
+        return ready
+
+    def sync(self, names: Iterable[str]) -> int:
+        """Upload ``names`` (verified), then the index; return how many were uploaded."""
+        uploaded = 0
+        for rel in names:
+            path = self.root / rel
+            before = path.stat()
+            size, sha, _md5 = file_digests(path)
+            after = path.stat()
+            if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+                continue  # changed while we read it: not settled after all
+            stored = self.store.put_file(self.prefix + rel, path)
+            if stored.sha256 != sha:
+                continue
+            self.index[rel] = {
+                "size": size,
+                "sha256": sha,
+                "stat": [after.st_size, after.st_mtime_ns],
+            }
+            uploaded += 1
+        if uploaded:
+            doc = {"schema": 1, "files": self.index}
+            self.store.put_bytes(self.index_key, json.dumps(doc, indent=1).encode())
+        self.last_sync = time.monotonic()
+        return uploaded
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the program's session, then SIGKILL after a grace period."""
+    for sig, wait in ((signal.SIGTERM, _STOP_SECONDS), (signal.SIGKILL, 5.0)):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_command_job(run: _JobRun) -> Outcome:
+    """Run a command job for the worker; raises like a chunked job on every other outcome."""
+    params = CommandParams.parse(run.message.params)
+    assert run.manifest is not None
+    layout = run.layout
+    root = run.dir / "work"
+    sync = WorkdirSync(
+        run.store, layout.workdir_prefix, f"{layout.prefix}checkpoint/{INDEX_NAME}", root
+    )
+    restored = sync.restore()
+    if restored:
+        log.info("restored %d files of the working directory from S3", restored)
+    run.store.put_bytes(layout.manifest, run.manifest.to_json().encode())  # record the attempt
+    program_log = (run.dir / "program.log").open("ab")
+    try:
+        process = subprocess.Popen(
+            params.argv,
+            cwd=root,
+            env={**os.environ, **params.env},
+            stdout=program_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own session: signals and open-file checks cover children
+        )
+    except OSError as exc:
+        raise InvalidInputError(f"cannot start {params.argv[0]!r}: {exc}") from None
+    try:
+        status = _supervise(run, process, sync)
+    finally:
+        _stop(process)
+        program_log.close()
+    if status in params.invalid_exit_codes:
+        raise InvalidInputError(f"{params.argv[0]} exited {status}: the input is not usable")
+    if status != 0:
+        raise TransientError(f"{params.argv[0]} exited {status}")
+    # The program has exited: every file is closed and final.
+    sync.sync(sync.changed())
+    products = sorted(
+        {p for pattern in params.products for p in root.glob(pattern) if p.is_file()}
+    )
+    return run.publish(products)
+
+
+def _supervise(run: _JobRun, process: subprocess.Popen[bytes], sync: WorkdirSync) -> int:
+    """Scan and sync until the program exits; on a notice sync what is settled and stop."""
+    watcher = run.worker.watcher
+    interval = run.config.checkpoint_interval
+    scan_every = min(2.0, max(0.1, interval / 2))
+    next_scan = time.monotonic()
+    # Bounded by the program's own run time or by a termination notice.
+    while True:
+        status = process.poll()
+        if status is not None:
+            return status
+        now = time.monotonic()
+        if watcher.terminating.is_set():
+            # Program time since the last sync is at risk: what the next attempt may redo.
+            at_risk = now - sync.last_sync
+            uploaded = sync.sync(sync.scan(open_files(process.pid)))
+            run.attempt.lost_seconds = round(at_risk, 3)
+            log.warning("notice: synced %d settled files; stopping the program", uploaded)
+            _stop(process)
+            raise PreemptedError("termination notice during a command job")
+        if now >= next_scan:
+            ready = sync.scan(open_files(process.pid))
+            due = now - sync.last_sync >= interval or watcher.rebalance.is_set()
+            if ready and due:
+                watcher.rebalance.clear()
+                sync.sync(ready)
+            next_scan = now + scan_every
+        time.sleep(0.05)

@@ -1,0 +1,236 @@
+"""The ``image`` job: image cube, PSF cube, uv cube and power spectrum of one observation.
+
+Chunks are contiguous frequency ranges of ``chunk_channels`` channels, named
+``ch00000-00008`` (start and stop channel). A chunk file (HDF5) holds the chunk's dirty and
+PSF images, weight sums and gridded uv planes for every polarization; it depends only on
+the input file, the params and the chunk's channels, and is written with no timestamps, so
+a chunk computed by any process is byte-identical. ``combine`` reads the chunk files in
+channel order and writes the products (through a temporary directory, renamed into place,
+so a failure never leaves half a product):
+
+``image_cube.fits``, ``psf_cube.fits``, ``uvcube.h5``, ``powerspec.h5``, ``powerspec.png``,
+``image.png`` and ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from payload.errors import InvalidInputError
+from payload.fitsio import image_to_fits_order, write_cube
+from payload.imaging import ImageGeometry, choose_geometry, image_chunk
+from payload.jobs.base import JobContext
+from payload.params import ImagingParams
+from payload.plots import plot_image, plot_power_spectrum
+from payload.powerspec import compute_power_spectrum
+from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
+from payload.reading import (
+    ObservationInfo,
+    check_not_fully_flagged,
+    prepare_input,
+    read_chunk,
+    read_info,
+)
+from payload.uvcube import UVCube, UVGrid, grid_chunk
+
+PRODUCTS = (
+    "image_cube.fits",
+    "psf_cube.fits",
+    "uvcube.h5",
+    "powerspec.h5",
+    "powerspec.png",
+    "image.png",
+    "provenance.json",
+)
+_CHUNK_ID = re.compile(r"^ch(\d{5})-(\d{5})$")
+_H5: dict[str, Any] = {"track_times": False}
+
+
+class ImageJob:
+    """Chunked imaging of one observation (see the module docstring)."""
+
+    chunk_suffix = "h5"
+
+    def __init__(self, context: JobContext) -> None:
+        self.context = context
+        self.params = ImagingParams.from_mapping(context.message.params)
+        self.provenance = job_provenance(
+            context.provenance, params_hash=context.message.params_hash, kind="image"
+        )
+
+    @cached_property
+    def info(self) -> ObservationInfo:
+        """Input metadata, checked once (fetching and converting the input if needed)."""
+        local = Path(self.context.fetch(self.context.message.input))
+        uvh5 = prepare_input(local, self.context.workdir / "input-cache")
+        info = read_info(uvh5, source=local)
+        check_not_fully_flagged(info)
+        if info.n_freqs < 4:
+            raise InvalidInputError(
+                f"{local}: has {info.n_freqs} channel(s); a power spectrum needs 4"
+            )
+        steps = np.diff(info.freq_hz)
+        if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-3) or steps[0] <= 0:
+            raise InvalidInputError(f"{local}: channels are not evenly spaced in frequency")
+        return info
+
+    @cached_property
+    def geometry(self) -> ImageGeometry:
+        return choose_geometry(self.info, self.params)
+
+    def chunk_ids(self) -> list[str]:
+        n = self.info.n_freqs
+        step = self.params.chunk_channels
+        return [f"ch{start:05d}-{min(start + step, n):05d}" for start in range(0, n, step)]
+
+    def _channels(self, chunk_id: str) -> range:
+        match = _CHUNK_ID.match(chunk_id)
+        if not match or chunk_id not in self.chunk_ids():
+            raise InvalidInputError(f"chunk id {chunk_id!r} is not a chunk of this job")
+        return range(int(match.group(1)), int(match.group(2)))
+
+    def run_chunk(self, chunk_id: str, out_path: Path) -> None:
+        """Image and grid one frequency chunk into ``out_path`` (HDF5)."""
+        channels = self._channels(chunk_id)
+        chunk = read_chunk(self.info, channels, self.params.polarizations)
+        images = image_chunk(chunk, self.geometry, self.params)
+        grid = UVGrid.from_params(self.params)
+        uv_vis, uv_weights = grid_chunk(
+            chunk, grid, self.params, max_freq_hz=float(self.info.freq_hz.max())
+        )
+        pols = self.params.polarizations
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_path.parent, suffix=".chunk.tmp")
+        os.close(fd)
+        try:
+            with h5py.File(tmp, "w", track_order=True) as handle:
+                handle.attrs["chunk_id"] = chunk_id
+                handle.attrs["params_hash"] = self.provenance["params_hash"]
+                handle.attrs["npix"] = self.geometry.npix
+                handle.attrs["pixsize_rad"] = self.geometry.pixsize_rad
+                handle.create_dataset("freq_hz", data=chunk.freq_hz, **_H5)
+                handle.create_dataset(
+                    "dirty", data=np.stack([images.dirty[p] for p in pols]), **_H5
+                )
+                handle.create_dataset("psf", data=np.stack([images.psf[p] for p in pols]), **_H5)
+                handle.create_dataset(
+                    "weight_sum", data=np.stack([images.weight_sum[p] for p in pols]), **_H5
+                )
+                handle.create_dataset("uv_vis", data=uv_vis, **_H5)
+                handle.create_dataset("uv_weights", data=uv_weights, **_H5)
+            os.replace(tmp, out_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _read_chunks(self, chunk_paths: Mapping[str, Path]) -> dict[str, npt.NDArray[Any]]:
+        missing = [c for c in self.chunk_ids() if c not in chunk_paths]
+        if missing:
+            raise InvalidInputError(f"cannot combine: chunk(s) {', '.join(missing)} missing")
+        parts: dict[str, list[npt.NDArray[Any]]] = {
+            k: [] for k in ("freq_hz", "dirty", "psf", "weight_sum", "uv_vis", "uv_weights")
+        }
+        for chunk_id in self.chunk_ids():
+            path = Path(chunk_paths[chunk_id])
+            try:
+                with h5py.File(path, "r") as handle:
+                    if handle.attrs["params_hash"] != self.provenance["params_hash"]:
+                        raise InvalidInputError(f"{path}: chunk was made with other params")
+                    if int(handle.attrs["npix"]) != self.geometry.npix:
+                        raise InvalidInputError(f"{path}: chunk has another image size")
+                    for key in parts:
+                        parts[key].append(np.asarray(handle[key][()]))
+            except (OSError, KeyError) as exc:
+                raise InvalidInputError(f"{path}: chunk file unreadable ({exc})") from None
+        axis = {"freq_hz": 0}
+        return {k: np.concatenate(v, axis=axis.get(k, 1)) for k, v in parts.items()}
+
+    def combine(self, chunk_paths: Mapping[str, Path], out_dir: Path) -> list[Path]:
+        """Write every product from the chunk files (all or nothing)."""
+        data = self._read_chunks(chunk_paths)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".products-"))
+        try:
+            self._write_products(data, staging)
+            paths = []
+            for name in PRODUCTS:
+                os.replace(staging / name, out_dir / name)
+                paths.append(out_dir / name)
+            return paths
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _write_products(self, data: Mapping[str, npt.NDArray[Any]], staging: Path) -> None:
+        info, geometry, params = self.info, self.geometry, self.params
+        pols = params.polarizations
+        freq = data["freq_hz"]
+        cards = fits_cards(self.provenance) | {
+            "WEIGHTNG": params.weighting,
+            "WGRIDDNG": params.wgridding,
+            "TELESCOP": info.telescope,
+        }
+        common: dict[str, Any] = {
+            "order": pols,
+            "npix": geometry.npix,
+            "pixsize_rad": geometry.pixsize_rad,
+            "ra_deg": info.phase_center_ra_deg,
+            "dec_deg": info.phase_center_dec_deg,
+            "freq_hz": freq,
+            "frame": info.phase_center_frame,
+        }
+        dirty = {p: data["dirty"][k] for k, p in enumerate(pols)}
+        psf = {p: data["psf"][k] for k, p in enumerate(pols)}
+        write_cube(staging / "image_cube.fits", dirty, bunit="Jy/beam", extra=cards, **common)
+        write_cube(staging / "psf_cube.fits", psf, bunit="", extra=cards, **common)
+
+        attrs = hdf5_attrs(self.provenance)
+        grid = UVGrid.from_params(params)
+        identity = self.provenance["input_identity"]
+        cube = UVCube(
+            vis=data["uv_vis"],
+            weights=data["uv_weights"],
+            freq_hz=freq,
+            polarizations=pols,
+            grid=grid,
+            stack_params=params.stack_params(),
+            observations=[json.loads(identity) if identity.startswith("{") else identity],
+        )
+        cube.write(staging / "uvcube.h5", attrs=attrs)
+        ps = compute_power_spectrum(cube, n_k_bins=params.n_k_bins)
+        ps.write(staging / "powerspec.h5", attrs=attrs)
+        show = pols.index("I") if "I" in pols else 0
+        plot_power_spectrum(ps, staging / "powerspec.png", pol_index=show)
+        weights = data["weight_sum"][show]
+        total = float(weights.sum())
+        mfs = (
+            np.tensordot(weights / total, data["dirty"][show], axes=1)
+            if total > 0
+            else data["dirty"][show].mean(axis=0)
+        ).astype(np.float32)
+        plot_image(
+            image_to_fits_order(mfs),
+            staging / "image.png",
+            title=f"Dirty image, {pols[show]}, {freq[0] / 1e6:.2f}-{freq[-1] / 1e6:.2f} MHz",
+            pixsize_deg=float(np.degrees(geometry.pixsize_rad)),
+        )
+        write_provenance_json(
+            staging / "provenance.json",
+            self.provenance,
+            instance_id=self.context.provenance.get("instance_id", "local"),
+            params=params.to_dict(),
+            products=list(PRODUCTS),
+        )

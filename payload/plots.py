@@ -1,0 +1,101 @@
+"""PNG figures of the products: the power spectra and a dirty image.
+
+Figures are byte-deterministic: the Agg backend, fixed size and DPI, and PNG metadata set
+explicitly (no software version string or timestamp that could differ between runs).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
+
+from payload.powerspec import PowerSpectrum
+
+PNG_METADATA = {"Software": "spotcube"}
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def plot_power_spectrum(ps: PowerSpectrum, path: Path, *, pol_index: int = 0) -> None:
+    """Cylindrical spectrum with the horizon line, and the spherical spectrum."""
+    fig, (ax_cyl, ax_sph) = plt.subplots(1, 2, figsize=(11, 4.5))
+    pol = ps.polarizations[pol_index]
+    cyl = ps.p_cyl[pol_index].T  # (k_par, k_perp)
+    positive = cyl[np.isfinite(cyl) & (cyl > 0)]
+    if positive.size:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shown = np.log10(np.where(np.isfinite(cyl) & (cyl > 0), cyl, np.nan))
+        k_par_edges = _edges(ps.k_par)
+        mesh = ax_cyl.pcolormesh(
+            ps.k_perp_edges, k_par_edges, shown, shading="flat", cmap="viridis"
+        )
+        fig.colorbar(mesh, ax=ax_cyl, label="log10 P [mK$^2$ Mpc$^3$]")
+    kp = np.linspace(0, float(ps.k_perp_edges[-1]), 50)
+    ax_cyl.plot(kp, ps.horizon_slope * kp, "w-", lw=1.5, label="horizon")
+    ax_cyl.plot(kp, ps.horizon_slope * kp + ps.wedge_buffer, "w--", lw=1, label="horizon + buffer")
+    ax_cyl.set_xlim(0, float(ps.k_perp_edges[-1]))
+    ax_cyl.set_ylim(0, float(ps.k_par[-1]))
+    ax_cyl.set_xlabel("$k_\\perp$ [Mpc$^{-1}$]")
+    ax_cyl.set_ylabel("$k_\\parallel$ [Mpc$^{-1}$]")
+    ax_cyl.set_title(f"Cylindrical power, {pol}, z = {ps.scales.z:.2f}")
+    ax_cyl.legend(loc="upper left", fontsize=8)
+    centres = np.sqrt(ps.k_edges[:-1] * ps.k_edges[1:])
+    for values, label in (
+        (ps.p_sph[pol_index], "all modes"),
+        (ps.p_sph_window[pol_index], "outside wedge"),
+    ):
+        good = np.isfinite(values) & (values > 0)
+        if good.any():
+            ax_sph.loglog(centres[good], values[good], "o-", label=label)
+    ax_sph.set_xlabel("$k$ [Mpc$^{-1}$]")
+    ax_sph.set_ylabel("P(k) [mK$^2$ Mpc$^3$]")
+    ax_sph.set_title("Spherical power (Planck18, k in Mpc$^{-1}$)")
+    ax_sph.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _edges(centres: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    step = float(centres[1] - centres[0]) if len(centres) > 1 else 1.0
+    return np.concatenate([centres - step / 2, [centres[-1] + step / 2]]).clip(min=0)
+
+
+def plot_image(
+    image_fits_order: npt.NDArray[np.float32],
+    path: Path,
+    *,
+    title: str,
+    pixsize_deg: float,
+) -> None:
+    """One image plane (FITS (y, x) order), east to the left, offsets in degrees."""
+    n = image_fits_order.shape[-1]
+    half = n * pixsize_deg / 2
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    finite = image_fits_order[np.isfinite(image_fits_order)]
+    vmax = float(np.percentile(np.abs(finite), 99.9)) if finite.size else 1.0
+    vmax = vmax if vmax > 0 and math.isfinite(vmax) else 1.0
+    im = ax.imshow(
+        image_fits_order,
+        origin="lower",
+        cmap="inferno",
+        vmin=-0.1 * vmax,
+        vmax=vmax,
+        extent=(half, -half, -half, half),
+    )
+    fig.colorbar(im, ax=ax, label="Jy/beam")
+    ax.set_xlabel("RA offset [deg] (east left)")
+    ax.set_ylabel("Dec offset [deg]")
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)

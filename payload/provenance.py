@@ -1,0 +1,100 @@
+"""Provenance recorded in every product.
+
+FITS headers and HDF5 attributes carry job-level facts only (payload version, params hash,
+input identity, git commit, AMI id), so products of an interrupted and resumed job are
+byte-identical to an uninterrupted run. The instance id differs between attempts and goes
+only into ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from payload import __version__
+
+_UNKNOWN = "unknown"
+
+
+def local_git_commit() -> str:
+    """Commit of the payload's source tree when it is a git checkout, else ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return _UNKNOWN
+    return result.stdout.strip() if result.returncode == 0 else _UNKNOWN
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """sha256 and size of a file, or of a directory's files (a Measurement Set)."""
+    digest = hashlib.sha256()
+    size = 0
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+    return {"name": path.name, "size": size, "sha256": digest.hexdigest()}
+
+
+def job_provenance(
+    context_provenance: Mapping[str, str], *, params_hash: str, kind: str
+) -> dict[str, str]:
+    """Job-level provenance: the same for every attempt at a job."""
+    return {
+        "payload_version": __version__,
+        "job_kind": kind,
+        "params_hash": params_hash,
+        "input_identity": context_provenance.get("input_identity", _UNKNOWN),
+        "git_commit": context_provenance.get("git_commit", _UNKNOWN),
+        "ami_id": context_provenance.get("ami_id", _UNKNOWN),
+    }
+
+
+def fits_cards(provenance: Mapping[str, str]) -> dict[str, Any]:
+    """FITS cards for provenance (long strings become CONTINUE cards)."""
+    return {
+        "ORIGIN": "spotcube",
+        "PAYLVER": provenance["payload_version"],
+        "PARAMHSH": provenance["params_hash"],
+        "GITCOMMT": provenance["git_commit"],
+        "AMI_ID": provenance["ami_id"],
+        "INPUTID": provenance["input_identity"],
+    }
+
+
+def hdf5_attrs(provenance: Mapping[str, str]) -> dict[str, str]:
+    """HDF5 attributes for provenance (prefixed so they cannot clash)."""
+    return {f"provenance_{key}": value for key, value in provenance.items()}
+
+
+def write_provenance_json(
+    path: Path,
+    provenance: Mapping[str, str],
+    *,
+    instance_id: str,
+    params: Mapping[str, Any],
+    products: list[str],
+) -> None:
+    """``provenance.json``: job provenance, params, products, and the instance id."""
+    doc = {
+        **provenance,
+        "params": dict(params),
+        "products": products,
+        "instance_id": instance_id,
+    }
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,293 @@
+"""Read interferometer files with pyuvdata, one frequency chunk at a time.
+
+uvh5 files are read directly with partial reads (``freq_chans=``), which cost only the
+chunk's share of the file. Every other format pyuvdata reads (uvfits, Measurement Sets,
+MWA raw correlator files given as a directory of metafits + gpubox files, Miriad) is read
+once, converted to a uvh5 file in the job's cache directory, and then read like uvh5: "read
+once and split", with a cache that later chunks in the same process reuse.
+
+Anything wrong with the input becomes an :class:`~payload.errors.InvalidInputError` whose
+message starts with the file name and says what is wrong: missing, empty, truncated, not a
+format pyuvdata knows, no XX/YY data, no cross-correlations, several phase centres, or
+every visibility flagged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from payload.errors import InvalidInputError
+from payload.sites import install_offline_sites
+
+install_offline_sites()
+
+from pyuvdata import UVData  # noqa: E402
+
+C_M_S = 299_792_458.0
+XX, YY = -5, -6
+POL_CODES = {"XX": XX, "YY": YY}
+_FLAG_SCAN_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class ObservationInfo:
+    """Metadata of one observation (no visibilities)."""
+
+    path: Path  # the uvh5 file that is read (the input, or its cached conversion)
+    source: Path  # the file the user gave
+    freq_hz: npt.NDArray[np.float64]
+    channel_width_hz: float
+    n_baselines: int
+    n_times: int
+    phase_center_ra_deg: float
+    phase_center_dec_deg: float
+    phase_center_frame: str
+    projected: bool
+    max_uv_m: float  # longest projected cross-correlation baseline (metres)
+    telescope: str
+
+    @property
+    def n_freqs(self) -> int:
+        return len(self.freq_hz)
+
+
+@dataclass(frozen=True)
+class VisChunk:
+    """Cross-correlation visibilities of some channels, ready to grid.
+
+    ``vis[pol]`` and ``weights[pol]`` have shape (n_rows, n_channels); a weight is the
+    visibility's nsamples, or 0 where it is flagged. ``I`` is pseudo-Stokes (XX + YY) / 2,
+    weighted by the smaller nsamples of the two and flagged where either is.
+    """
+
+    uvw_m: npt.NDArray[np.float64]
+    freq_hz: npt.NDArray[np.float64]
+    vis: dict[str, npt.NDArray[np.complex128]]
+    weights: dict[str, npt.NDArray[np.float64]]
+
+
+def _fail(path: Path, problem: str) -> InvalidInputError:
+    return InvalidInputError(f"{path}: {problem}")
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise _fail(path, "file does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise _fail(path, "file is empty (0 bytes)")
+    if path.is_dir() and not any(path.iterdir()):
+        raise _fail(path, "directory is empty")
+
+
+def _is_uvh5(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as handle:
+            return "Header" in handle and "Data" in handle
+    except OSError:
+        return False
+
+
+def _pyuvdata_target(path: Path) -> str | list[str]:
+    """What to hand pyuvdata: a file, a Measurement Set, or MWA raw files in a directory."""
+    if path.is_dir() and not (path / "table.dat").exists():
+        files = sorted(
+            str(p)
+            for p in path.iterdir()
+            if p.suffix in (".metafits", ".mwaf") or "gpubox" in p.name or p.name.endswith("_ch")
+        )
+        if not files:
+            raise _fail(path, "directory is neither a Measurement Set nor MWA raw files")
+        return files
+    return str(path)
+
+
+def prepare_input(path: str | Path, cache_dir: str | Path) -> Path:
+    """Return a uvh5 file holding the observation at ``path``.
+
+    uvh5 input is returned as it is. Other formats are read once and written to
+    ``cache_dir`` (atomically, so a crash never leaves a half-written cache).
+    """
+    path = Path(path)
+    _check_exists(path)
+    if _is_uvh5(path):
+        return path
+    if path.is_file() and path.suffix in (".uvh5", ".h5", ".hdf5"):
+        raise _fail(path, "is not a readable uvh5 file (truncated or corrupt HDF5)")
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    cache = Path(cache_dir) / f"{key[:24]}.uvh5"
+    if cache.exists():
+        return cache
+    uvd = _read_uvdata(path)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".uvh5.tmp")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            uvd.write_uvh5(tmp, clobber=True, run_check=False)
+        os.replace(tmp, cache)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return cache
+
+
+def _read_uvdata(path: Path, **select: object) -> UVData:
+    uvd = UVData()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Our own checks follow; pyuvdata's LST check would load the IERS tables (seconds).
+            uvd.read(_pyuvdata_target(path), run_check_acceptability=False, **select)
+    except InvalidInputError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _fail(path, f"cannot be read as interferometer data ({reason})") from None
+    return uvd
+
+
+def read_info(path: str | Path, *, source: str | Path | None = None) -> ObservationInfo:
+    """Read and check the metadata of a uvh5 file (see :func:`prepare_input`)."""
+    path = Path(path)
+    shown = Path(source) if source is not None else path
+    _check_exists(path)
+    uvd = _read_uvdata(path, read_data=False)
+    try:
+        return _info_from(uvd, path, shown)
+    except InvalidInputError as exc:
+        raise _fail(shown, str(exc)) from None
+
+
+def _info_from(uvd: UVData, path: Path, shown: Path) -> ObservationInfo:
+    if uvd.Nblts == 0 or uvd.Nfreqs == 0:
+        raise InvalidInputError("holds no visibilities")
+    pols = set(int(p) for p in uvd.polarization_array)
+    if not {XX, YY} & pols:
+        raise InvalidInputError(
+            "has no XX or YY polarization (found "
+            f"{', '.join(str(p) for p in sorted(pols))}); linear-feed data are required"
+        )
+    cross = uvd.ant_1_array != uvd.ant_2_array
+    if not cross.any():
+        raise InvalidInputError("holds only autocorrelations, nothing to image")
+    catalog = uvd.phase_center_catalog or {}
+    if len(catalog) != 1:
+        raise InvalidInputError(
+            f"has {len(catalog)} phase centres; split it into one file per phase centre"
+        )
+    entry = next(iter(catalog.values()))
+    projected = entry.get("cat_type") == "sidereal"
+    if projected:
+        ra = float(np.degrees(entry["cat_lon"]))
+        dec = float(np.degrees(entry["cat_lat"]))
+        frame = str(entry.get("cat_frame", "icrs"))
+    else:
+        # Unprojected (drift) data: imaged at zenith of the middle time; see read_chunk.
+        mid = _zenith_time(uvd)
+        ra = float(np.degrees(uvd.lst_array[np.argmin(np.abs(uvd.time_array - mid))]))
+        dec = float(uvd.telescope.location.lat.deg)
+        frame = "icrs"
+    uvw = uvd.uvw_array[cross]
+    widths = np.atleast_1d(uvd.channel_width)
+    return ObservationInfo(
+        path=path,
+        source=shown,
+        freq_hz=np.asarray(uvd.freq_array, dtype=np.float64).ravel(),
+        channel_width_hz=float(np.median(np.abs(widths))),
+        n_baselines=int(uvd.Nbls),
+        n_times=int(uvd.Ntimes),
+        phase_center_ra_deg=ra % 360.0,
+        phase_center_dec_deg=dec,
+        phase_center_frame=frame,
+        projected=projected,
+        max_uv_m=float(np.hypot(uvw[:, 0], uvw[:, 1]).max()),
+        telescope=str(uvd.telescope.name),
+    )
+
+
+def _zenith_time(uvd: UVData) -> float:
+    times = np.unique(uvd.time_array)
+    return float(times[len(times) // 2])
+
+
+def check_not_fully_flagged(info: ObservationInfo) -> None:
+    """Raise if every XX/YY cross-correlation of the observation is flagged.
+
+    Scans the flag dataset of the uvh5 file in slabs with h5py, so the check costs one
+    pass over the (small, compressed) flags and never loads the visibilities.
+    """
+    try:
+        with h5py.File(info.path, "r") as handle:
+            pols = np.asarray(handle["Header/polarization_array"][()]).ravel()
+            ant1 = np.asarray(handle["Header/ant_1_array"][()])
+            ant2 = np.asarray(handle["Header/ant_2_array"][()])
+            flags = handle["Data/flags"]
+            nsamples = handle["Data/nsamples"]
+            use = [i for i, p in enumerate(pols) if p in (XX, YY)]
+            for start in range(0, flags.shape[0], _FLAG_SCAN_ROWS):
+                stop = start + _FLAG_SCAN_ROWS
+                cross = ant1[start:stop] != ant2[start:stop]
+                if not cross.any():
+                    continue
+                good = ~flags[start:stop][..., use] & (nsamples[start:stop][..., use] > 0)
+                if good[cross].any():
+                    return
+    except (OSError, KeyError) as exc:
+        raise _fail(info.source, f"flags cannot be read ({exc})") from None
+    raise _fail(info.source, "every cross-correlation visibility is flagged")
+
+
+def read_chunk(info: ObservationInfo, channels: range, polarizations: tuple[str, ...]) -> VisChunk:
+    """Read channels ``channels`` of the cross-correlations, flags and nsamples applied."""
+    need = sorted({XX, YY} if "I" in polarizations else {POL_CODES[p] for p in polarizations})
+    uvd = _read_uvdata(
+        info.path,
+        freq_chans=np.arange(channels.start, channels.stop),
+        polarizations=np.asarray(need),
+    )
+    if not info.projected:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            uvd.phase_to_time(_zenith_time(uvd))
+    cross = uvd.ant_1_array != uvd.ant_2_array
+    pol_index = {int(p): i for i, p in enumerate(uvd.polarization_array)}
+    vis: dict[str, npt.NDArray[np.complex128]] = {}
+    weights: dict[str, npt.NDArray[np.float64]] = {}
+    for name, code in POL_CODES.items():
+        if code not in pol_index:
+            continue
+        i = pol_index[code]
+        data = np.asarray(uvd.data_array[cross, :, i], dtype=np.complex128)
+        good = ~uvd.flag_array[cross, :, i]
+        weight = np.where(good, np.asarray(uvd.nsample_array[cross, :, i], dtype=np.float64), 0.0)
+        # Flagged data may hold NaN or garbage: zero it so it cannot reach a sum.
+        vis[name] = np.where(weight > 0, data, 0.0)
+        weights[name] = weight
+    if "I" in polarizations:
+        if "XX" not in vis or "YY" not in vis:
+            raise _fail(info.source, "pseudo-Stokes I needs both XX and YY, which it lacks")
+        both = (weights["XX"] > 0) & (weights["YY"] > 0)
+        weights["I"] = np.where(both, np.minimum(weights["XX"], weights["YY"]), 0.0)
+        vis["I"] = np.where(both, 0.5 * (vis["XX"] + vis["YY"]), 0.0)
+    missing = [p for p in polarizations if p not in vis]
+    if missing:
+        raise _fail(info.source, f"has no {', '.join(missing)} polarization")
+    return VisChunk(
+        uvw_m=np.ascontiguousarray(uvd.uvw_array[cross], dtype=np.float64),
+        freq_hz=np.asarray(uvd.freq_array, dtype=np.float64).ravel(),
+        vis={p: np.ascontiguousarray(vis[p]) for p in polarizations},
+        weights={p: np.ascontiguousarray(weights[p]) for p in polarizations},
+    )

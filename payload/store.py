@@ -1,0 +1,481 @@
+"""S3 access for the work plane: verified uploads, write-once markers, bounded retries.
+
+Every write carries a SHA-256 of its bytes (per part for multipart uploads, so S3 rejects a
+part damaged in transit) and is verified after the fact: the object's size, its ETag (the MD5
+of the body, or of the part MD5s for multipart) and the ``sha256`` metadata must all match
+what was sent. Markers that are written once (``DONE``) use ``If-None-Match: *``.
+
+Throttling, 5xx answers and dropped connections are retried with jittered exponential
+backoff a bounded number of times; after that the caller gets a :class:`TransientError`,
+which the worker turns into a ``transient`` outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from payload.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MIB = 1024 * 1024
+# S3's smallest non-final part is 5 MiB; 8 MiB parts keep the part count low for
+# checkpoint-sized files while still letting several parts travel at once.
+DEFAULT_PART_SIZE = 8 * MIB
+DEFAULT_CONCURRENCY = 8
+_READ_BLOCK = MIB
+
+_RETRYABLE_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "BadDigest",  # a part damaged in transit: sending it again is the cure
+        "XAmzContentSHA256Mismatch",
+        "IncompleteBody",
+    }
+)
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Jittered exponential backoff ("full jitter"), bounded in attempts.
+
+    Parameters
+    ----------
+    attempts : int
+        Total tries of one request, the first included.
+    base_seconds, cap_seconds : float
+        Sleep before try ``n`` (n >= 1) is uniform in ``[0, min(cap, base * 2**n)]``.
+    """
+
+    attempts: int = 6
+    base_seconds: float = 0.1
+    cap_seconds: float = 5.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to sleep before retry number ``attempt`` (1-based)."""
+        return rng.uniform(0.0, min(self.cap_seconds, self.base_seconds * 2**attempt))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for throttling, 5xx answers and connection failures; False for everything else."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code in _RETRYABLE_CODES or status >= 500 or status == 429
+    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError):
+        return True
+    # Other botocore transport errors (a response cut mid-body, a proxy error) are
+    # connection-level too; a ParamValidationError is not and carries no "connection" word.
+    if isinstance(exc, BotoCoreError):
+        name = type(exc).__name__
+        return any(word in name for word in ("Connection", "Timeout", "Streaming", "Proxy"))
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def error_code(exc: BaseException) -> str:
+    """The S3 error code of a ``ClientError`` (``""`` for anything else)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def with_retries(
+    call: Callable[[], T],
+    what: str,
+    *,
+    policy: RetryPolicy = RetryPolicy(),
+    rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``call``; retry retryable failures per ``policy``; then raise ``TransientError``.
+
+    Non-retryable errors propagate unchanged so the caller can classify them (a 404, a 412).
+    """
+    rng = rng or random.Random()
+    last: BaseException | None = None
+    for attempt in range(policy.attempts):
+        if attempt:
+            pause = policy.delay(attempt, rng)
+            log.warning("%s failed (%s); retry %d in %.2fs", what, last, attempt, pause)
+            sleep(pause)
+        try:
+            return call()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            last = exc
+    raise TransientError(f"{what} still failing after {policy.attempts} tries: {last}")
+
+
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """A boto3 S3 client tuned for the work plane.
+
+    botocore's own retries are off so that :func:`with_retries` is the one bounded policy;
+    checksums are computed by us (SHA-256, sent explicitly) rather than botocore's default
+    CRC32 trailers, so every request has a plain ``Content-Length`` body.
+    """
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=DEFAULT_CONCURRENCY * 2,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"},
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What was written: key, byte size and hex SHA-256."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _iter_parts(path: Path, part_size: int) -> Iterator[tuple[int, int, int]]:
+    """``(part_number, offset, length)`` of each part of ``path``."""
+    size = path.stat().st_size
+    count = max(1, -(-size // part_size))
+    for index in range(count):
+        offset = index * part_size
+        yield index + 1, offset, min(part_size, size - offset)
+
+
+def file_digests(path: Path) -> tuple[int, str, str]:
+    """Size, hex SHA-256 and hex MD5 of a file, read once."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(_READ_BLOCK), b""):
+            sha.update(block)
+            md5.update(block)
+            size += len(block)
+    return size, sha.hexdigest(), md5.hexdigest()
+
+
+def faultpoint(name: str) -> None:
+    """Pause at a named point when ``SPOTCUBE_FAULTPOINT=name:seconds:markerfile`` is set.
+
+    Fault-injection tests use it to SIGKILL a worker exactly inside a multipart upload or a
+    manifest write; the marker file tells the test the worker has reached the point. Unset
+    (always, in production) it costs one dictionary lookup.
+    """
+    spec = os.environ.get("SPOTCUBE_FAULTPOINT")
+    if not spec:
+        return
+    wanted, _, rest = spec.partition(":")
+    if wanted != name:
+        return
+    seconds, _, marker = rest.partition(":")
+    if marker:
+        Path(marker).write_text(name)
+    time.sleep(float(seconds or 0))
+
+
+class ObjectStore:
+    """One bucket, reached through one boto3 S3 client, with verified writes.
+
+    Parameters
+    ----------
+    client : botocore S3 client
+        From :func:`s3_client` (or any boto3 S3 client).
+    bucket : str
+        Bucket name.
+    policy : RetryPolicy, optional
+        Retry bounds for every request.
+    part_size, concurrency : int, optional
+        Multipart part size (files larger than one part go multipart) and parallel parts.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        part_size: int = DEFAULT_PART_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        if part_size < 5 * MIB:
+            raise ValueError(f"part_size {part_size} is below S3's 5 MiB minimum")
+        self.client = client
+        self.bucket = bucket
+        self.policy = policy
+        self.part_size = part_size
+        self.concurrency = concurrency
+        self._rng = random.Random()
+
+    def _retry(self, call: Callable[[], T], what: str) -> T:
+        return with_retries(call, what, policy=self.policy, rng=self._rng)
+
+    # --- reads -------------------------------------------------------------------------
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        """HEAD of ``key``, or ``None`` when it does not exist."""
+        try:
+            result: dict[str, Any] = self._retry(
+                lambda: self.client.head_object(Bucket=self.bucket, Key=key), f"HEAD {key}"
+            )
+        except ClientError as exc:
+            if error_code(exc) in _NOT_FOUND_CODES:
+                return None
+            raise
+        return result
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The whole object, or ``None`` when it does not exist."""
+
+        def call() -> bytes:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return body
+
+        try:
+            return self._retry(call, f"GET {key}")
+        except ClientError as exc:
+            if error_code(exc) in _NOT_FOUND_CODES:
+                return None
+            raise
+
+    def download_file(self, key: str, dest: Path, *, sha256: str | None = None) -> Path:
+        """Download ``key`` to ``dest`` through a temporary name; verify ``sha256`` if given.
+
+        A digest mismatch is retried like a dropped connection (the bytes were damaged on
+        the way), then reported as transient.
+        """
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+
+        def call() -> Path:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            digest = hashlib.sha256()
+            with tmp.open("wb") as out:
+                for block in response["Body"].iter_chunks(_READ_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise ConnectionError(
+                    f"s3://{self.bucket}/{key} has sha256 {digest.hexdigest()}, expected {sha256}"
+                )
+            tmp.replace(dest)
+            return dest
+
+        return self._retry(call, f"GET {key}")
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (paginated, bounded by the bucket's size)."""
+        keys: list[str] = []
+        token: str | None = None
+
+        def page_after(token: str | None) -> dict[str, Any]:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            result: dict[str, Any] = self.client.list_objects_v2(**kwargs)
+            return result
+
+        while True:
+            page = self._retry(functools.partial(page_after, token), f"LIST {prefix}")
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return keys
+
+    # --- writes ------------------------------------------------------------------------
+
+    def put_bytes(
+        self, key: str, data: bytes, *, if_none_match: bool = False, content_type: str = ""
+    ) -> bool:
+        """Write ``data`` to ``key`` and verify it; return False if ``if_none_match`` lost.
+
+        With ``if_none_match`` the object is created only if no object has the key. A
+        retry after a connection cut may find the object our first try created: the
+        caller treats False as "someone (maybe us) wrote it first".
+        """
+        sha = hashlib.sha256(data)
+        extra: dict[str, Any] = {}
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        if content_type:
+            extra["ContentType"] = content_type
+
+        def call() -> None:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ChecksumSHA256=_b64(sha.digest()),
+                Metadata={"sha256": sha.hexdigest()},
+                **extra,
+            )
+
+        try:
+            self._retry(call, f"PUT {key}")
+        except ClientError as exc:
+            if if_none_match and error_code(exc) in {"PreconditionFailed", "412"}:
+                return False
+            raise
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        self._verify(key, len(data), sha.hexdigest(), f'"{md5}"')
+        return True
+
+    def put_file(self, key: str, path: Path, *, if_none_match: bool = False) -> StoredObject:
+        """Upload ``path`` to ``key`` (multipart above one part) and verify it.
+
+        Raises
+        ------
+        TransientError
+            The upload or its verification kept failing within the retry bounds.
+        """
+        size = path.stat().st_size
+        if size <= self.part_size:
+            data = path.read_bytes()
+            if not self.put_bytes(key, data, if_none_match=if_none_match):
+                raise FileExistsError(f"s3://{self.bucket}/{key} exists (If-None-Match)")
+            return StoredObject(key, size, hashlib.sha256(data).hexdigest())
+        sha_hex, etag = self._multipart(key, path, if_none_match=if_none_match)
+        self._verify(key, size, None, etag)
+        return StoredObject(key, size, sha_hex)
+
+    def _multipart(self, key: str, path: Path, *, if_none_match: bool) -> tuple[str, str]:
+        """Upload ``path`` in parts; return its hex SHA-256 and the ETag S3 must report.
+
+        The file is read once: each part is hashed into the whole-file SHA-256 while the
+        parts before it are on the wire, so a checkpoint costs no extra pass over its bytes.
+        S3 checks each part against its ``ChecksumSHA256``; the whole-file digest goes into
+        the manifest (which every download verifies) rather than object metadata, which
+        would have to be known before the first part leaves.
+        """
+        created = self._retry(
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256"
+            ),
+            f"CREATE-MPU {key}",
+        )
+        upload_id = created["UploadId"]
+        whole = hashlib.sha256()
+        # At most `concurrency` parts in memory: the reader waits for a free slot.
+        slots = threading.BoundedSemaphore(self.concurrency)
+
+        def send(number: int, data: bytes) -> tuple[dict[str, Any], str]:
+            try:
+                return self._upload_part(key, upload_id, number, data)
+            finally:
+                slots.release()
+
+        try:
+            with (
+                ThreadPoolExecutor(max_workers=self.concurrency) as pool,
+                path.open("rb") as stream,
+            ):
+                futures = []
+                for number, _offset, length in _iter_parts(path, self.part_size):
+                    slots.acquire()
+                    data = stream.read(length)
+                    futures.append(pool.submit(send, number, data))
+                    whole.update(data)
+                done = [future.result() for future in futures]
+            faultpoint("multipart-complete")
+            extra = {"IfNoneMatch": "*"} if if_none_match else {}
+            self._retry(
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": [p for p, _ in done]},
+                    **extra,
+                ),
+                f"COMPLETE-MPU {key}",
+            )
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+        joined = b"".join(bytes.fromhex(md5) for _, md5 in done)
+        etag = f'"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(done)}"'
+        return whole.hexdigest(), etag
+
+    def _upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes
+    ) -> tuple[dict[str, Any], str]:
+        sha = _b64(hashlib.sha256(data).digest())
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        faultpoint("multipart-part")
+        result = self._retry(
+            lambda: self.client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumSHA256=sha,
+            ),
+            f"PART {number} {key}",
+        )
+        if result["ETag"].strip('"') != md5:
+            raise TransientError(f"part {number} of {key}: S3 stored other bytes than sent")
+        return {"PartNumber": number, "ETag": result["ETag"], "ChecksumSHA256": sha}, md5
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        # Best effort: an unfinished upload costs storage until the bucket's lifecycle
+        # rule (AbortIncompleteMultipartUpload) removes it, so a failed abort is harmless.
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception as exc:
+            log.warning("abort of multipart upload %s of %s failed: %s", upload_id, key, exc)
+
+    def _verify(self, key: str, size: int, sha_hex: str | None, etag: str) -> None:
+        """Check size, ETag and (for single PUTs) the ``sha256`` metadata of ``key``."""
+        head = self.head(key)
+        if head is None:
+            raise TransientError(f"s3://{self.bucket}/{key} is missing right after its write")
+        found = (head.get("ContentLength"), head.get("Metadata", {}).get("sha256"))
+        if found != (size, sha_hex):
+            raise TransientError(
+                f"s3://{self.bucket}/{key} has size/sha256 {found}, expected {(size, sha_hex)}"
+            )
+        if head.get("ETag") != etag:
+            raise TransientError(
+                f"s3://{self.bucket}/{key} has ETag {head.get('ETag')}, expected {etag}"
+            )
+
+    def delete(self, key: str) -> None:
+        self._retry(lambda: self.client.delete_object(Bucket=self.bucket, Key=key), f"DEL {key}")

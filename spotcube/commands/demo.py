@@ -1,0 +1,130 @@
+"""``spotcube demo``: run everything on the embedded local cloud with spot interruptions."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from payload.contracts import JOB_KINDS
+from spotcube.cli import CommandError
+from spotcube.demo import DEFAULT_INSTANCE_TYPE, DEFAULT_SPOT_PRICE, DemoOptions, run_demo
+from spotcube.submit import parse_params
+
+# `command` jobs need a command line, not an observation: the demo runs the others.
+DEMO_KINDS = tuple(k for k in JOB_KINDS if k != "command")
+_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(%?)\s*(?:/\s*h(?:our)?)?\s*$")
+
+
+def parse_rate(text: str) -> float:
+    """Interruptions per instance-hour from ``9%/h``, ``9%`` or ``0.09``."""
+    match = _RATE.match(text)
+    if not match:
+        raise CommandError(
+            f"--interrupt-rate {text!r} is not a rate; write it like 9%/h, 9% or 0.09"
+        )
+    value = float(match.group(1))
+    return value / 100.0 if match.group(2) else value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="process observations on a local cloud with simulated spot interruptions",
+        description=(
+            "Start moto (S3 + SQS) on 127.0.0.1, synthesise observations, submit them, run "
+            "local spot workers that get interrupted and replaced, check every product "
+            "against an uninterrupted run, and write report.md/report.json and figures."
+        ),
+    )
+    parser.add_argument("--out", type=Path, default=Path("spotcube-demo"), help="output folder")
+    parser.add_argument("--workers", type=int, default=2, help="spot instances (default 2)")
+    parser.add_argument(
+        "--observations", type=int, default=4, help="synthetic observations (default 4)"
+    )
+    parser.add_argument(
+        "--input", nargs="+", type=Path, default=[], metavar="FILE", help="use these files"
+    )
+    parser.add_argument("--kind", choices=DEMO_KINDS, default="image", help="job kind")
+    parser.add_argument("--preset", default="demo", help="synthetic preset (tiny, demo, ...)")
+    parser.add_argument("--params", metavar="JSON", help="extra job params (JSON or @FILE)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--interrupt-rate",
+        default="9%/h",
+        metavar="RATE",
+        help="spot interruptions per instance-hour, e.g. 9%%/h (default)",
+    )
+    parser.add_argument(
+        "--speedup",
+        type=float,
+        default=600.0,
+        help="simulated seconds per wall-clock second (default 600)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=18,
+        help="seed of the interruption draws (default 18: a few interruptions in the first "
+        "two minutes at the default rate and speedup)",
+    )
+    parser.add_argument(
+        "--reference-workers", type=int, default=2, help="workers of the uninterrupted run"
+    )
+    parser.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE)
+    parser.add_argument(
+        "--spot-price",
+        type=float,
+        default=DEFAULT_SPOT_PRICE,
+        help=f"USD per instance-hour for the simulated bill (default {DEFAULT_SPOT_PRICE})",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="give up after SECONDS per fleet run"
+    )
+    parser.add_argument(
+        "--hold", action="store_true", help="keep the local cloud up afterwards (Ctrl-C ends)"
+    )
+    parser.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> DemoOptions:
+    """Check the options and build :class:`DemoOptions`; errors name the option."""
+    rate = parse_rate(args.interrupt_rate)
+    for name in ("workers", "reference_workers", "observations"):
+        if getattr(args, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            raise CommandError(f"{flag} {getattr(args, name)}: must be at least 1")
+    if args.speedup <= 0:
+        raise CommandError(f"--speedup {args.speedup:g}: must be positive")
+    if args.timeout <= 0:
+        raise CommandError(f"--timeout {args.timeout:g}: must be positive")
+    if args.spot_price < 0:
+        raise CommandError(f"--spot-price {args.spot_price:g}: must not be negative")
+    for path in args.input:
+        if not path.is_file():
+            raise CommandError(f"--input {path}: no such file")
+    if args.out.exists() and not args.out.is_dir():
+        raise CommandError(f"--out {args.out} exists and is not a folder")
+    return DemoOptions(
+        out=args.out,
+        workers=args.workers,
+        observations=len(args.input) or args.observations,
+        inputs=tuple(args.input),
+        kind=args.kind,
+        preset=args.preset,
+        params=parse_params(args.params, args.param),
+        interrupt_rate=rate,
+        speedup=args.speedup,
+        seed=args.seed,
+        reference_workers=args.reference_workers,
+        instance_type=args.instance_type,
+        spot_price=args.spot_price,
+        timeout=args.timeout,
+        hold=args.hold,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_demo(options_from_args(args))
+    ok = report["done"] == report["observations"] and report["verified_identical"]
+    return 0 if ok else 1

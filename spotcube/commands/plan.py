@@ -1,0 +1,224 @@
+"""``spotcube plan``: cost and turnaround of a run on spot versus on-demand, before running it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from spotcube.cli import CommandError
+from spotcube.stack import add_stack_arguments
+
+EXAMPLE = "spotcube plan --jobs 100 --runtime 633m --instance m5.4xlarge --rate 9%/h"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="estimate cost and turnaround on spot vs on-demand (Monte Carlo)",
+        description=(
+            "Simulate a run on on-demand instances, on spot with manual resubmission, and on "
+            "spot with spotcube's automatic requeue and checkpoints; recommend a checkpoint "
+            f"interval, a fleet cap and a budget. Example: {EXAMPLE}"
+        ),
+    )
+    parser.add_argument("--jobs", type=int, required=True, help="number of observations")
+    parser.add_argument("--runtime", required=True, help="compute time of one job, e.g. 633m")
+    parser.add_argument("--instance", default="m5.4xlarge", help="instance type (m5.4xlarge)")
+    parser.add_argument(
+        "--rate",
+        required=True,
+        help="spot termination rate: 9%%/h (probability per hour), 0.094/h (hazard), "
+        "piecewise 5%%/h@0-6h,12%%/h, or from:RUN_ID (estimated by `spotcube report`)",
+    )
+    parser.add_argument("--overhead", default="2m", help="start/stop time per attempt (2m)")
+    parser.add_argument("--fleet-cap", type=int, help="most instances at once (default: --jobs)")
+    parser.add_argument(
+        "--manual-checkpoints",
+        type=int,
+        default=2,
+        help="evenly spaced checkpoints per job without spotcube (2, as published)",
+    )
+    parser.add_argument(
+        "--manual-lag", default="4h", help="time for a person to resubmit after a round (4h)"
+    )
+    parser.add_argument(
+        "--interval", default="300s", help="spotcube's checkpoint interval (300s, the work plane's)"
+    )
+    parser.add_argument(
+        "--checkpoint-cost", default="10s", help="wall time to write one checkpoint (10s)"
+    )
+    parser.add_argument(
+        "--requeue-delay",
+        default="3m5s",
+        help="termination to restart under spotcube: ASG replacement and boot (3m, assumed) "
+        "plus the message becoming visible again (5s)",
+    )
+    parser.add_argument(
+        "--fallback-after", type=int, help="run a job on-demand after this many terminations"
+    )
+    parser.add_argument("--deadline", help="turnaround the fleet cap must meet at p90, e.g. 24h")
+    parser.add_argument("--runs", type=int, default=1000, help="simulated runs (1000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--spot-price", type=float, help="spot USD per hour (overrides)")
+    parser.add_argument("--on-demand-price", type=float, help="on-demand USD per hour")
+    parser.add_argument(
+        "--aws-prices",
+        action="store_true",
+        help="look prices up on AWS (needs credentials; spot history and the price list)",
+    )
+    parser.add_argument("--region", default="us-east-1", help="region for --aws-prices")
+    parser.add_argument(
+        "--speedup", type=float, default=1.0, help="time compression of a from:RUN_ID run (1)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--plot", metavar="FILE", help="draw cost/turnaround against rate")
+    add_stack_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from spotcube import planning
+
+    inputs = _inputs(args)
+    plan = planning.make_plan(inputs)
+    if args.json:
+        json.dump(plan.to_dict(), sys.stdout, indent=1)
+        print()
+    else:
+        print(planning.render_table(plan), end="")
+    if args.plot:
+        from pathlib import Path
+
+        try:
+            planning.plot(inputs, Path(args.plot))
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"--plot {args.plot}: {exc}") from None
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> Any:
+    from spotcube import planning
+
+    def duration(option: str) -> float:
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        try:
+            return planning.parse_duration(value, option)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+    positive = {"--jobs": args.jobs, "--runs": args.runs, "--fleet-cap": args.fleet_cap}
+    for option, value in positive.items():
+        if value is not None and value < 1:
+            raise CommandError(f"{option} must be at least 1, not {value}")
+    for option, value in (
+        ("--manual-checkpoints", args.manual_checkpoints),
+        ("--fallback-after", args.fallback_after),
+    ):
+        if value is not None and value < 0:
+            raise CommandError(f"{option} must not be negative")
+    for option, price in (
+        ("--spot-price", args.spot_price),
+        ("--on-demand-price", args.on_demand_price),
+    ):
+        if price is not None and not price >= 0:
+            raise CommandError(f"{option} must be a non-negative price per hour")
+    runtime = duration("--runtime")
+    if runtime <= 0:
+        raise CommandError("--runtime must be positive")
+    interval = duration("--interval")
+    if interval <= 0:
+        raise CommandError("--interval must be positive")
+    return planning.PlanInputs(
+        jobs=args.jobs,
+        runtime=runtime,
+        hazard=_hazard(args),
+        prices=_prices(args),
+        overhead=duration("--overhead"),
+        fleet_cap=args.fleet_cap,
+        manual_checkpoints=args.manual_checkpoints,
+        manual_lag=duration("--manual-lag"),
+        interval=interval,
+        checkpoint_cost=duration("--checkpoint-cost"),
+        requeue_delay=duration("--requeue-delay"),
+        fallback_after=args.fallback_after,
+        deadline=duration("--deadline") if args.deadline else None,
+        runs=args.runs,
+        seed=args.seed,
+    )
+
+
+def _hazard(args: argparse.Namespace) -> Any:
+    from spotcube import planning
+    from spotcube.spotsim import Hazard
+
+    if args.rate.startswith("from:"):
+        from spotcube.runreport import summarise_run
+        from spotcube.stack import resolve_outputs
+
+        run_id = args.rate[len("from:") :]
+        outputs = resolve_outputs(args)
+        try:
+            report = summarise_run(
+                outputs.client("s3"), outputs.products_bucket, run_id, speedup=args.speedup
+            )
+        except LookupError as exc:
+            raise CommandError(f"--rate from:{run_id}: {exc}") from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if report.hazard_per_hour is None:
+            raise CommandError(f"--rate from:{run_id}: the run has no finished attempts")
+        print(
+            f"rate from run {run_id}: {report.terminations} terminations in "
+            f"{report.exposure_hours:.1f} instance-hours, hazard "
+            f"{report.hazard_per_hour:.4g}/h ({report.hazard_percent_per_hour:.3g}%/h)",
+            file=sys.stderr,
+        )
+        return Hazard.constant(report.hazard_per_hour)
+    try:
+        return planning.parse_rate(args.rate, "--rate")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _prices(args: argparse.Namespace) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from spotcube import prices
+
+    aws = None
+    if args.aws_prices and (args.spot_price is None or args.on_demand_price is None):
+        aws = _aws_prices(args)
+    try:
+        return prices.quote(
+            args.instance, on_demand=args.on_demand_price, spot=args.spot_price, aws=aws
+        )
+    except ValueError as exc:
+        raise CommandError(f"--instance {args.instance}: {exc}") from None
+    except (BotoCoreError, ClientError) as exc:
+        raise CommandError(f"--aws-prices: price lookup failed: {exc}") from None
+
+
+def _aws_prices(args: argparse.Namespace) -> Any:
+    """Clients for live prices: AWS, or the local cloud when ``--endpoint`` is given."""
+    import boto3
+
+    from spotcube.local.motoserver import local_client
+    from spotcube.prices import AwsPrices
+
+    if args.endpoint:
+        # moto serves spot price history but not the Price List API.
+        return AwsPrices(local_client("ec2", args.endpoint), None, args.region)
+    session = boto3.Session(region_name=args.region)
+    if session.get_credentials() is None:
+        raise CommandError(
+            "--aws-prices needs AWS credentials (none found); omit it to use the embedded "
+            "price table"
+        )
+    # the Price List API answers from us-east-1 for every region
+    return AwsPrices(
+        session.client("ec2"), session.client("pricing", region_name="us-east-1"), args.region
+    )

@@ -1,0 +1,618 @@
+"""``spotcube demo``: the whole work plane on the embedded local cloud, with spot interruptions.
+
+1. Start moto on 127.0.0.1 and create the stack's buckets and queues (:mod:`.local.cloud`).
+2. Write a few synthetic MWA observations (or take ``--input`` files), upload and submit them
+   with the code ``spotcube submit`` uses.
+3. Run a local fleet (:mod:`.local.fleet`) that AWS-style interrupts and replaces workers,
+   and show progress while it drains the queue.
+4. Run the same observations again on an uninterrupted fleet and compare every product
+   byte for byte: resumed work must give the same answer.
+5. Download the products and write ``report.md``, ``report.json`` and figures under ``--out``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from payload.contracts import ObsLayout
+from spotcube.cli import CommandError
+from spotcube.local.cloud import local_cloud
+from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec
+from spotcube.local.timeline import Timeline, plot_timeline
+from spotcube.stack import StackOutputs
+from spotcube.status import RunStatus, render, run_status
+from spotcube.submit import Observation, submit_run, upload_inputs
+
+# Keys of provenance.json that name where a product was made rather than what it is; they
+# differ between the interrupted run and its reference by design.
+VOLATILE_PROVENANCE_KEYS = frozenset(
+    {"instance_id", "instance_type", "availability_zone", "ami_id", "hostname", "run_id"}
+)
+# Products whose JSON is compared without the volatile keys above (all else byte for byte).
+PROVENANCE_FILES = frozenset({"provenance.json"})
+FIGURE_PRODUCTS = ("image.png", "powerspec.png")
+# EC2 spot price the simulated bill uses unless --spot-price says otherwise (us-east-1,
+# m5.4xlarge, order of magnitude of 2024-2025 prices; the report labels it simulated).
+DEFAULT_INSTANCE_TYPE = "m5.4xlarge"
+DEFAULT_SPOT_PRICE = 0.432
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``spotcube demo`` runs; the CLI fills it from its options."""
+
+    out: Path
+    workers: int = 2
+    observations: int = 4
+    inputs: tuple[Path, ...] = ()
+    kind: str = "image"
+    preset: str = "demo"
+    params: dict[str, Any] = field(default_factory=dict)
+    interrupt_rate: float = 0.09  # per instance-hour
+    speedup: float = 600.0
+    seed: int = 18
+    notice_seconds: float = 120.0
+    replacement_delay: float = 90.0
+    min_notice_real: float = 6.0
+    reference_workers: int = 2
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    spot_price: float = DEFAULT_SPOT_PRICE
+    timeout: float = 600.0
+    poll: float = 1.0
+    hold: bool = False
+
+
+@dataclass
+class PhaseResult:
+    """One fleet run over the demo's observations."""
+
+    run_id: str
+    status: RunStatus
+    fleet: Fleet
+    wall_seconds: float
+    timed_out: bool
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dict[str, Any]]:
+    """The input files and the job params: given files, or synthetic observations."""
+    params = dict(options.params)
+    if options.inputs:
+        return list(options.inputs), params
+    if options.kind == "selftest":
+        folder = options.out / "inputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i in range(options.observations):
+            path = folder / f"selftest-{i:03d}.bin"
+            path.write_bytes(hashlib.sha256(f"spotcube demo {options.seed} {i}".encode()).digest())
+            paths.append(path)
+        return paths, params
+    from payload import synth  # heavy (pyuvdata, astropy): only when synthesising
+
+    if options.preset not in synth.PRESETS:
+        raise CommandError(
+            f"--preset {options.preset!r} is unknown; choose from {', '.join(synth.PRESETS)}"
+        )
+    folder = options.out / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(options.observations):
+        path = folder / f"synth-{options.preset}-{i:02d}.uvh5"
+        if not path.exists():  # deterministic per seed: a rerun reuses the files
+            console.print(f"  synthesising {path.name} (preset {options.preset})")
+            synth.write_preset(path, options.preset, seed=options.seed * 1000 + i)
+        paths.append(path)
+    return paths, synth.preset_params(options.preset) | params
+
+
+# --- running a fleet ------------------------------------------------------------------------
+
+
+class ChunkWatcher:
+    """Turns new chunks and DONE markers in the manifests into timeline events."""
+
+    def __init__(self, outputs: StackOutputs, run_id: str, obs_ids: Sequence[str]) -> None:
+        self.s3 = outputs.client("s3")
+        self.bucket = outputs.products_bucket
+        self.layouts = [ObsLayout(run_id, o) for o in obs_ids]
+        self.seen: dict[str, set[str]] = {o: set() for o in obs_ids}
+        self.done: set[str] = set()
+
+    def poll(self, timeline: Timeline, t: float) -> None:
+        for layout in self.layouts:
+            try:
+                body = self.s3.get_object(Bucket=self.bucket, Key=layout.manifest)["Body"]
+            except self.s3.exceptions.NoSuchKey:
+                continue
+            manifest = json.loads(body.read())
+            attempts = manifest.get("attempts") or [{}]
+            instance = attempts[-1].get("instance_id", "unknown")
+            for chunk_id in sorted(set(manifest.get("chunks") or {}) - self.seen[layout.obs_id]):
+                timeline.add(t, "chunk", instance, f"{layout.obs_id}/{chunk_id}")
+                self.seen[layout.obs_id].add(chunk_id)
+            if layout.obs_id not in self.done and attempts[-1].get("reason") == "done":
+                # the worker closes its attempt as done just before it writes DONE
+                timeline.add(t, "done", instance, layout.obs_id)
+                self.done.add(layout.obs_id)
+
+
+def run_fleet(
+    outputs: StackOutputs,
+    run_id: str,
+    observations: Sequence[Observation],
+    fleet: Fleet,
+    options: DemoOptions,
+    console: Console,
+    label: str,
+) -> PhaseResult:
+    """Run ``fleet`` until every observation of ``run_id`` is done or failed (or timeout)."""
+    watcher = ChunkWatcher(outputs, run_id, [o.obs_id for o in observations])
+    reported = 0
+    last_line = ""
+    started = time.monotonic()
+    timed_out = False
+    next_poll = 0.0
+    with fleet:
+        status = run_status(outputs, run_id)
+        while not status.finished:
+            if time.monotonic() - started > options.timeout:
+                timed_out = True
+                console.print(f"[red]{label}: not finished after --timeout {options.timeout:g} s")
+                break
+            # The fleet acts on its own deadlines; S3 is polled at most every ``poll``
+            # seconds, which keeps this process light next to the workers.
+            time.sleep(max(0.0, min(next_poll - fleet.now(), fleet.seconds_to_next_event())))
+            fleet.tick()
+            if fleet.now() < next_poll:
+                continue
+            next_poll = fleet.now() + options.poll
+            watcher.poll(fleet.timeline, fleet.now())
+            for event in fleet.timeline.events[reported:]:
+                if event.kind in ("notice", "kill", "exit"):
+                    console.print(
+                        f"  {label} {event.t:6.1f}s {event.instance_id} {_says(event.kind)}"
+                    )
+            reported = len(fleet.timeline.events)
+            status = run_status(outputs, run_id)
+            line = _progress_line(status, fleet)
+            if line != last_line:
+                console.print(f"  {label} {fleet.now():6.1f}s {line}")
+                last_line = line
+    return PhaseResult(run_id, status, fleet, time.monotonic() - started, timed_out)
+
+
+def _says(kind: str) -> str:
+    return {
+        "notice": "spot notice: instance-action published",
+        "kill": "reclaimed: SIGKILL at the deadline",
+        "exit": "worker exited; replacing the instance",
+    }[kind]
+
+
+def _progress_line(status: RunStatus, fleet: Fleet) -> str:
+    chunks = sum(o.chunks_done for o in status.observations)
+    failed = f" failed {status.count('failed')} |" if status.count("failed") else ""
+    return (
+        f"done {status.count('done')}/{len(status.observations)} | running "
+        f"{status.count('running')} |{failed} chunks {chunks} | up {len(fleet.running)} | "
+        f"reclaimed {fleet.interruptions()}"
+    )
+
+
+# --- products and verification --------------------------------------------------------------
+
+
+def _product_keys(s3: Any, bucket: str, layout: ObsLayout) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=layout.products_prefix
+    ):
+        for item in page.get("Contents", []):
+            keys[item["Key"][len(layout.products_prefix) :]] = item["Key"]
+    return keys
+
+
+def _strip_volatile(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _strip_volatile(v) for k, v in value.items() if k not in VOLATILE_PROVENANCE_KEYS
+        }
+    if isinstance(value, list):
+        return [_strip_volatile(v) for v in value]
+    return value
+
+
+def product_digest(name: str, data: bytes) -> str:
+    """sha256 of a product as compared: provenance files without instance/run fields."""
+    if name in PROVENANCE_FILES:
+        data = json.dumps(_strip_volatile(json.loads(data)), sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def download_and_verify(
+    outputs: StackOutputs,
+    run_id: str,
+    reference_run_id: str,
+    obs_ids: Sequence[str],
+    dest: Path,
+) -> dict[str, dict[str, Any]]:
+    """Download ``run_id``'s products to ``dest/<obs>/`` and compare them with the reference.
+
+    Returns, per observation, each product's size, sha256 and whether it matches the
+    reference product of the same name.
+    """
+    s3 = outputs.client("s3")
+    bucket = outputs.products_bucket
+    result: dict[str, dict[str, Any]] = {}
+    for obs_id in obs_ids:
+        ours = _product_keys(s3, bucket, ObsLayout(run_id, obs_id))
+        theirs = _product_keys(s3, bucket, ObsLayout(reference_run_id, obs_id))
+        products: dict[str, Any] = {}
+        for name in sorted(set(ours) | set(theirs)):
+            entry: dict[str, Any] = {"identical": False}
+            if name in ours:
+                data = s3.get_object(Bucket=bucket, Key=ours[name])["Body"].read()
+                path = dest / obs_id / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                entry |= {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                if name in theirs:
+                    ref = s3.get_object(Bucket=bucket, Key=theirs[name])["Body"].read()
+                    entry["identical"] = product_digest(name, data) == product_digest(name, ref)
+            else:
+                entry["missing"] = "only in the reference run"
+            products[name] = entry
+        result[obs_id] = products
+    return result
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def _manifest_facts(outputs: StackOutputs, run_id: str, obs_id: str) -> dict[str, Any]:
+    s3 = outputs.client("s3")
+    try:
+        body = s3.get_object(Bucket=outputs.products_bucket, Key=ObsLayout(run_id, obs_id).manifest)
+    except s3.exceptions.NoSuchKey:
+        return {"attempts": []}
+    doc: dict[str, Any] = json.loads(body["Body"].read())
+    return doc
+
+
+def manifest_hazard(outputs: StackOutputs, run_id: str, options: DemoOptions) -> dict[str, Any]:
+    """The hazard ``spotcube report`` estimates from the run's manifests, as a cross-check.
+
+    The estimate sees only the time instances spent on jobs, so it is noisier than the rate
+    the fleet drew lifetimes from; with a handful of interruptions its interval is wide.
+    """
+    try:
+        from spotcube.runreport import summarise_run
+    except ImportError:  # the report module is optional for the demo
+        return {"available": False}
+    try:
+        summary = summarise_run(
+            outputs.client("s3"),
+            outputs.products_bucket,
+            run_id,
+            speedup=options.speedup,
+            price=lambda _type: (options.spot_price, "spotcube demo --spot-price"),
+        )
+    except LookupError as exc:
+        return {"available": False, "reason": str(exc)}
+    return {
+        "available": True,
+        "terminations": summary.terminations,
+        "exposure_hours_simulated": round(summary.exposure_hours, 3),
+        "hazard_per_hour": summary.hazard_per_hour,
+        "hazard_interval_95": list(summary.hazard_interval) if summary.hazard_interval else None,
+        "configured_rate_per_hour": options.interrupt_rate,
+    }
+
+
+def simulated_cost(instance_seconds: float, options: DemoOptions) -> dict[str, Any]:
+    """The bill the same fleet time would cost on AWS, on the demo's compressed clock."""
+    hours = instance_seconds * options.speedup / 3600.0
+    return {
+        "simulated": True,
+        "instance_type": options.instance_type,
+        "spot_price_usd_per_hour": options.spot_price,
+        "instance_seconds_wall": round(instance_seconds, 2),
+        "instance_hours_simulated": round(hours, 3),
+        "cost_usd_simulated": round(hours * options.spot_price, 2),
+    }
+
+
+def build_report(
+    options: DemoOptions,
+    main: PhaseResult,
+    reference: PhaseResult,
+    products: dict[str, dict[str, Any]],
+    outputs: StackOutputs,
+    total_wall: float,
+) -> dict[str, Any]:
+    """report.json: the facts of the demo, each traceable to the manifests or the fleet."""
+    per_obs = []
+    lost = 0.0
+    for obs in main.status.observations:
+        manifest = _manifest_facts(outputs, main.run_id, obs.obs_id)
+        attempts = manifest.get("attempts") or []
+        lost += obs.lost_seconds
+        prods = products.get(obs.obs_id, {})
+        per_obs.append(
+            {
+                "obs_id": obs.obs_id,
+                "state": obs.state,
+                "chunks": obs.chunks_done,
+                "attempts": len(attempts),
+                "interruptions": obs.interruptions,
+                "lost_chunk_seconds": round(obs.lost_seconds, 3),
+                "instances": [a.get("instance_id") for a in attempts],
+                "products": prods,
+                "identical": bool(prods) and all(p.get("identical") for p in prods.values()),
+            }
+        )
+    done = main.status.count("done")
+    verified = (
+        done == len(per_obs)
+        and reference.status.count("done") == len(per_obs)
+        and all(o["identical"] for o in per_obs)
+    )
+    return {
+        "schema": 1,
+        "run_id": main.run_id,
+        "reference_run_id": reference.run_id,
+        "kind": main.status.kind,
+        "observations": len(per_obs),
+        "done": done,
+        "failed": main.status.count("failed"),
+        "timed_out": main.timed_out or reference.timed_out,
+        "interruptions": main.fleet.interruptions(),
+        "spot_notices": len(main.fleet.timeline.of_kind("notice")),
+        "instances_launched": len(main.fleet.instances),
+        "preempted_attempts": sum(o["interruptions"] for o in per_obs),
+        "lost_chunk_seconds": round(lost, 3),
+        "wall_time_seconds": round(main.wall_seconds, 2),
+        "reference_wall_time_seconds": round(reference.wall_seconds, 2),
+        "total_wall_time_seconds": round(total_wall, 2),
+        "cost": simulated_cost(main.fleet.instance_seconds(), options),
+        "reference_cost": simulated_cost(reference.fleet.instance_seconds(), options),
+        "verified_identical": verified,
+        "hazard_from_manifests": manifest_hazard(outputs, main.run_id, options),
+        "settings": {
+            "workers": options.workers,
+            "reference_workers": options.reference_workers,
+            "interrupt_rate_per_hour": options.interrupt_rate,
+            "speedup": options.speedup,
+            "seed": options.seed,
+            "notice_seconds_simulated": options.notice_seconds,
+            "notice_seconds_wall": main.fleet.model.notice_real,
+            "replacement_delay_simulated": options.replacement_delay,
+            "preset": None if options.inputs or options.kind == "selftest" else options.preset,
+        },
+        "per_observation": per_obs,
+        "timeline": main.fleet.timeline.to_list(),
+    }
+
+
+def _hazard_line(hazard: dict[str, Any]) -> list[str]:
+    if not hazard.get("available") or not hazard.get("hazard_interval_95"):
+        return []
+    low, high = hazard["hazard_interval_95"]
+    return [
+        f"- hazard estimated from the manifests (`spotcube report`): "
+        f"{hazard['hazard_per_hour']:.3f}/h (95 % interval {low:.3f}-{high:.3f}) from "
+        f"{hazard['terminations']} terminations in {hazard['exposure_hours_simulated']:.2f} "
+        "simulated job-hours; the fleet drew lifetimes at "
+        f"{hazard['configured_rate_per_hour']:.3f}/h"
+    ]
+
+
+def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
+    """report.md: the same facts as report.json, for people."""
+    cost, ref = report["cost"], report["reference_cost"]
+    s = report["settings"]
+    lines = [
+        f"# spotcube demo: run {report['run_id']}",
+        "",
+        f"- observations: {report['observations']} ({report['kind']}); done "
+        f"{report['done']}, failed {report['failed']}"
+        + (" — **timed out**" if report["timed_out"] else ""),
+        f"- fleet: {s['workers']} workers, interruption rate {s['interrupt_rate_per_hour']:.1%} "
+        f"per instance-hour, clock compressed {s['speedup']:g}x, seed {s['seed']}",
+        f"- spot interruptions: {report['interruptions']} instances reclaimed "
+        f"({report['spot_notices']} notices, {report['instances_launched']} instances launched); "
+        f"{report['preempted_attempts']} job attempts interrupted",
+        f"- lost chunk-seconds: {report['lost_chunk_seconds']:.1f} s of compute thrown away",
+        f"- wall time: {report['wall_time_seconds']:.1f} s interrupted run, "
+        f"{report['reference_wall_time_seconds']:.1f} s uninterrupted reference, "
+        f"{report['total_wall_time_seconds']:.1f} s in all",
+        f"- **simulated** AWS cost ({cost['instance_type']} spot at "
+        f"${cost['spot_price_usd_per_hour']:.3f}/h, {cost['instance_hours_simulated']:.2f} "
+        f"simulated instance-hours): ${cost['cost_usd_simulated']:.2f} "
+        f"(uninterrupted reference: ${ref['cost_usd_simulated']:.2f}). Not a bill: the "
+        "demo's clock runs fast, so instance time is scaled by the speedup.",
+        *_hazard_line(report["hazard_from_manifests"]),
+        f"- verified_identical: **{str(report['verified_identical']).lower()}** — every "
+        f"product compared with reference run {report['reference_run_id']} (sha256; "
+        "provenance.json without instance and run fields)",
+        "",
+        "| observation | state | chunks | attempts | interruptions | lost s | identical |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for o in report["per_observation"]:
+        lines.append(
+            f"| {o['obs_id']} | {o['state']} | {o['chunks']} | {o['attempts']} | "
+            f"{o['interruptions']} | {o['lost_chunk_seconds']:.1f} | "
+            f"{'yes' if o['identical'] else 'NO'} |"
+        )
+    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+# --- the demo -------------------------------------------------------------------------------
+
+
+def worker_args(options: DemoOptions) -> list[str]:
+    """Worker options on the demo's compressed clock.
+
+    The worker's defaults are AWS time scales (a 300 s checkpoint interval, a 10 s safety
+    margin before the deadline, 30 s retry backoff); the demo divides them by the speedup,
+    with floors that keep the local processes from spinning.
+    """
+
+    def scaled(seconds: float, floor: float) -> str:
+        return f"{max(floor, seconds / options.speedup):g}"
+
+    return [
+        "--checkpoint-interval", scaled(300.0, 1.0),
+        "--safety-margin", scaled(10.0, 1.0),
+        "--retry-base", scaled(30.0, 1.0),
+        "--spot-poll-interval", "0.5",
+        # A short long-poll lets an idle worker see SIGTERM at once when the fleet stops;
+        # a short visibility lets the job of a SIGKILLed worker come back within seconds.
+        "--poll-wait", "1",
+        "--visibility-timeout", "10",
+        # The fleet stops its workers; idle exit is only a backstop.
+        "--idle-exit", f"{options.timeout + 60:g}",
+    ]  # fmt: skip
+
+
+def _fleet(
+    outputs: StackOutputs, root: Path, size: int, model: InterruptionModel, options: DemoOptions
+) -> Fleet:
+    return Fleet(
+        spec=WorkerSpec(outputs=outputs, root=root, extra_args=worker_args(options)),
+        size=size,
+        model=model,
+        instance_type=options.instance_type,
+    )
+
+
+def run_demo(
+    options: DemoOptions,
+    console: Console | None = None,
+    *,
+    on_cloud: Callable[[StackOutputs], None] | None = None,
+) -> dict[str, Any]:
+    """Run the demo end to end and return report.json's content (also written to disk)."""
+    console = console or Console()
+    started = time.monotonic()
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    with local_cloud(log_path=out / "moto.log") as outputs:
+        console.print(
+            f"local cloud at {outputs.endpoint_url} — while the demo runs: "
+            f"spotcube status --endpoint {outputs.endpoint_url}"
+        )
+        if on_cloud is not None:
+            on_cloud(outputs)
+        paths, params = make_inputs(options, console)
+        observations = upload_inputs(outputs, [str(p) for p in paths])
+        run_id, _ = submit_run(outputs, observations, kind=options.kind, params=params)
+        console.print(
+            f"submitted {len(observations)} {options.kind} job(s) as run {run_id}; "
+            f"{options.workers} spot workers, interruptions at {options.interrupt_rate:.1%}/h, "
+            f"clock x{options.speedup:g}"
+        )
+        model = InterruptionModel(
+            rate_per_hour=options.interrupt_rate,
+            speedup=options.speedup,
+            seed=options.seed,
+            notice_seconds=options.notice_seconds,
+            replacement_delay=options.replacement_delay,
+            min_notice_real=options.min_notice_real,
+        )
+        main = run_fleet(
+            outputs,
+            run_id,
+            observations,
+            _fleet(outputs, out / "instances" / run_id, options.workers, model, options),
+            options,
+            console,
+            "spot",
+        )
+        console.print(render(main.status))
+        ref_id, _ = submit_run(
+            outputs, observations, kind=options.kind, params=params, run_id=f"{run_id}-reference"
+        )
+        console.print(
+            f"reference: the same {len(observations)} job(s) uninterrupted on "
+            f"{options.reference_workers} worker(s) as run {ref_id}"
+        )
+        quiet = InterruptionModel(rate_per_hour=0.0, speedup=options.speedup)
+        reference = run_fleet(
+            outputs,
+            ref_id,
+            observations,
+            _fleet(outputs, out / "instances" / ref_id, options.reference_workers, quiet, options),
+            options,
+            console,
+            "ref ",
+        )
+        obs_ids = [o.obs_id for o in observations]
+        # products/ holds this run only: a previous demo's observations must not linger
+        shutil.rmtree(out / "products", ignore_errors=True)
+        products = download_and_verify(outputs, run_id, ref_id, obs_ids, out / "products")
+        report = build_report(
+            options, main, reference, products, outputs, time.monotonic() - started
+        )
+        figures = write_figures(report, main, out)
+        (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out / "report.md").write_text(render_markdown(report, figures))
+        summarise(report, out, console)
+        if options.hold:
+            console.print(f"--hold: local cloud stays up at {outputs.endpoint_url}; Ctrl-C to stop")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    return report
+
+
+def write_figures(report: dict[str, Any], main: PhaseResult, out: Path) -> list[str]:
+    """timeline.png, plus image.png/powerspec.png of the first observation that has them."""
+    names = []
+    plot_timeline(
+        main.fleet.timeline,
+        out / "timeline.png",
+        title=(
+            f"run {main.run_id}: {report['interruptions']} interruptions, "
+            f"{report['done']}/{report['observations']} done"
+        ),
+        speedup=main.fleet.model.speedup,
+    )
+    names.append("timeline.png")
+    for figure in FIGURE_PRODUCTS:
+        for obs in report["per_observation"]:
+            source = out / "products" / obs["obs_id"] / figure
+            if source.is_file():
+                shutil.copyfile(source, out / figure)
+                names.append(figure)
+                break
+    return names
+
+
+def summarise(report: dict[str, Any], out: Path, console: Console) -> None:
+    cost = report["cost"]
+    verdict = "[green]true[/green]" if report["verified_identical"] else "[red]false[/red]"
+    console.print(
+        f"done {report['done']}/{report['observations']}, failed {report['failed']}, "
+        f"{report['interruptions']} interruptions, {report['lost_chunk_seconds']:.1f} lost "
+        f"chunk-seconds, wall time {report['total_wall_time_seconds']:.1f} s, simulated cost "
+        f"${cost['cost_usd_simulated']:.2f} ({cost['instance_type']} spot); "
+        f"verified_identical {verdict}"
+    )
+    console.print(f"products, report.md, report.json and figures in {out}/")

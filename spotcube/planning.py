@@ -1,0 +1,406 @@
+"""``spotcube plan``'s logic: parse its options, compare strategies, recommend, draw.
+
+Three strategies are simulated with :mod:`spotcube.spotsim` for the same jobs and prices:
+
+``on-demand``
+    never terminated; the price ceiling.
+``spot, manual resubmission``
+    the published practice: rounds, a person resubmitting ``manual_lag`` after the last job of
+    a round ends, ``manual_checkpoints`` evenly spaced checkpoints.
+``spot, spotcube``
+    the work plane: automatic requeue ``requeue_delay`` after a termination, a checkpoint every
+    ``interval`` of progress (each costing ``checkpoint_cost``), optional on-demand fallback.
+
+and a fourth, spotcube with the Young/Daly interval, when that interval differs from the work
+plane's. Recommendations: the checkpoint interval (Young/Daly at the highest hazard given),
+the fleet cap (the smallest that keeps the p90 turnaround within ``--deadline``, by default
+within 10 % of an uncapped fleet's) and the budget (p99 of spotcube's cost plus 20 % for the
+storage, transfer and requests the model leaves out).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spotcube import spotsim
+from spotcube.prices import PriceQuote
+from spotcube.spotsim import Hazard, RunModel
+
+_UNIT_HOURS = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd])")
+_RATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*/\s*h\s*$")
+BUDGET_MARGIN = 1.2
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Hours in ``text`` such as ``633m``, ``10.5h``, ``1h30m``, ``300s`` or ``2d``."""
+    compact = text.strip().lower().replace(" ", "")
+    if not compact or _DURATION.sub("", compact):
+        raise ValueError(
+            f"{option} {text!r} is not a duration; write e.g. 633m, 10.5h, 1h30m, 300s"
+        )
+    return sum(float(n) * _UNIT_HOURS[u] for n, u in _DURATION.findall(compact))
+
+
+def parse_rate_value(text: str, option: str) -> float:
+    """A hazard per hour from ``P%/h`` (probability per hour) or ``L/h`` (a hazard rate)."""
+    match = _RATE.match(text)
+    if not match:
+        raise ValueError(
+            f"{option} {text!r} is not a rate; write e.g. 9%/h (probability per hour) or "
+            "0.094/h (hazard per hour)"
+        )
+    value, percent = float(match.group(1)), match.group(2)
+    if percent:
+        if value >= 100:
+            raise ValueError(f"{option} {text!r}: a probability per hour must be below 100%")
+        return spotsim.hazard_from_percent(value)
+    return value
+
+
+def parse_rate(text: str, option: str = "--rate") -> Hazard:
+    """A constant or piecewise hazard.
+
+    ``9%/h`` is constant; ``5%/h@0-6h,12%/h`` is 5 %/h for the first six hours of the run and
+    12 %/h after; pieces must follow each other from 0, and only the last may be open
+    (no ``@`` or ``@6h-``).
+    """
+    pieces = [p.strip() for p in text.split(",")]
+    rates: list[float] = []
+    starts: list[float] = []
+    expected_start = 0.0
+    for index, piece in enumerate(pieces):
+        rate_text, at, window = piece.partition("@")
+        rates.append(parse_rate_value(rate_text, option))
+        last = index == len(pieces) - 1
+        if not at:
+            if not last:
+                raise ValueError(f"{option} {text!r}: only the last piece may omit @START-END")
+            starts.append(expected_start)
+            continue
+        begin_text, dash, end_text = window.partition("-")
+        begin = parse_duration(begin_text, option) if begin_text.strip() not in ("", "0") else 0.0
+        if not dash or not math.isclose(begin, expected_start, abs_tol=1e-9):
+            raise ValueError(
+                f"{option} {text!r}: piece {piece!r} must start at "
+                f"{expected_start:g}h, where the previous one ended"
+            )
+        starts.append(begin)
+        if end_text.strip():
+            end = parse_duration(end_text, option)
+            if end <= begin:
+                raise ValueError(f"{option} {text!r}: piece {piece!r} ends before it starts")
+            expected_start = end
+            if last:  # a closed last piece: the run keeps its rate afterwards
+                continue
+        elif not last:
+            raise ValueError(f"{option} {text!r}: only the last piece may be open-ended")
+    return Hazard(rates=tuple(rates), starts=tuple(starts))
+
+
+def describe_hazard(hazard: Hazard) -> str:
+    """Inverse of :func:`parse_rate`, in probability per hour."""
+    parts = []
+    bounds = [*hazard.starts[1:], math.inf]
+    for rate, start, end in zip(hazard.rates, hazard.starts, bounds, strict=True):
+        pct = f"{spotsim.percent_from_hazard(rate):.3g}%/h"
+        if math.isinf(end):
+            parts.append(pct if start == 0 else f"{pct}@{start:g}h-")
+        else:
+            parts.append(f"{pct}@{start:g}h-{end:g}h")
+    return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything ``spotcube plan`` needs (hours and USD/h)."""
+
+    jobs: int
+    runtime: float
+    hazard: Hazard
+    prices: PriceQuote
+    overhead: float = 2 / 60
+    fleet_cap: int | None = None
+    manual_checkpoints: int = 2
+    manual_lag: float = 4.0
+    interval: float = 300 / 3600  # the work plane's checkpoint interval
+    checkpoint_cost: float = 10 / 3600
+    requeue_delay: float = 3 / 60 + 5 / 3600  # ASG replacement + visibility reset
+    fallback_after: int | None = None
+    deadline: float | None = None
+    runs: int = 1000
+    seed: int = 0
+
+    def base(self) -> RunModel:
+        return RunModel(
+            jobs=self.jobs,
+            runtime=self.runtime,
+            hazard=self.hazard,
+            spot_price=self.prices.spot,
+            on_demand_price=self.prices.on_demand,
+            overhead=self.overhead,
+            fleet_cap=self.fleet_cap,
+        )
+
+    def on_demand(self) -> RunModel:
+        return replace(self.base(), on_demand_only=True)
+
+    def manual(self) -> RunModel:
+        return replace(self.base(), policy="manual", lag=self.manual_lag).with_checkpoints(
+            self.manual_checkpoints
+        )
+
+    def spotcube(self, interval: float | None = None) -> RunModel:
+        return replace(
+            self.base(),
+            policy="auto",
+            delay=self.requeue_delay,
+            interval=self.interval if interval is None else interval,
+            checkpoint_cost=self.checkpoint_cost,
+            fallback_after=self.fallback_after,
+        )
+
+
+@dataclass
+class Plan:
+    """Simulated strategies and recommendations."""
+
+    inputs: PlanInputs
+    strategies: dict[str, dict[str, dict[str, float]]]
+    recommended_interval: float
+    recommended_fleet_cap: int
+    fleet_turnaround_p90: dict[int, float]
+    budget: float
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        i = self.inputs
+        return {
+            "schema": 1,
+            "inputs": {
+                "jobs": i.jobs,
+                "runtime_hours": i.runtime,
+                "rate": describe_hazard(i.hazard),
+                "hazard_per_hour": {
+                    "starts_h": list(i.hazard.starts),
+                    "rates": list(i.hazard.rates),
+                },
+                "overhead_hours": i.overhead,
+                "fleet_cap": i.fleet_cap or i.jobs,
+                "manual_checkpoints": i.manual_checkpoints,
+                "manual_lag_hours": i.manual_lag,
+                "interval_hours": i.interval,
+                "checkpoint_cost_hours": i.checkpoint_cost,
+                "requeue_delay_hours": i.requeue_delay,
+                "fallback_after": i.fallback_after,
+                "runs": i.runs,
+                "seed": i.seed,
+            },
+            "prices": i.prices.to_dict(),
+            "strategies": self.strategies,
+            "recommended": {
+                "checkpoint_interval_hours": self.recommended_interval,
+                "fleet_cap": self.recommended_fleet_cap,
+                "budget_usd": self.budget,
+                "fleet_cap_p90_turnaround_hours": {
+                    str(k): v for k, v in self.fleet_turnaround_p90.items()
+                },
+            },
+            "notes": self.notes,
+        }
+
+
+def make_plan(inputs: PlanInputs) -> Plan:
+    """Simulate every strategy and work out the recommendations."""
+    summaries: dict[str, dict[str, dict[str, float]]] = {}
+    quantiles = (0.5, 0.9, 0.99)
+    summaries["on-demand"] = spotsim.simulate(inputs.on_demand(), 1, seed=inputs.seed).summary(
+        quantiles
+    )
+    summaries["spot, manual resubmission"] = spotsim.simulate(
+        inputs.manual(), inputs.runs, seed=inputs.seed
+    ).summary(quantiles)
+    spotcube_stats = spotsim.simulate(inputs.spotcube(), inputs.runs, seed=inputs.seed)
+    summaries["spot, spotcube"] = spotcube_stats.summary(quantiles)
+    interval = spotsim.young_daly_interval(inputs.hazard.max_rate, inputs.checkpoint_cost)
+    interval = min(interval, inputs.runtime)
+    notes: list[str] = []
+    if not math.isclose(interval, inputs.interval, rel_tol=0.05) and interval > 0:
+        summaries["spot, spotcube, recommended interval"] = spotsim.simulate(
+            inputs.spotcube(interval), inputs.runs, seed=inputs.seed
+        ).summary(quantiles)
+    if inputs.checkpoint_cost == 0:
+        notes.append("checkpoint cost 0: Young/Daly says checkpoint continuously")
+    caps = _fleet_caps(inputs)
+    target = inputs.deadline
+    if target is None:
+        target = 1.1 * caps[max(caps)]
+    fitting = [cap for cap, p90 in caps.items() if p90 <= target]
+    fleet_cap = min(fitting) if fitting else max(caps)
+    if inputs.deadline is not None and not fitting:
+        notes.append(f"no fleet cap up to {max(caps)} meets --deadline {inputs.deadline:g}h at p90")
+    if inputs.prices.vcpus:
+        notes.append(
+            f"a fleet of {fleet_cap} x {inputs.prices.vcpus} vCPUs needs a spot vCPU quota "
+            f"of {fleet_cap * inputs.prices.vcpus} (Service Quotas, 'All Standard Spot "
+            "Instance Requests')"
+        )
+    budget = math.ceil(spotcube_stats.summary((0.99,))["cost"]["p99"] * BUDGET_MARGIN / 10) * 10
+    return Plan(
+        inputs=inputs,
+        strategies=summaries,
+        recommended_interval=interval,
+        recommended_fleet_cap=fleet_cap,
+        fleet_turnaround_p90=caps,
+        budget=float(budget),
+        notes=notes,
+    )
+
+
+def _fleet_caps(inputs: PlanInputs) -> dict[int, float]:
+    """p90 turnaround of spotcube's policy for fleets of N, N/2, N/4, ... instances."""
+    top = inputs.fleet_cap or inputs.jobs
+    caps: list[int] = []
+    cap = top
+    while cap >= 1 and len(caps) < 8:
+        caps.append(cap)
+        cap = math.ceil(cap / 2) if cap > 1 else 0
+    runs = max(100, inputs.runs // 5)
+    return {
+        c: float(
+            np.quantile(
+                spotsim.simulate(
+                    replace(inputs.spotcube(), fleet_cap=c), runs, seed=inputs.seed
+                ).turnaround,
+                0.9,
+            )
+        )
+        for c in caps
+    }
+
+
+def render_table(plan: Plan, *, width: int = 110) -> str:
+    """The human-readable plan: a table of strategies and the recommendations."""
+    from rich.console import Console
+    from rich.table import Table
+
+    i = plan.inputs
+    table = Table(
+        title=(
+            f"{i.jobs} jobs x {_hours(i.runtime)} on {i.prices.instance_type}, "
+            f"rate {describe_hazard(i.hazard)}, {i.runs} simulated runs"
+        )
+    )
+    table.add_column("strategy")
+    for column in ("cost mean", "cost p90", "turnaround mean", "turnaround p90"):
+        table.add_column(column, justify="right")
+    table.add_column("terminations", justify="right")
+    table.add_column("rerun rounds", justify="right")
+    for name, s in plan.strategies.items():
+        table.add_row(
+            name,
+            f"${s['cost']['mean']:,.0f}",
+            f"${s['cost']['p90']:,.0f}",
+            _hours(s["turnaround"]["mean"]),
+            _hours(s["turnaround"]["p90"]),
+            f"{s['terminations']['mean']:.1f}",
+            f"{s['rerun_rounds']['mean']:.1f}",
+        )
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, no_color=True, highlight=False)
+    console.print(table)
+    console.print(
+        f"prices: on-demand ${i.prices.on_demand:.4g}/h ({i.prices.on_demand_source}); "
+        f"spot ${i.prices.spot:.4g}/h ({i.prices.spot_source})"
+    )
+    console.print(
+        f"recommended checkpoint interval: {_hours(plan.recommended_interval)} "
+        f"(Young/Daly; the work plane uses {_hours(i.interval)})"
+    )
+    console.print(
+        f"recommended fleet cap: {plan.recommended_fleet_cap} "
+        + "(p90 turnaround by cap: "
+        + ", ".join(f"{c}: {_hours(t)}" for c, t in plan.fleet_turnaround_p90.items())
+        + ")"
+    )
+    console.print(
+        f"budget to set for this run: ${plan.budget:,.0f} "
+        "(p99 of spotcube's cost + 20% for storage and transfer)"
+    )
+    console.print(
+        "rerun rounds: manual = resubmission rounds after the first; spotcube = most restarts "
+        "of one job (spotcube requeues by itself)"
+    )
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    return buffer.getvalue()
+
+
+def _hours(hours: float) -> str:
+    if not math.isfinite(hours):
+        return "none"
+    if hours < 1:
+        return f"{hours * 60:.3g} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} d"
+
+
+def plot(inputs: PlanInputs, path: Path, *, runs: int = 200) -> None:
+    """Draw mean cost and turnaround against hourly rate, manual vs spotcube, to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    percents = np.array([0.25, 0.5, 1, 2, 4, 7, 10, 15, 20])
+    fig, (ax_cost, ax_time) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
+    manual_intervals = {
+        "manual, no checkpoints": math.inf,
+        f"manual, {inputs.manual_checkpoints} checkpoints": inputs.runtime
+        / (inputs.manual_checkpoints + 1),
+        "manual, hourly checkpoints": 1.0,
+    }
+    curves: list[tuple[str, RunModel, dict[str, Any]]] = [
+        (label, replace(inputs.manual(), interval=interval), {"lw": 1.2})
+        for label, interval in manual_intervals.items()
+    ]
+    curves.append(
+        (
+            f"spotcube (requeue, {_hours(inputs.interval)} checkpoints)",
+            inputs.spotcube(),
+            {"lw": 2.8, "color": "black"},
+        )
+    )
+    for label, model, style in curves:
+        costs, times = [], []
+        for pct in percents:
+            hazard = Hazard.constant(spotsim.hazard_from_percent(float(pct)))
+            stats = spotsim.simulate(replace(model, hazard=hazard), runs, seed=inputs.seed)
+            costs.append(stats.cost.mean())
+            times.append(stats.turnaround.mean())
+        ax_cost.plot(percents, costs, marker="o", label=label, **style)
+        ax_time.plot(percents, times, marker="o", label=label, **style)
+    on_demand = spotsim.simulate(inputs.on_demand(), 1)
+    for ax, value in ((ax_cost, on_demand.cost[0]), (ax_time, on_demand.turnaround[0])):
+        ax.axhline(value, ls="--", color="grey", label="on-demand")
+        ax.set_xscale("log")
+        ax.set_xlabel("termination probability per hour (%)")
+        ax.grid(alpha=0.3)
+    ax_cost.set_ylabel("mean cost of the run (USD)")
+    ax_time.set_ylabel("mean turnaround (h)")
+    ax_time.set_yscale("log")
+    ax_cost.legend(fontsize=8)
+    fig.suptitle(
+        f"{inputs.jobs} jobs x {_hours(inputs.runtime)} on {inputs.prices.instance_type} "
+        f"(spot \\${inputs.prices.spot:.3g}/h, on-demand \\${inputs.prices.on_demand:.3g}/h)"
+    )
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,254 @@
+"""What a run actually cost and what the spot market did, from its checkpoint manifests.
+
+Every observation's manifest (``runs/<run_id>/obs/<obs>/checkpoint/manifest.json``) lists the
+attempts made at it: instance, type, zone, start, end and how it ended. From those this module
+derives instance-hours, an estimated cost, the work lost to terminations, and the
+maximum-likelihood estimate of the hourly termination hazard: with exponential instance
+lifetimes, ``λ̂ = terminations / exposure``, where exposure is the total running time of all
+ended attempts (attempts that ended for another reason are censored observations, which is why
+they count in the exposure but not in the terminations). ``spotcube plan --rate from:RUN_ID``
+feeds ``λ̂`` back into the simulator.
+
+The local demo compresses time; ``speedup`` multiplies every measured duration back to the
+durations being modelled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from payload.contracts import Manifest, run_prefix
+from payload.outcomes import Outcome
+from spotcube import prices
+
+MANIFEST_SUFFIX = "/checkpoint/manifest.json"
+
+
+@dataclass
+class TypeUsage:
+    """Use of one instance type within a run."""
+
+    attempts: int = 0
+    terminations: int = 0
+    hours: float = 0.0
+    price_per_hour: float | None = None
+    price_source: str = ""
+
+
+@dataclass
+class RunReport:
+    """Summary of one run (durations in modelled hours, i.e. after ``speedup``).
+
+    ``hazard_per_hour`` is the maximum-likelihood hazard (``None`` with no exposure);
+    ``hazard_interval`` its exact 95 % Poisson confidence interval.
+    """
+
+    run_id: str
+    speedup: float
+    observations: int = 0
+    observations_done: int = 0
+    attempts: int = 0
+    open_attempts: int = 0
+    terminations: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    instance_hours: float = 0.0
+    exposure_hours: float = 0.0
+    lost_hours: float = 0.0
+    chunk_hours: float = 0.0
+    turnaround_hours: float = 0.0
+    estimated_cost: float = 0.0
+    unpriced_hours: float = 0.0
+    by_type: dict[str, TypeUsage] = field(default_factory=dict)
+    zones: dict[str, int] = field(default_factory=dict)
+    hazard_per_hour: float | None = None
+    hazard_interval: tuple[float, float] | None = None
+
+    @property
+    def hazard_percent_per_hour(self) -> float | None:
+        """The hazard as a probability of termination per hour, in %."""
+        if self.hazard_per_hour is None:
+            return None
+        return -math.expm1(-self.hazard_per_hour) * 100.0
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["hazard_percent_per_hour"] = self.hazard_percent_per_hour
+        doc["schema"] = 1
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+
+def iter_manifests(s3: Any, bucket: str, run_id: str) -> Iterator[Manifest]:
+    """Every checkpoint manifest of ``run_id`` in ``bucket``."""
+    prefix = f"{run_prefix(run_id)}obs/"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for entry in page.get("Contents", []):
+            key = entry["Key"]
+            # only runs/<run>/obs/<obs>/checkpoint/manifest.json, not files inside products
+            if key.endswith(MANIFEST_SUFFIX) and key[len(prefix) :].count("/") == 2:
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                yield Manifest.from_json(body)
+
+
+def spot_price_lookup(
+    overrides: Mapping[str, float] | None = None, default: float | None = None
+) -> Callable[[str], tuple[float | None, str]]:
+    """Price per hour of a type: ``overrides``, then the embedded table, then ``default``."""
+
+    def lookup(instance_type: str) -> tuple[float | None, str]:
+        if overrides and instance_type in overrides:
+            return overrides[instance_type], "given"
+        if instance_type in prices.EMBEDDED:
+            q = prices.quote(instance_type)
+            return q.spot, q.spot_source
+        if default is not None:
+            return default, "--spot-price"
+        return None, "unknown type: not priced"
+
+    return lookup
+
+
+def summarise_manifests(
+    run_id: str,
+    manifests: list[Manifest],
+    *,
+    speedup: float = 1.0,
+    price: Callable[[str], tuple[float | None, str]] | None = None,
+    done_count: int | None = None,
+) -> RunReport:
+    """Build a :class:`RunReport` from manifests already read (see :func:`summarise_run`)."""
+    if not speedup > 0:
+        raise ValueError(f"--speedup must be positive, not {speedup}")
+    price = price or spot_price_lookup()
+    report = RunReport(run_id=run_id, speedup=speedup, observations=len(manifests))
+    first: datetime | None = None
+    last: datetime | None = None
+    for manifest in manifests:
+        report.chunk_hours += sum(c.seconds for c in manifest.chunks.values()) / 3600 * speedup
+        for attempt in manifest.attempts:
+            report.attempts += 1
+            start = _parse_time(attempt.start)
+            first = start if first is None else min(first, start)
+            if attempt.end is None:
+                report.open_attempts += 1
+                continue
+            end = _parse_time(attempt.end)
+            last = end if last is None else max(last, end)
+            hours = max((end - start).total_seconds(), 0.0) / 3600 * speedup
+            reason = attempt.reason or "unknown"
+            report.outcomes[reason] = report.outcomes.get(reason, 0) + 1
+            preempted = reason == Outcome.PREEMPTED.value
+            report.terminations += preempted
+            report.instance_hours += hours
+            report.exposure_hours += hours
+            report.lost_hours += attempt.lost_seconds / 3600 * speedup
+            report.zones[attempt.availability_zone] = (
+                report.zones.get(attempt.availability_zone, 0) + 1
+            )
+            usage = report.by_type.setdefault(attempt.instance_type, TypeUsage())
+            usage.attempts += 1
+            usage.terminations += preempted
+            usage.hours += hours
+    for instance_type, usage in report.by_type.items():
+        usage.price_per_hour, usage.price_source = price(instance_type)
+        if usage.price_per_hour is None:
+            report.unpriced_hours += usage.hours
+        else:
+            report.estimated_cost += usage.hours * usage.price_per_hour
+    if done_count is not None:
+        report.observations_done = done_count
+    else:
+        report.observations_done = sum(
+            1 for m in manifests if m.attempts and m.attempts[-1].reason == Outcome.DONE.value
+        )
+    if first is not None and last is not None:
+        report.turnaround_hours = max((last - first).total_seconds(), 0.0) / 3600 * speedup
+    if report.exposure_hours > 0:
+        report.hazard_per_hour = report.terminations / report.exposure_hours
+        low, high = poisson_interval(report.terminations)
+        report.hazard_interval = (low / report.exposure_hours, high / report.exposure_hours)
+    return report
+
+
+def summarise_run(
+    s3: Any,
+    bucket: str,
+    run_id: str,
+    *,
+    speedup: float = 1.0,
+    price: Callable[[str], tuple[float | None, str]] | None = None,
+) -> RunReport:
+    """Read every manifest of ``run_id`` from ``bucket`` and summarise the run.
+
+    Parameters
+    ----------
+    s3 : botocore client
+        S3 client (AWS or the local cloud).
+    bucket : str
+        The products bucket.
+    run_id : str
+        The run to report on.
+    speedup : float, optional
+        Factor that turns measured durations into modelled ones (the demo's time compression).
+    price : callable, optional
+        ``instance_type -> (USD per hour or None, source)``; default :func:`spot_price_lookup`.
+
+    Raises
+    ------
+    LookupError
+        If the run has no manifests in the bucket.
+    """
+    manifests = list(iter_manifests(s3, bucket, run_id))
+    if not manifests:
+        raise LookupError(f"run {run_id!r} has no checkpoint manifests in s3://{bucket}/")
+    return summarise_manifests(run_id, manifests, speedup=speedup, price=price)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def poisson_interval(count: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) confidence interval for the mean of a Poisson count.
+
+    Found by bisection on the Poisson distribution function, so no statistics library is
+    needed: the lower bound ``m`` has ``P(X >= count; m) = α/2``, the upper ``P(X <= count) =
+    α/2``.
+    """
+    if count < 0:
+        raise ValueError("a count cannot be negative")
+    tail = (1 - confidence) / 2
+    low = 0.0 if count == 0 else _bisect(lambda m: 1 - _poisson_cdf(count - 1, m) - tail, count)
+    high = _bisect(lambda m: tail - _poisson_cdf(count, m), count)
+    return low, high
+
+
+def _poisson_cdf(k: int, mean: float) -> float:
+    if mean <= 0:
+        return 1.0
+    total, log_term = 0.0, -mean
+    for i in range(k + 1):
+        if i:
+            log_term += math.log(mean) - math.log(i)
+        total += math.exp(log_term)
+    return min(total, 1.0)
+
+
+def _bisect(increasing: Callable[[float], float], count: int) -> float:
+    """Root of a function increasing in the mean, bracketed generously around ``count``."""
+    lo, hi = 0.0, 10.0 + 10.0 * count
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if increasing(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

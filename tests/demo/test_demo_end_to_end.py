@@ -1,0 +1,114 @@
+"""``spotcube demo`` end to end: real worker processes, real interruptions, real products.
+
+One demo run (selftest jobs, a high interruption rate so that reclaims surely happen) is
+shared by the module; each test checks one fact of its report against what is on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spotcube.demo import DemoOptions, run_demo
+from spotcube.local.fleet import InterruptionModel
+
+pytestmark = pytest.mark.slow
+
+OBSERVATIONS = 3
+# 120 %/h at 600x: a notice every ~5 s of wall clock per instance, against ~4 s of work per
+# observation; seed 7 draws the first notices 2.5 s and 3.8 s after launch.
+RATE, SPEEDUP, SEED = 1.2, 600.0, 7
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("demo")
+    options = DemoOptions(
+        out=out,
+        workers=2,
+        observations=OBSERVATIONS,
+        kind="selftest",
+        params={"chunks": 6, "chunk_seconds": 0.6, "chunk_bytes": 20_000},
+        interrupt_rate=RATE,
+        speedup=SPEEDUP,
+        seed=SEED,
+        reference_workers=2,
+        timeout=120.0,
+    )
+    report = run_demo(options)
+    return report, out
+
+
+def test_every_observation_is_done_and_verified(demo: tuple[dict[str, Any], Path]) -> None:
+    report, _ = demo
+    assert (report["observations"], report["done"], report["failed"]) == (OBSERVATIONS, 3, 0)
+    assert not report["timed_out"]
+    assert report["verified_identical"] is True
+    assert all(o["identical"] and o["products"] for o in report["per_observation"])
+
+
+def test_instances_were_reclaimed_and_replaced(demo: tuple[dict[str, Any], Path]) -> None:
+    report, _ = demo
+    assert report["interruptions"] > 0
+    # the fleet kept two instances running: every reclaimed one was replaced
+    assert report["instances_launched"] >= 2 + report["interruptions"]
+
+
+def test_reclaim_is_a_sigkill_at_the_notice_deadline(demo: tuple[dict[str, Any], Path]) -> None:
+    report, _ = demo
+    events = report["timeline"]
+    notice_wall = report["settings"]["notice_seconds_wall"]
+    kills = [e for e in events if e["kind"] == "kill"]
+    assert kills
+    for kill in kills:
+        notice = next(
+            e for e in events if e["kind"] == "notice" and e["instance_id"] == kill["instance_id"]
+        )
+        assert kill["t"] - notice["t"] >= notice_wall - 0.01
+        # killed by SIGKILL, or already gone after handing its job back (EX_TEMPFAIL)
+        assert kill["detail"] in ("exit code -9", "exit code 75")
+
+
+def test_products_on_disk_match_the_report(demo: tuple[dict[str, Any], Path]) -> None:
+    report, out = demo
+    for obs in report["per_observation"]:
+        for name, entry in obs["products"].items():
+            data = (out / "products" / obs["obs_id"] / name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+
+
+def test_report_files_and_timeline_figure(demo: tuple[dict[str, Any], Path]) -> None:
+    report, out = demo
+    assert json.loads((out / "report.json").read_text()) == report
+    markdown = (out / "report.md").read_text()
+    assert "verified_identical: **true**" in markdown
+    assert "simulated" in markdown
+    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_simulated_cost_follows_instance_time(demo: tuple[dict[str, Any], Path]) -> None:
+    report, _ = demo
+    cost = report["cost"]
+    hours = cost["instance_seconds_wall"] * SPEEDUP / 3600
+    assert cost["simulated"] is True
+    assert cost["instance_hours_simulated"] == pytest.approx(hours, abs=1e-3)
+    assert cost["cost_usd_simulated"] == pytest.approx(hours * 0.432, abs=0.01)
+
+
+def test_interruptions_show_in_the_manifest_attempts(demo: tuple[dict[str, Any], Path]) -> None:
+    report, _ = demo
+    attempts = sum(o["attempts"] for o in report["per_observation"])
+    # every observation was attempted; interrupted attempts are counted per observation
+    assert attempts >= OBSERVATIONS + report["preempted_attempts"]
+    assert report["preempted_attempts"] == sum(
+        o["interruptions"] for o in report["per_observation"]
+    )
+
+
+def test_notice_floor_keeps_the_compressed_notice_usable() -> None:
+    model = InterruptionModel(rate_per_hour=RATE, speedup=SPEEDUP)
+    assert model.notice_real == 6.0  # 120 s / 600 would be 0.2 s: too short to react

@@ -1,0 +1,153 @@
+"""Which image the testinfra checks run against.
+
+* ``make test`` (no ``--hosts``): the local Debian 12 image, baked once per session with
+  ``spotcube bake --target local --check-idempotence`` and entered with the chroot backend.
+  Needs root and mmdebstrap; skipped with the reason otherwise.
+* ``--hosts=local://`` on the Packer build instance (packer/scripts/testinfra-on-build-host.sh).
+* ``--hosts=ssh://admin@HOST --image-state=booted`` against a running instance (README).
+
+This file imports nothing from the checkout at module level: on the build instance only
+tests/image/ and constraints.txt are uploaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("spotcube image")
+    group.addoption(
+        "--image-constraints",
+        default=None,
+        help="constraints.txt the image must match (default: the checkout's)",
+    )
+    group.addoption(
+        "--image-content-hash",
+        default=None,
+        help="content hash the image must carry (default: the local bake's)",
+    )
+    group.addoption(
+        "--image-state",
+        choices=("baked", "booted"),
+        default="baked",
+        help="booted: a running instance, where first boot has recreated host keys, "
+        "machine-id and authorized_keys, so those checks are skipped",
+    )
+
+
+@dataclass(frozen=True)
+class LocalBake:
+    """The session's local image and what baking it cost."""
+
+    rootfs: Path
+    metadata: dict[str, Any]
+    bake_seconds: float
+    noop_seconds: float
+    noop_output: str
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the local image needs root (mmdebstrap, chroot, mounts); run `sudo make test`"
+    missing = [t for t in ("mmdebstrap", "zstd", "chroot") if shutil.which(t) is None]
+    if missing:
+        return f"{', '.join(missing)} missing; install with: sudo bash scripts/system-deps.sh image"
+    return None
+
+
+def _spotcube(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "spotcube.cli", "bake", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="session")
+def local_bake(request: pytest.FixtureRequest) -> LocalBake:
+    """Bake the local image once per session (a no-op when the tree has not changed)."""
+    if request.config.getoption("hosts"):
+        pytest.skip("testing a given --hosts, not the local image")
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    started = time.monotonic()
+    baked = _spotcube("--target", "local", "--check-idempotence")
+    bake_seconds = time.monotonic() - started
+    if baked.returncode != 0:
+        pytest.fail(f"spotcube bake --target local failed:\n{baked.stdout}\n{baked.stderr}")
+    # A second bake of the same tree must notice there is nothing to do.
+    started = time.monotonic()
+    noop = _spotcube("--target", "local")
+    noop_seconds = time.monotonic() - started
+    assert noop.returncode == 0, noop.stderr
+    out_dir = REPO / ".cache" / "spotcube" / "image"
+    metadata = json.loads((out_dir / "metadata.json").read_text())
+    return LocalBake(
+        rootfs=out_dir / "rootfs",
+        metadata=metadata,
+        bake_seconds=bake_seconds,
+        noop_seconds=noop_seconds,
+        noop_output=noop.stdout,
+    )
+
+
+@pytest.fixture(scope="session")
+def image_host(request: pytest.FixtureRequest) -> testinfra.host.Host:
+    """The testinfra host of the image under test."""
+    hosts = request.config.getoption("hosts")
+    if hosts:
+        option = request.config.option
+        return testinfra.get_host(
+            hosts.split(",")[0],
+            connection=option.connection,
+            ssh_config=option.ssh_config,
+            ssh_identity_file=option.ssh_identity_file,
+            sudo=option.sudo,
+        )
+    bake: LocalBake = request.getfixturevalue("local_bake")
+    return testinfra.get_host(str(bake.rootfs), connection="chroot")
+
+
+@pytest.fixture(scope="session")
+def expected_pins(request: pytest.FixtureRequest) -> dict[str, str]:
+    """``name -> version`` from the constraints file the image must match."""
+    path = Path(request.config.getoption("image_constraints") or REPO / "constraints.txt")
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+@pytest.fixture(scope="session")
+def expected_content_hash(request: pytest.FixtureRequest) -> str | None:
+    given: str | None = request.config.getoption("image_content_hash")
+    if given or request.config.getoption("hosts"):
+        return given
+    bake: LocalBake = request.getfixturevalue("local_bake")
+    return str(bake.metadata["content_hash"])
+
+
+@pytest.fixture(scope="session")
+def pristine(request: pytest.FixtureRequest) -> None:
+    """Skip checks that only hold before first boot."""
+    if request.config.getoption("image_state") == "booted":
+        pytest.skip("first boot recreates host keys, machine-id and authorized_keys")

@@ -1,0 +1,130 @@
+"""Run the Pulumi program under ``pulumi.runtime.set_mocks`` and record what it declares.
+
+The Pulumi CLI and the AWS provider plugin cannot run here: the mocks stand in for the
+engine, invent the outputs AWS would compute (ARNs, URLs, ids) so dependent JSON is real, and
+record every resource with its inputs (camelCase, as the engine and policy packs see them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from infra.config import StackConfig
+from infra.stack import build
+
+ACCOUNT = "123456789012"
+ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+LATEST_AMI = "ami-0fedcba9876543210"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    provider: str | None
+    custom: bool
+
+
+@dataclass
+class Program:
+    resources: list[Recorded]
+    outputs: dict[str, Any]
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Recorded]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name_part: str = "") -> Recorded:
+        found = [r for r in self.of_type(type_) if name_part in r.name]
+        assert len(found) == 1, f"{len(found)} {type_} named *{name_part}*"
+        return found[0]
+
+    @property
+    def aws(self) -> list[Recorded]:
+        return [r for r in self.resources if r.type.startswith("aws:")]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.resources: list[Recorded] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        outputs = dict(inputs)
+        region = inputs.get("region") or self.region
+        name = inputs.get("name") or args.name
+        resource_id = f"{args.name}-id"
+        service = args.typ.split(":")[1].split("/")[0] if ":" in args.typ else "x"
+        if args.typ == "aws:s3/bucket:Bucket":
+            resource_id = inputs.get("bucket", args.name)
+            outputs["arn"] = f"arn:aws:s3:::{resource_id}"
+            outputs["bucket"] = resource_id
+        elif args.typ == "aws:sqs/queue:Queue":
+            resource_id = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"
+            outputs["url"] = resource_id
+            outputs["arn"] = f"arn:aws:sqs:{region}:{ACCOUNT}:{name}"
+        elif args.typ == "aws:sns/topic:Topic":
+            resource_id = f"arn:aws:sns:{region}:{ACCOUNT}:{name}"
+            outputs["arn"] = resource_id
+        elif args.typ == "aws:autoscaling/group:Group":
+            resource_id = name
+            outputs["arn"] = (
+                f"arn:aws:autoscaling:{region}:{ACCOUNT}:autoScalingGroup:uuid:"
+                f"autoScalingGroupName/{name}"
+            )
+        elif args.typ == "aws:budgets/budget:Budget":
+            resource_id = f"{ACCOUNT}:{name}"
+        else:
+            outputs.setdefault("arn", f"arn:aws:{service}:{region}:{ACCOUNT}:{args.name}")
+        outputs.setdefault("name", name)
+        self.resources.append(
+            Recorded(
+                type=args.typ,
+                name=args.name,
+                inputs=inputs,
+                outputs=outputs,
+                provider=args.provider,
+                custom=bool(args.custom),
+            )
+        )
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/test",
+                "userId": "AIDATEST",
+                "id": ACCOUNT,
+            }
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": list(ZONES), "zoneIds": ["use1-az1", "use1-az2", "use1-az4"]}
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": LATEST_AMI, "imageId": LATEST_AMI, "name": "spotcube-test"}
+        return {}
+
+
+def run_program(config: StackConfig) -> Program:
+    """Build ``config``'s stack under mocks; return the recorded resources and outputs."""
+    mocks = RecordingMocks(config.region)
+    pulumi.runtime.set_mocks(mocks, project="spotcube", stack=config.stack, preview=False)
+    resolved: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        outputs = build(config)
+        keys = list(outputs)
+        return pulumi.Output.all(*(outputs[k] for k in keys)).apply(
+            lambda values: resolved.update(zip(keys, values, strict=True))
+        )
+
+    program()
+    return Program(resources=mocks.resources, outputs=resolved, calls=mocks.calls)

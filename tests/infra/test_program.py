@@ -1,0 +1,321 @@
+"""Policies over every resource the Pulumi program declares, for several stack configs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+from infra.config import StackConfig
+from infra.fleet import GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT
+from infra.naming import OUTPUT_KEYS
+from infra.policy.rules import COST_TYPES
+from infra.stack import EXTRA_OUTPUT_KEYS
+from tests.infra.program import LATEST_AMI, ZONES, Program
+
+Built = tuple[StackConfig, Program]
+
+
+def statements(policy: str) -> list[dict[str, Any]]:
+    return list(json.loads(policy)["Statement"])
+
+
+def test_every_aws_resource_uses_the_explicit_provider(built: Built) -> None:
+    config, program = built
+    providers = program.of_type("pulumi:providers:aws")
+    assert len(providers) == 1
+    assert providers[0].inputs["region"] == config.region
+    # Provider inputs reach the engine as JSON strings.
+    default_tags = json.loads(providers[0].inputs["defaultTags"])
+    assert default_tags["tags"] == config.names.cost_tags
+    assert program.aws
+    for resource in program.aws:
+        assert "pulumi:providers:aws::aws::" in (resource.provider or ""), resource.name
+
+
+def test_everything_that_costs_money_is_tagged(built: Built) -> None:
+    config, program = built
+    costly = [r for r in program.aws if r.type in COST_TYPES]
+    assert len(costly) > 20
+    for resource in costly:
+        tags = resource.inputs.get("tags", {})
+        assert {k: tags.get(k) for k in config.names.cost_tags} == config.names.cost_tags, (
+            resource.name
+        )
+
+
+def test_launched_resources_carry_tags_themselves(built: Built) -> None:
+    config, program = built
+    template = program.one("aws:ec2/launchTemplate:LaunchTemplate")
+    specs = {s["resourceType"]: s["tags"] for s in template.inputs["tagSpecifications"]}
+    assert set(specs) == {"instance", "volume", "network-interface", "spot-instances-request"}
+    for tags in specs.values():
+        assert config.names.cost_tags.items() <= tags.items()
+    group = program.one("aws:autoscaling/group:Group")
+    propagated = {t["key"]: t["value"] for t in group.inputs["tags"] if t["propagateAtLaunch"]}
+    assert config.names.cost_tags.items() <= propagated.items()
+
+
+def test_launch_template_requires_imdsv2_and_free_gp3(built: Built) -> None:
+    config, program = built
+    template = program.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    assert template["metadataOptions"] == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": 1,
+        "instanceMetadataTags": "enabled",
+    }
+    (root,) = template["blockDeviceMappings"]
+    assert root["ebs"]["volumeType"] == "gp3"
+    assert root["ebs"]["iops"] == GP3_BASELINE_IOPS
+    assert root["ebs"]["throughput"] == GP3_BASELINE_THROUGHPUT
+    assert root["ebs"]["encrypted"] == "true"
+    assert root["ebs"]["volumeSize"] == config.fleet.root_volume_gib
+
+
+def test_instances_get_a_profile_and_no_keys(built: Built) -> None:
+    _, program = built
+    template = program.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    assert template["iamInstanceProfile"]["arn"]
+    user_data = base64.b64decode(template["userData"]).decode()
+    env = base64.b64decode(user_data.split("content: ")[1].strip()).decode()
+    assert f"SPOTCUBE_QUEUE_URL={program.outputs['job_queue_url']}\n" in env
+    assert f"SPOTCUBE_PRODUCTS_BUCKET={program.outputs['products_bucket']}\n" in env
+    assert not re.search(r"AKIA|ASIA|AWS_SECRET|AWS_ACCESS_KEY", user_data + env)
+    assert not program.of_type("aws:iam/accessKey:AccessKey")
+    assert not program.of_type("aws:iam/user:User")
+
+
+def test_asg_is_spot_first_diversified_in_every_zone(built: Built) -> None:
+    config, program = built
+    group = program.one("aws:autoscaling/group:Group").inputs
+    policy = group["mixedInstancesPolicy"]
+    distribution = policy["instancesDistribution"]
+    assert distribution["spotAllocationStrategy"] == "price-capacity-optimized"
+    assert distribution["onDemandPercentageAboveBaseCapacity"] == 0
+    assert distribution["onDemandBaseCapacity"] == config.fleet.on_demand_base
+    types = [o["instanceType"] for o in policy["launchTemplate"]["overrides"]]
+    assert types == list(config.fleet.instance_types)
+    assert len(types) >= 3
+    assert (group["minSize"], group["maxSize"]) == (0, config.fleet.max_size)
+    assert "desiredCapacity" not in group
+    assert len(group["vpcZoneIdentifiers"]) == len(ZONES)
+    assert group["capacityRebalance"] is config.fleet.capacity_rebalance
+    (hook,) = group["initialLifecycleHooks"]
+    assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["heartbeatTimeout"] == config.fleet.checkpoint_grace_seconds
+
+
+def test_fleet_scales_from_the_queue_backlog(built: Built) -> None:
+    config, program = built
+    backlog = program.one("aws:autoscaling/policy:Policy", "backlog").inputs
+    metrics = backlog["targetTrackingConfiguration"]["customizedMetricSpecification"]["metrics"]
+    queues = {
+        d["value"]
+        for m in metrics
+        if "metricStat" in m
+        for d in m["metricStat"]["metric"]["dimensions"]
+        if d["name"] == "QueueName"
+    }
+    assert queues == {config.names.job_queue}
+    start = program.one("aws:autoscaling/policy:Policy", "start")
+    alarm = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "fleet-start").inputs
+    assert alarm["alarmActions"] == [start.outputs["arn"]]
+
+
+def test_network_has_no_nat_and_no_inbound(built: Built) -> None:
+    _, program = built
+    assert not program.of_type("aws:ec2/natGateway:NatGateway")
+    assert not program.of_type("aws:ec2/eip:Eip")
+    assert len(program.of_type("aws:ec2/subnet:Subnet")) == len(ZONES)
+    endpoint = program.one("aws:ec2/vpcEndpoint:VpcEndpoint").inputs
+    assert endpoint["vpcEndpointType"] == "Gateway"
+    assert endpoint["serviceName"].endswith(".s3")
+    group = program.one("aws:ec2/securityGroup:SecurityGroup").inputs
+    assert group.get("ingress", []) == []
+    assert [(e["protocol"], e["fromPort"], e["toPort"]) for e in group["egress"]] == [
+        ("tcp", 443, 443)
+    ]
+
+
+def test_buckets_are_private_encrypted_tls_only_and_retained(built: Built) -> None:
+    config, program = built
+    buckets = program.of_type("aws:s3/bucket:Bucket")
+    expected = {config.names.products_bucket}
+    if config.data.raw_bucket is None:
+        expected.add(config.names.raw_bucket)
+    assert {b.inputs["bucket"] for b in buckets} == expected
+    for bucket in buckets:
+        name = bucket.inputs["bucket"]
+        assert bucket.inputs.get("forceDestroy") is False
+
+        def on(type_: str, name: str = name) -> dict[str, Any]:
+            (found,) = [r.inputs for r in program.of_type(type_) if r.inputs["bucket"] == name]
+            return found
+
+        block = on("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+        assert all(
+            block[k]
+            for k in (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            )
+        )
+        sse = on(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        )
+        assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+        (deny,) = statements(on("aws:s3/bucketPolicy:BucketPolicy")["policy"])
+        assert deny["Effect"] == "Deny"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        rules = on("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"]
+        assert any(r.get("abortIncompleteMultipartUpload") for r in rules)
+
+
+def test_existing_raw_bucket_is_only_read(programs: dict[str, Built]) -> None:
+    _config, program = programs["existing-raw"]
+    assert program.outputs["raw_bucket"] == "mwa-group-archive"
+    assert program.outputs["raw_prefix"] == "phase1/"
+    assert all(
+        b.inputs["bucket"] != "mwa-group-archive" for b in program.aws if "bucket" in b.inputs
+    )
+    worker = program.one("aws:iam/rolePolicy:RolePolicy", "fleet-worker").inputs["policy"]
+    on_raw = [s for s in statements(worker) if "mwa-group-archive" in json.dumps(s["Resource"])]
+    assert {a for s in on_raw for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
+    assert any("arn:aws:s3:::mwa-group-archive/phase1/*" in s["Resource"] for s in on_raw)
+
+
+def test_worker_role_is_least_privilege(built: Built) -> None:
+    config, program = built
+    policy = statements(
+        program.one("aws:iam/rolePolicy:RolePolicy", "fleet-worker").inputs["policy"]
+    )
+    for statement in policy:
+        assert statement["Effect"] == "Allow"
+        assert "*" not in statement["Resource"]
+        assert not any(a.endswith("*") for a in statement["Action"])
+    writes = [s for s in policy if "s3:PutObject" in s["Action"]]
+    assert [s["Resource"] for s in writes] == [
+        [f"arn:aws:s3:::{config.names.products_bucket}/runs/*"]
+    ]
+    lifecycle = next(s for s in policy if "autoscaling:CompleteLifecycleAction" in s["Action"])
+    assert lifecycle["Resource"][0].endswith(f"autoScalingGroupName/{config.names.asg}")
+    assert "autoscaling:SetInstanceProtection" in lifecycle["Action"]
+
+
+def test_queue_is_encrypted_with_a_dead_letter_alarm(built: Built) -> None:
+    config, program = built
+    jobs = program.one("aws:sqs/queue:Queue", "jobs").inputs
+    dlq = program.one("aws:sqs/queue:Queue", "dlq").inputs
+    assert jobs["sqsManagedSseEnabled"]
+    assert dlq["sqsManagedSseEnabled"]
+    redrive = json.loads(jobs["redrivePolicy"])
+    assert redrive["maxReceiveCount"] == config.queue.max_receive_count
+    assert redrive["deadLetterTargetArn"].endswith(config.names.dead_letter_queue)
+    alarm = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "dlq-depth").inputs
+    assert alarm["dimensions"] == {"QueueName": config.names.dead_letter_queue}
+    assert alarm["alarmActions"] == [program.outputs["alerts_topic_arn"]]
+
+
+def test_budget_filters_on_owner_and_notifies(built: Built) -> None:
+    config, program = built
+    budget = program.one("aws:budgets/budget:Budget").inputs
+    assert budget["costFilters"] == [
+        {"name": "TagKeyValue", "values": [f"user:Owner${config.owner}"]}
+    ]
+    assert float(budget["limitAmount"]) == config.budget.monthly_usd
+    seen = {(n["notificationType"], n["threshold"]) for n in budget["notifications"]}
+    assert seen == {("ACTUAL", 50), ("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100)}
+    for note in budget["notifications"]:
+        assert note["subscriberEmailAddresses"] == list(config.budget.emails)
+        assert len(note["subscriberSnsTopicArns"]) == 1
+    tags = {
+        t.inputs["tagKey"]: t.inputs["status"]
+        for t in program.of_type("aws:costexplorer/costAllocationTag:CostAllocationTag")
+    }
+    assert tags == dict.fromkeys(config.names.cost_tags, "Active")
+
+
+def test_brake_is_wired_to_the_budget_and_the_alarm(built: Built) -> None:
+    config, program = built
+    brake_topic = f"arn:aws:sns:{config.region}:123456789012:{config.names.prefix}-brake"
+    budget = program.one("aws:budgets/budget:Budget").inputs
+    at_100 = next(
+        n
+        for n in budget["notifications"]
+        if (n["notificationType"], n["threshold"]) == ("ACTUAL", 100)
+    )
+    assert at_100["subscriberSnsTopicArns"] == [brake_topic]
+    burn = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "burn-rate").inputs
+    assert brake_topic in burn["alarmActions"]
+    assert burn["dimensions"] == {"AutoScalingGroupName": config.names.asg}
+    function = program.one("aws:lambda/function:Function", "brake")
+    assert function.inputs["handler"] == "brake.handler"
+    assert function.inputs["environment"]["variables"]["ASG_NAME"] == config.names.asg
+    subscription = program.one("aws:sns/topicSubscription:TopicSubscription", "cost-brake")
+    assert subscription.inputs["topic"] == brake_topic
+    assert subscription.inputs["protocol"] == "lambda"
+    assert subscription.inputs["endpoint"] == function.outputs["arn"]
+    permission = program.one("aws:lambda/permission:Permission", "brake").inputs
+    assert (permission["principal"], permission["sourceArn"]) == ("sns.amazonaws.com", brake_topic)
+
+
+def test_health_rule_in_us_east_1_invokes_quarantine(built: Built) -> None:
+    _, program = built
+    rule = program.one("aws:cloudwatch/eventRule:EventRule", "exposed-keys")
+    assert rule.inputs["region"] == "us-east-1"
+    pattern = json.loads(rule.inputs["eventPattern"])
+    assert pattern["source"] == ["aws.health"]
+    assert pattern["detail"]["eventTypeCode"] == ["AWS_RISK_CREDENTIALS_EXPOSED"]
+    function = program.one("aws:lambda/function:Function", "quarantine")
+    assert function.inputs["region"] == "us-east-1"
+    target = program.one("aws:cloudwatch/eventTarget:EventTarget").inputs
+    assert (target["region"], target["rule"], target["arn"]) == (
+        "us-east-1",
+        rule.outputs["name"],
+        function.outputs["arn"],
+    )
+    permission = program.one("aws:lambda/permission:Permission", "quarantine").inputs
+    assert permission["sourceArn"] == rule.outputs["arn"]
+    assert permission["region"] == "us-east-1"
+
+
+def test_launch_guard_denies_other_regions_types_and_untagged(built: Built) -> None:
+    config, program = built
+    policy = statements(program.one("aws:iam/policy:Policy", "launch-guard").inputs["policy"])
+    assert all(s["Effect"] == "Deny" for s in policy)
+    conditions = json.dumps([s.get("Condition") for s in policy])
+    assert f'"aws:RequestedRegion": ["{config.region}"]' in conditions
+    for instance_type in config.fleet.instance_types:
+        assert instance_type in conditions
+    assert "aws:RequestTag/Project" in conditions
+    assert "aws:RequestTag/Owner" in conditions
+    spot = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "spot-vcpus").inputs
+    assert spot["namespace"] == "AWS/Usage"
+    assert spot["threshold"] == config.fleet.max_size * config.fleet.shape.vcpus
+
+
+def test_outputs_are_what_the_cli_reads(built: Built) -> None:
+    config, program = built
+    assert set(program.outputs) == set(OUTPUT_KEYS) | set(EXTRA_OUTPUT_KEYS)
+    assert program.outputs["asg_name"] == config.names.asg
+    assert program.outputs["budget_name"] == config.names.budget
+    assert program.outputs["products_bucket"] == config.names.products_bucket
+    assert program.outputs["job_queue_url"].endswith(config.names.job_queue)
+    assert program.outputs["dead_letter_queue_url"].endswith(config.names.dead_letter_queue)
+    expected_ami = LATEST_AMI if config.ami == "latest" else config.ami
+    assert program.outputs["ami_id"] == expected_ami
+
+
+def test_latest_ami_is_looked_up_by_tag(programs: dict[str, Built]) -> None:
+    _, program = programs["minimal"]
+    lookups = [args for token, args in program.calls if token == "aws:ec2/getAmi:getAmi"]
+    assert lookups
+    assert lookups[0]["owners"] == ["self"]
+    assert lookups[0]["mostRecent"]
+    assert {"name": "tag:Project", "values": ["spotcube"]} in lookups[0]["filters"]
+    _, full = programs["full"]
+    assert not [t for t, _ in full.calls if t == "aws:ec2/getAmi:getAmi"]

@@ -1,0 +1,130 @@
+"""Worker processes against poison input, duplicate delivery, faulty S3 and faulty IMDS."""
+
+from __future__ import annotations
+
+import json
+
+from payload.contracts import JobMessage, Manifest, ObsLayout
+from spotcube.local.faultproxy import FaultProxy
+from spotcube.local.imds import ImdsEmulator
+from tests.work.conftest import PRODUCTS, RUN, Plane, reference_products
+
+PARAMS = {"chunks": 4, "chunk_seconds": 0.1, "chunk_bytes": 4096}
+
+
+def assert_done_like_reference(plane: Plane, message: JobMessage, data: bytes) -> None:
+    layout = ObsLayout(RUN, message.obs_id)
+    done = json.loads(plane.get(layout.done) or b"{}")
+    for name, expected in reference_products(message, data, plane.tmp).items():
+        assert plane.get(layout.product(name)) == expected, name
+        assert done["products"][name]["size"] == len(expected)
+
+
+def test_poison_goes_to_dlq_once_with_failed_json(plane: Plane) -> None:
+    plane.submit("bad-params", {"chunks": 0})
+    empty_input = JobMessage.create(
+        run_id=RUN,
+        obs_id="empty-input",
+        input=plane.put_input("empty.dat", b""),
+        kind="selftest",
+        params=PARAMS,
+    )
+    plane.sqs.send_message(QueueUrl=plane.queue_url, MessageBody=empty_input.to_json())
+    plane.sqs.send_message(QueueUrl=plane.queue_url, MessageBody="{not json")
+    # A checkpoint made with other parameters must be refused, not resumed.
+    other = JobMessage.create(
+        run_id=RUN,
+        obs_id="other-params",
+        input="s3://work-raw/x",
+        kind="selftest",
+        params={"chunks": 9},
+    )
+    plane.s3.put_object(
+        Bucket=PRODUCTS,
+        Key=ObsLayout(RUN, "other-params").manifest,
+        Body=Manifest.new(other, {}).to_json().encode(),
+    )
+    plane.submit("other-params", PARAMS)
+    worker = plane.start_worker("--idle-exit", "2")
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    assert plane.queue_depth() == 0
+    assert plane.queue_depth(plane.dlq_url) == 4
+    for obs_id, match in [
+        ("bad-params", "chunks=0"),
+        ("empty-input", "empty"),
+        ("other-params", "params_hash"),
+    ]:
+        failed = json.loads(plane.get(ObsLayout(RUN, obs_id).failed) or b"{}")
+        assert failed["error_class"] == "InvalidInputError", obs_id
+        assert failed["outcome"] == "invalid"
+        assert match in failed["message"]
+        assert plane.get(ObsLayout(RUN, obs_id).done) is None
+    # Each poison message was attempted exactly once: no retry loop.
+    assert plane.log_of().count("is invalid") == 3
+    assert plane.log_of().count("poison message") == 1
+    # The refused checkpoint was left as it was.
+    kept = json.loads(plane.get(ObsLayout(RUN, "other-params").manifest) or b"{}")
+    assert kept["params_hash"] == other.params_hash
+
+
+def test_duplicate_delivery_gives_one_done_and_identical_products(plane: Plane) -> None:
+    data = b"twice" * 99
+    message = plane.submit(
+        "dup", {"chunks": 6, "chunk_seconds": 0.3, "chunk_bytes": 8192}, data=data
+    )
+    # SQS delivers at least once: the same job twice, taken by two workers at once.
+    plane.sqs.send_message(QueueUrl=plane.queue_url, MessageBody=message.to_json())
+    with ImdsEmulator(instance_id="i-0aaaa") as one, ImdsEmulator(instance_id="i-0bbbb") as two:
+        first = plane.start_worker("--max-jobs", "1", imds=one, name="a")
+        second = plane.start_worker("--max-jobs", "1", imds=two, name="b")
+        assert first.wait(timeout=60) == 0, plane.log_of("a")
+        assert second.wait(timeout=60) == 0, plane.log_of("b")
+    assert plane.queue_depth() == 0
+    assert_done_like_reference(plane, message, data)
+    logs = plane.log_of("a") + plane.log_of("b")
+    assert "already DONE" in logs or "already written" in logs
+    assert "other products" not in logs
+    manifest = plane.manifest("dup")
+    assert manifest is not None
+    assert {a["instance_id"] for a in manifest["attempts"]} <= {"i-0aaaa", "i-0bbbb"}
+    assert [k for k in plane.list_keys() if k.endswith("DONE")] == [ObsLayout(RUN, "dup").done]
+
+
+def test_faulty_s3_under_the_worker(plane: Plane, imds: ImdsEmulator) -> None:
+    jobs = []
+    for index in range(2):
+        data = f"faulty-{index}".encode() * 40
+        jobs.append((plane.submit(f"f{index}", PARAMS, data=data), data))
+    with FaultProxy(plane.endpoint, rate=0.2, seed=11) as proxy:
+        worker = plane.start_worker("--max-jobs", "2", imds=imds, endpoint=proxy.endpoint)
+        assert worker.wait(timeout=120) == 0, plane.log_of()
+        assert sum(proxy.injected.values()) >= 3
+    for message, data in jobs:
+        assert_done_like_reference(plane, message, data)
+    assert plane.queue_depth() == 0
+
+
+def test_imds_answering_500_is_no_notice(plane: Plane, imds: ImdsEmulator) -> None:
+    data = b"imds-500" * 10
+    message = plane.submit("imds500", PARAMS, data=data)
+    imds.fail_with(500)
+    worker = plane.start_worker("--max-jobs", "1", imds=imds)
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    assert_done_like_reference(plane, message, data)
+    log = plane.log_of()
+    assert "not a notice" in log
+    assert "termination notice" not in log
+
+
+def test_unreachable_imds_runs_without_notices(plane: Plane) -> None:
+    data = b"laptop" * 10
+    message = plane.submit("laptop", PARAMS, data=data)
+    worker = plane.start_worker(
+        "--max-jobs", "1", env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9"}
+    )
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    assert_done_like_reference(plane, message, data)
+    assert "running without spot notices" in plane.log_of()
+    manifest = plane.manifest("laptop")
+    assert manifest is not None
+    assert manifest["attempts"][0]["instance_id"].startswith("local-")

@@ -1,0 +1,108 @@
+"""Spot notices at the awkward moments: mid-chunk, mid-upload, mid-manifest, too late."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from payload.contracts import ObsLayout
+from payload.outcomes import Outcome
+from spotcube.local.imds import ImdsEmulator
+from tests.work.conftest import RUN, Plane, reference_products, wait_for
+
+BIG = 5 * 1024 * 1024 + 4096  # above the workers' 5 MiB part size: uploads go multipart
+
+
+def finish_elsewhere(plane: Plane, obs_id: str, message_data: bytes, message: object) -> None:
+    """A second, undisturbed worker completes the job; products match the reference."""
+    worker = plane.start_worker("--max-jobs", "1", name="b")
+    assert worker.wait(timeout=60) == 0, plane.log_of("b")
+    layout = ObsLayout(RUN, obs_id)
+    assert plane.get(layout.done) is not None
+    reference = reference_products(message, message_data, plane.tmp)  # type: ignore[arg-type]
+    for name, data in reference.items():
+        assert plane.get(layout.product(name)) == data, name
+
+
+def preempted_attempt(plane: Plane, obs_id: str) -> dict[str, object]:
+    manifest = plane.manifest(obs_id)
+    assert manifest is not None
+    first = manifest["attempts"][0]
+    assert first["reason"] == Outcome.PREEMPTED.value
+    assert first["end"] is not None
+    return dict(first)
+
+
+def test_notice_during_chunk_finishes_it_and_hands_back(plane: Plane, imds: ImdsEmulator) -> None:
+    data = b"mid-chunk" * 50
+    message = plane.submit(
+        "obs-n1", {"chunks": 8, "chunk_seconds": 0.4, "chunk_bytes": 2048}, data=data
+    )
+    worker = plane.start_worker(imds=imds)
+    wait_for(lambda: plane.manifest("obs-n1") is not None, 30, "the first manifest")
+    imds.schedule_interruption(in_seconds=20, notice_after=0.5)
+    assert worker.wait(timeout=30) == Outcome.PREEMPTED.exit_code, plane.log_of()
+    attempt = preempted_attempt(plane, "obs-n1")
+    # Plenty of time was left: the chunk in progress was finished, nothing was thrown away.
+    assert attempt["lost_seconds"] == 0
+    manifest = plane.manifest("obs-n1")
+    assert manifest is not None
+    assert 1 <= len(manifest["chunks"]) < 8
+    assert attempt["chunks_done"] == len(manifest["chunks"])
+    assert attempt["instance_type"] == imds.instance_type
+    assert "checkpoint durable" in plane.log_of()
+    # Visibility 0: the message is back at once, not after the visibility timeout.
+    received = plane.sqs.receive_message(
+        QueueUrl=plane.queue_url, WaitTimeSeconds=0, VisibilityTimeout=0
+    )
+    assert len(received.get("Messages", [])) == 1
+    finish_elsewhere(plane, "obs-n1", data, message)
+
+
+def test_less_time_than_one_chunk_abandons_it(plane: Plane, imds: ImdsEmulator) -> None:
+    data = b"short-notice" * 50
+    message = plane.submit(
+        "obs-n2", {"chunks": 4, "chunk_seconds": 1.0, "chunk_bytes": 2048}, data=data
+    )
+    worker = plane.start_worker(imds=imds)
+    # Wait for one measured chunk, then give less time than a chunk takes.
+    wait_for(
+        lambda: len((plane.manifest("obs-n2") or {}).get("chunks", {})) >= 1,
+        30,
+        "one durable chunk",
+    )
+    imds.schedule_interruption(in_seconds=0.7)
+    assert worker.wait(timeout=30) == Outcome.PREEMPTED.exit_code, plane.log_of()
+    attempt = preempted_attempt(plane, "obs-n2")
+    assert 0 < float(attempt["lost_seconds"]) < 1.0  # type: ignore[arg-type]
+    finish_elsewhere(plane, "obs-n2", data, message)
+
+
+@pytest.mark.parametrize("point", ["multipart-part", "manifest-write"])
+def test_notice_during_upload_or_manifest_write(
+    plane: Plane, imds: ImdsEmulator, point: str, tmp_path: Path
+) -> None:
+    data = point.encode() * 64
+    params = {"chunks": 2, "chunk_seconds": 0.2, "chunk_bytes": BIG}
+    message = plane.submit(f"obs-{point}", params, data=data)
+    marker = tmp_path / "reached"
+    worker = plane.start_worker(imds=imds, env={"SPOTCUBE_FAULTPOINT": f"{point}:0.8:{marker}"})
+    wait_for(marker.exists, 30, f"the worker to reach {point}")
+    imds.schedule_interruption(in_seconds=15)
+    assert worker.wait(timeout=40) == Outcome.PREEMPTED.exit_code, plane.log_of()
+    attempt = preempted_attempt(plane, f"obs-{point}")
+    manifest = plane.manifest(f"obs-{point}")
+    assert manifest is not None
+    # The upload (or manifest write) that was under way when the notice came completed and
+    # was committed: the notice did not throw finished work away.
+    assert len(manifest["chunks"]) >= 1
+    for cid, record in manifest["chunks"].items():
+        body = plane.get(record["key"]) or b""
+        assert len(body) == record["size"] == BIG, cid
+        assert hashlib.sha256(body).hexdigest() == record["sha256"]
+    assert attempt["reason"] == "preempted"
+    finish_elsewhere(plane, f"obs-{point}", data, message)
+    assert json.loads(plane.get(ObsLayout(RUN, f"obs-{point}").done) or b"{}")["products"]

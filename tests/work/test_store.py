@@ -1,0 +1,170 @@
+"""ObjectStore against moto over HTTP, directly and through the fault-injecting proxy."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+
+from payload.errors import TransientError
+from payload.store import (
+    MIB,
+    ObjectStore,
+    RetryPolicy,
+    is_retryable,
+    s3_client,
+    with_retries,
+)
+from spotcube.local.faultproxy import FaultProxy
+from spotcube.local.motoserver import local_client
+
+BUCKET = "store-test"
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject"
+    )
+
+
+@pytest.fixture
+def store(cloud: str) -> ObjectStore:
+    local_client("s3", cloud).create_bucket(Bucket=BUCKET)
+    return ObjectStore(s3_client(cloud, "us-east-1"), BUCKET, part_size=5 * MIB)
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (_client_error("SlowDown", 503), True),
+        (_client_error("InternalError", 500), True),
+        (_client_error("Whatever", 502), True),
+        (_client_error("NoSuchKey", 404), False),
+        (_client_error("PreconditionFailed", 412), False),
+        (_client_error("AccessDenied", 403), False),
+        (EndpointConnectionError(endpoint_url="http://x"), True),
+        (ConnectionClosedError(endpoint_url="http://x"), True),
+        (ValueError("bug"), False),
+    ],
+    ids=["503", "500", "502", "404", "412", "403", "no-connect", "cut", "bug"],
+)
+def test_retry_classification(exc: Exception, expected: bool) -> None:
+    assert is_retryable(exc) is expected
+
+
+def test_retries_are_bounded_then_transient() -> None:
+    calls: list[float] = []
+    sleeps: list[float] = []
+
+    def failing() -> None:
+        calls.append(1)
+        raise _client_error("SlowDown", 503)
+
+    policy = RetryPolicy(attempts=4, base_seconds=0.5, cap_seconds=2.0)
+    with pytest.raises(TransientError, match="after 4 tries"):
+        with_retries(failing, "PUT k", policy=policy, rng=random.Random(1), sleep=sleeps.append)
+    assert len(calls) == 4
+    assert len(sleeps) == 3
+    # Full jitter under an exponential cap: 1 s, 2 s, then the 2 s cap.
+    assert all(0 <= s <= cap for s, cap in zip(sleeps, [1.0, 2.0, 2.0], strict=True))
+
+
+def test_non_retryable_errors_pass_through_at_once() -> None:
+    calls = []
+
+    def missing() -> None:
+        calls.append(1)
+        raise _client_error("AccessDenied", 403)
+
+    with pytest.raises(ClientError):
+        with_retries(missing, "GET k", sleep=lambda _s: None)
+    assert len(calls) == 1
+
+
+def test_small_put_is_verified_and_conditional(store: ObjectStore) -> None:
+    assert store.put_bytes("DONE", b"first", if_none_match=True)
+    assert not store.put_bytes("DONE", b"second", if_none_match=True)
+    assert store.get_bytes("DONE") == b"first"
+    head = store.head("DONE")
+    assert head is not None
+    assert head["Metadata"]["sha256"] == hashlib.sha256(b"first").hexdigest()
+    assert store.get_bytes("absent") is None
+    assert store.head("absent") is None
+
+
+def test_multipart_upload_round_trip(store: ObjectStore, tmp_path: Path) -> None:
+    data = random.Random(7).randbytes(12 * MIB + 123)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    stored = store.put_file("big.bin", source)
+    assert stored.size == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    head = store.head("big.bin")
+    assert head is not None
+    assert head["ETag"].endswith('-3"')  # three parts of 5 MiB, 5 MiB, 2 MiB
+    back = store.download_file("big.bin", tmp_path / "back.bin", sha256=stored.sha256)
+    assert back.read_bytes() == data
+
+
+def test_multipart_if_none_match_refuses_overwrite(store: ObjectStore, tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"x" * (6 * MIB))
+    store.put_file("once", source, if_none_match=True)
+    with pytest.raises(ClientError, match=r"Precondition"):
+        store.put_file("once", source, if_none_match=True)
+
+
+def test_download_rejects_wrong_digest(store: ObjectStore, tmp_path: Path) -> None:
+    store.put_bytes("k", b"payload")
+    fast = ObjectStore(store.client, BUCKET, policy=RetryPolicy(attempts=2, base_seconds=0.01))
+    with pytest.raises(TransientError, match="sha256"):
+        fast.download_file("k", tmp_path / "k", sha256="0" * 64)
+    assert not (tmp_path / "k").exists()
+
+
+def test_verification_catches_a_changed_object(store: ObjectStore) -> None:
+    # Another writer replacing the object between our PUT and our HEAD must not pass.
+    store.put_bytes("k", b"ours")
+    store.client.put_object(Bucket=BUCKET, Key="k", Body=b"theirs")
+    with pytest.raises(TransientError, match="size/sha256"):
+        store._verify("k", 4, hashlib.sha256(b"ours").hexdigest(), '"x"')
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_faulty_s3_is_retried_and_nothing_is_corrupt(cloud: str, tmp_path: Path, seed: int) -> None:
+    local_client("s3", cloud).create_bucket(Bucket=BUCKET)
+    rng = random.Random(seed)
+    with FaultProxy(cloud, rate=0.3, seed=seed) as proxy:
+        store = ObjectStore(
+            s3_client(proxy.endpoint, "us-east-1"),
+            BUCKET,
+            part_size=5 * MIB,
+            policy=RetryPolicy(attempts=10, base_seconds=0.01, cap_seconds=0.1),
+        )
+        expected = {}
+        for index in range(4):
+            size = rng.choice([1000, 6 * MIB])
+            data = rng.randbytes(size)
+            path = tmp_path / f"f{index}"
+            path.write_bytes(data)
+            store.put_file(f"obj/{index}", path)
+            expected[f"obj/{index}"] = data
+        assert store.put_bytes("DONE", b"done", if_none_match=True) in {True, False}
+        assert sum(proxy.injected.values()) > 0
+    direct = local_client("s3", cloud)
+    for key, data in expected.items():
+        assert direct.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data, key
+    assert direct.get_object(Bucket=BUCKET, Key="DONE")["Body"].read() == b"done"
+
+
+def test_unreachable_s3_becomes_transient() -> None:
+    store = ObjectStore(
+        s3_client("http://127.0.0.1:9", "us-east-1"),
+        BUCKET,
+        policy=RetryPolicy(attempts=3, base_seconds=0.01, cap_seconds=0.02),
+    )
+    with pytest.raises(TransientError, match="after 3 tries"):
+        store.put_bytes("k", b"x")
