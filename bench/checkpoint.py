@@ -93,6 +93,7 @@ def spotcube_checkpoint(endpoint: str, path: Path, index: int) -> float:
         store, ObsLayout("bench", f"obs{index}"), manifest, attempt, chunk_suffix="bin",
         interval=3600,
     ).start()
+    ckpt.commit()  # as the worker does when an attempt starts, long before any notice
     notice = time.perf_counter()
     ckpt.submit("0", path, 1.0)  # the state finished at the notice
     ckpt.flush()

@@ -25,6 +25,7 @@ from payload.store import ObjectStore, faultpoint
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 300.0
+_COMMIT_TRIES = 5
 
 
 def load_manifest(
@@ -142,6 +143,7 @@ class Checkpointer:
         self._commit_lock = threading.Lock()
         self._flush_requested = threading.Event()
         self._last_commit = time.monotonic()
+        self._etag: str | None = None  # of the manifest as we last wrote it
         self._thread: threading.Thread | None = None
         for record in manifest.chunks.values():
             if record.seconds > 0:
@@ -232,18 +234,14 @@ class Checkpointer:
             with self._state:
                 fresh = dict(self._uploaded)
             self.manifest.chunks.update(fresh)
-            self.attempt.chunks_done += len(fresh)
-            raw = self.store.get_bytes(self.layout.manifest)
-            if raw is not None:
-                merge_manifests(self.manifest, Manifest.from_json(raw))
             if fresh:
                 faultpoint("manifest-write")
-            # put_bytes verifies size, ETag and sha256 metadata after the write.
-            self.store.put_bytes(
-                self.layout.manifest,
-                self.manifest.to_json().encode(),
-                content_type="application/json",
-            )
+            self.attempt.chunks_done += len(fresh)
+            try:
+                self._write_manifest()
+            except BaseException:
+                self.attempt.chunks_done -= len(fresh)
+                raise
             with self._state:
                 for cid in fresh:
                     self._uploaded.pop(cid, None)
@@ -255,6 +253,36 @@ class Checkpointer:
                 len(self.manifest.chunks),
                 self.stats.last_commit_seconds,
             )
+
+    def _write_manifest(self) -> None:
+        """Write the manifest with optimistic concurrency (If-Match on our last ETag).
+
+        Another worker may hold the same message (visibility expiry); when its write lands
+        between ours, the precondition fails, and we merge its manifest into ours and try
+        again. Without contention a commit is one PUT, verified from S3's answer.
+        """
+        key = self.layout.manifest
+        for _ in range(_COMMIT_TRIES):
+            if self._etag is None:
+                found = self.store.get_versioned(key)
+                if found is not None:
+                    merge_manifests(self.manifest, Manifest.from_json(found[0]))
+                etag = None if found is None else found[1]
+            else:
+                etag = self._etag
+            written = self.store.put_conditional(
+                key,
+                self.manifest.to_json().encode(),
+                if_match=etag,
+                if_none_match=etag is None,
+                content_type="application/json",
+            )
+            if written is not None:
+                self._etag = written
+                return
+            log.info("manifest changed under us (another worker?): merging and retrying")
+            self._etag = None
+        raise TransientError(f"manifest {key} kept changing during {_COMMIT_TRIES} commits")
 
     # --- the uploader thread -----------------------------------------------------------
 

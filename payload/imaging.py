@@ -30,6 +30,7 @@ from payload.params import ImagingParams
 from payload.reading import C_M_S, ObservationInfo, VisChunk
 
 FLIPS = {"flip_u": True, "flip_v": True, "flip_w": False}
+SINGLE_PRECISION_EPSILON = 1e-5
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,19 @@ def dirty_image(
     wgridding: bool = True,
     epsilon: float = 1e-6,
 ) -> npt.NDArray[np.float64]:
-    """Unnormalised dirty image ``sum_k w_k V_k exp(+2 pi i (u l + v m + w (n-1)))``."""
+    """Unnormalised dirty image ``sum_k w_k V_k exp(-2 pi i (u l + v m + w (n-1)))``.
+
+    Single precision when ``epsilon`` allows it (ducc0 needs > 1e-5 for that), as WSClean
+    does by default; double precision otherwise.
+    """
+    single = epsilon > SINGLE_PRECISION_EPSILON
+    vis_type, wgt_type = (np.complex64, np.float32) if single else (np.complex128, np.float64)
     return np.asarray(
         ducc0.wgridder.experimental.vis2dirty(
             uvw=uvw_m,
             freq=np.asarray([freq_hz], dtype=np.float64),
-            vis=np.ascontiguousarray(vis.reshape(-1, 1)),
-            wgt=np.ascontiguousarray(weights.reshape(-1, 1)),
+            vis=np.ascontiguousarray(vis.reshape(-1, 1), dtype=vis_type),
+            wgt=np.ascontiguousarray(weights.reshape(-1, 1), dtype=wgt_type),
             npix_x=geometry.npix,
             npix_y=geometry.npix,
             pixsize_x=geometry.pixsize_rad,
@@ -131,45 +138,71 @@ class ChunkImages:
 
 
 def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams) -> ChunkImages:
-    """Image every channel and polarization of a chunk (dirty + PSF, normalised)."""
-    n_chan = len(chunk.freq_hz)
-    tasks = [(pol, c) for pol in params.polarizations for c in range(n_chan)]
+    """Image every channel and polarization of a chunk (dirty + PSF, normalised).
 
-    def run(
-        task: tuple[str, int],
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
-        pol, c = task
-        freq = float(chunk.freq_hz[c])
-        weight = chunk.weights[pol][:, c]
-        if params.weighting == "uniform":
-            weight = uniform_weights(chunk.uvw_m, freq, weight, geometry)
-        total = float(weight.sum())
-        if total <= 0:
-            empty = np.zeros((geometry.npix, geometry.npix))
-            return empty, empty, 0.0
-        ones = np.ones(len(weight), dtype=np.complex128)
-        dirty, psf = (
-            dirty_image(
-                chunk.uvw_m,
-                freq,
-                values,
-                weight,
-                geometry,
-                wgridding=params.wgridding,
-                epsilon=params.epsilon,
-            )
-            for values in (chunk.vis[pol][:, c], ones)
+    Gridding is linear, so work is shared where the result is the same: polarizations with
+    identical weights share one PSF, and when XX, YY and I all have the same weights the
+    I image is (XX + YY) / 2 of the gridded XX and YY images instead of a third gridding.
+    """
+    pols = params.polarizations
+    n_chan = len(chunk.freq_hz)
+    weights: dict[tuple[str, int], npt.NDArray[np.float64]] = {}
+    for c in range(n_chan):
+        for pol in pols:
+            weight = chunk.weights[pol][:, c]
+            if params.weighting == "uniform":
+                weight = uniform_weights(chunk.uvw_m, float(chunk.freq_hz[c]), weight, geometry)
+            weights[pol, c] = weight
+
+    # Plan: which gridding calls each channel needs, as (kind, pol, channel) keys.
+    plan: list[tuple[str, str, int]] = []
+    psf_of: dict[tuple[str, int], str] = {}
+    derive_i: set[int] = set()
+    for c in range(n_chan):
+        same = all(np.array_equal(weights[pols[0], c], weights[p, c]) for p in pols[1:])
+        if same and {"XX", "YY", "I"} <= set(pols):
+            derive_i.add(c)
+        for pol in pols:
+            if weights[pol, c].sum() <= 0:
+                continue
+            if not (pol == "I" and c in derive_i):
+                plan.append(("dirty", pol, c))
+            owner = pols[0] if same else pol
+            psf_of[pol, c] = owner
+            if owner == pol:
+                plan.append(("psf", pol, c))
+
+    def run(task: tuple[str, str, int]) -> npt.NDArray[np.float64]:
+        kind, pol, c = task
+        weight = weights[pol, c]
+        values = chunk.vis[pol][:, c] if kind == "dirty" else np.ones(len(weight), complex)
+        return dirty_image(
+            chunk.uvw_m,
+            float(chunk.freq_hz[c]),
+            values,
+            weight,
+            geometry,
+            wgridding=params.wgridding,
+            epsilon=params.epsilon,
         )
-        return dirty / total, psf / total, total
 
     with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
-        results = list(pool.map(run, tasks))
-    dirty: dict[str, npt.NDArray[np.float32]] = {}
-    psf: dict[str, npt.NDArray[np.float32]] = {}
-    weight_sum: dict[str, npt.NDArray[np.float64]] = {}
-    for pol in params.polarizations:
-        mine = [results[k] for k, (p, _) in enumerate(tasks) if p == pol]
-        dirty[pol] = np.stack([r[0] for r in mine]).astype(np.float32)
-        psf[pol] = np.stack([r[1] for r in mine]).astype(np.float32)
-        weight_sum[pol] = np.asarray([r[2] for r in mine], dtype=np.float64)
+        done = dict(zip(plan, pool.map(run, plan), strict=True))
+
+    shape = (n_chan, geometry.npix, geometry.npix)
+    dirty = {pol: np.zeros(shape, dtype=np.float32) for pol in pols}
+    psf = {pol: np.zeros(shape, dtype=np.float32) for pol in pols}
+    weight_sum = {pol: np.zeros(n_chan) for pol in pols}
+    for c in range(n_chan):
+        for pol in pols:
+            total = float(weights[pol, c].sum())
+            if total <= 0:
+                continue
+            if pol == "I" and c in derive_i:
+                raw = 0.5 * (done["dirty", "XX", c] + done["dirty", "YY", c])
+            else:
+                raw = done["dirty", pol, c]
+            dirty[pol][c] = raw / total
+            psf[pol][c] = done["psf", psf_of[pol, c], c] / total
+            weight_sum[pol][c] = total
     return ChunkImages(dirty=dirty, psf=psf, weight_sum=weight_sum)

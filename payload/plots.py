@@ -83,13 +83,13 @@ def plot_image(
     half = n * pixsize_deg / 2
     fig, ax = plt.subplots(figsize=(6, 5.2))
     finite = image_fits_order[np.isfinite(image_fits_order)]
-    vmax = float(np.percentile(np.abs(finite), 99.9)) if finite.size else 1.0
+    vmax = float(np.abs(finite).max()) if finite.size else 1.0
     vmax = vmax if vmax > 0 and math.isfinite(vmax) else 1.0
     im = ax.imshow(
         image_fits_order,
         origin="lower",
-        cmap="inferno",
-        vmin=-0.1 * vmax,
+        cmap="magma",
+        vmin=-0.05 * vmax,
         vmax=vmax,
         extent=(half, -half, -half, half),
     )

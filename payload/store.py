@@ -20,7 +20,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +170,21 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def _check_echo(response: Mapping[str, Any], sha_b64: str, etag: str, what: str) -> None:
+    """Compare what S3 says it received with what we sent.
+
+    S3 answers a write with the SHA-256 it computed when we sent one (and rejects a
+    mismatch itself); where a server does not echo checksums, the ETag is the MD5 of the
+    body (true without SSE-KMS, which is why the checksum is preferred).
+    """
+    echoed = response.get("ChecksumSHA256")
+    if echoed:
+        if echoed != sha_b64:
+            raise TransientError(f"{what}: S3 computed SHA-256 {echoed}, we sent {sha_b64}")
+    elif response.get("ETag") != etag:
+        raise TransientError(f"{what}: S3 reports ETag {response.get('ETag')}, expected {etag}")
+
+
 def _iter_parts(path: Path, part_size: int) -> Iterator[tuple[int, int, int]]:
     """``(part_number, offset, length)`` of each part of ``path``."""
     size = path.stat().st_size
@@ -264,14 +279,19 @@ class ObjectStore:
 
     def get_bytes(self, key: str) -> bytes | None:
         """The whole object, or ``None`` when it does not exist."""
+        found = self.get_versioned(key)
+        return None if found is None else found[0]
 
-        def call() -> bytes:
-            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            return body
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The whole object and its ETag, or ``None`` when it does not exist."""
+
+        def call() -> tuple[bytes, str]:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read(), str(response["ETag"])
 
         try:
             return self._retry(call, f"GET {key}")
-        except ClientError as exc:
+        except (ClientError, TransientError) as exc:
             if error_code(exc) in _NOT_FOUND_CODES:
                 return None
             raise
@@ -331,15 +351,37 @@ class ObjectStore:
         retry after a connection cut may find the object our first try created: the
         caller treats False as "someone (maybe us) wrote it first".
         """
+        return self.put_conditional(
+            key, data, if_none_match=if_none_match, content_type=content_type
+        ) is not None
+
+    def put_conditional(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        content_type: str = "",
+    ) -> str | None:
+        """Write ``data`` if the precondition holds; return the new ETag, or None if not.
+
+        ``if_match`` is an ETag the current object must have (optimistic concurrency for
+        the manifest); ``if_none_match`` requires that no object exists. The write is
+        verified from S3's answer: the SHA-256 it computed over the bytes it received
+        (or, where it does not echo checksums, the MD5 ETag).
+        """
         sha = hashlib.sha256(data)
         extra: dict[str, Any] = {}
         if if_none_match:
             extra["IfNoneMatch"] = "*"
+        if if_match:
+            extra["IfMatch"] = if_match
         if content_type:
             extra["ContentType"] = content_type
 
-        def call() -> None:
-            self.client.put_object(
+        def call() -> dict[str, Any]:
+            result: dict[str, Any] = self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=data,
@@ -347,16 +389,17 @@ class ObjectStore:
                 Metadata={"sha256": sha.hexdigest()},
                 **extra,
             )
+            return result
 
         try:
-            self._retry(call, f"PUT {key}")
+            response = self._retry(call, f"PUT {key}")
         except ClientError as exc:
-            if if_none_match and error_code(exc) in {"PreconditionFailed", "412"}:
-                return False
+            if error_code(exc) in {"PreconditionFailed", "412"}:
+                return None
             raise
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        self._verify(key, len(data), sha.hexdigest(), f'"{md5}"')
-        return True
+        _check_echo(response, _b64(sha.digest()), f'"{md5}"', f"s3://{self.bucket}/{key}")
+        return str(response["ETag"])
 
     def put_file(self, key: str, path: Path, *, if_none_match: bool = False) -> StoredObject:
         """Upload ``path`` to ``key`` (multipart above one part) and verify it.
@@ -372,8 +415,9 @@ class ObjectStore:
             if not self.put_bytes(key, data, if_none_match=if_none_match):
                 raise FileExistsError(f"s3://{self.bucket}/{key} exists (If-None-Match)")
             return StoredObject(key, size, hashlib.sha256(data).hexdigest())
-        sha_hex, etag = self._multipart(key, path, if_none_match=if_none_match)
-        self._verify(key, size, None, etag)
+        # Every part was checked against S3's answer and so was the completed object's
+        # composite checksum (or ETag): no extra HEAD is needed to know what S3 holds.
+        sha_hex, _etag = self._multipart(key, path, if_none_match=if_none_match)
         return StoredObject(key, size, sha_hex)
 
     def _multipart(self, key: str, path: Path, *, if_none_match: bool) -> tuple[str, str]:
@@ -415,22 +459,32 @@ class ObjectStore:
                     whole.update(data)
                 done = [future.result() for future in futures]
             faultpoint("multipart-complete")
+            joined = b"".join(bytes.fromhex(md5) for _, md5 in done)
+            etag = f'"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(done)}"'
+            # S3's composite checksum: SHA-256 of the concatenated part SHA-256s, "-N".
+            parts_sha = b"".join(base64.b64decode(p["ChecksumSHA256"]) for p, _ in done)
+            composite = f"{_b64(hashlib.sha256(parts_sha).digest())}-{len(done)}"
             extra = {"IfNoneMatch": "*"} if if_none_match else {}
-            self._retry(
-                lambda: self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": [p for p, _ in done]},
-                    **extra,
-                ),
-                f"COMPLETE-MPU {key}",
-            )
+            try:
+                response = self._retry(
+                    lambda: self.client.complete_multipart_upload(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": [p for p, _ in done]},
+                        **extra,
+                    ),
+                    f"COMPLETE-MPU {key}",
+                )
+            except ClientError as exc:
+                # A retry after a cut answer: the first try may have completed the upload.
+                if error_code(exc) != "NoSuchUpload":
+                    raise
+                response = self.head(key) or {}
+            _check_echo(response, composite, etag, f"s3://{self.bucket}/{key}")
         except BaseException:
             self._abort(key, upload_id)
             raise
-        joined = b"".join(bytes.fromhex(md5) for _, md5 in done)
-        etag = f'"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(done)}"'
         return whole.hexdigest(), etag
 
     def _upload_part(
@@ -450,8 +504,7 @@ class ObjectStore:
             ),
             f"PART {number} {key}",
         )
-        if result["ETag"].strip('"') != md5:
-            raise TransientError(f"part {number} of {key}: S3 stored other bytes than sent")
+        _check_echo(result, sha, f'"{md5}"', f"part {number} of s3://{self.bucket}/{key}")
         return {"PartNumber": number, "ETag": result["ETag"], "ChecksumSHA256": sha}, md5
 
     def _abort(self, key: str, upload_id: str) -> None:
@@ -461,21 +514,6 @@ class ObjectStore:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except Exception as exc:
             log.warning("abort of multipart upload %s of %s failed: %s", upload_id, key, exc)
-
-    def _verify(self, key: str, size: int, sha_hex: str | None, etag: str) -> None:
-        """Check size, ETag and (for single PUTs) the ``sha256`` metadata of ``key``."""
-        head = self.head(key)
-        if head is None:
-            raise TransientError(f"s3://{self.bucket}/{key} is missing right after its write")
-        found = (head.get("ContentLength"), head.get("Metadata", {}).get("sha256"))
-        if found != (size, sha_hex):
-            raise TransientError(
-                f"s3://{self.bucket}/{key} has size/sha256 {found}, expected {(size, sha_hex)}"
-            )
-        if head.get("ETag") != etag:
-            raise TransientError(
-                f"s3://{self.bucket}/{key} has ETag {head.get('ETag')}, expected {etag}"
-            )
 
     def delete(self, key: str) -> None:
         self._retry(lambda: self.client.delete_object(Bucket=self.bucket, Key=key), f"DEL {key}")

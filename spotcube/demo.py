@@ -43,6 +43,12 @@ FIGURE_PRODUCTS = ("image.png", "powerspec.png")
 # EC2 spot price the simulated bill uses unless --spot-price says otherwise (us-east-1,
 # m5.4xlarge, order of magnitude of 2024-2025 prices; the report labels it simulated).
 DEFAULT_INSTANCE_TYPE = "m5.4xlarge"
+# Every receive counts towards the redrive, preempted ones too; the demo interrupts far more
+# often than a real run, so its queue allows more receives before dead-lettering a job.
+DEMO_MAX_RECEIVE_COUNT = 20
+# Polls in a row with unfinished observations but no job queued, in flight or running:
+# the rest can only be in the dead-letter queue, and waiting longer cannot help.
+STALL_POLLS = 3
 DEFAULT_SPOT_PRICE = 0.432
 
 
@@ -80,6 +86,7 @@ class PhaseResult:
     fleet: Fleet
     wall_seconds: float
     timed_out: bool
+    stalled: bool = False  # jobs ended up in the dead-letter queue without FAILED.json
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -162,7 +169,8 @@ def run_fleet(
     reported = 0
     last_line = ""
     started = time.monotonic()
-    timed_out = False
+    timed_out = stalled = False
+    stalled_polls = 0
     next_poll = 0.0
     with fleet:
         status = run_status(outputs, run_id)
@@ -186,11 +194,23 @@ def run_fleet(
                     )
             reported = len(fleet.timeline.events)
             status = run_status(outputs, run_id)
+            idle = status.queue.visible + status.queue.in_flight + status.count("running") == 0
+            stalled_polls = stalled_polls + 1 if idle and not status.finished else 0
+            if stalled_polls >= STALL_POLLS:
+                dlq = status.dead_letter.visible if status.dead_letter else 0
+                unfinished = len(status.observations) - status.count("done")
+                unfinished -= status.count("failed")
+                console.print(
+                    f"[red]{label}: no job left to run but {unfinished} observation(s) "
+                    f"unfinished; {dlq} message(s) in the dead-letter queue"
+                )
+                stalled = True
+                break
             line = _progress_line(status, fleet)
             if line != last_line:
                 console.print(f"  {label} {fleet.now():6.1f}s {line}")
                 last_line = line
-    return PhaseResult(run_id, status, fleet, time.monotonic() - started, timed_out)
+    return PhaseResult(run_id, status, fleet, time.monotonic() - started, timed_out, stalled)
 
 
 def _says(kind: str) -> str:
@@ -378,6 +398,7 @@ def build_report(
         "done": done,
         "failed": main.status.count("failed"),
         "timed_out": main.timed_out or reference.timed_out,
+        "stalled_in_dead_letter_queue": main.stalled or reference.stalled,
         "interruptions": main.fleet.interruptions(),
         "spot_notices": len(main.fleet.timeline.of_kind("notice")),
         "instances_launched": len(main.fleet.instances),
@@ -511,7 +532,9 @@ def run_demo(
     started = time.monotonic()
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    with local_cloud(log_path=out / "moto.log") as outputs:
+    with local_cloud(
+        log_path=out / "moto.log", max_receive_count=DEMO_MAX_RECEIVE_COUNT
+    ) as outputs:
         console.print(
             f"local cloud at {outputs.endpoint_url} — while the demo runs: "
             f"spotcube status --endpoint {outputs.endpoint_url}"

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from payload.contracts import ObsLayout, run_prefix
@@ -214,7 +215,7 @@ def render(status: RunStatus) -> Table:
             str(obs.attempts),
             str(obs.interruptions),
             f"{obs.lost_seconds:.1f}",
-            obs.error or obs.instance_id or "",
+            escape(obs.error or obs.instance_id or ""),  # an error may contain [brackets]
         )
     dlq = (
         "no dead-letter queue output"

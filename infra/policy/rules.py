@@ -291,6 +291,14 @@ def spot_allocation(type_: str, props: Props, limits: Limits) -> list[str]:
     return problems
 
 
+def encrypted_queues(type_: str, props: Props, limits: Limits) -> list[str]:
+    if type_ != "aws:sqs/queue:Queue":
+        return []
+    if props.get("sqsManagedSseEnabled") or props.get("kmsMasterKeyId"):
+        return []
+    return ["queue is not encrypted (set sqs_managed_sse_enabled)"]
+
+
 def buckets_have_protection(resources: Sequence[tuple[str, Props]], limits: Limits) -> list[str]:
     """Every bucket the stack creates has a public access block, encryption and TLS policy."""
     companions = {
@@ -332,6 +340,7 @@ RESOURCE_RULES = (
         "Volumes are encrypted gp3 at the free IOPS/throughput baseline unless allowed.",
         gp3_baseline,
     ),
+    ResourceRule("encrypted-queues", "Job messages are encrypted at rest.", encrypted_queues),
     ResourceRule(
         "spot-allocation-strategy",
         "Auto Scaling groups use price-capacity-optimized spot over several types.",

@@ -44,6 +44,9 @@ def register(subparsers: Any) -> None:
         "--uv-max", type=float, help="uv cube half-width in wavelengths (stack level)"
     )
     parser.add_argument("--threads", type=int, help="gridding threads (default 2)")
+    parser.add_argument(
+        "--epsilon", type=float, help="gridding accuracy (default 1e-6; > 1e-5 is single precision)"
+    )
     parser.add_argument("--fresh", action="store_true", help="discard chunks of an earlier run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -61,6 +64,7 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "uv_cell_lambda": args.uv_cell,
         "uv_max_lambda": args.uv_max,
         "nthreads": args.threads,
+        "epsilon": args.epsilon,
     }
     params = {k: v for k, v in mapping.items() if v is not None}
     if args.no_wgridding:

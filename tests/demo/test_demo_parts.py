@@ -144,3 +144,33 @@ def test_timeline_figure_is_written(tmp_path: Path) -> None:
     assert timeline.instance_ids() == ["i-1", "i-2", "i-3"]
     with pytest.raises(ValueError, match="timeline event kind"):
         timeline.add(1.0, "explode", "i-1")
+
+
+def test_a_job_lost_to_the_dead_letter_queue_stops_the_wait(cloud: str, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from spotcube.demo import DemoOptions, run_fleet
+    from spotcube.local.fleet import Fleet, WorkerSpec
+    from spotcube.submit import Observation, submit_run
+
+    outputs = provision(cloud)
+    observations = [Observation("lost", f"s3://{outputs.raw_bucket}/lost.bin")]
+    submit_run(outputs, observations, kind="selftest", run_id="stall")
+    sqs = outputs.client("sqs")
+    # what SQS does after maxReceiveCount receives: the job moves to the dead-letter queue
+    (message,) = sqs.receive_message(QueueUrl=outputs.job_queue_url)["Messages"]
+    sqs.send_message(QueueUrl=outputs.dead_letter_queue_url, MessageBody=message["Body"])
+    sqs.delete_message(QueueUrl=outputs.job_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    fleet = Fleet(
+        spec=WorkerSpec(outputs=outputs, root=tmp_path, extra_args=["--poll-wait", "1"]),
+        size=1,
+        model=InterruptionModel(rate_per_hour=0.0),
+    )
+    options = DemoOptions(out=tmp_path, timeout=60.0, poll=0.5)
+    result = run_fleet(outputs, "stall", observations, fleet, options, Console(), "test")
+    assert result.stalled
+    assert not result.timed_out
+    assert result.wall_seconds < 30
+    assert result.status.dead_letter is not None
+    assert result.status.dead_letter.visible == 1
+    assert fleet.running == []  # the fleet was scaled to zero on the way out

@@ -49,7 +49,11 @@ def test_payload_entry_point_runs() -> None:
 
 def test_readme_shows_only_existing_commands() -> None:
     readme = (REPO / "README.md").read_text()
-    shown = set(re.findall(r"^\s*(?:\$\s*)?spotcube ([a-z][a-z-]+)", readme, flags=re.M))
+    # commands in fenced or indented code blocks and in `inline code`
+    code = "\n".join(re.findall(r"```.*?```", readme, flags=re.S))
+    code += "\n".join(re.findall(r"^(?: {4}|\t).*$", readme, flags=re.M))
+    code += "\n".join(re.findall(r"`([^`\n]+)`", readme))
+    shown = set(re.findall(r"(?:^|\s|`)spotcube ([a-z][a-z-]+)", code, flags=re.M))
     assert shown, "README shows no spotcube command"
     assert shown <= _subcommands(), f"README shows missing subcommands {shown - _subcommands()}"
     for target in ("make demo", "make test"):

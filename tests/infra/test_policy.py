@@ -104,6 +104,12 @@ CASES: list[tuple[str, str, str, Mutation]] = [
     ),
     ("untagged-queue", "aws:sqs/queue:Queue", "cost-tags-required", delete_key("tags")),
     (
+        "unencrypted-queue",
+        "aws:sqs/queue:Queue",
+        "encrypted-queues",
+        set_path("sqsManagedSseEnabled", False),
+    ),
+    (
         "untagged-volumes",
         "aws:ec2/launchTemplate:LaunchTemplate",
         "cost-tags-required",

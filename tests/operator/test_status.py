@@ -61,7 +61,11 @@ def run(cloud: str) -> StackOutputs:
     )
     s3 = outputs.client("s3")
     s3.put_object(Bucket=outputs.products_bucket, Key=ObsLayout(RUN, "b-done").done, Body=b"")
-    failed = {"error_class": "InvalidInputError", "message": "input is not uvh5", "attempts": 1}
+    failed = {
+        "error_class": "InvalidInputError",
+        "message": "input is not uvh5 [bad]",
+        "attempts": 1,
+    }
     s3.put_object(
         Bucket=outputs.products_bucket,
         Key=ObsLayout(RUN, "c-failed").failed,
@@ -87,7 +91,7 @@ def test_states_attempts_and_interruptions(run: StackOutputs) -> None:
     assert running.instance_id == "i-3"
     assert running.lost_seconds == pytest.approx(1.5)
     assert (by_id["b-done"].chunks_done, by_id["b-done"].chunks_total) == (4, 4)
-    assert by_id["c-failed"].error == "InvalidInputError: input is not uvh5"
+    assert by_id["c-failed"].error == "InvalidInputError: input is not uvh5 [bad]"
     assert status.dead_letter is not None
     assert status.dead_letter.visible == 1
     assert status.queue.visible == len(OBS)  # submit_run queued one job per observation
@@ -113,7 +117,7 @@ def test_table_shows_every_observation_and_the_dlq(
     for obs_id in OBS:
         assert obs_id in out
     assert "dead-letter queue: 1 message(s)" in out
-    assert "InvalidInputError" in out
+    assert "InvalidInputError: input is not uvh5 [bad]" in out  # brackets are not markup
 
 
 def test_list_runs(run: StackOutputs, capsys: pytest.CaptureFixture[str]) -> None:

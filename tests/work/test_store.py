@@ -14,6 +14,7 @@ from payload.store import (
     MIB,
     ObjectStore,
     RetryPolicy,
+    _check_echo,
     is_retryable,
     s3_client,
     with_retries,
@@ -125,12 +126,32 @@ def test_download_rejects_wrong_digest(store: ObjectStore, tmp_path: Path) -> No
     assert not (tmp_path / "k").exists()
 
 
-def test_verification_catches_a_changed_object(store: ObjectStore) -> None:
-    # Another writer replacing the object between our PUT and our HEAD must not pass.
-    store.put_bytes("k", b"ours")
-    store.client.put_object(Bucket=BUCKET, Key="k", Body=b"theirs")
-    with pytest.raises(TransientError, match="size/sha256"):
-        store._verify("k", 4, hashlib.sha256(b"ours").hexdigest(), '"x"')
+@pytest.mark.parametrize(
+    ("response", "ok"),
+    [
+        ({"ChecksumSHA256": "c2hh", "ETag": '"other"'}, True),  # checksum wins (SSE-KMS)
+        ({"ChecksumSHA256": "b3RoZXI=", "ETag": '"md5"'}, False),
+        ({"ETag": '"md5"'}, True),
+        ({"ETag": '"damaged"'}, False),
+        ({}, False),
+    ],
+    ids=["sha-ok", "sha-bad", "etag-ok", "etag-bad", "nothing"],
+)
+def test_write_verification_from_s3_answer(response: dict[str, str], ok: bool) -> None:
+    if ok:
+        _check_echo(response, "c2hh", '"md5"', "k")
+    else:
+        with pytest.raises(TransientError, match="k: S3"):
+            _check_echo(response, "c2hh", '"md5"', "k")
+
+
+def test_if_match_guards_concurrent_writers(store: ObjectStore) -> None:
+    first = store.put_conditional("manifest", b"v1", if_none_match=True)
+    assert first is not None
+    second = store.put_conditional("manifest", b"v2", if_match=first)
+    assert second is not None
+    assert store.put_conditional("manifest", b"stale", if_match=first) is None
+    assert store.get_versioned("manifest") == (b"v2", second)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
