@@ -4,8 +4,8 @@ For checkpoint states of 10 MB to 1 GB, against a local moto server in its own p
 (so the server does not share this process's GIL), measure:
 
 * **spotcube**: from the notice until the state is durable and verified — the chunk file
-  uploaded through :class:`payload.checkpoint.Checkpointer` (SHA-256 per part, ETag and size
-  checked after the write) and the manifest listing it written and verified;
+  uploaded through :class:`payload.checkpoint.Checkpointer` (SHA-256 per part, checked
+  against S3's answer) and the manifest listing it written and verified;
 * **plain**: ``boto3`` ``upload_file`` of the same bytes with default settings, no
   verification, no manifest.
 
@@ -90,7 +90,11 @@ def spotcube_checkpoint(endpoint: str, path: Path, index: int) -> float:
     attempt = Attempt(instance_id="i-bench", start=utc_now())
     manifest.attempts.append(attempt)
     ckpt = Checkpointer(
-        store, ObsLayout("bench", f"obs{index}"), manifest, attempt, chunk_suffix="bin",
+        store,
+        ObsLayout("bench", f"obs{index}"),
+        manifest,
+        attempt,
+        chunk_suffix="bin",
         interval=3600,
     ).start()
     ckpt.commit()  # as the worker does when an attempt starts, long before any notice
@@ -100,6 +104,7 @@ def spotcube_checkpoint(endpoint: str, path: Path, index: int) -> float:
     took = time.perf_counter() - notice
     ckpt.stop()
     assert "0" in manifest.chunks
+    store.delete(manifest.chunks["0"].key)  # keep the server's storage small between runs
     return took
 
 
@@ -107,7 +112,9 @@ def plain_upload(endpoint: str, path: Path, index: int) -> float:
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **CREDS)
     started = time.perf_counter()
     client.upload_file(str(path), BUCKET, f"plain/{index}.bin")
-    return time.perf_counter() - started
+    took = time.perf_counter() - started
+    client.delete_object(Bucket=BUCKET, Key=f"plain/{index}.bin")
+    return took
 
 
 def main() -> int:
@@ -157,10 +164,12 @@ def write_doc(rows: list[tuple[int, float, float, float, float]], repeats: int) 
         "",
         "Produced by `python bench/checkpoint.py --write` (median of "
         f"{repeats} runs per size; payload {__version__}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, moto server in its own process on 127.0.0.1).",
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end, moto "
+        "server in its own process on 127.0.0.1).",
         "",
         "*spotcube*: from the notice until a finished chunk of that size is uploaded "
-        "(8 MiB parts, SHA-256 per part, size and ETag verified) and the manifest listing it "
+        "(8 MiB parts, each with a SHA-256 that S3 echoes and we compare, then the "
+        "composite checksum of the whole object) and the manifest listing it "
         "is written and verified. *plain*: boto3 `upload_file` of the same bytes, default "
         "settings, nothing verified, no manifest. Target: ratio within 1.2x.",
         "",

@@ -87,7 +87,7 @@ def ours(obs: Path, out: Path) -> tuple[float, float]:
 
 CHUNK_SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys, threading, time
     from pathlib import Path
     from payload.commands.image import local_fetch, LOCAL_PREFIX
     from payload.contracts import JobMessage
@@ -100,10 +100,26 @@ CHUNK_SCRIPT = textwrap.dedent(
     job = ImageJob(JobContext(message=msg, workdir=out, fetch=local_fetch))
     first = job.chunk_ids()[0]
     _ = job.geometry
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def rss():
+        with open("/proc/self/status") as status:
+            line = next(l for l in status if l.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1024
+
+    # Sample the resident set while the chunk runs: ru_maxrss is a high-water mark that
+    # start-up (imports, IERS tables) may already have set higher than a chunk needs.
+    peak, stop = [0.0], threading.Event()
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.005)
+    base = rss()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     job.run_chunk(first, out / "chunk.h5")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"baseline_mib": base, "peak_mib": peak, "npix": job.geometry.npix}))
+    stop.set()
+    sampler.join()
+    print(json.dumps({"baseline_mib": base, "peak_mib": peak[0], "npix": job.geometry.npix}))
     """
 )
 
@@ -182,21 +198,26 @@ def wsclean(obs: Path, work: Path, geometry: ImageGeometry, n_freqs: int) -> flo
 def project_memory(measured: dict[str, float], rows: int, npix: int) -> dict[str, float]:
     """Project one chunk's memory to a full MWA Phase I observation.
 
-    Visibility memory scales with rows x channels; image memory with channels x npix^2.
-    The combine step holds the whole image and PSF cubes (float32, 3 polarizations) plus a
-    big-endian copy of one polarization's cube while writing FITS.
+    A chunk holds image arrays that do not depend on the number of visibilities (per
+    channel: XX and YY dirty images and one PSF in float64 before normalising, then dirty and
+    PSF of three polarizations in float32) and visibility arrays that scale with
+    rows x channels; the measured chunk memory minus the first is the second. The combine
+    step holds one polarization's cube at a time (float32, plus its FITS-ordered copy) and
+    the uv cube.
     """
     per_chunk = measured["peak_mib"] - measured["baseline_mib"]
-    image_mib = CHUNK * 3 * npix * npix * (4 * 2 + 8 * 2) / 2**20  # float32 cubes + float64 work
+    image_mib = CHUNK * npix * npix * (3 * 8 + 6 * 4) / 2**20
     vis_mib = max(per_chunk - image_mib, 0.0)
     full_rows = FULL_MWA["baselines"] * FULL_MWA["times"]
     chunk_full = measured["baseline_mib"] + vis_mib * full_rows / rows + image_mib
-    cubes_full = FULL_MWA["channels"] * 3 * npix * npix * 4 * 2 / 2**20
-    combine_full = measured["baseline_mib"] + cubes_full * 1.5
+    one_pol_cube = FULL_MWA["channels"] * npix * npix * 4 / 2**20
+    uv_cube = FULL_MWA["channels"] * 3 * 128 * 65 * 24 / 2**20
+    combine_full = measured["baseline_mib"] + 2 * one_pol_cube + uv_cube
     return {
         "chunk_mib": chunk_full,
         "combine_mib": combine_full,
         "vis_mib_per_chunk_here": vis_mib,
+        "image_mib_per_chunk": image_mib,
     }
 
 
@@ -241,7 +262,9 @@ def main() -> int:
         print(f"ours / WSClean = {wall_ours / wall_wsc:5.2f}   (target < 1)")
     print(
         f"peak memory of one {CHUNK}-channel chunk: {memory['peak_mib']:.0f} MiB "
-        f"({memory['baseline_mib']:.0f} MiB before the chunk)"
+        f"({memory['baseline_mib']:.0f} MiB before the chunk; images "
+        f"{projection['image_mib_per_chunk']:.0f} MiB, visibilities "
+        f"{projection['vis_mib_per_chunk_here']:.0f} MiB)"
     )
     verdict = "fits" if projection["combine_mib"] < 60 * 1024 else "DOES NOT FIT"
     print(

@@ -18,6 +18,10 @@ build {
   # The testinfra suite checks the build host before the snapshot. It runs on the instance with
   # the local backend: the cleanup role has already removed authorized_keys, so a second SSH
   # login from here would be refused, while Packer's open session still works.
+  provisioner "shell" {
+    inline = ["mkdir -p /tmp/spotcube-testinfra"]
+  }
+
   provisioner "file" {
     sources     = ["${path.root}/../tests/image", "${path.root}/../constraints.txt"]
     destination = "/tmp/spotcube-testinfra/"

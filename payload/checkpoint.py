@@ -2,9 +2,10 @@
 
 The contract (DESIGN.md, "Manifest"): a chunk counts only when the manifest lists it, and the
 manifest is written only after every chunk it lists is durable and verified. Finished chunks
-start uploading as soon as the uploader is idle; the manifest is committed every
-``interval`` seconds, on a rebalance recommendation, and on a deadline. Work lost to an
-interruption is therefore at most the chunk in progress plus one interval.
+start uploading at once (queued behind any upload in flight); the manifest is committed
+whenever the uploads have drained, at least every ``interval`` seconds while they lag, on a
+rebalance recommendation, and on a deadline. Work lost to an interruption is therefore at
+most the chunk in progress plus one interval of chunks whose uploads were behind.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class Checkpointer:
         self._flush_requested = threading.Event()
         self._last_commit = time.monotonic()
         self._etag: str | None = None  # of the manifest as we last wrote it
+        self._retry_at = 0.0  # after a failed commit, no background commit before this
         self._thread: threading.Thread | None = None
         for record in manifest.chunks.values():
             if record.seconds > 0:
@@ -322,13 +324,26 @@ class Checkpointer:
             self._maybe_commit()
 
     def _maybe_commit(self) -> None:
+        """Commit when the uploads have drained, or every ``interval`` while they lag.
+
+        A manifest PUT is tiny next to a chunk, so durable chunks are listed as soon as
+        nothing else is in flight; the interval bounds the gap when uploads fall behind
+        (a slow link, a burst of small chunks), which is what bounds the work lost.
+        """
+        now = time.monotonic()
         with self._state:
             has_new = bool(self._uploaded)
             idle = self._busy == 0
-        due = time.monotonic() - self._last_commit >= self.interval
-        if has_new and self.error is None and (due or (self._flush_requested.is_set() and idle)):
+        due = now - self._last_commit >= self.interval
+        if not has_new or self.error is not None or now < self._retry_at:
+            return
+        if due or idle or self._flush_requested.is_set():
             try:
                 self.commit()
             except Exception as exc:
-                log.error("manifest commit failed (will retry next interval): %s", exc)
-                self._last_commit = time.monotonic()
+                # S3 trouble: each commit already retried with backoff; wait a little
+                # before the next try rather than hammering a struggling service.
+                self._retry_at = now + min(self.interval, 30.0)
+                log.error(
+                    "manifest commit failed (retrying in %.0f s): %s", self._retry_at - now, exc
+                )

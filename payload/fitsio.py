@@ -15,7 +15,7 @@ Dec. CRVAL is the phase centre, so the SIN projection is exact for w-gridded ima
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,9 @@ from astropy.io import fits
 STOKES_CODES = {"I": 1, "XX": -5, "YY": -6}
 
 
-def image_to_fits_order(image: npt.NDArray[Any]) -> npt.NDArray[Any]:
+def image_to_fits_order(image: npt.NDArray[Any], *, dtype: Any = None) -> npt.NDArray[Any]:
     """(..., i, j) imaging order to (..., y, x) FITS order (see the module docstring)."""
-    return np.ascontiguousarray(np.swapaxes(image[..., ::-1, :], -1, -2))
+    return np.ascontiguousarray(np.swapaxes(image[..., ::-1, :], -1, -2), dtype=dtype)
 
 
 def celestial_header(
@@ -78,7 +78,7 @@ def celestial_header(
 
 def write_cube(
     path: Path,
-    cubes: Mapping[str, npt.NDArray[np.float32]],
+    cubes: Callable[[str], npt.NDArray[np.float32]],
     *,
     order: Sequence[str],
     npix: int,
@@ -90,8 +90,11 @@ def write_cube(
     frame: str,
     extra: Mapping[str, Any],
 ) -> None:
-    """Write ``cubes[pol]`` (shape (freq, i, j), imaging order) to one FITS file."""
-    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = []
+    """Write ``cubes(pol)`` (shape (freq, i, j), imaging order) to one FITS file.
+
+    One polarization is in memory at a time: each HDU is appended to the file as soon as its
+    cube is loaded, so a full 768-channel MWA cube never needs all polarizations at once.
+    """
     for k, pol in enumerate(order):
         header = celestial_header(
             npix=npix,
@@ -105,12 +108,14 @@ def write_cube(
         )
         for key, value in extra.items():
             header[key] = value
-        data = image_to_fits_order(cubes[pol])[None].astype(">f4")
-        hdu: fits.PrimaryHDU | fits.ImageHDU
-        hdu = (
-            fits.PrimaryHDU(data=data, header=header)
-            if k == 0
-            else fits.ImageHDU(data=data, header=header, name=pol)
-        )
-        hdus.append(hdu)
-    fits.HDUList(hdus).writeto(path, overwrite=True, output_verify="exception")
+        # One copy: reorder and convert to FITS's big-endian float32 in the same pass.
+        data = image_to_fits_order(cubes(pol), dtype=">f4")[None]
+        if k == 0:
+            fits.PrimaryHDU(data=data, header=header).writeto(
+                path, overwrite=True, output_verify="exception"
+            )
+        else:
+            hdu = fits.ImageHDU(data=data, header=header, name=pol)
+            with fits.open(path, mode="append") as hdul:
+                hdul.append(hdu)
+        del data

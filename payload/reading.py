@@ -195,11 +195,15 @@ def _info_from(uvd: UVData, path: Path, shown: Path) -> ObservationInfo:
         dec = float(np.degrees(entry["cat_lat"]))
         frame = str(entry.get("cat_frame", "icrs"))
     else:
-        # Unprojected (drift) data: imaged at zenith of the middle time; see read_chunk.
-        mid = _zenith_time(uvd)
-        ra = float(np.degrees(uvd.lst_array[np.argmin(np.abs(uvd.time_array - mid))]))
-        dec = float(uvd.telescope.location.lat.deg)
-        frame = "icrs"
+        # Unprojected (drift) data are imaged at the zenith of the middle time, as read_chunk
+        # phases them; phasing the metadata gives the ICRS position of that zenith.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            uvd.phase_to_time(_zenith_time(uvd))
+        entry = next(iter(uvd.phase_center_catalog.values()))
+        ra = float(np.degrees(entry["cat_lon"]))
+        dec = float(np.degrees(entry["cat_lat"]))
+        frame = str(entry.get("cat_frame", "icrs"))
     uvw = uvd.uvw_array[cross]
     widths = np.atleast_1d(uvd.channel_width)
     return ObservationInfo(

@@ -48,6 +48,7 @@ MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB
 DEFAULT_CONCURRENCY = 8
 _READ_BLOCK = MIB
+_MAX_PAGES = 10_000  # ten million keys: far beyond one observation's prefix
 
 _RETRYABLE_CODES = frozenset(
     {
@@ -152,7 +153,9 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any
         max_pool_connections=DEFAULT_CONCURRENCY * 2,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        s3={"addressing_style": "path"},
+        # Integrity comes from the x-amz-checksum-sha256 header S3 verifies; signing the
+        # body too would hash every byte once more (botocore does so over plain HTTP).
+        s3={"addressing_style": "path", "payload_signing_enabled": False},
     )
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
@@ -170,7 +173,17 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def _check_echo(response: Mapping[str, Any], sha_b64: str, etag: str, what: str) -> None:
+@dataclass(frozen=True)
+class _Part:
+    number: int
+    etag: str
+    sha256: str  # base64, as S3 wants it
+    size: int
+
+
+def _check_echo(
+    response: Mapping[str, Any], sha_b64: str, etag: str | Callable[[], str], what: str
+) -> None:
     """Compare what S3 says it received with what we sent.
 
     S3 answers a write with the SHA-256 it computed when we sent one (and rejects a
@@ -181,8 +194,10 @@ def _check_echo(response: Mapping[str, Any], sha_b64: str, etag: str, what: str)
     if echoed:
         if echoed != sha_b64:
             raise TransientError(f"{what}: S3 computed SHA-256 {echoed}, we sent {sha_b64}")
-    elif response.get("ETag") != etag:
-        raise TransientError(f"{what}: S3 reports ETag {response.get('ETag')}, expected {etag}")
+        return
+    expected = etag() if callable(etag) else etag
+    if response.get("ETag") != expected:
+        raise TransientError(f"{what}: S3 reports ETag {response.get('ETag')}, expected {expected}")
 
 
 def _iter_parts(path: Path, part_size: int) -> Iterator[tuple[int, int, int]]:
@@ -333,12 +348,13 @@ class ObjectStore:
             result: dict[str, Any] = self.client.list_objects_v2(**kwargs)
             return result
 
-        while True:
+        for _ in range(_MAX_PAGES):
             page = self._retry(functools.partial(page_after, token), f"LIST {prefix}")
             keys.extend(item["Key"] for item in page.get("Contents", []))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return keys
+        raise TransientError(f"more than {_MAX_PAGES} pages of keys under {prefix}")
 
     # --- writes ------------------------------------------------------------------------
 
@@ -351,9 +367,10 @@ class ObjectStore:
         retry after a connection cut may find the object our first try created: the
         caller treats False as "someone (maybe us) wrote it first".
         """
-        return self.put_conditional(
-            key, data, if_none_match=if_none_match, content_type=content_type
-        ) is not None
+        return (
+            self.put_conditional(key, data, if_none_match=if_none_match, content_type=content_type)
+            is not None
+        )
 
     def put_conditional(
         self,
@@ -417,17 +434,17 @@ class ObjectStore:
             return StoredObject(key, size, hashlib.sha256(data).hexdigest())
         # Every part was checked against S3's answer and so was the completed object's
         # composite checksum (or ETag): no extra HEAD is needed to know what S3 holds.
-        sha_hex, _etag = self._multipart(key, path, if_none_match=if_none_match)
+        sha_hex = self._multipart(key, path, if_none_match=if_none_match)
         return StoredObject(key, size, sha_hex)
 
-    def _multipart(self, key: str, path: Path, *, if_none_match: bool) -> tuple[str, str]:
-        """Upload ``path`` in parts; return its hex SHA-256 and the ETag S3 must report.
+    def _multipart(self, key: str, path: Path, *, if_none_match: bool) -> str:
+        """Upload ``path`` in parts, verified; return its hex SHA-256.
 
         The file is read once: each part is hashed into the whole-file SHA-256 while the
-        parts before it are on the wire, so a checkpoint costs no extra pass over its bytes.
-        S3 checks each part against its ``ChecksumSHA256``; the whole-file digest goes into
-        the manifest (which every download verifies) rather than object metadata, which
-        would have to be known before the first part leaves.
+        parts before it are on the wire. S3 checks each part against its
+        ``ChecksumSHA256`` and answers with the checksum it computed, which we compare; the
+        whole-file digest goes into the manifest (which every download verifies) rather
+        than object metadata, which would have to be known before the first part leaves.
         """
         created = self._retry(
             lambda: self.client.create_multipart_upload(
@@ -440,7 +457,7 @@ class ObjectStore:
         # At most `concurrency` parts in memory: the reader waits for a free slot.
         slots = threading.BoundedSemaphore(self.concurrency)
 
-        def send(number: int, data: bytes) -> tuple[dict[str, Any], str]:
+        def send(number: int, data: bytes) -> _Part:
             try:
                 return self._upload_part(key, upload_id, number, data)
             finally:
@@ -457,41 +474,68 @@ class ObjectStore:
                     data = stream.read(length)
                     futures.append(pool.submit(send, number, data))
                     whole.update(data)
-                done = [future.result() for future in futures]
+                parts = [future.result() for future in futures]
             faultpoint("multipart-complete")
-            joined = b"".join(bytes.fromhex(md5) for _, md5 in done)
-            etag = f'"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(done)}"'
-            # S3's composite checksum: SHA-256 of the concatenated part SHA-256s, "-N".
-            parts_sha = b"".join(base64.b64decode(p["ChecksumSHA256"]) for p, _ in done)
-            composite = f"{_b64(hashlib.sha256(parts_sha).digest())}-{len(done)}"
-            extra = {"IfNoneMatch": "*"} if if_none_match else {}
-            try:
-                response = self._retry(
-                    lambda: self.client.complete_multipart_upload(
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        MultipartUpload={"Parts": [p for p, _ in done]},
-                        **extra,
-                    ),
-                    f"COMPLETE-MPU {key}",
-                )
-            except ClientError as exc:
-                # A retry after a cut answer: the first try may have completed the upload.
-                if error_code(exc) != "NoSuchUpload":
-                    raise
-                response = self.head(key) or {}
-            _check_echo(response, composite, etag, f"s3://{self.bucket}/{key}")
+            response = self._complete(key, upload_id, parts, if_none_match=if_none_match)
+            self._check_completed(key, response, parts, whole.digest())
         except BaseException:
             self._abort(key, upload_id)
             raise
-        return whole.hexdigest(), etag
+        return whole.hexdigest()
 
-    def _upload_part(
-        self, key: str, upload_id: str, number: int, data: bytes
-    ) -> tuple[dict[str, Any], str]:
+    def _complete(
+        self, key: str, upload_id: str, parts: list[_Part], *, if_none_match: bool
+    ) -> dict[str, Any]:
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
+        listing = [
+            {"PartNumber": p.number, "ETag": p.etag, "ChecksumSHA256": p.sha256} for p in parts
+        ]
+        try:
+            response: dict[str, Any] = self._retry(
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": listing},
+                    **extra,
+                ),
+                f"COMPLETE-MPU {key}",
+            )
+        except ClientError as exc:
+            # A retry after a cut answer: the first try may have completed the upload.
+            if error_code(exc) != "NoSuchUpload":
+                raise
+            return {}
+        return response
+
+    def _check_completed(
+        self, key: str, response: Mapping[str, Any], parts: list[_Part], digest: bytes
+    ) -> None:
+        """Verify the assembled object from S3's answer, or a HEAD when it said nothing."""
+        what = f"s3://{self.bucket}/{key}"
+        # S3's composite checksum: SHA-256 of the concatenated part SHA-256s, then "-N".
+        joined = b"".join(base64.b64decode(p.sha256) for p in parts)
+        composite = f"{_b64(hashlib.sha256(joined).digest())}-{len(parts)}"
+        accepted = {composite, composite.split("-")[0], _b64(digest)}
+        echoed = response.get("ChecksumSHA256")
+        if not echoed:
+            head = self._retry(
+                lambda: self.client.head_object(
+                    Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
+                ),
+                f"HEAD {key}",
+            )
+            echoed = head.get("ChecksumSHA256")
+            size = sum(p.size for p in parts)
+            if head.get("ContentLength") != size:
+                raise TransientError(f"{what} has {head.get('ContentLength')} bytes, sent {size}")
+            if not echoed:
+                return  # every part was verified on arrival and the size is right
+        if echoed not in accepted:
+            raise TransientError(f"{what}: S3 reports checksum {echoed}, expected {composite}")
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> _Part:
         sha = _b64(hashlib.sha256(data).digest())
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         faultpoint("multipart-part")
         result = self._retry(
             lambda: self.client.upload_part(
@@ -500,12 +544,19 @@ class ObjectStore:
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=data,
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=sha,
             ),
             f"PART {number} {key}",
         )
-        _check_echo(result, sha, f'"{md5}"', f"part {number} of s3://{self.bucket}/{key}")
-        return {"PartNumber": number, "ETag": result["ETag"], "ChecksumSHA256": sha}, md5
+        # The MD5 is computed only for a server that does not echo the checksum.
+        _check_echo(
+            result,
+            sha,
+            lambda: f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"',
+            f"part {number} of s3://{self.bucket}/{key}",
+        )
+        return _Part(number, str(result["ETag"]), sha, len(data))
 
     def _abort(self, key: str, upload_id: str) -> None:
         # Best effort: an unfinished upload costs storage until the bucket's lifecycle

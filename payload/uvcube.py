@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,41 +105,51 @@ def baseline_mask(
     return np.asarray(reach <= grid.usable_lambda)
 
 
+def grid_values(
+    uvw_m: npt.NDArray[np.float64],
+    freq_hz: float,
+    values: npt.NDArray[np.complex128],
+    weights: npt.NDArray[np.float64],
+    grid: UVGrid,
+    *,
+    taper: npt.NDArray[np.float64] | None = None,
+    epsilon: float = 1e-7,
+) -> npt.NDArray[np.complex128]:
+    """``sum_k w_k values_k K(u - u_k)`` on the grid, shape (n, n // 2 + 1)."""
+    dirty = ducc0.wgridder.experimental.vis2dirty(
+        uvw=uvw_m,
+        freq=np.asarray([freq_hz], dtype=np.float64),
+        vis=np.ascontiguousarray(values.reshape(-1, 1), dtype=np.complex128),
+        wgt=np.ascontiguousarray(weights.reshape(-1, 1), dtype=np.float64),
+        npix_x=grid.n,
+        npix_y=grid.n,
+        pixsize_x=grid.pixsize,
+        pixsize_y=grid.pixsize,
+        epsilon=epsilon,
+        do_wgridding=False,
+        nthreads=1,
+        divide_by_n=False,
+        flip_u=True,
+        flip_v=True,
+        flip_w=False,
+    )
+    window = grid.taper() if taper is None else taper
+    return _to_uv(np.asarray(dirty, dtype=np.float64) * window)
+
+
 def grid_channel(
     uvw_m: npt.NDArray[np.float64],
     freq_hz: float,
     vis: npt.NDArray[np.complex128],
     weights: npt.NDArray[np.float64],
     grid: UVGrid,
-    *,
-    epsilon: float = 1e-7,
 ) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.float64]]:
     """Grid one channel: ``(G, W)`` with shape (n, n // 2 + 1), u centred, v >= 0."""
-    common = {
-        "uvw": uvw_m,
-        "freq": np.asarray([freq_hz], dtype=np.float64),
-        "wgt": np.ascontiguousarray(weights.reshape(-1, 1)),
-        "npix_x": grid.n,
-        "npix_y": grid.n,
-        "pixsize_x": grid.pixsize,
-        "pixsize_y": grid.pixsize,
-        "epsilon": epsilon,
-        "do_wgridding": False,
-        "nthreads": 1,
-        "divide_by_n": False,
-        "flip_u": True,
-        "flip_v": True,
-        "flip_w": False,
-    }
     taper = grid.taper()
-    dirty = ducc0.wgridder.experimental.vis2dirty(
-        vis=np.ascontiguousarray(vis.reshape(-1, 1)), **common
-    )
-    ones = np.ones((len(weights), 1), dtype=np.complex128)
-    psf = ducc0.wgridder.experimental.vis2dirty(vis=ones, **common)
-    G = _to_uv(np.asarray(dirty, dtype=np.float64) * taper)
-    W = _to_uv(np.asarray(psf, dtype=np.float64) * taper).real
-    return G, W
+    G = grid_values(uvw_m, freq_hz, vis, weights, grid, taper=taper)
+    ones = np.ones(len(weights), dtype=np.complex128)
+    W = grid_values(uvw_m, freq_hz, ones, weights, grid, taper=taper).real
+    return G, np.asarray(W, dtype=np.float64)
 
 
 def _to_uv(image: npt.NDArray[np.float64]) -> npt.NDArray[np.complex128]:
@@ -164,21 +175,56 @@ def sky_to_uv(sky_jy: npt.NDArray[np.float64], grid: UVGrid) -> npt.NDArray[np.c
 def grid_chunk(
     chunk: VisChunk, grid: UVGrid, params: ImagingParams, *, max_freq_hz: float
 ) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.float64]]:
-    """Grid all channels and polarizations of a chunk: arrays (pol, chan, n, n//2+1)."""
+    """Grid all channels and polarizations of a chunk: arrays (pol, chan, n, n//2+1).
+
+    As in :func:`payload.imaging.image_chunk`, gridding is linear: polarizations with equal
+    weights share the gridded weights, and I is (XX + YY) / 2 of the gridded XX and YY when
+    all three have equal weights. Calls run side by side, one ducc0 thread each.
+    """
     keep = baseline_mask(chunk.uvw_m, max_freq_hz, grid)
     uvw = np.ascontiguousarray(chunk.uvw_m[keep])
+    pols = params.polarizations
     n_chan = len(chunk.freq_hz)
-    shape = (len(params.polarizations), n_chan, grid.n, grid.n // 2 + 1)
+    shape = (len(pols), n_chan, grid.n, grid.n // 2 + 1)
     G = np.zeros(shape, dtype=np.complex128)
     W = np.zeros(shape, dtype=np.float64)
-    for p, pol in enumerate(params.polarizations):
-        for c in range(n_chan):
-            weight = chunk.weights[pol][keep, c]
-            if not uvw.size or weight.sum() <= 0:
+    if not uvw.size:
+        return G, W
+    weights = {(pol, c): chunk.weights[pol][keep, c] for pol in pols for c in range(n_chan)}
+    plan: list[tuple[str, str, int]] = []
+    owner_of: dict[tuple[str, int], str] = {}
+    derive_i: set[int] = set()
+    for c in range(n_chan):
+        same = all(np.array_equal(weights[pols[0], c], weights[p, c]) for p in pols[1:])
+        if same and {"XX", "YY", "I"} <= set(pols):
+            derive_i.add(c)
+        for pol in pols:
+            if weights[pol, c].sum() <= 0:
                 continue
-            G[p, c], W[p, c] = grid_channel(
-                uvw, float(chunk.freq_hz[c]), chunk.vis[pol][keep, c], weight, grid
-            )
+            if not (pol == "I" and c in derive_i):
+                plan.append(("vis", pol, c))
+            owner_of[pol, c] = pols[0] if same else pol
+            if owner_of[pol, c] == pol:
+                plan.append(("wgt", pol, c))
+    taper = grid.taper()
+
+    def run(task: tuple[str, str, int]) -> npt.NDArray[np.complex128]:
+        kind, pol, c = task
+        weight = weights[pol, c]
+        values = chunk.vis[pol][keep, c] if kind == "vis" else np.ones(len(weight), complex)
+        return grid_values(uvw, float(chunk.freq_hz[c]), values, weight, grid, taper=taper)
+
+    with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
+        done = dict(zip(plan, pool.map(run, plan), strict=True))
+    for p, pol in enumerate(pols):
+        for c in range(n_chan):
+            if (pol, c) not in owner_of:
+                continue
+            if pol == "I" and c in derive_i:
+                G[p, c] = 0.5 * (done["vis", "XX", c] + done["vis", "YY", c])
+            else:
+                G[p, c] = done["vis", pol, c]
+            W[p, c] = done["wgt", owner_of[pol, c], c].real
     return G, W
 
 

@@ -194,7 +194,13 @@ class Worker:
             self._dead_letter(body, receipt)
             return Outcome.INVALID
         layout = ObsLayout(message.run_id, message.obs_id)
-        if self.products.exists(layout.done):
+        try:
+            already_done = self.products.exists(layout.done)
+        except TransientError as exc:
+            log.error("cannot reach the products bucket: %s", exc)
+            self._set_visibility(receipt, int(self.rng.uniform(0, self.config.retry_base)))
+            return Outcome.TRANSIENT
+        if already_done:
             log.info(
                 "%s/%s is already DONE; dropping the duplicate message",
                 message.run_id,

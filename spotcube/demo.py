@@ -23,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+from payload import __version__ as payload_version
 from payload.contracts import ObsLayout
 from spotcube.cli import CommandError
 from spotcube.local.cloud import local_cloud
@@ -43,13 +44,13 @@ FIGURE_PRODUCTS = ("image.png", "powerspec.png")
 # EC2 spot price the simulated bill uses unless --spot-price says otherwise (us-east-1,
 # m5.4xlarge, order of magnitude of 2024-2025 prices; the report labels it simulated).
 DEFAULT_INSTANCE_TYPE = "m5.4xlarge"
+DEFAULT_SPOT_PRICE = 0.432
 # Every receive counts towards the redrive, preempted ones too; the demo interrupts far more
 # often than a real run, so its queue allows more receives before dead-lettering a job.
 DEMO_MAX_RECEIVE_COUNT = 20
 # Polls in a row with unfinished observations but no job queued, in flight or running:
 # the rest can only be in the dead-letter queue, and waiting longer cannot help.
 STALL_POLLS = 3
-DEFAULT_SPOT_PRICE = 0.432
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class DemoOptions:
     params: dict[str, Any] = field(default_factory=dict)
     interrupt_rate: float = 0.09  # per instance-hour
     speedup: float = 600.0
-    seed: int = 18
+    seed: int = 10979
     notice_seconds: float = 120.0
     replacement_delay: float = 90.0
     min_notice_real: float = 6.0
@@ -112,14 +113,18 @@ def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dic
         raise CommandError(
             f"--preset {options.preset!r} is unknown; choose from {', '.join(synth.PRESETS)}"
         )
-    folder = options.out / "inputs"
+    # Synthesis takes seconds per file, so a rerun reuses the files: observation i always
+    # has the same sky (seed i), and a new payload version writes into a new folder.
+    folder = options.out / "inputs" / f"payload-{payload_version}"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(options.observations):
         path = folder / f"synth-{options.preset}-{i:02d}.uvh5"
-        if not path.exists():  # deterministic per seed: a rerun reuses the files
+        if not path.exists():
             console.print(f"  synthesising {path.name} (preset {options.preset})")
-            synth.write_preset(path, options.preset, seed=options.seed * 1000 + i)
+            partial = path.with_name(f".{path.name}.partial")
+            synth.write_preset(partial, options.preset, seed=i)
+            partial.replace(path)  # an interrupted synthesis leaves no half file behind
         paths.append(path)
     return paths, synth.preset_params(options.preset) | params
 

@@ -62,7 +62,9 @@ class CommandParams:
     def parse(cls, params: Mapping[str, Any]) -> CommandParams:
         argv = params.get("argv")
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-            raise InvalidInputError("command job parameter argv must be a non-empty list of strings")
+            raise InvalidInputError(
+                "command job parameter argv must be a non-empty list of strings"
+            )
         env = params.get("env", {})
         if not isinstance(env, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
@@ -144,7 +146,8 @@ class WorkdirSync:
     def changed(self) -> list[str]:
         """Every file whose size or mtime differs from what was last synced."""
         return sorted(
-            rel for rel, stat in self.walk().items()
+            rel
+            for rel, stat in self.walk().items()
             if self.index.get(rel, {}).get("stat") != list(stat)
         )
 
@@ -165,9 +168,7 @@ class WorkdirSync:
         Settled: closed at the previous scan and now, with the same size and mtime.
         """
         now = self.walk()
-        closed = {
-            rel for rel in now if held is None or (self.root / rel).resolve() not in held
-        }
+        closed = {rel for rel in now if held is None or (self.root / rel).resolve() not in held}
         ready = [
             rel
             for rel, stat in now.items()
@@ -256,9 +257,7 @@ def run_command_job(run: _JobRun) -> Outcome:
         raise TransientError(f"{params.argv[0]} exited {status}")
     # The program has exited: every file is closed and final.
     sync.sync(sync.changed())
-    products = sorted(
-        {p for pattern in params.products for p in root.glob(pattern) if p.is_file()}
-    )
+    products = sorted({p for pattern in params.products for p in root.glob(pattern) if p.is_file()})
     return run.publish(products)
 
 

@@ -140,8 +140,9 @@ class ImageJob:
         missing = [c for c in self.chunk_ids() if c not in chunk_paths]
         if missing:
             raise InvalidInputError(f"cannot combine: chunk(s) {', '.join(missing)} missing")
+        # Image cubes are not loaded here (see _image_cube): they are the big part.
         parts: dict[str, list[npt.NDArray[Any]]] = {
-            k: [] for k in ("freq_hz", "dirty", "psf", "weight_sum", "uv_vis", "uv_weights")
+            k: [] for k in ("freq_hz", "weight_sum", "uv_vis", "uv_weights")
         }
         for chunk_id in self.chunk_ids():
             path = Path(chunk_paths[chunk_id])
@@ -158,6 +159,19 @@ class ImageJob:
         axis = {"freq_hz": 0}
         return {k: np.concatenate(v, axis=axis.get(k, 1)) for k, v in parts.items()}
 
+    def _image_cube(
+        self, chunk_paths: Mapping[str, Path], key: str, pol: str
+    ) -> npt.NDArray[np.float32]:
+        """One polarization's ``dirty`` or ``psf`` cube, gathered from the chunk files."""
+        index = self.params.polarizations.index(pol)
+        npix = self.geometry.npix
+        cube = np.empty((self.info.n_freqs, npix, npix), dtype=np.float32)
+        for chunk_id in self.chunk_ids():
+            channels = self._channels(chunk_id)
+            with h5py.File(chunk_paths[chunk_id], "r") as handle:
+                cube[channels.start : channels.stop] = handle[key][index]
+        return cube
+
     def combine(self, chunk_paths: Mapping[str, Path], out_dir: Path) -> list[Path]:
         """Write every product from the chunk files (all or nothing)."""
         data = self._read_chunks(chunk_paths)
@@ -165,7 +179,7 @@ class ImageJob:
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".products-"))
         try:
-            self._write_products(data, staging)
+            self._write_products(data, chunk_paths, staging)
             paths = []
             for name in PRODUCTS:
                 os.replace(staging / name, out_dir / name)
@@ -174,7 +188,12 @@ class ImageJob:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _write_products(self, data: Mapping[str, npt.NDArray[Any]], staging: Path) -> None:
+    def _write_products(
+        self,
+        data: Mapping[str, npt.NDArray[Any]],
+        chunk_paths: Mapping[str, Path],
+        staging: Path,
+    ) -> None:
         info, geometry, params = self.info, self.geometry, self.params
         pols = params.polarizations
         freq = data["freq_hz"]
@@ -192,10 +211,12 @@ class ImageJob:
             "freq_hz": freq,
             "frame": info.phase_center_frame,
         }
-        dirty = {p: data["dirty"][k] for k, p in enumerate(pols)}
-        psf = {p: data["psf"][k] for k, p in enumerate(pols)}
-        write_cube(staging / "image_cube.fits", dirty, bunit="Jy/beam", extra=cards, **common)
-        write_cube(staging / "psf_cube.fits", psf, bunit="", extra=cards, **common)
+        for key, name, bunit in (("dirty", "image_cube", "Jy/beam"), ("psf", "psf_cube", "")):
+
+            def load(pol: str, key: str = key) -> npt.NDArray[np.float32]:
+                return self._image_cube(chunk_paths, key, pol)
+
+            write_cube(staging / f"{name}.fits", load, bunit=bunit, extra=cards, **common)
 
         attrs = hdf5_attrs(self.provenance)
         grid = UVGrid.from_params(params)
@@ -216,11 +237,11 @@ class ImageJob:
         plot_power_spectrum(ps, staging / "powerspec.png", pol_index=show)
         weights = data["weight_sum"][show]
         total = float(weights.sum())
+        dirty = self._image_cube(chunk_paths, "dirty", pols[show])
         mfs = (
-            np.tensordot(weights / total, data["dirty"][show], axes=1)
-            if total > 0
-            else data["dirty"][show].mean(axis=0)
+            np.tensordot(weights / total, dirty, axes=1) if total > 0 else dirty.mean(axis=0)
         ).astype(np.float32)
+        del dirty
         plot_image(
             image_to_fits_order(mfs),
             staging / "image.png",

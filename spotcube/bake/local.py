@@ -202,6 +202,10 @@ def _sha256(path: Path) -> str:
 
 
 def _extract(tarball: Path, rootfs: Path) -> None:
+    # A bake killed mid-run can leave its mounts behind; never delete through them.
+    for leftover in (rootfs / "proc", rootfs / WHEELHOUSE_MOUNT.lstrip("/")):
+        if os.path.ismount(leftover):
+            subprocess.run(["umount", "--lazy", str(leftover)], check=True)
     if rootfs.exists():
         shutil.rmtree(rootfs)
     rootfs.mkdir(parents=True)
@@ -288,6 +292,9 @@ def bake_local(
                 )
 
     mark = time.monotonic()
+    # The old metadata goes first: a crash from here on must not leave an image that looks
+    # current but mixes two bakes.
+    image.metadata_path.unlink(missing_ok=True)
     shutil.rmtree(image.rootfs, ignore_errors=True)
     rootfs_new.rename(image.rootfs)
     partial = out_dir / (TARBALL + ".partial")

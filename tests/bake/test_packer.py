@@ -171,13 +171,18 @@ def test_ami_name_matches_python(locals_: dict[str, Any]) -> None:
 
 
 def test_build_provisions_tests_and_records_manifest(build: dict[str, Any]) -> None:
-    provisioners = {next(iter(p)): next(iter(p.values())) for p in build["provisioner"]}
-    assert provisioners["ansible"]["playbook_file"] == "${path.root}/../ansible/site.yml"
-    assert "@${var.ansible_extra_vars_file}" in provisioners["ansible"]["extra_arguments"]
-    assert "testinfra" in provisioners["shell"]["script"]
-    assert "${path.root}/../tests/image" in provisioners["file"]["sources"]
-    # The tests run before the snapshot: they are provisioners, and the last ones.
-    assert list(provisioners)[-1] == "shell"
+    steps = [(next(iter(p)), next(iter(p.values()))) for p in build["provisioner"]]
+    kinds = [kind for kind, _ in steps]
+    ansible = steps[kinds.index("ansible")][1]
+    assert ansible["playbook_file"] == "${path.root}/../ansible/site.yml"
+    assert "@${var.ansible_extra_vars_file}" in ansible["extra_arguments"]
+    upload = steps[kinds.index("file")][1]
+    assert "${path.root}/../tests/image" in upload["sources"]
+    # The tests are provisioners after the playbook, so they run before the snapshot.
+    last_kind, last = steps[-1]
+    assert last_kind == "shell"
+    assert "testinfra" in last["script"]
+    assert kinds.index("ansible") < kinds.index("file") < len(steps) - 1
     manifest = build["post-processor"][0]["manifest"]
     assert manifest["output"] == "${var.manifest_path}"
     assert manifest["custom_data"]["content_hash"] == "${var.content_hash}"

@@ -174,3 +174,33 @@ def test_a_job_lost_to_the_dead_letter_queue_stops_the_wait(cloud: str, tmp_path
     assert result.status.dead_letter is not None
     assert result.status.dead_letter.visible == 1
     assert fleet.running == []  # the fleet was scaled to zero on the way out
+
+
+def test_an_instance_whose_worker_exits_is_replaced(cloud: str, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from spotcube.demo import DemoOptions, run_fleet
+    from spotcube.local.fleet import Fleet, WorkerSpec
+    from spotcube.submit import Observation, submit_run
+
+    outputs = provision(cloud)
+    key = "inputs/any.bin"
+    outputs.client("s3").put_object(Bucket=outputs.raw_bucket, Key=key, Body=b"bytes")
+    observations = [Observation(f"o{i}", f"s3://{outputs.raw_bucket}/{key}") for i in range(2)]
+    params = {"chunks": 2, "chunk_seconds": 0.1, "chunk_bytes": 100}
+    submit_run(outputs, observations, kind="selftest", params=params, run_id="exits")
+    # --max-jobs 1: each worker quits after one job, as a crashed service would
+    args = ["--poll-wait", "1", "--max-jobs", "1", "--checkpoint-interval", "1"]
+    fleet = Fleet(
+        spec=WorkerSpec(outputs=outputs, root=tmp_path, extra_args=args),
+        size=1,
+        model=InterruptionModel(rate_per_hour=0.0, speedup=600.0, min_replacement_real=0.5),
+    )
+    options = DemoOptions(out=tmp_path, timeout=90.0, poll=0.5)
+    result = run_fleet(outputs, "exits", observations, fleet, options, Console(), "test")
+    assert result.status.count("done") == 2
+    exits = result.fleet.timeline.of_kind("exit")
+    assert exits
+    assert exits[0].detail == "exit code 0"
+    assert len(result.fleet.instances) >= 2  # the first worker's instance was replaced
+    assert result.fleet.interruptions() == 0

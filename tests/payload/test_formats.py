@@ -54,3 +54,18 @@ def test_mwa_site_is_known_offline() -> None:
     install_offline_sites()
     site = EarthLocation.of_site("mwa")
     assert site.lat.deg == pytest.approx(-26.703, abs=1e-3)
+
+
+def test_drift_scan_data_are_imaged_at_zenith(tiny_obs: Observation, tmp_path: Path) -> None:
+    uvd = UVData()
+    uvd.read(str(tiny_obs.path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uvd.unproject_phase()
+        uvd.write_uvh5(str(tmp_path / "drift.uvh5"))
+    job = ImageJob(make_context(tmp_path / "drift.uvh5", tiny_obs.params, tmp_path / "work"))
+    assert not job.info.projected
+    products = {p.name: p for p in run_job(job, tmp_path / "chunks", tmp_path / "out")}
+    with fits.open(products["image_cube.fits"]) as hdul:
+        # the MWA is at latitude -26.7: the zenith's declination, to precession
+        assert hdul[0].header["CRVAL2"] == pytest.approx(-26.7, abs=0.3)

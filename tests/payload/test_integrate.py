@@ -80,3 +80,14 @@ def test_bad_integrate_params(tmp_path: Path, params: dict[str, object]) -> None
 def test_not_a_uvcube_is_named(tmp_path: Path, tiny_obs: Observation) -> None:
     with pytest.raises(InvalidInputError, match=str(tiny_obs.path)):
         _integrate([tiny_obs.path], tmp_path, 1)
+
+
+def test_local_integrate_command(cubes: list[Path], tmp_path: Path) -> None:
+    from payload.cli import main
+
+    assert (
+        main(["integrate", *map(str, cubes), "--out", str(tmp_path), "--cubes-per-chunk", "2"]) == 0
+    )
+    total = UVCube.read(tmp_path / "uvcube.h5")
+    assert len(total.observations) == 3
+    assert main(["integrate", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "x")]) == 65

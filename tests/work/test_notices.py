@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,44 @@ def test_notice_during_upload_or_manifest_write(
     assert attempt["reason"] == "preempted"
     finish_elsewhere(plane, f"obs-{point}", data, message)
     assert json.loads(plane.get(ObsLayout(RUN, f"obs-{point}").done) or b"{}")["products"]
+
+
+def test_rebalance_checkpoints_and_keeps_working(plane: Plane, imds: ImdsEmulator) -> None:
+    data = b"rebalance" * 20
+    params = {"chunks": 10, "chunk_seconds": 0.3, "chunk_bytes": 2048}
+    message = plane.submit("obs-rb", params, data=data)
+    worker = plane.start_worker("--max-jobs", "1", imds=imds)
+    wait_for(lambda: "chunk 01 computed" in plane.log_of(), 30, "two chunks")
+    imds.recommend_rebalance()
+    wait_for(lambda: "rebalance recommendation" in plane.log_of(), 5, "the recommendation")
+    # A recommendation is not a notice: the job runs on to DONE in this one attempt.
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    assert "termination notice" not in plane.log_of()
+    manifest = plane.manifest("obs-rb")
+    assert manifest is not None
+    assert [a["reason"] for a in manifest["attempts"]] == ["done"]
+    layout = ObsLayout(RUN, "obs-rb")
+    reference = reference_products(message, data, plane.tmp)
+    assert plane.get(layout.product("selftest.bin")) == reference["selftest.bin"]
+
+
+@pytest.mark.parametrize("how", ["sigterm", "asg-lifecycle"])
+def test_sigterm_and_asg_scale_in_hand_the_job_back(
+    plane: Plane, imds: ImdsEmulator, how: str
+) -> None:
+    data = how.encode() * 30
+    message = plane.submit(
+        f"obs-{how}", {"chunks": 8, "chunk_seconds": 0.3, "chunk_bytes": 1024}, data=data
+    )
+    worker = plane.start_worker(imds=imds)
+    wait_for(lambda: "chunk 1 computed" in plane.log_of(), 30, "two chunks")
+    if how == "sigterm":
+        worker.send_signal(signal.SIGTERM)
+    else:
+        imds.set_lifecycle_state("Terminated")
+    assert worker.wait(timeout=30) == Outcome.PREEMPTED.exit_code, plane.log_of()
+    source = "sigterm" if how == "sigterm" else "asg"
+    assert f"termination notice from {source}" in plane.log_of()
+    attempt = preempted_attempt(plane, f"obs-{how}")
+    assert int(attempt["chunks_done"]) >= 2  # type: ignore[call-overload]
+    finish_elsewhere(plane, f"obs-{how}", data, message)

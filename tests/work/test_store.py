@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 from pathlib import Path
@@ -14,7 +15,9 @@ from payload.store import (
     MIB,
     ObjectStore,
     RetryPolicy,
+    _b64,
     _check_echo,
+    _Part,
     is_retryable,
     s3_client,
     with_retries,
@@ -189,3 +192,11 @@ def test_unreachable_s3_becomes_transient() -> None:
     )
     with pytest.raises(TransientError, match="after 3 tries"):
         store.put_bytes("k", b"x")
+
+
+def test_completed_multipart_checksum_must_match(store: ObjectStore) -> None:
+    parts = [_Part(1, '"e"', "c2hh", 3)]
+    with pytest.raises(TransientError, match="reports checksum"):
+        store._check_completed("k", {"ChecksumSHA256": "bm9wZQ==-1"}, parts, b"digest")
+    joined = hashlib.sha256(base64.b64decode("c2hh")).digest()
+    store._check_completed("k", {"ChecksumSHA256": f"{_b64(joined)}-1"}, parts, b"digest")

@@ -1,0 +1,142 @@
+"""Pure parts of the work plane: selftest determinism, manifests, settled files, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from payload.checkpoint import merge_manifests
+from payload.cli import build_parser
+from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest
+from payload.errors import InvalidInputError
+from payload.jobs import build_job
+from payload.jobs.base import JobContext
+from payload.jobs.command import CommandParams, WorkdirSync
+from payload.jobs.selftest import SelfTestJob, chunk_bytes_for
+
+
+def _selftest(tmp_path: Path, params: dict[str, object], data: bytes = b"input") -> SelfTestJob:
+    source = tmp_path / "in.dat"
+    source.write_bytes(data)
+    message = JobMessage.create(
+        run_id="r", obs_id="o", input="s3://raw/in.dat", kind="selftest", params=params
+    )
+    job = build_job(JobContext(message=message, workdir=tmp_path, fetch=lambda _u: source))
+    assert isinstance(job, SelfTestJob)
+    return job
+
+
+def test_selftest_chunks_are_deterministic_and_input_dependent(tmp_path: Path) -> None:
+    job = _selftest(tmp_path, {"chunks": 3, "chunk_seconds": 0, "chunk_bytes": 100})
+    assert job.chunk_ids() == ["0", "1", "2"]
+    job.run_chunk("1", tmp_path / "a")
+    job.run_chunk("1", tmp_path / "b")
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+    assert (tmp_path / "a").read_bytes() == chunk_bytes_for(b"input", 1, 100)
+    assert chunk_bytes_for(b"input", 1, 100) != chunk_bytes_for(b"input", 2, 100)
+    assert chunk_bytes_for(b"input", 1, 100) != chunk_bytes_for(b"other", 1, 100)
+
+
+def test_selftest_combine_writes_product_and_digests(tmp_path: Path) -> None:
+    job = _selftest(tmp_path, {"chunks": 2, "chunk_seconds": 0, "chunk_bytes": 10})
+    paths = {}
+    for cid in job.chunk_ids():
+        paths[cid] = tmp_path / f"{cid}.bin"
+        job.run_chunk(cid, paths[cid])
+    blob, summary = job.combine(paths, tmp_path / "out")
+    assert blob.read_bytes() == paths["0"].read_bytes() + paths["1"].read_bytes()
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() in summary.read_text()
+    with pytest.raises(ValueError, match="lacks chunks"):
+        job.combine({"0": paths["0"]}, tmp_path / "out2")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"chunks": 0}, {"chunks": "3"}, {"chunk_bytes": -1}, {"chunk_seconds": "x"}, {"chunks": True}],
+    ids=["zero", "string", "negative", "seconds", "bool"],
+)
+def test_selftest_rejects_bad_params(tmp_path: Path, params: dict[str, object]) -> None:
+    with pytest.raises(InvalidInputError, match="selftest parameter"):
+        _selftest(tmp_path, params)
+
+
+def test_selftest_rejects_empty_input(tmp_path: Path) -> None:
+    job = _selftest(tmp_path, {"chunks": 1, "chunk_seconds": 0}, data=b"")
+    with pytest.raises(InvalidInputError, match="empty"):
+        job.run_chunk("0", tmp_path / "x")
+
+
+def _manifest(chunks: dict[str, str], attempts: list[str], params_hash: str = "h") -> Manifest:
+    return Manifest(
+        run_id="r",
+        obs_id="o",
+        kind="selftest",
+        params_hash=params_hash,
+        chunks={c: ChunkRecord(key=f"k/{c}", size=1, sha256=s) for c, s in chunks.items()},
+        attempts=[
+            Attempt(instance_id=i, start=f"2026-01-0{n + 1}") for n, i in enumerate(attempts)
+        ],
+    )
+
+
+def test_merge_keeps_both_workers_chunks_and_attempts() -> None:
+    ours = _manifest({"0": "a", "2": "c"}, ["i-b"])
+    theirs = _manifest({"0": "a", "1": "b"}, ["i-a"])
+    merge_manifests(ours, theirs)
+    assert sorted(ours.chunks) == ["0", "1", "2"]
+    assert [a.instance_id for a in ours.attempts] == ["i-a", "i-b"]
+
+
+def test_merge_ignores_other_params() -> None:
+    ours = _manifest({"0": "a"}, ["i-b"])
+    merge_manifests(ours, _manifest({"1": "b"}, ["i-a"], params_hash="other"))
+    assert sorted(ours.chunks) == ["0"]
+
+
+def test_settled_files_only(tmp_path: Path) -> None:
+    root = tmp_path / "work"
+    root.mkdir()
+    sync = WorkdirSync(store=None, prefix="p/", index_key="i", root=root)  # type: ignore[arg-type]
+    (root / "done.txt").write_text("final")
+    (root / "open.txt").write_text("partial")
+    held = {(root / "open.txt").resolve()}
+    assert sync.scan(held) == []  # first sight: nothing is settled yet
+    (root / "growing.txt").write_text("1")
+    assert sync.scan(held) == ["done.txt"]  # open.txt is held open; growing.txt is new
+    (root / "growing.txt").write_text("12")
+    assert sorted(sync.scan(held)) == ["done.txt"]  # growing.txt changed since last scan
+    assert sorted(sync.scan(set())) == ["done.txt", "growing.txt"]  # open.txt just closed
+    assert sorted(sync.scan(set())) == ["done.txt", "growing.txt", "open.txt"]
+
+
+def test_command_params_validation() -> None:
+    assert CommandParams.parse({"argv": ["fhd", "obs"]}).products == ["products/*"]
+    bad_params: list[dict[str, object]] = [
+        {},
+        {"argv": []},
+        {"argv": "ls"},
+        {"argv": ["x"], "env": {"A": 1}},
+    ]
+    for bad in bad_params:
+        with pytest.raises(InvalidInputError, match="command job parameter"):
+            CommandParams.parse(bad)
+
+
+def test_worker_options_come_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOTCUBE_QUEUE_URL", "http://q")
+    monkeypatch.setenv("SPOTCUBE_IDLE_EXIT", "42")
+    monkeypatch.setenv("SPOTCUBE_LOG_JSON", "true")
+    args = build_parser().parse_args(["worker", "--products-bucket", "b"])
+    assert args.queue_url == "http://q"
+    assert args.idle_exit == 42.0
+    assert args.log_json is True
+    assert args.products_bucket == "b"
+    assert args.checkpoint_interval == 300.0
+
+
+def test_worker_without_queue_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["worker"])
+    assert args.func(args) == 2
+    assert "SPOTCUBE_QUEUE_URL" in capsys.readouterr().err
