@@ -153,7 +153,18 @@ def _read_uvdata(path: Path, **select: object) -> UVData:
             uvd.read(_pyuvdata_target(path), run_check_acceptability=False, **select)
     except InvalidInputError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, EOFError) as exc:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        RuntimeError,
+        EOFError,
+        NotImplementedError,
+        AttributeError,
+    ) as exc:
+        # pyuvdata reports a bad file through any of these, depending on the format reader.
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _fail(path, f"cannot be read as interferometer data ({reason})") from None
     return uvd

@@ -101,3 +101,34 @@ def test_command_bad_argv_is_invalid(plane: Plane) -> None:
     failed = json.loads(plane.get(ObsLayout(RUN, "cmd-bad").failed) or b"{}")
     assert "argv" in failed["message"]
     assert plane.queue_depth(plane.dlq_url) == 1
+
+
+def _submit_exit(plane: Plane, obs_id: str, code: int) -> None:
+    params = {"argv": [sys.executable, "-c", f"import sys; sys.exit({code})"]}
+    message = JobMessage.create(
+        run_id=RUN, obs_id=obs_id, input="local:exit", kind="command", params=params
+    )
+    plane.sqs.send_message(QueueUrl=plane.queue_url, MessageBody=message.to_json())
+
+
+def test_transient_failures_are_retried_then_failed_for_good(plane: Plane) -> None:
+    _submit_exit(plane, "cmd-flaky", 3)
+    worker = plane.start_worker("--max-transient", "2", "--retry-base", "0.1")
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    layout = ObsLayout(RUN, "cmd-flaky")
+    failed = json.loads(plane.get(layout.failed) or b"{}")
+    assert failed["error_class"] == "TransientError"
+    assert [a["reason"] for a in failed["attempts"]] == ["transient", "transient"]
+    assert plane.queue_depth(plane.dlq_url) == 1
+    assert plane.queue_depth() == 0
+    assert plane.log_of().count("exited 3") == 2  # tried twice, not more
+
+
+def test_invalid_exit_code_fails_at_once(plane: Plane) -> None:
+    _submit_exit(plane, "cmd-bad-input", 65)
+    worker = plane.start_worker("--max-jobs", "1")
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    failed = json.loads(plane.get(ObsLayout(RUN, "cmd-bad-input").failed) or b"{}")
+    assert failed["error_class"] == "InvalidInputError"
+    assert [a["reason"] for a in failed["attempts"]] == ["invalid"]
+    assert plane.queue_depth(plane.dlq_url) == 1

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 
 from payload.contracts import JobMessage, Manifest, ObsLayout
 from spotcube.local.faultproxy import FaultProxy
 from spotcube.local.imds import ImdsEmulator
-from tests.work.conftest import PRODUCTS, RUN, Plane, reference_products
+from tests.work.conftest import PRODUCTS, RUN, Plane, reference_products, wait_for
 
 PARAMS = {"chunks": 4, "chunk_seconds": 0.1, "chunk_bytes": 4096}
 
@@ -128,3 +129,41 @@ def test_unreachable_imds_runs_without_notices(plane: Plane) -> None:
     manifest = plane.manifest("laptop")
     assert manifest is not None
     assert manifest["attempts"][0]["instance_id"].startswith("local-")
+
+
+def test_visibility_expiry_two_workers_one_done(plane: Plane) -> None:
+    data = b"expiry" * 50
+    message = plane.submit(
+        "expiry", {"chunks": 8, "chunk_seconds": 0.3, "chunk_bytes": 4096}, data=data
+    )
+    with ImdsEmulator(instance_id="i-0frozen") as one, ImdsEmulator(instance_id="i-0fresh") as two:
+        first = plane.start_worker(
+            "--max-jobs", "1", "--visibility-timeout", "1", imds=one, name="a"
+        )
+        wait_for(lambda: "chunk 1 computed" in plane.log_of("a"), 30, "two chunks")
+        # Frozen (a long pause, a partition): its heartbeats stop, the message reappears.
+        first.send_signal(signal.SIGSTOP)
+        second = plane.start_worker("--max-jobs", "1", imds=two, name="b")
+        wait_for(lambda: "chunk" in plane.log_of("b"), 30, "the second worker to start work")
+        first.send_signal(signal.SIGCONT)
+        assert first.wait(timeout=60) == 0, plane.log_of("a")
+        assert second.wait(timeout=60) == 0, plane.log_of("b")
+    assert_done_like_reference(plane, message, data)
+    logs = plane.log_of("a") + plane.log_of("b")
+    assert "other products" not in logs
+    assert plane.queue_depth() == 0
+    manifest = plane.manifest("expiry")
+    assert manifest is not None
+    # Both attempts survive the concurrent manifest writes (If-Match, merge, retry).
+    assert {a["instance_id"] for a in manifest["attempts"]} == {"i-0frozen", "i-0fresh"}
+
+
+def test_json_logs(plane: Plane) -> None:
+    worker = plane.start_worker("--idle-exit", "1", "--log-json")
+    assert worker.wait(timeout=30) == 0, plane.log_of()
+    lines = plane.log_of().splitlines()
+    assert lines
+    for line in lines:
+        doc = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= set(doc)
+    assert any("idle for" in json.loads(line)["message"] for line in lines)

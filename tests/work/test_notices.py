@@ -114,7 +114,7 @@ def test_rebalance_checkpoints_and_keeps_working(plane: Plane, imds: ImdsEmulato
     params = {"chunks": 10, "chunk_seconds": 0.3, "chunk_bytes": 2048}
     message = plane.submit("obs-rb", params, data=data)
     worker = plane.start_worker("--max-jobs", "1", imds=imds)
-    wait_for(lambda: "chunk 01 computed" in plane.log_of(), 30, "two chunks")
+    wait_for(lambda: "chunk 1 computed" in plane.log_of(), 30, "two chunks")
     imds.recommend_rebalance()
     wait_for(lambda: "rebalance recommendation" in plane.log_of(), 5, "the recommendation")
     # A recommendation is not a notice: the job runs on to DONE in this one attempt.
