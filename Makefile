@@ -15,7 +15,7 @@ TEST_SYSTEM_PARTS ?= image packer
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint secrets pytest system-deps bench hooks clean help
+.PHONY: demo test lint secret-scan pytest system-deps bench hooks clean help
 
 help:
 	@echo "make demo   - run spotcube on the embedded local cloud (results in ./spotcube-demo)"
@@ -50,15 +50,15 @@ lint: $(VENV)/.installed-dev
 	@if command -v packer >/dev/null; then packer fmt -check -diff packer/ && echo "packer fmt: clean"; \
 	 else echo "packer fmt: skipped, packer not installed (run: sudo bash scripts/system-deps.sh packer)"; fi
 
-secrets: $(VENV)/.installed-dev
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/scan-secrets.sh
+secret-scan: $(VENV)/.installed-dev
+	bash scripts/scan-secrets.sh
 
 # pytest exits 5 when it collected no test; make treats every non-zero status as failure,
 # so an empty run cannot pass.
 pytest: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: system-deps lint secrets pytest
+test: system-deps lint secret-scan pytest
 
 bench: $(VENV)/.installed-dev
 	@bash scripts/system-deps.sh wsclean

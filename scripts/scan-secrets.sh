@@ -3,10 +3,12 @@
 # (AWS key pairs, private keys, tokens). Exits non-zero and prints file:line for each find.
 # The same scanner runs as a pre-commit hook (.pre-commit-config.yaml).
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The repository's venv carries the pinned detect-secrets; prefer it when it exists.
+[[ -x "$here/../.venv/bin/detect-secrets-hook" ]] && PATH="$here/../.venv/bin:$PATH"
 git rev-parse --is-inside-work-tree >/dev/null
 mapfile -d '' files < <(git ls-files -z)
 [[ ${#files[@]} -eq 0 ]] && { echo "secret scan: no tracked files"; exit 0; }
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if detect-secrets-hook --plugin "$here/secret_detectors/aws_credentials.py" "${files[@]}"; then
   echo "secret scan: ${#files[@]} tracked files, no secrets found"
 else

@@ -12,14 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from spotcube.local.motoserver import LOCAL_REGION, moto_server
+from spotcube.local.motoserver import local_environment, moto_server
 
 # No test may reach a real AWS account, whatever the developer's shell holds.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
     os.environ.pop(_var, None)
-os.environ["AWS_ACCESS_KEY_ID"] = "local"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
-os.environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
+os.environ.update(local_environment())
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 

@@ -12,7 +12,7 @@ from detect_secrets.plugins.base import RegexBasedDetector
 class AwsUnquotedSecretKeyDetector(RegexBasedDetector):
     """Scans for ``aws_secret_access_key = <40 chars>`` with or without quotes."""
 
-    secret_type = "AWS Secret Access Key (credentials-file form)"
+    secret_type = "AWS Secret Access Key (credentials-file form)"  # pragma: allowlist secret
 
     denylist = (
         re.compile(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from spotcube.local.motoserver import local_environment
 from spotcube.local.timeline import Timeline
 from spotcube.stack import StackOutputs
 
@@ -181,8 +182,7 @@ class Fleet:
         env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = imds.endpoint
         env["PYTHONUNBUFFERED"] = "1"
         if self.spec.outputs.endpoint_url:
-            env["AWS_ACCESS_KEY_ID"] = "local"
-            env["AWS_SECRET_ACCESS_KEY"] = "local"
+            env.update(local_environment())
         process = subprocess.Popen(
             self.spec.command(workdir / "work"),
             stdin=subprocess.DEVNULL,

@@ -14,6 +14,15 @@ LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
+def local_environment() -> dict[str, str]:
+    """Environment variables that point a boto3 process at local credentials (not AWS's)."""
+    return {
+        "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+    }
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Run a moto server on a free loopback port; yield its endpoint URL."""
