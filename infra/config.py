@@ -21,6 +21,7 @@ from infra.lifecycle import (
     plan,
 )
 from infra.naming import StackNames
+from payload import contracts
 
 NAMESPACE = "spotcube"
 
@@ -55,7 +56,7 @@ _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _INSTANCE_TYPE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+)$")
 
-CHECKPOINT_TAG = ("spotcube-data", "checkpoint")
+CHECKPOINT_TAG = contracts.CHECKPOINT_TAG  # workers tag checkpoint objects with it
 
 
 @dataclass(frozen=True)

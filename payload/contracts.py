@@ -187,9 +187,24 @@ class ObsLayout:
         return f"{self.prefix}FAILED.json"
 
 
+# Checkpoint objects carry this tag: S3 lifecycle filters cannot match the wildcard path
+# runs/*/obs/*/checkpoint/, so the stack's checkpoint-expiry rule selects the tag instead.
+CHECKPOINT_TAG = ("spotcube-data", "checkpoint")
+
+
+def is_checkpoint_key(key: str) -> bool:
+    """Whether ``key`` is part of an observation's checkpoint (manifest, chunks, workdir)."""
+    return key.startswith("runs/") and "/checkpoint/" in key
+
+
 def run_prefix(run_id: str) -> str:
     """Prefix of every key of one run."""
     return f"runs/{run_id}/"
+
+
+def run_record_key(run_id: str) -> str:
+    """What a run submitted (kind, params, observations), written once by ``spotcube submit``."""
+    return f"{run_prefix(run_id)}run.json"
 
 
 # --- Checkpoint manifest ---------------------------------------------------------------------
@@ -234,6 +249,7 @@ class Manifest:
     input_identity: dict[str, Any] = field(default_factory=dict)  # uri, etag, size, sha256
     chunks: dict[str, ChunkRecord] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    chunks_total: int | None = None  # how many chunks the job has, once a worker built it
     updated_at: str = field(default_factory=utc_now)
     schema: int = SCHEMA
 

@@ -15,20 +15,28 @@ Dec. CRVAL is the phase centre, so the SIN projection is exact for w-gridded ima
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
 STOKES_CODES = {"I": 1, "XX": -5, "YY": -6}
+BLOCK = 2880  # FITS record size: headers and data are padded to a multiple of it
+
+
+def fits_view(image: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """(..., i, j) imaging order seen as (..., y, x) FITS order: a view, nothing copied."""
+    return np.swapaxes(image[..., ::-1, :], -1, -2)
 
 
 def image_to_fits_order(image: npt.NDArray[Any], *, dtype: Any = None) -> npt.NDArray[Any]:
     """(..., i, j) imaging order to (..., y, x) FITS order (see the module docstring)."""
-    return np.ascontiguousarray(np.swapaxes(image[..., ::-1, :], -1, -2), dtype=dtype)
+    return np.ascontiguousarray(fits_view(image), dtype=dtype)
 
 
 def celestial_header(
@@ -76,9 +84,63 @@ def celestial_header(
     return header
 
 
+@dataclass(frozen=True)
+class FileSegment:
+    """``nbytes`` bytes of big-endian float32 FITS-ordered data at ``offset`` in ``path``."""
+
+    path: Path
+    offset: int
+    nbytes: int
+
+
+# What a cube is made of, in channel order: raw bytes in another file (copied by the
+# kernel, never through Python) or an array already in FITS order.
+Segment = FileSegment | npt.NDArray[Any]
+
+
+def _hdu_header(header: fits.Header, shape: tuple[int, ...], *, primary: bool, name: str) -> bytes:
+    """The header bytes astropy writes for a ``>f4`` array of ``shape`` (FITS axis order).
+
+    astropy builds the structural cards (SIMPLE/XTENSION, BITPIX, NAXISn, EXTEND, PCOUNT,
+    GCOUNT, EXTNAME) from a one-pixel stand-in array; only the axis lengths are then set,
+    so the cards and their order are exactly those of ``writeto`` with the full array.
+    """
+    stand_in = np.zeros((1,) * len(shape), dtype=">f4")
+    hdu: fits.PrimaryHDU | fits.ImageHDU
+    if primary:
+        hdu = fits.PrimaryHDU(data=stand_in, header=header)
+    else:
+        hdu = fits.ImageHDU(data=stand_in, header=header, name=name)
+    # Verify first: astropy's verify rebuilds the axis cards from the stand-in array.
+    hdu.verify("exception")
+    for axis, length in enumerate(reversed(shape), start=1):
+        hdu.header[f"NAXIS{axis}"] = length
+    return hdu.header.tostring().encode("ascii")
+
+
+def _copy_segment(segment: Segment, out: BinaryIO) -> int:
+    """Append one segment to ``out``; return its size in bytes."""
+    if isinstance(segment, FileSegment):
+        out.flush()
+        with open(segment.path, "rb") as src:
+            offset, left = segment.offset, segment.nbytes
+            while left > 0:
+                # copy_file_range moves the bytes inside the kernel (no read into Python).
+                done = os.copy_file_range(src.fileno(), out.fileno(), left, offset)
+                if done <= 0:
+                    raise OSError(f"{segment.path}: short read at byte {offset}")
+                offset += done
+                left -= done
+        out.seek(0, os.SEEK_END)
+        return segment.nbytes
+    data = np.ascontiguousarray(segment, dtype=">f4")
+    out.write(data.data.cast("B"))
+    return int(data.nbytes)
+
+
 def write_cube(
     path: Path,
-    cubes: Callable[[str], npt.NDArray[np.float32]],
+    segments: Callable[[str], Iterable[Segment]],
     *,
     order: Sequence[str],
     npix: int,
@@ -90,32 +152,32 @@ def write_cube(
     frame: str,
     extra: Mapping[str, Any],
 ) -> None:
-    """Write ``cubes(pol)`` (shape (freq, i, j), imaging order) to one FITS file.
+    """Write one FITS file with an HDU per polarization, from ``segments(pol)``.
 
-    One polarization is in memory at a time: each HDU is appended to the file as soon as its
-    cube is loaded, so a full 768-channel MWA cube never needs all polarizations at once.
+    ``segments(pol)`` yields the polarization's (freq, y, x) cube in FITS order and
+    big-endian float32, a channel range at a time (see :class:`FileSegment`). The chunk
+    files already hold that byte layout, so the cube is concatenated, never transposed,
+    converted or held in memory. The bytes equal astropy's ``writeto`` of the whole array:
+    astropy's header, the data, zero padding to a multiple of 2880 bytes.
     """
-    for k, pol in enumerate(order):
-        header = celestial_header(
-            npix=npix,
-            pixsize_rad=pixsize_rad,
-            ra_deg=ra_deg,
-            dec_deg=dec_deg,
-            freq_hz=freq_hz,
-            polarization=pol,
-            bunit=bunit,
-            frame=frame,
-        )
-        for key, value in extra.items():
-            header[key] = value
-        # One copy: reorder and convert to FITS's big-endian float32 in the same pass.
-        data = image_to_fits_order(cubes(pol), dtype=">f4")[None]
-        if k == 0:
-            fits.PrimaryHDU(data=data, header=header).writeto(
-                path, overwrite=True, output_verify="exception"
+    shape = (1, len(freq_hz), npix, npix)
+    expected = int(np.prod(shape)) * 4
+    with open(path, "wb") as out:
+        for k, pol in enumerate(order):
+            header = celestial_header(
+                npix=npix,
+                pixsize_rad=pixsize_rad,
+                ra_deg=ra_deg,
+                dec_deg=dec_deg,
+                freq_hz=freq_hz,
+                polarization=pol,
+                bunit=bunit,
+                frame=frame,
             )
-        else:
-            hdu = fits.ImageHDU(data=data, header=header, name=pol)
-            with fits.open(path, mode="append") as hdul:
-                hdul.append(hdu)
-        del data
+            for key, value in extra.items():
+                header[key] = value
+            out.write(_hdu_header(header, shape, primary=k == 0, name=pol))
+            written = sum(_copy_segment(segment, out) for segment in segments(pol))
+            if written != expected:
+                raise ValueError(f"{path}: {pol} cube has {written} bytes, expected {expected}")
+            out.write(b"\0" * (-written % BLOCK))

@@ -26,6 +26,7 @@ import ducc0
 import numpy as np
 import numpy.typing as npt
 
+from payload.fitsio import fits_view
 from payload.params import ImagingParams
 from payload.reading import C_M_S, ObservationInfo, VisChunk
 
@@ -130,11 +131,17 @@ def dirty_image(
 
 @dataclass(frozen=True)
 class ChunkImages:
-    """Dirty and PSF cubes of one chunk, per polarization: (n_channels, N, N) each."""
+    """Dirty and PSF images of one chunk, normalised, ready to be concatenated into FITS.
 
-    dirty: dict[str, npt.NDArray[np.float32]]
-    psf: dict[str, npt.NDArray[np.float32]]
-    weight_sum: dict[str, npt.NDArray[np.float64]]  # (n_channels,)
+    ``dirty`` and ``psf`` have shape (n_pols, n_channels, N, N) in FITS pixel order
+    (y, x) and FITS's big-endian float32 (see :mod:`payload.fitsio`), so that the products
+    are a byte copy of them; ``weight_sum`` is (n_pols, n_channels).
+    """
+
+    polarizations: tuple[str, ...]
+    dirty: npt.NDArray[np.float32]
+    psf: npt.NDArray[np.float32]
+    weight_sum: npt.NDArray[np.float64]
 
 
 def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams) -> ChunkImages:
@@ -143,6 +150,11 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
     Gridding is linear, so work is shared where the result is the same: polarizations with
     identical weights share one PSF, and when XX, YY and I all have the same weights the
     I image is (XX + YY) / 2 of the gridded XX and YY images instead of a third gridding.
+
+    One task per channel grids that channel and writes its normalised images straight
+    into the output (reordered and converted on the way): the tasks run side by side in
+    the thread pool, so normalising costs no serial time, and a channel's float64 images
+    are freed as soon as it is done.
     """
     pols = params.polarizations
     n_chan = len(chunk.freq_hz)
@@ -154,26 +166,15 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
                 weight = uniform_weights(chunk.uvw_m, float(chunk.freq_hz[c]), weight, geometry)
             weights[pol, c] = weight
 
-    # Plan: which gridding calls each channel needs, as (kind, pol, channel) keys.
-    plan: list[tuple[str, str, int]] = []
-    psf_of: dict[tuple[str, int], str] = {}
-    derive_i: set[int] = set()
+    shape = (len(pols), n_chan, geometry.npix, geometry.npix)
+    dirty = np.zeros(shape, dtype=">f4")
+    psf = np.zeros(shape, dtype=">f4")
+    weight_sum = np.zeros((len(pols), n_chan))
     for c in range(n_chan):
-        same = all(np.array_equal(weights[pols[0], c], weights[p, c]) for p in pols[1:])
-        if same and {"XX", "YY", "I"} <= set(pols):
-            derive_i.add(c)
-        for pol in pols:
-            if weights[pol, c].sum() <= 0:
-                continue
-            if not (pol == "I" and c in derive_i):
-                plan.append(("dirty", pol, c))
-            owner = pols[0] if same else pol
-            psf_of[pol, c] = owner
-            if owner == pol:
-                plan.append(("psf", pol, c))
+        for p, pol in enumerate(pols):
+            weight_sum[p, c] = float(weights[pol, c].sum())
 
-    def run(task: tuple[str, str, int]) -> npt.NDArray[np.float64]:
-        kind, pol, c = task
+    def grid(kind: str, pol: str, c: int) -> npt.NDArray[np.float64]:
         weight = weights[pol, c]
         values = chunk.vis[pol][:, c] if kind == "dirty" else np.ones(len(weight), complex)
         return dirty_image(
@@ -186,23 +187,31 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
             epsilon=params.epsilon,
         )
 
-    with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
-        done = dict(zip(plan, pool.map(run, plan), strict=True))
-
-    shape = (n_chan, geometry.npix, geometry.npix)
-    dirty = {pol: np.zeros(shape, dtype=np.float32) for pol in pols}
-    psf = {pol: np.zeros(shape, dtype=np.float32) for pol in pols}
-    weight_sum = {pol: np.zeros(n_chan) for pol in pols}
-    for c in range(n_chan):
-        for pol in pols:
-            total = float(weights[pol, c].sum())
+    def channel(c: int) -> None:
+        same = all(np.array_equal(weights[pols[0], c], weights[p, c]) for p in pols[1:])
+        derive_i = same and {"XX", "YY", "I"} <= set(pols)
+        raw: dict[tuple[str, str], npt.NDArray[np.float64]] = {}
+        for p, pol in enumerate(pols):
+            total = weight_sum[p, c]
             if total <= 0:
                 continue
-            if pol == "I" and c in derive_i:
-                raw = 0.5 * (done["dirty", "XX", c] + done["dirty", "YY", c])
+            if pol == "I" and derive_i:
+                for part in ("XX", "YY"):
+                    if ("dirty", part) not in raw:
+                        raw["dirty", part] = grid("dirty", part, c)
+                image = 0.5 * (raw["dirty", "XX"] + raw["dirty", "YY"])
             else:
-                raw = done["dirty", pol, c]
-            dirty[pol][c] = raw / total
-            psf[pol][c] = done["psf", psf_of[pol, c], c] / total
-            weight_sum[pol][c] = total
-    return ChunkImages(dirty=dirty, psf=psf, weight_sum=weight_sum)
+                if ("dirty", pol) not in raw:
+                    raw["dirty", pol] = grid("dirty", pol, c)
+                image = raw["dirty", pol]
+            owner = pols[0] if same else pol
+            if ("psf", owner) not in raw:
+                raw["psf", owner] = grid("psf", owner, c)
+            # Divide in float64, then one cast to >f4 through a transposed view: the same
+            # values as normalising to float32 first and reordering afterwards.
+            dirty[p, c] = fits_view(image / total)
+            psf[p, c] = fits_view(raw["psf", owner] / total)
+
+    with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
+        list(pool.map(channel, range(n_chan)))
+    return ChunkImages(polarizations=pols, dirty=dirty, psf=psf, weight_sum=weight_sum)

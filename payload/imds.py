@@ -134,6 +134,7 @@ class InstanceIdentity:
     instance_type: str = "unknown"
     availability_zone: str = "unknown"
     asg_name: str | None = None
+    ami_id: str | None = None
 
     @classmethod
     def from_imds(cls, client: ImdsClient) -> InstanceIdentity:
@@ -155,4 +156,5 @@ class InstanceIdentity:
             availability_zone=optional("placement/availability-zone") or "unknown",
             # Needs "instance metadata tags" enabled in the launch template.
             asg_name=optional("tags/instance/aws:autoscaling:groupName"),
+            ami_id=optional("ami-id"),
         )

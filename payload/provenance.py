@@ -8,6 +8,7 @@ only into ``provenance.json``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -34,6 +35,19 @@ def local_git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return _UNKNOWN
     return result.stdout.strip() if result.returncode == 0 else _UNKNOWN
+
+
+IMAGE_METADATA = Path("/etc/spotcube/image.json")  # written by the ansible payload role
+
+
+@functools.cache
+def payload_git_commit() -> str:
+    """Commit the running payload was built from: the baked image's record, else git."""
+    try:
+        commit = json.loads(IMAGE_METADATA.read_text()).get("git_commit")
+    except (OSError, ValueError, AttributeError):
+        commit = None
+    return commit if isinstance(commit, str) and commit else local_git_commit()
 
 
 def file_identity(path: Path) -> dict[str, Any]:

@@ -18,8 +18,10 @@ import hashlib
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -29,6 +31,52 @@ from payload.errors import InvalidInputError
 from payload.sites import install_offline_sites
 
 install_offline_sites()
+
+
+def _numba_caching(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """``factory`` (``numba.njit`` or ``numba.vectorize``) with ``cache=True`` by default.
+
+    Falls back to no cache where numba finds no writable cache directory, which is what
+    pyuvdata itself would have done.
+    """
+
+    def configured(*args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and callable(args[0]) and not kwargs:  # bare ``@numba.njit``
+            return configured()(args[0])
+
+        def decorate(func: Callable[..., Any]) -> Any:
+            try:
+                return factory(*args, **{"cache": True, **kwargs})(func)
+            except RuntimeError:
+                return factory(*args, **kwargs)(func)
+
+        return decorate
+
+    return configured
+
+
+def _import_pyuvdata() -> None:
+    """Import pyuvdata with its numba kernels cached on disk.
+
+    pyuvdata compiles its baseline-number kernels (``pyuvdata.utils.bls_numba``) without
+    numba's on-disk cache: an eagerly typed ``vectorize`` at import and an ``njit`` on the
+    first read, about 2 s of LLVM work in every process, i.e. in every job and chunk
+    process. Those decorators run only while pyuvdata is imported, so for that moment
+    ``numba.njit``/``numba.vectorize`` default to ``cache=True``; later processes load the
+    machine code from numba's cache (keyed by source file and CPU, so always current).
+    The kernels are integer baseline-number arithmetic: caching changes no result.
+    """
+    import numba
+
+    saved = numba.njit, numba.vectorize
+    numba.njit, numba.vectorize = _numba_caching(numba.njit), _numba_caching(numba.vectorize)
+    try:
+        import pyuvdata  # noqa: F401
+    finally:
+        numba.njit, numba.vectorize = saved
+
+
+_import_pyuvdata()
 
 from pyuvdata import UVData  # noqa: E402
 

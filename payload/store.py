@@ -36,6 +36,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from payload.contracts import CHECKPOINT_TAG, is_checkpoint_key
 from payload.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,14 @@ def faultpoint(name: str) -> None:
     time.sleep(float(seconds or 0))
 
 
+def _tagging(key: str) -> dict[str, str]:
+    """Object tags for ``key``: checkpoints are tagged so the bucket's lifecycle expires them."""
+    if is_checkpoint_key(key):
+        name, value = CHECKPOINT_TAG
+        return {"Tagging": f"{name}={value}"}
+    return {}
+
+
 class ObjectStore:
     """One bucket, reached through one boto3 S3 client, with verified writes.
 
@@ -404,6 +413,7 @@ class ObjectStore:
                 Body=data,
                 ChecksumSHA256=_b64(sha.digest()),
                 Metadata={"sha256": sha.hexdigest()},
+                **_tagging(key),
                 **extra,
             )
             return result
@@ -448,7 +458,7 @@ class ObjectStore:
         """
         created = self._retry(
             lambda: self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256"
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **_tagging(key)
             ),
             f"CREATE-MPU {key}",
         )

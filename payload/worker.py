@@ -47,6 +47,7 @@ from payload.imds import InstanceIdentity
 from payload.jobs import JobContext, build_job
 from payload.jobs.base import ChunkedJob
 from payload.outcomes import Outcome
+from payload.provenance import payload_git_commit
 from payload.spot import SpotWatcher
 from payload.store import DEFAULT_PART_SIZE, ObjectStore, with_retries
 
@@ -185,7 +186,7 @@ class Worker:
         receipt = sqs_message["ReceiptHandle"]
         body = sqs_message["Body"]
         if self.watcher.terminating.is_set():
-            self._set_visibility(receipt, 0)
+            self._hand_back(body, receipt)
             return Outcome.PREEMPTED
         try:
             message = JobMessage.from_json(body)
@@ -222,8 +223,7 @@ class Worker:
         except PreemptedError as exc:
             heartbeat.stop()
             run.end_attempt(Outcome.PREEMPTED, lost=getattr(exc, "lost", 0.0))
-            # Visibility 0: another instance takes the job now, not after a timeout.
-            self._set_visibility(receipt, 0)
+            self._hand_back(body, receipt)
             self._complete_lifecycle()
             return Outcome.PREEMPTED
         except InvalidInputError as exc:
@@ -283,6 +283,28 @@ class Worker:
             with_retries(call, what)
         except (TransientError, ClientError) as exc:
             log.error("%s failed: %s", what, exc)
+
+    def _hand_back(self, body: str, receipt: str) -> None:
+        """Return a preempted job to the queue so another instance takes it now.
+
+        SQS counts every receive towards the dead-letter redrive limit, so a job preempted
+        more often than ``maxReceiveCount`` would land in the DLQ although preemptions must
+        be unlimited. A fresh copy starts a fresh count. It is sent before the original is
+        deleted: a kill in between leaves a duplicate, which is harmless (DONE is written
+        once, products are identical), never a lost job.
+        """
+        try:
+            with_retries(
+                lambda: self.clients.sqs.send_message(
+                    QueueUrl=self.config.queue_url, MessageBody=body
+                ),
+                "SQS requeue",
+            )
+        except (TransientError, ClientError) as exc:
+            log.error("requeue failed (%s); making the message visible again instead", exc)
+            self._set_visibility(receipt, 0)
+            return
+        self._delete(receipt)
 
     def _set_visibility(self, receipt: str, seconds: int) -> None:
         self._sqs(
@@ -432,9 +454,12 @@ class _JobRun:
             provenance={
                 "input_identity": canonical_json(identity),
                 "instance_id": self.worker.identity.instance_id,
+                "git_commit": payload_git_commit(),
+                **({"ami_id": ami} if (ami := self.worker.identity.ami_id) else {}),
             },
         )
         job = build_job(context)
+        self.manifest.chunks_total = len(job.chunk_ids())
         ckpt = Checkpointer(
             self.store,
             self.layout,

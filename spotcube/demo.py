@@ -29,6 +29,7 @@ from spotcube.cli import CommandError
 from spotcube.local.cloud import local_cloud
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec
 from spotcube.local.timeline import Timeline, plot_timeline
+from spotcube.spotsim import hazard_from_percent, percent_from_hazard
 from spotcube.stack import StackOutputs
 from spotcube.status import RunStatus, render, run_status
 from spotcube.submit import Observation, submit_run, upload_inputs
@@ -64,7 +65,7 @@ class DemoOptions:
     kind: str = "image"
     preset: str = "demo"
     params: dict[str, Any] = field(default_factory=dict)
-    interrupt_rate: float = 0.09  # per instance-hour
+    interrupt_rate: float = hazard_from_percent(9.0)  # hazard per instance-hour ("9%/h")
     speedup: float = 600.0
     seed: int = 10979
     notice_seconds: float = 120.0
@@ -455,8 +456,9 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"- observations: {report['observations']} ({report['kind']}); done "
         f"{report['done']}, failed {report['failed']}"
         + (" — **timed out**" if report["timed_out"] else ""),
-        f"- fleet: {s['workers']} workers, interruption rate {s['interrupt_rate_per_hour']:.1%} "
-        f"per instance-hour, clock compressed {s['speedup']:g}x, seed {s['seed']}",
+        f"- fleet: {s['workers']} workers, interruption chance "
+        f"{percent_from_hazard(s['interrupt_rate_per_hour']):.1f}% per instance-hour, "
+        f"clock compressed {s['speedup']:g}x, seed {s['seed']}",
         f"- spot interruptions: {report['interruptions']} instances reclaimed "
         f"({report['spot_notices']} notices, {report['instances_launched']} instances launched); "
         f"{report['preempted_attempts']} job attempts interrupted",
@@ -551,7 +553,8 @@ def run_demo(
         run_id, _ = submit_run(outputs, observations, kind=options.kind, params=params)
         console.print(
             f"submitted {len(observations)} {options.kind} job(s) as run {run_id}; "
-            f"{options.workers} spot workers, interruptions at {options.interrupt_rate:.1%}/h, "
+            f"{options.workers} spot workers, interruptions at "
+            f"{percent_from_hazard(options.interrupt_rate):.1f}%/h, "
             f"clock x{options.speedup:g}"
         )
         model = InterruptionModel(

@@ -21,7 +21,7 @@ from payload.contracts import (
     canonical_json,
     check_id,
     parse_s3_uri,
-    run_prefix,
+    run_record_key,
     utc_now,
 )
 from payload.errors import InvalidInputError
@@ -35,11 +35,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DATA_SUFFIXES = (
     ".uvh5", ".uvfits", ".ms", ".h5", ".hdf5", ".fits", ".bin", ".tar", ".gz", ".zip"
 )  # fmt: skip
-
-
-def run_record_key(run_id: str) -> str:
-    """Key of the record of what a run submitted (read by ``spotcube status``)."""
-    return f"{run_prefix(run_id)}run.json"
 
 
 @dataclass(frozen=True)

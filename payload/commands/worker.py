@@ -40,6 +40,7 @@ _OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--asg-name", str, None, "Auto Scaling group (default: the instance's tag)"),
     ("--lifecycle-hook", str, None, "terminating lifecycle hook to complete"),
     ("--part-size-mib", int, 8, "multipart part size (MiB, at least 5)"),
+    ("--preload", str, "image,integrate", "job kinds to import before polling ('' for none)"),
 ]
 
 
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     import boto3
 
     from payload.imds import ImdsClient, ImdsError, InstanceIdentity, endpoint_from_env
+    from payload.jobs import preload_job_kinds
     from payload.spot import SpotWatcher
     from payload.store import MIB, s3_client
     from payload.worker import Clients, Worker, WorkerConfig, generated_identity
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     watcher = SpotWatcher(imds, interval=args.spot_poll_interval, sigterm_grace=args.sigterm_grace)
     signal.signal(signal.SIGTERM, lambda _sig, _frame: watcher.notify_sigterm())
     watcher.start()
+    preload_job_kinds([kind for kind in args.preload.split(",") if kind])
     session_kwargs: dict[str, Any] = {"region_name": args.region}
     if args.endpoint_url:
         session_kwargs["endpoint_url"] = args.endpoint_url

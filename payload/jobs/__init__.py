@@ -8,11 +8,12 @@ through :mod:`payload.jobs.command` directly.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 
 from payload.errors import InvalidInputError
 from payload.jobs.base import ChunkedJob, JobContext, JobFactory
 
-__all__ = ["ChunkedJob", "JobContext", "JobFactory", "build_job"]
+__all__ = ["ChunkedJob", "JobContext", "JobFactory", "build_job", "preload_job_kinds"]
 
 CHUNKED_KINDS: dict[str, str] = {
     "image": "payload.jobs.image:ImageJob",
@@ -34,3 +35,18 @@ def build_job(context: JobContext) -> ChunkedJob:
     module_name, _, attr = target.partition(":")
     factory: JobFactory = getattr(importlib.import_module(module_name), attr)
     return factory(context)
+
+
+def preload_job_kinds(kinds: Iterable[str]) -> None:
+    """Import every job kind now, so the first job does not wait for pyuvdata/numba imports.
+
+    A worker calls this before it polls the queue: the import cost (seconds) is paid while
+    no job is held, instead of after a job's visibility clock has started.
+    """
+    for kind in kinds:
+        if kind not in CHUNKED_KINDS:
+            raise InvalidInputError(
+                f"cannot preload job kind {kind!r}: chunked kinds are "
+                f"{', '.join(sorted(CHUNKED_KINDS))}"
+            )
+        importlib.import_module(CHUNKED_KINDS[kind].partition(":")[0])

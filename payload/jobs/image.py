@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from payload.errors import InvalidInputError
-from payload.fitsio import image_to_fits_order, write_cube
+from payload.fitsio import FileSegment, Segment, write_cube
 from payload.imaging import ImageGeometry, choose_geometry, image_chunk
 from payload.jobs.base import JobContext
 from payload.params import ImagingParams
@@ -56,6 +56,9 @@ PRODUCTS = (
 )
 _CHUNK_ID = re.compile(r"^ch(\d{5})-(\d{5})$")
 _H5: dict[str, Any] = {"track_times": False}
+# Chunk files hold images in FITS order and byte layout since this value was introduced;
+# combine refuses chunks without it instead of writing mirrored or byte-swapped cubes.
+IMAGE_ORDER = "fits-y-x-big-endian-float32"
 
 
 class ImageJob:
@@ -101,8 +104,20 @@ class ImageJob:
             raise InvalidInputError(f"chunk id {chunk_id!r} is not a chunk of this job")
         return range(int(match.group(1)), int(match.group(2)))
 
+    def _shown(self) -> int:
+        """Index of the polarization shown in ``image.png``: I if imaged, else the first."""
+        pols = self.params.polarizations
+        return pols.index("I") if "I" in pols else 0
+
     def run_chunk(self, chunk_id: str, out_path: Path) -> None:
-        """Image and grid one frequency chunk into ``out_path`` (HDF5)."""
+        """Image and grid one frequency chunk into ``out_path`` (HDF5).
+
+        ``dirty`` and ``psf`` are stored in FITS pixel order and big-endian float32, in
+        contiguous datasets, so that ``combine`` concatenates their bytes into the FITS
+        products; ``dirty_weighted_sum`` (sum over the chunk's channels of weight x dirty
+        image of the polarization shown in ``image.png``) lets it draw that figure without
+        reading the cubes back.
+        """
         channels = self._channels(chunk_id)
         chunk = read_chunk(self.info, channels, self.params.polarizations)
         images = image_chunk(chunk, self.geometry, self.params)
@@ -110,7 +125,12 @@ class ImageJob:
         uv_vis, uv_weights = grid_chunk(
             chunk, grid, self.params, max_freq_hz=float(self.info.freq_hz.max())
         )
-        pols = self.params.polarizations
+        freq_hz = chunk.freq_hz
+        del chunk  # the visibilities are not needed while the file is written
+        show = self._shown()
+        weighted_sum = np.tensordot(
+            images.weight_sum[show], images.dirty[show].astype(np.float32), axes=1
+        )
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out_path.parent, suffix=".chunk.tmp")
@@ -121,14 +141,12 @@ class ImageJob:
                 handle.attrs["params_hash"] = self.provenance["params_hash"]
                 handle.attrs["npix"] = self.geometry.npix
                 handle.attrs["pixsize_rad"] = self.geometry.pixsize_rad
-                handle.create_dataset("freq_hz", data=chunk.freq_hz, **_H5)
-                handle.create_dataset(
-                    "dirty", data=np.stack([images.dirty[p] for p in pols]), **_H5
-                )
-                handle.create_dataset("psf", data=np.stack([images.psf[p] for p in pols]), **_H5)
-                handle.create_dataset(
-                    "weight_sum", data=np.stack([images.weight_sum[p] for p in pols]), **_H5
-                )
+                handle.attrs["image_order"] = IMAGE_ORDER
+                handle.create_dataset("freq_hz", data=freq_hz, **_H5)
+                handle.create_dataset("dirty", data=images.dirty, **_H5)
+                handle.create_dataset("psf", data=images.psf, **_H5)
+                handle.create_dataset("weight_sum", data=images.weight_sum, **_H5)
+                handle.create_dataset("dirty_weighted_sum", data=weighted_sum, **_H5)
                 handle.create_dataset("uv_vis", data=uv_vis, **_H5)
                 handle.create_dataset("uv_weights", data=uv_weights, **_H5)
             os.replace(tmp, out_path)
@@ -140,10 +158,11 @@ class ImageJob:
         missing = [c for c in self.chunk_ids() if c not in chunk_paths]
         if missing:
             raise InvalidInputError(f"cannot combine: chunk(s) {', '.join(missing)} missing")
-        # Image cubes are not loaded here (see _image_cube): they are the big part.
+        # Image cubes are not loaded here (see _segments): they are the big part.
         parts: dict[str, list[npt.NDArray[Any]]] = {
             k: [] for k in ("freq_hz", "weight_sum", "uv_vis", "uv_weights")
         }
+        weighted_sum: npt.NDArray[np.float64] | None = None
         for chunk_id in self.chunk_ids():
             path = Path(chunk_paths[chunk_id])
             try:
@@ -152,25 +171,41 @@ class ImageJob:
                         raise InvalidInputError(f"{path}: chunk was made with other params")
                     if int(handle.attrs["npix"]) != self.geometry.npix:
                         raise InvalidInputError(f"{path}: chunk has another image size")
+                    if handle.attrs.get("image_order") != IMAGE_ORDER:
+                        raise InvalidInputError(f"{path}: chunk from an older payload version")
                     for key in parts:
                         parts[key].append(np.asarray(handle[key][()]))
+                    # Summed in chunk order, so the result never depends on who made what.
+                    part = np.asarray(handle["dirty_weighted_sum"][()], dtype=np.float64)
+                    weighted_sum = part if weighted_sum is None else weighted_sum + part
             except (OSError, KeyError) as exc:
                 raise InvalidInputError(f"{path}: chunk file unreadable ({exc})") from None
         axis = {"freq_hz": 0}
-        return {k: np.concatenate(v, axis=axis.get(k, 1)) for k, v in parts.items()}
+        data = {k: np.concatenate(v, axis=axis.get(k, 1)) for k, v in parts.items()}
+        assert weighted_sum is not None  # there is always at least one chunk
+        data["dirty_weighted_sum"] = weighted_sum
+        return data
 
-    def _image_cube(
-        self, chunk_paths: Mapping[str, Path], key: str, pol: str
-    ) -> npt.NDArray[np.float32]:
-        """One polarization's ``dirty`` or ``psf`` cube, gathered from the chunk files."""
+    def _segments(self, chunk_paths: Mapping[str, Path], key: str, pol: str) -> Iterator[Segment]:
+        """Where one polarization's ``dirty`` or ``psf`` cube lies in the chunk files.
+
+        Each chunk's slab is contiguous on disk in FITS order and byte layout, so it is
+        handed over as a file range to be copied by the kernel; a dataset HDF5 did not
+        store contiguously (which ours never are) is read instead.
+        """
         index = self.params.polarizations.index(pol)
-        npix = self.geometry.npix
-        cube = np.empty((self.info.n_freqs, npix, npix), dtype=np.float32)
         for chunk_id in self.chunk_ids():
-            channels = self._channels(chunk_id)
-            with h5py.File(chunk_paths[chunk_id], "r") as handle:
-                cube[channels.start : channels.stop] = handle[key][index]
-        return cube
+            path = Path(chunk_paths[chunk_id])
+            with h5py.File(path, "r") as handle:
+                dset = handle[key]
+                offset = dset.id.get_offset()
+                contiguous = dset.chunks is None and dset.compression is None
+                if offset is None or not contiguous or dset.dtype != np.dtype(">f4"):
+                    slab: Segment = np.asarray(dset[index])
+                else:
+                    slab_bytes = int(np.prod(dset.shape[1:])) * 4
+                    slab = FileSegment(path, int(offset) + index * slab_bytes, slab_bytes)
+            yield slab
 
     def combine(self, chunk_paths: Mapping[str, Path], out_dir: Path) -> list[Path]:
         """Write every product from the chunk files (all or nothing)."""
@@ -213,10 +248,10 @@ class ImageJob:
         }
         for key, name, bunit in (("dirty", "image_cube", "Jy/beam"), ("psf", "psf_cube", "")):
 
-            def load(pol: str, key: str = key) -> npt.NDArray[np.float32]:
-                return self._image_cube(chunk_paths, key, pol)
+            def segments(pol: str, key: str = key) -> Iterator[Segment]:
+                return self._segments(chunk_paths, key, pol)
 
-            write_cube(staging / f"{name}.fits", load, bunit=bunit, extra=cards, **common)
+            write_cube(staging / f"{name}.fits", segments, bunit=bunit, extra=cards, **common)
 
         attrs = hdf5_attrs(self.provenance)
         grid = UVGrid.from_params(params)
@@ -233,17 +268,18 @@ class ImageJob:
         cube.write(staging / "uvcube.h5", attrs=attrs)
         ps = compute_power_spectrum(cube, n_k_bins=params.n_k_bins)
         ps.write(staging / "powerspec.h5", attrs=attrs)
-        show = pols.index("I") if "I" in pols else 0
-        plot_power_spectrum(ps, staging / "powerspec.png", pol_index=show)
-        weights = data["weight_sum"][show]
-        total = float(weights.sum())
-        dirty = self._image_cube(chunk_paths, "dirty", pols[show])
+        show = self._shown()
+        total = float(data["weight_sum"][show].sum())
+        # The weighted mean over channels of the shown dirty image (zero if fully flagged,
+        # where every channel's image is zero), already in FITS order.
         mfs = (
-            np.tensordot(weights / total, dirty, axes=1) if total > 0 else dirty.mean(axis=0)
+            data["dirty_weighted_sum"] / total
+            if total > 0
+            else np.zeros_like(data["dirty_weighted_sum"])
         ).astype(np.float32)
-        del dirty
+        plot_power_spectrum(ps, staging / "powerspec.png", pol_index=show)
         plot_image(
-            image_to_fits_order(mfs),
+            mfs,
             staging / "image.png",
             title=f"Dirty image, {pols[show]}, {freq[0] / 1e6:.2f}-{freq[-1] / 1e6:.2f} MHz",
             pixsize_deg=float(np.degrees(geometry.pixsize_rad)),

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from payload.contracts import JOB_KINDS
 from spotcube.cli import CommandError
 from spotcube.demo import DEFAULT_INSTANCE_TYPE, DEFAULT_SPOT_PRICE, DemoOptions, run_demo
+from spotcube.planning import parse_rate_value
 from spotcube.submit import parse_params
 
 # `command` jobs need a command line, not an observation: the demo runs the others.
 DEMO_KINDS = tuple(k for k in JOB_KINDS if k != "command")
-_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(%?)\s*(?:/\s*h(?:our)?)?\s*$")
 
 
 def parse_rate(text: str) -> float:
-    """Interruptions per instance-hour from ``9%/h``, ``9%`` or ``0.09``."""
-    match = _RATE.match(text)
-    if not match:
-        raise CommandError(
-            f"--interrupt-rate {text!r} is not a rate; write it like 9%/h, 9% or 0.09"
-        )
-    value = float(match.group(1))
-    return value / 100.0 if match.group(2) else value
+    """Hazard per instance-hour from ``9%/h`` (probability per hour) or ``0.094/h``.
+
+    The same grammar as ``spotcube plan --rate``, so a demo and a plan at "9%/h" model the
+    same market.
+    """
+    try:
+        return parse_rate_value(text, "--interrupt-rate")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--interrupt-rate",
         default="9%/h",
         metavar="RATE",
-        help="spot interruptions per instance-hour, e.g. 9%%/h (default)",
+        help="chance of a spot interruption per instance-hour, e.g. 9%%/h (default), "
+        "or a hazard such as 0.094/h",
     )
     parser.add_argument(
         "--speedup",

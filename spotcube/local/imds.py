@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -76,7 +77,7 @@ class ImdsEmulator:
             def do_GET(self) -> None:
                 emulator._handle_get(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -223,3 +224,18 @@ class ImdsEmulator:
                 "tags/instance/aws:autoscaling:groupName": self.asg_name,
             }
         return values.get(path.rstrip("/"))
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """The emulator's HTTP server, silent about clients that hang up mid-answer.
+
+    A worker whose request timed out, or that was SIGKILLed as a reclaimed instance, closes
+    its socket while we answer: that is the scenario being emulated, not an error.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_image_demo_on_the_tiny_preset(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--preset", "tiny", "--observations", "1"]
-    argv += ["--workers", "1", "--reference-workers", "1", "--interrupt-rate", "0"]
+    argv += ["--workers", "1", "--reference-workers", "1", "--interrupt-rate", "0%/h"]
     assert main([*argv, "--timeout", "240"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert (report["kind"], report["done"], report["interruptions"]) == ("image", 1, 0)

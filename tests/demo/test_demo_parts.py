@@ -16,17 +16,23 @@ from spotcube.demo import download_and_verify, product_digest
 from spotcube.local.cloud import provision
 from spotcube.local.fleet import InterruptionModel
 from spotcube.local.timeline import Timeline, plot_timeline
+from spotcube.spotsim import hazard_from_percent
 
 
 @pytest.mark.parametrize(
     ("text", "rate"),
-    [("9%/h", 0.09), ("9%", 0.09), ("0.09", 0.09), ("12.5 % / hour", 0.125), ("0", 0.0)],
+    [
+        ("9%/h", hazard_from_percent(9)),  # a probability per hour, as `spotcube plan` reads it
+        ("0.09/h", 0.09),  # a hazard
+        ("12.5 % / h", hazard_from_percent(12.5)),
+        ("0%/h", 0.0),
+    ],
 )
 def test_parse_rate(text: str, rate: float) -> None:
     assert parse_rate(text) == pytest.approx(rate)
 
 
-@pytest.mark.parametrize("text", ["fast", "-9%/h", "9%/day", ""])
+@pytest.mark.parametrize("text", ["fast", "-9%/h", "9%/day", "", "100%/h"])
 def test_parse_rate_rejects(text: str) -> None:
     with pytest.raises(CommandError, match="--interrupt-rate"):
         parse_rate(text)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import JobMessage, params_hash
+from payload.contracts import JobMessage, params_hash, run_record_key
 from spotcube.cli import main
 from spotcube.local.cloud import provision
 from spotcube.local.motoserver import local_client
-from spotcube.submit import obs_id_for, run_record_key
+from spotcube.submit import obs_id_for
 
 
 def _receive_all(endpoint: str, url: str) -> list[JobMessage]:

@@ -97,6 +97,8 @@ class Plane:
             "0.2",
             "--part-size-mib",
             "5",
+            "--preload",  # selftest jobs only: skip importing the imaging stack in each worker
+            "",
             *args,
         ]
         log = (self.tmp / f"{name}.log").open("ab")

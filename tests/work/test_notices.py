@@ -55,7 +55,7 @@ def test_notice_during_chunk_finishes_it_and_hands_back(plane: Plane, imds: Imds
     assert attempt["chunks_done"] == len(manifest["chunks"])
     assert attempt["instance_type"] == imds.instance_type
     assert "checkpoint durable" in plane.log_of()
-    # Visibility 0: the message is back at once, not after the visibility timeout.
+    # Handed back at once (a fresh copy), not after the visibility timeout.
     received = plane.sqs.receive_message(
         QueueUrl=plane.queue_url, WaitTimeSeconds=0, VisibilityTimeout=0
     )

@@ -200,3 +200,25 @@ def test_completed_multipart_checksum_must_match(store: ObjectStore) -> None:
         store._check_completed("k", {"ChecksumSHA256": "bm9wZQ==-1"}, parts, b"digest")
     joined = hashlib.sha256(base64.b64decode("c2hh")).digest()
     store._check_completed("k", {"ChecksumSHA256": f"{_b64(joined)}-1"}, parts, b"digest")
+
+
+def _tags(store: ObjectStore, key: str) -> dict[str, str]:
+    tags = store.client.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]
+    return {t["Key"]: t["Value"] for t in tags}
+
+
+@pytest.mark.parametrize("size", [100, 6 * MIB], ids=["single-put", "multipart"])
+def test_checkpoint_objects_carry_the_lifecycle_tag(
+    store: ObjectStore, tmp_path: Path, size: int
+) -> None:
+    # The stack's checkpoint-expiry rule selects this tag (infra/config.py CHECKPOINT_TAG).
+    path = tmp_path / "chunk.bin"
+    path.write_bytes(random.Random(size).randbytes(size))
+    chunk_key = "runs/r/obs/o/checkpoint/chunks/c000.bin"
+    product_key = "runs/r/obs/o/products/image.bin"
+    store.put_file(chunk_key, path)
+    store.put_file(product_key, path)
+    store.put_bytes("runs/r/obs/o/checkpoint/manifest.json", b"{}")
+    assert _tags(store, chunk_key) == {"spotcube-data": "checkpoint"}
+    assert _tags(store, "runs/r/obs/o/checkpoint/manifest.json") == {"spotcube-data": "checkpoint"}
+    assert _tags(store, product_key) == {}
