@@ -133,14 +133,18 @@ def dirty_image(
 class ChunkImages:
     """Dirty and PSF images of one chunk, normalised, ready to be concatenated into FITS.
 
-    ``dirty`` and ``psf`` have shape (n_pols, n_channels, N, N) in FITS pixel order
-    (y, x) and FITS's big-endian float32 (see :mod:`payload.fitsio`), so that the products
-    are a byte copy of them; ``weight_sum`` is (n_pols, n_channels).
+    ``dirty`` has shape (n_pols, n_channels, N, N) in FITS pixel order (y, x) and FITS's
+    big-endian float32 (see :mod:`payload.fitsio`), so that the products are a byte copy
+    of it; ``weight_sum`` is (n_pols, n_channels). ``psf`` holds the distinct PSF cubes
+    only: polarization ``k``'s is ``psf[psf_rows[k]]``. When every channel has the same
+    weights in every polarization (the usual case) that is one cube, not three identical
+    ones, which is a third less to normalise, write and read.
     """
 
     polarizations: tuple[str, ...]
     dirty: npt.NDArray[np.float32]
     psf: npt.NDArray[np.float32]
+    psf_rows: tuple[int, ...]
     weight_sum: npt.NDArray[np.float64]
 
 
@@ -166,13 +170,19 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
                 weight = uniform_weights(chunk.uvw_m, float(chunk.freq_hz[c]), weight, geometry)
             weights[pol, c] = weight
 
-    shape = (len(pols), n_chan, geometry.npix, geometry.npix)
-    dirty = np.zeros(shape, dtype=">f4")
-    psf = np.zeros(shape, dtype=">f4")
     weight_sum = np.zeros((len(pols), n_chan))
     for c in range(n_chan):
         for p, pol in enumerate(pols):
             weight_sum[p, c] = float(weights[pol, c].sum())
+    same = [
+        all(np.array_equal(weights[pols[0], c], weights[p, c]) for p in pols[1:])
+        for c in range(n_chan)
+    ]
+    # Equal weights give equal PSFs (same gridding, same total): keep one row for all.
+    psf_rows = tuple(0 for _ in pols) if all(same) else tuple(range(len(pols)))
+    shape = (len(pols), n_chan, geometry.npix, geometry.npix)
+    dirty = np.zeros(shape, dtype=">f4")
+    psf = np.zeros((max(psf_rows) + 1, *shape[1:]), dtype=">f4")
 
     def grid(kind: str, pol: str, c: int) -> npt.NDArray[np.float64]:
         weight = weights[pol, c]
@@ -188,8 +198,7 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
         )
 
     def channel(c: int) -> None:
-        same = all(np.array_equal(weights[pols[0], c], weights[p, c]) for p in pols[1:])
-        derive_i = same and {"XX", "YY", "I"} <= set(pols)
+        derive_i = same[c] and {"XX", "YY", "I"} <= set(pols)
         raw: dict[tuple[str, str], npt.NDArray[np.float64]] = {}
         for p, pol in enumerate(pols):
             total = weight_sum[p, c]
@@ -204,14 +213,18 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
                 if ("dirty", pol) not in raw:
                     raw["dirty", pol] = grid("dirty", pol, c)
                 image = raw["dirty", pol]
-            owner = pols[0] if same else pol
-            if ("psf", owner) not in raw:
-                raw["psf", owner] = grid("psf", owner, c)
             # Divide in float64, then one cast to >f4 through a transposed view: the same
             # values as normalising to float32 first and reordering afterwards.
             dirty[p, c] = fits_view(image / total)
-            psf[p, c] = fits_view(raw["psf", owner] / total)
+            owner = pols[0] if same[c] else pol
+            if ("psf", owner) not in raw:
+                raw["psf", owner] = grid("psf", owner, c)
+                psf[psf_rows[p], c] = fits_view(raw["psf", owner] / total)
+            elif psf_rows[p] != psf_rows[pols.index(owner)]:
+                psf[psf_rows[p], c] = fits_view(raw["psf", owner] / total)
 
     with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
         list(pool.map(channel, range(n_chan)))
-    return ChunkImages(polarizations=pols, dirty=dirty, psf=psf, weight_sum=weight_sum)
+    return ChunkImages(
+        polarizations=pols, dirty=dirty, psf=psf, psf_rows=psf_rows, weight_sum=weight_sum
+    )

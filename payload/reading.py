@@ -83,7 +83,10 @@ from pyuvdata import UVData  # noqa: E402
 C_M_S = 299_792_458.0
 XX, YY = -5, -6
 POL_CODES = {"XX": XX, "YY": YY}
-_FLAG_SCAN_ROWS = 65_536
+# Flag scan slabs start small and double: usable data is found in the first slab (a few
+# MB read), while a fully flagged file still costs one pass in large reads.
+_FLAG_SCAN_FIRST_ROWS = 1_024
+_FLAG_SCAN_MAX_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -289,8 +292,9 @@ def _zenith_time(uvd: UVData) -> float:
 def check_not_fully_flagged(info: ObservationInfo) -> None:
     """Raise if every XX/YY cross-correlation of the observation is flagged.
 
-    Scans the flag dataset of the uvh5 file in slabs with h5py, so the check costs one
-    pass over the (small, compressed) flags and never loads the visibilities.
+    Scans the flag dataset of the uvh5 file in slabs with h5py, so the check costs at
+    most one pass over the (small, compressed) flags and never loads the visibilities,
+    and usually stops after the first slab.
     """
     try:
         with h5py.File(info.path, "r") as handle:
@@ -300,14 +304,15 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
             flags = handle["Data/flags"]
             nsamples = handle["Data/nsamples"]
             use = [i for i, p in enumerate(pols) if p in (XX, YY)]
-            for start in range(0, flags.shape[0], _FLAG_SCAN_ROWS):
-                stop = start + _FLAG_SCAN_ROWS
+            start, rows = 0, _FLAG_SCAN_FIRST_ROWS
+            while start < flags.shape[0]:
+                stop = start + rows
                 cross = ant1[start:stop] != ant2[start:stop]
-                if not cross.any():
-                    continue
-                good = ~flags[start:stop][..., use] & (nsamples[start:stop][..., use] > 0)
-                if good[cross].any():
-                    return
+                if cross.any():
+                    good = ~flags[start:stop][..., use] & (nsamples[start:stop][..., use] > 0)
+                    if good[cross].any():
+                        return
+                start, rows = stop, min(2 * rows, _FLAG_SCAN_MAX_ROWS)
     except (OSError, KeyError) as exc:
         raise _fail(info.source, f"flags cannot be read ({exc})") from None
     raise _fail(info.source, "every cross-correlation visibility is flagged")

@@ -66,7 +66,7 @@ class DemoOptions:
     preset: str = "demo"
     params: dict[str, Any] = field(default_factory=dict)
     interrupt_rate: float = hazard_from_percent(9.0)  # hazard per instance-hour ("9%/h")
-    speedup: float = 600.0
+    speedup: float = 2400.0
     seed: int = 10979
     notice_seconds: float = 120.0
     replacement_delay: float = 90.0

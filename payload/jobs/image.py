@@ -2,11 +2,12 @@
 
 Chunks are contiguous frequency ranges of ``chunk_channels`` channels, named
 ``ch00000-00008`` (start and stop channel). A chunk file (HDF5) holds the chunk's dirty and
-PSF images, weight sums and gridded uv planes for every polarization; it depends only on
-the input file, the params and the chunk's channels, and is written with no timestamps, so
-a chunk computed by any process is byte-identical. ``combine`` reads the chunk files in
-channel order and writes the products (through a temporary directory, renamed into place,
-so a failure never leaves half a product):
+PSF images (in FITS order and byte layout, each distinct PSF once), weight sums and gridded
+uv planes for every polarization; it depends only on the input file, the params and the
+chunk's channels, and is written with no timestamps, so a chunk computed by any process is
+byte-identical. ``combine`` reads the chunk files in channel order and writes the products
+(the image cubes by copying the chunks' bytes; through a temporary directory, renamed into
+place, so a failure never leaves half a product):
 
 ``image_cube.fits``, ``psf_cube.fits``, ``uvcube.h5``, ``powerspec.h5``, ``powerspec.png``,
 ``image.png`` and ``provenance.json``.
@@ -33,8 +34,6 @@ from payload.fitsio import FileSegment, Segment, write_cube
 from payload.imaging import ImageGeometry, choose_geometry, image_chunk
 from payload.jobs.base import JobContext
 from payload.params import ImagingParams
-from payload.plots import plot_image, plot_power_spectrum
-from payload.powerspec import compute_power_spectrum
 from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
 from payload.reading import (
     ObservationInfo,
@@ -142,6 +141,7 @@ class ImageJob:
                 handle.attrs["npix"] = self.geometry.npix
                 handle.attrs["pixsize_rad"] = self.geometry.pixsize_rad
                 handle.attrs["image_order"] = IMAGE_ORDER
+                handle.attrs["psf_rows"] = np.asarray(images.psf_rows, dtype=np.int64)
                 handle.create_dataset("freq_hz", data=freq_hz, **_H5)
                 handle.create_dataset("dirty", data=images.dirty, **_H5)
                 handle.create_dataset("psf", data=images.psf, **_H5)
@@ -198,13 +198,15 @@ class ImageJob:
             path = Path(chunk_paths[chunk_id])
             with h5py.File(path, "r") as handle:
                 dset = handle[key]
+                # PSFs are stored once per distinct cube (see ChunkImages.psf_rows).
+                row = int(handle.attrs["psf_rows"][index]) if key == "psf" else index
                 offset = dset.id.get_offset()
                 contiguous = dset.chunks is None and dset.compression is None
                 if offset is None or not contiguous or dset.dtype != np.dtype(">f4"):
-                    slab: Segment = np.asarray(dset[index])
+                    slab: Segment = np.asarray(dset[row])
                 else:
                     slab_bytes = int(np.prod(dset.shape[1:])) * 4
-                    slab = FileSegment(path, int(offset) + index * slab_bytes, slab_bytes)
+                    slab = FileSegment(path, int(offset) + row * slab_bytes, slab_bytes)
             yield slab
 
     def combine(self, chunk_paths: Mapping[str, Path], out_dir: Path) -> list[Path]:
@@ -229,6 +231,11 @@ class ImageJob:
         chunk_paths: Mapping[str, Path],
         staging: Path,
     ) -> None:
+        # Imported here, not at module level: matplotlib and astropy.cosmology take ~1 s to
+        # import and only combine needs them, not the processes that run chunks.
+        from payload.plots import plot_image, plot_power_spectrum
+        from payload.powerspec import compute_power_spectrum
+
         info, geometry, params = self.info, self.geometry, self.params
         pols = params.polarizations
         freq = data["freq_hz"]

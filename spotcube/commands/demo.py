@@ -59,14 +59,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--speedup",
         type=float,
-        default=600.0,
-        help="simulated seconds per wall-clock second (default 600)",
+        default=2400.0,
+        help="simulated seconds per wall-clock second (default 2400: at 9%%/h an instance "
+        "is reclaimed about every 16 s of wall clock)",
     )
     parser.add_argument(
         "--seed",
         type=int,
         default=10979,
-        help="seed of the interruption draws (default 10979: notices 10 s and 25 s in, "
+        help="seed of the interruption draws (default 10979: notices 3 s and 6 s in, "
         "the first replacements are reclaimed too, then the fleet stays up for minutes)",
     )
     parser.add_argument(
