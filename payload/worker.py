@@ -72,7 +72,6 @@ class WorkerConfig:
     safety_margin: float = 10.0
     asg_name: str | None = None
     lifecycle_hook: str | None = None
-    local_cloud: bool = False  # endpoint_url given: no autoscaling API to call
 
 
 @dataclass
@@ -356,9 +355,8 @@ class Worker:
     # --- Auto Scaling ------------------------------------------------------------------
 
     def _asg_known(self) -> bool:
-        if self.config.local_cloud:
-            log.debug("local cloud: no Auto Scaling group to talk to")
-            return False
+        if not self.config.asg_name:
+            log.debug("not in an Auto Scaling group: no scale-in protection to set")
         return bool(self.config.asg_name and self.clients.autoscaling is not None)
 
     def _protect(self, busy: bool) -> None:

@@ -135,9 +135,9 @@ def run(args: argparse.Namespace) -> int:
     session_kwargs: dict[str, Any] = {"region_name": args.region}
     if args.endpoint_url:
         session_kwargs["endpoint_url"] = args.endpoint_url
-    autoscaling = None
-    if not args.endpoint_url:
-        autoscaling = boto3.client("autoscaling", region_name=args.region)
+    # Used only when the instance belongs to a group (its tag, or --asg-name): on the demo's
+    # local cloud there is none, and the calls are skipped.
+    autoscaling = boto3.client("autoscaling", **session_kwargs)
     clients = Clients(
         s3=s3_client(args.endpoint_url, args.region),
         sqs=boto3.client("sqs", **session_kwargs),
@@ -159,7 +159,6 @@ def run(args: argparse.Namespace) -> int:
         safety_margin=args.safety_margin,
         asg_name=args.asg_name or identity.asg_name,
         lifecycle_hook=args.lifecycle_hook,
-        local_cloud=bool(args.endpoint_url),
     )
     log.info(
         "worker %s (%s, %s) on %s",
