@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from payload.contracts import JOB_KINDS
 from spotcube.cli import CommandError
 from spotcube.demo import DEFAULT_INSTANCE_TYPE, DEFAULT_SPOT_PRICE, DemoOptions, run_demo
 from spotcube.planning import parse_rate_value
 from spotcube.submit import parse_params
 
 # `command` jobs need a command line, not an observation: the demo runs the others.
-DEMO_KINDS = tuple(k for k in JOB_KINDS if k != "command")
+# Kinds that run on one synthetic or given observation each; `integrate` (the second stage,
+# which sums the uv cubes of image jobs) and `command` need inputs of another shape.
+DEMO_KINDS = ("image", "selftest")
 
 
 def parse_rate(text: str) -> float:
