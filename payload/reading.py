@@ -78,6 +78,7 @@ def _import_pyuvdata() -> None:
 
 _import_pyuvdata()
 
+from astropy.io import fits  # noqa: E402
 from pyuvdata import UVData  # noqa: E402
 
 C_M_S = 299_792_458.0
@@ -175,9 +176,7 @@ def prepare_input(path: str | Path, cache_dir: str | Path) -> Path:
         return path
     if path.is_file() and path.suffix in (".uvh5", ".h5", ".hdf5"):
         raise _fail(path, "is not a readable uvh5 file (truncated or corrupt HDF5)")
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    cache = Path(cache_dir) / f"{key[:24]}.uvh5"
+    cache = Path(cache_dir) / f"{_input_key(path)[:24]}.uvh5"
     if cache.exists():
         return cache
     uvd = _read_uvdata(path)
@@ -193,6 +192,48 @@ def prepare_input(path: str | Path, cache_dir: str | Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return cache
+
+
+def _input_key(path: Path) -> str:
+    """Cache key of an input: its path, and size and mtime of it or of every file under it.
+
+    A directory's own mtime changes only when entries are added or removed, not when a
+    gpubox file or a Measurement Set table is rewritten in place, so its files are keyed.
+    """
+    members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    parts = [str(path.resolve())]
+    for member in members:
+        stat = member.stat()
+        name = member.relative_to(path) if path.is_dir() else ""
+        parts.append(f"{name}|{stat.st_size}|{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _broken_member(path: Path) -> tuple[Path, str] | None:
+    """The first empty, truncated or unreadable FITS file of an MWA raw directory, and why.
+
+    Called only after pyuvdata has failed, whose message (e.g. a numpy reshape error)
+    names neither the file nor the cause; reading every file in full then costs nothing
+    on good input.
+    """
+    if not path.is_dir() or (path / "table.dat").exists():
+        return None
+    for member in sorted(path.iterdir()):
+        if not member.is_file() or member.suffix not in (".fits", ".metafits", ".mwaf"):
+            continue
+        if member.stat().st_size == 0:
+            return member, "file is empty (0 bytes)"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with fits.open(member, memmap=False, lazy_load_hdus=False) as hdul:
+                    for hdu in hdul:
+                        _ = hdu.data  # astropy reads (and checks the length of) each HDU
+            except (OSError, ValueError, TypeError, IndexError) as exc:
+                return member, f"is truncated or not a valid FITS file ({exc})"
+        if any("truncated" in str(w.message) for w in caught):
+            return member, "is truncated (shorter than its FITS headers say)"
+    return None
 
 
 def _read_uvdata(path: Path, **select: object) -> UVData:
@@ -216,6 +257,9 @@ def _read_uvdata(path: Path, **select: object) -> UVData:
         AttributeError,
     ) as exc:
         # pyuvdata reports a bad file through any of these, depending on the format reader.
+        broken = _broken_member(path)
+        if broken is not None:
+            raise _fail(*broken) from None
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _fail(path, f"cannot be read as interferometer data ({reason})") from None
     return uvd
