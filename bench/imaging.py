@@ -218,15 +218,16 @@ def project_memory(measured: dict[str, float], rows: int, npix: int) -> dict[str
     """Project one chunk's memory to a full MWA Phase I observation.
 
     A chunk holds image arrays that do not depend on the number of visibilities (per
-    channel: XX and YY dirty images and one PSF in float64 before normalising, then dirty and
-    PSF of three polarizations in float32) and visibility arrays that scale with
+    channel: XX, YY and I dirty images and one shared PSF in float32, and the float64
+    images of the channels being gridded) and visibility arrays that scale with
     rows x channels; the measured chunk memory minus the first is the second. The combine
     step copies the image cubes from the chunk files to the FITS files inside the kernel,
     so it holds only the uv cube and one image.
     """
     per_chunk = measured["peak_mib"] - measured["baseline_mib"]
-    # dirty + PSF of 3 pols in float32, and per channel in flight (2) its 3 float64 images
-    image_mib = (CHUNK * 6 * 4 + 2 * 3 * 8) * npix * npix / 2**20
+    # 3 dirty images and 1 shared PSF per channel in float32, and for each of the 2 channels
+    # in flight its 3 float64 images
+    image_mib = (CHUNK * 4 * 4 + 2 * 3 * 8) * npix * npix / 2**20
     vis_mib = max(per_chunk - image_mib, 0.0)
     full_rows = FULL_MWA["baselines"] * FULL_MWA["times"]
     chunk_full = measured["baseline_mib"] + vis_mib * full_rows / rows + image_mib

@@ -26,7 +26,7 @@ import ducc0
 import numpy as np
 import numpy.typing as npt
 
-from payload.fitsio import fits_view
+from payload.fitsio import put_fits_order
 from payload.params import ImagingParams
 from payload.reading import C_M_S, ObservationInfo, VisChunk
 
@@ -215,13 +215,13 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
                 image = raw["dirty", pol]
             # Divide in float64, then one cast to >f4 through a transposed view: the same
             # values as normalising to float32 first and reordering afterwards.
-            dirty[p, c] = fits_view(image / total)
+            put_fits_order(dirty[p, c], image / total)
             owner = pols[0] if same[c] else pol
             if ("psf", owner) not in raw:
                 raw["psf", owner] = grid("psf", owner, c)
-                psf[psf_rows[p], c] = fits_view(raw["psf", owner] / total)
+                put_fits_order(psf[psf_rows[p], c], raw["psf", owner] / total)
             elif psf_rows[p] != psf_rows[pols.index(owner)]:
-                psf[psf_rows[p], c] = fits_view(raw["psf", owner] / total)
+                put_fits_order(psf[psf_rows[p], c], raw["psf", owner] / total)
 
     with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
         list(pool.map(channel, range(n_chan)))

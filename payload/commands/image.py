@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +92,24 @@ def _import_combine_modules() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from payload.provenance import file_identity, local_git_commit  # standard library only
+
+    source = args.input.resolve()
+    if not source.exists():
+        raise InvalidInputError(f"{args.input}: file does not exist")
+    # Hash the input and ask git for the commit while the heavy modules import: hashing,
+    # file reads and the subprocess run without the GIL, the imports need it.
+    background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provenance")
+    identity = background.submit(file_identity, source)
+    commit = background.submit(local_git_commit)
+    background.shutdown(wait=False)
+
     # Heavy imports (pyuvdata, astropy, ducc0) only when the command runs.
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from payload.jobs.base import JobContext
     from payload.jobs.image import ImageJob
-    from payload.provenance import file_identity, local_git_commit
 
-    source = args.input.resolve()
-    if not source.exists():
-        raise InvalidInputError(f"{args.input}: file does not exist")
     obs_id = re.sub(r"[^A-Za-z0-9._-]", "_", source.name)[:128] or "obs"
     message = JobMessage.create(
         run_id="local",
@@ -118,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         workdir=out / ".work",
         fetch=local_fetch,
         provenance={
-            "input_identity": canonical_json(file_identity(source)),
-            "git_commit": local_git_commit(),
+            "input_identity": canonical_json(identity.result()),
+            "git_commit": commit.result(),
             "instance_id": "local",
             "ami_id": "none",
         },

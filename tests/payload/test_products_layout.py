@@ -17,10 +17,11 @@ from payload.fitsio import (
     write_cube,
 )
 from payload.imaging import ImageGeometry, image_chunk
+from payload.jobs.image import ImageJob
 from payload.params import ImagingParams
 from payload.reading import read_chunk, read_info
 
-from .conftest import Observation
+from .conftest import Observation, make_context
 
 FREQ = np.asarray([150e6, 151e6, 152e6])
 COMMON: dict[str, Any] = {
@@ -91,3 +92,17 @@ def test_psf_stored_once_when_weights_agree(tiny_obs: Observation) -> None:
     # Every PSF peaks at 1 at the phase centre (FITS y = N/2, x = N/2 - 1).
     for row in range(3):
         assert np.allclose(uneven.psf[row][:, 16, 15].astype(np.float32), 1.0, atol=1e-5)
+
+
+def test_chunk_bytes_do_not_depend_on_the_order_chunks_run(
+    tiny_obs: Observation, tmp_path: Path
+) -> None:
+    """In order (each chunk's visibilities prefetched) or reversed (never): same files."""
+    ids = ImageJob(make_context(tiny_obs.path, tiny_obs.params, tmp_path / "w0")).chunk_ids()
+    made: dict[str, dict[str, bytes]] = {}
+    for name, order in (("forward", ids), ("reverse", ids[::-1])):
+        job = ImageJob(make_context(tiny_obs.path, tiny_obs.params, tmp_path / name))
+        for chunk_id in order:
+            job.run_chunk(chunk_id, tmp_path / name / f"{chunk_id}.h5")
+        made[name] = {c: (tmp_path / name / f"{c}.h5").read_bytes() for c in ids}
+    assert made["forward"] == made["reverse"]
