@@ -30,6 +30,8 @@ from payload.fitsio import put_fits_order
 from payload.params import ImagingParams
 from payload.reading import C_M_S, ObservationInfo, VisChunk
 
+# pyuvdata's convention (uvw = ant2 - ant1, V = ∫ I exp(+2πi(ul + vm + w(n-1)))) in ducc0's
+# terms; every ducc0 call of the payload uses it (tests check positions off zenith).
 FLIPS = {"flip_u": True, "flip_v": True, "flip_w": False}
 SINGLE_PRECISION_EPSILON = 1e-5
 

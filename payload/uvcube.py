@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from payload.errors import InvalidInputError
+from payload.imaging import FLIPS
 from payload.params import ImagingParams
 from payload.reading import C_M_S, VisChunk
 
@@ -129,9 +130,7 @@ def grid_values(
         do_wgridding=False,
         nthreads=1,
         divide_by_n=False,
-        flip_u=True,
-        flip_v=True,
-        flip_w=False,
+        **FLIPS,  # the same sign convention as the image cubes
     )
     window = grid.taper() if taper is None else taper
     return _to_uv(np.asarray(dirty, dtype=np.float64) * window)
