@@ -425,6 +425,7 @@ def build_report(
             "seed": options.seed,
             "notice_seconds_simulated": options.notice_seconds,
             "notice_seconds_wall": main.fleet.model.notice_real,
+            "replacement_seconds_wall": main.fleet.model.replacement_real,
             "replacement_delay_simulated": options.replacement_delay,
             "preset": None if options.inputs or options.kind == "selftest" else options.preset,
         },

@@ -54,8 +54,19 @@ def test_every_observation_is_done_and_verified(demo: tuple[dict[str, Any], Path
 def test_instances_were_reclaimed_and_replaced(demo: tuple[dict[str, Any], Path]) -> None:
     report, _ = demo
     assert report["interruptions"] > 0
-    # the fleet kept two instances running: every reclaimed one was replaced
-    assert report["instances_launched"] >= 2 + report["interruptions"]
+    events = report["timeline"]
+    delay = report["settings"]["replacement_seconds_wall"]
+    stopped = min(e["t"] for e in events if e["kind"] == "stop")
+    launches = sorted(e["t"] for e in events if e["kind"] == "launch")
+    # Like an ASG, the fleet replaces every reclaimed instance after the delay, unless the
+    # run was over (the fleet scaled to zero) before the replacement was due.
+    due = [e["t"] + delay for e in events if e["kind"] in ("kill", "exit")]
+    due = [t for t in due if t < stopped - 0.5]
+    assert due, "no reclaim early enough to be replaced"
+    replacements = launches[2:]  # the first two are the fleet's initial instances
+    assert len(replacements) >= len(due)
+    for when, launched in zip(sorted(due), replacements, strict=False):
+        assert launched >= when - 0.05
 
 
 def test_reclaim_is_a_sigkill_at_the_notice_deadline(demo: tuple[dict[str, Any], Path]) -> None:
