@@ -17,6 +17,7 @@ import pulumi_aws as aws
 from infra.alerts import AlertsArgs, AlertTopic
 from infra.config import BudgetConfig
 from infra.fleet import asg_arn_pattern, assume_role_policy
+from infra.iam import lambda_notify_and_log_statements
 from infra.lambdas import LAMBDA_DIR
 from infra.naming import StackNames
 from infra.tags import cost_tags
@@ -91,21 +92,12 @@ def brake_policy(*, region: str, account_id: str, asg_name: str, alerts_topic_ar
                     "Action": ["autoscaling:DescribeAutoScalingGroups"],
                     "Resource": ["*"],
                 },
-                {
-                    "Sid": "Notify",
-                    "Effect": "Allow",
-                    "Action": ["sns:Publish"],
-                    "Resource": [alerts_topic_arn],
-                },
-                {
-                    "Sid": "Logs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": [
-                        f"arn:aws:logs:{region}:{account_id}:log-group:/aws/lambda/"
-                        f"{asg_name}-brake:*"
-                    ],
-                },
+                *lambda_notify_and_log_statements(
+                    region=region,
+                    account_id=account_id,
+                    function_name=f"{asg_name}-brake",
+                    alerts_topic_arn=alerts_topic_arn,
+                ),
             ],
         }
     )

@@ -20,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.fleet import assume_role_policy
+from infra.iam import lambda_notify_and_log_statements
 from infra.lambdas import LAMBDA_DIR
 from infra.lambdas.quarantine import DEFAULT_POLICY_ARN, EVENT_TYPE
 from infra.naming import PROJECT, StackNames
@@ -120,21 +121,12 @@ def quarantine_policy(account_id: str, alerts_topic_arn: str, function_name: str
                     "Resource": [user_arn],
                     "Condition": {"ArnEquals": {"iam:PolicyARN": DEFAULT_POLICY_ARN}},
                 },
-                {
-                    "Sid": "Notify",
-                    "Effect": "Allow",
-                    "Action": ["sns:Publish"],
-                    "Resource": [alerts_topic_arn],
-                },
-                {
-                    "Sid": "Logs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": [
-                        f"arn:aws:logs:{HEALTH_REGION}:{account_id}:log-group:/aws/lambda/"
-                        f"{function_name}:*"
-                    ],
-                },
+                *lambda_notify_and_log_statements(
+                    region=HEALTH_REGION,
+                    account_id=account_id,
+                    function_name=function_name,
+                    alerts_topic_arn=alerts_topic_arn,
+                ),
             ],
         }
     )
