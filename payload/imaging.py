@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import ducc0
 import numpy as np
@@ -103,32 +104,30 @@ def dirty_image(
     *,
     wgridding: bool = True,
     epsilon: float = 1e-6,
-) -> npt.NDArray[np.float64]:
+) -> npt.NDArray[np.floating[Any]]:
     """Unnormalised dirty image ``sum_k w_k V_k exp(-2 pi i (u l + v m + w (n-1)))``.
 
     Single precision when ``epsilon`` allows it (ducc0 needs > 1e-5 for that), as WSClean
-    does by default; double precision otherwise.
+    does by default, and then the image is float32; double precision otherwise.
     """
     single = epsilon > SINGLE_PRECISION_EPSILON
     vis_type, wgt_type = (np.complex64, np.float32) if single else (np.complex128, np.float64)
-    return np.asarray(
-        ducc0.wgridder.experimental.vis2dirty(
-            uvw=uvw_m,
-            freq=np.asarray([freq_hz], dtype=np.float64),
-            vis=np.ascontiguousarray(vis.reshape(-1, 1), dtype=vis_type),
-            wgt=np.ascontiguousarray(weights.reshape(-1, 1), dtype=wgt_type),
-            npix_x=geometry.npix,
-            npix_y=geometry.npix,
-            pixsize_x=geometry.pixsize_rad,
-            pixsize_y=geometry.pixsize_rad,
-            epsilon=epsilon,
-            do_wgridding=wgridding,
-            nthreads=1,
-            divide_by_n=False,
-            **FLIPS,
-        ),
-        dtype=np.float64,
+    image: npt.NDArray[np.floating[Any]] = ducc0.wgridder.experimental.vis2dirty(
+        uvw=uvw_m,
+        freq=np.asarray([freq_hz], dtype=np.float64),
+        vis=np.ascontiguousarray(vis.reshape(-1, 1), dtype=vis_type),
+        wgt=np.ascontiguousarray(weights.reshape(-1, 1), dtype=wgt_type),
+        npix_x=geometry.npix,
+        npix_y=geometry.npix,
+        pixsize_x=geometry.pixsize_rad,
+        pixsize_y=geometry.pixsize_rad,
+        epsilon=epsilon,
+        do_wgridding=wgridding,
+        nthreads=1,
+        divide_by_n=False,
+        **FLIPS,
     )
+    return image
 
 
 @dataclass(frozen=True)
@@ -164,10 +163,14 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
     """
     pols = params.polarizations
     n_chan = len(chunk.freq_hz)
+    # Channel-major copies: a channel's weights are then contiguous, which makes the sums
+    # and comparisons below several times faster than on strided columns (same values:
+    # numpy's pairwise summation does not depend on the stride).
+    by_channel = {pol: np.ascontiguousarray(chunk.weights[pol].T) for pol in pols}
     weights: dict[tuple[str, int], npt.NDArray[np.float64]] = {}
     for c in range(n_chan):
         for pol in pols:
-            weight = chunk.weights[pol][:, c]
+            weight = by_channel[pol][c]
             if params.weighting == "uniform":
                 weight = uniform_weights(chunk.uvw_m, float(chunk.freq_hz[c]), weight, geometry)
             weights[pol, c] = weight
@@ -186,7 +189,7 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
     dirty = np.zeros(shape, dtype=">f4")
     psf = np.zeros((max(psf_rows) + 1, *shape[1:]), dtype=">f4")
 
-    def grid(kind: str, pol: str, c: int) -> npt.NDArray[np.float64]:
+    def grid(kind: str, pol: str, c: int) -> npt.NDArray[np.floating[Any]]:
         weight = weights[pol, c]
         values = chunk.vis[pol][:, c] if kind == "dirty" else np.ones(len(weight), complex)
         return dirty_image(
@@ -201,7 +204,7 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
 
     def channel(c: int) -> None:
         derive_i = same[c] and {"XX", "YY", "I"} <= set(pols)
-        raw: dict[tuple[str, str], npt.NDArray[np.float64]] = {}
+        raw: dict[tuple[str, str], npt.NDArray[np.floating[Any]]] = {}
         for p, pol in enumerate(pols):
             total = weight_sum[p, c]
             if total <= 0:
@@ -210,20 +213,21 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
                 for part in ("XX", "YY"):
                     if ("dirty", part) not in raw:
                         raw["dirty", part] = grid("dirty", part, c)
-                image = 0.5 * (raw["dirty", "XX"] + raw["dirty", "YY"])
+                image = np.add(raw["dirty", "XX"], raw["dirty", "YY"], dtype=np.float64)
+                image *= 0.5
             else:
                 if ("dirty", pol) not in raw:
                     raw["dirty", pol] = grid("dirty", pol, c)
                 image = raw["dirty", pol]
-            # Divide in float64, then one cast to >f4 through a transposed view: the same
-            # values as normalising to float32 first and reordering afterwards.
-            put_fits_order(dirty[p, c], image / total)
+            # Normalised in float64 and cast once to >f4 through a transposed view: the
+            # same values as normalising to float32 first and reordering afterwards.
+            put_fits_order(dirty[p, c], image, divisor=total)
             owner = pols[0] if same[c] else pol
             if ("psf", owner) not in raw:
                 raw["psf", owner] = grid("psf", owner, c)
-                put_fits_order(psf[psf_rows[p], c], raw["psf", owner] / total)
+                put_fits_order(psf[psf_rows[p], c], raw["psf", owner], divisor=total)
             elif psf_rows[p] != psf_rows[pols.index(owner)]:
-                put_fits_order(psf[psf_rows[p], c], raw["psf", owner] / total)
+                put_fits_order(psf[psf_rows[p], c], raw["psf", owner], divisor=total)
 
     with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
         list(pool.map(channel, range(n_chan)))

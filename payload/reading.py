@@ -1,10 +1,12 @@
-"""Read interferometer files with pyuvdata, one frequency chunk at a time.
+"""Read interferometer files, one frequency chunk at a time.
 
-uvh5 files are read directly with partial reads (``freq_chans=``), which cost only the
-chunk's share of the file. Every other format pyuvdata reads (uvfits, Measurement Sets,
-MWA raw correlator files given as a directory of metafits + gpubox files, Miriad) is read
-once, converted to a uvh5 file in the job's cache directory, and then read like uvh5: "read
-once and split", with a cache that later chunks in the same process reuse.
+uvh5 files are read directly with partial reads, which cost only the chunk's share of the
+file: with h5py alone when they are the common kind (:mod:`payload.uvh5`; no pyuvdata
+import, ~1.8 s of every job process), with pyuvdata's ``freq_chans=`` otherwise. Every
+other format pyuvdata reads (uvfits, Measurement Sets, MWA raw correlator files given as a
+directory of metafits + gpubox files, Miriad) is read once, converted to a uvh5 file in the
+job's cache directory, and then read like uvh5: "read once and split", with a cache that
+later chunks in the same process reuse.
 
 Anything wrong with the input becomes an :class:`~payload.errors.InvalidInputError` whose
 message starts with the file name and says what is wrong: missing, empty, truncated, not a
@@ -14,23 +16,27 @@ every visibility flagged.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
+from payload import uvh5
 from payload.errors import InvalidInputError
-from payload.sites import install_offline_sites
+from payload.uvh5 import Header, Slab
 
-install_offline_sites()
+if TYPE_CHECKING:
+    from pyuvdata import UVData
 
 
 def _numba_caching(factory: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,10 +82,24 @@ def _import_pyuvdata() -> None:
         numba.njit, numba.vectorize = saved
 
 
-_import_pyuvdata()
+@functools.cache
+def _uvdata_class() -> type[UVData]:
+    """pyuvdata's UVData, imported on first use (see :func:`_import_pyuvdata`)."""
+    from payload.sites import install_offline_sites  # astropy.coordinates: only for pyuvdata
 
-from astropy.io import fits  # noqa: E402
-from pyuvdata import UVData  # noqa: E402
+    install_offline_sites()
+    _import_pyuvdata()
+    from pyuvdata import UVData
+
+    return UVData
+
+
+def __getattr__(name: str) -> Any:
+    # ``from payload.reading import UVData`` keeps working, and imports pyuvdata only then.
+    if name == "UVData":
+        return _uvdata_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 C_M_S = 299_792_458.0
 XX, YY = -5, -6
@@ -106,6 +126,7 @@ class ObservationInfo:
     projected: bool
     max_uv_m: float  # longest projected cross-correlation baseline (metres)
     telescope: str
+    direct: bool = False  # chunks are read with h5py alone (payload.uvh5), not pyuvdata
 
     @property
     def n_freqs(self) -> int:
@@ -218,6 +239,8 @@ def _broken_member(path: Path) -> tuple[Path, str] | None:
     """
     if not path.is_dir() or (path / "table.dat").exists():
         return None
+    from astropy.io import fits
+
     for member in sorted(path.iterdir()):
         if not member.is_file() or member.suffix not in (".fits", ".metafits", ".mwaf"):
             continue
@@ -237,7 +260,7 @@ def _broken_member(path: Path) -> tuple[Path, str] | None:
 
 
 def _read_uvdata(path: Path, **select: object) -> UVData:
-    uvd = UVData()
+    uvd = _uvdata_class()()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -265,66 +288,107 @@ def _read_uvdata(path: Path, **select: object) -> UVData:
     return uvd
 
 
-def read_info(path: str | Path, *, source: str | Path | None = None) -> ObservationInfo:
-    """Read and check the metadata of a uvh5 file (see :func:`prepare_input`)."""
+def read_info(
+    path: str | Path, *, source: str | Path | None = None, use_pyuvdata: bool = False
+) -> ObservationInfo:
+    """Read and check the metadata of a uvh5 file (see :func:`prepare_input`).
+
+    Its chunks are then read with h5py alone if it is the common kind of uvh5 file
+    (:mod:`payload.uvh5`), with pyuvdata if not or if ``use_pyuvdata``.
+    """
     path = Path(path)
     shown = Path(source) if source is not None else path
     _check_exists(path)
+    header = None if use_pyuvdata else uvh5.read_header(path)
+    if header is not None:
+        with _problem_of(shown):
+            _check(header, n_phase_centres=1)
+        return _info_from(header, path, shown, projected=True, direct=True)
     uvd = _read_uvdata(path, read_data=False)
+    with _problem_of(shown):
+        header, projected = _header_from_uvdata(uvd)
+    return _info_from(header, path, shown, projected=projected, direct=False)
+
+
+@contextlib.contextmanager
+def _problem_of(shown: Path) -> Iterator[None]:
+    """Prefix the message of an :class:`InvalidInputError` with the file the user gave."""
     try:
-        return _info_from(uvd, path, shown)
+        yield
     except InvalidInputError as exc:
         raise _fail(shown, str(exc)) from None
 
 
-def _info_from(uvd: UVData, path: Path, shown: Path) -> ObservationInfo:
-    if uvd.Nblts == 0 or uvd.Nfreqs == 0:
+def _header_from_uvdata(uvd: UVData) -> tuple[Header, bool]:
+    """The metadata of a UVData object, checked, and whether its data were projected.
+
+    Unprojected (drift) data are imaged at the zenith of the middle time, as
+    :func:`read_chunk` phases them; phasing the metadata gives that zenith's ICRS position.
+    """
+    catalog = uvd.phase_center_catalog or {}
+    header = _uvdata_header(uvd, next(iter(catalog.values()), {}))
+    _check(header, n_phase_centres=len(catalog))
+    projected = header.phase_center.get("cat_type") == "sidereal"
+    if not projected:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            uvd.phase_to_time(_zenith_time(uvd))
+        header = _uvdata_header(uvd, next(iter(uvd.phase_center_catalog.values())))
+    return header, projected
+
+
+def _uvdata_header(uvd: UVData, phase_center: dict[str, Any]) -> Header:
+    return Header(
+        n_blts=int(uvd.Nblts),
+        n_bls=int(uvd.Nbls),
+        n_times=int(uvd.Ntimes),
+        freq_array=np.asarray(uvd.freq_array, dtype=np.float64).ravel(),
+        channel_width=np.atleast_1d(np.asarray(uvd.channel_width, dtype=np.float64)),
+        polarization_array=np.asarray(uvd.polarization_array),
+        ant_1_array=np.asarray(uvd.ant_1_array),
+        ant_2_array=np.asarray(uvd.ant_2_array),
+        uvw_array=np.asarray(uvd.uvw_array, dtype=np.float64),
+        phase_center=phase_center,
+        telescope_name=str(uvd.telescope.name),
+    )
+
+
+def _check(header: Header, *, n_phase_centres: int) -> None:
+    if header.n_blts == 0 or len(header.freq_array) == 0:
         raise InvalidInputError("holds no visibilities")
-    pols = set(int(p) for p in uvd.polarization_array)
+    pols = set(int(p) for p in header.polarization_array)
     if not {XX, YY} & pols:
         raise InvalidInputError(
             "has no XX or YY polarization (found "
             f"{', '.join(str(p) for p in sorted(pols))}); linear-feed data are required"
         )
-    cross = uvd.ant_1_array != uvd.ant_2_array
-    if not cross.any():
+    if not (header.ant_1_array != header.ant_2_array).any():
         raise InvalidInputError("holds only autocorrelations, nothing to image")
-    catalog = uvd.phase_center_catalog or {}
-    if len(catalog) != 1:
+    if n_phase_centres != 1:
         raise InvalidInputError(
-            f"has {len(catalog)} phase centres; split it into one file per phase centre"
+            f"has {n_phase_centres} phase centres; split it into one file per phase centre"
         )
-    entry = next(iter(catalog.values()))
-    projected = entry.get("cat_type") == "sidereal"
-    if projected:
-        ra = float(np.degrees(entry["cat_lon"]))
-        dec = float(np.degrees(entry["cat_lat"]))
-        frame = str(entry.get("cat_frame", "icrs"))
-    else:
-        # Unprojected (drift) data are imaged at the zenith of the middle time, as read_chunk
-        # phases them; phasing the metadata gives the ICRS position of that zenith.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            uvd.phase_to_time(_zenith_time(uvd))
-        entry = next(iter(uvd.phase_center_catalog.values()))
-        ra = float(np.degrees(entry["cat_lon"]))
-        dec = float(np.degrees(entry["cat_lat"]))
-        frame = str(entry.get("cat_frame", "icrs"))
-    uvw = uvd.uvw_array[cross]
-    widths = np.atleast_1d(uvd.channel_width)
+
+
+def _info_from(
+    header: Header, path: Path, shown: Path, *, projected: bool, direct: bool
+) -> ObservationInfo:
+    entry = header.phase_center
+    uvw = header.uvw_array[header.ant_1_array != header.ant_2_array]
     return ObservationInfo(
         path=path,
         source=shown,
-        freq_hz=np.asarray(uvd.freq_array, dtype=np.float64).ravel(),
-        channel_width_hz=float(np.median(np.abs(widths))),
-        n_baselines=int(uvd.Nbls),
-        n_times=int(uvd.Ntimes),
-        phase_center_ra_deg=ra % 360.0,
-        phase_center_dec_deg=dec,
-        phase_center_frame=frame,
+        freq_hz=header.freq_array,
+        channel_width_hz=float(np.median(np.abs(header.channel_width))),
+        n_baselines=header.n_bls,
+        n_times=header.n_times,
+        phase_center_ra_deg=float(np.degrees(entry["cat_lon"])) % 360.0,
+        phase_center_dec_deg=float(np.degrees(entry["cat_lat"])),
+        phase_center_frame=str(entry.get("cat_frame", "icrs")),
         projected=projected,
         max_uv_m=float(np.hypot(uvw[:, 0], uvw[:, 1]).max()),
-        telescope=str(uvd.telescope.name),
+        telescope=header.telescope_name,
+        direct=direct,
     )
 
 
@@ -365,26 +429,18 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
 def read_chunk(info: ObservationInfo, channels: range, polarizations: tuple[str, ...]) -> VisChunk:
     """Read channels ``channels`` of the cross-correlations, flags and nsamples applied."""
     need = sorted({XX, YY} if "I" in polarizations else {POL_CODES[p] for p in polarizations})
-    uvd = _read_uvdata(
-        info.path,
-        freq_chans=np.arange(channels.start, channels.stop),
-        polarizations=np.asarray(need),
-    )
-    if not info.projected:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            uvd.phase_to_time(_zenith_time(uvd))
-    cross = uvd.ant_1_array != uvd.ant_2_array
-    pol_index = {int(p): i for i, p in enumerate(uvd.polarization_array)}
+    slab = _read_slab(info, channels, need)
+    cross = slab.ant_1_array != slab.ant_2_array
+    pol_index = {int(p): i for i, p in enumerate(slab.polarization_array)}
     vis: dict[str, npt.NDArray[np.complex128]] = {}
     weights: dict[str, npt.NDArray[np.float64]] = {}
     for name, code in POL_CODES.items():
         if code not in pol_index:
             continue
         i = pol_index[code]
-        data = np.asarray(uvd.data_array[cross, :, i], dtype=np.complex128)
-        good = ~uvd.flag_array[cross, :, i]
-        weight = np.where(good, np.asarray(uvd.nsample_array[cross, :, i], dtype=np.float64), 0.0)
+        data = np.asarray(slab.data[cross, :, i], dtype=np.complex128)
+        good = ~slab.flags[cross, :, i]
+        weight = np.where(good, np.asarray(slab.nsamples[cross, :, i], dtype=np.float64), 0.0)
         # Flagged data may hold NaN or garbage: zero it so it cannot reach a sum.
         vis[name] = np.where(weight > 0, data, 0.0)
         weights[name] = weight
@@ -398,8 +454,35 @@ def read_chunk(info: ObservationInfo, channels: range, polarizations: tuple[str,
     if missing:
         raise _fail(info.source, f"has no {', '.join(missing)} polarization")
     return VisChunk(
-        uvw_m=np.ascontiguousarray(uvd.uvw_array[cross], dtype=np.float64),
-        freq_hz=np.asarray(uvd.freq_array, dtype=np.float64).ravel(),
+        uvw_m=np.ascontiguousarray(slab.uvw_array[cross], dtype=np.float64),
+        freq_hz=np.asarray(slab.freq_array, dtype=np.float64).ravel(),
         vis={p: np.ascontiguousarray(vis[p]) for p in polarizations},
         weights={p: np.ascontiguousarray(weights[p]) for p in polarizations},
+    )
+
+
+def _read_slab(info: ObservationInfo, channels: range, pol_codes: list[int]) -> Slab:
+    """Channels and polarizations of every baseline-time, through h5py or pyuvdata."""
+    if info.direct:
+        try:
+            return uvh5.read_slab(info.path, channels, pol_codes)
+        except (OSError, KeyError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _fail(info.path, f"cannot be read as interferometer data ({reason})") from None
+    uvd = _read_uvdata(
+        info.path, freq_chans=np.arange(channels.start, channels.stop), polarizations=pol_codes
+    )
+    if not info.projected:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            uvd.phase_to_time(_zenith_time(uvd))
+    return Slab(
+        freq_array=np.asarray(uvd.freq_array, dtype=np.float64).ravel(),
+        ant_1_array=np.asarray(uvd.ant_1_array),
+        ant_2_array=np.asarray(uvd.ant_2_array),
+        uvw_array=np.asarray(uvd.uvw_array, dtype=np.float64),
+        polarization_array=np.asarray(uvd.polarization_array),
+        data=uvd.data_array,
+        flags=uvd.flag_array,
+        nsamples=uvd.nsample_array,
     )

@@ -38,7 +38,7 @@ def build_job(context: JobContext) -> ChunkedJob:
 
 
 def preload_job_kinds(kinds: Iterable[str]) -> None:
-    """Import every job kind now, so the first job does not wait for pyuvdata/numba imports.
+    """Import every job kind now, so the first job does not wait for numpy/h5py/ducc0 imports.
 
     A worker calls this before it polls the queue: the import cost (seconds) is paid while
     no job is held, instead of after a job's visibility clock has started.

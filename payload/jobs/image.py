@@ -131,8 +131,10 @@ class ImageJob:
         freq_hz = chunk.freq_hz
         del chunk  # the visibilities are not needed while the file is written
         show = self._shown()
+        # One conversion, straight to the float64 that the dot product with the float64
+        # weights would cast to anyway.
         weighted_sum = np.tensordot(
-            images.weight_sum[show], images.dirty[show].astype(np.float32), axes=1
+            images.weight_sum[show], images.dirty[show].astype(np.float64), axes=1
         )
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,35 +263,53 @@ class ImageJob:
         chunk_paths: Mapping[str, Path],
         staging: Path,
     ) -> None:
-        # Imported here, not at module level: matplotlib and astropy.cosmology take ~1 s to
-        # import and only combine needs them, not the processes that run chunks.
-        from payload.plots import plot_image, plot_power_spectrum
-        from payload.powerspec import compute_power_spectrum
-
         info, geometry, params = self.info, self.geometry, self.params
-        pols = params.polarizations
-        freq = data["freq_hz"]
         cards = fits_cards(self.provenance) | {
             "WEIGHTNG": params.weighting,
             "WGRIDDNG": params.wgridding,
             "TELESCOP": info.telescope,
         }
         common: dict[str, Any] = {
-            "order": pols,
+            "order": params.polarizations,
             "npix": geometry.npix,
             "pixsize_rad": geometry.pixsize_rad,
             "ra_deg": info.phase_center_ra_deg,
             "dec_deg": info.phase_center_dec_deg,
-            "freq_hz": freq,
+            "freq_hz": data["freq_hz"],
             "frame": info.phase_center_frame,
         }
-        for key, name, bunit in (("dirty", "image_cube", "Jy/beam"), ("psf", "psf_cube", "")):
+        # The uv cube, power spectrum and figures are made on a second thread while this
+        # one writes the image cubes, which is mostly the kernel copying chunk files
+        # (copy_file_range, without the GIL): the two share no data and write other files.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spectrum") as side:
+            spectrum = side.submit(self._write_spectrum_and_figures, data, staging)
+            for key, name, bunit in (("dirty", "image_cube", "Jy/beam"), ("psf", "psf_cube", "")):
 
-            def segments(pol: str, key: str = key) -> Iterator[Segment]:
-                return self._segments(chunk_paths, key, pol)
+                def segments(pol: str, key: str = key) -> Iterator[Segment]:
+                    return self._segments(chunk_paths, key, pol)
 
-            write_cube(staging / f"{name}.fits", segments, bunit=bunit, extra=cards, **common)
+                write_cube(staging / f"{name}.fits", segments, bunit=bunit, extra=cards, **common)
+            spectrum.result()
+        write_provenance_json(
+            staging / "provenance.json",
+            self.provenance,
+            instance_id=self.context.provenance.get("instance_id", "local"),
+            params=params.to_dict(),
+            products=list(PRODUCTS),
+        )
 
+    def _write_spectrum_and_figures(
+        self, data: Mapping[str, npt.NDArray[Any]], staging: Path
+    ) -> None:
+        """``uvcube.h5``, ``powerspec.h5``, ``powerspec.png`` and ``image.png``."""
+        # Imported here, not at module level: matplotlib and astropy.cosmology take ~1 s to
+        # import and only combine needs them, not the processes that run chunks.
+        from payload.plots import plot_image, plot_power_spectrum
+        from payload.powerspec import compute_power_spectrum
+
+        geometry, params = self.geometry, self.params
+        pols = params.polarizations
+        freq = data["freq_hz"]
         attrs = hdf5_attrs(self.provenance)
         grid = UVGrid.from_params(params)
         identity = self.provenance["input_identity"]
@@ -320,11 +340,4 @@ class ImageJob:
             staging / "image.png",
             title=f"Dirty image, {pols[show]}, {freq[0] / 1e6:.2f}-{freq[-1] / 1e6:.2f} MHz",
             pixsize_deg=float(np.degrees(geometry.pixsize_rad)),
-        )
-        write_provenance_json(
-            staging / "provenance.json",
-            self.provenance,
-            instance_id=self.context.provenance.get("instance_id", "local"),
-            params=params.to_dict(),
-            products=list(PRODUCTS),
         )

@@ -1,0 +1,156 @@
+"""The common kind of uvh5 file, read with h5py alone.
+
+Importing pyuvdata (numba, llvmlite, astropy.coordinates) costs about 1.8 s of every job
+process, more than reading a chunk does. The files most jobs read need none of it: uvh5 as
+pyuvdata 2.2 and later write it, with one sidereal phase centre and the current array shapes
+(``visdata`` of shape (Nblts, Nfreqs, Npols), stored complex). For those, :func:`read_header`
+and :func:`read_slab` return the arrays pyuvdata would, bit for bit (the tests compare
+both paths on every format the payload reads). Anything else (drift scans that must be
+phased, several phase centres, the old spectral-window axis, integer visibilities, HERA's
+old ``Nbls`` quirk) gives ``None`` from :func:`read_header`, and the caller uses pyuvdata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+_COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
+
+
+@dataclass(frozen=True)
+class Header:
+    """The metadata an imaging job needs, as pyuvdata's UVData attributes hold it."""
+
+    n_blts: int
+    n_bls: int
+    n_times: int
+    freq_array: npt.NDArray[np.float64]
+    channel_width: npt.NDArray[np.float64]
+    polarization_array: npt.NDArray[np.int64]
+    ant_1_array: npt.NDArray[np.int64]
+    ant_2_array: npt.NDArray[np.int64]
+    uvw_array: npt.NDArray[np.float64]
+    phase_center: dict[str, Any]  # the single entry of pyuvdata's phase_center_catalog
+    telescope_name: str
+
+
+@dataclass(frozen=True)
+class Slab:
+    """Some channels and polarizations of every baseline-time, as pyuvdata's select gives."""
+
+    freq_array: npt.NDArray[np.float64]
+    ant_1_array: npt.NDArray[np.int64]
+    ant_2_array: npt.NDArray[np.int64]
+    uvw_array: npt.NDArray[np.float64]
+    polarization_array: npt.NDArray[np.int64]
+    data: npt.NDArray[np.complexfloating[Any, Any]]  # (Nblts, channels, pols)
+    flags: npt.NDArray[np.bool_]
+    nsamples: npt.NDArray[np.floating[Any]]
+
+
+def _text(dataset: h5py.Dataset) -> str:
+    return bytes(dataset[()]).decode("utf8")
+
+
+def _catalog_entry(group: h5py.Group) -> dict[str, Any]:
+    """One phase centre, decoded as pyuvdata decodes it (text, scalars, None)."""
+    entry: dict[str, Any] = {}
+    for key, dataset in group.items():
+        if issubclass(dataset.dtype.type, np.bytes_):
+            entry[key] = _text(dataset)
+        elif dataset.shape is None:
+            entry[key] = None
+        else:
+            entry[key] = dataset[()]
+    return entry
+
+
+def read_header(path: Path) -> Header | None:
+    """The header of ``path`` if it is the common kind of uvh5 file, else ``None``.
+
+    Never raises for an unreadable or unusual file: pyuvdata then reads it, and reports
+    what is wrong with it in the payload's words.
+    """
+    try:
+        with h5py.File(path, "r") as handle:
+            return _header(handle)
+    except (OSError, KeyError, ValueError, TypeError, StopIteration):
+        return None
+
+
+def _header(handle: h5py.File) -> Header | None:
+    header, data = handle["Header"], handle["Data"]
+    catalog = header.get("phase_center_catalog")
+    if not isinstance(catalog, h5py.Group) or len(catalog) != 1:
+        return None
+    group = catalog[next(iter(catalog))]
+    if not isinstance(group, h5py.Group):
+        return None  # the pre-3.0 JSON form of the catalog
+    entry = _catalog_entry(group)
+    if entry.get("cat_type") != "sidereal" or entry.get("cat_times") is not None:
+        return None
+    visdata = data["visdata"]
+    if visdata.ndim != 3 or visdata.dtype not in _COMPLEX:
+        return None
+    if int(header["Nspws"][()]) != 1:
+        return None
+    freq = np.asarray(header["freq_array"][()], dtype=np.float64)
+    width = np.asarray(header["channel_width"][()], dtype=np.float64)
+    if freq.ndim != 1 or width.shape != freq.shape:
+        return None
+    n_blts, n_bls, n_times = (int(header[key][()]) for key in ("Nblts", "Nbls", "Ntimes"))
+    name = _text(header["telescope_name"])
+    if name == "HERA" and n_bls == n_blts:
+        return None  # old HERA files state Nblts as Nbls; pyuvdata corrects that
+    return Header(
+        n_blts=n_blts,
+        n_bls=n_bls,
+        n_times=n_times,
+        freq_array=freq,
+        channel_width=width,
+        polarization_array=np.asarray(header["polarization_array"][()]),
+        ant_1_array=np.asarray(header["ant_1_array"][()]),
+        ant_2_array=np.asarray(header["ant_2_array"][()]),
+        uvw_array=np.asarray(header["uvw_array"][()], dtype=np.float64),
+        phase_center=entry,
+        telescope_name=name,
+    )
+
+
+def read_slab(path: Path, channels: range, polarizations: npt.ArrayLike) -> Slab:
+    """Channels ``channels`` and the given polarization codes, in the file's order.
+
+    Reads the channel range of every polarization and keeps the ones asked for, as
+    pyuvdata does for a frequency selection (one contiguous hyperslab per dataset).
+    h5py's errors (a truncated file, a bad compression filter) reach the caller.
+    """
+    wanted = set(int(p) for p in np.asarray(polarizations).ravel())
+    with h5py.File(path, "r") as handle:
+        header = handle["Header"]
+        freq = np.asarray(header["freq_array"][channels.start : channels.stop], dtype=np.float64)
+        ant_1, ant_2 = (np.asarray(header[key][()]) for key in ("ant_1_array", "ant_2_array"))
+        uvw = np.asarray(header["uvw_array"][()], dtype=np.float64)
+        codes = np.asarray(header["polarization_array"][()])
+        keep = [i for i, code in enumerate(codes) if int(code) in wanted]
+        span = np.s_[:, channels.start : channels.stop, :]
+        data = handle["Data/visdata"][span]
+        flags = handle["Data/flags"][span]
+        nsamples = handle["Data/nsamples"][span]
+    if len(keep) < len(codes):
+        data, flags, nsamples = data[..., keep], flags[..., keep], nsamples[..., keep]
+    return Slab(
+        freq_array=freq,
+        ant_1_array=ant_1,
+        ant_2_array=ant_2,
+        uvw_array=uvw,
+        polarization_array=codes[keep],
+        data=data,
+        flags=flags,
+        nsamples=nsamples,
+    )
