@@ -249,7 +249,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs of (a) and (b), min taken")
     parser.add_argument("--threads", type=int, default=2, help="threads for (a), (b) and (c)")
     args = parser.parse_args()
-    work: Path = args.workdir
+    work: Path = args.workdir.resolve()  # job inputs are URIs of absolute paths
     work.mkdir(parents=True, exist_ok=True)
     obs = work / f"mwa128_{args.n_freqs}ch_{args.n_times}t.uvh5"
     shape = make_observation(obs, args.n_times, args.n_freqs)

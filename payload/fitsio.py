@@ -19,11 +19,15 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits
+
+if TYPE_CHECKING:
+    # Imported where a header is made: chunk processes only reorder pixels (put_fits_order)
+    # and need not pay astropy's ~0.4 s import.
+    from astropy.io import fits
 
 STOKES_CODES = {"I": 1, "XX": -5, "YY": -6}
 BLOCK = 2880  # FITS record size: headers and data are padded to a multiple of it
@@ -74,6 +78,8 @@ def celestial_header(
     frame: str = "icrs",
 ) -> fits.Header:
     """Header of one polarization's cube (WCS, units, no timestamps)."""
+    from astropy.io import fits
+
     pixdeg = math.degrees(pixsize_rad)
     width = float(freq_hz[1] - freq_hz[0]) if len(freq_hz) > 1 else 1.0
     header = fits.Header()
@@ -128,6 +134,8 @@ def _hdu_header(header: fits.Header, shape: tuple[int, ...], *, primary: bool, n
     GCOUNT, EXTNAME) from a one-pixel stand-in array; only the axis lengths are then set,
     so the cards and their order are exactly those of ``writeto`` with the full array.
     """
+    from astropy.io import fits
+
     stand_in = np.zeros((1,) * len(shape), dtype=">f4")
     hdu: fits.PrimaryHDU | fits.ImageHDU
     if primary:

@@ -19,6 +19,7 @@ byte-identical whatever process ran a chunk).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,15 @@ from payload.reading import C_M_S, ObservationInfo, VisChunk
 # terms; every ducc0 call of the payload uses it (tests check positions off zenith).
 FLIPS = {"flip_u": True, "flip_v": True, "flip_w": False}
 SINGLE_PRECISION_EPSILON = 1e-5
+
+Cubes = tuple[npt.NDArray[Any], npt.NDArray[Any]]
+# Where a chunk's dirty and PSF cubes are written: given their shapes, two zeroed ``>f4``
+# arrays (in memory by default; the image job maps them into its chunk file).
+AllocateCubes = Callable[[tuple[int, ...], tuple[int, ...]], Cubes]
+
+
+def cubes_in_memory(dirty_shape: tuple[int, ...], psf_shape: tuple[int, ...]) -> Cubes:
+    return np.zeros(dirty_shape, dtype=">f4"), np.zeros(psf_shape, dtype=">f4")
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,9 @@ class ChunkImages:
     of it; ``weight_sum`` is (n_pols, n_channels). ``psf`` holds the distinct PSF cubes
     only: polarization ``k``'s is ``psf[psf_rows[k]]``. When every channel has the same
     weights in every polarization (the usual case) that is one cube, not three identical
-    ones, which is a third less to normalise, write and read.
+    ones, which is a third less to normalise, write and read. ``weighted_sum`` is the sum
+    over channels of weight sum x dirty image of polarization ``shown`` (FITS order,
+    float64), the numerator of its channel-averaged image.
     """
 
     polarizations: tuple[str, ...]
@@ -147,9 +159,17 @@ class ChunkImages:
     psf: npt.NDArray[np.float32]
     psf_rows: tuple[int, ...]
     weight_sum: npt.NDArray[np.float64]
+    weighted_sum: npt.NDArray[np.float64]
 
 
-def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams) -> ChunkImages:
+def image_chunk(
+    chunk: VisChunk,
+    geometry: ImageGeometry,
+    params: ImagingParams,
+    *,
+    shown: int = 0,
+    allocate: AllocateCubes = cubes_in_memory,
+) -> ChunkImages:
     """Image every channel and polarization of a chunk (dirty + PSF, normalised).
 
     Gridding is linear, so work is shared where the result is the same: polarizations with
@@ -157,9 +177,9 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
     I image is (XX + YY) / 2 of the gridded XX and YY images instead of a third gridding.
 
     One task per channel grids that channel and writes its normalised images straight
-    into the output (reordered and converted on the way): the tasks run side by side in
-    the thread pool, so normalising costs no serial time, and a channel's float64 images
-    are freed as soon as it is done.
+    into the cubes ``allocate`` gives (reordered and converted on the way): the tasks run
+    side by side in the thread pool, so normalising and writing cost no serial time, and
+    a channel's images are freed as soon as it is done.
     """
     pols = params.polarizations
     n_chan = len(chunk.freq_hz)
@@ -186,8 +206,10 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
     # Equal weights give equal PSFs (same gridding, same total): keep one row for all.
     psf_rows = tuple(0 for _ in pols) if all(same) else tuple(range(len(pols)))
     shape = (len(pols), n_chan, geometry.npix, geometry.npix)
-    dirty = np.zeros(shape, dtype=">f4")
-    psf = np.zeros((max(psf_rows) + 1, *shape[1:]), dtype=">f4")
+    dirty, psf = allocate(shape, (max(psf_rows) + 1, *shape[1:]))
+    # Each task weighs its channel of the shown image; the channels are summed afterwards
+    # in channel order, so the sum does not depend on which task finished first.
+    weighted = np.zeros((n_chan, geometry.npix, geometry.npix))
 
     def grid(kind: str, pol: str, c: int) -> npt.NDArray[np.floating[Any]]:
         weight = weights[pol, c]
@@ -222,6 +244,8 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
             # Normalised in float64 and cast once to >f4 through a transposed view: the
             # same values as normalising to float32 first and reordering afterwards.
             put_fits_order(dirty[p, c], image, divisor=total)
+            if p == shown:
+                np.multiply(dirty[p, c], total, out=weighted[c], dtype=np.float64)
             owner = pols[0] if same[c] else pol
             if ("psf", owner) not in raw:
                 raw["psf", owner] = grid("psf", owner, c)
@@ -232,5 +256,10 @@ def image_chunk(chunk: VisChunk, geometry: ImageGeometry, params: ImagingParams)
     with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
         list(pool.map(channel, range(n_chan)))
     return ChunkImages(
-        polarizations=pols, dirty=dirty, psf=psf, psf_rows=psf_rows, weight_sum=weight_sum
+        polarizations=pols,
+        dirty=dirty,
+        psf=psf,
+        psf_rows=psf_rows,
+        weight_sum=weight_sum,
+        weighted_sum=np.add.reduce(weighted, axis=0),
     )

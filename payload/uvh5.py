@@ -108,16 +108,27 @@ def _header(handle: h5py.File) -> Header | None:
     name = _text(header["telescope_name"])
     if name == "HERA" and n_bls == n_blts:
         return None  # old HERA files state Nblts as Nbls; pyuvdata corrects that
+    pols = np.asarray(header["polarization_array"][()])
+    ant_1, ant_2 = (np.asarray(header[key][()]) for key in ("ant_1_array", "ant_2_array"))
+    uvw = np.asarray(header["uvw_array"][()], dtype=np.float64)
+    shape = (n_blts, len(freq), len(pols))
+    consistent = (
+        visdata.shape == data["flags"].shape == data["nsamples"].shape == shape
+        and ant_1.shape == ant_2.shape == (n_blts,)
+        and uvw.shape == (n_blts, 3)
+    )
+    if not consistent:
+        return None  # pyuvdata's checks say what is wrong
     return Header(
         n_blts=n_blts,
         n_bls=n_bls,
         n_times=n_times,
         freq_array=freq,
         channel_width=width,
-        polarization_array=np.asarray(header["polarization_array"][()]),
-        ant_1_array=np.asarray(header["ant_1_array"][()]),
-        ant_2_array=np.asarray(header["ant_2_array"][()]),
-        uvw_array=np.asarray(header["uvw_array"][()], dtype=np.float64),
+        polarization_array=pols,
+        ant_1_array=ant_1,
+        ant_2_array=ant_2,
+        uvw_array=uvw,
         phase_center=entry,
         telescope_name=name,
     )

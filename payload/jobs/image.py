@@ -15,6 +15,7 @@ place, so a failure never leaves half a product):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -60,6 +61,33 @@ _H5: dict[str, Any] = {"track_times": False}
 # Chunk files hold images in FITS order and byte layout since this value was introduced;
 # combine refuses chunks without it instead of writing mirrored or byte-swapped cubes.
 IMAGE_ORDER = "fits-y-x-big-endian-float32"
+
+
+def _cubes_in_chunk_file(
+    path: str, dirty_shape: tuple[int, ...], psf_shape: tuple[int, ...]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Create the chunk file with its ``dirty`` and ``psf`` datasets; map them as arrays.
+
+    The datasets are contiguous and allocated at creation, so their place in the file is
+    fixed before any pixel is written: the gridding threads then write each channel's
+    images straight into the file (the page cache) through the maps, and no cube is
+    copied into the file afterwards. Never-written pixels (a fully flagged channel) read
+    as zeros, as in a fresh array.
+    """
+    layout = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    layout.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    with h5py.File(path, "w", track_order=True) as handle:
+        offsets = [
+            handle.create_dataset(
+                name, shape=shape, dtype=">f4", dcpl=layout, fill_time="never", **_H5
+            ).id.get_offset()
+            for name, shape in (("dirty", dirty_shape), ("psf", psf_shape))
+        ]
+    dirty, psf = (
+        np.memmap(path, dtype=">f4", mode="r+", offset=int(offset), shape=shape)
+        for offset, shape in zip(offsets, (dirty_shape, psf_shape), strict=True)
+    )
+    return dirty, psf
 
 
 class ImageJob:
@@ -123,25 +151,25 @@ class ImageJob:
         reading the cubes back.
         """
         chunk = self._read(chunk_id)
-        images = image_chunk(chunk, self.geometry, self.params)
-        grid = UVGrid.from_params(self.params)
-        uv_vis, uv_weights = grid_chunk(
-            chunk, grid, self.params, max_freq_hz=float(self.info.freq_hz.max())
-        )
-        freq_hz = chunk.freq_hz
-        del chunk  # the visibilities are not needed while the file is written
-        show = self._shown()
-        # One conversion, straight to the float64 that the dot product with the float64
-        # weights would cast to anyway.
-        weighted_sum = np.tensordot(
-            images.weight_sum[show], images.dirty[show].astype(np.float64), axes=1
-        )
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out_path.parent, suffix=".chunk.tmp")
         os.close(fd)
         try:
-            with h5py.File(tmp, "w", track_order=True) as handle:
+            images = image_chunk(
+                chunk,
+                self.geometry,
+                self.params,
+                shown=self._shown(),
+                allocate=functools.partial(_cubes_in_chunk_file, tmp),
+            )
+            grid = UVGrid.from_params(self.params)
+            uv_vis, uv_weights = grid_chunk(
+                chunk, grid, self.params, max_freq_hz=float(self.info.freq_hz.max())
+            )
+            freq_hz = chunk.freq_hz
+            del chunk  # the visibilities are not needed while the file is written
+            with h5py.File(tmp, "r+") as handle:
                 handle.attrs["chunk_id"] = chunk_id
                 handle.attrs["params_hash"] = self.provenance["params_hash"]
                 handle.attrs["npix"] = self.geometry.npix
@@ -149,10 +177,8 @@ class ImageJob:
                 handle.attrs["image_order"] = IMAGE_ORDER
                 handle.attrs["psf_rows"] = np.asarray(images.psf_rows, dtype=np.int64)
                 handle.create_dataset("freq_hz", data=freq_hz, **_H5)
-                handle.create_dataset("dirty", data=images.dirty, **_H5)
-                handle.create_dataset("psf", data=images.psf, **_H5)
                 handle.create_dataset("weight_sum", data=images.weight_sum, **_H5)
-                handle.create_dataset("dirty_weighted_sum", data=weighted_sum, **_H5)
+                handle.create_dataset("dirty_weighted_sum", data=images.weighted_sum, **_H5)
                 handle.create_dataset("uv_vis", data=uv_vis, **_H5)
                 handle.create_dataset("uv_weights", data=uv_weights, **_H5)
             os.replace(tmp, out_path)
