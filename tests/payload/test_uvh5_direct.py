@@ -35,6 +35,15 @@ def _flagged_and_weighted(source: Path, target: Path) -> None:
     uvd.write_uvh5(str(target))
 
 
+def _casa_polarization_order(source: Path, target: Path) -> None:
+    """XX, XY, YX, YY: the two linear polarizations are not adjacent in the file."""
+    uvd = UVData()
+    uvd.read(str(source))
+    uvd.reorder_pols(order="CASA")
+    assert list(uvd.polarization_array) == [-5, -7, -8, -6]
+    uvd.write_uvh5(str(target))
+
+
 def _converted_from_uvfits(source: Path, target: Path) -> None:
     uvd = UVData()
     uvd.read(str(source))
@@ -56,7 +65,7 @@ def _assert_same_chunk(a: reading.VisChunk, b: reading.VisChunk) -> None:
         assert a.weights[pol].tobytes() == b.weights[pol].tobytes(), pol
 
 
-@pytest.mark.parametrize("variant", ["plain", "flagged", "from-uvfits"])
+@pytest.mark.parametrize("variant", ["plain", "flagged", "casa-pol-order", "from-uvfits"])
 def test_direct_read_is_bit_identical_to_pyuvdata(
     tiny_obs: Observation, tmp_path: Path, variant: str
 ) -> None:
@@ -65,6 +74,8 @@ def test_direct_read_is_bit_identical_to_pyuvdata(
         path.write_bytes(tiny_obs.path.read_bytes())
     elif variant == "flagged":
         _flagged_and_weighted(tiny_obs.path, path)
+    elif variant == "casa-pol-order":
+        _casa_polarization_order(tiny_obs.path, path)
     else:
         _converted_from_uvfits(tiny_obs.path, path)
     direct = reading.read_info(path)
@@ -129,8 +140,10 @@ def test_unreadable_visibilities_under_a_good_header_are_invalid(
     uvd.write_uvh5(str(path), data_compression="lzf")  # compressed: damage becomes an error
     with h5py.File(path, "r") as handle:
         visdata = handle["Data/visdata"]
-        last = visdata.id.get_chunk_info(visdata.id.get_num_chunks() - 1)
-    with path.open("r+b") as raw:  # garbage over the last chunk of visibilities
+        chunks = [visdata.id.get_chunk_info(i) for i in range(visdata.id.get_num_chunks())]
+    # garbage over the last chunk of XX visibilities (the first polarization in the file)
+    last = [info for info in chunks if info.chunk_offset[2] == 0][-1]
+    with path.open("r+b") as raw:
         raw.seek(last.byte_offset)
         raw.write(b"\xff" * last.size)
     assert reading.read_info(path).direct  # header, flags and nsamples still read
