@@ -84,13 +84,20 @@ def local_fetch(uri: str) -> Path:
 
 
 def _import_combine_modules() -> None:
-    """Import what only ``combine`` uses; a failure is left for combine to report."""
+    """Import what only ``combine`` uses; a failure is left for combine to report.
+
+    Without the cyclic garbage collector, as the command's own imports (see ``run``).
+    """
+    gc.disable()
     try:
         importlib.import_module("payload.plots")
         importlib.import_module("payload.powerspec")
         importlib.import_module("astropy.io.fits")
     except Exception:  # combine imports them again and raises there
         pass
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def run(args: argparse.Namespace) -> int:
