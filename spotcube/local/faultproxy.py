@@ -15,8 +15,9 @@ import socket
 import threading
 import urllib.parse
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
+
+from spotcube.local.loopback import LoopbackServer
 
 FAULTS = ("500", "503", "cut-before", "cut-after")
 _HOP_BY_HOP = {
@@ -34,7 +35,7 @@ _ERROR_BODY = (
 )
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """Forward HTTP to ``upstream``; break a ``rate`` fraction of S3 requests.
 
     Parameters
@@ -49,9 +50,12 @@ class FaultProxy:
         Which of :data:`FAULTS` to draw from.
     """
 
+    thread_name = "faultproxy"
+
     def __init__(
         self, upstream: str, *, rate: float = 0.1, seed: int = 0, faults: tuple[str, ...] = FAULTS
     ) -> None:
+        super().__init__()
         unknown = set(faults) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULTS}")
@@ -64,16 +68,8 @@ class FaultProxy:
         self.forwarded = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
-    @property
-    def endpoint(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FaultProxy is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FaultProxy:
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,29 +99,7 @@ class FaultProxy:
             def do_DELETE(self) -> None:
                 proxy._serve(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="faultproxy", daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return Handler
 
     def _choose(self, handler: BaseHTTPRequestHandler) -> str | None:
         # SigV4 names the service in the credential scope: ".../us-east-1/s3/aws4_request".

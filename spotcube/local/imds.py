@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
+
+from spotcube.local.loopback import LoopbackServer
 
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
@@ -28,7 +28,7 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ImdsEmulator:
+class ImdsEmulator(LoopbackServer):
     """IMDSv2 on ``http://127.0.0.1:PORT`` for one emulated instance.
 
     Parameters
@@ -39,6 +39,8 @@ class ImdsEmulator:
         Served as the instance tag ``aws:autoscaling:groupName`` when given.
     """
 
+    thread_name = "imds-emulator"
+
     def __init__(
         self,
         *,
@@ -47,6 +49,7 @@ class ImdsEmulator:
         availability_zone: str = "us-east-1a",
         asg_name: str | None = None,
     ) -> None:
+        super().__init__()
         self.instance_id = instance_id
         self.instance_type = instance_type
         self.availability_zone = availability_zone
@@ -58,13 +61,11 @@ class ImdsEmulator:
         self._rebalance: str | None = None
         self._lifecycle = "InService"
         self._fail_status: int | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.requests = 0  # metadata GETs served, so tests can see the watcher polls
 
     # --- control -----------------------------------------------------------------------
 
-    def start(self) -> ImdsEmulator:
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,40 +78,7 @@ class ImdsEmulator:
             def do_GET(self) -> None:
                 emulator._handle_get(self)
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            args=(0.05,),
-            name="imds-emulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> ImdsEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        if self._server is None:
-            raise RuntimeError("ImdsEmulator is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return Handler
 
     def schedule_interruption(
         self, in_seconds: float, action: str = "terminate", *, notice_after: float = 0.0
@@ -224,18 +192,3 @@ class ImdsEmulator:
                 "tags/instance/aws:autoscaling:groupName": self.asg_name,
             }
         return values.get(path.rstrip("/"))
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """The emulator's HTTP server, silent about clients that hang up mid-answer.
-
-    A worker whose request timed out, or that was SIGKILLed as a reclaimed instance, closes
-    its socket while we answer: that is the scenario being emulated, not an error.
-    """
-
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]

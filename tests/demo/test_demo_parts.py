@@ -12,7 +12,7 @@ import pytest
 from payload.contracts import ObsLayout
 from spotcube.cli import CommandError, main
 from spotcube.commands.demo import parse_rate
-from spotcube.demo import download_and_verify, product_digest
+from spotcube.compare import download_and_verify, product_digest
 from spotcube.local.cloud import provision
 from spotcube.local.fleet import InterruptionModel
 from spotcube.local.timeline import Timeline, plot_timeline
