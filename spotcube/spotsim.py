@@ -143,7 +143,7 @@ class Hazard:
         # side="right" skips pieces of zero rate, whose cumulative hazard does not grow.
         piece = np.searchsorted(cum, y, side="right") - 1
         rate = rates[piece]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             dt = np.where(rate > 0, (y - cum[piece]) / np.where(rate > 0, rate, 1.0), np.inf)
         return np.asarray(starts[piece] + dt, dtype=float)
 
@@ -165,7 +165,9 @@ class Hazard:
             rate = self.rates[0]
             if rate == 0.0:
                 return np.full(np.shape(start), np.inf)
-            return np.asarray(start + exp_draws / rate, dtype=float)
+            # A vanishing rate overflows to inf: never terminated, which is right.
+            with np.errstate(over="ignore"):
+                return np.asarray(start + exp_draws / rate, dtype=float)
         # rounding in a numerically flat piece must not move a termination before its start
         return np.maximum(start, self.inverse_cumulative(self.cumulative(start) + exp_draws))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -192,3 +193,14 @@ def test_scalar_and_vector_termination_times_agree(
         assert math.isinf(vector)
     else:
         assert vector == pytest.approx(scalar, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "hazard", [Hazard.constant(5e-324), Hazard(rates=(5e-324, 1e-320), starts=(0.0, 1.0))]
+)
+def test_a_vanishing_hazard_never_terminates_quietly(hazard: Hazard) -> None:
+    # 1 / 5e-324 overflows: that is "never", not a numerical problem worth a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        times = hazard.termination_time(np.array([0.0, 2.0]), np.array([1.0, 3.0]))
+    assert np.isinf(times).all()
