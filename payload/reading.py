@@ -152,6 +152,12 @@ def _fail(path: Path, problem: str) -> InvalidInputError:
     return InvalidInputError(f"{path}: {problem}")
 
 
+def _unreadable(path: Path, exc: BaseException) -> InvalidInputError:
+    """The reader's error in one line: the first line of its message, or its type."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return _fail(path, f"cannot be read as interferometer data ({reason})")
+
+
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise _fail(path, "file does not exist")
@@ -283,8 +289,7 @@ def _read_uvdata(path: Path, **select: object) -> UVData:
         broken = _broken_member(path)
         if broken is not None:
             raise _fail(*broken) from None
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _fail(path, f"cannot be read as interferometer data ({reason})") from None
+        raise _unreadable(path, exc) from None
     return uvd
 
 
@@ -467,8 +472,7 @@ def _read_slab(info: ObservationInfo, channels: range, pol_codes: list[int]) -> 
         try:
             return uvh5.read_slab(info.path, channels, pol_codes)
         except (OSError, KeyError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise _fail(info.path, f"cannot be read as interferometer data ({reason})") from None
+            raise _unreadable(info.path, exc) from None
     uvd = _read_uvdata(
         info.path, freq_chans=np.arange(channels.start, channels.stop), polarizations=pol_codes
     )

@@ -35,15 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ducc0
 import h5py
 import numpy as np
 import numpy.typing as npt
 
 from payload.errors import InvalidInputError
-from payload.imaging import FLIPS
+from payload.imaging import ImageGeometry, dirty_image
 from payload.params import ImagingParams
 from payload.reading import C_M_S, VisChunk
+
+# Accuracy of the uv gridding (ducc0's epsilon); below 1e-5, so ducc0 grids in double
+# precision.
+UV_EPSILON = 1e-7
 
 SCHEMA = 1
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -114,23 +117,17 @@ def grid_values(
     grid: UVGrid,
     *,
     taper: npt.NDArray[np.float64] | None = None,
-    epsilon: float = 1e-7,
 ) -> npt.NDArray[np.complex128]:
     """``sum_k w_k values_k K(u - u_k)`` on the grid, shape (n, n // 2 + 1)."""
-    dirty = ducc0.wgridder.experimental.vis2dirty(
-        uvw=uvw_m,
-        freq=np.asarray([freq_hz], dtype=np.float64),
-        vis=np.ascontiguousarray(values.reshape(-1, 1), dtype=np.complex128),
-        wgt=np.ascontiguousarray(weights.reshape(-1, 1), dtype=np.float64),
-        npix_x=grid.n,
-        npix_y=grid.n,
-        pixsize_x=grid.pixsize,
-        pixsize_y=grid.pixsize,
-        epsilon=epsilon,
-        do_wgridding=False,
-        nthreads=1,
-        divide_by_n=False,
-        **FLIPS,  # the same sign convention as the image cubes
+    # The image cubes' gridding call and sign convention, flat (no w term).
+    dirty = dirty_image(
+        uvw_m,
+        freq_hz,
+        values,
+        weights,
+        ImageGeometry(npix=grid.n, pixsize_rad=grid.pixsize),
+        wgridding=False,
+        epsilon=UV_EPSILON,
     )
     window = grid.taper() if taper is None else taper
     return _to_uv(np.asarray(dirty, dtype=np.float64) * window)

@@ -80,7 +80,7 @@ def read_header(path: Path) -> Header | None:
     try:
         with h5py.File(path, "r") as handle:
             return _header(handle)
-    except (OSError, KeyError, ValueError, TypeError, StopIteration):
+    except (OSError, KeyError, ValueError, TypeError):
         return None
 
 

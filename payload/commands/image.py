@@ -8,6 +8,7 @@ is reused, so an interrupted run resumes where it stopped (``--fresh`` starts ov
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import json
@@ -15,6 +16,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -83,21 +85,33 @@ def local_fetch(uri: str) -> Path:
     return Path("/" + uri[len(LOCAL_PREFIX) :])
 
 
-def _import_combine_modules() -> None:
-    """Import what only ``combine`` uses; a failure is left for combine to report.
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Import without the cyclic garbage collector, then freeze what was imported.
 
-    Without the cyclic garbage collector, as the command's own imports (see ``run``).
+    The collector would traverse the tens of thousands of objects big imports create again
+    at every collection; frozen, they stay out of its sight for the rest of the run.
     """
     gc.disable()
     try:
-        importlib.import_module("payload.plots")
-        importlib.import_module("payload.powerspec")
-        importlib.import_module("astropy.io.fits")
-    except Exception:  # combine imports them again and raises there
-        pass
+        yield
     finally:
         gc.freeze()
         gc.enable()
+
+
+def _import_combine_modules() -> None:
+    """Import what only ``combine`` uses; a failure is left for combine to report.
+
+    Without the cyclic garbage collector, as the command's own imports.
+    """
+    with _collector_paused():
+        try:
+            importlib.import_module("payload.plots")
+            importlib.import_module("payload.powerspec")
+            importlib.import_module("astropy.io.fits")
+        except Exception:  # combine imports them again and raises there
+            pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,18 +127,12 @@ def run(args: argparse.Namespace) -> int:
     commit = background.submit(local_git_commit)
     background.shutdown(wait=False)
 
-    # Heavy imports (numpy, h5py, ducc0) only when the command runs, and without the cyclic
-    # garbage collector: it would traverse the tens of thousands of objects they create
-    # again at every collection. Frozen afterwards, they stay out of its sight.
-    gc.disable()
-    try:
+    # Heavy imports (numpy, h5py, ducc0) only when the command runs.
+    with _collector_paused():
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from payload.jobs.base import JobContext
         from payload.jobs.image import ImageJob
-    finally:
-        gc.freeze()
-        gc.enable()
 
     obs_id = re.sub(r"[^A-Za-z0-9._-]", "_", source.name)[:128] or "obs"
     message = JobMessage.create(
