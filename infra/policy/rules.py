@@ -81,7 +81,11 @@ class StackRule:
 
 
 def _list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
+    """``value`` as a list if it is one. Under the real analyzer lists arrive as
+    ``pulumi_policy.proxy._ListProxy``, a ``Sequence`` that is not a ``list``."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    return []
 
 
 def imdsv2(type_: str, props: Props, limits: Limits) -> list[str]:
@@ -118,6 +122,11 @@ def required_tags(type_: str, props: Props, limits: Limits) -> list[str]:
                     f"launched {kind}s lack tags {', '.join(missing)}: default tags do not reach "
                     "them, add tag_specifications"
                 )
+        if "spot-instances-request" in specs:
+            problems.append(
+                "tags for spot-instances-request make EC2 reject every on-demand launch of "
+                "this template (onDemandBase > 0); spot requests are not billed, drop them"
+            )
     if type_ == "aws:autoscaling/group:Group":
         propagated = {
             t.get("key"): t.get("value")
@@ -284,7 +293,14 @@ def spot_allocation(type_: str, props: Props, limits: Limits) -> list[str]:
         )
     if int(distribution.get("onDemandPercentageAboveBaseCapacity") or 0) != 0:
         problems.append("on-demand above the base capacity must be 0%")
-    overrides = _list((policy.get("launchTemplate") or {}).get("overrides"))
+    template = policy.get("launchTemplate") or {}
+    version = (template.get("launchTemplateSpecification") or {}).get("version")
+    if version in ("$Latest", "$Default", None, ""):
+        problems.append(
+            f"launch template version {version or 'unset'}: pin a version number, or anyone "
+            "who can add a template version changes what the group launches"
+        )
+    overrides = _list(template.get("overrides"))
     types = {o.get("instanceType") for o in overrides if o.get("instanceType")}
     if len(types) < MIN_SPOT_TYPES:
         problems.append(f"{len(types)} instance types; diversify over at least {MIN_SPOT_TYPES}")
