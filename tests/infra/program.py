@@ -82,6 +82,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 f"arn:aws:autoscaling:{region}:{ACCOUNT}:autoScalingGroup:uuid:"
                 f"autoScalingGroupName/{name}"
             )
+        elif args.typ == "aws:cloudwatch/logGroup:LogGroup":
+            # The service prefix of a log group ARN is "logs", not the provider module's name.
+            outputs["arn"] = f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{name}"
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             outputs["latestVersion"] = 1  # a new template's first version
             outputs.setdefault("arn", f"arn:aws:ec2:{region}:{ACCOUNT}:launch-template/lt-1")
