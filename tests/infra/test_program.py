@@ -407,3 +407,45 @@ def test_group_launches_a_pinned_template_version(built: Built) -> None:
     group = program.one("aws:autoscaling/group:Group").inputs
     spec = group["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"]
     assert spec["version"] == "1"  # the template's latest version, as a number
+
+
+def test_launch_guard_closes_the_side_doors(built: Built) -> None:
+    """Launch paths that never pass through the caller's RunInstances conditions: EC2 Fleet
+    (maintain/request) and Spot Fleet launch through their service-linked roles
+    (AWSServiceRoleForEC2Fleet / AWSServiceRoleForEC2SpotFleet, EC2 User Guide), starting a
+    stopped instance or changing its type is not a launch, and a new template version or a
+    bigger MaxSize makes the group (Auto Scaling's own role) launch for the thief. The action
+    names and the autoscaling:MaxSize / autoscaling:InstanceTypes / iam:PolicyARN condition
+    keys are checked against AWS's service authorization reference by parliament
+    (tests/infra/test_iam_lint.py)."""
+    config, program = built
+    guard = program.one("aws:iam/policy:Policy", "launch-guard")
+    by_sid = {s["Sid"]: s for s in statements(guard.inputs["policy"])}
+    unconditional = {
+        a for s in by_sid.values() if "Condition" not in s for a in s.get("Action", [])
+    }
+    for action in (
+        "ec2:CreateFleet",
+        "ec2:RequestSpotFleet",
+        "ec2:RequestSpotInstances",
+        "ec2:StartInstances",
+        "ec2:ModifyInstanceAttribute",
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:ModifyLaunchTemplate",
+        "iam:CreateUser",
+        "iam:CreateRole",
+    ):
+        assert action in unconditional, action
+    growth = by_sid["DenyGrowingTheGroup"]
+    assert growth["Condition"] == {
+        "NumericGreaterThan": {"autoscaling:MaxSize": str(config.fleet.max_size)}
+    }
+    # The guard protects itself: its own ARN, in this account, by name.
+    own_arn = f"arn:aws:iam::{ACCOUNT}:policy/{names(config).prefix}-launch-guard"
+    assert by_sid["DenyDetachingTheGuard"]["Condition"] == {
+        "ArnEquals": {"iam:PolicyARN": [own_arn]}
+    }
+    assert by_sid["DenyChangingTheGuard"]["Resource"] == [own_arn]
+    assert guard.inputs["name"] == f"{names(config).prefix}-launch-guard"
+    # IAM limits a managed policy to 6,144 characters (IAM User Guide, IAM quotas).
+    assert len("".join(guard.inputs["policy"].split())) <= 6144
