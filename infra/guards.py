@@ -87,13 +87,17 @@ GUARD_ACTIONS = [
     "iam:SetDefaultPolicyVersion",
 ]
 DETACH_ACTIONS = ["iam:DetachUserPolicy", "iam:DetachGroupPolicy", "iam:DetachRolePolicy"]
-# EC2 classes of the AWS/Usage vCPU metrics (Service Quotas' UsageMetric of each "Running
-# On-Demand ..." and "All ... Spot Instance Requests" quota).
-VCPU_CLASSES = tuple(
-    f"{family}/{market}"
-    for family in ("Standard", "F", "G", "Inf", "P", "X", "DL", "Trn")
-    for market in ("OnDemand", "Spot")
+# The account's running vCPUs of every EC2 class (Standard, F, G, Inf, P, X, DL, Trn...; spot
+# and on-demand), summed by one Metrics Insights query: a metric-math alarm may reference at
+# most 10 metrics (CloudWatch User Guide, alarm limits), fewer than the classes AWS/Usage
+# publishes (Service Quotas' UsageMetric of each "Running On-Demand ..." and "All ... Spot
+# Instance Requests" quota). Each class's ResourceCount is one observation per minute, so the
+# SUM over a one-minute bucket is the account's total.
+VCPU_QUERY = (
+    'SELECT SUM(ResourceCount) FROM SCHEMA("AWS/Usage", Class, Resource, Service, Type) '
+    "WHERE Service = 'EC2' AND Resource = 'vCPU' AND Type = 'Resource'"
 )
+VCPU_PERIOD = 60
 
 
 @dataclass(frozen=True)
@@ -218,37 +222,17 @@ def launch_guard_policy(
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
 
 
-def vcpu_alarm_queries(period: int = 300) -> list[Any]:
-    """Metric math summing the account's running vCPUs over every EC2 class."""
-    queries: list[Any] = [
-        {
-            "id": f"m{i}",
-            "return_data": False,
-            "metric": {
-                "namespace": "AWS/Usage",
-                "metric_name": "ResourceCount",
-                "dimensions": {
-                    "Service": "EC2",
-                    "Type": "Resource",
-                    "Resource": "vCPU",
-                    "Class": usage_class,
-                },
-                "period": period,
-                "stat": "Maximum",
-            },
-        }
-        for i, usage_class in enumerate(VCPU_CLASSES)
-    ]
-    ids = ",".join(str(q["id"]) for q in queries)
-    queries.append(
+def vcpu_alarm_queries() -> list[Any]:
+    """The alarm's one query: running vCPUs of every EC2 class in the region."""
+    return [
         {
             "id": "vcpus",
-            "label": "running vCPUs, every class",
-            "expression": f"SUM([{ids}])",
+            "label": "running vCPUs, every EC2 class",
+            "expression": VCPU_QUERY,
+            "period": VCPU_PERIOD,
             "return_data": True,
         }
-    )
-    return queries
+    ]
 
 
 def quarantine_policy(account_id: str, alerts_topic_arn: str, function_name: str) -> str:

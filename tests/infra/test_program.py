@@ -310,12 +310,20 @@ def test_launch_guard_denies_other_regions_types_and_untagged(built: Built) -> N
     assert "aws:RequestTag/Project" in conditions
     assert f'"aws:RequestTag/Owner": "{config.owner}"' in conditions  # the value is pinned
     alarm = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "account-vcpus").inputs
-    classes = {
-        q["metric"]["dimensions"]["Class"] for q in alarm["metricQueries"] if q.get("metric")
-    }
-    # Service Quotas' usage metrics for EC2 vCPUs: "Running On-Demand Standard ..." is
-    # Class Standard/OnDemand, "All G and VT Spot Instance Requests" G/Spot, and so on.
-    assert {"Standard/Spot", "Standard/OnDemand", "G/OnDemand", "P/OnDemand", "P/Spot"} <= classes
+    (query,) = alarm["metricQueries"]
+    # Every class: a Metrics Insights SUM over AWS/Usage's EC2 vCPU series with no Class filter
+    # (the classes, Standard/OnDemand ... Trn/Spot, are more than the 10 metrics a metric-math
+    # alarm may reference: CloudWatch User Guide, "Limits that apply to alarms based on metric
+    # math expressions").
+    sql = query["expression"]
+    assert sql.startswith('SELECT SUM(ResourceCount) FROM SCHEMA("AWS/Usage"')
+    assert "Service = 'EC2'" in sql
+    assert "Resource = 'vCPU'" in sql
+    assert "Class =" not in sql
+    assert query["returnData"] is True
+    assert query["period"] == 60
+    metric_stats = [q for q in alarm["metricQueries"] if q.get("metric")]
+    assert len(metric_stats) <= 10
     assert alarm["threshold"] == config.guards.account_vcpus
 
 
