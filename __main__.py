@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pulumi
-from pulumi.runtime.config import CONFIG
+from pulumi.runtime.config import CONFIG, get_config_env
 
 from infra.config import NAMESPACE, ConfigError, StackSetupError, parse_config
 from infra.stack import build
@@ -20,8 +20,12 @@ def read_config() -> dict[str, Any]:
     All keys, not only the known ones: a typo such as ``spotcube:regoin`` must reach the
     parser and be reported, not be ignored while the stack deploys to the default region.
     """
+    # `pulumi up` hands a Python program its config in the PULUMI_CONFIG environment variable;
+    # the Automation API and the test mocks set it with set_all_config. pulumi.Config reads
+    # both (pulumi/runtime/config.py, get_config), and so does this.
+    given = {**get_config_env(), **(CONFIG.get() or {})}
     raw: dict[str, Any] = {}
-    for full_key, value in (CONFIG.get() or {}).items():
+    for full_key, value in given.items():
         namespace, _, key = full_key.partition(":")
         if namespace != NAMESPACE:
             continue

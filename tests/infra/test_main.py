@@ -84,3 +84,14 @@ def test_latest_ami_missing_in_the_region_is_one_line() -> None:
     message = str(caught.value)
     assert message.count("\n") == 0
     assert "spotcube bake --region eu-west-1" in message
+
+
+def test_config_from_the_language_host_environment_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under `pulumi up` the Python language host passes config in PULUMI_CONFIG, not through
+    set_all_config (pulumi SDK, pulumi/runtime/config.py: get_config falls back to it)."""
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(BASE))
+    mocks = run_main({})
+    (group,) = [r for r in mocks.resources if r.type == "aws:autoscaling/group:Group"]
+    assert group.inputs["name"] == "spotcube-erin-dev-fleet"
