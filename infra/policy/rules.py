@@ -315,6 +315,41 @@ def encrypted_queues(type_: str, props: Props, limits: Limits) -> list[str]:
     return ["queue is not encrypted (set sqs_managed_sse_enabled)"]
 
 
+# CloudWatch limits PutMetricAlarm enforces at deploy time (CloudWatch User Guide, alarm
+# limits; PutMetricAlarm, Period): a metric-math alarm references at most 10 metrics, and
+# period x evaluation periods is at most 7 days, or 1 day for periods under an hour.
+MAX_ALARM_METRICS = 10
+MAX_ALARM_RANGE_SECONDS = 7 * 86400
+MAX_SHORT_PERIOD_RANGE_SECONDS = 86400
+
+
+def alarm_limits(type_: str, props: Props, limits: Limits) -> list[str]:
+    if type_ != "aws:cloudwatch/metricAlarm:MetricAlarm":
+        return []
+    problems = []
+    queries = _list(props.get("metricQueries"))
+    metrics = [q for q in queries if isinstance(q, Mapping) and q.get("metric")]
+    if len(metrics) > MAX_ALARM_METRICS:
+        problems.append(
+            f"{len(metrics)} metrics in one metric-math alarm; CloudWatch allows "
+            f"{MAX_ALARM_METRICS} (use a Metrics Insights query)"
+        )
+    periods = [int(props.get("period") or 0)] + [
+        int((q.get("metric") or {}).get("period") or q.get("period") or 0)
+        for q in queries
+        if isinstance(q, Mapping)
+    ]
+    period = max(periods)
+    evaluations = int(props.get("evaluationPeriods") or 1)
+    limit = MAX_ALARM_RANGE_SECONDS if period >= 3600 else MAX_SHORT_PERIOD_RANGE_SECONDS
+    if period * evaluations > limit:
+        problems.append(
+            f"period {period} s x {evaluations} evaluation periods exceeds CloudWatch's "
+            f"{limit} s evaluation range"
+        )
+    return problems
+
+
 def buckets_have_protection(resources: Sequence[tuple[str, Props]], limits: Limits) -> list[str]:
     """Every bucket the stack creates has a public access block, encryption and TLS policy."""
     companions = {
@@ -357,6 +392,11 @@ RESOURCE_RULES = (
         gp3_baseline,
     ),
     ResourceRule("encrypted-queues", "Job messages are encrypted at rest.", encrypted_queues),
+    ResourceRule(
+        "alarm-within-cloudwatch-limits",
+        "Alarms stay within the limits PutMetricAlarm enforces (10 metrics, evaluation range).",
+        alarm_limits,
+    ),
     ResourceRule(
         "spot-allocation-strategy",
         "Auto Scaling groups use price-capacity-optimized spot over several types.",

@@ -177,7 +177,28 @@ def latest_template_version(props: dict[str, Any]) -> None:
     spec["version"] = "$Latest"
 
 
+def sixteen_metrics(props: dict[str, Any]) -> None:
+    """The first version of the all-class vCPU alarm: 16 classes, one metric each."""
+    metric = {"namespace": "AWS/Usage", "metricName": "ResourceCount", "period": 300}
+    props.pop("metricQueries", None)
+    props["metricQueries"] = [
+        {"id": f"m{i}", "metric": dict(metric), "returnData": False} for i in range(16)
+    ] + [{"id": "e", "expression": "SUM(METRICS())", "returnData": True}]
+
+
 CASES: list[tuple[str, str, str, Mutation]] = [
+    (
+        "too-many-alarm-metrics",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "alarm-within-cloudwatch-limits",
+        sixteen_metrics,
+    ),
+    (
+        "alarm-range-too-long",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "alarm-within-cloudwatch-limits",
+        set_path("evaluationPeriods", 10_000),
+    ),
     (
         "spot-request-tags",
         "aws:ec2/launchTemplate:LaunchTemplate",
