@@ -202,7 +202,11 @@ def launch_guard_policy(
             "Sid": "DenyKeysForOtherUsers",
             "Effect": "Deny",
             "Action": ["iam:CreateAccessKey"],
-            "NotResource": [f"arn:aws:iam::{account_id}:user/${{aws:username}}"],
+            # A user's own ARN, with or without an IAM path.
+            "NotResource": [
+                f"arn:aws:iam::{account_id}:user/${{aws:username}}",
+                f"arn:aws:iam::{account_id}:user/*/${{aws:username}}",
+            ],
         },
         {
             "Sid": "DenyDetachingTheGuard",
