@@ -108,7 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise
-        status, message = describe(exc, args)
+        try:
+            status, message = describe(exc, args)
+        except Exception as inner:  # describing must not be what crashes
+            status, message = ExitStatus.INTERNAL_ERROR, f"internal error: {inner!r} ({exc!r})"
         if args.debug and status != ExitStatus.INTERRUPTED:
             traceback.print_exc(file=sys.stderr)
         elif status == ExitStatus.INTERNAL_ERROR:
@@ -132,6 +135,7 @@ def describe(exc: BaseException, args: argparse.Namespace) -> tuple[ExitStatus, 
 def _cloud_error(exc: BaseException, args: argparse.Namespace) -> str | None:
     """A message for a botocore error anywhere in ``exc``'s chain, else ``None``."""
     from botocore import exceptions as bce
+    from botocore.parsers import ResponseParserError
 
     for err in _chain(exc):
         where = _where(args)
@@ -159,7 +163,7 @@ def _cloud_error(exc: BaseException, args: argparse.Namespace) -> str | None:
             return "no AWS region: set AWS_REGION, or `region` in your AWS profile"
         if isinstance(err, bce.ClientError):
             return _client_error(err, where, who)
-        if isinstance(err, bce.ResponseParserError):
+        if isinstance(err, ResponseParserError):
             return (
                 f"{where} did not answer like AWS ({type(err).__name__}); is that URL the "
                 "local cloud `spotcube demo --hold` printed?"

@@ -10,6 +10,7 @@ import argparse
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,10 @@ class StackOutputs:
                 "config": LOCAL_CLIENT_CONFIG,
                 **LOCAL_CREDENTIALS,
             }
-        return boto3.client(service, region_name=self.region, **extra)
+        client = boto3.client(service, region_name=self.region, **extra)
+        if self.endpoint_url:
+            client.meta.events.register("after-call", _answered_like_aws(self.endpoint_url))
+        return client
 
     def to_json(self) -> str:
         return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, indent=1)
@@ -69,6 +73,24 @@ class StackOutputs:
         values.setdefault("raw_bucket", "")
         values.setdefault("dead_letter_queue_url", "")
         return cls(**values)
+
+
+# S3 answers every request with x-amz-request-id, the other services with x-amzn-RequestId;
+# moto does the same. botocore parses an HTML page served with 200 as an empty answer, so
+# without this check a wrong --endpoint would "accept" a submit.
+_REQUEST_ID_HEADERS = ("x-amz-request-id", "x-amzn-requestid")
+
+
+def _answered_like_aws(endpoint: str) -> Callable[..., None]:
+    def check(http_response: Any, model: Any, **_: Any) -> None:
+        headers = {k.lower() for k in http_response.headers}
+        if http_response.status_code < 300 and not headers & set(_REQUEST_ID_HEADERS):
+            raise CloudUnreachableError(
+                f"{endpoint} answered {model.name} without an AWS request id: it is not the "
+                "local cloud; pass the --endpoint that `spotcube demo --hold` printed"
+            )
+
+    return check
 
 
 def local_outputs(endpoint: str) -> StackOutputs:

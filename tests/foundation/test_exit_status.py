@@ -59,16 +59,21 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
 
 
-@pytest.fixture
-def not_aws() -> Iterator[str]:
-    """An HTTP server on loopback that answers every request with an HTML 404 page."""
+@pytest.fixture(params=[404, 200], ids=["html-404", "html-200"])
+def not_aws(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An HTTP server on loopback that answers every request with an HTML page.
+
+    A 404 reaches botocore as a ClientError; a 200 whose body is not AWS's XML or JSON as a
+    parser error.
+    """
+    status: int = request.param
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             body = b"<html><body>Not Found</body></html>"
-            self.send_response(404)
+            self.send_response(status)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -279,3 +284,20 @@ def test_hostile_plan_options_never_crash(rate: str, cluster: str) -> None:
     result = run_cli([*argv, f"--cluster={cluster}"])
     assert result.status in (ExitStatus.OK, ExitStatus.USAGE, ExitStatus.REFUSED), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unexpected_error_is_internal_and_says_how_to_report_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug (here: the simulation raising something no one expected) is status 1, one line."""
+    from spotcube import planning
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(planning, "make_plan", broken)
+    argv = ["plan", "--jobs", "1", "--runtime", "1h", "--rate", "9%/h"]
+    line = _assert_one_line(run_cli(argv), "plan", ExitStatus.INTERNAL_ERROR)
+    assert "ZeroDivisionError: float division by zero" in line
+    assert "--debug" in line
+    assert "Traceback" in run_cli([*argv, "--debug"]).stderr
