@@ -117,4 +117,4 @@ def test_gp3_and_tag_facts_agree_with_their_users() -> None:
         == costfacts.GP3_BASELINE_THROUGHPUT_MBPS
     )
     names = naming.StackNames(owner="o", stack="s")
-    assert set(rules.REQUIRED_TAGS) == set(costfacts.COST_TAG_KEYS) == set(names.cost_tags())
+    assert set(rules.REQUIRED_TAGS) == set(costfacts.COST_TAG_KEYS) == set(names.cost_tags)
