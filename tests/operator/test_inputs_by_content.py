@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from payload import inputs
 from payload.errors import InvalidInputError
@@ -235,3 +237,42 @@ def test_a_folder_with_a_symlink_is_refused_at_submit(stack: str, tmp_path: Path
     assert result.status == 2
     assert "only regular files and folders" in result.stderr
     assert _versions(stack) == []
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_damaged_archives_restore_inside_or_fail_as_invalid(
+    stack: str, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Truncate an archive or overwrite bytes anywhere (headers included): the restore either
+    gives a folder whose every path is inside it, or raises InvalidInputError."""
+    cloud = stack
+    source = tmp_path_factory.mktemp("src") / "obs.ms"
+    (source / "ANTENNA").mkdir(parents=True)
+    (source / "table.dat").write_bytes(b"main" * 100)
+    (source / "ANTENNA" / "table.f0").write_bytes(bytes(range(256)) * 4)
+    buffer = io.BytesIO()
+    inputs.pack_directory(source, buffer)
+    archive = bytearray(buffer.getvalue())
+    if data.draw(st.booleans(), label="truncate"):
+        archive = archive[: data.draw(st.integers(0, len(archive) - 1), label="keep")]
+    else:
+        for _ in range(data.draw(st.integers(1, 8), label="flips")):
+            where = data.draw(st.integers(0, len(archive) - 1), label="where")
+            archive[where] = data.draw(st.integers(0, 255), label="byte")
+    key = "by-name/obs.ms.tar"  # not a content key: the damage reaches the extraction
+    local_client("s3", cloud).put_object(
+        Bucket=RAW, Key=key, Body=bytes(archive), Metadata=inputs.metadata_for("obs.ms", "tar")
+    )
+    work = tmp_path_factory.mktemp("work")
+    try:
+        restored = inputs.restore(_store(cloud), key, work, uri=f"s3://{RAW}/{key}")
+    except InvalidInputError:
+        assert not (work / "obs.ms").exists()
+    else:
+        assert restored == work / "obs.ms"
+        for path in restored.rglob("*"):
+            assert restored in path.resolve().parents
+    assert {p.name for p in work.iterdir()} <= {"obs.ms"}
