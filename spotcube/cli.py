@@ -116,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
         elif status == ExitStatus.INTERNAL_ERROR:
             message += " (a bug: rerun with --debug and report the traceback)"
+        # One line, always: a library message with line breaks is joined, not wrapped.
+        message = "; ".join(part.strip() for part in message.splitlines() if part.strip())
         print(f"spotcube {args.command}: {message}", file=sys.stderr)
         return int(status)
 

@@ -301,3 +301,18 @@ def test_an_unexpected_error_is_internal_and_says_how_to_report_it(
     assert "ZeroDivisionError: float division by zero" in line
     assert "--debug" in line
     assert "Traceback" in run_cli([*argv, "--debug"]).stderr
+
+
+def test_a_multi_line_library_message_is_joined_into_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from spotcube import planning
+    from spotcube.errors import RefusedError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RefusedError("2 problem(s):\n  - first\n  - second\n")
+
+    monkeypatch.setattr(planning, "make_plan", refuse)
+    argv = ["plan", "--jobs", "1", "--runtime", "1h", "--rate", "9%/h"]
+    line = _assert_one_line(run_cli(argv), "plan", ExitStatus.REFUSED)
+    assert line == "spotcube plan: 2 problem(s):; - first; - second"
