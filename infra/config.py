@@ -30,27 +30,11 @@ from infra.lifecycle import (
 from infra.naming import StackNames
 from payload import contracts
 
-NAMESPACE = "spotcube"
+# The instance table has one home, shared with `spotcube plan`'s prices.
+from spotcube.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
+from spotcube.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS
 
-# Instance families the baked x86_64 AMI runs on, with memory (GiB) per vCPU. A "shape" is
-# vCPUs + memory: the fleet mixes types of one shape so every job fits every instance.
-FAMILY_GIB_PER_VCPU: dict[str, int] = {
-    **dict.fromkeys(("m5", "m5a", "m5n", "m6i", "m6a", "m7i", "m7a"), 4),
-    **dict.fromkeys(("c5", "c5a", "c5n", "c6i", "c6a", "c7i", "c7a"), 2),
-    **dict.fromkeys(("r5", "r5a", "r5n", "r6i", "r6a", "r7i", "r7a"), 8),
-}
-SIZE_VCPUS: dict[str, int] = {
-    "large": 2,
-    "xlarge": 4,
-    "2xlarge": 8,
-    "4xlarge": 16,
-    "8xlarge": 32,
-    "12xlarge": 48,
-    "16xlarge": 64,
-}
-# c5n has less memory than 2 GiB/vCPU but is the same class of machine; close enough is not
-# enough for a shape check, so it gets its real figure.
-_EXCEPTIONS_GIB: dict[str, float] = {"c5n": 2.625}
+NAMESPACE = "spotcube"
 
 # Typical on-demand list price per vCPU-hour by memory per vCPU (us-east-1, Linux, 6th
 # generation Intel: c6i.large $0.085/h, m6i.large $0.096/h, r6i.large $0.126/h, 2 vCPUs).

@@ -44,6 +44,7 @@ from payload.contracts import (
 from payload.errors import InvalidInputError, PayloadError, PreemptedError, TransientError
 from payload.heartbeat import VisibilityHeartbeat
 from payload.imds import InstanceIdentity
+from payload.inputs import restore as restore_input
 from payload.jobs import JobContext, build_job
 from payload.jobs.base import ChunkedJob
 from payload.outcomes import Outcome
@@ -431,10 +432,8 @@ class _JobRun:
         if uri not in self._inputs:
             bucket, key = parse_s3_uri(uri)
             store = self.worker.clients.store(bucket)
-            if store.head(key) is None:
-                raise InvalidInputError(f"input {uri} does not exist")
-            name = key.rsplit("/", 1)[-1] or "input"
-            self._inputs[uri] = store.download_file(key, self.dir / "input" / name)
+            # Content-keyed inputs carry their name; folders arrive as an archive.
+            self._inputs[uri] = restore_input(store, key, self.dir / "input", uri=uri)
         return self._inputs[uri]
 
     def execute(self) -> Outcome:

@@ -26,9 +26,9 @@ from rich.console import Console
 
 from payload import __version__ as payload_version
 from payload.contracts import ObsLayout
-from spotcube.cli import CommandError
 from spotcube.compare import download_and_verify
 from spotcube.demoreport import build_report, render_markdown
+from spotcube.errors import UsageError
 from spotcube.local.cloud import local_cloud
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec
 from spotcube.local.timeline import Timeline, plot_timeline
@@ -107,7 +107,7 @@ def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dic
     from payload import synth  # heavy (pyuvdata, astropy): only when synthesising
 
     if options.preset not in synth.PRESETS:
-        raise CommandError(
+        raise UsageError(
             f"--preset {options.preset!r} is unknown; choose from {', '.join(synth.PRESETS)}"
         )
     # Synthesis takes seconds per file, so a rerun reuses the files: observation i always

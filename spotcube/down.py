@@ -15,7 +15,7 @@ from typing import Any
 from infra.lambdas.brake import apply_brake
 from infra.lifecycle import ARCHIVE_OVERHEAD_BYTES, PRICE_PER_GB_MONTH
 from infra.naming import PROJECT
-from spotcube.cli import CommandError
+from spotcube.errors import RefusedError
 from spotcube.stack import StackOutputs
 
 PRICE_SOURCE = "S3 list prices per GB-month, us-east-1, 2024 (infra/lifecycle.py)"
@@ -130,7 +130,7 @@ def usage(bucket: str, prefix: str, objects: list[dict[str, Any]]) -> BucketUsag
 
 
 def down(outputs: StackOutputs, *, force: bool, dry_run: bool = False) -> DownReport:
-    """Check, then scale the fleet to zero; raise :class:`CommandError` when refusing."""
+    """Check, then scale the fleet to zero; raise :class:`RefusedError` when refusing."""
     s3 = outputs.client("s3")
     products = _keys(s3, outputs.products_bucket, "")
     activity = queue_activity(outputs)
@@ -142,7 +142,7 @@ def down(outputs: StackOutputs, *, force: bool, dry_run: bool = False) -> DownRe
         shown = ", ".join(unsynced[:5]) + (" ..." if len(unsynced) > 5 else "")
         reasons.append(f"{len(unsynced)} observation(s) checkpointed but not DONE ({shown})")
     if reasons and not force:
-        raise CommandError(
+        raise RefusedError(
             f"refusing: {'; '.join(reasons)}. Wait for `spotcube status` to show them done, "
             "or pass --force (workers checkpoint and their jobs return to the queue)"
         )

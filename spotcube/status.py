@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from payload.contracts import ObsLayout, run_prefix
-from spotcube.cli import CommandError
+from spotcube.errors import RefusedError, UsageError
 from spotcube.stack import StackOutputs
 from spotcube.submit import read_run_record
 
@@ -160,7 +160,7 @@ def run_status(outputs: StackOutputs, run_id: str | None = None) -> RunStatus:
     if run_id is None:
         runs = list_runs(outputs)
         if not runs:
-            raise CommandError(
+            raise RefusedError(
                 f"no runs in products bucket {outputs.products_bucket}; submit one first"
             )
         run_id = runs[-1]
@@ -170,7 +170,7 @@ def run_status(outputs: StackOutputs, run_id: str | None = None) -> RunStatus:
     extra = [o for o in _obs_ids_in_bucket(s3, outputs.products_bucket, run_id) if o not in obs_ids]
     obs_ids += sorted(extra)
     if not obs_ids:
-        raise CommandError(f"run {run_id} not found in products bucket {outputs.products_bucket}")
+        raise UsageError(f"run {run_id} not found in products bucket {outputs.products_bucket}")
     status = RunStatus(
         run_id=run_id,
         kind=record.get("kind") if record else None,
