@@ -388,7 +388,12 @@ def launch_guard_document(aws: Aws, outputs: StackOutputs) -> tuple[str, str] | 
                 break
     if not arn:
         return None
-    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    try:
+        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        return None
     document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
     if isinstance(document, str):
         from urllib.parse import unquote

@@ -59,6 +59,7 @@ def deploy(
     actual_usd: float = 0.0,
     limit_usd: float = 200.0,
     brake_state: str = "OK",
+    group_metrics: bool = True,
 ) -> Deployed:
     names = StackNames(owner=owner, stack=stack)
     iam = client("iam", endpoint)
@@ -99,11 +100,12 @@ def deploy(
             {"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in names.cost_tags.items()
         ],
     )
-    autoscaling.enable_metrics_collection(
-        AutoScalingGroupName=names.asg,
-        Granularity="1Minute",
-        Metrics=["GroupInServiceInstances", "GroupDesiredCapacity", "GroupTotalInstances"],
-    )
+    if group_metrics:
+        autoscaling.enable_metrics_collection(
+            AutoScalingGroupName=names.asg,
+            Granularity="1Minute",
+            Metrics=["GroupInServiceInstances", "GroupDesiredCapacity", "GroupTotalInstances"],
+        )
 
     lam = client("lambda", endpoint)
     brake = lam.create_function(
