@@ -8,6 +8,7 @@ does the budget fit AWS Budgets' limits, and which other spotcube stacks share t
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -307,10 +308,16 @@ def check_cost_tags(aws: Aws, account: Account, *, deployed: bool = False) -> Ch
     return warned(name, detail, f"after `pulumi up`, {when}run {activate}")
 
 
-def bucket_names(config: StackConfig) -> list[str]:
-    names = [config.names.products_bucket]
+def bucket_names(config: StackConfig, account: Account) -> list[str]:
+    """The bucket names `pulumi up` will create in this account (infra.naming)."""
+    stack_names = config.names
+    # Names that carry the account id (so a copied example cannot collide) need to be told
+    # which account; infra.naming.StackNames gains the field with issue 11 item 5.
+    if "account_id" in {f.name for f in dataclasses.fields(stack_names)}:
+        stack_names = dataclasses.replace(stack_names, **{"account_id": account.account_id})
+    names = [stack_names.products_bucket]
     if config.data.raw_bucket is None:
-        names.append(config.names.raw_bucket)
+        names.append(stack_names.raw_bucket)
     return names
 
 
@@ -319,7 +326,7 @@ def check_buckets(aws: Aws, config: StackConfig, account: Account) -> list[Check
     s3 = aws.client("s3")
     own = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     results: list[CheckResult] = []
-    for bucket in bucket_names(config):
+    for bucket in bucket_names(config, account):
         label = f"bucket {bucket}"
         if len(bucket) > 63:
             results.append(

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from infra.config import StackConfig
-from spotcube.account.preflight import check_budget
+from spotcube.account.preflight import bucket_names, check_budget
 from spotcube.account.results import Status
 from spotcube.account.session import Aws
 from spotcube.account.stackconfig import from_file
@@ -122,7 +122,8 @@ def test_fresh_account_is_refused_with_the_fixes(
     with use_recordings(
         monkeypatch, "quota-spot-new-account", "quota-on-demand-new-account", "cost-tags-unseen"
     ):
-        status, report, err = run(capsys, "--config", str(write_config(tmp_path)))
+        config = write_config(tmp_path)
+        status, report, err = run(capsys, "--config", str(config))
     checks = by_name(report)
     assert status == 3
     assert err.count("\n") == 1
@@ -142,8 +143,8 @@ def test_fresh_account_is_refused_with_the_fixes(
     offered = checks["instance types offered"]
     assert offered["status"] == "warn"
     assert "us-east-1e" in offered["detail"]
-    products = checks["bucket spotcube-alice-sandbox-products"]
-    assert products["status"] == "pass"
+    for bucket in bucket_names(from_file(config), _account()):
+        assert checks[f"bucket {bucket}"]["status"] == "pass"
     assert checks["other spotcube stacks"]["status"] == "pass"
     assert checks["credentials"]["detail"].startswith("account 123456789012")
 
@@ -271,9 +272,9 @@ def test_bucket_of_another_account_and_other_stacks(
     fleet of 40 x 16 vCPUs.
     """
     bake_image(aws_env)
-    client("s3", aws_env, account=OTHER_ACCOUNT).create_bucket(
-        Bucket="spotcube-alice-sandbox-products"
-    )
+    config = write_config(tmp_path)
+    products, raw = bucket_names(from_file(config), _account())
+    client("s3", aws_env, account=OTHER_ACCOUNT).create_bucket(Bucket=products)
     ec2 = client("ec2", aws_env)
     template = ec2.create_launch_template(
         LaunchTemplateName="bob-fleet", LaunchTemplateData={"ImageId": "ami-12c6146b"}
@@ -292,11 +293,11 @@ def test_bucket_of_another_account_and_other_stacks(
         Tags=[{"Key": "Project", "Value": "spotcube", "PropagateAtLaunch": True}],
     )
     with use_recordings(monkeypatch, "quota-spot-raised", "cost-tags-active"):
-        status, report, _ = run(capsys, "--config", str(write_config(tmp_path)))
+        status, report, _ = run(capsys, "--config", str(config))
     checks = by_name(report)
     assert status == 3
-    assert checks["bucket spotcube-alice-sandbox-products"]["status"] == "fail"
-    assert checks["bucket spotcube-alice-sandbox-raw"]["status"] == "pass"
+    assert checks[f"bucket {products}"]["status"] == "fail"
+    assert checks[f"bucket {raw}"]["status"] == "pass"
     stacks = checks["other spotcube stacks"]
     assert stacks["status"] == "warn"
     assert "spotcube-bob-prod-fleet (max 40)" in stacks["detail"]
