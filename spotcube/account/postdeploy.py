@@ -25,6 +25,7 @@ from spotcube.account.preflight import Account, check_cost_tags
 from spotcube.account.results import CheckResult, failed, passed, skipped, warned
 from spotcube.account.session import Aws, error_code, run_checks
 from spotcube.account.stackparts import (
+    brake_function_arn,
     brake_function_name,
     brake_topics,
     burn_alarms,
@@ -287,7 +288,7 @@ def _judge_alarm(
 
 
 def check_budget_brake(aws: Aws, outputs: StackOutputs, account: Account) -> CheckResult:
-    """The budget's 100 % notification exists and has not spent itself this month."""
+    """The budget's 100 % notification publishes to the brake and has not fired this month."""
     from spotcube.account.resume import is_brake, is_rearm
 
     name = "budget brake"
@@ -300,15 +301,35 @@ def check_budget_brake(aws: Aws, outputs: StackOutputs, account: Account) -> Che
         return failed(
             name, f"{outputs.budget_name} has no 100% actual-spend notification", "`pulumi up`"
         )
+    brake = brakes[0]
+    subscribers = budgets.describe_subscribers_for_notification(
+        AccountId=account.account_id,
+        BudgetName=outputs.budget_name,
+        Notification={
+            k: brake[k]
+            for k in ("NotificationType", "ComparisonOperator", "Threshold", "ThresholdType")
+        },
+    ).get("Subscribers", [])
+    topics = [s["Address"] for s in subscribers if s.get("SubscriptionType") == "SNS"]
+    brake_topic = brake_topics(aws, brake_function_arn(aws, outputs))
+    if not set(topics) & set(brake_topic):
+        return failed(
+            name,
+            f"the 100% notification publishes to {', '.join(topics) or 'no SNS topic'}, not to "
+            "the topic of the brake Lambda: reaching the budget would only send email",
+            "`pulumi up` (or `pulumi refresh` then `pulumi up` if it was changed by hand)",
+        )
     rearms = [n for n in notes if is_rearm(n) and n.get("NotificationState") != "ALARM"]
-    if brakes[0].get("NotificationState") == "ALARM" and not rearms:
+    if brake.get("NotificationState") == "ALARM" and not rearms:
         return warned(
             name,
             "the 100% notification has fired this month; Budgets notify once per period, so "
             "it will not brake again before the month ends",
             "`spotcube resume --allow-usd N` re-arms it at the spend so far plus N",
         )
-    return passed(name, f"{outputs.budget_name}: the 100% actual-spend notification is armed")
+    return passed(
+        name, f"{outputs.budget_name}: the 100% actual-spend notification is armed, to the brake"
+    )
 
 
 # --- the launch guard ------------------------------------------------------------------

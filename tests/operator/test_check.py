@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,18 @@ def env(cloud: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return cloud
 
 
+@contextmanager
+def recorded(monkeypatch: pytest.MonkeyPatch, env: str, *names: str) -> Iterator[ReplayServer]:
+    """IAM and Budgets through a replay of ``names``; every other call of theirs to moto."""
+    with replay(*names, fallback=env) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", server.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BUDGETS", server.endpoint)
+        yield server
+
+
 @pytest.fixture
 def iam_replay(env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ReplayServer]:
-    with replay(*SIMULATIONS, fallback=env) as server:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", server.endpoint)
+    with recorded(monkeypatch, env, *SIMULATIONS, "budget-subscribers-brake") as server:
         yield server
 
 
@@ -222,15 +231,29 @@ def test_brake_topic_without_permission(env: str, tmp_path: Path) -> None:
     assert results["brake topic"].status is Status.FAIL
 
 
-def test_spent_budget_brake_warns(env: str) -> None:
-    """A brake notification in ALARM will not fire again this month (Budgets notify once per
-    period; Budgets API reference, Notification.NotificationState)."""
+def test_budget_brake_wiring_and_state(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 100 % notification must publish to the brake's topic (DescribeSubscribersForNotification,
+    recorded: moto does not implement it), and one in ALARM will not fire again this month
+    (Budgets notify once per period; Budgets API reference, Notification.NotificationState).
+    """
+    armed = deploy(env)
+    with recorded(monkeypatch, env, "budget-subscribers-brake") as server:
+        assert check_budget_brake(Aws(REGION), armed.outputs, ME).status is Status.PASS
+        [(_, asked)] = [r for r in server.requests if r[0] == "DescribeSubscribersForNotification"]
+        assert asked["Notification"]["Threshold"] == 100.0
+        assert asked["Notification"]["NotificationType"] == "ACTUAL"
+    with recorded(monkeypatch, env, "budget-subscribers-alerts-only"):
+        miswired = check_budget_brake(Aws(REGION), armed.outputs, ME)
+    assert miswired.status is Status.FAIL
+    assert "only send email" in miswired.detail
+
+
+def test_spent_budget_brake_warns(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     stack = deploy(env, actual_usd=230.0, brake_state="ALARM")
-    result = check_budget_brake(Aws(REGION), stack.outputs, ME)
+    with recorded(monkeypatch, env, "budget-subscribers-brake"):
+        result = check_budget_brake(Aws(REGION), stack.outputs, ME)
     assert result.status is Status.WARN
     assert "spotcube resume --allow-usd" in result.fix
-    armed = deploy(env, owner="bob")
-    assert check_budget_brake(Aws(REGION), armed.outputs, ME).status is Status.PASS
 
 
 def test_health_rule_target_and_state(env: str) -> None:
@@ -312,3 +335,23 @@ def test_check_command_end_to_end(
     assert checks["exposed-key rule"]["status"] == "pass"
     assert checks["budget brake"]["status"] == "pass"
     assert "guard: CreateFleet" in captured.err
+
+
+def test_unguarded_principal_is_named_with_the_fix(
+    env: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--principal: SimulatePrincipalPolicy on a user the guard is not attached to (recorded:
+    an administrator, every launch allowed) fails each launch the guard exists to stop."""
+    stack = deploy(env)
+    alice = f"arn:aws:iam::{ACCOUNT}:user/alice"
+    with recorded(monkeypatch, env, "simulate-principal-unguarded") as server:
+        results = check_launch_guard(
+            Aws(REGION), stack.outputs, config_for(tmp_path), ME, principal=alice
+        )
+    by = by_name(results)
+    assert by["guard: the fleet's own launch"].status is Status.PASS
+    denied = [r for r in results if r.name != "guard: the fleet's own launch"]
+    assert {r.status for r in denied} == {Status.FAIL}
+    assert all(stack.outputs.launch_guard_policy_arn in r.fix for r in denied)
+    sources = {f["PolicySourceArn"] for op, f in server.requests if op == "SimulatePrincipalPolicy"}
+    assert sources == {alice}
