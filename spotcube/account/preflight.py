@@ -116,8 +116,8 @@ def check_instance_types(aws: Aws, config: StackConfig) -> CheckResult:
     return passed(name, f"{detail}, each type in every zone")
 
 
-def _quota_value(aws: Aws, code: str) -> tuple[float, bool]:
-    """The applied quota value (or AWS's default when none was applied) and whether adjustable."""
+def _quota_value(aws: Aws, code: str) -> float:
+    """The applied quota value, or AWS's default when none was applied."""
     quotas = aws.client("service-quotas")
     try:
         quota = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]
@@ -125,7 +125,7 @@ def _quota_value(aws: Aws, code: str) -> tuple[float, bool]:
         if error_code(exc) != "NoSuchResourceException":
             raise
         quota = quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]
-    return float(quota["Value"]), bool(quota.get("Adjustable", True))
+    return float(quota["Value"])
 
 
 def fleet_vcpus(config: StackConfig) -> tuple[int, int]:
@@ -149,7 +149,7 @@ def check_vcpu_quotas(
         if need == 0:
             results.append(passed(label, "the fleet needs none (fleet.onDemandBase is 0)"))
             continue
-        value, _adjustable = _quota_value(aws, code)
+        value = _quota_value(aws, code)
         shared = (
             f" plus {other_stacks_vcpus} of other spotcube stacks" if other_stacks_vcpus else ""
         )
@@ -240,7 +240,7 @@ def organization_of(aws: Aws, account: Account) -> str | None:
         if error_code(exc) == "AWSOrganizationsNotInUseException":
             return None
         if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
-            return "an unknown management account"  # only members are usually denied this
+            return None  # cannot tell; Cost Explorer's answer below still shows a member
         raise
     master = str(org.get("MasterAccountId", ""))
     return None if master == account.account_id else master

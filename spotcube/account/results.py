@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,9 +53,6 @@ def failed(name: str, detail: str, fix: str) -> CheckResult:
 
 def skipped(name: str, detail: str, fix: str = "") -> CheckResult:
     return CheckResult(name, Status.SKIP, detail, fix)
-
-
-Check = Callable[[], CheckResult | Sequence[CheckResult]]
 
 
 def render(results: Iterable[CheckResult]) -> str:

@@ -16,7 +16,7 @@ from infra.config import NAMESPACE, ConfigError, StackConfig, parse_config
 from spotcube.errors import UsageError
 
 
-def _spotcube_keys(values: dict[str, Any], *, source: str) -> dict[str, Any]:
+def _spotcube_keys(values: dict[str, Any]) -> dict[str, Any]:
     """``spotcube:`` keys without the namespace; every other namespace is not ours."""
     prefix = f"{NAMESPACE}:"
     return {k[len(prefix) :]: v for k, v in values.items() if str(k).startswith(prefix)}
@@ -58,7 +58,7 @@ def from_file(path: Path) -> StackConfig:
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise UsageError(f"--config {path} has no `config:` mapping; see Pulumi.example.yaml")
-    return _parse(_spotcube_keys(config, source=str(path)), stack=stack, source=str(path))
+    return _parse(_spotcube_keys(config), stack=stack, source=str(path))
 
 
 def from_pulumi(stack: str | None) -> StackConfig:
@@ -80,9 +80,7 @@ def from_pulumi(stack: str | None) -> StackConfig:
         if isinstance(entry, dict):
             values[key] = entry.get("objectValue", entry.get("value"))
     name = stack or _selected_stack()
-    return _parse(
-        _spotcube_keys(values, source="pulumi config"), stack=name, source="pulumi config"
-    )
+    return _parse(_spotcube_keys(values), stack=name, source="pulumi config")
 
 
 def _selected_stack() -> str:
