@@ -8,6 +8,7 @@ made with boto3; everything ``spotcube check`` and ``resume`` read is real moto 
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import zipfile
@@ -16,7 +17,6 @@ from typing import Any
 
 import boto3
 
-from infra.budget import BURN_WINDOW_HOURS
 from infra.guards import health_event_pattern, launch_guard_policy
 from infra.lambdas import LAMBDA_DIR
 from infra.naming import StackNames
@@ -27,10 +27,22 @@ ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 TYPES = ("m6i.4xlarge", "m6a.4xlarge", "m5.4xlarge", "m5a.4xlarge", "m7i.4xlarge")
 EMAILS = ("alice@example.org",)
+# The burn-rate alarm's window as infra/budget.py declares it; test_check's consistency test
+# compares check's reading of alarms with the alarm infra really builds.
+BURN_WINDOW_HOURS = 6
 
 
 def client(service: str, endpoint: str, region: str = REGION) -> Any:
     return boto3.client(service, endpoint_url=endpoint, region_name=region, **LOCAL_CREDENTIALS)
+
+
+def guard_document(names: StackNames, max_size: int) -> str:
+    """infra/guards.py's launch guard for this stack (it may also want the account and size)."""
+    wanted = inspect.signature(launch_guard_policy).parameters
+    extra = {"account_id": ACCOUNT, "max_size": max_size}
+    return launch_guard_policy(
+        REGION, TYPES, names, **{k: v for k, v in extra.items() if k in wanted}
+    )
 
 
 def _zip(path_name: str) -> bytes:
@@ -177,7 +189,7 @@ def deploy(
 
     guard = iam.create_policy(
         PolicyName=f"{names.prefix}-launch-guard",
-        PolicyDocument=launch_guard_policy(REGION, TYPES, names),
+        PolicyDocument=guard_document(names, max_size),
     )["Policy"]["Arn"]
 
     lam_east = client("lambda", endpoint, "us-east-1")

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from infra.guards import launch_guard_policy
 from infra.lambdas import LAMBDA_DIR
 from infra.lambdas import brake as brake_module
 from spotcube.account.postdeploy import (
@@ -36,7 +35,7 @@ from spotcube.account.session import Aws
 from spotcube.account.stackconfig import from_file
 from spotcube.cli import main
 from spotcube.local.cloud import provision
-from tests.operator.deployed import ACCOUNT, REGION, TYPES, Deployed, client, deploy
+from tests.operator.deployed import ACCOUNT, REGION, Deployed, client, deploy, guard_document
 from tests.operator.replay import ReplayServer, replay
 from tests.operator.test_preflight import write_config
 
@@ -102,7 +101,7 @@ def test_launch_guard_simulation(env: str, iam_replay: ReplayServer, tmp_path: P
     sent = [fields for op, fields in iam_replay.requests if op == "SimulateCustomPolicy"]
     assert len(sent) == 6
     simulated = json.loads(sent[0]["PolicyInputList.member.2"])
-    assert simulated == json.loads(launch_guard_policy(REGION, TYPES, stack.names))
+    assert simulated == json.loads(guard_document(stack.names, stack.max_size))
 
 
 def test_launch_guard_missing(env: str, iam_replay: ReplayServer, tmp_path: Path) -> None:
@@ -355,3 +354,58 @@ def test_unguarded_principal_is_named_with_the_fix(
     assert all(stack.outputs.launch_guard_policy_arn in r.fix for r in denied)
     sources = {f["PolicySourceArn"] for op, f in server.requests if op == "SimulatePrincipalPolicy"}
     assert sources == {alice}
+
+
+def test_what_check_looks_for_is_what_infra_declares(tmp_path: Path) -> None:
+    """The physical names and shapes check and resume find things by, against the program
+    infra/ builds (under Pulumi mocks, tests/infra/program.py) from the example config: if
+    infra renames the brake, the worker log group or the quarantine Lambda, or changes the
+    brake's budget notification or alarm, this fails before a user's `spotcube check` does.
+    """
+    from spotcube.account.postdeploy import max_metric_value
+    from spotcube.account.resume import is_brake, is_rearm
+    from spotcube.account.stackparts import (
+        brake_function_name,
+        quarantine_function_name,
+        worker_log_group,
+    )
+    from spotcube.stack import StackOutputs
+    from tests.infra.program import run_program
+
+    # An AMI id: the mocks then need no image lookup (`ami: latest`), whichever way infra does it.
+    config = from_file(write_config(tmp_path, {"ami": "ami-0123456789abcdef0"}))
+    program = run_program(config)
+    outputs = StackOutputs.from_mapping(
+        {k: v for k, v in program.outputs.items() if isinstance(v, str)}, source="mocks"
+    )
+    functions = {r.inputs.get("name") for r in program.of_type("aws:lambda/function:Function")}
+    assert brake_function_name(outputs) in functions
+    assert quarantine_function_name(outputs) in functions
+    groups = {r.inputs.get("name") for r in program.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    assert worker_log_group(outputs) in groups
+    [budget] = program.of_type("aws:budgets/budget:Budget")
+    notes = budget.inputs["notifications"]
+    as_api = [
+        {
+            "NotificationType": n["notificationType"],
+            "ThresholdType": n["thresholdType"],
+            "ComparisonOperator": n["comparisonOperator"],
+            "Threshold": n["threshold"],
+        }
+        for n in notes
+    ]
+    assert sum(map(is_brake, as_api)) == 1
+    assert not any(map(is_rearm, as_api))
+    burn = [
+        r
+        for r in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if r.inputs.get("dimensions", {}).get("AutoScalingGroupName") == outputs.asg_name
+    ]
+    assert burn, "no alarm on the fleet's group"
+    for alarm in burn:
+        shaped = {
+            "MetricName": alarm.inputs.get("metricName"),
+            "Statistic": alarm.inputs.get("statistic"),
+            "Period": alarm.inputs.get("period"),
+        }
+        assert max_metric_value(shaped, config.fleet.max_size) is not None, shaped
