@@ -15,6 +15,7 @@ The order matters: the brake is armed before the group may grow.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from infra.config import StackConfig
 from spotcube.account.preflight import BUDGET_MAX_EMAILS, BUDGET_MAX_NOTIFICATIONS
 from spotcube.account.session import Aws
 from spotcube.account.stackparts import brake_function_arn, brake_topics, burn_alarms
-from spotcube.errors import RefusedError
+from spotcube.errors import RefusedError, UsageError
 from spotcube.stack import StackOutputs
 
 BRAKE_PERCENT = 100.0  # infra/budget.py BRAKE_THRESHOLD: the notification that brakes
@@ -128,8 +129,8 @@ def plan_resume(
     period_spent = state == "ALARM" or actual >= limit
     rearm: float | None = None
     if allow_usd is not None:
-        if allow_usd <= 0:
-            raise RefusedError(f"--allow-usd {allow_usd:g}: give a positive amount of USD")
+        if not math.isfinite(allow_usd) or allow_usd <= 0:
+            raise UsageError(f"--allow-usd {allow_usd:g}: give a positive amount of USD")
         rearm = round(actual + allow_usd, 2)
     elif period_spent:
         if actual < limit:

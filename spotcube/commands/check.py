@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.selftest is not None and args.selftest < 1:
         raise UsageError(f"--selftest {args.selftest}: give at least 1 job")
+    if not math.isfinite(args.selftest_minutes) or args.selftest_minutes <= 0:
+        raise UsageError(f"--selftest-minutes {args.selftest_minutes:g}: give positive minutes")
     outputs = resolve_outputs(args)
     config = stackconfig.load(config_file=args.config, stack=args.stack)
     aws = Aws(outputs.region, args.profile, endpoint_url=outputs.endpoint_url)

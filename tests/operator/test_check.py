@@ -409,3 +409,19 @@ def test_what_check_looks_for_is_what_infra_declares(tmp_path: Path) -> None:
             "Period": alarm.inputs.get("period"),
         }
         assert max_metric_value(shaped, config.fleet.max_size) is not None, shaped
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--selftest", "0"), ("--selftest-minutes", "nan")], ids=["jobs", "nan"]
+)
+def test_bad_selftest_options_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"region": REGION, "products_bucket": "b", "job_queue_url": "q"}))
+    extra = [] if option == "--selftest" else ["--selftest", "1"]
+    status = main(["check", "--outputs", str(outputs), option, value, *extra])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert option in err
+    assert err.count("\n") == 1

@@ -158,3 +158,19 @@ def test_outputs_json_round_trip(env: str, tmp_path: Path) -> None:
     stack = deploy(env)
     doc = json.loads(stack.outputs.to_json())
     assert doc["launch_guard_policy_arn"].endswith("-launch-guard")
+
+
+@pytest.mark.parametrize("amount", ["nan", "inf", "-5", "0"])
+def test_allowance_must_be_a_positive_amount(
+    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], amount: str
+) -> None:
+    """A NaN or infinite threshold would reach AWS Budgets; refuse it before any change."""
+    stack = deploy(env, actual_usd=230.0, brake_state="ALARM")
+    braked(env, stack)
+    status = main(["resume", *files(tmp_path, stack), "--allow-usd", amount])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "--allow-usd" in err
+    assert err.count("\n") == 1
+    assert sizes(env, stack) == (0, 0, 0)
+    assert rearms(env, stack) == []
