@@ -425,3 +425,28 @@ def test_bad_selftest_options_are_one_line(
     assert status == 2
     assert option in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_selftest_through_a_local_fleet(cloud: str, tmp_path: Path) -> None:
+    """One selftest job through a real worker process (payload's worker, the local fleet of
+    `spotcube demo`): the check waits for the worker's DONE and passes."""
+    import time
+
+    from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec
+
+    outputs = provision(cloud)
+    fleet = Fleet(
+        spec=WorkerSpec(outputs=outputs, root=tmp_path, extra_args=["--poll-wait", "1"]),
+        size=1,
+        model=InterruptionModel(rate_per_hour=0.0),
+    )
+
+    def wait(seconds: float) -> None:
+        fleet.tick()
+        time.sleep(seconds)
+
+    with fleet:
+        result = run_selftest(outputs, 1, timeout_seconds=300, poll_seconds=0.5, sleep=wait)
+    assert result.status is Status.PASS, result
+    assert "1 done through the fleet" in result.detail
