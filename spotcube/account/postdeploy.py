@@ -117,7 +117,14 @@ def check_brake_dry_run(
             "`pulumi up` with this checkout deploys the current brake",
         )
     before = _sizes(aws, outputs.asg_name)
-    answer = invoke({"dry_run": True})
+    try:
+        answer = invoke({"dry_run": True})
+    except (RuntimeError, ValueError) as exc:  # the function failed, or answered no JSON
+        return failed(
+            name,
+            str(exc),
+            f"read its log group /aws/lambda/{brake_function_name(outputs)}; `pulumi up`",
+        )
     after = _sizes(aws, outputs.asg_name)
     if before != after:
         return failed(

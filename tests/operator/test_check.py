@@ -450,3 +450,17 @@ def test_selftest_through_a_local_fleet(cloud: str, tmp_path: Path) -> None:
         result = run_selftest(outputs, 1, timeout_seconds=300, poll_seconds=0.5, sleep=wait)
     assert result.status is Status.PASS, result
     assert "1 done through the fleet" in result.detail
+
+
+def test_brake_that_fails_is_a_failed_check(env: str) -> None:
+    """A Lambda error (FunctionError) is one failed line naming the log group, not a crash."""
+    stack = deploy(env)
+
+    def broken(event: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("the brake Lambda failed: KeyError 'ASG_NAME'")
+
+    result = check_brake_dry_run(
+        Aws(REGION), stack.outputs, invoke=broken, deployed_source=lambda: '"dry_run"'
+    )
+    assert result.status is Status.FAIL
+    assert f"/aws/lambda/{stack.names.asg}-brake" in result.fix
