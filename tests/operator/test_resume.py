@@ -174,3 +174,19 @@ def test_allowance_must_be_a_positive_amount(
     assert err.count("\n") == 1
     assert sizes(env, stack) == (0, 0, 0)
     assert rearms(env, stack) == []
+
+
+def test_unreachable_endpoint_changes_nothing(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit status 5 (UNREACHABLE) and one line naming the endpoint; moto's state untouched."""
+    stack = deploy(env)
+    braked(env, stack)
+    args = files(tmp_path, stack)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    status = main(["resume", *args])
+    err = capsys.readouterr().err
+    assert status == 5
+    assert "http://127.0.0.1:9" in err
+    assert err.count("\n") == 1
+    assert sizes(env, stack) == (0, 0, 0)
