@@ -8,7 +8,6 @@ does the budget fit AWS Budgets' limits, and which other spotcube stacks share t
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,18 +16,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.config import StackConfig
+from infra.config import MAX_BUDGET_EMAILS, StackConfig
 from infra.naming import PROJECT
-from spotcube.account.results import CheckResult, failed, passed, skipped, warned
+from spotcube.account.results import CheckResult, Status, failed, passed, skipped, warned
 from spotcube.account.session import Aws, error_code, error_message, first_call, run_checks
 
 # Service Quotas codes of EC2's vCPU-based quotas for the Standard families (A, C, D, H, I,
 # M, R, T, Z), which hold every family infra/config.py accepts.
 SPOT_STANDARD_VCPU_QUOTA = "L-34B43A08"  # All Standard ... Spot Instance Requests
 ON_DEMAND_STANDARD_VCPU_QUOTA = "L-1216C47A"  # Running On-Demand Standard ... instances
-# AWS Budgets: "A notification can have one SNS subscriber and up to 10 email subscribers"
-# and "A budget can have up to ten notifications" (Budgets API reference, Notification).
-BUDGET_MAX_EMAILS = 10
+# AWS Budgets: "A budget can have up to ten notifications" (Budgets API reference,
+# Notification); the 10 emails per notification are infra.config.MAX_BUDGET_EMAILS.
 BUDGET_MAX_NOTIFICATIONS = 10
 COST_TAG_KEYS = ("Owner", "Project", "Stack")
 COST_EXPLORER_REGION = "us-east-1"  # Cost Explorer's only endpoint
@@ -221,15 +219,35 @@ def check_ami(aws: Aws, config: StackConfig, root: Path | None) -> CheckResult:
                 f"{bake} and set spotcube:ami to the new id, or keep it on purpose",
             )
         return passed(name, f"{config.ami} has this checkout's content hash {digest.short}")
-    current = find_ami(ec2, digest.hexdigest)
-    if current is None:
+    # `ami: latest` is the newest available AMI of the account tagged Project=spotcube
+    # (infra/stack.py), which need not be the one baked from this checkout.
+    tagged = ec2.describe_images(
+        Owners=["self"],
+        Filters=[
+            {"Name": "tag:Project", "Values": [PROJECT]},
+            {"Name": "state", "Values": ["available"]},
+        ],
+    )["Images"]
+    if not tagged:
         return failed(
             name,
-            f"no AMI of this account in {config.region} has content hash {digest.short} "
-            "(ami: latest)",
+            f"no available AMI of this account in {config.region} is tagged "
+            f"Project={PROJECT}: `pulumi up` with ami: latest would stop",
             f"{bake} (10-20 minutes, a few cents)",
         )
-    return passed(name, f"{current.image_id} has content hash {digest.short}")
+    newest = max(tagged, key=lambda i: i.get("CreationDate", ""))
+    tags = {t["Key"]: t["Value"] for t in newest.get("Tags", [])}
+    if tags.get(CONTENT_HASH_TAG) == digest.hexdigest:
+        return passed(name, f"{newest['ImageId']} (newest) has content hash {digest.short}")
+    current = find_ami(ec2, digest.hexdigest)
+    return warned(
+        name,
+        f"ami: latest is {newest['ImageId']}, baked from other sources (hash "
+        f"{tags.get(CONTENT_HASH_TAG, 'none')[:12]}); this checkout is {digest.short}",
+        f"set spotcube:ami {current.image_id} (this checkout's image)"
+        if current
+        else f"{bake}, or keep the older image on purpose",
+    )
 
 
 def organization_of(aws: Aws, account: Account) -> str | None:
@@ -309,16 +327,12 @@ def check_cost_tags(aws: Aws, account: Account, *, deployed: bool = False) -> Ch
 
 
 def bucket_names(config: StackConfig, account: Account) -> list[str]:
-    """The bucket names `pulumi up` will create in this account (infra.naming)."""
-    stack_names = config.names
-    # Names that carry the account id (so a copied example cannot collide) need to be told
-    # which account; infra.naming.StackNames gains the field with issue 11 item 5.
-    if "account_id" in {f.name for f in dataclasses.fields(stack_names)}:
-        stack_names = dataclasses.replace(stack_names, **{"account_id": account.account_id})
-    names = [stack_names.products_bucket]
+    """The bucket names `pulumi up` will create in this account (they carry its id)."""
+    names = config.names_in(account.account_id)
+    buckets = [names.products_bucket]
     if config.data.raw_bucket is None:
-        names.append(stack_names.raw_bucket)
-    return names
+        buckets.append(names.raw_bucket)
+    return buckets
 
 
 def check_buckets(aws: Aws, config: StackConfig, account: Account) -> list[CheckResult]:
@@ -371,11 +385,11 @@ def check_budget(aws: Aws, config: StackConfig, account: Account) -> CheckResult
     """AWS Budgets' limits on subscribers, and a budget of the same name."""
     name = "budget"
     emails = len(config.budget.emails)
-    if emails > BUDGET_MAX_EMAILS:
+    if emails > MAX_BUDGET_EMAILS:
         return failed(
             name,
-            f"{emails} alert emails; AWS Budgets allows {BUDGET_MAX_EMAILS} per notification",
-            f"keep at most {BUDGET_MAX_EMAILS} in spotcube:budget.emails, or use one list address",
+            f"{emails} alert emails; AWS Budgets allows {MAX_BUDGET_EMAILS} per notification",
+            f"keep at most {MAX_BUDGET_EMAILS} in spotcube:budget.emails, or use one list address",
         )
     budgets = aws.client("budgets", region="us-east-1")
     existing: list[dict[str, Any]] = []
@@ -416,12 +430,23 @@ def other_stacks(aws: Aws, config: StackConfig) -> tuple[CheckResult, int]:
         per = shape.vcpus if shape else 0
         vcpus += per * int(group.get("MaxSize", 0))
         described.append(f"{group['AutoScalingGroupName']} (max {group.get('MaxSize')})")
+    own = config.fleet.max_size * config.fleet.shape.vcpus
+    together = own + vcpus
+    detail = (
+        f"{len(others)} in {config.region}: {', '.join(described)}; they share the vCPU "
+        f"quotas, and {own + vcpus} vCPUs may run together"
+    )
+    if config.guards.account_vcpus >= together:
+        return passed(
+            name, f"{detail} (guards.accountVcpus is {config.guards.account_vcpus})"
+        ), vcpus
     return (
         warned(
             name,
-            f"{len(others)} in {config.region}: {', '.join(described)}; they share the vCPU "
-            "quotas, and the account-wide spot vCPU alarm counts their instances too",
-            "agree on sizes with their owners; the quota check above includes their maxima",
+            f"{detail}: the account-wide vCPU alarm (guards.accountVcpus "
+            f"{config.guards.account_vcpus}) would ring for their instances",
+            f"set `pulumi config set --path spotcube:guards.accountVcpus {together}`, and "
+            "agree on sizes with their owners (the quota check includes their maxima)",
         ),
         vcpus,
     )
@@ -435,7 +460,14 @@ def _group_types(group: dict[str, Any]) -> list[str]:
 def run_preflight(aws: Aws, config: StackConfig, root: Path | None) -> list[CheckResult]:
     """Every preflight check, in the order a reader fixes them."""
     account = first_call(aws, lambda: caller(aws))  # ends the command if unusable
-    results = [passed("credentials", f"account {account.account_id} as {account.caller_arn}")]
+    results = [
+        passed("credentials", f"account {account.account_id} as {account.caller_arn}"),
+        # Valid but dangerous values the parser found; `pulumi up` prints them too.
+        *(
+            warned("config", warning, "change it in the stack config unless it is meant")
+            for warning in config.warnings
+        ),
+    ]
     shared_vcpus = 0
 
     def stacks() -> CheckResult:
@@ -453,8 +485,8 @@ def run_preflight(aws: Aws, config: StackConfig, root: Path | None) -> list[Chec
         ("buckets", lambda: check_buckets(aws, config, account)),
         ("budget", lambda: check_budget(aws, config, account)),
     ]
-    results.extend(run_checks(aws, checks))
-    if results[1].status.name == "FAIL":
+    checked = run_checks(aws, checks)
+    if checked[0].status is Status.FAIL:
         # Every other answer is about a region the deploy cannot use.
-        return results[:2] + [skipped(r.name, "region unusable") for r in results[2:]]
-    return results
+        checked = checked[:1] + [skipped(r.name, "region unusable") for r in checked[1:]]
+    return results + checked

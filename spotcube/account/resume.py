@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from infra.config import StackConfig
-from spotcube.account.preflight import BUDGET_MAX_EMAILS, BUDGET_MAX_NOTIFICATIONS
+from infra.config import MAX_BUDGET_EMAILS, StackConfig
+from spotcube.account.preflight import BUDGET_MAX_NOTIFICATIONS
 from spotcube.account.session import Aws
 from spotcube.account.stackparts import brake_function_arn, brake_topics, burn_alarms
 from spotcube.errors import RefusedError, UsageError
@@ -202,7 +202,7 @@ def apply_resume(aws: Aws, plan: ResumePlan, *, account_id: str, emails: tuple[s
     if plan.rearm_at_usd is not None:
         subscribers = [{"SubscriptionType": "SNS", "Address": plan.brake_topic}]
         subscribers += [
-            {"SubscriptionType": "EMAIL", "Address": e} for e in emails[:BUDGET_MAX_EMAILS]
+            {"SubscriptionType": "EMAIL", "Address": e} for e in emails[:MAX_BUDGET_EMAILS]
         ]
         budgets.create_notification(
             AccountId=account_id,

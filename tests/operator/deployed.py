@@ -8,7 +8,6 @@ made with boto3; everything ``spotcube check`` and ``resume`` read is real moto 
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import zipfile
@@ -17,6 +16,7 @@ from typing import Any
 
 import boto3
 
+from infra.budget import BURN_WINDOW_SECONDS
 from infra.guards import health_event_pattern, launch_guard_policy
 from infra.lambdas import LAMBDA_DIR
 from infra.naming import StackNames
@@ -27,9 +27,6 @@ ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 TYPES = ("m6i.4xlarge", "m6a.4xlarge", "m5.4xlarge", "m5a.4xlarge", "m7i.4xlarge")
 EMAILS = ("alice@example.org",)
-# The burn-rate alarm's window as infra/budget.py declares it; test_check's consistency test
-# compares check's reading of alarms with the alarm infra really builds.
-BURN_WINDOW_HOURS = 6
 
 
 def client(service: str, endpoint: str, region: str = REGION) -> Any:
@@ -37,12 +34,8 @@ def client(service: str, endpoint: str, region: str = REGION) -> Any:
 
 
 def guard_document(names: StackNames, max_size: int) -> str:
-    """infra/guards.py's launch guard for this stack (it may also want the account and size)."""
-    wanted = inspect.signature(launch_guard_policy).parameters
-    extra = {"account_id": ACCOUNT, "max_size": max_size}
-    return launch_guard_policy(
-        REGION, TYPES, names, **{k: v for k, v in extra.items() if k in wanted}
-    )
+    """infra/guards.py's launch guard for this stack."""
+    return launch_guard_policy(REGION, TYPES, names, account_id=ACCOUNT, max_size=max_size)
 
 
 def _zip(path_name: str) -> bytes:
@@ -144,11 +137,10 @@ def deploy(
         Namespace="AWS/AutoScaling",
         MetricName="GroupInServiceInstances",
         Dimensions=[{"Name": "AutoScalingGroupName", "Value": names.asg}],
-        Statistic="Sum",
-        Period=3600,
-        EvaluationPeriods=BURN_WINDOW_HOURS,
-        DatapointsToAlarm=BURN_WINDOW_HOURS,
-        Threshold=brake_instance_hours / BURN_WINDOW_HOURS * 60,
+        Statistic="Sum",  # of 1-minute samples: instance-minutes in the window
+        Period=BURN_WINDOW_SECONDS,
+        EvaluationPeriods=1,
+        Threshold=brake_instance_hours * 60,
         ComparisonOperator="GreaterThanThreshold",
         TreatMissingData="notBreaching",
         AlarmActions=[topic],

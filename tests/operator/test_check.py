@@ -200,9 +200,9 @@ def test_brake_dry_run_through_the_handler(env: str, monkeypatch: pytest.MonkeyP
 def test_burn_alarm_must_be_reachable(
     env: str, tmp_path: Path, brake_hours: float, expected: Status
 ) -> None:
-    """Sum of 1-minute GroupInServiceInstances samples over 3600 s: 10 instances reach 600.
-
-    Issue 11 item 11: the example config's 625 instance-minutes per hour can never fire.
+    """Sum of 1-minute GroupInServiceInstances samples over the 6-hour window: 10 instances
+    reach 3600 instance-minutes (60 instance-hours). Issue 11 item 11: the example config's
+    62.5 instance-hours could never be reached.
     """
     stack = deploy(env, brake_instance_hours=brake_hours)
     results = by_name(check_brake_wiring(Aws(REGION), stack.outputs, config_for(tmp_path)))
@@ -210,7 +210,8 @@ def test_burn_alarm_must_be_reachable(
     alarm = results[f"alarm {stack.alarm}"]
     assert alarm.status is expected, alarm
     if expected is Status.FAIL:
-        assert "threshold 625 is unreachable" in alarm.detail
+        assert "threshold 3750 is unreachable" in alarm.detail
+        assert "at most 3600 per 360 min" in alarm.detail
 
 
 def test_alarm_blind_without_group_metrics(env: str, tmp_path: Path) -> None:

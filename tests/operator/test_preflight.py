@@ -301,9 +301,27 @@ def test_bucket_of_another_account_and_other_stacks(
     stacks = checks["other spotcube stacks"]
     assert stacks["status"] == "warn"
     assert "spotcube-bob-prod-fleet (max 40)" in stacks["detail"]
+    assert "spotcube:guards.accountVcpus 800" in stacks["fix"]
     spot = checks["spot vCPU quota"]
     assert spot["status"] == "fail"
     assert "160 plus 640 of other spotcube stacks" in spot["detail"]
+
+
+def test_config_warnings_are_listed(
+    aws_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Valid but dangerous values (infra.config's warnings) appear as WARN lines, not FAILs."""
+    bake_image(aws_env)
+    config = write_config(tmp_path, {"budget.monthlyUsd": 50000})
+    with use_recordings(monkeypatch, "quota-spot-raised", "cost-tags-active"):
+        status, report, _ = run(capsys, "--config", str(config))
+    warnings = [c for c in report["checks"] if c["name"] == "config"]
+    assert status == 0
+    assert [w["status"] for w in warnings] == ["warn"]
+    assert warnings[0]["detail"].startswith("spotcube:budget.monthlyUsd:")
 
 
 def test_more_alert_emails_than_budgets_allows(aws_env: str, tmp_path: Path) -> None:
