@@ -253,7 +253,10 @@ def check_ami(aws: Aws, config: StackConfig, root: Path | None) -> CheckResult:
 def organization_of(aws: Aws, account: Account) -> str | None:
     """The management account if this account is a member of an organization, else None."""
     try:
-        org = aws.client("organizations").describe_organization()["Organization"]
+        # Organizations has one endpoint, in us-east-1, whatever the stack's region.
+        org = aws.client("organizations", region="us-east-1").describe_organization()[
+            "Organization"
+        ]
     except ClientError as exc:
         if error_code(exc) == "AWSOrganizationsNotInUseException":
             return None
