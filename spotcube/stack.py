@@ -41,6 +41,7 @@ class StackOutputs:
     ami_id: str = ""
     budget_name: str = ""
     alerts_topic_arn: str = ""
+    launch_guard_policy_arn: str = ""  # infra.stack.EXTRA_OUTPUT_KEYS; read by `spotcube check`
     endpoint_url: str | None = None  # set only for the local cloud
 
     def client(self, service: str) -> Any:
