@@ -98,10 +98,12 @@ class Aws:
         """The command-ending error ``exc`` stands for, or None if it concerns one check."""
         if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
             endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
-            return CloudUnreachableError(
-                f"cannot reach {endpoint} ({type(exc).__name__}); check the network, "
-                "AWS_ENDPOINT_URL and the region"
+            hint = (
+                "is the local cloud running? `spotcube demo --hold` starts one and prints its URL"
+                if self.endpoint_url
+                else "check the network, AWS_ENDPOINT_URL and the region"
             )
+            return CloudUnreachableError(f"cannot reach {endpoint} ({type(exc).__name__}); {hint}")
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return CloudUnreachableError(
                 f"no usable AWS credentials from {_profile_words(self.profile)}; run "

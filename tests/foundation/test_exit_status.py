@@ -35,7 +35,12 @@ AWS_PRICES = [
     "1",
 ]
 # Commands that take no cloud endpoint, and why.
-NO_ENDPOINT = {"demo": "starts its own local cloud"}
+NO_ENDPOINT = {
+    "demo": "starts its own local cloud",
+    "preflight": "reads the account through the credential chain; an unreachable endpoint is"
+    " tested in tests/operator/test_preflight.py (AWS_ENDPOINT_URL)",
+}
+EXAMPLE_CONFIG = str(Path(__file__).resolve().parents[2] / "Pulumi.example.yaml")
 
 
 def _subcommands() -> set[str]:
@@ -114,6 +119,8 @@ def _cloud_commands(endpoint: str, data: Path) -> dict[str, list[list[str]]]:
             [*PLAN, "--rate", "from:run-1", "--endpoint", endpoint],
             [*PLAN, *AWS_PRICES, "--endpoint", endpoint],
         ],
+        "check": [["check", "--endpoint", endpoint, "--config", EXAMPLE_CONFIG]],
+        "resume": [["resume", "--endpoint", endpoint, "--config", EXAMPLE_CONFIG]],
         "bake": [["bake", "--target", "aws", "--region", "us-east-1", "--endpoint-url", endpoint]],
     }
 
