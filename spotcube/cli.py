@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from spotcube import __version__, commands
+from spotcube.errors import SpotcubeError
 
 
 class CommandError(Exception):
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"spotcube {args.command}: {exc}", file=sys.stderr)
         return 2
+    except SpotcubeError as exc:
+        print(f"spotcube {args.command}: {exc}", file=sys.stderr)
+        return int(exc.status)
     except KeyboardInterrupt:
         print(f"spotcube {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ import time
 from rich.console import Console
 from rich.live import Live
 
+from spotcube.errors import UsageError
 from spotcube.stack import add_stack_arguments, resolve_outputs
 from spotcube.status import list_runs, render, run_status
 
@@ -38,12 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spotcube.cli import CommandError
-
     if args.watch is not None and args.watch <= 0:
-        raise CommandError(f"--watch {args.watch}: the interval must be positive")
+        raise UsageError(f"--watch {args.watch}: the interval must be positive")
     if args.watch is not None and args.json:
-        raise CommandError("--watch and --json do not mix; poll `status --json` instead")
+        raise UsageError("--watch and --json do not mix; poll `status --json` instead")
     outputs = resolve_outputs(args)
     if args.list:
         for run_id in list_runs(outputs):
