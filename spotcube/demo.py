@@ -26,6 +26,7 @@ from rich.console import Console
 
 from payload import __version__ as payload_version
 from payload.records import AttemptState
+from payload.settings import WorkerConfig
 from spotcube.cli import CommandError
 from spotcube.compare import download_and_verify
 from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
@@ -242,18 +243,20 @@ def _progress_line(status: RunStatus, fleet: Fleet) -> str:
 def worker_args(options: DemoOptions) -> list[str]:
     """Worker options on the demo's compressed clock.
 
-    The worker's defaults are AWS time scales (a 300 s checkpoint interval, a 10 s safety
-    margin before the deadline, 30 s retry backoff); the demo divides them by the speedup,
-    with floors that keep the local processes from spinning.
+    The worker's defaults (:class:`payload.settings.WorkerConfig`) are AWS time scales (a
+    300 s checkpoint interval, a 10 s safety margin before the deadline, 30 s retry backoff);
+    the demo divides them by the speedup, with floors that keep the local processes from
+    spinning.
     """
+    defaults = WorkerConfig()
 
     def scaled(seconds: float, floor: float) -> str:
         return f"{max(floor, seconds / options.speedup):g}"
 
     return [
-        "--checkpoint-interval", scaled(300.0, 1.0),
-        "--safety-margin", scaled(10.0, 1.0),
-        "--retry-base", scaled(30.0, 1.0),
+        "--checkpoint-interval", scaled(defaults.checkpoint_interval, 1.0),
+        "--safety-margin", scaled(defaults.safety_margin, 1.0),
+        "--retry-base", scaled(defaults.retry_base, 1.0),
         "--spot-poll-interval", "0.5",
         # A short long-poll lets an idle worker see SIGTERM at once when the fleet stops;
         # a short visibility lets the job of a SIGKILLed worker come back within seconds.
