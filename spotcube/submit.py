@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from payload.contracts import (
-    SCHEMA,
     JobMessage,
     canonical_json,
     check_id,
@@ -25,6 +24,7 @@ from payload.contracts import (
     utc_now,
 )
 from payload.errors import InvalidInputError
+from payload.records import RunRecord
 from spotcube.cli import CommandError
 from spotcube.stack import StackOutputs
 
@@ -168,21 +168,20 @@ def submit_run(
         raise CommandError(str(exc)) from None
     if not messages:
         raise CommandError("no observations to submit")
-    record = {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "kind": kind,
-        "params": dict(params or {}),
-        "params_hash": messages[0].params_hash,
-        "submitted_at": utc_now(),
-        "observations": [{"obs_id": o.obs_id, "input": o.input} for o in observations],
-    }
+    record = RunRecord(
+        run_id=run_id,
+        kind=kind,
+        params=dict(params or {}),
+        params_hash=messages[0].params_hash,
+        submitted_at=utc_now(),
+        observations=[{"obs_id": o.obs_id, "input": o.input} for o in observations],
+    )
     s3 = outputs.client("s3")
     try:
         s3.put_object(
             Bucket=outputs.products_bucket,
             Key=run_record_key(run_id),
-            Body=json.dumps(record, indent=1).encode(),
+            Body=record.to_json(),
             ContentType="application/json",
             IfNoneMatch="*",
         )
