@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest, ObsLayout
+from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest, ObsLayout, utc_now
 from payload.errors import InvalidInputError, TransientError
 from payload.settings import DEFAULT_CHECKPOINT_INTERVAL as DEFAULT_INTERVAL
 from payload.store import ObjectStore, faultpoint
@@ -240,6 +240,7 @@ class Checkpointer:
             if fresh:
                 faultpoint("manifest-write")
             self.attempt.chunks_done += len(fresh)
+            self.attempt.last_seen = utc_now()
             try:
                 self._write_manifest()
             except BaseException:

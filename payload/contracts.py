@@ -177,6 +177,9 @@ class Attempt:
     chunks_done: int = 0  # chunks this attempt made durable
     lost_seconds: float = 0.0  # compute thrown away (a chunk abandoned at a deadline)
     log: str | None = None  # key of this attempt's shipped log (payload.logship)
+    # When this attempt last committed the manifest: the latest time it is known to have been
+    # alive, which is what an attempt killed without a word is reported to have lasted.
+    last_seen: str | None = None
 
 
 @dataclass

@@ -9,9 +9,9 @@ exposure``, where exposure is the total running time of all ended attempts (atte
 ended for another reason are censored observations, which is why they count in the exposure
 but not in the terminations). A termination is an interrupted attempt: one preempted after a
 notice, or one killed without a word (it never ended and a later attempt exists); a killed
-attempt's time runs to the start of the next attempt, the latest it can have been alive, so
-its instance time is in the cost too. ``spotcube plan --rate from:RUN_ID`` feeds ``λ̂`` back
-into the simulator.
+attempt's time runs to its last manifest commit, the latest time it is known to have been
+alive, and is in the cost and the exposure like any other attempt's. ``spotcube plan --rate
+from:RUN_ID`` feeds ``λ̂`` back into the simulator.
 
 The local demo compresses time; ``speedup`` multiplies every measured duration back to the
 durations being modelled.

@@ -94,9 +94,7 @@ class ObsState:
             if record.end is not None:
                 end: str | None = record.end
             elif state is AttemptState.KILLED:
-                # Killed without a word: it was alive at most until the next attempt started
-                # (or the manifest's last write); an upper bound, like the instance's bill.
-                end = records[i + 1].start if i + 1 < len(records) else self.manifest_time
+                end = _killed_end(records, i, self.manifest_time)
             else:
                 end = None
             log_key = record.log or self.logs.get(i + 1)
@@ -246,6 +244,21 @@ def _read_records(s3: Any, bucket: str, state: ObsState) -> None:
                 state.failed = FailedRecord.from_json(raw, what=f"s3://{bucket}/{layout.failed}")
             except InvalidInputError as exc:
                 state.problems.append(str(exc))
+
+
+def _killed_end(records: list[Attempt], i: int, manifest_time: str | None) -> str | None:
+    """When an attempt killed without a word is taken to have ended.
+
+    Its last manifest commit (``last_seen``) is the latest time it is known to have lived;
+    it died before it could commit the next chunk, so this is short by less than one chunk.
+    The next attempt's start is no substitute: the message waits out its visibility timeout
+    and then any backlog in the queue. Manifests written before ``last_seen`` existed fall
+    back to the next attempt's start (or the manifest's last write), an upper bound.
+    """
+    record = records[i]
+    if record.last_seen is not None:
+        return record.last_seen
+    return records[i + 1].start if i + 1 < len(records) else manifest_time
 
 
 def _layout(parsed: ParsedKey) -> ObsLayout:

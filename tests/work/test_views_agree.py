@@ -134,12 +134,14 @@ def test_every_view_tells_the_same_story_and_keeps_the_logs(
     assert report["open_attempts"] == 0
     assert report["terminations"] == sum(s in INTERRUPTED for s in every)
     assert report["observations_done"] == sum(s == "done" for s in FINAL.values())
-    # The killed attempt's time runs to the rescuer's start, the latest it can have lived.
+    # The killed attempt's time runs to its last manifest commit: it lived at least that long,
+    # and died within a chunk of it (the victim was killed right after its second chunk).
     hours = 0.0
     for manifest in manifests.values():
-        attempts = manifest["attempts"]
-        for i, a in enumerate(attempts):
-            hours += _hours(a["start"], a["end"] or attempts[i + 1]["start"])
+        for a in manifest["attempts"]:
+            hours += _hours(a["start"], a["end"] or a["last_seen"])
+    killed = manifests["kill"]["attempts"][0]
+    assert killed["last_seen"] < manifests["kill"]["attempts"][1]["start"]
     assert report["instance_hours"] == pytest.approx(hours, rel=1e-6)
     assert report["exposure_hours"] == pytest.approx(hours, rel=1e-6)
     assert report["hazard_per_hour"] == pytest.approx(report["terminations"] / hours, rel=1e-6)
