@@ -34,6 +34,7 @@ class ObsStatus:
     lost_seconds: float = 0.0
     instance_id: str | None = None  # the instance of the open attempt, when running
     error: str | None = None  # from FAILED.json
+    attempt_states: list[str] = field(default_factory=list)  # AttemptState of each, in order
 
     @classmethod
     def of(cls, obs: ObsState) -> ObsStatus:
@@ -47,6 +48,7 @@ class ObsStatus:
             lost_seconds=obs.lost_seconds,
             instance_id=obs.running_on,
             error=obs.error,
+            attempt_states=[a.state.value for a in obs.attempts],
         )
 
 

@@ -119,6 +119,7 @@ def test_every_view_tells_the_same_story_and_keeps_the_logs(
     assert {o: by_obs[o]["state"] for o in EXPECTED} == FINAL
     for obs, states in EXPECTED.items():
         assert by_obs[obs]["attempts"] == len(states), obs
+        assert by_obs[obs]["attempt_states"] == states, obs
         assert by_obs[obs]["interruptions"] == sum(s in INTERRUPTED for s in states), obs
     assert status != 0  # two observations failed: scripts must notice
     assert "TransientError" in by_obs["flaky"]["error"]
