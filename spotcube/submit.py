@@ -18,7 +18,6 @@ from typing import Any
 
 from payload import inputs as input_store
 from payload.contracts import (
-    SCHEMA,
     JobMessage,
     canonical_json,
     check_id,
@@ -27,6 +26,7 @@ from payload.contracts import (
     utc_now,
 )
 from payload.errors import InvalidInputError
+from payload.records import RunRecord
 from spotcube.errors import RefusedError, UsageError
 from spotcube.stack import StackOutputs
 
@@ -212,21 +212,20 @@ def submit_run(
         raise UsageError(str(exc)) from None
     if not messages:
         raise UsageError("no observations to submit")
-    record = {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "kind": kind,
-        "params": dict(params or {}),
-        "params_hash": messages[0].params_hash,
-        "submitted_at": utc_now(),
-        "observations": [{"obs_id": o.obs_id, "input": o.input} for o in observations],
-    }
+    record = RunRecord(
+        run_id=run_id,
+        kind=kind,
+        params=dict(params or {}),
+        params_hash=messages[0].params_hash,
+        submitted_at=utc_now(),
+        observations=[{"obs_id": o.obs_id, "input": o.input} for o in observations],
+    )
     s3 = outputs.client("s3")
     try:
         s3.put_object(
             Bucket=outputs.products_bucket,
             Key=run_record_key(run_id),
-            Body=json.dumps(record, indent=1).encode(),
+            Body=record.to_json(),
             ContentType="application/json",
             IfNoneMatch="*",
         )

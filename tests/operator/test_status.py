@@ -168,3 +168,16 @@ def test_outputs_file_selects_the_stack(
     path.write_text(run.to_json())
     assert main(["status", "--outputs", str(path), RUN, "--json"]) == 4
     assert json.loads(capsys.readouterr().out)["run_id"] == RUN
+
+
+def test_status_and_report_count_the_same_interruptions(run: StackOutputs) -> None:
+    """The issue's case: a SIGKILLed attempt (no end, a later attempt exists) is an
+    interruption for ``status`` and a termination, with its instance time, for ``report``."""
+    from spotcube.runreport import summarise_run
+
+    status = run_status(run, RUN)
+    report = summarise_run(run.client("s3"), run.products_bucket, RUN)
+    assert sum(o.interruptions for o in status.observations) == report.terminations == 2
+    assert report.outcomes == {"preempted": 1, "killed": 1, "done": 1}
+    assert report.open_attempts == 1  # i-3, still running
+    assert sum(o.attempts for o in status.observations) == report.attempts == 4
