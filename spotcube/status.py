@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spotcube import runstate
-from spotcube.errors import UsageError
+from spotcube.errors import RefusedError, UsageError
 from spotcube.runstate import ObsPhase, ObsState, RunState
 from spotcube.stack import StackOutputs
 
@@ -115,7 +115,9 @@ def queue_depth(outputs: StackOutputs, url: str) -> QueueDepth:
 def newest_run(outputs: StackOutputs) -> str:
     runs = list_runs(outputs)
     if not runs:
-        raise UsageError(f"no runs in products bucket {outputs.products_bucket}; submit one first")
+        raise RefusedError(
+            f"no runs in products bucket {outputs.products_bucket}; submit one first"
+        )
     return runs[-1]
 
 

@@ -119,6 +119,7 @@ def _cloud_commands(endpoint: str, data: Path) -> dict[str, list[list[str]]]:
             [*PLAN, "--rate", "from:run-1", "--endpoint", endpoint],
             [*PLAN, *AWS_PRICES, "--endpoint", endpoint],
         ],
+        "logs": [["logs", "run-1", "--endpoint", endpoint]],
         "check": [["check", "--endpoint", endpoint, "--config", EXAMPLE_CONFIG]],
         "resume": [["resume", "--endpoint", endpoint, "--config", EXAMPLE_CONFIG]],
         "bake": [["bake", "--target", "aws", "--region", "us-east-1", "--endpoint-url", endpoint]],
