@@ -31,6 +31,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from payload.checkpoint import DEFAULT_INTERVAL, Checkpointer, load_manifest
+from payload.classify import failure_record, with_uris
 from payload.contracts import (
     SCHEMA,
     Attempt,
@@ -229,7 +230,7 @@ class Worker:
             heartbeat.stop()
             log.error("job %s/%s is invalid: %s", message.run_id, message.obs_id, exc)
             run.end_attempt(Outcome.INVALID)
-            self._write_failed(layout, exc, run.manifest)
+            self._write_failed(layout, with_uris(exc, run.local_inputs()), run.manifest)
             self._dead_letter(body, receipt)
             return Outcome.INVALID
         except Exception as exc:
@@ -268,7 +269,8 @@ class Worker:
                 run.message.obs_id,
                 tries,
             )
-            self._write_failed(run.layout, exc, run.manifest)
+            failure = with_uris(exc, run.local_inputs()) if isinstance(exc, PayloadError) else exc
+            self._write_failed(run.layout, failure, run.manifest)
             self._dead_letter(body, receipt)
             return Outcome.TRANSIENT
         delay = self.rng.uniform(0.0, self.config.retry_base * 2**tries)
@@ -338,9 +340,7 @@ class Worker:
     ) -> None:
         doc = {
             "schema": SCHEMA,
-            "error_class": type(exc).__name__,
-            "message": str(exc),
-            "outcome": getattr(exc, "outcome", Outcome.TRANSIENT).value,
+            **failure_record(exc),  # class, one-line message, outcome; frames of a bug
             "instance_id": self.identity.instance_id,
             "failed_at": utc_now(),
             "attempts": [vars(a) for a in manifest.attempts] if manifest else [],
@@ -425,6 +425,10 @@ class _JobRun:
             "etag": head.get("ETag"),
             "size": head.get("ContentLength"),
         }
+
+    def local_inputs(self) -> dict[str, str]:
+        """The local copies of this attempt's inputs, each with the URI it came from."""
+        return {str(path): uri for uri, path in self._inputs.items()}
 
     def fetch(self, uri: str) -> Path:
         """Download an ``s3://`` input once per attempt, into the job's directory."""
