@@ -55,7 +55,10 @@ class Estimate:
 
 
 def _gib(n: float) -> str:
-    return f"{n / GIB:.3g} GiB"
+    """A byte count for a person: GiB from 1 GiB up, else MiB or bytes."""
+    if n >= GIB:
+        return f"{n / GIB:.3g} GiB"
+    return f"{n / 1024**2:.3g} MiB" if n >= 1024**2 else f"{int(n)} bytes"
 
 
 def available_memory() -> int:
@@ -159,14 +162,14 @@ def check_image_job(
     memory = available_memory()
     if needed.memory > _MEMORY_SHARE * memory:
         raise InvalidInputError(
-            f"imaging {info.source.name} ({info.n_freqs} channels, {size}) needs about "
+            f"imaging {info.source} ({info.n_freqs} channels, {size}) needs about "
             f"{_gib(needed.memory)} of memory, this machine has {_gib(memory)} available; "
             f"lower {needed.memory_option}"
         )
     disk = free_disk(workdir)
     if needed.disk > disk:
         raise InvalidInputError(
-            f"imaging {info.source.name} ({info.n_freqs} channels, {size}) needs about "
+            f"imaging {info.source} ({info.n_freqs} channels, {size}) needs about "
             f"{_gib(needed.disk)} of disk under {workdir}, {_gib(disk)} is free; "
             f"lower {needed.disk_option}, or free space there"
         )
@@ -195,7 +198,7 @@ def _uvfits_claim(path: Path) -> tuple[int, int] | None:
     except (KeyError, ValueError, TypeError):
         return None
     if min([groups, params_per_group, *axes], default=0) < 0:
-        raise InvalidInputError("has a FITS header with negative axis or group counts")
+        raise InvalidInputError(f"{path}: has a FITS header with negative axis or group counts")
     per_group = math.prod(axes) + params_per_group
     # Visibilities: the axes after the complex (real, imag, weight) axis of 3.
     n_vis = groups * math.prod(axes[1:])

@@ -165,7 +165,10 @@ class ImageJob:
             )
             freq_hz, flagged = chunk.freq_hz, chunk.flagged
             del chunk  # the visibilities are not needed while the file is written
-            check_finite_products(image=images.dirty, psf=images.psf, uv_cube=uv_vis)
+            try:
+                check_finite_products(image=images.dirty, psf=images.psf, uv_cube=uv_vis)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{self.info.source}: {exc}") from None
             with h5py.File(tmp, "r+") as handle:
                 handle.attrs["chunk_id"] = chunk_id
                 handle.attrs["params_hash"] = self.provenance["params_hash"]

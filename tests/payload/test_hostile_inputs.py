@@ -312,3 +312,20 @@ def test_no_traceback_from_the_real_command(
     lines = result.stderr.splitlines()
     assert_one_invalid_line(result.returncode, lines)
     assert_no_product(out)
+
+
+def test_amplitudes_too_large_to_image_are_invalid(
+    tiny_obs: Observation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finite float64 visibilities of 1e300 Jy overflow a float32 image: refused, not inf."""
+    path = tmp_path / "loud.uvh5"
+    path.write_bytes(tiny_obs.path.read_bytes())
+    with h5py.File(path, "r+") as handle:
+        vis = handle["Data/visdata"][()].astype(np.complex128)
+        vis[_cross_rows(handle)[:3]] = 1e300
+        del handle["Data/visdata"]
+        handle["Data"].create_dataset("visdata", data=vis)
+    out = tmp_path / "out"
+    status, lines = run_cli(["image", str(path), "--out", str(out), "--quiet"], capsys)
+    assert_one_invalid_line(status, lines, str(path), "too large")
+    assert_no_product(out)
