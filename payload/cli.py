@@ -10,8 +10,16 @@ import traceback
 from collections.abc import Sequence
 
 from payload import __version__, commands
-from payload.classify import UNEXPECTED_EXIT_CODE, last_frames, one_line, outcome_of
+from payload.classify import (
+    UNEXPECTED_EXIT_CODE,
+    is_resource_error,
+    last_frames,
+    one_line,
+    outcome_of,
+    reason,
+)
 from payload.errors import PayloadError
+from payload.outcomes import Outcome
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; any exception becomes one line on stderr and an exit status.
 
     A :class:`PayloadError` exits with its outcome's code (65 invalid, 69 transient, 75
-    preempted); anything else is a bug and exits 70 with its innermost frames on the
-    same line. ``--traceback`` prints the full traceback after the line.
+    preempted), as does a failure of the machine (no space, no memory: 69); anything else
+    is a bug and exits 70 with its innermost frames on the same line. ``--traceback``
+    prints the full traceback after the line.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -44,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(args, one_line(str(exc)))
         return outcome_of(exc).exit_code
     except Exception as exc:
+        if is_resource_error(exc):  # the machine, not the input or the code: try again
+            _report(args, one_line(f"this machine failed: {reason(exc)}"))
+            return Outcome.TRANSIENT.exit_code
         frames = "; ".join(last_frames(exc, 3))
         text = str(exc) or type(exc).__name__
         _report(

@@ -134,11 +134,11 @@ def test_bad_values_are_one_invalid_line(
     assert_no_product(out)
 
 
-def _uvfits_with_gcount(source: Path, target: Path, gcount: int) -> None:
-    """A copy of a uvfits file whose primary header claims ``gcount`` groups."""
+def _uvfits_with_card(source: Path, target: Path, key: str, value: int) -> None:
+    """A copy of a uvfits file whose primary header card ``key`` says ``value``."""
     data = bytearray(source.read_bytes())
-    at = data.index(b"GCOUNT  =")
-    data[at : at + 80] = f"GCOUNT  = {gcount:>20d}".ljust(80).encode()
+    at = data.index(key.ljust(8).encode() + b"=")
+    data[at : at + 80] = f"{key.ljust(8)}= {value:>20d}".ljust(80).encode()
     target.write_bytes(bytes(data))
 
 
@@ -152,11 +152,12 @@ def tiny_uvfits(tiny_obs: Observation, tmp_path_factory: pytest.TempPathFactory)
     return path
 
 
-def test_uvfits_claiming_a_billion_groups_is_refused_before_reading(
-    tiny_uvfits: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("card", ["GCOUNT", "NAXIS4"], ids=["groups", "channels"])
+def test_uvfits_claiming_a_billion_groups_or_channels_is_refused_before_reading(
+    tiny_uvfits: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], card: str
 ) -> None:
     path = tmp_path / "liar.uvfits"
-    _uvfits_with_gcount(tiny_uvfits, path, 10**9)
+    _uvfits_with_card(tiny_uvfits, path, card, 10**9)
     status, lines = run_cli(["image", str(path), "--out", str(tmp_path / "o"), "--quiet"], capsys)
     assert_one_invalid_line(status, lines, str(path), "header claims")
 
@@ -329,3 +330,26 @@ def test_amplitudes_too_large_to_image_are_invalid(
     status, lines = run_cli(["image", str(path), "--out", str(out), "--quiet"], capsys)
     assert_one_invalid_line(status, lines, str(path), "too large")
     assert_no_product(out)
+
+
+def test_a_full_disk_is_transient_not_a_bug(
+    tiny_obs: Observation,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ENOSPC while a chunk is written: exit 69 (try again), one line, no traceback."""
+    import errno
+
+    import payload.jobs.image
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(payload.jobs.image, "_cubes_in_chunk_file", full)
+    status, lines = run_cli(
+        ["image", str(tiny_obs.path), "--out", str(tmp_path / "o"), "--quiet"], capsys
+    )
+    assert status == 69
+    assert len(lines) == 1
+    assert "No space left on device" in lines[0]

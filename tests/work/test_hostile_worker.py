@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from payload.contracts import JobMessage, ObsLayout
+from payload.contracts import JobMessage, Manifest, ObsLayout
 from payload.synth import preset_params, write_preset
 from tests.work.conftest import RUN, Plane
 
@@ -85,3 +85,30 @@ def test_bad_inputs_fail_once_as_invalid_naming_the_s3_input(plane: Plane, tmp_p
         assert plane.get(layout.done) is None
     assert log.count("is invalid") == len(CASES)
     assert "transient" not in log
+
+
+def test_a_replaced_input_never_resumes_the_old_inputs_chunks(plane: Plane) -> None:
+    """The manifest keeps the input's ETag; a new object of the same size is refused.
+
+    S3's ETag of an object uploaded in one PUT without SSE-KMS is the MD5 of its content
+    (S3 API Reference, "Object" data type, ``ETag``: "The ETag reflects changes only to the
+    contents of an object, not its metadata"), so equal sizes do not hide a replacement.
+    """
+    params = {"chunks": 3, "chunk_seconds": 0.1, "chunk_bytes": 1024}
+    message = plane.submit("replaced", params, data=b"A" * 3000)
+    bucket, key = "work-raw", "replaced.dat"
+    head = plane.s3.head_object(Bucket=bucket, Key=key)
+    identity = {"uri": message.input, "etag": head["ETag"], "size": head["ContentLength"]}
+    layout = ObsLayout(RUN, "replaced")
+    plane.s3.put_object(
+        Bucket="work-products",
+        Key=layout.manifest,
+        Body=Manifest.new(message, identity).to_json().encode(),
+    )
+    plane.s3.put_object(Bucket=bucket, Key=key, Body=b"B" * 3000)  # same size, new content
+    worker = plane.start_worker("--idle-exit", "2")
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    failed = json.loads(plane.get(layout.failed) or b"{}")
+    assert failed["outcome"] == "invalid"
+    assert "changed since the checkpoint" in failed["message"]
+    assert plane.get(layout.done) is None
