@@ -57,7 +57,7 @@ damage = st.one_of(
 extent = st.one_of(st.integers(1, 400), st.just(-1))
 
 SETTINGS = settings(
-    max_examples=10,
+    max_examples=8,
     deadline=None,
     derandomize=True,
     database=None,
@@ -115,7 +115,7 @@ def drift_obs(tiny_obs: Observation, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.slow
 @given(what=damage, count=extent, seed=st.integers(0, 2**32 - 1))
-@settings(SETTINGS, max_examples=5)
+@settings(SETTINGS, max_examples=4)
 def test_pyuvdata_chunk_reader(
     drift_obs: Path, tmp_path: Path, what: tuple[str, str], count: int, seed: int
 ) -> None:
