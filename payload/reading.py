@@ -115,6 +115,10 @@ POL_CODES = {"XX": XX, "YY": YY}
 # MB read), while a fully flagged file still costs one pass in large reads.
 _FLAG_SCAN_FIRST_ROWS = 1_024
 _FLAG_SCAN_MAX_ROWS = 65_536
+# Memory of one scan slab at most (visibilities, flags, nsamples and the weights made from
+# them: ~32 bytes per cell), so a file of many channels is scanned in channel blocks too.
+_FLAG_SCAN_BYTES = 256 * 1024**2
+_SCAN_CELL_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -432,15 +436,18 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
             nsamples = handle["Data/nsamples"]
             visdata = handle["Data/visdata"]
             use = [i for i, p in enumerate(pols) if p in (XX, YY)]
+            n_rows, n_chan, n_pols = flags.shape
+            row_bytes = n_pols * _SCAN_CELL_BYTES
+            chan_step = max(1, min(n_chan, _FLAG_SCAN_BYTES // row_bytes))
+            row_cap = max(1, _FLAG_SCAN_BYTES // (chan_step * row_bytes))
             start, rows = 0, _FLAG_SCAN_FIRST_ROWS
-            while start < flags.shape[0]:
-                stop = start + rows
+            while start < n_rows:
+                stop = start + min(rows, row_cap)
                 cross = ant1[start:stop] != ant2[start:stop]
-                if cross.any():
+                for first in range(0, n_chan, chan_step) if cross.any() else ():
+                    cells = np.s_[start:stop, first : first + chan_step]
                     weights, _ = validation.usable_weights(
-                        visdata[start:stop][..., use],
-                        flags[start:stop][..., use],
-                        nsamples[start:stop][..., use],
+                        visdata[cells][..., use], flags[cells][..., use], nsamples[cells][..., use]
                     )
                     if (weights[cross] > 0).any():
                         return

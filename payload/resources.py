@@ -39,7 +39,9 @@ _PREPARED_BYTES = 24
 _CONVERT_BYTES = 2 * (16 + 1 + 4)
 # Share of the available memory a job may plan to use; the rest is left for what the
 # estimates leave out (Python, libraries, the page cache of the chunk files).
-_MEMORY_SHARE = 0.8
+MEMORY_SHARE = 0.8
+# Share the header arrays alone (frequencies, baselines, uvw) may take before any is read.
+HEADER_SHARE = 0.25
 # A field of view is at most the visible hemisphere.
 MAX_FOV_DEG = 180.0
 
@@ -54,7 +56,7 @@ class Estimate:
     disk_option: str
 
 
-def _gib(n: float) -> str:
+def size_text(n: float) -> str:
     """A byte count for a person: GiB from 1 GiB up, else MiB or bytes."""
     if n >= GIB:
         return f"{n / GIB:.3g} GiB"
@@ -160,17 +162,17 @@ def check_image_job(
     needed = estimate_image_job(info, geometry, params)
     size = f"{geometry.npix} x {geometry.npix} pixels of {geometry.pixsize_arcsec:.3g} arcsec"
     memory = available_memory()
-    if needed.memory > _MEMORY_SHARE * memory:
+    if needed.memory > MEMORY_SHARE * memory:
         raise InvalidInputError(
             f"imaging {info.source} ({info.n_freqs} channels, {size}) needs about "
-            f"{_gib(needed.memory)} of memory, this machine has {_gib(memory)} available; "
-            f"lower {needed.memory_option}"
+            f"{size_text(needed.memory)} of memory, this machine has {size_text(memory)} "
+            f"available; lower {needed.memory_option}"
         )
     disk = free_disk(workdir)
     if needed.disk > disk:
         raise InvalidInputError(
             f"imaging {info.source} ({info.n_freqs} channels, {size}) needs about "
-            f"{_gib(needed.disk)} of disk under {workdir}, {_gib(disk)} is free; "
+            f"{size_text(needed.disk)} of disk under {workdir}, {size_text(disk)} is free; "
             f"lower {needed.disk_option}, or free space there"
         )
 
@@ -224,22 +226,22 @@ def check_conversion(path: Path, cache_dir: Path) -> None:
         if data_bytes > on_disk:
             raise InvalidInputError(
                 f"{path}: is truncated or its header is corrupt: the header claims "
-                f"{_gib(data_bytes)} of data, the file holds {_gib(on_disk)}"
+                f"{size_text(data_bytes)} of data, the file holds {size_text(on_disk)}"
             )
         needed = n_vis * _CONVERT_BYTES
     else:
         # Raw or table data are stored as complex64 (8 bytes) or less per visibility.
         needed = on_disk // 8 * _CONVERT_BYTES
     memory = available_memory()
-    if needed > _MEMORY_SHARE * memory:
+    if needed > MEMORY_SHARE * memory:
         raise InvalidInputError(
-            f"{path}: reading it needs about {_gib(needed)} of memory, this machine has "
-            f"{_gib(memory)} available; split the observation (by time or frequency) or use "
+            f"{path}: reading it needs about {size_text(needed)} of memory, this machine has "
+            f"{size_text(memory)} available; split the observation (by time or frequency) or use "
             "an instance with more memory"
         )
     disk = free_disk(cache_dir)
     if needed // 2 > disk:
         raise InvalidInputError(
-            f"{path}: converting it to uvh5 needs about {_gib(needed // 2)} of disk under "
-            f"{cache_dir}, {_gib(disk)} is free"
+            f"{path}: converting it to uvh5 needs about {size_text(needed // 2)} of disk under "
+            f"{cache_dir}, {size_text(disk)} is free"
         )

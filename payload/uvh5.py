@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from payload import resources
 from payload.errors import InvalidInputError
 
 _COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
@@ -92,8 +93,21 @@ def read_header(path: Path) -> Header | None:
 
 
 def _check_counts(handle: h5py.File) -> None:
-    """The header's counts (Nfreqs, Npols, Nblts) equal the lengths of the arrays they count."""
+    """The header's counts (Nfreqs, Npols, Nblts) equal the lengths of the arrays they count,
+    and the header arrays fit in a quarter of the available memory (their shapes are known
+    before they are read)."""
     header = handle["Header"]
+    arrays = ("freq_array", "channel_width", "ant_1_array", "ant_2_array", "uvw_array")
+    needed = 8 * sum(header[name].size for name in arrays if name in header)  # as float64/int64
+    available = resources.available_memory()
+    # The metadata must leave room for the job itself (a chunk's visibilities, the grids).
+    if needed > resources.HEADER_SHARE * available:
+        raise InvalidInputError(
+            f"has header arrays ({int(header['freq_array'].size)} channels, "
+            f"{int(header['ant_1_array'].shape[0])} baseline-times) that alone need "
+            f"{resources.size_text(needed)} of memory, this machine has "
+            f"{resources.size_text(available)} available"
+        )
     counted = {
         "Nfreqs": ("freq_array", lambda a: a.size),
         "Npols": ("polarization_array", lambda a: a.size),

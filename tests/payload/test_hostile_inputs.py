@@ -353,3 +353,33 @@ def test_a_full_disk_is_transient_not_a_bug(
     assert status == 69
     assert len(lines) == 1
     assert "No space left on device" in lines[0]
+
+
+def test_a_consistent_header_of_ten_billion_channels_is_refused_before_reading(
+    tiny_obs: Observation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A small file whose arrays really hold 10^10 channels (HDF5 fill values, nothing
+    stored): refused from the datasets' shapes before 160 GB of frequency axes are read.
+
+    10^10 rather than 10^9: the refusal compares with a quarter of the available memory,
+    and 160 GB exceeds that on any machine with less than 640 GB available.
+    """
+    path = tmp_path / "wide.uvh5"
+    path.write_bytes(tiny_obs.path.read_bytes())
+    n = 10**10
+    with h5py.File(path, "r+") as handle:
+        header, data = handle["Header"], handle["Data"]
+        n_blts, _, n_pols = data["visdata"].shape
+        for name in ("freq_array", "channel_width", "Nfreqs"):
+            del header[name]
+        header["Nfreqs"] = np.int64(n)
+        for name, fill in (("freq_array", 1.5e8), ("channel_width", 1e3)):
+            header.create_dataset(name, shape=(n,), dtype="f8", chunks=(2**20,), fillvalue=fill)
+        for name, dtype in (("visdata", "c8"), ("flags", "?"), ("nsamples", "f4")):
+            del data[name]
+            data.create_dataset(name, shape=(n_blts, n, n_pols), dtype=dtype, chunks=(1, 2**20, 1))
+    assert path.stat().st_size < 10 * tiny_obs.path.stat().st_size
+    out = tmp_path / "out"
+    status, lines = run_cli(["image", str(path), "--out", str(out), "--quiet"], capsys)
+    assert_one_invalid_line(status, lines, str(path), "header arrays", "of memory")
+    assert_no_product(out)
