@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -219,15 +221,31 @@ def test_a_pipe_inside_a_measurement_set_is_refused(
     assert_one_invalid_line(status, lines, "table.f0", "named pipe")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_an_unreadable_file_is_refused(
-    tiny_obs: Observation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "secret.uvh5"
-    path.write_bytes(tiny_obs.path.read_bytes())
-    path.chmod(0)
-    status, lines = run_cli(["image", str(path), "--out", str(tmp_path / "o")], capsys)
-    assert_one_invalid_line(status, lines, str(path), "permission denied")
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None,
+    reason="root reads files whatever their mode, and setpriv is missing to drop it",
+)
+def test_an_unreadable_file_is_refused(tiny_obs: Observation) -> None:
+    """Run as ``nobody`` (root reads any file): a mode-000 file is one invalid line."""
+    with tempfile.TemporaryDirectory(prefix="unreadable-") as tmp:
+        directory = Path(tmp)
+        directory.chmod(0o755)
+        path = directory / "secret.uvh5"
+        path.write_bytes(tiny_obs.path.read_bytes())
+        path.chmod(0)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        command = [sys.executable, "-m", "payload", "image", str(path), "--out", str(directory)]
+        result = subprocess.run(
+            [*(as_nobody if os.geteuid() == 0 else []), *command],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert_one_invalid_line(
+        result.returncode, result.stderr.splitlines(), str(path), "permission denied"
+    )
 
 
 def test_out_naming_an_existing_file_is_refused(
