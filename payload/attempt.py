@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from payload.checkpoint import Checkpointer, load_manifest
+from payload.classify import failure_record, with_uris
 from payload.contracts import (
     Attempt,
     JobMessage,
@@ -32,7 +33,7 @@ from payload.contracts import (
     parse_s3_uri,
     utc_now,
 )
-from payload.errors import InvalidInputError, PreemptedError
+from payload.errors import InvalidInputError, PayloadError, PreemptedError
 from payload.imds import InstanceIdentity
 from payload.inputs import restore as restore_input
 from payload.jobs import JobContext, build_job
@@ -252,8 +253,17 @@ class JobAttempt:
         log.info("attempt ended: %s", outcome.value)
         self.ship_log()  # after the checkpoint: on a notice the checkpoint matters more
 
+    def local_inputs(self) -> dict[str, str]:
+        """The local copies of this attempt's inputs, each with the URI it came from."""
+        return {str(path): uri for uri, path in self._inputs.items()}
+
     def write_failed(self, exc: BaseException) -> None:
-        """Write ``FAILED.json`` (the only writer): the error and the attempts made."""
+        """Write ``FAILED.json`` (the only writer): the error and the attempts made.
+
+        An input error names the ``s3://`` input, not this instance's temporary copy.
+        """
+        if isinstance(exc, PayloadError):
+            exc = with_uris(exc, self.local_inputs())
         write_failed(self.store, self.layout, exc, self.manifest, self.identity.instance_id)
 
     def cleanup(self) -> None:
@@ -273,9 +283,7 @@ def write_failed(
 ) -> None:
     """Write ``FAILED.json`` for ``layout``; also used when no attempt could start."""
     record = FailedRecord(
-        error_class=type(exc).__name__,
-        message=str(exc),
-        outcome=getattr(exc, "outcome", Outcome.TRANSIENT).value,
+        **failure_record(exc),  # class, one-line message, outcome; frames of a bug
         instance_id=instance_id,
         failed_at=utc_now(),
         attempts=[vars(a) for a in manifest.attempts] if manifest else [],

@@ -50,7 +50,7 @@ def load_manifest(
             f"{manifest.params_hash[:12]}, this job has {message.params_hash[:12]}: its chunks "
             "are not this job's chunks. Submit under a new run id, or delete the checkpoint."
         )
-    for name in ("etag", "size"):
+    for name in ("etag", "size", "sha256"):
         old, new = manifest.input_identity.get(name), input_identity.get(name)
         if old is not None and new is not None and old != new:
             raise InvalidInputError(

@@ -104,12 +104,18 @@ def write_provenance_json(
     instance_id: str,
     params: Mapping[str, Any],
     products: list[str],
+    flagged: Mapping[str, int] | None = None,
 ) -> None:
-    """``provenance.json``: job provenance, params, products, and the instance id."""
+    """``provenance.json``: job provenance, params, products, and the instance id.
+
+    ``flagged`` counts the visibilities the rule for values flagged (docs/imaging.md,
+    "Values"), by reason.
+    """
     doc = {
         **provenance,
         "params": dict(params),
         "products": products,
         "instance_id": instance_id,
+        **({"flagged_by_value_rule": dict(flagged)} if flagged is not None else {}),
     }
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

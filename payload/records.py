@@ -168,6 +168,7 @@ class FailedRecord:
     instance_id: str | None = None
     failed_at: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)  # the manifest's, as written
+    frames: list[str] | None = None  # the last frames of an unexpected exception (a bug)
     schema: int = SCHEMA
 
     def summary(self) -> str:
