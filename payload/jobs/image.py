@@ -35,10 +35,10 @@ from payload.errors import InvalidInputError
 from payload.fitsio import FileSegment, Segment, write_cube
 from payload.imaging import ImageGeometry, choose_geometry, image_chunk
 from payload.jobs.base import JobContext
+from payload.jobs.sizing import check_image_job
 from payload.params import ImagingParams
 from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
 from payload.reading import ObservationInfo, VisChunk, open_observation, read_chunk
-from payload.resources import check_image_job
 from payload.uvcube import UVCube, UVGrid, grid_chunk
 from payload.validation import FlagCounts, check_finite_products, check_nothing_left
 

@@ -13,8 +13,8 @@ import pytest
 from payload.classify import failure_record, input_failure, one_line, with_uris
 from payload.errors import InvalidInputError
 from payload.jobs.image import ImageJob
+from payload.jobs.sizing import estimate_image_job
 from payload.outcomes import Outcome
-from payload.resources import estimate_image_job
 
 from .conftest import Observation, make_context, run_job
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -148,7 +149,14 @@ def test_worker_options_come_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_worker_without_queue_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["worker"])
-    assert args.func(args) == 2
+    # The worker configures the root logger for its process, bound to this test's captured
+    # stderr; later tests must not log into that stream once pytest has closed it.
+    handlers, level = logging.root.handlers[:], logging.root.level
+    try:
+        assert args.func(args) == 2
+    finally:
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
     assert "SPOTCUBE_QUEUE_URL" in capsys.readouterr().err
 
 

@@ -1,0 +1,104 @@
+"""Memory and disk an image job needs, estimated from the header and the options before use.
+
+The machine's side (available memory, free disk, shares) is :mod:`payload.resources`; this
+module knows the imaging arrays, so it lives with the job, not under the readers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from payload.errors import InvalidInputError
+from payload.imaging import ImageGeometry
+from payload.params import ImagingParams
+from payload.reading import ObservationInfo
+from payload.resources import (
+    MAX_FOV_DEG,
+    MEMORY_SHARE,
+    Estimate,
+    available_memory,
+    free_disk,
+    size_text,
+)
+
+# Bytes per visibility while a chunk is read and prepared: the file's complex + flag +
+# nsamples (8 + 1 + 4 as pyuvdata writes them, up to 16 + 1 + 8 once converted), and per
+# output polarization the complex128 visibility and float64 weight (24).
+READ_BYTES = 25
+PREPARED_BYTES = 24
+
+
+def estimate_image_job(
+    info: ObservationInfo, geometry: ImageGeometry, params: ImagingParams
+) -> Estimate:
+    """Peak memory of one chunk (or of combining), and the disk of chunks plus products."""
+    from payload.uvcube import UVGrid  # numpy-heavy; only when a job is being planned
+
+    n_pol = len(params.polarizations)
+    n_read = 2 if "I" in params.polarizations else n_pol
+    n_chan = min(params.chunk_channels, info.n_freqs)
+    rows = info.n_baselines * info.n_times
+    pixels = float(geometry.npix) ** 2
+    uv = UVGrid.from_params(params)
+    uv_cells = float(uv.n) * (uv.n // 2 + 1)
+
+    # The chunk being gridded and the next one, read ahead (payload.jobs.image._read).
+    visibilities = 2 * rows * n_chan * (n_read * READ_BYTES + n_pol * PREPARED_BYTES)
+    # Per chunk: the shown image's weighted sum per channel (float64); per gridding thread:
+    # ducc0's oversampled grid (about (2 npix)^2 complex128) and float64 images of every
+    # polarization and the PSF.
+    images = pixels * (8 * n_chan + params.nthreads * (4 * 16 + 8 * (n_pol + 1)))
+    uv_chunk = 24 * n_pol * n_chan * uv_cells
+    chunk_memory = visibilities + images + uv_chunk
+    # Combining holds the whole uv cube (complex128 + float64), concatenated once more.
+    combine_memory = 2 * 24 * n_pol * info.n_freqs * uv_cells + 16 * pixels
+    memory = max(chunk_memory, combine_memory)
+    if combine_memory >= chunk_memory:
+        memory_option = "--uv-cell/--uv-max (uv_cell_lambda, uv_max_lambda)"
+    elif visibilities >= images:
+        memory_option = "--chunk-channels (chunk_channels)"
+    else:
+        memory_option = _image_size_option(params)
+
+    # Chunk files (dirty + PSF cubes in float32, uv planes) are kept until combine, and
+    # the products hold the same cubes again.
+    cubes = 2 * 4 * n_pol * info.n_freqs * pixels
+    uv_cube = 24 * n_pol * info.n_freqs * uv_cells
+    disk = 2 * (cubes + uv_cube)
+    disk_option = _image_size_option(params) if cubes >= uv_cube else "--uv-cell/--uv-max"
+    return Estimate(int(memory), memory_option, int(disk), disk_option)
+
+
+def _image_size_option(params: ImagingParams) -> str:
+    if params.image_size is not None:
+        return "--image-size (image_size)"
+    if params.pixel_scale_arcsec is not None:
+        return "--pixel-scale or --fov, or set --image-size (pixel_scale_arcsec, fov_deg)"
+    return "--fov, or set --image-size (fov_deg, image_size)"
+
+
+def check_image_job(
+    info: ObservationInfo, geometry: ImageGeometry, params: ImagingParams, workdir: Path
+) -> None:
+    """Refuse a job whose options cannot work, or that would not fit on this machine."""
+    if params.image_size is None and not 0 < params.fov_deg <= MAX_FOV_DEG:
+        raise InvalidInputError(
+            f"--fov (fov_deg) is {params.fov_deg:g} degrees; a field of view is at most "
+            f"{MAX_FOV_DEG:g} degrees (the visible sky)"
+        )
+    needed = estimate_image_job(info, geometry, params)
+    size = f"{geometry.npix} x {geometry.npix} pixels of {geometry.pixsize_arcsec:.3g} arcsec"
+    memory = available_memory()
+    if needed.memory > MEMORY_SHARE * memory:
+        raise InvalidInputError(
+            f"imaging {info.source} ({info.n_freqs} channels, {size}) needs about "
+            f"{size_text(needed.memory)} of memory, this machine has {size_text(memory)} "
+            f"available; lower {needed.memory_option}"
+        )
+    disk = free_disk(workdir)
+    if needed.disk > disk:
+        raise InvalidInputError(
+            f"imaging {info.source} ({info.n_freqs} channels, {size}) needs about "
+            f"{size_text(needed.disk)} of disk under {workdir}, {size_text(disk)} is free; "
+            f"lower {needed.disk_option}, or free space there"
+        )
