@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -135,24 +134,32 @@ def _mounted(rootfs: Path, wheels: Path) -> Iterator[None]:
             mount_point.rmdir()
 
 
-RECAP = re.compile(
-    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
-    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
-    re.MULTILINE,
-)
+def parse_stats(document: str) -> dict[str, int]:
+    """Counts summed over hosts from the ``stats`` of Ansible's ``json`` stdout callback.
 
-
-def parse_recap(output: str) -> dict[str, int]:
-    """The last PLAY RECAP line of ``ansible-playbook`` output, as counts."""
-    matches = list(RECAP.finditer(output))
-    if not matches:
-        raise BuildError("ansible-playbook printed no PLAY RECAP")
-    last = matches[-1]
-    return {k: int(last.group(k)) for k in ("ok", "changed", "unreachable", "failed")}
+    The callback (``ansible.builtin.json``) prints one JSON document when the playbook ends;
+    its ``stats`` map each host to ``ok``, ``changed``, ``unreachable``, ``failures``, ...
+    """
+    try:
+        doc = json.loads(document)
+        stats = doc["stats"]
+        counts = {"ok": 0, "changed": 0, "unreachable": 0, "failed": 0}
+        for host in stats.values():
+            counts["ok"] += int(host.get("ok", 0))
+            counts["changed"] += int(host.get("changed", 0))
+            counts["unreachable"] += int(host.get("unreachable", 0))
+            counts["failed"] += int(host.get("failures", 0))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BuildError(f"ansible-playbook printed no JSON stats ({exc!r})") from None
+    return counts
 
 
 def ansible_playbook(root: Path, inventory: Path, extra_vars: Path, *, log: Path) -> dict[str, int]:
-    """Run ansible/site.yml; return the recap counts."""
+    """Run ansible/site.yml; return the counts of its JSON stats.
+
+    stdout (the JSON document) goes to a file of its own, stderr (warnings) to the log; the
+    document is copied into the log afterwards, so the log stays the one record of a bake.
+    """
     executable = Path(sys.executable).parent / "ansible-playbook"
     command = [
         str(executable if executable.exists() else "ansible-playbook"),
@@ -167,12 +174,36 @@ def ansible_playbook(root: Path, inventory: Path, extra_vars: Path, *, log: Path
         "ANSIBLE_CONFIG": str(root / "ansible" / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
     }
-    start = log.stat().st_size if log.exists() else 0
-    run_logged(command, log=log, what="ansible-playbook ansible/site.yml", env=env)
-    with log.open(errors="replace") as stream:
-        stream.seek(start)
-        return parse_recap(stream.read())
+    result_file = extra_vars.with_name("ansible-result.json")
+    with log.open("a") as stream, result_file.open("w") as stdout:
+        stream.write(f"\n$ {' '.join(command)}\n")
+        stream.flush()
+        status = subprocess.run(command, stdout=stdout, stderr=stream, env=env, check=False)
+    document = result_file.read_text(errors="replace")
+    with log.open("a") as stream:
+        stream.write(document)
+    if status.returncode != 0:
+        raise BuildError(
+            f"ansible-playbook ansible/site.yml failed (exit {status.returncode}): "
+            f"{_first_failure(document)}; see {log}"
+        )
+    return parse_stats(document)
+
+
+def _first_failure(document: str) -> str:
+    """The first failed task and its message in a JSON callback document, for one line."""
+    try:
+        for play in json.loads(document).get("plays", []):
+            for task in play.get("tasks", []):
+                for host, result in task.get("hosts", {}).items():
+                    if result.get("failed") or result.get("unreachable"):
+                        name = task.get("task", {}).get("name", "?")
+                        return f"task {name!r} on {host}: {result.get('msg', '')}"[:300]
+    except (ValueError, AttributeError):
+        pass
+    return "no failed task in the JSON output"
 
 
 UNIT_FILE = Path("payload/systemd/spotcube-worker.service")
@@ -183,13 +214,16 @@ def extra_vars(inputs: BakeInputs, wheel: Path, *, wheelhouse_dir: str) -> dict[
     unit = inputs.root / UNIT_FILE
     if not unit.is_file():
         raise BuildError(f"{UNIT_FILE} is missing: the payload role installs the worker's unit")
-    return {
+    variant = inputs.variant.extra_vars() if inputs.variant else {}
+    toolchains = inputs.variant.toolchains if inputs.variant else ()
+    return variant | {
         "payload_env_constraints_src": str(inputs.constraints),
         "payload_env_requirements": inputs.requirements,
         "payload_env_wheelhouse": wheelhouse_dir,
         "payload_wheel_src": str(wheel),
         "payload_unit_src": str(unit),
-        "payload_image_metadata": inputs.provenance() | {"base_image": BASE_IMAGE_SELECTOR},
+        "payload_image_metadata": inputs.provenance()
+        | {"base_image": BASE_IMAGE_SELECTOR, "toolchains": list(toolchains)},
     }
 
 
