@@ -44,10 +44,16 @@ def radio_tools() -> dict[str, str]:
 TOOLS = ("make", "aoflagger", "DP3.py", "wsclean")
 
 
+def ms_cache_dir(request: pytest.FixtureRequest) -> Path | None:
+    """Where the Measurement Set is kept between sessions (None with ``-p no:cacheprovider``)."""
+    cache = getattr(request.config, "cache", None)
+    return None if cache is None else Path(cache.mkdir("pyuvdata-3.2.3-ms"))
+
+
 @pytest.fixture(scope="session")
-def mwa_ms(request: pytest.FixtureRequest) -> Path:
+def mwa_ms(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The MWA Measurement Set, unpacked from the pyuvdata wheel into the pytest cache."""
-    cache = Path(request.config.cache.mkdir("pyuvdata-3.2.3-ms"))
+    cache = ms_cache_dir(request) or tmp_path_factory.mktemp("pyuvdata-ms")
     ms = cache / MS_NAME
     if (ms / "table.dat").is_file():
         return ms
