@@ -209,12 +209,47 @@ def _first_failure(document: str) -> str:
 UNIT_FILE = Path("payload/systemd/spotcube-worker.service")
 
 
+def variant_pip_requirements(inputs: BakeInputs) -> list[str]:
+    """What a variant installs with pip: its pip_packages and the dp3 role's pins.
+
+    The local bake downloads them on the host into a wheelhouse of their own and the roles
+    install offline from it, like the payload: a chroot has neither the host's pip
+    configuration nor its certificate authorities.
+    """
+    if inputs.variant is None:
+        return []
+    requirements = list(inputs.variant.pip_packages)
+    if "dp3" in inputs.variant.toolchains:
+        defaults = yaml.safe_load((inputs.root / "ansible/roles/dp3/defaults/main.yml").read_text())
+        requirements += [f"dp3=={defaults['dp3_version']}", *defaults["dp3_extra_packages"]]
+    return requirements
+
+
+def _combined(sources: list[Path], target: Path) -> Path:
+    """One folder of wheels linking every wheel of ``sources`` (first source wins a name)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for source in sources:
+        for wheel in sorted(source.glob("*.whl")):
+            link = target / wheel.name
+            if link.exists():
+                continue
+            try:
+                os.link(wheel, link)
+            except OSError:  # another filesystem
+                shutil.copy2(wheel, link)
+    return target
+
+
 def extra_vars(inputs: BakeInputs, wheel: Path, *, wheelhouse_dir: str) -> dict[str, Any]:
     """The variables `spotcube bake` gives the roles (both targets)."""
     unit = inputs.root / UNIT_FILE
     if not unit.is_file():
         raise BuildError(f"{UNIT_FILE} is missing: the payload role installs the worker's unit")
     variant = inputs.variant.extra_vars() if inputs.variant else {}
+    if inputs.variant:
+        # empty on AWS: the build instance installs from PyPI with the same pins
+        variant |= {"dp3_wheelhouse": wheelhouse_dir, "image_extras_pip_wheelhouse": wheelhouse_dir}
     toolchains = inputs.variant.toolchains if inputs.variant else ()
     return variant | {
         "payload_env_constraints_src": str(inputs.constraints),
@@ -291,6 +326,12 @@ def bake_local(
     mark = time.monotonic()
     wheel = build_wheel(inputs.root, stage / "dist", log=log)
     wheels = wheelhouse(inputs.requirements, inputs.constraints, cache_dir, log=log)
+    extra = variant_pip_requirements(inputs)
+    if extra:
+        wheels = _combined(
+            [wheels, wheelhouse(extra, inputs.constraints, cache_dir, log=log)],
+            stage / "wheelhouse",
+        )
     timings["artifacts"] = time.monotonic() - mark
     say(f"wheel: {wheel.name}; wheelhouse: {wheels.name} ({timings['artifacts']:.0f} s)")
 

@@ -9,7 +9,7 @@ import pytest
 
 from spotcube.bake.aws import VARIANT_TAG, packer_variables
 from spotcube.bake.contenthash import IMAGE_INPUTS, content_hash
-from spotcube.bake.local import extra_vars
+from spotcube.bake.local import WHEELHOUSE_MOUNT, extra_vars, variant_pip_requirements
 from spotcube.bake.provenance import BakeInputs, repo_root
 from spotcube.bake.variant import TOOLCHAIN_ROLES, ImageVariant, VariantError
 from spotcube.cli import main
@@ -182,3 +182,18 @@ def test_noop_bake_of_a_current_variant_is_fast(
     out = capsys.readouterr().out
     assert "(radio-tools): up to date" in out
     assert digest[:12] in out
+
+
+def test_variant_pip_packages_install_offline_from_the_local_wheelhouse() -> None:
+    """The local bake downloads the variant's wheels on the host (the chroot has neither the
+    host's pip configuration nor its certificate authorities); AWS installs from PyPI."""
+    inputs = BakeInputs.read(repo_root(), ImageVariant.load(EXAMPLE))
+    requirements = variant_pip_requirements(inputs)
+    assert "dp3==6.6.0" in requirements
+    assert "mwa-hyperbeam==0.10.4" in requirements
+    assert any(r.startswith("numpy==") for r in requirements)
+    local = extra_vars(inputs, Path("/w.whl"), wheelhouse_dir=WHEELHOUSE_MOUNT)
+    assert local["dp3_wheelhouse"] == local["image_extras_pip_wheelhouse"] == WHEELHOUSE_MOUNT
+    aws = extra_vars(inputs, Path("/w.whl"), wheelhouse_dir="")
+    assert aws["dp3_wheelhouse"] == aws["image_extras_pip_wheelhouse"] == ""
+    assert variant_pip_requirements(BakeInputs.read(repo_root())) == []
