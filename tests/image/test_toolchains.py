@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,10 @@ def test_dp3_averages_a_measurement_set(
         "avg.type=averager\navg.freqstep=2\nnumthreads=1\n"
     )
     (rootfs / "tmp" / "dp3-check.parset").write_text(parset)
+    # casacore reads /proc (CPU count, memory) when DP3 finishes and segfaults without it;
+    # a booted instance has /proc, a bare chroot does not: mount it for the check.
+    proc = rootfs / "proc"
+    subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
     try:
         out = image_host.run("DP3.py /tmp/dp3-check.parset")
         assert out.rc == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -98,6 +103,7 @@ def test_dp3_averages_a_measurement_set(
         if spw.rc == 0:  # taql is there when casacore_tools is
             assert spw.stdout.split()[-1] == "5"  # 10 channels averaged by 2
     finally:
+        subprocess.run(["umount", "--lazy", str(proc)], check=False)
         shutil.rmtree(target, ignore_errors=True)
         shutil.rmtree(Path(f"{target}.avg"), ignore_errors=True)
         (rootfs / "tmp" / "dp3-check.parset").unlink(missing_ok=True)
