@@ -11,6 +11,7 @@ locals {
     "spotcube:content-hash"     = var.content_hash
     "spotcube:git-commit"       = var.git_commit
     "spotcube:payload-version"  = var.payload_version
+    "spotcube:variant"          = var.variant
     "spotcube:numpy-version"    = var.numpy_version
     "spotcube:pyuvdata-version" = var.pyuvdata_version
     "spotcube:ducc0-version"    = var.ducc0_version

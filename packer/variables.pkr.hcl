@@ -22,6 +22,12 @@ variable "payload_version" {
   description = "Version of the payload package (payload.__version__)."
 }
 
+variable "variant" {
+  type        = string
+  default     = "default"
+  description = "Image variant name from spotcube bake --image-config (default: the plain payload image); tagged spotcube:variant."
+}
+
 variable "git_commit" {
   type        = string
   description = "Commit of the checkout the image was baked from (with -dirty if it had local changes)."

@@ -6,22 +6,26 @@
 #   image    mmdebstrap, podman, runc, fuse-overlayfs  (local image bake, testinfra, boot test)
 #   packer   packer                                     (packer fmt / validate of packer/)
 #   wsclean  wsclean                                    (imaging benchmark peer)
+#   radio-tools  wsclean aoflagger casacore-tools make  (examples/mwa-pipeline and its tests;
+#                DP3.py comes from pip: .venv/bin/pip install -c constraints.txt -e '.[pipelines]')
 set -euo pipefail
 
 declare -A PACKAGES=(
   [image]="mmdebstrap podman runc fuse-overlayfs"
   [packer]="packer"
   [wsclean]="wsclean"
+  [radio-tools]="wsclean aoflagger casacore-tools make"
 )
 declare -A COMMANDS=(
   [image]="mmdebstrap podman runc"
   [packer]="packer"
   [wsclean]="wsclean"
+  [radio-tools]="wsclean aoflagger taql make"
 )
 
 wanted=()
 for part in "$@"; do
-  [[ -n "${PACKAGES[$part]:-}" ]] || { echo "system-deps: unknown part '$part' (image, packer, wsclean)" >&2; exit 2; }
+  [[ -n "${PACKAGES[$part]:-}" ]] || { echo "system-deps: unknown part '$part' (image, packer, wsclean, radio-tools)" >&2; exit 2; }
   for cmd in ${COMMANDS[$part]}; do
     command -v "$cmd" >/dev/null || { wanted+=(${PACKAGES[$part]}); break; }
   done

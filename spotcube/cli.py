@@ -20,10 +20,6 @@ from collections.abc import Sequence
 from spotcube import __version__, commands
 from spotcube.errors import ExitStatus, SpotcubeError
 
-# Kept while other branches still import the CLI's old error class; new code raises the
-# spotcube.errors classes. The base class, so `except CommandError` still catches them all.
-CommandError = SpotcubeError
-
 # ClientError codes that mean "these credentials cannot be used here".
 _BAD_CREDENTIALS = frozenset(
     {

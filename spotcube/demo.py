@@ -30,6 +30,7 @@ from payload.settings import WorkerConfig
 from spotcube.compare import download_and_verify
 from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
 from spotcube.errors import UsageError
+from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
 from spotcube.local.cloud import local_cloud
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec
 from spotcube.local.timeline import Timeline, plot_timeline
@@ -61,6 +62,7 @@ class DemoOptions:
     observations: int = 4
     inputs: tuple[Path, ...] = ()
     kind: str = "image"
+    job: Path | None = None  # a job definition file (spotcube.jobdef): the user's own pipeline
     preset: str = "demo"
     params: dict[str, Any] = field(default_factory=dict)
     interrupt_rate: float = hazard_from_percent(9.0)  # hazard per instance-hour ("9%/h")
@@ -298,9 +300,14 @@ def run_demo(
         )
         if on_cloud is not None:
             on_cloud(outputs)
-        paths, params = make_inputs(options, console)
+        job = None
+        if options.job is not None:
+            job = for_local_cloud(JobDefinition.load(options.job), outputs)
+            paths, params = prepare_inputs(options.inputs, out / "inputs"), job.params
+        else:
+            paths, params = make_inputs(options, console)
         observations = upload_inputs(outputs, [str(p) for p in paths])
-        run_id, _ = submit_run(outputs, observations, kind=options.kind, params=params)
+        run_id = _submit(outputs, observations, options, params, job)
         console.print(
             f"submitted {len(observations)} {options.kind} job(s) as run {run_id}; "
             f"{options.workers} spot workers, interruptions at "
@@ -325,9 +332,7 @@ def run_demo(
             "spot",
         )
         console.print(render(main.status))
-        ref_id, _ = submit_run(
-            outputs, observations, kind=options.kind, params=params, run_id=f"{run_id}-reference"
-        )
+        ref_id = _submit(outputs, observations, options, params, job, f"{run_id}-reference")
         console.print(
             f"reference: the same {len(observations)} job(s) uninterrupted on "
             f"{options.reference_workers} worker(s) as run {ref_id}"
@@ -362,6 +367,20 @@ def run_demo(
             except KeyboardInterrupt:
                 pass
     return report
+
+
+def _submit(
+    outputs: StackOutputs,
+    observations: Sequence[Observation],
+    options: DemoOptions,
+    params: dict[str, Any],
+    job: JobDefinition | None,
+    run_id: str | None = None,
+) -> str:
+    """Queue the observations: with the job file's per-observation params, or ``params``."""
+    if job is not None:
+        return submit_job(outputs, observations, job, run_id=run_id)[0]
+    return submit_run(outputs, observations, kind=options.kind, params=params, run_id=run_id)[0]
 
 
 def write_figures(report: dict[str, Any], main: PhaseResult, out: Path) -> list[str]:

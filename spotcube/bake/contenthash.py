@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from spotcube.bake.variant import TOOLCHAIN_ROLES, ImageVariant
+
 # Bump when the hashing scheme itself changes, so old images never match by accident.
 HASH_SCHEME = "spotcube-image-v1"
 # What the image is built on. The AMI filter and the mmdebstrap suite both follow it; a change
@@ -34,6 +36,8 @@ IMAGE_INPUTS = (
 # compiled bytecode, and dot-directories such as ansible-lint's ``.ansible/``.
 _SKIPPED_SUFFIXES = (".pyc", ".pyo")
 IMAGE_NAME_PREFIX = "spotcube-payload"
+# Toolchain roles reach an image only through a variant that names them (see content_hash).
+_VARIANT_ONLY = frozenset(Path("ansible/roles") / name for name in TOOLCHAIN_ROLES)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class ContentHash:
 
 
 def _skipped(relative: Path) -> bool:
+    if relative in _VARIANT_ONLY:
+        return True
     if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
         return True
     return relative.suffix in _SKIPPED_SUFFIXES
@@ -73,18 +79,49 @@ def input_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.as_posix())
 
 
-def content_hash(root: Path) -> ContentHash:
-    """Hash every image input under ``root`` (names, executable bits and bytes)."""
+def _tree(top: Path) -> list[Path]:
+    """Files under ``top``, relative to it, without caches and dot-files, in a stable order."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        base = Path(dirpath).relative_to(top)
+        dirnames[:] = [d for d in dirnames if not _skipped(base / d)]
+        found.extend(base / f for f in filenames if not _skipped(base / f))
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _add(digest: hashlib._Hash, name: str, path: Path) -> None:
+    executable = os.access(path, os.X_OK)
+    with path.open("rb") as stream:
+        file_digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    digest.update(f"{name}\0{int(executable)}\0{file_digest}\n".encode())
+
+
+def content_hash(root: Path, variant: ImageVariant | None = None) -> ContentHash:
+    """Hash every image input under ``root`` (names, executable bits and bytes).
+
+    With a variant, also its file, each toolchain role it names and each of the group's own
+    roles (by role directory name and content, so moving the checkout does not rebake).
+    The default image's hash does not depend on any toolchain role.
+    """
     digest = hashlib.sha256()
     digest.update(f"{HASH_SCHEME}\0{BASE_IMAGE_SELECTOR}\0".encode())
     files = input_files(root)
     for relative in files:
-        path = root / relative
-        executable = os.access(path, os.X_OK)
-        with path.open("rb") as stream:
-            file_digest = hashlib.file_digest(stream, "sha256").hexdigest()
-        digest.update(f"{relative.as_posix()}\0{int(executable)}\0{file_digest}\n".encode())
-    return ContentHash(hexdigest=digest.hexdigest(), files=len(files))
+        _add(digest, relative.as_posix(), root / relative)
+    count = len(files)
+    if variant is not None:
+        digest.update(f"variant\0{variant.name}\0".encode())
+        _add(digest, "variant-config", variant.path)
+        count += 1
+        tops = [("toolchain/" + n, root / "ansible" / "roles" / n) for n in variant.toolchains]
+        tops += [("role/" + r.name, r) for r in variant.roles]
+        for label, top in tops:
+            if not top.is_dir():
+                raise FileNotFoundError(f"role {label} of variant {variant.name} is missing: {top}")
+            for relative in _tree(top):
+                _add(digest, f"{label}/{relative.as_posix()}", top / relative)
+                count += 1
+    return ContentHash(hexdigest=digest.hexdigest(), files=count)
 
 
 def image_name(payload_version: str, digest: str) -> str:

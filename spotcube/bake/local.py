@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -135,24 +134,32 @@ def _mounted(rootfs: Path, wheels: Path) -> Iterator[None]:
             mount_point.rmdir()
 
 
-RECAP = re.compile(
-    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
-    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
-    re.MULTILINE,
-)
+def parse_stats(document: str) -> dict[str, int]:
+    """Counts summed over hosts from the ``stats`` of Ansible's ``json`` stdout callback.
 
-
-def parse_recap(output: str) -> dict[str, int]:
-    """The last PLAY RECAP line of ``ansible-playbook`` output, as counts."""
-    matches = list(RECAP.finditer(output))
-    if not matches:
-        raise BuildError("ansible-playbook printed no PLAY RECAP")
-    last = matches[-1]
-    return {k: int(last.group(k)) for k in ("ok", "changed", "unreachable", "failed")}
+    The callback (``ansible.builtin.json``) prints one JSON document when the playbook ends;
+    its ``stats`` map each host to ``ok``, ``changed``, ``unreachable``, ``failures``, ...
+    """
+    try:
+        doc = json.loads(document)
+        stats = doc["stats"]
+        counts = {"ok": 0, "changed": 0, "unreachable": 0, "failed": 0}
+        for host in stats.values():
+            counts["ok"] += int(host.get("ok", 0))
+            counts["changed"] += int(host.get("changed", 0))
+            counts["unreachable"] += int(host.get("unreachable", 0))
+            counts["failed"] += int(host.get("failures", 0))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BuildError(f"ansible-playbook printed no JSON stats ({exc!r})") from None
+    return counts
 
 
 def ansible_playbook(root: Path, inventory: Path, extra_vars: Path, *, log: Path) -> dict[str, int]:
-    """Run ansible/site.yml; return the recap counts."""
+    """Run ansible/site.yml; return the counts of its JSON stats.
+
+    stdout (the JSON document) goes to a file of its own, stderr (warnings) to the log; the
+    document is copied into the log afterwards, so the log stays the one record of a bake.
+    """
     executable = Path(sys.executable).parent / "ansible-playbook"
     command = [
         str(executable if executable.exists() else "ansible-playbook"),
@@ -167,15 +174,71 @@ def ansible_playbook(root: Path, inventory: Path, extra_vars: Path, *, log: Path
         "ANSIBLE_CONFIG": str(root / "ansible" / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
     }
-    start = log.stat().st_size if log.exists() else 0
-    run_logged(command, log=log, what="ansible-playbook ansible/site.yml", env=env)
-    with log.open(errors="replace") as stream:
-        stream.seek(start)
-        return parse_recap(stream.read())
+    result_file = extra_vars.with_name("ansible-result.json")
+    with log.open("a") as stream, result_file.open("w") as stdout:
+        stream.write(f"\n$ {' '.join(command)}\n")
+        stream.flush()
+        status = subprocess.run(command, stdout=stdout, stderr=stream, env=env, check=False)
+    document = result_file.read_text(errors="replace")
+    with log.open("a") as stream:
+        stream.write(document)
+    if status.returncode != 0:
+        raise BuildError(
+            f"ansible-playbook ansible/site.yml failed (exit {status.returncode}): "
+            f"{_first_failure(document)}; see {log}"
+        )
+    return parse_stats(document)
+
+
+def _first_failure(document: str) -> str:
+    """The first failed task and its message in a JSON callback document, for one line."""
+    try:
+        for play in json.loads(document).get("plays", []):
+            for task in play.get("tasks", []):
+                for host, result in task.get("hosts", {}).items():
+                    if result.get("failed") or result.get("unreachable"):
+                        name = task.get("task", {}).get("name", "?")
+                        return f"task {name!r} on {host}: {result.get('msg', '')}"[:300]
+    except (ValueError, AttributeError):
+        pass
+    return "no failed task in the JSON output"
 
 
 UNIT_FILE = Path("payload/systemd/spotcube-worker.service")
+
+
+def variant_pip_requirements(inputs: BakeInputs) -> list[str]:
+    """What a variant installs with pip: its pip_packages and the dp3 role's pins.
+
+    The local bake downloads them on the host into a wheelhouse of their own and the roles
+    install offline from it, like the payload: a chroot has neither the host's pip
+    configuration nor its certificate authorities.
+    """
+    if inputs.variant is None:
+        return []
+    requirements = list(inputs.variant.pip_packages)
+    if "dp3" in inputs.variant.toolchains:
+        defaults = yaml.safe_load((inputs.root / "ansible/roles/dp3/defaults/main.yml").read_text())
+        requirements += [f"dp3=={defaults['dp3_version']}", *defaults["dp3_extra_packages"]]
+    return requirements
+
+
+def _combined(sources: list[Path], target: Path) -> Path:
+    """One folder of wheels linking every wheel of ``sources`` (first source wins a name)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for source in sources:
+        for wheel in sorted(source.glob("*.whl")):
+            link = target / wheel.name
+            if link.exists():
+                continue
+            try:
+                os.link(wheel, link)
+            except OSError:  # another filesystem
+                shutil.copy2(wheel, link)
+    return target
 
 
 def extra_vars(inputs: BakeInputs, wheel: Path, *, wheelhouse_dir: str) -> dict[str, Any]:
@@ -183,13 +246,19 @@ def extra_vars(inputs: BakeInputs, wheel: Path, *, wheelhouse_dir: str) -> dict[
     unit = inputs.root / UNIT_FILE
     if not unit.is_file():
         raise BuildError(f"{UNIT_FILE} is missing: the payload role installs the worker's unit")
-    return {
+    variant = inputs.variant.extra_vars() if inputs.variant else {}
+    if inputs.variant:
+        # empty on AWS: the build instance installs from PyPI with the same pins
+        variant |= {"dp3_wheelhouse": wheelhouse_dir, "image_extras_pip_wheelhouse": wheelhouse_dir}
+    toolchains = inputs.variant.toolchains if inputs.variant else ()
+    return variant | {
         "payload_env_constraints_src": str(inputs.constraints),
         "payload_env_requirements": inputs.requirements,
         "payload_env_wheelhouse": wheelhouse_dir,
         "payload_wheel_src": str(wheel),
         "payload_unit_src": str(unit),
-        "payload_image_metadata": inputs.provenance() | {"base_image": BASE_IMAGE_SELECTOR},
+        "payload_image_metadata": inputs.provenance()
+        | {"base_image": BASE_IMAGE_SELECTOR, "toolchains": list(toolchains)},
     }
 
 
@@ -254,6 +323,12 @@ def bake_local(
     mark = time.monotonic()
     wheel = build_wheel(inputs.root, stage / "dist", log=log)
     wheels = wheelhouse(inputs.requirements, inputs.constraints, cache_dir, log=log)
+    extra = variant_pip_requirements(inputs)
+    if extra:
+        wheels = _combined(
+            [wheels, wheelhouse(extra, inputs.constraints, cache_dir, log=log)],
+            stage / "wheelhouse",
+        )
     timings["artifacts"] = time.monotonic() - mark
     say(f"wheel: {wheel.name}; wheelhouse: {wheels.name} ({timings['artifacts']:.0f} s)")
 

@@ -17,6 +17,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from spotcube.bake.contenthash import ContentHash, content_hash, image_name
+from spotcube.bake.variant import DEFAULT_VARIANT, ImageVariant
 
 # Versions that go into image tags and metadata: the ones a scientist asks about first.
 TAGGED_PACKAGES = ("numpy", "pyuvdata", "ducc0")
@@ -111,6 +112,12 @@ class BakeInputs:
     git_commit: str
     requirements: list[str]
     versions: dict[str, str] = field(default_factory=dict)
+    variant: ImageVariant | None = None
+
+    @property
+    def variant_name(self) -> str:
+        """The variant's name; ``default`` for the plain payload image."""
+        return self.variant.name if self.variant else DEFAULT_VARIANT
 
     @property
     def constraints(self) -> Path:
@@ -127,18 +134,20 @@ class BakeInputs:
             "image_name": self.image_name,
             "git_commit": self.git_commit,
             "payload_version": self.payload_version,
+            "variant": self.variant_name,
         }
         for package in TAGGED_PACKAGES:
             facts[f"{package}_version"] = self.versions.get(package, "unpinned")
         return facts
 
     @classmethod
-    def read(cls, root: Path) -> BakeInputs:
+    def read(cls, root: Path, variant: ImageVariant | None = None) -> BakeInputs:
         return cls(
             root=root,
-            digest=content_hash(root),
+            digest=content_hash(root, variant),
             payload_version=payload_version(root),
             git_commit=git_commit(root),
             requirements=runtime_requirements(root / "pyproject.toml"),
             versions=pinned_versions(root / "constraints.txt"),
+            variant=variant,
         )

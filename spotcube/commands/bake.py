@@ -12,6 +12,7 @@ from pathlib import Path
 
 from spotcube.bake.artifacts import BuildError
 from spotcube.bake.provenance import BakeInputs, repo_root
+from spotcube.bake.variant import DEFAULT_VARIANT, ImageVariant
 from spotcube.errors import CloudUnreachableError, RefusedError
 
 # Relative to the checkout; .cache/ is gitignored.
@@ -30,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=("local", "aws"),
         default="local",
         help="local: Debian 12 rootfs + tarball here; aws: AMI via Packer (default: local)",
+    )
+    parser.add_argument(
+        "--image-config",
+        type=Path,
+        metavar="FILE",
+        help="bake a variant: the payload plus the toolchains, packages and roles FILE lists "
+        "(see images/radio-tools.yaml); its name is tagged on the AMI and the local image",
     )
     parser.add_argument("--force", action="store_true", help="bake even if the hash is current")
     parser.add_argument("--print-hash", action="store_true", help="print the content hash and exit")
@@ -69,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         root = repo_root()
-        inputs = BakeInputs.read(root)
+        variant = ImageVariant.load(args.image_config) if args.image_config else None
+        inputs = BakeInputs.read(root, variant)
     except (OSError, ValueError) as exc:
         raise RefusedError(str(exc)) from None
     if args.print_hash:
@@ -87,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
 def _local(args: argparse.Namespace, inputs: BakeInputs, cache_dir: Path, started: float) -> int:
     from spotcube.bake.local import bake_local
 
-    out_dir: Path = args.out or cache_dir / "image"
+    # Each variant keeps its own image directory, so baking one never discards another.
+    suffix = "" if inputs.variant_name == DEFAULT_VARIANT else f"-{inputs.variant_name}"
+    out_dir: Path = args.out or cache_dir / f"image{suffix}"
     image, built = bake_local(
         inputs,
         out_dir=out_dir,
@@ -98,8 +109,8 @@ def _local(args: argparse.Namespace, inputs: BakeInputs, cache_dir: Path, starte
     elapsed = time.monotonic() - started
     if not built:
         print(
-            f"{inputs.image_name}: up to date (content hash {inputs.digest.short}), nothing to "
-            f"bake ({elapsed:.1f} s)"
+            f"{inputs.image_name} ({inputs.variant_name}): up to date (content hash "
+            f"{inputs.digest.short}), nothing to bake ({elapsed:.1f} s)"
         )
     else:
         print(f"{inputs.image_name}: baked in {elapsed:.0f} s")
@@ -128,6 +139,9 @@ def _aws(args: argparse.Namespace, inputs: BakeInputs, cache_dir: Path) -> int:
         force=args.force,
     )
     state = "baked" if built else "exists"
-    print(f"{ami.image_id} ({ami.region}, {state}, content hash {inputs.digest.short})")
+    print(
+        f"{ami.image_id} ({ami.region}, {state}, variant {inputs.variant_name}, "
+        f"content hash {inputs.digest.short})"
+    )
     print(f"use it: {ami.pulumi_config_line()}")
     return 0

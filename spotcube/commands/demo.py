@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from spotcube.demo import DEFAULT_INSTANCE_TYPE, DEFAULT_SPOT_PRICE, DemoOptions, run_demo
-from spotcube.errors import ExitStatus, UsageError
+from spotcube.errors import ExitStatus, SpotcubeError, UsageError
+from spotcube.jobdef import JobDefinition
 from spotcube.planning import parse_rate_value
 from spotcube.submit import parse_params
 
@@ -44,7 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--observations", type=int, default=4, help="synthetic observations (default 4)"
     )
     parser.add_argument(
-        "--input", nargs="+", type=Path, default=[], metavar="FILE", help="use these files"
+        "--input",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="use these files (with --job also folders such as Measurement Sets, sent as .tar)",
+    )
+    parser.add_argument(
+        "--job",
+        type=Path,
+        metavar="FILE",
+        help="run your own pipeline: a job definition (JSON with kind and params; {input} "
+        "and {job_dir} are replaced), one job per --input; see examples/mwa-pipeline/job.json",
     )
     parser.add_argument("--kind", choices=DEMO_KINDS, default="image", help="job kind")
     parser.add_argument("--preset", default="demo", help="synthetic preset (tiny, demo, ...)")
@@ -103,8 +116,16 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         raise UsageError(f"--timeout {args.timeout:g}: must be positive")
     if args.spot_price < 0:
         raise UsageError(f"--spot-price {args.spot_price:g}: must not be negative")
+    kind = args.kind
+    if args.job is not None:
+        if not args.input:
+            raise UsageError("--job needs --input: the files or folders to run it on")
+        try:
+            kind = JobDefinition.load(args.job).kind
+        except SpotcubeError as exc:
+            raise UsageError(str(exc)) from None
     for path in args.input:
-        if not path.is_file():
+        if not (path.is_file() or (args.job is not None and path.is_dir())):
             raise UsageError(f"--input {path}: no such file")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a folder")
@@ -113,7 +134,8 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         workers=args.workers,
         observations=len(args.input) or args.observations,
         inputs=tuple(args.input),
-        kind=args.kind,
+        kind=kind,
+        job=args.job,
         preset=args.preset,
         params=parse_params(args.params, args.param),
         interrupt_rate=rate,

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from spotcube.bake.artifacts import BuildError
-from spotcube.bake.local import LocalImage, base_packages, parse_recap
+from spotcube.bake.local import LocalImage, base_packages, parse_stats
 from spotcube.bake.provenance import BakeInputs, repo_root
 from spotcube.cli import main
 
-RECAP = """
-PLAY RECAP *********************************************************************
-image                      : ok=37   changed=23   unreachable=0    failed=0    skipped=6
+# A real play for the real ansible-playbook: one file written (changed the first time only).
+PLAY = """
+- name: Two tasks on localhost
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Write a file
+      ansible.builtin.copy:
+        content: "x\\n"
+        dest: "{{ target }}"
+        mode: "0644"
+    - name: Do nothing
+      ansible.builtin.debug:
+        msg: ok
 """
 
 
@@ -28,14 +43,37 @@ def fake_image(out: Path, digest: str) -> LocalImage:
     return image
 
 
-def test_parse_recap_takes_the_last_play() -> None:
-    second = RECAP.replace("changed=23", "changed=0")
-    assert parse_recap(RECAP + second) == {"ok": 37, "changed": 0, "unreachable": 0, "failed": 0}
+def _json_callback_output(tmp_path: Path) -> str:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY)
+    executable = Path(sys.executable).parent / "ansible-playbook"
+    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
+    target = f"target={tmp_path / 'out.txt'}"
+    result = subprocess.run(
+        [str(executable), "-i", "localhost,", "-e", target,
+         "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+        capture_output=True, text=True, env=env, check=True, timeout=300,
+    )  # fmt: skip
+    return result.stdout
 
 
-def test_parse_recap_without_recap_is_an_error() -> None:
-    with pytest.raises(BuildError, match="PLAY RECAP"):
-        parse_recap("ERROR! the playbook could not be found")
+def test_parse_stats_reads_ansible_json_callback(tmp_path: Path) -> None:
+    """The counts come from the stats of Ansible's own json callback, run here for real.
+
+    ansible.builtin.json documents ``stats`` per host with ok/changed/unreachable/failures
+    (ansible-core, plugins/callback/json.py); a second run of the same play changes nothing.
+    """
+    first = parse_stats(_json_callback_output(tmp_path))
+    assert first == {"ok": 2, "changed": 1, "unreachable": 0, "failed": 0}
+    assert parse_stats(_json_callback_output(tmp_path))["changed"] == 0
+
+
+@pytest.mark.parametrize(
+    "document", ["", "ERROR! the playbook could not be found", "{}", '{"stats": 3}', "[]"]
+)
+def test_parse_stats_without_stats_is_an_error(document: str) -> None:
+    with pytest.raises(BuildError, match="no JSON stats"):
+        parse_stats(document)
 
 
 def test_base_packages_come_from_the_base_role() -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from payload.contracts import ObsLayout
-from spotcube.cli import CommandError, main
+from spotcube.cli import main
 from spotcube.commands.demo import parse_rate
 from spotcube.compare import download_and_verify, product_digest
+from spotcube.errors import SpotcubeError
 from spotcube.local.cloud import provision
 from spotcube.local.fleet import InterruptionModel
 from spotcube.local.timeline import Timeline, plot_timeline
@@ -34,7 +35,7 @@ def test_parse_rate(text: str, rate: float) -> None:
 
 @pytest.mark.parametrize("text", ["fast", "-9%/h", "9%/day", "", "100%/h"])
 def test_parse_rate_rejects(text: str) -> None:
-    with pytest.raises(CommandError, match="--interrupt-rate"):
+    with pytest.raises(SpotcubeError, match="--interrupt-rate"):
         parse_rate(text)
 
 

@@ -41,6 +41,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="content hash the image must carry (default: the local bake's)",
     )
     group.addoption(
+        "--image-config",
+        default=None,
+        help="bake and test this image variant locally (spotcube bake --image-config FILE)",
+    )
+    group.addoption(
         "--image-state",
         choices=("baked", "booted"),
         default="baked",
@@ -93,20 +98,22 @@ def local_bake(request: pytest.FixtureRequest) -> LocalBake:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    tree_hash = _spotcube("--print-hash").stdout.strip()
+    config = request.config.getoption("image_config")
+    variant = ("--image-config", str(Path(config).resolve())) if config else ()
+    tree_hash = _spotcube("--print-hash", *variant).stdout.strip()
     started = time.monotonic()
-    baked = _spotcube("--target", "local", "--check-idempotence")
+    baked = _spotcube("--target", "local", "--check-idempotence", *variant)
     bake_seconds = time.monotonic() - started
     if baked.returncode != 0:
         pytest.fail(f"spotcube bake --target local failed:\n{baked.stdout}\n{baked.stderr}")
-    out_dir = REPO / ".cache" / "spotcube" / "image"
+    out_dir = Path(baked.stdout.split("rootfs:", 1)[1].split()[0]).parent
     metadata = json.loads((out_dir / "metadata.json").read_text())
     # A second bake of the same tree must notice there is nothing to do.
     noop_seconds: float | None = None
     noop_output: str | None = None
-    if _spotcube("--print-hash").stdout.strip() == metadata["content_hash"]:
+    if _spotcube("--print-hash", *variant).stdout.strip() == metadata["content_hash"]:
         started = time.monotonic()
-        noop = _spotcube("--target", "local")
+        noop = _spotcube("--target", "local", *variant)
         noop_seconds = time.monotonic() - started
         assert noop.returncode == 0, noop.stderr
         noop_output = noop.stdout

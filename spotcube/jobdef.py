@@ -1,0 +1,198 @@
+"""A job definition file: a user's own pipeline as a ``command`` job, for ``spotcube demo --job``.
+
+The file is a JSON object::
+
+    {"schema": 1, "kind": "command",
+     "params": {"argv": ["make", "-f", "{job_dir}/Makefile", "INPUT={input}"],
+                "products": ["products/*.fits"]}}
+
+In every string of ``params``, ``{input}`` becomes the observation's input URI and
+``{job_dir}`` the absolute folder of the job file (on the local cloud every instance shares
+this machine's files; on AWS the pipeline lives in the image, see docs/pipelines.md). Plain
+replacement, not ``str.format``: braces elsewhere (awk, shell) stay as they are.
+
+Directory inputs (a Measurement Set) are packed into a reproducible ``.tar`` first: same
+files, same bytes, so a rerun uploads the same object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from payload.contracts import JOB_KINDS, JobMessage, check_id, run_record_key, utc_now
+from payload.errors import InvalidInputError
+from spotcube.errors import UsageError
+from spotcube.stack import StackOutputs
+from spotcube.submit import Observation, new_run_id
+
+SCHEMA = 1
+PLACEHOLDERS = ("{input}", "{job_dir}")
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A job kind and its parameter template, read from ``path``."""
+
+    path: Path
+    kind: str
+    params: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> JobDefinition:
+        """Read and check a job file; every error names the file and the key."""
+        try:
+            doc = json.loads(path.read_text())
+        except OSError as exc:
+            raise UsageError(f"--job {path}: cannot be read ({exc.strerror})") from None
+        except ValueError as exc:
+            raise UsageError(f"--job {path} is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise UsageError(f"--job {path}: must be a JSON object with kind and params")
+        if doc.get("schema", SCHEMA) != SCHEMA:
+            raise UsageError(f"--job {path}: schema {doc['schema']!r} unknown; expected {SCHEMA}")
+        unknown = sorted(set(doc) - {"schema", "kind", "params", "description"})
+        if unknown:
+            raise UsageError(f"--job {path}: unknown key(s) {', '.join(unknown)}")
+        kind = doc.get("kind", "command")
+        if kind not in JOB_KINDS:
+            raise UsageError(f"--job {path}: kind {kind!r} is not one of {', '.join(JOB_KINDS)}")
+        params = doc.get("params", {})
+        if not isinstance(params, dict):
+            raise UsageError(f"--job {path}: params must be a JSON object")
+        if kind == "command":
+            argv = params.get("argv")
+            if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+                raise UsageError(f"--job {path}: params.argv must be a non-empty list of strings")
+        return cls(path.resolve(), kind, params)
+
+    def params_for(self, input_uri: str) -> dict[str, Any]:
+        """The params of one observation: placeholders replaced in every string."""
+        values = {"{input}": input_uri, "{job_dir}": str(self.path.parent)}
+        expanded: dict[str, Any] = _expand(self.params, values)
+        return expanded
+
+
+def _expand(value: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        for token, text in values.items():
+            value = value.replace(token, text)
+        return value
+    if isinstance(value, list):
+        return [_expand(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, values) for k, v in value.items()}
+    return value
+
+
+def _reproducible(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Archive members without owner, time or mode noise, so the same files give one tar."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
+
+
+def pack_directory(folder: Path, dest: Path) -> Path:
+    """Pack ``folder`` as ``dest`` (``<name>.tar``, members sorted, times zeroed)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(folder, arcname=folder.name, recursive=False, filter=_reproducible)
+        for path in sorted(folder.rglob("*")):
+            arcname = f"{folder.name}/{path.relative_to(folder).as_posix()}"
+            tar.add(path, arcname=arcname, recursive=False, filter=_reproducible)
+    partial.replace(dest)
+    return dest
+
+
+def prepare_inputs(paths: Sequence[Path], folder: Path) -> list[Path]:
+    """Files to upload: files as they are, directories packed as ``folder/<name>.tar``."""
+    prepared = []
+    for path in paths:
+        if path.is_dir():
+            prepared.append(pack_directory(path, folder / f"{path.name}.tar"))
+        elif path.is_file():
+            prepared.append(path)
+        else:
+            raise UsageError(f"--input {path}: no such file or folder")
+    return prepared
+
+
+def submit_job(
+    outputs: StackOutputs,
+    observations: Sequence[Observation],
+    job: JobDefinition,
+    *,
+    run_id: str | None = None,
+) -> tuple[str, list[JobMessage]]:
+    """Record the run and queue one job per observation, each with its own expanded params.
+
+    :func:`spotcube.submit.submit_run` sends one set of params to every observation; a job
+    file's ``{input}`` differs per observation. The run record keeps the template and each
+    observation's params, so ``status`` and ``report`` read it as any other run.
+    """
+    run_id = run_id or new_run_id()
+    try:
+        check_id(run_id, "--run-id")
+        messages = [
+            JobMessage.create(
+                run_id=run_id,
+                obs_id=o.obs_id,
+                input=o.input,
+                kind=job.kind,
+                params=job.params_for(o.input),
+            )
+            for o in observations
+        ]
+    except InvalidInputError as exc:
+        raise UsageError(f"--job {job.path}: {exc}") from None
+    if not messages:
+        raise UsageError("no observations to submit: give --input")
+    record = {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "kind": job.kind,
+        "params": job.params,
+        "job_file": str(job.path),
+        "submitted_at": utc_now(),
+        "observations": [
+            {"obs_id": m.obs_id, "input": m.input, "params_hash": m.params_hash} for m in messages
+        ],
+    }
+    s3 = outputs.client("s3")
+    s3.put_object(
+        Bucket=outputs.products_bucket,
+        Key=run_record_key(run_id),
+        Body=json.dumps(record, indent=1).encode(),
+        ContentType="application/json",
+        IfNoneMatch="*",
+    )
+    sqs = outputs.client("sqs")
+    for message in messages:
+        sqs.send_message(QueueUrl=outputs.job_queue_url, MessageBody=message.to_json())
+    return run_id, messages
+
+
+def for_local_cloud(job: JobDefinition, outputs: StackOutputs) -> JobDefinition:
+    """The job as a local instance runs it: its program's boto3 reaches the local cloud.
+
+    The program inherits the worker's environment, which carries the local credentials but
+    not the endpoint (the worker gets that as an option); and the payload's Python comes
+    first on PATH, as ``/opt/spotcube/venv/bin`` would on an instance that puts it there.
+    """
+    if job.kind != "command":
+        return job
+    env = dict(job.params.get("env") or {})
+    if outputs.endpoint_url:
+        env.setdefault("AWS_ENDPOINT_URL", outputs.endpoint_url)
+    python_bin = str(Path(sys.executable).parent)
+    env.setdefault("PATH", os.pathsep.join([python_bin, os.environ.get("PATH", os.defpath)]))
+    return JobDefinition(job.path, job.kind, {**job.params, "env": env})
