@@ -11,7 +11,7 @@ from pulumi.runtime.config import CONFIG, get_config_env
 from infra.config import NAMESPACE, ConfigError, StackSetupError, parse_config
 from infra.stack import build
 
-PLAIN_STRINGS = frozenset({"owner", "region", "ami"})
+PLAIN_STRINGS = frozenset({"owner", "region", "ami", "variant"})
 
 
 def read_config() -> dict[str, Any]:

@@ -27,7 +27,7 @@ from infra.lifecycle import (
     Transition,
     plan,
 )
-from infra.naming import StackNames
+from infra.naming import DEFAULT_VARIANT, VARIANT_NAME, StackNames
 from payload import contracts
 
 # The instance table has one home, shared with `spotcube plan`'s prices.
@@ -155,10 +155,12 @@ class StackConfig:
     fleet: FleetConfig
     data: DataConfig
     queue: QueueConfig
-    ami: str  # an AMI id, or "latest": the newest AMI tagged Project=spotcube
+    ami: str  # an AMI id, or "latest": the newest AMI tagged Project=spotcube of `variant`
     guards: GuardsConfig = field(default=GuardsConfig(account_vcpus=0))
     # Valid but dangerous values, one line each naming the key; shown on every `pulumi up`.
     warnings: tuple[str, ...] = ()
+    # The image variant whose newest AMI `ami: latest` picks (`spotcube bake --image-config`).
+    variant: str = DEFAULT_VARIANT
 
     @property
     def names(self) -> StackNames:
@@ -172,6 +174,7 @@ class StackConfig:
 DEFAULTS: dict[str, Any] = {
     "region": "us-east-1",
     "ami": "latest",
+    "variant": DEFAULT_VARIANT,
     "budget": {"monthlyUsd": None, "emails": [], "brakeInstanceHours": None},
     "fleet": {
         "instanceTypes": ["m6i.4xlarge", "m6a.4xlarge", "m5.4xlarge", "m5a.4xlarge", "m7i.4xlarge"],
@@ -361,6 +364,20 @@ def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
     if ami != "latest" and not _AMI.match(ami):
         c.add("ami", f"{ami!r} is neither 'latest' nor an AMI id like ami-0123456789abcdef0")
 
+    variant = str(raw.get("variant") or DEFAULT_VARIANT)
+    if not VARIANT_NAME.fullmatch(variant):
+        c.add(
+            "variant",
+            f"{variant!r} is not a variant name: lower-case letters, digits and '-', at most "
+            "40, as the `name:` of the file given to `spotcube bake --image-config`",
+        )
+    elif variant != DEFAULT_VARIANT and ami != "latest":
+        c.warn(
+            "variant",
+            f"{variant!r} is used only with `spotcube:ami: latest`; the stack runs {ami} "
+            "whatever variant it was baked as",
+        )
+
     fleet = _parse_fleet(c, c.section(raw, "fleet"))
     budget = _parse_budget(c, c.section(raw, "budget"), fleet)
     data = _parse_data(c, c.section(raw, "data"))
@@ -395,6 +412,7 @@ def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
         ami=ami,
         guards=guards,
         warnings=tuple(c.warnings),
+        variant=variant,
     )
 
 

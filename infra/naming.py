@@ -8,9 +8,16 @@ through the stack outputs named here.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 PROJECT = "spotcube"
+# Image variants (`spotcube bake --image-config`): the AMI tag that names the variant, the
+# name of the plain payload image, and what a name may be (it goes into AMI tags, directory
+# names and the stack config key `spotcube:variant`).
+VARIANT_TAG = "spotcube:variant"
+DEFAULT_VARIANT = "default"
+VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 # S3 general purpose bucket names are 3..63 characters and global across every AWS account
 # of a partition (S3 User Guide, "General purpose bucket naming rules").

@@ -17,7 +17,7 @@ from infra.budget import CostGuard, CostGuardArgs
 from infra.config import StackConfig, StackSetupError
 from infra.fleet import FleetArgs, SpotFleet
 from infra.guards import KeyLeakGuard, KeyLeakGuardArgs
-from infra.naming import PROJECT
+from infra.naming import DEFAULT_VARIANT, PROJECT, VARIANT_TAG
 from infra.network import Network, NetworkArgs
 from infra.queue import JobQueue, JobQueueArgs
 from infra.storage import Storage, StorageArgs
@@ -47,6 +47,9 @@ def ami_id(config: StackConfig, provider: aws.Provider) -> str:
         owners=["self"],
         filters=[
             {"name": "tag:Project", "values": [PROJECT]},
+            # Every bake tags its variant (`default` for the plain payload image), so a stack
+            # never runs another variant's image by accident.
+            {"name": f"tag:{VARIANT_TAG}", "values": [config.variant]},
             {"name": "state", "values": ["available"]},
         ],
         sort_ascending=False,  # newest first
@@ -54,11 +57,16 @@ def ami_id(config: StackConfig, provider: aws.Provider) -> str:
     )
     if not found.ids:
         raise StackSetupError(
-            f"spotcube:ami: 'latest' found no available AMI tagged Project={PROJECT} in "
-            f"{config.region} owned by this account; run `spotcube bake --region "
-            f"{config.region}` first, or set spotcube:ami to an AMI id"
+            f"spotcube:ami: 'latest' found no available AMI tagged Project={PROJECT} and "
+            f"{VARIANT_TAG}={config.variant} in {config.region} owned by this account; run "
+            f"`spotcube bake --region {config.region}{_image_config_hint(config.variant)}` "
+            "first, or set spotcube:ami to an AMI id"
         )
     return str(found.ids[0])
+
+
+def _image_config_hint(variant: str) -> str:
+    return "" if variant == DEFAULT_VARIANT else f" --image-config <the file naming {variant}>"
 
 
 def account_id(provider: aws.Provider) -> str:

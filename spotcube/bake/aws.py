@@ -20,9 +20,6 @@ from spotcube.bake.provenance import BakeInputs
 
 # Tag keys on the AMI (and its snapshot). infra reads CONTENT_HASH_TAG for `ami: latest`.
 CONTENT_HASH_TAG = "spotcube:content-hash"
-# The variant's name (`default` for the plain payload image): `ami: latest` of a stack that
-# names a variant filters on it (see notes/tools.md for infra).
-VARIANT_TAG = "spotcube:variant"
 # `packer init` and `required_plugins` exist from Packer 1.7; the template uses features of
 # the amazon plugin that Debian's packer 1.6.6 does not have.
 MIN_PACKER = (1, 10, 0)

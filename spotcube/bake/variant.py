@@ -22,19 +22,18 @@ from typing import Any
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
+from infra.naming import DEFAULT_VARIANT, VARIANT_NAME
+
 # Roles under ansible/roles/ that a variant may name as toolchains. They are not part of the
 # default image, so they are not among its content-hash inputs either: editing one rebakes
 # the variants that name it and nothing else.
 TOOLCHAIN_ROLES = ("wsclean", "aoflagger", "casacore_tools", "dp3")
 DEFAULT_PIP_VENV = "/opt/spotcube/tools"
 PAYLOAD_VENV = "/opt/spotcube/venv"
-# The name goes into AMI tags, directory names and the stack config: keep it a slug.
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 # Debian policy: lower case, digits, + - . ; at least two characters, starting alphanumeric.
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _KEYS = ("schema", "name", "description", "toolchains", "debian_packages", "pip_packages",
          "pip_venv", "roles")  # fmt: skip
-DEFAULT_VARIANT = "default"
 
 
 class VariantError(ValueError):
@@ -70,7 +69,7 @@ class ImageVariant:
         if doc.get("schema", 1) != 1:
             raise VariantError(f"{where}: schema {doc['schema']!r} unknown; expected 1")
         name = doc.get("name")
-        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == DEFAULT_VARIANT:
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name) or name == DEFAULT_VARIANT:
             raise VariantError(
                 f"{where}: name {name!r} must be 1-40 of a-z, 0-9 and -, and not "
                 f"{DEFAULT_VARIANT!r}"

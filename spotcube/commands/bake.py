@@ -13,7 +13,7 @@ from pathlib import Path
 from spotcube.bake.artifacts import BuildError
 from spotcube.bake.provenance import BakeInputs, repo_root
 from spotcube.bake.variant import DEFAULT_VARIANT, ImageVariant
-from spotcube.errors import CloudUnreachableError, RefusedError
+from spotcube.errors import CloudUnreachableError, RefusedError, UsageError
 
 # Relative to the checkout; .cache/ is gitignored.
 DEFAULT_CACHE = Path(".cache/spotcube")
@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         root = repo_root()
         variant = ImageVariant.load(args.image_config) if args.image_config else None
+    except (OSError, ValueError) as exc:  # the file given on the command line is wrong
+        raise UsageError(f"--image-config: {exc}") from None
+    try:
         inputs = BakeInputs.read(root, variant)
     except (OSError, ValueError) as exc:
         raise RefusedError(str(exc)) from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spotcube.bake.aws import VARIANT_TAG, packer_variables
+from spotcube.bake.aws import packer_variables
 from spotcube.bake.contenthash import IMAGE_INPUTS, content_hash
 from spotcube.bake.local import WHEELHOUSE_MOUNT, extra_vars, variant_pip_requirements
 from spotcube.bake.provenance import BakeInputs, repo_root
@@ -101,7 +101,6 @@ def test_example_variant_loads_and_feeds_ansible_and_packer() -> None:
         manifest=Path("/m.json"),
     )
     assert packer["variant"] == "radio-tools"
-    assert VARIANT_TAG == "spotcube:variant"
 
 
 def test_default_image_has_no_variant_roles() -> None:

@@ -380,6 +380,23 @@ def test_valid_but_dangerous_values_warn(raw: dict[str, Any], key: str, says: st
     assert any(w.startswith(f"spotcube:{key}: ") and says in w for w in config.warnings)
 
 
+@pytest.mark.parametrize("variant", ["Radio_Tools", "", "-x", "a" * 41, "radio tools"])
+def test_variant_must_be_a_bake_variant_name(variant: str) -> None:
+    raw = {**MINIMAL, "variant": variant}
+    if not variant:  # empty means the default, like every other unset key
+        assert parse_config(raw, stack="dev").variant == "default"
+        return
+    with pytest.raises(ConfigError, match=r"spotcube:variant: .* not a variant name"):
+        parse_config(raw, stack="dev")
+
+
+def test_variant_with_a_fixed_ami_warns_that_it_is_ignored() -> None:
+    config = parse_config(
+        {**MINIMAL, "variant": "radio-tools", "ami": "ami-0123456789abcdef0"}, stack="dev"
+    )
+    assert any(w.startswith("spotcube:variant: ") for w in config.warnings)
+
+
 def test_documented_configs_have_no_warnings() -> None:
     example = yaml.safe_load(EXAMPLE.read_text())["config"]
     raw = {key.removeprefix("spotcube:"): value for key, value in example.items()}

@@ -6,15 +6,17 @@ import base64
 import itertools
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.config import StackConfig, StackSetupError
+from infra.config import StackConfig, StackSetupError, parse_config
 from infra.fleet import GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT
 from infra.naming import OUTPUT_KEYS, StackNames
 from infra.policy.rules import COST_TYPES
 from infra.stack import EXTRA_OUTPUT_KEYS
+from tests.infra.configs import MINIMAL
 from tests.infra.program import ACCOUNT, LATEST_AMI, ZONES, Program, run_program
 
 Built = tuple[StackConfig, Program]
@@ -348,6 +350,27 @@ def test_latest_ami_is_looked_up_by_tag(programs: dict[str, Built]) -> None:
     assert {"name": "tag:Project", "values": ["spotcube"]} in lookups[0]["filters"]
     _, full = programs["full"]
     assert not [t for t, _ in full.calls if t.startswith("aws:ec2/getAmi")]
+
+
+def test_latest_ami_is_the_configured_variants() -> None:
+    """``ami: latest`` picks the newest AMI of the variant the stack names, never another's.
+
+    EC2 DescribeImages filters ``tag:<key>`` on tag values (EC2 API Reference, DescribeImages,
+    "Filter.N": "tag:<key> - The key/value combination of a tag assigned to the resource");
+    the key must be the one Packer writes on the AMI (``packer/locals.pkr.hcl``'s tags, read
+    from the template here, not from the Python constant).
+    """
+    template = (Path(__file__).resolve().parents[2] / "packer" / "locals.pkr.hcl").read_text()
+    written = re.search(r'"(spotcube:variant)"\s*=\s*var\.variant', template)
+    assert written, "packer/locals.pkr.hcl no longer tags the variant"
+    for variant in ("default", "radio-tools"):
+        config = parse_config({**MINIMAL, "variant": variant}, stack="dev")
+        program = run_program(config)
+        lookups = [a for t, a in program.calls if t == "aws:ec2/getAmiIds:getAmiIds"]
+        assert {"name": f"tag:{written.group(1)}", "values": [variant]} in lookups[0]["filters"]
+    with pytest.raises(StackSetupError, match="--image-config") as caught:
+        run_program(parse_config({**MINIMAL, "variant": "radio-tools"}, stack="dev"), amis=())
+    assert "spotcube:variant=radio-tools" in str(caught.value)
 
 
 def test_no_ami_in_the_region_names_region_and_bake_command(programs: dict[str, Built]) -> None:
