@@ -11,7 +11,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 INPUTS := pyproject.toml constraints.txt
 # Parts of the test suite that need system packages (scripts/system-deps.sh): installed
 # when run as root, otherwise those tests skip and say what to install.
-TEST_SYSTEM_PARTS ?= image packer
+TEST_SYSTEM_PARTS ?= image packer radio-tools
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
@@ -32,7 +32,7 @@ $(VENV)/.installed-demo: $(INPUTS) | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(INPUTS) | $(BIN)/python
-	$(PIP) install -c constraints.txt -e '.[local,infra,dev]'
+	$(PIP) install -c constraints.txt -e '.[local,infra,dev,pipelines]'
 	touch $@ $(VENV)/.installed-demo
 
 demo: $(VENV)/.installed-demo
