@@ -49,7 +49,7 @@ from payload.jobs.base import ChunkedJob
 from payload.outcomes import Outcome
 from payload.provenance import payload_git_commit
 from payload.spot import SpotWatcher
-from payload.store import DEFAULT_PART_SIZE, ObjectStore, with_retries
+from payload.store import DEFAULT_PART_SIZE, ObjectStore, faultpoint, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -492,6 +492,8 @@ class _JobRun:
             out = chunk_dir / f"{chunk_id}.{job.chunk_suffix}"
             seconds = self._supervise(job, chunk_id, out, ckpt)
             log.info("chunk %s computed in %.2f s", chunk_id, seconds)
+            # Fault tests count their interruption schedule in chunks (store.faultpoint).
+            faultpoint("chunk-computed")
             ckpt.submit(chunk_id, out, seconds)
 
     def _supervise(self, job: ChunkedJob, chunk_id: str, out: Path, ckpt: Checkpointer) -> float:

@@ -10,7 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from payload.contracts import ObsLayout
+from payload.contracts import Manifest, ObsLayout
+from spotcube.progress import assess, lives_with_idle_instances
 from spotcube.spotsim import percent_from_hazard
 from spotcube.stack import StackOutputs
 
@@ -56,6 +57,21 @@ def manifest_hazard(outputs: StackOutputs, run_id: str, options: DemoOptions) ->
         "hazard_interval_95": list(summary.hazard_interval) if summary.hazard_interval else None,
         "configured_rate_per_hour": options.interrupt_rate,
     }
+
+
+def progress_facts(outputs: StackOutputs, main: PhaseResult) -> dict[str, Any]:
+    """Did the interrupted fleet make progress? (:mod:`spotcube.progress`, as `spotcube report`)."""
+    manifests = [
+        Manifest.from_json(json.dumps(doc))
+        for obs in main.status.observations
+        if (doc := _manifest_facts(outputs, main.run_id, obs.obs_id)).get("run_id")
+    ]
+    reclaimed = {i.instance_id: i.end_reason == "reclaimed" for i in main.fleet.instances}
+    return assess(
+        lives_with_idle_instances(manifests, reclaimed),
+        remedy="Lower --speedup or --interrupt-rate: an instance must live longer than a "
+        "worker needs to start and finish a chunk",
+    ).to_dict()
 
 
 def simulated_cost(instance_seconds: float, options: DemoOptions) -> dict[str, Any]:
@@ -128,6 +144,7 @@ def build_report(
         "reference_cost": simulated_cost(reference.fleet.instance_seconds(), options),
         "verified_identical": verified,
         "hazard_from_manifests": manifest_hazard(outputs, main.run_id, options),
+        "progress": progress_facts(outputs, main),
         "settings": {
             "workers": options.workers,
             "reference_workers": options.reference_workers,
@@ -184,6 +201,8 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"(uninterrupted reference: ${ref['cost_usd_simulated']:.2f}). Not a bill: the "
         "demo's clock runs fast, so instance time is scaled by the speedup.",
         *_hazard_line(report["hazard_from_manifests"]),
+        f"- progress: {'**' if report['progress']['outpaced'] else ''}"
+        f"{report['progress']['message']}{'**' if report['progress']['outpaced'] else ''}",
         f"- verified_identical: **{str(report['verified_identical']).lower()}** — every "
         f"product compared with reference run {report['reference_run_id']} (sha256; "
         "provenance.json without instance and run fields)",
