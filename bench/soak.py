@@ -27,6 +27,7 @@ identical.
 
     python bench/soak.py                       # 1,000 interruptions (about 10 min, 2 cores)
     python bench/soak.py --interruptions 30    # the short version tests/work/test_soak.py runs
+    python bench/soak.py --interruptions 30 --negative-control   # must report 1, 1, 1
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ class Feeder:
         for _ in range(count):
             index = len(self.jobs)
             obs_id = f"obs-{index:05d}"
-            roll = self.rng.random()
-            if self.images < self.args.image_jobs and roll < 0.08:
+            # Image and big jobs at fixed places in the stream, so a short soak has them too.
+            if self.images < self.args.image_jobs and index % 12 == 5:
                 from payload import synth
 
                 self.images += 1
@@ -183,7 +184,7 @@ class Feeder:
                 key = f"soak/{obs_id}.uvh5"
             else:
                 kind, data, key = "selftest", self.rng.randbytes(256), f"soak/{obs_id}.dat"
-                if self.big < self.args.big_jobs and roll < 0.2:
+                if self.big < self.args.big_jobs and index % 8 == 3:
                     self.big += 1
                     params = {"chunks": 2, "chunk_seconds": 0.0, "chunk_bytes": BIG_CHUNK_BYTES}
                 else:
@@ -316,6 +317,24 @@ def verify(
     }
 
 
+def damage(s3: Any, bucket: str, jobs: dict[str, Job]) -> None:
+    """The negative control: break three done jobs the way a faulty work plane would.
+
+    One product gets a flipped byte (its DONE listing left alone), one DONE is written a
+    second time, one DONE is deleted. The verification must count exactly one corrupt,
+    one duplicate_done and one lost job, or it could not have seen the real thing either.
+    """
+    first, second, third = sorted(jobs)[:3]
+    layout = ObsLayout(RUN, first)
+    name = sorted(jobs[first].expected or {"selftest.bin": ""})[0]
+    data = bytearray(get_bytes(s3, bucket, layout.product(name)) or b"\0")
+    data[len(data) // 2] ^= 0x01
+    s3.put_object(Bucket=bucket, Key=layout.product(name), Body=bytes(data))
+    done = ObsLayout(RUN, second).done
+    s3.put_object(Bucket=bucket, Key=done, Body=(get_bytes(s3, bucket, done) or b"") + b" ")
+    s3.delete_object(Bucket=bucket, Key=ObsLayout(RUN, third).done)
+
+
 def image_references(
     outputs: StackOutputs, feeder: Feeder, root: Path, timeout: float
 ) -> dict[str, float]:
@@ -339,13 +358,12 @@ def image_references(
         size=2,
         model=InterruptionModel(rate_per_hour=0.0),
     )
+
+    def all_done() -> bool:
+        return len(done_markers(s3, outputs.products_bucket, REFERENCE_RUN, images)) == len(images)
+
     with quiet:
-        finished = run_fleet_until(
-            quiet,
-            lambda: set(images)
-            <= set(done_markers(s3, outputs.products_bucket, REFERENCE_RUN, images)),
-            timeout,
-        )
+        finished = run_fleet_until(quiet, all_done, timeout)
     if not finished:
         raise SystemExit(f"soak: the image reference run did not finish in {timeout:g} s")
     for obs_id, job in images.items():
@@ -436,6 +454,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 drained = run_fleet_until(fleet, all_done, args.drain_seconds, between)
             injected = dict(proxy.injected)
         reference = image_references(outputs, feeder, out / "reference", args.drain_seconds)
+        if args.negative_control:
+            damage(s3, outputs.products_bucket, feeder.jobs)
         result = verify(outputs, feeder.jobs, first_seen)
     kills = Counter(
         e.detail.split()[-1].split(":")[0]
@@ -485,6 +505,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-seconds", type=float, default=900.0, help="soak time limit")
     parser.add_argument("--drain-seconds", type=float, default=240.0)
     parser.add_argument("--out", type=Path, help="work folder (default: a new temp folder)")
+    parser.add_argument(
+        "--negative-control",
+        action="store_true",
+        help="damage three done jobs before verifying: expect corrupt, duplicate_done and "
+        "lost of exactly 1 (proves the check can fail)",
+    )
     args = parser.parse_args(argv)
     if args.interruptions < 1 or args.workers < 1:
         parser.error("--interruptions and --workers must be at least 1")

@@ -65,6 +65,7 @@ def _run(cloud: str, tmp: Path, schedule: WorkSchedule, lives: int) -> tuple[Fle
             seed=3,
             notice_seconds=3.0,
             min_notice_real=3.0,
+            replacement_delay=0.2,
             min_replacement_real=0.2,
         ),
         schedule=schedule,
