@@ -267,7 +267,10 @@ def get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
 
 
 def verify(
-    outputs: StackOutputs, jobs: dict[str, Job], first_seen: dict[str, str]
+    outputs: StackOutputs,
+    jobs: dict[str, Job],
+    first_seen: dict[str, str],
+    out: Path | None = None,
 ) -> dict[str, Any]:
     """Download every product and compare it with the reference; count DONE rewrites."""
     s3 = outputs.client("s3")
@@ -308,7 +311,21 @@ def verify(
             identical += 1
         else:
             corrupt += 1
-            problems.append(f"{obs_id}: products differ from the reference or from DONE")
+            detail = []
+            for name in sorted(set(expected) | set(ours) | set(listing)):
+                data = ours.get(name)
+                if data is not None and out is not None:
+                    kept = out / "mismatch" / obs_id / name
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    kept.write_bytes(data)
+                raw = hashlib.sha256(data).hexdigest()[:10] if data is not None else "missing"
+                compared = digests[name][:10] if name in digests else "missing"
+                detail.append(
+                    f"{name} stored {raw} compared {compared} "
+                    f"reference {expected.get(name, 'none')[:10]} "
+                    f"DONE {listing.get(name, {}).get('sha256', 'none')[:10]}"
+                )
+            problems.append(f"{obs_id}: " + "; ".join(detail))
     return {
         "done": done,
         "lost": lost,
@@ -371,12 +388,13 @@ def image_references(
     for obs_id, job in images.items():
         layout = ObsLayout(REFERENCE_RUN, obs_id)
         listing = json.loads(get_bytes(s3, outputs.products_bucket, layout.done) or b"{}")
-        job.expected = {
-            name: product_digest(
-                name, get_bytes(s3, outputs.products_bucket, layout.product(name)) or b""
-            )
-            for name in listing.get("products", {})
-        }
+        job.expected = {}
+        for name in listing.get("products", {}):
+            data = get_bytes(s3, outputs.products_bucket, layout.product(name)) or b""
+            kept = root / "products" / obs_id / name  # for a look when one differs
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_bytes(data)
+            job.expected[name] = product_digest(name, data)
     return {"seconds": round(time.monotonic() - started, 1)}
 
 
@@ -458,7 +476,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         reference = image_references(outputs, feeder, out / "reference", args.drain_seconds)
         if args.negative_control:
             damage(s3, outputs.products_bucket, feeder.jobs)
-        result = verify(outputs, feeder.jobs, first_seen)
+        result = verify(outputs, feeder.jobs, first_seen, out)
     kills = Counter(
         e.detail.split()[-1].split(":")[0]
         for e in fleet.timeline.of_kind("kill")
