@@ -82,6 +82,8 @@ def assess(lives: Iterable[InstanceLife], *, remedy: str = "") -> ProgressAssess
             "before they made a chunk durable; instances are reclaimed faster than workers "
             "start and finish a chunk" + (f". {remedy}" if remedy else "")
         )
+    elif not interrupted:
+        message = "no instance was interrupted"
     else:
         message = (
             f"{len(interrupted) - empty} of {len(interrupted)} interrupted instances made "

@@ -115,3 +115,4 @@ def test_few_interruptions_are_no_verdict() -> None:
     lives = [InstanceLife("i-1", True, 0), InstanceLife("i-2", True, 0)]
     assert not assess(lives).outpaced  # two unlucky instances are not a trend
     assert lives_from_manifests([]) == []
+    assert assess([]).message == "no instance was interrupted"
