@@ -399,6 +399,11 @@ def image_references(
 
 
 def soak(args: argparse.Namespace) -> dict[str, Any]:
+    from payload.provenance import local_git_commit
+
+    # Image products record the payload's git commit: a commit made while the soak runs
+    # makes them differ from the reference run afterwards (seen in run A, docs/benchmarks.md).
+    commit_at_start = local_git_commit()
     started = time.monotonic()
     out = Path(args.out or tempfile.mkdtemp(prefix="spotcube-soak-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -506,7 +511,12 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "wall_seconds": round(time.monotonic() - started, 1),
         "seed": args.seed,
         "workers": args.workers,
-        "problems": result["problems"],
+        "problems": result["problems"]
+        + (
+            ["the git commit of the payload changed during the soak: image products differ"]
+            if local_git_commit() != commit_at_start
+            else []
+        ),
         "out": str(out),
     }
 
