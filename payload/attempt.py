@@ -44,7 +44,7 @@ from payload.provenance import payload_git_commit
 from payload.records import DoneRecord, FailedRecord
 from payload.settings import AttemptSettings
 from payload.spot import SpotWatcher
-from payload.store import ObjectStore
+from payload.store import ObjectStore, faultpoint
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,8 @@ def _run_chunks(run: JobAttempt, job: ChunkedJob, ckpt: Checkpointer) -> None:
         out = chunk_dir / f"{chunk_id}.{job.chunk_suffix}"
         seconds = _supervise(run, job, chunk_id, out, ckpt)
         log.info("chunk %s computed in %.2f s", chunk_id, seconds)
+        # Fault tests count their interruption schedule in chunks (store.faultpoint).
+        faultpoint("chunk-computed")
         ckpt.submit(chunk_id, out, seconds)
         run.ship_log()
 

@@ -222,22 +222,38 @@ def file_digests(path: Path) -> tuple[int, str, str]:
 
 
 def faultpoint(name: str) -> None:
-    """Pause at a named point when ``SPOTCUBE_FAULTPOINT=name:seconds:markerfile`` is set.
+    """Pause at a named point when ``SPOTCUBE_FAULTPOINT`` names it.
 
-    Fault-injection tests use it to SIGKILL a worker exactly inside a multipart upload or a
-    manifest write; the marker file tells the test the worker has reached the point. Unset
-    (always, in production) it costs one dictionary lookup.
+    The variable holds comma-separated ``name:seconds:markerfile[:nth]`` entries; the worker
+    pauses at the ``nth`` time (default: every time) it reaches ``name``, after writing
+    ``name:arrival`` to the marker file, for ``seconds`` or until the test deletes the marker,
+    whichever comes first. Fault-injection tests and ``bench/soak.py``
+    use it to SIGKILL a worker exactly inside a multipart upload, a manifest write or after
+    a chunk: counting arrivals makes the kill land at the same work on a slow machine as on
+    a fast one. Unset (always, in production) it costs one dictionary lookup.
     """
     spec = os.environ.get("SPOTCUBE_FAULTPOINT")
     if not spec:
         return
-    wanted, _, rest = spec.partition(":")
-    if wanted != name:
-        return
-    seconds, _, marker = rest.partition(":")
-    if marker:
-        Path(marker).write_text(name)
-    time.sleep(float(seconds or 0))
+    with _FAULTPOINT_LOCK:
+        arrivals = _FAULTPOINT_ARRIVALS[name] = _FAULTPOINT_ARRIVALS.get(name, 0) + 1
+    for entry in spec.split(","):
+        wanted, _, rest = entry.partition(":")
+        if wanted != name:
+            continue
+        seconds, _, rest = rest.partition(":")
+        marker, _, nth = rest.partition(":")
+        if nth and int(nth) != arrivals:
+            continue
+        until = time.monotonic() + float(seconds or 0)
+        if marker:
+            Path(marker).write_text(f"{name}:{arrivals}")
+        while time.monotonic() < until and (not marker or Path(marker).exists()):
+            time.sleep(0.01)
+
+
+_FAULTPOINT_LOCK = threading.Lock()  # parts of one upload reach a point from several threads
+_FAULTPOINT_ARRIVALS: dict[str, int] = {}
 
 
 def _tagging(key: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
 from spotcube.errors import UsageError
 from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
 from spotcube.local.cloud import local_cloud
-from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec
+from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSchedule
 from spotcube.local.timeline import Timeline, plot_timeline
 from spotcube.runstate import read_run
 from spotcube.spotsim import hazard_from_percent, percent_from_hazard
@@ -77,6 +77,9 @@ class DemoOptions:
     timeout: float = 600.0
     poll: float = 1.0
     hold: bool = False
+    # Tests: interrupt at seeded amounts of work instead of wall-clock lifetimes, so a slow
+    # machine sees the same interruptions (spotcube.local.fleet.WorkSchedule).
+    schedule: WorkSchedule | None = None
 
 
 @dataclass
@@ -270,13 +273,19 @@ def worker_args(options: DemoOptions) -> list[str]:
 
 
 def _fleet(
-    outputs: StackOutputs, root: Path, size: int, model: InterruptionModel, options: DemoOptions
+    outputs: StackOutputs,
+    root: Path,
+    size: int,
+    model: InterruptionModel,
+    options: DemoOptions,
+    schedule: WorkSchedule | None = None,
 ) -> Fleet:
     return Fleet(
         spec=WorkerSpec(outputs=outputs, root=root, extra_args=worker_args(options)),
         size=size,
         model=model,
         instance_type=options.instance_type,
+        schedule=schedule,
     )
 
 
@@ -326,7 +335,14 @@ def run_demo(
             outputs,
             run_id,
             observations,
-            _fleet(outputs, out / "instances" / run_id, options.workers, model, options),
+            _fleet(
+                outputs,
+                out / "instances" / run_id,
+                options.workers,
+                model,
+                options,
+                options.schedule,
+            ),
             options,
             console,
             "spot",
@@ -418,4 +434,6 @@ def summarise(report: dict[str, Any], out: Path, console: Console) -> None:
         f"${cost['cost_usd_simulated']:.2f} ({cost['instance_type']} spot); "
         f"verified_identical {verdict}"
     )
+    progress = report["progress"]
+    console.print(f"[red]{progress['message']}" if progress["outpaced"] else progress["message"])
     console.print(f"products, report.md, report.json and figures in {out}/")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spotcube.progress import assess, lives_with_idle_instances
 from spotcube.runreport import summarise
 from spotcube.runstate import RunState, read_object, read_run
 from spotcube.spotsim import percent_from_hazard
@@ -79,6 +80,17 @@ def save_attempt_logs(report: dict[str, Any], outputs: StackOutputs, out: Path) 
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             (out / rel).write_bytes(body)
             attempt["log_file"] = rel.as_posix()
+
+
+def progress_facts(run: RunState, main: PhaseResult) -> dict[str, Any]:
+    """Did the interrupted fleet make progress? (:mod:`spotcube.progress`, as `spotcube report`)."""
+    manifests = [obs.manifest for obs in run.observations if obs.manifest is not None]
+    reclaimed = {i.instance_id: i.end_reason == "reclaimed" for i in main.fleet.instances}
+    return assess(
+        lives_with_idle_instances(manifests, reclaimed),
+        remedy="Lower --speedup or --interrupt-rate: an instance must live longer than a "
+        "worker needs to start and finish a chunk",
+    ).to_dict()
 
 
 def simulated_cost(instance_seconds: float, options: DemoOptions) -> dict[str, Any]:
@@ -151,6 +163,7 @@ def build_report(
         "reference_cost": simulated_cost(reference.fleet.instance_seconds(), options),
         "verified_identical": verified,
         "hazard_from_manifests": manifest_hazard(run, options),
+        "progress": progress_facts(run, main),
         "settings": {
             "workers": options.workers,
             "reference_workers": options.reference_workers,
@@ -207,6 +220,8 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"(uninterrupted reference: ${ref['cost_usd_simulated']:.2f}). Not a bill: the "
         "demo's clock runs fast, so instance time is scaled by the speedup.",
         *_hazard_line(report["hazard_from_manifests"]),
+        f"- progress: {'**' if report['progress']['outpaced'] else ''}"
+        f"{report['progress']['message']}{'**' if report['progress']['outpaced'] else ''}",
         f"- verified_identical: **{str(report['verified_identical']).lower()}** — every "
         f"product compared with reference run {report['reference_run_id']} (sha256; "
         "provenance.json without instance and run fields)",

@@ -28,6 +28,7 @@ from typing import Any
 
 from payload.contracts import JOB_KINDS, JobMessage, check_id, run_record_key, utc_now
 from payload.errors import InvalidInputError
+from payload.records import RunRecord
 from spotcube.errors import UsageError
 from spotcube.stack import StackOutputs
 from spotcube.submit import Observation, new_run_id
@@ -156,22 +157,23 @@ def submit_job(
         raise UsageError(f"--job {job.path}: {exc}") from None
     if not messages:
         raise UsageError("no observations to submit: give --input")
-    record = {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "kind": job.kind,
-        "params": job.params,
-        "job_file": str(job.path),
-        "submitted_at": utc_now(),
-        "observations": [
+    # Each observation's params name its own input, so each has its own params hash; the
+    # record's is the first's, as for a run of one kind (RunRecord is the one writer).
+    record = RunRecord(
+        run_id=run_id,
+        kind=job.kind,
+        params=job.params,
+        params_hash=messages[0].params_hash,
+        submitted_at=utc_now(),
+        observations=[
             {"obs_id": m.obs_id, "input": m.input, "params_hash": m.params_hash} for m in messages
         ],
-    }
+    )
     s3 = outputs.client("s3")
     s3.put_object(
         Bucket=outputs.products_bucket,
         Key=run_record_key(run_id),
-        Body=json.dumps(record, indent=1).encode(),
+        Body=record.to_json(),
         ContentType="application/json",
         IfNoneMatch="*",
     )

@@ -27,6 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from spotcube import prices
+from spotcube.estimates import poisson_interval
+from spotcube.progress import assess_manifests
 from spotcube.runstate import RunState, read_run
 
 
@@ -68,6 +70,8 @@ class RunReport:
     zones: dict[str, int] = field(default_factory=dict)
     hazard_per_hour: float | None = None
     hazard_interval: tuple[float, float] | None = None
+    # Did interrupted instances make chunks durable before they went? (spotcube.progress)
+    progress: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hazard_percent_per_hour(self) -> float | None:
@@ -158,6 +162,7 @@ def summarise(
         report.hazard_per_hour = report.terminations / report.exposure_hours
         low, high = poisson_interval(report.terminations)
         report.hazard_interval = (low / report.exposure_hours, high / report.exposure_hours)
+    report.progress = assess_manifests(o.manifest for o in observed if o.manifest).to_dict()
     return report
 
 
@@ -200,41 +205,3 @@ def summarise_run(
 
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def poisson_interval(count: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Garwood) confidence interval for the mean of a Poisson count.
-
-    Found by bisection on the Poisson distribution function, so no statistics library is
-    needed: the lower bound ``m`` has ``P(X >= count; m) = α/2``, the upper ``P(X <= count) =
-    α/2``.
-    """
-    if count < 0:
-        raise ValueError("a count cannot be negative")
-    tail = (1 - confidence) / 2
-    low = 0.0 if count == 0 else _bisect(lambda m: 1 - _poisson_cdf(count - 1, m) - tail, count)
-    high = _bisect(lambda m: tail - _poisson_cdf(count, m), count)
-    return low, high
-
-
-def _poisson_cdf(k: int, mean: float) -> float:
-    if mean <= 0:
-        return 1.0
-    total, log_term = 0.0, -mean
-    for i in range(k + 1):
-        if i:
-            log_term += math.log(mean) - math.log(i)
-        total += math.exp(log_term)
-    return min(total, 1.0)
-
-
-def _bisect(increasing: Callable[[float], float], count: int) -> float:
-    """Root of a function increasing in the mean, bracketed generously around ``count``."""
-    lo, hi = 0.0, 10.0 + 10.0 * count
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if increasing(mid) < 0:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2

@@ -66,6 +66,7 @@ class FaultProxy(LoopbackServer):
         self.faults = faults
         self.injected: Counter[str] = Counter()
         self.forwarded = 0
+        self.incomplete = 0  # requests dropped because their body never fully arrived
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -112,19 +113,32 @@ class FaultProxy(LoopbackServer):
             self.injected[fault] += 1
             return fault
 
-    def _read_body(self, handler: BaseHTTPRequestHandler) -> bytes:
+    def _read_body(self, handler: BaseHTTPRequestHandler) -> bytes | None:
+        """The whole request body, or None if the client went away before sending it all.
+
+        A client killed in the middle of a PUT (a reclaimed instance) sends part of a body
+        or none: a server never acts on such a request, so neither may the proxy. Forwarding
+        what arrived once stored an empty manifest (found by bench/soak.py).
+        """
         if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
             parts = []
             for _ in range(1 << 20):  # bounded: a chunked body has far fewer chunks
-                size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = handler.rfile.readline()
+                if not line.endswith(b"\n"):
+                    return None
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     handler.rfile.readline()
                     break
-                parts.append(handler.rfile.read(size))
+                part = handler.rfile.read(size)
+                if len(part) < size:
+                    return None
+                parts.append(part)
                 handler.rfile.readline()
             return b"".join(parts)
         length = int(handler.headers.get("Content-Length") or 0)
-        return handler.rfile.read(length) if length else b""
+        body = handler.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
     def _cut(self, handler: BaseHTTPRequestHandler) -> None:
         handler.close_connection = True
@@ -133,6 +147,11 @@ class FaultProxy(LoopbackServer):
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         body = self._read_body(handler)
+        if body is None:
+            with self._lock:
+                self.incomplete += 1
+            self._cut(handler)
+            return
         fault = self._choose(handler)
         if fault in {"500", "503"}:
             code = "InternalError" if fault == "500" else "SlowDown"

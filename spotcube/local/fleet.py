@@ -6,6 +6,12 @@ with the hourly interruption rate; the demo's clock runs ``speedup`` times faste
 wall clock for these draws and for the two-minute notice. At the end of its lifetime the
 instance gets a spot notice through its IMDS, and at the notice deadline the process is
 SIGKILLed, as AWS does. Like an ASG, the fleet launches a replacement after a delay.
+
+Wall-clock lifetimes suit the demo (the user watches a market), but on a slow or loaded
+machine the same seed then interrupts less work. Tests and ``bench/soak.py`` use a
+:class:`WorkSchedule` instead: each instance is interrupted when its worker reaches a seeded
+work point for the n-th time (a computed chunk, a multipart part, a manifest write; see
+``payload.store.faultpoint``), so the same seed interrupts the same work on any machine.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -81,6 +87,57 @@ class InterruptionModel:
         return simulated / self.speedup
 
 
+# Work points the worker announces (payload.store.faultpoint); a WorkSchedule picks among them.
+WORK_POINTS = ("chunk-computed", "multipart-part", "multipart-complete", "manifest-write")
+# How long a worker waits at a point chosen for a hard kill: far longer than the fleet needs
+# to see the marker, so the SIGKILL lands inside the point even on a loaded machine.
+HOLD_FOR_KILL_SECONDS = 120.0
+# How often the fleet looks for work markers: a notice then comes at most this late.
+WORK_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class WorkSchedule:
+    """Interruptions counted in work done, not in seconds: reproducible on any machine.
+
+    Every instance draws, from the fleet's seeded generator, one of ``points`` and an
+    arrival count in ``arrivals`` (inclusive). When its worker reaches that point for that
+    many times, the instance is interrupted: with probability ``notice_fraction`` by a spot
+    notice (the worker goes on, reacts, and is SIGKILLed at the notice deadline if still
+    up), otherwise by a SIGKILL at once while the worker is held inside the point.
+    """
+
+    points: tuple[str, ...] = ("chunk-computed",)
+    arrivals: tuple[int, int] = (1, 4)
+    notice_fraction: float = 1.0
+    # An instance that drew a point its jobs never reach (a multipart point, small jobs) is
+    # interrupted at this many computed chunks instead, so every instance ends.
+    backstop_chunks: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.points) - set(WORK_POINTS)
+        if not self.points or unknown:
+            raise ValueError(f"work points {sorted(unknown)} are not among {WORK_POINTS}")
+        low, high = self.arrivals
+        if not 1 <= low <= high:
+            raise ValueError(f"arrivals {self.arrivals} must satisfy 1 <= low <= high")
+        if not 0.0 <= self.notice_fraction <= 1.0:
+            raise ValueError(f"notice_fraction {self.notice_fraction!r} must be in 0..1")
+
+    def draw(self, rng: random.Random) -> tuple[str, int, bool]:
+        """(point, arrival, by_notice) for a new instance."""
+        point = rng.choice(self.points)
+        arrival = rng.randint(*self.arrivals)
+        return point, arrival, rng.random() < self.notice_fraction
+
+    def faultpoint_spec(self, point: str, arrival: int, *, hold: float, marker: Path) -> str:
+        """``SPOTCUBE_FAULTPOINT`` for a worker (see ``payload.store.faultpoint``)."""
+        spec = f"{point}:{hold:g}:{marker}:{arrival}"
+        if self.backstop_chunks is not None and point != "chunk-computed":
+            spec += f",chunk-computed:{hold:g}:{marker}:{self.backstop_chunks}"
+        return spec
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     """How to start the worker of an instance."""
@@ -119,6 +176,11 @@ class Instance:
     ended_at: float | None = None
     end_reason: str | None = None  # reclaimed | exited | stopped
     exit_code: int | None = None
+    # WorkSchedule only: the marker the worker writes at its chosen point, and what to do.
+    work_marker: Path | None = None
+    work_point: str | None = None
+    kill_at_point: bool = False
+    reached: str = ""  # "point:arrival" the worker wrote when it got there
 
     @property
     def alive(self) -> bool:
@@ -143,6 +205,8 @@ class Fleet:
     instance_type: str = "m5.4xlarge"
     imds_factory: Callable[[str, str, str], Any] = _default_imds_factory
     timeline: Timeline = field(default_factory=Timeline)
+    schedule: WorkSchedule | None = None  # None: wall-clock lifetimes from ``model``
+    worker_env: Mapping[str, str] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
     _rng: random.Random = field(init=False)
     _t0: float = field(init=False, default=0.0)
@@ -183,6 +247,19 @@ class Fleet:
         env["PYTHONUNBUFFERED"] = "1"
         if self.spec.outputs.endpoint_url:
             env.update(local_environment())
+        env.update(self.worker_env)
+        marker, point, kill_at_point, notice_after = None, None, False, math.inf
+        if self.schedule is None:
+            notice_after = self.model.draw_notice_after(self._rng)
+        else:
+            point, arrival, by_notice = self.schedule.draw(self._rng)
+            kill_at_point = not by_notice
+            marker = self.spec.root / f"{instance_id}.reached"
+            marker.unlink(missing_ok=True)
+            hold = 0.0 if by_notice else HOLD_FOR_KILL_SECONDS
+            env["SPOTCUBE_FAULTPOINT"] = self.schedule.faultpoint_spec(
+                point, arrival, hold=hold, marker=marker
+            )
         process = subprocess.Popen(
             self.spec.command(workdir / "work"),
             stdin=subprocess.DEVNULL,
@@ -200,7 +277,10 @@ class Fleet:
             process=process,
             log=log,
             launched_at=now,
-            notice_at=now + self.model.draw_notice_after(self._rng),
+            notice_at=now + notice_after,
+            work_marker=marker,
+            work_point=point,
+            kill_at_point=kill_at_point,
         )
         self.instances.append(instance)
         self.timeline.add(now, "launch", instance_id, f"{self.instance_type} {zone}")
@@ -211,11 +291,22 @@ class Fleet:
         now = self.now()
         for inst in self.running:
             code = inst.process.poll()
+            if inst.work_marker is not None and inst.noticed_at is None and code is None:
+                reached = inst.work_marker.read_text() if inst.work_marker.exists() else ""
+                if reached:  # empty while the worker is still writing it: next tick
+                    inst.reached = reached
+                    if inst.kill_at_point:
+                        # Held inside the point (faultpoint sleeps): the kill lands there.
+                        self.timeline.add(now, "kill", inst.instance_id, f"at {inst.reached}")
+                        self._end(inst, "reclaimed", now, record=False)
+                        continue
+                    inst.notice_at = now
             if inst.noticed_at is None and now >= inst.notice_at and code is None:
                 inst.imds.schedule_interruption(self.model.notice_real, action="terminate")
                 inst.noticed_at = now
                 inst.kill_at = now + self.model.notice_real
-                self.timeline.add(now, "notice", inst.instance_id)
+                detail = f"at {inst.reached}" if inst.reached else ""
+                self.timeline.add(now, "notice", inst.instance_id, detail)
             if inst.kill_at is not None and now >= inst.kill_at:
                 # AWS reclaims the instance at the deadline whether or not the worker is done.
                 self._end(inst, "reclaimed", now)
@@ -238,9 +329,11 @@ class Fleet:
         times = list(self._pending_launches)
         for inst in self.running:
             times.append(inst.kill_at if inst.kill_at is not None else inst.notice_at)
+            if inst.work_marker is not None and inst.noticed_at is None:
+                times.append(now + WORK_POLL_SECONDS)  # a work point may be reached any time
         return max(0.0, min(times, default=math.inf) - now)
 
-    def _end(self, inst: Instance, reason: str, now: float) -> None:
+    def _end(self, inst: Instance, reason: str, now: float, *, record: bool = True) -> None:
         if inst.process.poll() is None:
             inst.process.send_signal(signal.SIGKILL)
         inst.exit_code = inst.process.wait()
@@ -249,7 +342,8 @@ class Fleet:
         inst.log.close()
         inst.imds.stop()
         kind = {"reclaimed": "kill", "exited": "exit", "stopped": "stop"}[reason]
-        self.timeline.add(now, kind, inst.instance_id, f"exit code {inst.exit_code}")
+        if record:
+            self.timeline.add(now, kind, inst.instance_id, f"exit code {inst.exit_code}")
         if reason != "stopped" and not self._draining:
             self._pending_launches.append(now + self.model.replacement_real)
 
@@ -285,3 +379,11 @@ class Fleet:
     def interruptions(self) -> int:
         """Instances reclaimed after a spot notice."""
         return sum(1 for i in self.instances if i.end_reason == "reclaimed")
+
+    def sigkilled(self) -> int:
+        """Reclaimed instances whose worker was still running when SIGKILL came."""
+        return sum(
+            1
+            for i in self.instances
+            if i.end_reason == "reclaimed" and i.exit_code == -signal.SIGKILL
+        )

@@ -13,8 +13,9 @@ import pytest
 from infra.naming import LOCAL_NAMES
 from payload.contracts import Attempt, ChunkRecord, Manifest, ObsLayout
 from spotcube.cli import main
+from spotcube.estimates import poisson_interval
 from spotcube.local.motoserver import local_client
-from spotcube.runreport import poisson_interval, summarise_run
+from spotcube.runreport import summarise_run
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 BUCKET = LOCAL_NAMES.products_bucket

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import urllib.parse
 
 from payload.contracts import JobMessage, Manifest, ObsLayout
 from spotcube.local.faultproxy import FaultProxy
 from spotcube.local.imds import ImdsEmulator
+from spotcube.local.motoserver import local_client
 from tests.work.conftest import PRODUCTS, RUN, Plane, reference_products, wait_for
 
 PARAMS = {"chunks": 4, "chunk_seconds": 0.1, "chunk_bytes": 4096}
@@ -167,3 +170,34 @@ def test_json_logs(plane: Plane) -> None:
         doc = json.loads(line)
         assert {"time", "level", "logger", "message"} <= set(doc)
     assert any("idle for" in json.loads(line)["message"] for line in lines)
+
+
+def _raw_put(endpoint: str, key: str, declared: int, sent: bytes) -> None:
+    """A PUT that declares ``declared`` body bytes, sends ``sent`` and hangs up."""
+    url = urllib.parse.urlsplit(endpoint)
+    with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80)) as sock:
+        head = f"PUT /cut/{key} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: {declared}\r\n"
+        sock.sendall(head.encode() + b"Connection: close\r\n\r\n" + sent)
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(1 << 16)  # the answer, or nothing when the proxy cuts the connection
+
+
+def test_proxy_never_forwards_a_body_cut_short(cloud: str) -> None:
+    """A client killed mid-PUT must not become a stored, truncated object.
+
+    S3 answers ``IncompleteBody`` ("You did not provide the number of bytes specified by the
+    Content-Length HTTP header", S3 API Reference, "Error responses") and stores nothing, and
+    RFC 9112 section 8 lets a server close on an incomplete request. The fault proxy once
+    forwarded what had arrived, and moto stored an empty manifest (bench/soak.py found it:
+    a job failed three times on a manifest of zero bytes).
+    """
+    s3 = local_client("s3", cloud)
+    s3.create_bucket(Bucket="cut")
+    with FaultProxy(cloud, rate=0.0) as proxy:
+        _raw_put(proxy.endpoint, "whole", 5, b"hello")  # the positive control
+        _raw_put(proxy.endpoint, "cut", 100, b"x" * 10)
+        _raw_put(proxy.endpoint, "empty", 100, b"")
+        wait_for(lambda: proxy.incomplete == 2, 10, "the proxy to drop both cut requests")
+    assert s3.get_object(Bucket="cut", Key="whole")["Body"].read() == b"hello"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="cut").get("Contents", [])]
+    assert keys == ["whole"]

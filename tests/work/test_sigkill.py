@@ -1,10 +1,13 @@
-"""Seeded reclamation: a notice, then SIGKILL at a random moment; another worker finishes.
+"""Seeded reclamation at a seeded point of the work; another worker finishes the job.
 
-Each seed picks where the kill lands: anywhere after the notice, or pinned inside a
-multipart part upload, a multipart completion or a manifest write (the worker pauses there
-through ``SPOTCUBE_FAULTPOINT`` so the kill provably lands inside). Every run must end with
-the observation DONE, products bit-identical to an uninterrupted reference, no product
-without DONE, and work lost to the kill within one chunk plus the checkpoint interval.
+Each seed picks where the interruption lands, counted in work so that a seed means the same
+on a slow machine as on a fast one (``SPOTCUBE_FAULTPOINT`` with an arrival count, see
+``payload.store.faultpoint``): a notice after the n-th computed chunk that the worker answers
+by itself (``notice``), or a SIGKILL while the worker is held right after its n-th computed
+chunk, inside a multipart part upload, a multipart completion or a manifest write. Every run
+must end with the observation DONE, products bit-identical to an uninterrupted reference, no
+product without DONE, and work lost to the kill within one chunk plus the checkpoint interval.
+The waits below are bounds against a hang; none decides where an interruption lands.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import json
 import math
 import random
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -23,13 +25,19 @@ from spotcube.local.imds import ImdsEmulator
 from tests.work.conftest import RUN, Plane, reference_products, wait_for
 
 SEEDS = list(range(20))
-# Half the seeds kill anywhere after the notice; the rest inside the three riskiest writes.
+# A quarter of the seeds end by the worker's own reaction to a notice; the rest by a SIGKILL
+# inside the riskiest moments.
 POINTS = (
-    ["anywhere"] * 10 + ["multipart-part"] * 4 + ["multipart-complete"] * 3 + ["manifest-write"] * 3
+    ["notice"] * 5
+    + ["chunk-computed"] * 5
+    + ["multipart-part"] * 4
+    + ["multipart-complete"] * 3
+    + ["manifest-write"] * 3
 )
 CHUNK_SECONDS = 0.25
 INTERVAL = 0.3  # the --checkpoint-interval the plane fixture gives workers
 BIG = 5 * 1024 * 1024 + 4096  # two parts at the workers' 5 MiB part size
+HOLD = 60  # seconds a worker waits at its point: the kill lands inside however slow we are
 
 
 def _computed_chunks(log: str) -> set[str]:
@@ -58,39 +66,47 @@ def test_sigkill_after_notice(plane: Plane, seed: int, tmp_path: Path) -> None:
     data = rng.randbytes(300)
     message = plane.submit(obs_id, params, data=data)
     marker = tmp_path / "reached"
-    env = {}
-    if point != "anywhere":
-        env["SPOTCUBE_FAULTPOINT"] = f"{point}:3:{marker}"
+    if point == "notice":
+        # Held after chunk n of 1..chunks-1 until the worker has seen the notice: it comes
+        # with work left to hand back, however slowly the worker's watcher runs.
+        spec = f"chunk-computed:{HOLD}:{marker}:{rng.randint(1, chunks - 1)}"
+    elif point in ("chunk-computed", "manifest-write"):
+        spec = f"{point}:{HOLD}:{marker}:{rng.randint(1, chunks - 1)}"
+    else:
+        spec = f"{point}:{HOLD}:{marker}:{rng.randint(1, 2)}"
     with ImdsEmulator(instance_id=f"i-0kill{seed:04d}") as imds:
         # Visibility 1 s: after the kill the message is back within a second.
-        victim = plane.start_worker("--visibility-timeout", "1", imds=imds, env=env, name="victim")
-        if point == "anywhere":
-            wait_for(lambda: plane.manifest(obs_id) is not None, 30, "the attempt to start")
-            time.sleep(rng.uniform(0.0, 0.8))
-            deadline = rng.uniform(0.4, 1.5)
-            imds.schedule_interruption(in_seconds=deadline)
-            rescuer = plane.start_worker("--max-jobs", "1", "--idle-exit", "20", name="rescuer")
-            wait_for(
-                lambda: victim.poll() is not None or "termination notice" in plane.log_of("victim"),
-                10,
-                "the notice",
-            )
-            time.sleep(rng.uniform(0.0, deadline + 0.2))
-        else:
-            wait_for(marker.exists, 30, f"the worker to reach {point}")
-            imds.schedule_interruption(in_seconds=10)
-            # The rescuer starts now so its start-up overlaps the victim's last moments.
-            rescuer = plane.start_worker("--max-jobs", "1", "--idle-exit", "20", name="rescuer")
-            time.sleep(rng.uniform(0.2, 0.6))  # the watcher polls every 0.1 s
-        if victim.poll() is None:
+        victim = plane.start_worker(
+            "--visibility-timeout",
+            "1",
+            imds=imds,
+            env={"SPOTCUBE_FAULTPOINT": spec},
+            name="victim",
+        )
+        wait_for(marker.exists, 60, f"the worker to reach {spec}")
+        # The deadline is far enough that only a worker that never reacts meets it.
+        imds.schedule_interruption(in_seconds=30)
+        # The rescuer starts now so its start-up overlaps the victim's last moments.
+        rescuer = plane.start_worker("--max-jobs", "1", "--idle-exit", "30", name="rescuer")
+        wait_for(
+            lambda: victim.poll() is not None or "termination notice" in plane.log_of("victim"),
+            30,
+            "the notice",
+        )
+        if point == "notice":
+            marker.unlink()  # release the worker: it has seen the notice and hands back
+            victim.wait(timeout=60)
+        elif victim.poll() is None:
             victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
-    if point != "anywhere":
+    if point == "notice":
+        assert victim.returncode == 75, plane.log_of("victim")  # handed back by itself
+    else:
         assert victim.returncode == -signal.SIGKILL, "the kill must land inside " + point
     victim_log = plane.log_of("victim")
     assert "termination notice from spot" in victim_log or victim.returncode == 75
 
-    assert rescuer.wait(timeout=90) == 0, plane.log_of("rescuer")
+    assert rescuer.wait(timeout=120) == 0, plane.log_of("rescuer")
     layout = ObsLayout(RUN, obs_id)
     done = json.loads(plane.get(layout.done) or b"{}")
     reference = reference_products(message, data, tmp_path)
