@@ -49,6 +49,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--uv-max", type=float, help="uv cube half-width in wavelengths (stack level)"
     )
+    parser.add_argument(
+        "--primary-beam",
+        metavar="SPEC",
+        help="beam of the power-spectrum normalisation: gaussian:FWHM_DEG[@FREQ_MHZ], "
+        "airy:DIAMETER_M, mwa (default: from the telescope in the data)",
+    )
+    parser.add_argument(
+        "--ps-taper",
+        type=float,
+        metavar="FWHM_DEG",
+        help="image-plane taper of the uv cube, sets the uv kernel (stack level; default 20)",
+    )
     parser.add_argument("--threads", type=int, help="gridding threads (default 2)")
     parser.add_argument(
         "--epsilon", type=float, help="gridding accuracy (default 1e-6; > 1e-5 is single precision)"
@@ -69,6 +81,8 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "polarizations": args.polarizations.split(",") if args.polarizations else None,
         "uv_cell_lambda": args.uv_cell,
         "uv_max_lambda": args.uv_max,
+        "ps_taper_fwhm_deg": args.ps_taper,
+        "primary_beam": args.primary_beam,
         "nthreads": args.threads,
         "epsilon": args.epsilon,
     }

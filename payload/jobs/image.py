@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from payload.beams import PrimaryBeam, mwa_delays_from_uvh5, resolve_beam
 from payload.errors import InvalidInputError
 from payload.fitsio import FileSegment, Segment, write_cube
 from payload.imaging import ImageGeometry, choose_geometry, image_chunk
@@ -45,7 +46,7 @@ from payload.reading import (
     read_chunk,
     read_info,
 )
-from payload.uvcube import UVCube, UVGrid, grid_chunk
+from payload.uvcube import UVCube, UVGrid, grid_chunk, time_halves
 
 PRODUCTS = (
     "image_cube.fits",
@@ -122,6 +123,28 @@ class ImageJob:
         return info
 
     @cached_property
+    def beam(self) -> PrimaryBeam:
+        """The power spectrum's primary beam: the params', else the telescope's default."""
+        return resolve_beam(
+            self.params.primary_beam,
+            telescope=self.info.telescope,
+            metadata_delays=mwa_delays_from_uvh5(self.info.path),
+        )
+
+    @cached_property
+    def halves(self) -> npt.NDArray[np.int8]:
+        """Even (0) or odd (1) time sample of every cross-correlation row, in read order."""
+        try:
+            with h5py.File(self.info.path, "r") as handle:
+                times = np.asarray(handle["Header/time_array"][()])
+                cross = np.asarray(handle["Header/ant_1_array"][()]) != np.asarray(
+                    handle["Header/ant_2_array"][()]
+                )
+        except (OSError, KeyError) as exc:
+            raise InvalidInputError(f"{self.info.source}: times cannot be read ({exc})") from None
+        return time_halves(times)[cross]
+
+    @cached_property
     def geometry(self) -> ImageGeometry:
         return choose_geometry(self.info, self.params)
 
@@ -164,8 +187,12 @@ class ImageJob:
                 allocate=functools.partial(_cubes_in_chunk_file, tmp),
             )
             grid = UVGrid.from_params(self.params)
-            uv_vis, uv_weights = grid_chunk(
-                chunk, grid, self.params, max_freq_hz=float(self.info.freq_hz.max())
+            gridded = grid_chunk(
+                chunk,
+                grid,
+                self.params,
+                max_freq_hz=float(self.info.freq_hz.max()),
+                halves=self.halves,
             )
             freq_hz = chunk.freq_hz
             del chunk  # the visibilities are not needed while the file is written
@@ -179,8 +206,9 @@ class ImageJob:
                 handle.create_dataset("freq_hz", data=freq_hz, **_H5)
                 handle.create_dataset("weight_sum", data=images.weight_sum, **_H5)
                 handle.create_dataset("dirty_weighted_sum", data=images.weighted_sum, **_H5)
-                handle.create_dataset("uv_vis", data=uv_vis, **_H5)
-                handle.create_dataset("uv_weights", data=uv_weights, **_H5)
+                handle.create_dataset("uv_vis", data=gridded.vis, **_H5)
+                handle.create_dataset("uv_weights", data=gridded.weights, **_H5)
+                handle.create_dataset("uv_sampling", data=gridded.sampling, **_H5)
             os.replace(tmp, out_path)
         finally:
             if os.path.exists(tmp):
@@ -218,7 +246,7 @@ class ImageJob:
             raise InvalidInputError(f"cannot combine: chunk(s) {', '.join(missing)} missing")
         # Image cubes are not loaded here (see _segments): they are the big part.
         parts: dict[str, list[npt.NDArray[Any]]] = {
-            k: [] for k in ("freq_hz", "weight_sum", "uv_vis", "uv_weights")
+            k: [] for k in ("freq_hz", "weight_sum", "uv_vis", "uv_weights", "uv_sampling")
         }
         weighted_sum: npt.NDArray[np.float64] | None = None
         for chunk_id in self.chunk_ids():
@@ -238,8 +266,9 @@ class ImageJob:
                     weighted_sum = part if weighted_sum is None else weighted_sum + part
             except (OSError, KeyError) as exc:
                 raise InvalidInputError(f"{path}: chunk file unreadable ({exc})") from None
-        axis = {"freq_hz": 0}
-        data = {k: np.concatenate(v, axis=axis.get(k, 1)) for k, v in parts.items()}
+        # (half, pol, chan, ...) for the uv planes, (pol, chan) for the weight sums
+        axis = {"freq_hz": 0, "weight_sum": 1}
+        data = {k: np.concatenate(v, axis=axis.get(k, 2)) for k, v in parts.items()}
         assert weighted_sum is not None  # there is always at least one chunk
         data["dirty_weighted_sum"] = weighted_sum
         return data
@@ -318,7 +347,7 @@ class ImageJob:
             spectrum.result()
         write_provenance_json(
             staging / "provenance.json",
-            self.provenance,
+            {**self.provenance, "primary_beam": self.beam.spec},
             instance_id=self.context.provenance.get("instance_id", "local"),
             params=params.to_dict(),
             products=list(PRODUCTS),
@@ -340,16 +369,18 @@ class ImageJob:
         grid = UVGrid.from_params(params)
         identity = self.provenance["input_identity"]
         cube = UVCube(
-            vis=data["uv_vis"],
-            weights=data["uv_weights"],
+            vis_halves=data["uv_vis"],
+            weights_halves=data["uv_weights"],
+            sampling=data["uv_sampling"],
             freq_hz=freq,
             polarizations=pols,
             grid=grid,
             stack_params=params.stack_params(),
+            primary_beam=self.beam.spec,
             observations=[json.loads(identity) if identity.startswith("{") else identity],
         )
         cube.write(staging / "uvcube.h5", attrs=attrs)
-        ps = compute_power_spectrum(cube, n_k_bins=params.n_k_bins)
+        ps = compute_power_spectrum(cube, n_k_bins=params.n_k_bins, beam=self.beam)
         ps.write(staging / "powerspec.h5", attrs=attrs)
         show = self._shown()
         total = float(data["weight_sum"][show].sum())
