@@ -185,6 +185,11 @@ class GriddedChunk:
     vis: npt.NDArray[np.complex128]  # (2, pol, chan, n, n // 2 + 1)
     weights: npt.NDArray[np.float64]  # (2, pol, chan, n, n // 2 + 1)
     sampling: npt.NDArray[np.float32]  # (2, pol, chan, 2n, 2n)
+    # baselines left out as reaching beyond the grid (baseline_mask), per (pol, chan): how
+    # many visibilities, their weight, and the weight of all visibilities given
+    beyond_count: npt.NDArray[np.int64] | None = None
+    beyond_weight: npt.NDArray[np.float64] | None = None
+    given_weight: npt.NDArray[np.float64] | None = None
 
 
 def time_halves(times: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:
@@ -209,18 +214,32 @@ def grid_chunk(
     YY when all three have equal weights. Calls run side by side, one ducc0 thread each.
     """
     keep = baseline_mask(chunk.uvw_m, max_freq_hz, grid)
+    pols = params.polarizations
+    given = np.asarray(
+        [[chunk.weights[pol][:, c].sum() for c in range(len(chunk.freq_hz))] for pol in pols]
+    )
+    beyond_weight = np.asarray(
+        [[chunk.weights[pol][~keep, c].sum() for c in range(len(chunk.freq_hz))] for pol in pols]
+    )
+    beyond_count = np.asarray(
+        [
+            [int((chunk.weights[pol][~keep, c] > 0).sum()) for c in range(len(chunk.freq_hz))]
+            for pol in pols
+        ],
+        dtype=np.int64,
+    )
     uvw = np.ascontiguousarray(chunk.uvw_m[keep])
     half_of = (
         np.zeros(int(keep.sum()), dtype=np.int8) if halves is None else np.asarray(halves)[keep]
     )
-    pols = params.polarizations
     n_chan = len(chunk.freq_hz)
     shape = (2, len(pols), n_chan, grid.n, grid.n // 2 + 1)
     G = np.zeros(shape, dtype=np.complex128)
     W = np.zeros(shape, dtype=np.float64)
     S = np.zeros((2, len(pols), n_chan, 2 * grid.n, 2 * grid.n), dtype=np.float32)
+    counts = {"beyond_count": beyond_count, "beyond_weight": beyond_weight, "given_weight": given}
     if not uvw.size:
-        return GriddedChunk(G, W, S)
+        return GriddedChunk(G, W, S, **counts)
     weights = {
         (h, pol, c): np.where(half_of == h, chunk.weights[pol][keep, c], 0.0)
         for h in (0, 1)
@@ -293,7 +312,7 @@ def grid_chunk(
                 uv_weights, sampling = done["wgt", h, owner_of[h, pol, c], c]
                 W[h, p, c] = uv_weights.real
                 S[h, p, c] = sampling
-    return GriddedChunk(G, W, S)
+    return GriddedChunk(G, W, S, **counts)
 
 
 @dataclass

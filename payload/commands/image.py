@@ -205,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
         "pixel_scale_arcsec": round(job.geometry.pixsize_arcsec, 3),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    provenance = json.loads((out / "provenance.json").read_text())
+    if "beyond_grid" in provenance:
+        # visibilities left out as beyond the image or uv cube grid: say so, never silently
+        summary["beyond_grid"] = json.loads(provenance["beyond_grid"])
     if not args.quiet:
         print(json.dumps(summary, indent=1))
     return 0

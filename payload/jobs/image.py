@@ -57,6 +57,15 @@ PRODUCTS = (
     "image.png",
     "provenance.json",
 )
+# Per (pol, channel): visibilities beyond the image grid and the uv cube's grid.
+BEYOND_GRID_KEYS = (
+    "image_beyond_count",
+    "image_beyond_weight",
+    "image_given_weight",
+    "uv_beyond_count",
+    "uv_beyond_weight",
+    "uv_given_weight",
+)
 _CHUNK_ID = re.compile(r"^ch(\d{5})-(\d{5})$")
 _H5: dict[str, Any] = {"track_times": False}
 # Chunk files hold images in FITS order and byte layout since this value was introduced;
@@ -89,6 +98,27 @@ def _cubes_in_chunk_file(
         for offset, shape in zip(offsets, (dirty_shape, psf_shape), strict=True)
     )
     return dirty, psf
+
+
+def beyond_grid_report(data: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
+    """How many visibilities (and what fraction of the weight) were left out as beyond the
+    image grid's Nyquist limit and beyond the uv cube's grid, over all channels, for the
+    polarization with most dropped."""
+    report: dict[str, Any] = {}
+    for prefix, what in (
+        ("image", "image grid (|u| or |v| > 1 / (2 pixel))"),
+        ("uv", "uv cube grid"),
+    ):
+        count = data[f"{prefix}_beyond_count"].sum(axis=1)
+        weight = data[f"{prefix}_beyond_weight"].sum(axis=1)
+        given = data[f"{prefix}_given_weight"].sum(axis=1)
+        worst = int(np.argmax(weight))
+        report[prefix] = {
+            "left_out": what,
+            "visibilities": int(count[worst]),
+            "weight_fraction": float(weight[worst] / given[worst]) if given[worst] > 0 else 0.0,
+        }
+    return report
 
 
 class ImageJob:
@@ -209,6 +239,15 @@ class ImageJob:
                 handle.create_dataset("uv_vis", data=gridded.vis, **_H5)
                 handle.create_dataset("uv_weights", data=gridded.weights, **_H5)
                 handle.create_dataset("uv_sampling", data=gridded.sampling, **_H5)
+                for name, value in (
+                    ("image_beyond_count", images.beyond_count),
+                    ("image_beyond_weight", images.beyond_weight),
+                    ("image_given_weight", images.given_weight),
+                    ("uv_beyond_count", gridded.beyond_count),
+                    ("uv_beyond_weight", gridded.beyond_weight),
+                    ("uv_given_weight", gridded.given_weight),
+                ):
+                    handle.create_dataset(name, data=value, **_H5)
             os.replace(tmp, out_path)
         finally:
             if os.path.exists(tmp):
@@ -246,7 +285,15 @@ class ImageJob:
             raise InvalidInputError(f"cannot combine: chunk(s) {', '.join(missing)} missing")
         # Image cubes are not loaded here (see _segments): they are the big part.
         parts: dict[str, list[npt.NDArray[Any]]] = {
-            k: [] for k in ("freq_hz", "weight_sum", "uv_vis", "uv_weights", "uv_sampling")
+            k: []
+            for k in (
+                "freq_hz",
+                "weight_sum",
+                "uv_vis",
+                "uv_weights",
+                "uv_sampling",
+                *BEYOND_GRID_KEYS,
+            )
         }
         weighted_sum: npt.NDArray[np.float64] | None = None
         for chunk_id in self.chunk_ids():
@@ -267,7 +314,7 @@ class ImageJob:
             except (OSError, KeyError) as exc:
                 raise InvalidInputError(f"{path}: chunk file unreadable ({exc})") from None
         # (half, pol, chan, ...) for the uv planes, (pol, chan) for the weight sums
-        axis = {"freq_hz": 0, "weight_sum": 1}
+        axis = {"freq_hz": 0, "weight_sum": 1} | {k: 1 for k in BEYOND_GRID_KEYS}
         data = {k: np.concatenate(v, axis=axis.get(k, 2)) for k, v in parts.items()}
         assert weighted_sum is not None  # there is always at least one chunk
         data["dirty_weighted_sum"] = weighted_sum
@@ -347,7 +394,11 @@ class ImageJob:
             spectrum.result()
         write_provenance_json(
             staging / "provenance.json",
-            {**self.provenance, "primary_beam": self.beam.spec},
+            {
+                **self.provenance,
+                "primary_beam": self.beam.spec,
+                "beyond_grid": json.dumps(beyond_grid_report(data), sort_keys=True),
+            },
             instance_id=self.context.provenance.get("instance_id", "local"),
             params=params.to_dict(),
             products=list(PRODUCTS),
