@@ -38,6 +38,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,9 @@ SKIES = {
 }
 
 
-def _uvdata(enu: np.ndarray, pairs: list[tuple[int, int]], vis: np.ndarray, times_jd: np.ndarray):
+def _uvdata(
+    enu: np.ndarray, pairs: list[tuple[int, int]], vis: np.ndarray, times_jd: np.ndarray
+) -> Any:
     """A zenith-drift UVData of these baselines (time-major rows) holding ``vis`` as xx."""
     from pyuvdata import Telescope, UVData
 
@@ -96,7 +99,7 @@ def _uvdata(enu: np.ndarray, pairs: list[tuple[int, int]], vis: np.ndarray, time
     return uvd
 
 
-def _ecef_offsets(telescope, enu: np.ndarray) -> np.ndarray:
+def _ecef_offsets(telescope: Any, enu: np.ndarray) -> np.ndarray:
     from pyuvdata import utils
 
     lat, lon, alt = telescope.location_lat_lon_alt
@@ -216,7 +219,7 @@ def main() -> int:
     return 0
 
 
-def _hera_noise_check(hp, cosmo) -> float:
+def _hera_noise_check(hp: Any, cosmo: Any) -> float:
     """hera_pspec's power of unit complex white noise against X^2 Y c^2 sigma^2 df / Omega_pp.
 
     The textbook level for one visibility of E|n|^2 = sigma^2 (spotcube's auto power meets it

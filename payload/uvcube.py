@@ -192,7 +192,7 @@ class GriddedChunk:
     given_weight: npt.NDArray[np.float64] | None = None
 
 
-def time_halves(times: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:
+def time_halves(times: npt.ArrayLike) -> npt.NDArray[np.int8]:
     """0 for rows of even time samples, 1 for odd ones (times numbered in order)."""
     _, index = np.unique(np.asarray(times), return_inverse=True)
     return np.asarray(index % 2, dtype=np.int8)

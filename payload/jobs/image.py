@@ -203,6 +203,9 @@ class ImageJob:
         image of the polarization shown in ``image.png``) lets it draw that figure without
         reading the cubes back.
         """
+        # The beam is only used by combine; resolving it now makes a telescope without a
+        # default beam fail on the first chunk, not after all of them.
+        _ = self.beam
         chunk = self._read(chunk_id)
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,14 +11,20 @@ is a direct DFT in numpy, not ducc0.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from payload.beams import PrimaryBeam, parse_beam, resolve_beam
 from payload.errors import InvalidInputError
+from payload.jobs.image import ImageJob
 from payload.psnorm import beam_lattice, cell_normalisation
 from payload.uvcube import UVGrid
+
+from .conftest import Observation, make_context
 
 
 @pytest.mark.parametrize("beam_sigma", [0.05, 0.12, 0.2], ids=["narrow", "mid", "wide"])
@@ -124,3 +130,19 @@ def test_mwa_beam_comes_from_hyperbeam_and_narrows_with_frequency() -> None:
     assert high[0] == pytest.approx(1.0)
     assert 0 < high[1] < low[1] < 1
     assert low[2] == 0.0
+
+
+def test_unknown_telescope_needs_a_beam_and_fails_on_the_first_chunk(
+    tiny_obs: Observation, copy_of: Callable[[Path], Path], tmp_path: Path
+) -> None:
+    path = copy_of(tiny_obs.path)
+    with h5py.File(path, "r+") as handle:
+        del handle["Header/telescope_name"]
+        handle["Header/telescope_name"] = np.bytes_("OTHER")
+    job = ImageJob(make_context(path, tiny_obs.params, tmp_path / "w"))
+    with pytest.raises(InvalidInputError, match=r"'OTHER' has no default primary beam.*--primary"):
+        job.run_chunk(job.chunk_ids()[0], tmp_path / "c.h5")
+    given = ImageJob(
+        make_context(path, {**tiny_obs.params, "primary_beam": "airy:4"}, tmp_path / "w2")
+    )
+    assert given.beam.spec == "airy:4"
