@@ -15,7 +15,7 @@ centre, and ``N_01(u)`` the window-weighted band mean of the per-cell normalisat
 The cross power of halves with independent noise has no noise bias. The auto power of the
 whole data set, ``|Vt_0 + Vt_1|^2 X^2 Y / (B_pp N_tot)``, is kept as ``*_auto`` with its
 expected noise bias ``*_noise``. The thermal-noise 1 sigma of every bin (``sigma_*``) comes
-from the noise covariance of the gridded cells (:func:`payload.psnorm.noise_maps`), scaled to
+from the noise covariance of the gridded cells (:func:`payload.psnorm.noise_fine`), scaled to
 the even-odd difference, in which the sky cancels; it includes the correlation of
 neighbouring cells (through the kernel) and of neighbouring delays (through the window).
 
@@ -45,7 +45,9 @@ from payload.psnorm import (
     beam_lattice,
     cell_normalisation,
     delay_correlation,
-    noise_maps,
+    fine_at,
+    half_cell_maps,
+    noise_fine,
 )
 from payload.uvcube import UVCube, UVGrid
 
@@ -204,6 +206,8 @@ class _Norm:
     n_eo: npt.NDArray[np.float64]
     q_e: dict[tuple[int, int], npt.NDArray[np.float64]]
     q_o: dict[tuple[int, int], npt.NDArray[np.float64]]
+    fine_e: npt.NDArray[np.float64]  # Q of each half on the half-cell grid (psnorm.noise_fine)
+    fine_o: npt.NDArray[np.float64]
 
 
 def _normalisation(
@@ -220,8 +224,8 @@ def _normalisation(
     w2 = window**2
     total = float(w2.sum())
     n_ee, n_oo, n_eo = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    q_e = {k: np.zeros(shape) for k in ((0, 0), (0, 1), (1, 0), (1, 1))}
-    q_o = {k: np.zeros(shape) for k in q_e}
+    fine_e = np.zeros((2 * grid.n, grid.n + 1))
+    fine_o = np.zeros((2 * grid.n, grid.n + 1))
     taper = grid.taper()
     for c, freq in enumerate(cube.freq_hz):
         s_e, s_o = cube.sampling[0, p, c], cube.sampling[1, p, c]
@@ -233,11 +237,18 @@ def _normalisation(
         n_ee += share * ee
         n_oo += share * oo
         n_eo += share * eo
-        for half, q in ((s_e, q_e), (s_o, q_o)):
+        for half, fine in ((s_e, fine_e), (s_o, fine_o)):
             if half.any():
-                for key, value in noise_maps(half, grid).items():
-                    q[key] += (df * window[c] * to_mk[c]) ** 2 * value
-    return _Norm(n_ee, n_oo, n_eo, q_e, q_o)
+                fine += (df * window[c] * to_mk[c]) ** 2 * noise_fine(half, grid)
+    return _Norm(
+        n_ee,
+        n_oo,
+        n_eo,
+        half_cell_maps(fine_e, grid.n),
+        half_cell_maps(fine_o, grid.n),
+        fine_e,
+        fine_o,
+    )
 
 
 def _shift3(array: npt.NDArray[Any], dt: int, dx: int, dy: int, fill: Any) -> npt.NDArray[Any]:
@@ -334,7 +345,67 @@ def _binned_variance(
                     continue
                 term = values[here] * rolled[name][there] * rr[None]
                 out[name] += np.bincount(b[same], weights=term[same], minlength=n_bins[name])
+    _add_mirror_pairs(out, y, bins, n_bins, norm, grid, delay_r2, dts)
     return out
+
+
+def _add_mirror_pairs(
+    out: dict[str, npt.NDArray[np.float64]],
+    y: dict[str, npt.NDArray[np.float64]],
+    bins: dict[str, npt.NDArray[np.int64]],
+    n_bins: dict[str, int],
+    norm: _Norm,
+    grid: UVGrid,
+    delay_r2: npt.NDArray[np.float64],
+    dts: list[int],
+) -> None:
+    """The pseudo-covariance E[G_i G_j] of cells near the v = 0 axis.
+
+    Each visibility is gridded at u_k and (conjugated) at -u_k, so a cell near the axis and
+    one near its mirror (u_i + u_j ~ 0) hold the same noise, one conjugated:
+    ``E[G_i G_j] = exp(-|u_i + u_j|^2 / 4 s^2) Q((u_i - u_j) / 2)``, and after the delay
+    transform it pairs tau with -tau (|R(tau_i + tau_j)|^2). Every ordered pair is met once.
+    """
+    s = grid.kernel_sigma_lambda
+    n = grid.n
+    n_f = next(iter(y.values())).shape[0]
+    reach = max(1, math.ceil(3.1 * s / grid.du))
+    cols = np.arange(n)
+    for dx in range(-reach, reach + 1):
+        for dy in range(0, reach + 1):
+            gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
+            if gauss2 < CORRELATION_FLOOR:
+                continue
+            partner_cols = n - cols + dx
+            ok = (partner_cols >= 0) & (partner_cols < n)
+            a = cols[ok]
+            a2 = partner_cols[ok]
+            for b in range(0, dy + 1):
+                b2 = dy - b
+                if b2 > n // 2:
+                    continue
+                rr = np.ones(len(a))
+                for fine in (norm.fine_e, norm.fine_o):
+                    mid = fine_at(fine, 2 * a - dx, np.full(len(a), 2 * b - dy))
+                    qi = fine_at(fine, 2 * a, np.full(len(a), 2 * b))
+                    qj = fine_at(fine, 2 * a2, np.full(len(a), 2 * b2))
+                    denom = np.sqrt(np.clip(qi * qj, 0.0, None))
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
+                    rr = rr * np.clip(r, -1.0, 1.0)
+                for dt in dts:
+                    partner_t = (dt - np.arange(n_f)) % n_f
+                    factor = delay_r2[dt % n_f] / 2.0
+                    for name, values in y.items():
+                        here_b = bins[name][:, a, b]
+                        there_b = bins[name][partner_t][:, a2, b2]
+                        same = (here_b >= 0) & (here_b == there_b)
+                        if not same.any():
+                            continue
+                        term = values[:, a, b] * values[partner_t][:, a2, b2] * rr[None] * factor
+                        out[name] += np.bincount(
+                            here_b[same], weights=term[same], minlength=n_bins[name]
+                        )
 
 
 def spherical_edges(

@@ -145,13 +145,11 @@ def _rfft_to_uv(images: npt.NDArray[np.float64]) -> npt.NDArray[np.complex128]:
     return np.asarray(np.fft.fftshift(half, axes=-2))
 
 
-def noise_maps(
-    sampling: npt.NDArray[np.floating], grid: UVGrid
-) -> dict[tuple[int, int], npt.NDArray[np.float64]]:
-    """``Q / sigma0^2`` on the half-plane grid and half a cell beyond it in u, v, both.
+def noise_fine(sampling: npt.NDArray[np.floating], grid: UVGrid) -> npt.NDArray[np.float64]:
+    """``Q / sigma0^2`` on a grid of half the cell size: (2n, n + 1), u centred, v >= 0.
 
-    Key ``(a, b)``: Q at ``(u + a du / 2, v + b du / 2)``. The sampling image covers twice
-    the field, so its transform lands on a grid of du / 2: every half-cell point at once.
+    Index ``(i2, j2)`` is ``(u, v) = ((i2 - n) du / 2, j2 du / 2)``. The sampling image covers
+    twice the field, so its transform lands on this grid directly.
     """
     n = grid.n
     lm = (np.arange(2 * n) - n) * grid.pixsize
@@ -164,7 +162,14 @@ def noise_maps(
     # u_k and half (conjugated) at -u_k, S holds w_k / 2 at both, and the two copies' noise
     # is uncorrelated (E[n n] = 0), so the noise variance is sigma0^2 / 2 times S's Q.
     scale = 0.5 * math.pi * grid.taper_sigma_l**2 / grid.pixsize**2
-    fine = _rfft_to_uv(np.asarray(sampling, dtype=np.float64) * wide * scale).real
+    return np.asarray(_rfft_to_uv(np.asarray(sampling, dtype=np.float64) * wide * scale).real)
+
+
+def half_cell_maps(
+    fine: npt.NDArray[np.float64], n: int
+) -> dict[tuple[int, int], npt.NDArray[np.float64]]:
+    """Q on the half-plane grid and half a cell beyond it: key ``(a, b)`` is Q at
+    ``(u + a du / 2, v + b du / 2)``."""
     padded = np.zeros((2 * n + 1, n + 2))
     padded[: 2 * n, : n + 1] = fine
     return {
@@ -172,6 +177,18 @@ def noise_maps(
         for a in (0, 1)
         for b in (0, 1)
     }
+
+
+def fine_at(
+    fine: npt.NDArray[np.float64], i2: npt.NDArray[np.int64], j2: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Q at half-cell indices, v of either sign (Q(-x) = Q(x): the sampling is Hermitian)."""
+    n2 = fine.shape[0]
+    flip = j2 < 0
+    ii = np.where(flip, (n2 - i2) % n2, i2 % n2)
+    jj = np.abs(j2)
+    inside = jj < fine.shape[1]
+    return np.where(inside, fine[ii, np.clip(jj, 0, fine.shape[1] - 1)], 0.0)
 
 
 def delay_correlation(window: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

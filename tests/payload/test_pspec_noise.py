@@ -86,11 +86,9 @@ def test_noise_sigma_matches_the_scatter_of_realisations(tracked_noise: PowerSpe
     high = math.sqrt(stats.chi2.ppf(1 - 1e-4, N_REALISATIONS - 1) / (N_REALISATIONS - 1))
     ps = tracked_noise
     # Known limit of the error model, left out of the per-bin check (not of the pooled one):
-    # cells within the kernel's reach of the v = 0 axis hold both visibilities and conjugate
-    # mirrors of visibilities near the axis, so the cross power at (u, v, tau) is correlated
-    # with that at (-u, v', -tau); the model omits this pseudo-covariance, and in the k_perp
-    # bins where such cells are many (the three lowest here, |u| < 12 wavelengths) sigma
-    # comes out up to 1.6 times too small.
+    # in the three lowest k_perp bins (|u| < 12 wavelengths here) sigma comes out up to 1.6
+    # times too small at the lowest k_par. Not the conjugate-mirror pseudo-covariance of
+    # cells near v = 0 (modelled; it changes these bins by ~3 %); cause not found.
     first_checked = 3
     for values, sigma in (
         (ps.p_sph, ps.sigma_sph),
