@@ -120,44 +120,54 @@ class DataBucket(pulumi.ComponentResource):
             tags=cost_tags(names, Name=bucket_name),
             opts=keep,
         )
-        on_bucket = pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[bucket]))
-        aws.s3.BucketPublicAccessBlock(
+        # S3 answers OperationAborted ("A conflicting conditional operation is currently in
+        # progress") when settings of a new bucket are written concurrently
+        # (hashicorp/terraform-provider-aws#7628, #36873;
+        # sevenwestmedia-labs/pulumi-components#46): each setting waits for the previous one.
+        # `bucket.bucket` rather than `bucket.id`: the name is known during preview, so the
+        # policy pack can pair each setting with its bucket before the bucket exists.
+        previous: pulumi.Resource = bucket
+
+        def after_previous() -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[previous]))
+
+        previous = aws.s3.BucketPublicAccessBlock(
             f"{name}-private",
-            bucket=bucket.id,
+            bucket=bucket.bucket,
             block_public_acls=True,
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=on_bucket,
+            opts=after_previous(),
         )
-        aws.s3.BucketOwnershipControls(
+        previous = aws.s3.BucketOwnershipControls(
             f"{name}-owner",
-            bucket=bucket.id,
+            bucket=bucket.bucket,
             rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=on_bucket,
+            opts=after_previous(),
         )
         # SSE-S3 rather than KMS: KMS bills every request of every worker's many chunk writes.
-        aws.s3.BucketServerSideEncryptionConfiguration(
+        previous = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
-            bucket=bucket.id,
+            bucket=bucket.bucket,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=on_bucket,
+            opts=after_previous(),
         )
-        aws.s3.BucketPolicy(
+        previous = aws.s3.BucketPolicy(
             f"{name}-tls-only",
-            bucket=bucket.id,
+            bucket=bucket.bucket,
             policy=bucket.arn.apply(tls_only_policy),
-            opts=on_bucket,
+            opts=after_previous(),
         )
         rules = housekeeping_rules(
             checkpoint_expire_days=args.checkpoint_expire_days, checkpoint_tag=CHECKPOINT_TAG
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
-            bucket=bucket.id,
+            bucket=bucket.bucket,
             rules=lifecycle_rules(rules + plan.rules),
             transition_default_minimum_object_size=plan.transition_default_minimum_object_size,
-            opts=on_bucket,
+            opts=after_previous(),
         )
         self.bucket_name = bucket.bucket
         self.arn = bucket.arn

@@ -4,6 +4,13 @@ AWS Budgets refresh a few times a day, so they are the backstop; the faster trig
 CloudWatch alarm on the fleet's instance-hours. Both publish to a brake topic whose only
 subscriber is the brake Lambda (infra/lambdas/brake.py); the human-facing alerts topic hears
 about it from the Lambda and from the budget's own notifications.
+
+The budget filters on the ``Owner`` cost allocation tag, which must be active in the payer
+account. Activating it is deliberately not part of ``pulumi up``: on a fresh account the key
+is unknown to billing for up to a day and the create fails ("empty result",
+hashicorp/terraform-provider-aws#29068, #31442), and an Organizations member account cannot
+activate tags at all. ``spotcube preflight`` reports the tag's status and the command that
+activates it (docs/infra.md, "Budget gaps").
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.alerts import AlertsArgs, AlertTopic
-from infra.config import BudgetConfig
+from infra.config import BRAKE_WINDOW_HOURS, BudgetConfig
 from infra.fleet import asg_arn_pattern, assume_role_policy
 from infra.iam import lambda_notify_and_log_statements
 from infra.lambdas import LAMBDA_DIR
@@ -26,7 +33,10 @@ LAMBDA_RUNTIME = "python3.12"
 ACTUAL_THRESHOLDS = (50, 80, 100)
 FORECAST_THRESHOLD = 100
 BRAKE_THRESHOLD = 100  # actual spend at 100% brakes; a forecast only warns
-BURN_WINDOW_HOURS = 6
+# A metric alarm's default evaluation window slides with each evaluation (CloudWatch User
+# Guide, "Alarm evaluation windows"); a 6-hour period stays within the 7-day limit on
+# period x evaluation periods (PutMetricAlarm, Period).
+BURN_WINDOW_SECONDS = BRAKE_WINDOW_HOURS * 3600
 LOG_RETENTION_DAYS = 30
 
 
@@ -114,15 +124,6 @@ class CostGuard(pulumi.ComponentResource):
         super().__init__("spotcube:infra:CostGuard", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         names = args.names
-        # Cost allocation tags are account-wide and shared by every user's stack: removing
-        # one stack must not deactivate them for the others.
-        for key in sorted(names.cost_tags):
-            aws.costexplorer.CostAllocationTag(
-                f"{name}-tag-{key.lower()}",
-                tag_key=key,
-                status="Active",
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-            )
         brake_topic = AlertTopic(
             f"{name}-brake",
             AlertsArgs(names=names, emails=(), topic_name=f"{names.prefix}-brake"),
@@ -201,23 +202,23 @@ class CostGuard(pulumi.ComponentResource):
             endpoint=function.arn,
             opts=child,
         )
-        # The fast trigger: instance-minutes per hour above the rate that would spend a
-        # quarter of the monthly budget within BURN_WINDOW_HOURS, for that many hours.
-        per_hour = args.budget.brake_instance_hours / BURN_WINDOW_HOURS * 60
+        # The fast trigger: the group's in-service instances, sampled every minute and summed
+        # over one sliding window, are instance-minutes; above N instance-hours it brakes.
+        # N is reachable by construction (infra/config.py) and does not depend on a price.
+        hours = args.budget.brake_instance_hours
         aws.cloudwatch.MetricAlarm(
             f"{name}-burn-rate",
             alarm_description=(
-                f"fleet ran more than {args.budget.brake_instance_hours:g} instance-hours in "
-                f"{BURN_WINDOW_HOURS} h: the brake scales it to zero"
+                f"fleet ran more than {hours:g} instance-hours in the last "
+                f"{BRAKE_WINDOW_HOURS} h: the brake scales it to zero"
             ),
             namespace="AWS/AutoScaling",
             metric_name="GroupInServiceInstances",
             dimensions={"AutoScalingGroupName": names.asg},
-            statistic="Sum",  # of 1-minute samples: instance-minutes per period
-            period=3600,
-            evaluation_periods=BURN_WINDOW_HOURS,
-            datapoints_to_alarm=BURN_WINDOW_HOURS,
-            threshold=per_hour,
+            statistic="Sum",  # of 1-minute samples: instance-minutes in the window
+            period=BURN_WINDOW_SECONDS,
+            evaluation_periods=1,
+            threshold=hours * 60,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
             alarm_actions=[brake_topic.topic_arn, args.alerts_topic_arn],

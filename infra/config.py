@@ -7,13 +7,20 @@ Defaults live here and nowhere else; ``Pulumi.example.yaml`` documents the same 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.session import get_session
+
 from infra.lifecycle import (
+    INSTANT_READ_CLASSES,
     MIN_STORAGE_DAYS,
+    RETRIEVAL_USD_PER_GB,
     LifecycleError,
     LifecycleIntent,
     LifecyclePlan,
@@ -23,34 +30,43 @@ from infra.lifecycle import (
 from infra.naming import StackNames
 from payload import contracts
 
+# The instance table has one home, shared with `spotcube plan`'s prices.
+from spotcube.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
+from spotcube.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS
+
 NAMESPACE = "spotcube"
 
-# Instance families the baked x86_64 AMI runs on, with memory (GiB) per vCPU. A "shape" is
-# vCPUs + memory: the fleet mixes types of one shape so every job fits every instance.
-FAMILY_GIB_PER_VCPU: dict[str, int] = {
-    **dict.fromkeys(("m5", "m5a", "m5n", "m6i", "m6a", "m7i", "m7a"), 4),
-    **dict.fromkeys(("c5", "c5a", "c5n", "c6i", "c6a", "c7i", "c7a"), 2),
-    **dict.fromkeys(("r5", "r5a", "r5n", "r6i", "r6a", "r7i", "r7a"), 8),
-}
-SIZE_VCPUS: dict[str, int] = {
-    "large": 2,
-    "xlarge": 4,
-    "2xlarge": 8,
-    "4xlarge": 16,
-    "8xlarge": 32,
-    "12xlarge": 48,
-    "16xlarge": 64,
-}
-# c5n has less memory than 2 GiB/vCPU but is the same class of machine; close enough is not
-# enough for a shape check, so it gets its real figure.
-_EXCEPTIONS_GIB: dict[str, float] = {"c5n": 2.625}
+# Typical on-demand list price per vCPU-hour by memory per vCPU (us-east-1, Linux, 6th
+# generation Intel: c6i.large $0.085/h, m6i.large $0.096/h, r6i.large $0.126/h, 2 vCPUs).
+# Spot never bills more than on-demand, so instance-hours times this bound what they cost.
+ON_DEMAND_USD_PER_VCPU_HOUR: dict[int, float] = {2: 0.0425, 4: 0.048, 8: 0.063}
 
 MAX_FLEET_SIZE = 100  # beyond this a typo (1000 for 10) is likelier than a real need
 MIN_INSTANCE_TYPES = 3  # spot diversification: fewer pools means more interruptions
 MAX_BUDGET_USD = 100_000
+# AWS Budgets: a notification has one SNS subscriber and at most 10 email subscribers
+# (Budgets API reference, NotificationWithSubscribers).
+MAX_BUDGET_EMAILS = 10
+
+# The fast brake: instance-hours within a sliding window of this many hours (ADR 0002).
+BRAKE_WINDOW_HOURS = 6
+# Default brake: the instance-hours that would spend this share of the monthly budget at
+# on-demand prices, but never more than this share of what the full fleet can run in the
+# window, so that the alarm can always fire.
+BRAKE_BUDGET_SHARE = 0.25
+BRAKE_FLEET_SHARE = 0.5
+
+# Valid but dangerous values: accepted, with a warning on every `pulumi up`.
+WARN_BUDGET_USD = 5_000
+WARN_ON_DEMAND_BASE = 10
+# A spot cap below this share of on-demand rarely gets capacity; above on-demand it caps
+# nothing (spot never bills more than on-demand).
+WARN_SPOT_CAP_SHARE = 0.2
+
+# The stack's ARNs are written for the commercial partition ("arn:aws:").
+PARTITION = "aws"
 
 _OWNER = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
-_REGION = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -77,6 +93,10 @@ class ConfigError(ValueError):
         super().__init__(f"{len(problems)} problem(s) in the stack config:\n{lines}")
 
 
+class StackSetupError(RuntimeError):
+    """The account is not ready for the stack (for example no AMI); one line with the fix."""
+
+
 @dataclass(frozen=True)
 class InstanceShape:
     vcpus: int
@@ -87,8 +107,8 @@ class InstanceShape:
 class BudgetConfig:
     monthly_usd: float
     emails: tuple[str, ...]
-    # Instance-hours within 6 hours after which the brake fires, long before the budget's
-    # own data (refreshed a few times a day) would notice.
+    # Instance-hours within BRAKE_WINDOW_HOURS after which the brake fires, long before the
+    # budget's own data (refreshed a few times a day) would notice.
     brake_instance_hours: float
 
 
@@ -114,6 +134,13 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class GuardsConfig:
+    # vCPUs the whole account may run in the stack's region (every class, spot and
+    # on-demand) before the alarm says someone else is launching.
+    account_vcpus: int
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     max_receive_count: int
     visibility_timeout_seconds: int
@@ -129,10 +156,17 @@ class StackConfig:
     data: DataConfig
     queue: QueueConfig
     ami: str  # an AMI id, or "latest": the newest AMI tagged Project=spotcube
+    guards: GuardsConfig = field(default=GuardsConfig(account_vcpus=0))
+    # Valid but dangerous values, one line each naming the key; shown on every `pulumi up`.
+    warnings: tuple[str, ...] = ()
 
     @property
     def names(self) -> StackNames:
         return StackNames(owner=self.owner, stack=self.stack)
+
+    def names_in(self, account_id: str) -> StackNames:
+        """Names of the stack's resources in ``account_id`` (bucket names carry it)."""
+        return StackNames(owner=self.owner, stack=self.stack, account_id=account_id)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -162,38 +196,82 @@ DEFAULTS: dict[str, Any] = {
         "raw": {"transitions": [], "expireDays": None, "minTransitionBytes": 131072},
     },
     "queue": {"maxReceiveCount": 5, "visibilityTimeoutSeconds": 900},
+    "guards": {"accountVcpus": None},
 }
 
-# Price used to turn the budget into brake instance-hours when no max spot price is given:
-# an on-demand 16-vCPU general-purpose instance costs about this much per hour.
-_DEFAULT_HOURLY_PRICE = 0.8
-_BRAKE_SHARE = 0.25  # the brake fires when 6 hours would burn a quarter of the month
+# Keys whose null means something ("none", "keep", "computed"), not "use the default".
+NULLABLE = frozenset(
+    {
+        "budget.brakeInstanceHours",
+        "fleet.maxSpotPrice",
+        "data.rawBucket",
+        "data.checkpointExpireDays",
+        "data.products.expireDays",
+        "data.raw.expireDays",
+        "guards.accountVcpus",
+    }
+)
+TRANSITION_KEYS = ("days", "storageClass")
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...] | set[str]) -> str:
+    """The message for a key not in ``known``, suggesting the closest known key."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    hint = f"did you mean {by_lower[close[0]]!r}? " if close else ""
+    return f"unknown key; {hint}known keys: {', '.join(sorted(known))}"
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Regions of the commercial partition, from botocore's endpoint data (not ours)."""
+    return frozenset(get_session().get_available_regions("ec2", partition_name=PARTITION))
 
 
 class _Collector:
     def __init__(self) -> None:
         self.problems: list[ConfigProblem] = []
+        self.warnings: list[str] = []
 
     def add(self, key: str, message: str) -> None:
         self.problems.append(ConfigProblem(key, message))
 
-    def section(self, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
-        value = raw.get(key)
-        default = dict(DEFAULTS[key])
+    def warn(self, key: str, message: str) -> None:
+        self.warnings.append(str(ConfigProblem(key, message)))
+
+    def merge(self, key: str, value: Any, default: Mapping[str, Any]) -> dict[str, Any]:
+        """``value`` over ``default``, key by key and level by level; unknown keys reported.
+
+        A key given as null keeps the default unless null has a meaning there (``NULLABLE``).
+        """
+        merged = dict(default)
         if value is None:
-            return default
+            return merged
         if not isinstance(value, Mapping):
             self.add(key, "must be an object (YAML mapping); see Pulumi.example.yaml")
-            return default
-        unknown = sorted(set(value) - set(default))
-        for name in unknown:
-            self.add(f"{key}.{name}", f"unknown key; known keys: {', '.join(sorted(default))}")
-        return {**default, **{k: v for k, v in value.items() if v is not None}}
+            return merged
+        for name in value:
+            if name not in default:
+                self.add(f"{key}.{name}", did_you_mean(str(name), list(default)))
+        for name, given in value.items():
+            if name not in default:
+                continue
+            path = f"{key}.{name}"
+            if isinstance(default[name], Mapping):
+                merged[name] = self.merge(path, given, default[name])
+            elif given is not None or path in NULLABLE:
+                merged[name] = given
+        return merged
+
+    def section(self, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+        return self.merge(key, raw.get(key), DEFAULTS[key])
 
     def integer(self, key: str, value: Any, *, low: int, high: int, fix: str) -> int:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             try:
-                value = int(str(value))
+                value = int(str(value).strip())
             except ValueError:
                 self.add(key, f"{value!r} is not a whole number; {fix}")
                 return low
@@ -203,9 +281,14 @@ class _Collector:
 
     def number(self, key: str, value: Any, *, fix: str) -> float:
         try:
+            if isinstance(value, bool):
+                raise ValueError
             number = float(value)
         except (TypeError, ValueError):
             self.add(key, f"{value!r} is not a number; {fix}")
+            return 0.0
+        if not math.isfinite(number):
+            self.add(key, f"{value!r} is not a finite number; {fix}")
             return 0.0
         return number
 
@@ -216,6 +299,13 @@ class _Collector:
             return str(value).lower() == "true"
         self.add(key, f"{value!r} is not true or false")
         return False
+
+
+def on_demand_hourly(shape: InstanceShape) -> float:
+    """Typical on-demand USD per hour of one instance of ``shape`` (us-east-1)."""
+    per_vcpu = round(shape.memory_gib / shape.vcpus) if shape.vcpus else 4
+    nearest = min(ON_DEMAND_USD_PER_VCPU_HOUR, key=lambda gib: abs(gib - per_vcpu))
+    return shape.vcpus * ON_DEMAND_USD_PER_VCPU_HOUR[nearest]
 
 
 def instance_shape(instance_type: str) -> InstanceShape | None:
@@ -233,7 +323,7 @@ def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
     c = _Collector()
     known = set(DEFAULTS) | {"owner"}
     for key in sorted(set(raw) - known):
-        c.add(key, f"unknown key; known keys: {', '.join(sorted(known))}")
+        c.add(key, did_you_mean(key, known))
 
     owner = raw.get("owner")
     if not owner:
@@ -256,9 +346,16 @@ def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
             "digits or '-' (`pulumi stack init <name>`)",
         )
 
-    region = str(raw.get("region") or DEFAULTS["region"])
-    if not _REGION.match(region):
-        c.add("region", f"{region!r} is not an AWS region name such as us-east-1")
+    region = str(raw.get("region") or DEFAULTS["region"]).strip()
+    regions = known_regions()
+    if region not in regions:
+        close = difflib.get_close_matches(region, sorted(regions), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        c.add(
+            "region",
+            f"{region!r} is not an AWS region of the {PARTITION} partition; {hint}use one "
+            "such as us-east-1 (`aws ec2 describe-regions` lists yours)",
+        )
 
     ami = str(raw.get("ami") or DEFAULTS["ami"])
     if ami != "latest" and not _AMI.match(ami):
@@ -284,6 +381,7 @@ def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
             fix="use 60..43200 seconds (workers extend it while they work)",
         ),
     )
+    guards = _parse_guards(c, c.section(raw, "guards"), fleet)
     if c.problems:
         raise ConfigError(c.problems)
     return StackConfig(
@@ -295,7 +393,24 @@ def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
         data=data,
         queue=queue,
         ami=ami,
+        guards=guards,
+        warnings=tuple(c.warnings),
     )
+
+
+def _parse_guards(c: _Collector, g: dict[str, Any], fleet: FleetConfig) -> GuardsConfig:
+    fleet_vcpus = fleet.max_size * fleet.shape.vcpus
+    if g["accountVcpus"] is None:
+        return GuardsConfig(account_vcpus=fleet_vcpus)
+    account_vcpus = c.integer(
+        "guards.accountVcpus",
+        g["accountVcpus"],
+        low=max(fleet_vcpus, 1),
+        high=100_000,
+        fix=f"give the vCPUs every stack of the account may run together, at least this "
+        f"fleet's {fleet_vcpus} (fleet.maxSize x vCPUs per instance)",
+    )
+    return GuardsConfig(account_vcpus=account_vcpus)
 
 
 def _parse_fleet(c: _Collector, f: dict[str, Any]) -> FleetConfig:
@@ -348,6 +463,13 @@ def _parse_fleet(c: _Collector, f: dict[str, Any]) -> FleetConfig:
     )
     if on_demand_base > max_size:
         c.add("fleet.onDemandBase", f"{on_demand_base} exceeds fleet.maxSize {max_size}")
+    on_demand = on_demand_hourly(shape) if shape.vcpus else 0.0
+    if on_demand_base > WARN_ON_DEMAND_BASE:
+        c.warn(
+            "fleet.onDemandBase",
+            f"{on_demand_base} on-demand instances run whenever the fleet is up, about "
+            f"${on_demand_base * on_demand:,.0f}/h; on-demand is meant as a small base",
+        )
     max_spot_price: float | None = None
     if f["maxSpotPrice"] is not None:
         max_spot_price = c.number(
@@ -355,6 +477,18 @@ def _parse_fleet(c: _Collector, f: dict[str, Any]) -> FleetConfig:
         )
         if max_spot_price <= 0:
             c.add("fleet.maxSpotPrice", "must be positive USD per hour, or omitted for none")
+        elif on_demand and max_spot_price > on_demand:
+            c.warn(
+                "fleet.maxSpotPrice",
+                f"${max_spot_price:g}/h is above the on-demand price of these types (about "
+                f"${on_demand:.2f}/h): it caps nothing, spot never bills more; omit it",
+            )
+        elif on_demand and max_spot_price < WARN_SPOT_CAP_SHARE * on_demand:
+            c.warn(
+                "fleet.maxSpotPrice",
+                f"${max_spot_price:g}/h is under {WARN_SPOT_CAP_SHARE:.0%} of the on-demand "
+                f"price (about ${on_demand:.2f}/h): the fleet will rarely get capacity",
+            )
     return FleetConfig(
         instance_types=types,
         shape=shape,
@@ -395,49 +529,83 @@ def _parse_budget(c: _Collector, b: dict[str, Any], fleet: FleetConfig) -> Budge
                 f"{monthly:g} is not a positive amount up to {MAX_BUDGET_USD}; "
                 "give the monthly cap in USD",
             )
+        elif monthly > WARN_BUDGET_USD:
+            c.warn(
+                "budget.monthlyUsd",
+                f"${monthly:,.0f} a month: the brake fires only at 100% of it; check the "
+                "number of digits",
+            )
     emails_raw = b["emails"]
     if isinstance(emails_raw, str):
         emails_raw = [e.strip() for e in emails_raw.split(",") if e.strip()]
-    emails = tuple(str(e) for e in emails_raw) if isinstance(emails_raw, list) else ()
+    emails_list = [str(e) for e in emails_raw] if isinstance(emails_raw, list) else []
+    emails = tuple(dict.fromkeys(emails_list))  # a repeated address is one subscriber
     if not emails:
         c.add("budget.emails", "give at least one address to receive budget alerts")
+    if len(emails) > MAX_BUDGET_EMAILS:
+        c.add(
+            "budget.emails",
+            f"{len(emails)} addresses; AWS Budgets accepts at most {MAX_BUDGET_EMAILS} per "
+            "notification: list a mailing list instead of each person",
+        )
     for email in emails:
         if not _EMAIL.match(email):
             c.add("budget.emails", f"{email!r} is not an email address like name@example.org")
-    hourly = fleet.max_spot_price or _DEFAULT_HOURLY_PRICE
+    reachable = fleet.max_size * BRAKE_WINDOW_HOURS  # instance-hours of the full fleet
     if b["brakeInstanceHours"] is None:
-        brake_hours = max(1.0, round(monthly * _BRAKE_SHARE / hourly, 1))
+        # Priced at on-demand, never at fleet.maxSpotPrice: a cap says nothing about what an
+        # hour costs ($50 would brake after one hour, $0.0001 never).
+        hourly = on_demand_hourly(fleet.shape) if fleet.shape.vcpus else 1.0
+        by_budget = monthly * BRAKE_BUDGET_SHARE / hourly
+        brake_hours = max(1.0, round(min(by_budget, reachable * BRAKE_FLEET_SHARE), 1))
     else:
         brake_hours = c.number(
             "budget.brakeInstanceHours", b["brakeInstanceHours"], fix="give instance-hours"
         )
         if brake_hours <= 0:
-            c.add("budget.brakeInstanceHours", "must be positive instance-hours within 6 hours")
+            c.add(
+                "budget.brakeInstanceHours",
+                f"must be positive instance-hours within {BRAKE_WINDOW_HOURS} hours",
+            )
+        elif brake_hours >= reachable:
+            c.add(
+                "budget.brakeInstanceHours",
+                f"{brake_hours:g} can never be reached: fleet.maxSize {fleet.max_size} runs at "
+                f"most {reachable} instance-hours in {BRAKE_WINDOW_HOURS} hours; give less, "
+                "or null for the default",
+            )
     return BudgetConfig(monthly_usd=monthly, emails=emails, brake_instance_hours=brake_hours)
 
 
-def _intent(c: _Collector, key: str, value: Any, prefix: str) -> LifecycleIntent | None:
-    if not isinstance(value, Mapping):
-        c.add(key, "must be an object with transitions, expireDays, minTransitionBytes")
-        return None
+def _intent(c: _Collector, key: str, value: dict[str, Any], prefix: str) -> LifecycleIntent | None:
     transitions: list[Transition] = []
-    for i, t in enumerate(value.get("transitions") or []):
-        if not isinstance(t, Mapping) or "days" not in t or "storageClass" not in t:
-            c.add(f"{key}.transitions[{i}]", "must have days and storageClass")
+    given = value["transitions"]
+    if given is not None and not isinstance(given, list):
+        c.add(f"{key}.transitions", "must be a list of {days, storageClass}")
+        given = []
+    for i, t in enumerate(given or []):
+        where = f"{key}.transitions[{i}]"
+        if not isinstance(t, Mapping):
+            c.add(where, "must be an object with days and storageClass")
             continue
-        days = c.integer(
-            f"{key}.transitions[{i}].days", t["days"], low=0, high=36500, fix="give days"
-        )
+        for name in t:
+            if name not in TRANSITION_KEYS:
+                c.add(f"{where}.{name}", did_you_mean(str(name), TRANSITION_KEYS))
+        missing = [k for k in TRANSITION_KEYS if t.get(k) is None]
+        if missing:
+            c.add(where, f"missing {' and '.join(missing)}; give days and storageClass")
+            continue
+        days = c.integer(f"{where}.days", t["days"], low=0, high=36500, fix="give days")
         transitions.append(Transition(days=days, storage_class=str(t["storageClass"])))
-    expire = value.get("expireDays")
+    expire = value["expireDays"]
     expire_days = (
         None
         if expire is None
-        else c.integer(f"{key}.expireDays", expire, low=1, high=36500, fix="give days or omit")
+        else c.integer(f"{key}.expireDays", expire, low=1, high=36500, fix="give days or null")
     )
     min_bytes = c.integer(
         f"{key}.minTransitionBytes",
-        value.get("minTransitionBytes", 131072),
+        value["minTransitionBytes"],
         low=0,
         high=5 * 1024**4,
         fix="give bytes",
@@ -461,6 +629,27 @@ def _plan(c: _Collector, key: str, intent: LifecycleIntent | None, rule: str) ->
         return LifecyclePlan(rules=())
 
 
+def _check_raw_reads(c: _Collector, intent: LifecycleIntent) -> None:
+    """Workers read raw data on every run: archived objects cannot be read at all, and
+    IA-like classes bill each read; `spotcube submit` also re-uploads ``inputs/<name>``."""
+    for t in intent.transitions:
+        if t.storage_class not in INSTANT_READ_CLASSES:
+            c.add(
+                "data.raw",
+                f"{t.storage_class} objects cannot be read without a restore, and workers read "
+                "raw data on every run; archive only products (data.products), or use "
+                "INTELLIGENT_TIERING for raw data",
+            )
+        elif t.storage_class in RETRIEVAL_USD_PER_GB:
+            c.warn(
+                "data.raw",
+                f"{t.storage_class} bills ${RETRIEVAL_USD_PER_GB[t.storage_class]}/GB each time "
+                "a worker reads raw data, and `spotcube submit` re-uploading inputs/<name> "
+                f"deletes the old copy before its {MIN_STORAGE_DAYS[t.storage_class]}-day "
+                "minimum",
+            )
+
+
 def _parse_data(c: _Collector, d: dict[str, Any]) -> DataConfig:
     raw_bucket = d["rawBucket"]
     if raw_bucket is not None and (
@@ -475,6 +664,8 @@ def _parse_data(c: _Collector, d: dict[str, Any]) -> DataConfig:
     raw_intent = _intent(c, "data.raw", d["raw"], "")
     if raw_bucket is not None and raw_intent is not None and raw_intent.transitions:
         c.add("data.raw", "an existing raw bucket is read-only to the stack: omit data.raw")
+    elif raw_intent is not None:
+        _check_raw_reads(c, raw_intent)
     raw = _plan(c, "data.raw", raw_intent, "raw")
     expire = d["checkpointExpireDays"]
     checkpoint_days = (

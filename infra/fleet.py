@@ -281,9 +281,12 @@ class SpotFleet(pulumi.ComponentResource):
             mixed_instances_policy=asg.GroupMixedInstancesPolicyArgs(
                 instances_distribution=distribution,
                 launch_template=asg.GroupMixedInstancesPolicyLaunchTemplateArgs(
+                    # A pinned version, not $Latest: with $Latest anyone allowed to add a
+                    # template version (another type, another AMI) changes what the group
+                    # launches, through Auto Scaling's own role, past the launch guard.
                     launch_template_specification=asg.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
                         launch_template_id=template.id,
-                        version="$Latest",
+                        version=template.latest_version.apply(str),
                     ),
                     overrides=[
                         asg.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
@@ -291,14 +294,6 @@ class SpotFleet(pulumi.ComponentResource):
                     ],
                 ),
             ),
-            initial_lifecycle_hooks=[
-                asg.GroupInitialLifecycleHookArgs(
-                    name=LIFECYCLE_HOOK,
-                    lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-                    heartbeat_timeout=fleet.checkpoint_grace_seconds,
-                    default_result="CONTINUE",
-                )
-            ],
             # Group metrics are free; the scaling policies and the brake's alarm read them.
             enabled_metrics=[
                 asg.Metric.GROUP_IN_SERVICE_INSTANCES,
@@ -310,7 +305,20 @@ class SpotFleet(pulumi.ComponentResource):
             # Scaling policies and the brake own the desired capacity, not `pulumi up`.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
         )
-        self._scaling(name, args, group, child)
+        # A resource of its own, not the group's initial_lifecycle_hooks: those apply only
+        # when the group is created, so a later checkpointGraceSeconds would be ignored
+        # (pulumi-aws Group docs, initialLifecycleHooks). The group starts at zero instances
+        # and the scaling policies wait for the hook, so no instance launches without it.
+        hook = aws.autoscaling.LifecycleHook(
+            f"{name}-checkpoint",
+            name=LIFECYCLE_HOOK,
+            autoscaling_group_name=group.name,
+            lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+            heartbeat_timeout=fleet.checkpoint_grace_seconds,
+            default_result="CONTINUE",
+            opts=child,
+        )
+        self._scaling(name, args, group, pulumi.ResourceOptions(parent=self, depends_on=[hook]))
         self.asg_name = group.name
         self.asg_arn = group.arn
         self.launch_template_id = template.id

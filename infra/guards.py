@@ -6,15 +6,28 @@ For keys that humans and CI hold, three layers:
 - AWS Health reports keys found in public repositories as ``AWS_RISK_CREDENTIALS_EXPOSED``,
   only in us-east-1; a rule there invokes the quarantine Lambda (infra/lambdas/quarantine.py).
 - A managed launch-guard policy, attached by the group to its humans and CI, denies launching
-  instances outside the stack's region, of other types, or without spotcube tags: a stolen
-  key of a guarded user cannot start a crypto-mining fleet in another region.
-- An alarm on the account's running spot vCPUs catches what the other two miss.
+  instances outside the stack's region, of other types, or without this owner's tags, and
+  closes the side doors (EC2 Fleet and spot requests, starting or resizing stopped
+  instances, new launch-template versions, raising the group's MaxSize, capacity purchases,
+  removing the guard, creating an unguarded identity): a stolen key of a guarded user cannot
+  start a crypto-mining fleet.
+- An alarm on the account's running vCPUs of every class (spot and on-demand, standard and
+  accelerated) in the stack's region catches what the other two miss.
+
+Who carries the launch guard: every human and CI identity *except the one that runs
+``pulumi up``*. EC2 Auto Scaling checks the caller's ``ec2:RunInstances`` when it creates or
+updates a group from a launch template ("Control Amazon EC2 launch template usage in Auto
+Scaling groups", EC2 Auto Scaling User Guide), and the template carries no instance type (the
+group's overrides do), so the guard's instance-type rule would deny the deployer; the deployer
+also has to create template versions, which the guard forbids. The deploying identity is used
+for ``pulumi up`` only and is not assumable by guarded users (docs/infra.md, "Launch guard").
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -30,9 +43,61 @@ HEALTH_REGION = "us-east-1"  # where AWS Health delivers account-wide risk event
 LAMBDA_RUNTIME = "python3.12"
 LOG_RETENTION_DAYS = 30
 LAUNCH_ACTIONS = ["ec2:RunInstances"]
-# Legacy spot APIs no human here needs: the fleet launches through its Auto Scaling group,
-# whose service-linked role this policy does not restrict.
-DENIED_ACTIONS = ["ec2:RequestSpotInstances", "ec2:RequestSpotFleet"]
+# Launch paths no guarded user needs: the fleet launches through its Auto Scaling group,
+# whose service-linked role this policy does not restrict. EC2 Fleet (maintain/request) and
+# Spot Fleet launch through their own service-linked roles, so conditions on the caller's
+# RunInstances never see those launches; starting a stopped instance or changing its type
+# bypasses RunInstances altogether.
+SIDE_DOOR_ACTIONS = [
+    "ec2:CreateFleet",
+    "ec2:ModifyFleet",
+    "ec2:RequestSpotFleet",
+    "ec2:ModifySpotFleetRequest",
+    "ec2:RequestSpotInstances",
+    "ec2:StartInstances",
+    "ec2:ModifyInstanceAttribute",
+    "ec2:CreateLaunchTemplate",
+    "ec2:CreateLaunchTemplateVersion",
+    "ec2:ModifyLaunchTemplate",
+    "autoscaling:CreateAutoScalingGroup",
+    "autoscaling:CreateLaunchConfiguration",
+    "autoscaling:AttachInstances",
+]
+# Commitments bill whether or not anything runs.
+COMMITMENT_ACTIONS = [
+    "ec2:PurchaseReservedInstancesOffering",
+    "ec2:PurchaseHostReservation",
+    "ec2:AllocateHosts",
+    "ec2:CreateCapacityReservation",
+    "savingsplans:CreateSavingsPlan",
+]
+# Ways a guarded key could make an identity that carries no guard.
+IDENTITY_ACTIONS = [
+    "iam:CreateUser",
+    "iam:CreateRole",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:RemoveUserFromGroup",
+]
+GUARD_ACTIONS = [
+    "iam:CreatePolicyVersion",
+    "iam:DeletePolicy",
+    "iam:DeletePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+]
+DETACH_ACTIONS = ["iam:DetachUserPolicy", "iam:DetachGroupPolicy", "iam:DetachRolePolicy"]
+# The account's running vCPUs of every EC2 class (Standard, F, G, Inf, P, X, DL, Trn...; spot
+# and on-demand), summed by one Metrics Insights query: a metric-math alarm may reference at
+# most 10 metrics (CloudWatch User Guide, alarm limits), fewer than the classes AWS/Usage
+# publishes (Service Quotas' UsageMetric of each "Running On-Demand ..." and "All ... Spot
+# Instance Requests" quota). Each class's ResourceCount is one observation per minute, so the
+# SUM over a one-minute bucket is the account's total.
+VCPU_QUERY = (
+    'SELECT SUM(ResourceCount) FROM SCHEMA("AWS/Usage", Class, Resource, Service, Type) '
+    "WHERE Service = 'EC2' AND Resource = 'vCPU' AND Type = 'Resource'"
+)
+VCPU_PERIOD = 60
 
 
 @dataclass(frozen=True)
@@ -40,7 +105,9 @@ class KeyLeakGuardArgs:
     names: StackNames
     region: str
     instance_types: tuple[str, ...]
-    max_spot_vcpus: int
+    max_size: int
+    # vCPUs the account may run in the region before the alarm fires (guards.accountVcpus).
+    account_vcpus: int
     alerts_topic_arn: pulumi.Input[str]
 
 
@@ -54,9 +121,22 @@ def health_event_pattern() -> str:
     )
 
 
-def launch_guard_policy(region: str, instance_types: tuple[str, ...], names: StackNames) -> str:
-    """Deny instance launches outside the region, of other types, or without spotcube tags."""
+def launch_guard_name(names: StackNames) -> str:
+    return f"{names.prefix}-launch-guard"
+
+
+def launch_guard_policy(
+    region: str,
+    instance_types: tuple[str, ...],
+    names: StackNames,
+    *,
+    account_id: str,
+    max_size: int,
+) -> str:
+    """Deny launches outside the region, of other types, or not tagged for this owner, and
+    every side door around that (see the module docstring)."""
     instance_arn = "arn:aws:ec2:*:*:instance/*"
+    guard_arn = f"arn:aws:iam::{account_id}:policy/{launch_guard_name(names)}"
     statements = [
         {
             "Sid": "DenyLaunchOutsideStackRegion",
@@ -80,20 +160,83 @@ def launch_guard_policy(region: str, instance_types: tuple[str, ...], names: Sta
             "Condition": {"StringNotEquals": {"aws:RequestTag/Project": PROJECT}},
         },
         {
-            "Sid": "DenyLaunchWithoutOwnerTag",
+            # The value, not just the key: the budget counts Owner=<owner> only, so an
+            # instance tagged for someone else would run outside it.
+            "Sid": "DenyLaunchForAnotherOwner",
             "Effect": "Deny",
             "Action": LAUNCH_ACTIONS,
             "Resource": instance_arn,
-            "Condition": {"Null": {"aws:RequestTag/Owner": "true"}},
+            "Condition": {"StringNotEquals": {"aws:RequestTag/Owner": names.owner}},
         },
         {
-            "Sid": "DenyLegacySpotRequests",
+            "Sid": "DenyLaunchSideDoors",
             "Effect": "Deny",
-            "Action": DENIED_ACTIONS,
+            "Action": SIDE_DOOR_ACTIONS,
             "Resource": "*",
         },
+        {
+            # `spotcube down` sets MaxSize 0 and a release restores it; more is a new fleet.
+            "Sid": "DenyGrowingTheGroup",
+            "Effect": "Deny",
+            "Action": ["autoscaling:UpdateAutoScalingGroup"],
+            "Resource": "*",
+            "Condition": {"NumericGreaterThan": {"autoscaling:MaxSize": str(max_size)}},
+        },
+        {
+            "Sid": "DenyOtherTypesInTheGroup",
+            "Effect": "Deny",
+            "Action": ["autoscaling:UpdateAutoScalingGroup"],
+            "Resource": "*",
+            "Condition": {
+                "ForAnyValue:StringNotEquals": {"autoscaling:InstanceTypes": sorted(instance_types)}
+            },
+        },
+        {"Sid": "DenyCommitments", "Effect": "Deny", "Action": COMMITMENT_ACTIONS, "Resource": "*"},
+        {
+            "Sid": "DenyUnguardedIdentities",
+            "Effect": "Deny",
+            "Action": IDENTITY_ACTIONS,
+            "Resource": "*",
+        },
+        {
+            "Sid": "DenyKeysForOtherUsers",
+            "Effect": "Deny",
+            "Action": ["iam:CreateAccessKey"],
+            # A user's own ARN, with or without an IAM path.
+            "NotResource": [
+                f"arn:aws:iam::{account_id}:user/${{aws:username}}",
+                f"arn:aws:iam::{account_id}:user/*/${{aws:username}}",
+            ],
+        },
+        {
+            "Sid": "DenyDetachingTheGuard",
+            "Effect": "Deny",
+            "Action": DETACH_ACTIONS,
+            "Resource": "*",
+            "Condition": {"ArnEquals": {"iam:PolicyARN": [guard_arn]}},
+        },
+        {
+            "Sid": "DenyChangingTheGuard",
+            "Effect": "Deny",
+            "Action": GUARD_ACTIONS,
+            "Resource": [guard_arn],
+        },
     ]
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+    # Compact: IAM counts a managed policy's characters against a 6,144 limit.
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
+
+
+def vcpu_alarm_queries() -> list[Any]:
+    """The alarm's one query: running vCPUs of every EC2 class in the region."""
+    return [
+        {
+            "id": "vcpus",
+            "label": "running vCPUs, every EC2 class",
+            "expression": VCPU_QUERY,
+            "period": VCPU_PERIOD,
+            "return_data": True,
+        }
+    ]
 
 
 def quarantine_policy(account_id: str, alerts_topic_arn: str, function_name: str) -> str:
@@ -217,34 +360,36 @@ class KeyLeakGuard(pulumi.ComponentResource):
         )
         guard = aws.iam.Policy(
             f"{name}-launch-guard",
-            name=f"{names.prefix}-launch-guard",
+            name=launch_guard_name(names),
             description=(
-                "Attach to humans and CI: no instance launches outside "
-                f"{args.region}, of other types, or without spotcube tags"
+                f"Attach to humans and CI, not to the identity that runs pulumi up: no "
+                f"instance launches outside {args.region}, of other types, or not tagged "
+                f"Owner={names.owner}, and no side doors"
             ),
-            policy=launch_guard_policy(args.region, args.instance_types, names),
+            policy=pulumi.Output.from_input(account_id).apply(
+                lambda account: launch_guard_policy(
+                    args.region,
+                    args.instance_types,
+                    names,
+                    account_id=account,
+                    max_size=args.max_size,
+                )
+            ),
             tags=cost_tags(names),
             opts=child,
         )
-        # AWS/Usage publishes the account's vCPUs of running spot instances; more than this
-        # stack's fleet can hold means someone else is launching.
+        # AWS/Usage publishes the account's running vCPUs per class; more than the account is
+        # meant to run (this fleet, or every stack's with guards.accountVcpus) means someone
+        # else is launching.
         aws.cloudwatch.MetricAlarm(
-            f"{name}-spot-vcpus",
+            f"{name}-account-vcpus",
             alarm_description=(
-                f"running spot vCPUs exceed the {args.max_spot_vcpus} this stack's fleet can use"
+                f"running vCPUs of every EC2 class in {args.region} exceed the "
+                f"{args.account_vcpus} expected (spotcube:guards.accountVcpus)"
             ),
-            namespace="AWS/Usage",
-            metric_name="ResourceCount",
-            dimensions={
-                "Service": "EC2",
-                "Type": "Resource",
-                "Resource": "vCPU",
-                "Class": "Standard/Spot",
-            },
-            statistic="Maximum",
-            period=300,
+            metric_queries=vcpu_alarm_queries(),
             evaluation_periods=1,
-            threshold=args.max_spot_vcpus,
+            threshold=args.account_vcpus,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
             alarm_actions=[args.alerts_topic_arn],

@@ -34,7 +34,7 @@ PRICE_PER_GB_MONTH: dict[str, float] = {
     "DEEP_ARCHIVE": 0.00099,
 }
 
-# S3 lifecycle only moves objects "down" this order (the transition waterfall).
+# Every class a lifecycle rule can name, warmest first (for messages and iteration only).
 CLASS_ORDER = (
     "STANDARD",
     "INTELLIGENT_TIERING",
@@ -45,6 +45,47 @@ CLASS_ORDER = (
     "DEEP_ARCHIVE",
 )
 TRANSITION_CLASSES = CLASS_ORDER[1:]
+
+# Where lifecycle can move an object from each class: the S3 User Guide's "Supported
+# lifecycle transitions" list (Transitioning objects using Amazon S3 Lifecycle). It is not a
+# linear order: Standard-IA may go to Intelligent-Tiering, while Intelligent-Tiering may not
+# go to Standard-IA and One Zone-IA may not go to Glacier Instant Retrieval.
+SUPPORTED_TRANSITIONS: dict[str, frozenset[str]] = {
+    "STANDARD": frozenset(TRANSITION_CLASSES),
+    "STANDARD_IA": frozenset(
+        {"INTELLIGENT_TIERING", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"}
+    ),
+    "INTELLIGENT_TIERING": frozenset({"ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"}),
+    "ONEZONE_IA": frozenset({"GLACIER", "DEEP_ARCHIVE"}),
+    "GLACIER_IR": frozenset({"GLACIER", "DEEP_ARCHIVE"}),
+    "GLACIER": frozenset({"DEEP_ARCHIVE"}),
+    "DEEP_ARCHIVE": frozenset(),
+}
+
+# Classes a worker can read with a plain GetObject (no restore first).
+INSTANT_READ_CLASSES = frozenset(
+    {"STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR"}
+)
+# Classes that bill a retrieval fee per GB read (us-east-1): reading them on every run adds it.
+RETRIEVAL_USD_PER_GB: dict[str, float] = {
+    "STANDARD_IA": 0.01,
+    "ONEZONE_IA": 0.01,
+    "GLACIER_IR": 0.03,
+}
+
+# Lifecycle transition requests, USD per 1,000 objects moved into the class (Amazon S3
+# pricing, "Requests & data retrievals", us-east-1). Every object pays once per transition,
+# whatever its size, so small objects can cost more to move than they ever save.
+TRANSITION_USD_PER_1000: dict[str, float] = {
+    "INTELLIGENT_TIERING": 0.01,
+    "STANDARD_IA": 0.01,
+    "ONEZONE_IA": 0.01,
+    "GLACIER_IR": 0.02,
+    "GLACIER": 0.03,
+    "DEEP_ARCHIVE": 0.05,
+}
+# Intelligent-Tiering's monitoring fee, USD per 1,000 objects per month (objects >= 128 KB).
+IT_MONITORING_USD_PER_1000_MONTH = 0.0025
 
 # Classes billed at a minimum object size of 128 KB (IA, Glacier IR) or with ~40 KB of
 # per-object overhead (Glacier Flexible Retrieval, Deep Archive): small objects cost more
@@ -159,19 +200,25 @@ def check_intent(intent: LifecycleIntent) -> list[str]:
     if days != sorted(days) or len(set(days)) != len(days):
         problems.append("transitions must be listed with strictly increasing days")
         return problems
-    ranks = [CLASS_ORDER.index(t.storage_class) for t in intent.transitions]
-    if ranks != sorted(ranks) or len(set(ranks)) != len(ranks):
-        problems.append(
-            "S3 only moves objects to colder classes, in the order " + " -> ".join(CLASS_ORDER)
-        )
-        return problems
-
+    previous, entered = "STANDARD", 0
     for t in intent.transitions:
-        if t.storage_class in ("STANDARD_IA", "ONEZONE_IA") and t.days < 30:
+        allowed = SUPPORTED_TRANSITIONS[previous]
+        if t.storage_class not in allowed:
             problems.append(
-                f"transition to {t.storage_class} after {t.days} days: S3 accepts IA only for "
-                "objects at least 30 days old; use 30 days or more"
+                f"S3 lifecycle cannot move objects from {previous} to {t.storage_class} "
+                f"(S3 User Guide, supported lifecycle transitions); from {previous} it can "
+                f"move them to {', '.join(c for c in CLASS_ORDER if c in allowed) or 'nothing'}"
             )
+            return problems
+        if t.storage_class in ("STANDARD_IA", "ONEZONE_IA") and (
+            t.days < 30 or t.days - entered < 30
+        ):
+            problems.append(
+                f"transition to {t.storage_class} at day {t.days}: S3 moves objects to IA only "
+                f"after 30 days in their current class ({previous} since day {entered}); use "
+                f"day {max(30, entered + 30)} or later"
+            )
+        previous, entered = t.storage_class, t.days
 
     # Each class must be kept for its minimum (plus the daily lag) before the next step.
     steps: list[tuple[Transition, int | None, str]] = []
@@ -211,7 +258,82 @@ def check_intent(intent: LifecycleIntent) -> list[str]:
             f"more than their size; keep the minimum transition size at "
             f"{MIN_ARCHIVE_OBJECT_BYTES} bytes or more"
         )
+        return problems
+    problems += _transition_fee_problems(intent)
     return problems
+
+
+def _monthly_usd_per_object(storage_class: str, size_bytes: int, days_in_class: int) -> float:
+    """Storage billed per object per month in ``storage_class`` (us-east-1 list prices).
+
+    Objects are assumed never read (the products and archives this planner is for), so
+    Intelligent-Tiering moves them to its infrequent tier after 30 days and to archive instant
+    access after 90, and bills its monitoring fee.
+    """
+    gb = size_bytes / _GB
+    if storage_class == "INTELLIGENT_TIERING":
+        if size_bytes < MIN_ARCHIVE_OBJECT_BYTES:  # not monitored: frequent tier, no fee
+            return PRICE_PER_GB_MONTH["STANDARD"] * gb
+        tier = 0.023 if days_in_class < 30 else 0.0125 if days_in_class < 90 else 0.004
+        return tier * gb + IT_MONITORING_USD_PER_1000_MONTH / 1000
+    if storage_class in ("GLACIER", "DEEP_ARCHIVE"):
+        index_gb = 32 * 1024 / _GB  # index data billed at the archive class price
+        name_gb = 8 * 1024 / _GB  # and the object's name and metadata at Standard price
+        return (
+            PRICE_PER_GB_MONTH[storage_class] * (gb + index_gb)
+            + PRICE_PER_GB_MONTH["STANDARD"] * name_gb
+        )
+    billed = (
+        size_bytes if storage_class == "STANDARD" else max(size_bytes, MIN_ARCHIVE_OBJECT_BYTES)
+    )
+    return PRICE_PER_GB_MONTH[storage_class] * billed / _GB
+
+
+def _segment_cost(storage_class: str, size_bytes: int, days: int) -> float:
+    """Storage cost per object of ``days`` in one class (day by day: IT tiers move)."""
+    if storage_class != "INTELLIGENT_TIERING":
+        return _monthly_usd_per_object(storage_class, size_bytes, 0) * days / 30
+    return sum(_monthly_usd_per_object(storage_class, size_bytes, d) / 30 for d in range(days))
+
+
+def lifetime_cost_per_object(intent: LifecycleIntent, size_bytes: int) -> tuple[float, float]:
+    """(USD under ``intent``, USD staying in Standard) per object of ``size_bytes`` until it
+    expires: storage, plus one transition request per class it enters. Needs an expiry."""
+    if intent.expire_days is None:
+        raise ValueError("lifetime cost needs an expiry")
+    classes = [("STANDARD", 0), *((t.storage_class, t.days) for t in intent.transitions)]
+    ends = [day for _, day in classes[1:]] + [intent.expire_days]
+    planned = 0.0
+    for (storage_class, start), end in zip(classes, ends, strict=True):
+        planned += _segment_cost(storage_class, size_bytes, max(0, end - start))
+        planned += TRANSITION_USD_PER_1000.get(storage_class, 0.0) / 1000
+    standard = _segment_cost("STANDARD", size_bytes, intent.expire_days)
+    return planned, standard
+
+
+def _transition_fee_problems(intent: LifecycleIntent) -> list[str]:
+    """The plan must cost less than Standard for the smallest object it moves."""
+    if not intent.transitions or intent.expire_days is None:
+        return []
+    size = max(intent.min_transition_bytes, MIN_ARCHIVE_OBJECT_BYTES)
+    planned, standard = lifetime_cost_per_object(intent, size)
+    if planned <= standard:
+        return []
+    # Above 128 KB the extra cost falls linearly with size: find where the plan pays.
+    bigger = size * 4
+    planned_big, standard_big = lifetime_cost_per_object(intent, bigger)
+    extra, extra_big = planned - standard, planned_big - standard_big
+    if extra_big < extra:
+        break_even = size + extra * (bigger - size) / (extra - extra_big)
+        fix = f"raise minTransitionBytes to {int(break_even) + 1} or more, or keep objects longer"
+    else:
+        fix = "keep the objects in STANDARD (moving them never pays)"
+    path = " -> ".join(t.storage_class for t in intent.transitions)
+    return [
+        f"objects of {size} bytes moved to {path} and deleted at day {intent.expire_days} "
+        f"cost ${planned * 1e6:.2f} per million in transition requests and storage, more than "
+        f"${standard * 1e6:.2f} per million left in STANDARD; {fix}"
+    ]
 
 
 def plan(intent: LifecycleIntent, *, rule_prefix: str = "data") -> LifecyclePlan:

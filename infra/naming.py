@@ -7,9 +7,15 @@ through the stack outputs named here.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 PROJECT = "spotcube"
+
+# S3 general purpose bucket names are 3..63 characters and global across every AWS account
+# of a partition (S3 User Guide, "General purpose bucket naming rules").
+MAX_BUCKET_NAME = 63
+_HASH_CHARS = 6
 
 # Keys of `pulumi stack output --json` that the operator CLI reads. Changing one is a
 # breaking change for every user's stack.
@@ -33,6 +39,9 @@ class StackNames:
 
     owner: str
     stack: str
+    # The 12-digit AWS account the stack deploys to. Bucket names are global across all
+    # accounts, so on AWS they carry it; the local cloud (``LOCAL_NAMES``) has none.
+    account_id: str = ""
 
     @property
     def prefix(self) -> str:
@@ -40,11 +49,11 @@ class StackNames:
 
     @property
     def raw_bucket(self) -> str:
-        return f"{self.prefix}-raw"
+        return bucket_name(self.owner, self.stack, self.account_id, "raw")
 
     @property
     def products_bucket(self) -> str:
-        return f"{self.prefix}-products"
+        return bucket_name(self.owner, self.stack, self.account_id, "products")
 
     @property
     def job_queue(self) -> str:
@@ -70,6 +79,23 @@ class StackNames:
     def cost_tags(self) -> dict[str, str]:
         """Tags on everything that costs money (and cost-allocation tags for the budget)."""
         return {"Project": PROJECT, "Owner": self.owner, "Stack": self.stack}
+
+
+def bucket_name(owner: str, stack: str, account_id: str, kind: str) -> str:
+    """``spotcube-<owner>-<stack>-<account>-<kind>``, at most 63 characters.
+
+    The account id makes the name unique per account: ``spotcube-alice-dev-raw`` copied from
+    the example would otherwise belong to whoever deployed it first. When owner and stack are
+    too long together, their end is replaced by a short hash of both, so two stacks never
+    share a name and the name stays readable.
+    """
+    suffix = f"-{account_id}-{kind}" if account_id else f"-{kind}"
+    middle = f"{owner}-{stack}"
+    room = MAX_BUCKET_NAME - len(PROJECT) - 1 - len(suffix)
+    if len(middle) > room:
+        digest = hashlib.sha256(middle.encode()).hexdigest()[:_HASH_CHARS]
+        middle = f"{middle[: room - _HASH_CHARS - 1].rstrip('-')}-{digest}"
+    return f"{PROJECT}-{middle}{suffix}"
 
 
 LOCAL_NAMES = StackNames(owner="local", stack="demo")

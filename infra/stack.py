@@ -14,7 +14,7 @@ import pulumi_aws as aws
 
 from infra.alerts import AlertsArgs, AlertTopic
 from infra.budget import CostGuard, CostGuardArgs
-from infra.config import StackConfig
+from infra.config import StackConfig, StackSetupError
 from infra.fleet import FleetArgs, SpotFleet
 from infra.guards import KeyLeakGuard, KeyLeakGuardArgs
 from infra.naming import PROJECT
@@ -35,20 +35,36 @@ def availability_zones(provider: aws.Provider) -> tuple[str, ...]:
     return tuple(sorted(zones.names))
 
 
-def ami_id(config: StackConfig, provider: aws.Provider) -> pulumi.Output[str]:
-    """The configured AMI, or the newest available AMI of this account tagged for spotcube."""
+def ami_id(config: StackConfig, provider: aws.Provider) -> str:
+    """The configured AMI, or the newest available AMI of this account tagged for spotcube.
+
+    ``get_ami`` would fail with the provider's bare "Your query returned no results"; the
+    id list is empty instead, and the error says which region and how to bake one.
+    """
     if config.ami != "latest":
-        return pulumi.Output.from_input(config.ami)
-    image = aws.ec2.get_ami_output(
-        most_recent=True,
+        return config.ami
+    found = aws.ec2.get_ami_ids(
         owners=["self"],
         filters=[
             {"name": "tag:Project", "values": [PROJECT]},
             {"name": "state", "values": ["available"]},
         ],
-        opts=pulumi.InvokeOutputOptions(provider=provider),
+        sort_ascending=False,  # newest first
+        opts=pulumi.InvokeOptions(provider=provider),
     )
-    return image.id
+    if not found.ids:
+        raise StackSetupError(
+            f"spotcube:ami: 'latest' found no available AMI tagged Project={PROJECT} in "
+            f"{config.region} owned by this account; run `spotcube bake --region "
+            f"{config.region}` first, or set spotcube:ami to an AMI id"
+        )
+    return str(found.ids[0])
+
+
+def account_id(provider: aws.Provider) -> str:
+    """The 12-digit account ``pulumi up`` deploys to (bucket names carry it)."""
+    identity = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider))
+    return str(identity.account_id)
 
 
 def build(config: StackConfig) -> dict[str, Any]:
@@ -57,21 +73,19 @@ def build(config: StackConfig) -> dict[str, Any]:
     The keys are ``infra.naming.OUTPUT_KEYS`` (what the operator CLI reads) plus
     ``EXTRA_OUTPUT_KEYS``.
     """
-    names = config.names
     provider = aws.Provider(
         "aws",
         region=config.region,
-        default_tags={"tags": names.cost_tags},
+        default_tags={"tags": config.names.cost_tags},
     )
     with_provider = pulumi.ResourceOptions(providers=[provider])
-    account_id = aws.get_caller_identity_output(
-        opts=pulumi.InvokeOutputOptions(provider=provider)
-    ).account_id
+    account = account_id(provider)
+    names = config.names_in(account)
 
     alerts = AlertTopic(
         "alerts",
         AlertsArgs(names=names, emails=config.budget.emails, topic_name=names.alerts_topic),
-        account_id=account_id,
+        account_id=account,
         opts=with_provider,
     )
     network = Network(
@@ -106,7 +120,7 @@ def build(config: StackConfig) -> dict[str, Any]:
             job_queue_name=queue.name,
             dead_letter_queue_arn=queue.dlq_arn,
             dead_letter_queue_url=queue.dlq_url,
-            account_id=account_id,
+            account_id=account,
         ),
         opts=with_provider,
     )
@@ -117,7 +131,7 @@ def build(config: StackConfig) -> dict[str, Any]:
             region=config.region,
             budget=config.budget,
             alerts_topic_arn=alerts.topic_arn,
-            account_id=account_id,
+            account_id=account,
         ),
         # The brake acts on the group by name: it must exist before the brake can fire.
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[fleet]),
@@ -128,10 +142,11 @@ def build(config: StackConfig) -> dict[str, Any]:
             names=names,
             region=config.region,
             instance_types=config.fleet.instance_types,
-            max_spot_vcpus=config.fleet.max_size * config.fleet.shape.vcpus,
+            max_size=config.fleet.max_size,
+            account_vcpus=config.guards.account_vcpus,
             alerts_topic_arn=alerts.topic_arn,
         ),
-        account_id=account_id,
+        account_id=account,
         opts=with_provider,
     )
     outputs: dict[str, Any] = {

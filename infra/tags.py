@@ -11,8 +11,12 @@ import pulumi_aws as aws
 
 from infra.naming import StackNames
 
-# What the launch template tags at launch: spot requests are billed objects too.
-LAUNCH_TAGGED_RESOURCES = ("instance", "volume", "network-interface", "spot-instances-request")
+# What the launch template tags at launch. Not "spot-instances-request": a spot request is
+# not billed (its instance is), and EC2 rejects every on-demand launch of a template that
+# tags one ("You cannot specify tags for Spot instances requests if there are no Spot
+# instances requests being created"; aws/karpenter-provider-aws#5850,
+# github-aws-runners/terraform-aws-github-runner#4561), which breaks fleet.onDemandBase > 0.
+LAUNCH_TAGGED_RESOURCES = ("instance", "volume", "network-interface")
 
 
 def cost_tags(names: StackNames, **extra: str) -> dict[str, str]:

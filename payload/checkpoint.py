@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest, ObsLayout
+from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest, ObsLayout, utc_now
 from payload.errors import InvalidInputError, TransientError
+from payload.settings import DEFAULT_CHECKPOINT_INTERVAL as DEFAULT_INTERVAL
 from payload.store import ObjectStore, faultpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 300.0
 _COMMIT_TRIES = 5
 
 
@@ -50,7 +50,7 @@ def load_manifest(
             f"{manifest.params_hash[:12]}, this job has {message.params_hash[:12]}: its chunks "
             "are not this job's chunks. Submit under a new run id, or delete the checkpoint."
         )
-    for name in ("etag", "size"):
+    for name in ("etag", "size", "sha256"):
         old, new = manifest.input_identity.get(name), input_identity.get(name)
         if old is not None and new is not None and old != new:
             raise InvalidInputError(
@@ -113,7 +113,8 @@ class Checkpointer:
     attempt : Attempt
         This instance's attempt, already appended to ``manifest.attempts``.
     chunk_suffix : str
-        File extension of chunk objects.
+        File extension of chunk objects; may be set after construction, before the first
+        chunk is submitted (the job that knows it is built after the attempt is recorded).
     interval : float
         Seconds between manifest commits while chunks keep arriving.
     """
@@ -125,7 +126,7 @@ class Checkpointer:
         manifest: Manifest,
         attempt: Attempt,
         *,
-        chunk_suffix: str,
+        chunk_suffix: str = "",
         interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.store = store
@@ -239,6 +240,7 @@ class Checkpointer:
             if fresh:
                 faultpoint("manifest-write")
             self.attempt.chunks_done += len(fresh)
+            self.attempt.last_seen = utc_now()
             try:
                 self._write_manifest()
             except BaseException:

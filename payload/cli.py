@@ -6,15 +6,28 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import traceback
 from collections.abc import Sequence
 
 from payload import __version__, commands
+from payload.classify import (
+    UNEXPECTED_EXIT_CODE,
+    is_resource_error,
+    last_frames,
+    one_line,
+    outcome_of,
+    reason,
+)
 from payload.errors import PayloadError
+from payload.outcomes import Outcome
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m payload", description=__doc__)
     parser.add_argument("--version", action="version", version=f"spotcube-payload {__version__}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="on an error, print the Python traceback too"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
@@ -23,11 +36,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; a :class:`PayloadError` becomes one line and its outcome's code."""
+    """Run one subcommand; any exception becomes one line on stderr and an exit status.
+
+    A :class:`PayloadError` exits with its outcome's code (65 invalid, 69 transient, 75
+    preempted), as does a failure of the machine (no space, no memory: 69); anything else
+    is a bug and exits 70 with its innermost frames on the same line. ``--traceback``
+    prints the full traceback after the line.
+    """
     args = build_parser().parse_args(argv)
     try:
         status: int = args.func(args)
+    except KeyboardInterrupt:
+        print(f"payload {args.command}: interrupted", file=sys.stderr)
+        return 130
     except PayloadError as exc:
-        print(f"payload {args.command}: {exc}", file=sys.stderr)
-        return exc.outcome.exit_code
+        _report(args, one_line(str(exc)))
+        return outcome_of(exc).exit_code
+    except Exception as exc:
+        if is_resource_error(exc):  # the machine, not the input or the code: try again
+            _report(args, one_line(f"this machine failed: {reason(exc)}"))
+            return Outcome.TRANSIENT.exit_code
+        frames = "; ".join(last_frames(exc, 3))
+        text = str(exc) or type(exc).__name__
+        _report(
+            args,
+            one_line(
+                f"internal error {type(exc).__name__}: {text} (at {frames}); "
+                "rerun with --traceback and report it"
+            ),
+        )
+        return UNEXPECTED_EXIT_CODE
     return status
+
+
+def _report(args: argparse.Namespace, line: str) -> None:
+    print(f"payload {args.command}: {line}", file=sys.stderr)
+    if args.traceback:
+        traceback.print_exc()

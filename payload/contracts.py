@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,11 +19,19 @@ from typing import Any
 from payload import __version__
 from payload.errors import InvalidInputError
 
+# The S3 layout has its own module; these names stay importable from here for callers that
+# predate it.
+from payload.layout import (  # noqa: F401
+    CHECKPOINT_TAG,
+    ID_PATTERN,
+    ObsLayout,
+    is_checkpoint_key,
+    run_prefix,
+    run_record_key,
+)
+
 SCHEMA = 1
 JOB_KINDS = ("image", "integrate", "command", "selftest")
-
-# run and observation ids become S3 key segments and file names: keep them boring.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def canonical_json(value: Any) -> str:
@@ -49,7 +56,7 @@ def utc_now() -> str:
 
 def check_id(value: object, what: str) -> str:
     """Return ``value`` if it is a usable run or observation id, else raise a clear error."""
-    if not isinstance(value, str) or not _ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
         raise InvalidInputError(
             f"{what} {value!r} is not a valid id: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -144,69 +151,6 @@ class JobMessage:
         return message
 
 
-# --- S3 layout of the products bucket --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ObsLayout:
-    """Keys of one observation of one run in the products bucket."""
-
-    run_id: str
-    obs_id: str
-
-    @property
-    def prefix(self) -> str:
-        return f"runs/{self.run_id}/obs/{self.obs_id}/"
-
-    @property
-    def manifest(self) -> str:
-        return f"{self.prefix}checkpoint/manifest.json"
-
-    @property
-    def workdir_prefix(self) -> str:
-        """Where a ``command`` job's working directory is synced."""
-        return f"{self.prefix}checkpoint/workdir/"
-
-    def chunk(self, chunk_id: str, ext: str) -> str:
-        return f"{self.prefix}checkpoint/chunks/{chunk_id}.{ext}"
-
-    @property
-    def products_prefix(self) -> str:
-        return f"{self.prefix}products/"
-
-    def product(self, name: str) -> str:
-        return f"{self.products_prefix}{name}"
-
-    @property
-    def done(self) -> str:
-        """Written last, once, with ``If-None-Match: *``: products are final when it exists."""
-        return f"{self.prefix}DONE"
-
-    @property
-    def failed(self) -> str:
-        return f"{self.prefix}FAILED.json"
-
-
-# Checkpoint objects carry this tag: S3 lifecycle filters cannot match the wildcard path
-# runs/*/obs/*/checkpoint/, so the stack's checkpoint-expiry rule selects the tag instead.
-CHECKPOINT_TAG = ("spotcube-data", "checkpoint")
-
-
-def is_checkpoint_key(key: str) -> bool:
-    """Whether ``key`` is part of an observation's checkpoint (manifest, chunks, workdir)."""
-    return key.startswith("runs/") and "/checkpoint/" in key
-
-
-def run_prefix(run_id: str) -> str:
-    """Prefix of every key of one run."""
-    return f"runs/{run_id}/"
-
-
-def run_record_key(run_id: str) -> str:
-    """What a run submitted (kind, params, observations), written once by ``spotcube submit``."""
-    return f"{run_prefix(run_id)}run.json"
-
-
 # --- Checkpoint manifest ---------------------------------------------------------------------
 
 
@@ -232,6 +176,10 @@ class Attempt:
     reason: str | None = None  # an Outcome value once the attempt ended
     chunks_done: int = 0  # chunks this attempt made durable
     lost_seconds: float = 0.0  # compute thrown away (a chunk abandoned at a deadline)
+    log: str | None = None  # key of this attempt's shipped log (payload.logship)
+    # When this attempt last committed the manifest: the latest time it is known to have been
+    # alive, which is what an attempt killed without a word is reported to have lasted.
+    last_seen: str | None = None
 
 
 @dataclass
@@ -275,6 +223,15 @@ class Manifest:
                 f"checkpoint manifest schema {doc.get('schema')!r} is not {SCHEMA}; "
                 "delete the checkpoint prefix to start the observation afresh"
             )
-        chunks = {cid: ChunkRecord(**rec) for cid, rec in doc.pop("chunks", {}).items()}
-        attempts = [Attempt(**a) for a in doc.pop("attempts", [])]
-        return cls(chunks=chunks, attempts=attempts, **doc)
+        chunks = {
+            cid: ChunkRecord(**_known(ChunkRecord, rec))
+            for cid, rec in doc.pop("chunks", {}).items()
+        }
+        attempts = [Attempt(**_known(Attempt, a)) for a in doc.pop("attempts", [])]
+        return cls(chunks=chunks, attempts=attempts, **_known(cls, doc))
+
+
+def _known(cls: type, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``doc`` that are fields of ``cls``: a newer writer may add optional fields."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in doc.items() if k in names}

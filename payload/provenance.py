@@ -59,9 +59,10 @@ def file_identity(path: Path) -> dict[str, Any]:
         if path.is_dir():
             digest.update(str(file.relative_to(path)).encode() + b"\0")
         with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-                size += len(block)
+            # file_digest feeds the running digest (it calls the factory once), so a
+            # folder's identity stays one hash over its names and bytes, as before.
+            hashlib.file_digest(handle, lambda: digest)
+            size += handle.tell()
     return {"name": path.name, "size": size, "sha256": digest.hexdigest()}
 
 
@@ -103,12 +104,18 @@ def write_provenance_json(
     instance_id: str,
     params: Mapping[str, Any],
     products: list[str],
+    flagged: Mapping[str, int] | None = None,
 ) -> None:
-    """``provenance.json``: job provenance, params, products, and the instance id."""
+    """``provenance.json``: job provenance, params, products, and the instance id.
+
+    ``flagged`` counts the visibilities the rule for values flagged (docs/imaging.md,
+    "Values"), by reason.
+    """
     doc = {
         **provenance,
         "params": dict(params),
         "products": products,
         "instance_id": instance_id,
+        **({"flagged_by_value_rule": dict(flagged)} if flagged is not None else {}),
     }
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

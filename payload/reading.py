@@ -10,8 +10,12 @@ later chunks in the same process reuse.
 
 Anything wrong with the input becomes an :class:`~payload.errors.InvalidInputError` whose
 message starts with the file name and says what is wrong: missing, empty, truncated, not a
-format pyuvdata knows, no XX/YY data, no cross-correlations, several phase centres, or
-every visibility flagged.
+regular file or directory, not a format pyuvdata knows, no XX/YY data, no
+cross-correlations, several phase centres, values that break the rule for values
+(:mod:`payload.validation`), or every visibility flagged. Whatever else a reader raises
+while an input is opened or read is classified at this boundary
+(:func:`payload.classify.input_failure`): the machine's errors are transient, the rest
+invalid.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +35,12 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from payload import uvh5
-from payload.errors import InvalidInputError
+from payload import resources, uvh5, validation
+from payload.classify import input_failure
+from payload.errors import InvalidInputError, PayloadError
+from payload.inputcheck import check_input_path
 from payload.uvh5 import Header, Slab
+from payload.validation import FlagCounts
 
 if TYPE_CHECKING:
     from pyuvdata import UVData
@@ -108,6 +115,10 @@ POL_CODES = {"XX": XX, "YY": YY}
 # MB read), while a fully flagged file still costs one pass in large reads.
 _FLAG_SCAN_FIRST_ROWS = 1_024
 _FLAG_SCAN_MAX_ROWS = 65_536
+# Memory of one scan slab at most (visibilities, flags, nsamples and the weights made from
+# them: ~32 bytes per cell), so a file of many channels is scanned in channel blocks too.
+_FLAG_SCAN_BYTES = 256 * 1024**2
+_SCAN_CELL_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -146,25 +157,12 @@ class VisChunk:
     freq_hz: npt.NDArray[np.float64]
     vis: dict[str, npt.NDArray[np.complex128]]
     weights: dict[str, npt.NDArray[np.float64]]
+    # What the rule for values flagged in this chunk.
+    flagged: FlagCounts = field(default_factory=FlagCounts)
 
 
 def _fail(path: Path, problem: str) -> InvalidInputError:
     return InvalidInputError(f"{path}: {problem}")
-
-
-def _unreadable(path: Path, exc: BaseException) -> InvalidInputError:
-    """The reader's error in one line: the first line of its message, or its type."""
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return _fail(path, f"cannot be read as interferometer data ({reason})")
-
-
-def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise _fail(path, "file does not exist")
-    if path.is_file() and path.stat().st_size == 0:
-        raise _fail(path, "file is empty (0 bytes)")
-    if path.is_dir() and not any(path.iterdir()):
-        raise _fail(path, "directory is empty")
 
 
 def _is_uvh5(path: Path) -> bool:
@@ -198,7 +196,7 @@ def prepare_input(path: str | Path, cache_dir: str | Path) -> Path:
     ``cache_dir`` (atomically, so a crash never leaves a half-written cache).
     """
     path = Path(path)
-    _check_exists(path)
+    check_input_path(path)
     if _is_uvh5(path):
         return path
     if path.is_file() and path.suffix in (".uvh5", ".h5", ".hdf5"):
@@ -206,6 +204,7 @@ def prepare_input(path: str | Path, cache_dir: str | Path) -> Path:
     cache = Path(cache_dir) / f"{_input_key(path)[:24]}.uvh5"
     if cache.exists():
         return cache
+    resources.check_conversion(path, cache.parent)
     uvd = _read_uvdata(path)
     cache.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".uvh5.tmp")
@@ -222,18 +221,21 @@ def prepare_input(path: str | Path, cache_dir: str | Path) -> Path:
 
 
 def _input_key(path: Path) -> str:
-    """Cache key of an input: its path, and size and mtime of it or of every file under it.
+    """Cache key of an input: the sha256 of its content (every file under a directory).
 
-    A directory's own mtime changes only when entries are added or removed, not when a
-    gpubox file or a Measurement Set table is rewritten in place, so its files are keyed.
+    Size and mtime are not enough: a file replaced by another observation of the same
+    size keeps its size, and copies made with ``cp -p``, ``rsync -t`` or tar keep the old
+    mtime, so the conversion of the old file would be imaged as the new one. Hashing costs
+    one read of the input, far less than the conversion it guards.
     """
+    digest = hashlib.sha256()
     members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    parts = [str(path.resolve())]
     for member in members:
-        stat = member.stat()
-        name = member.relative_to(path) if path.is_dir() else ""
-        parts.append(f"{name}|{stat.st_size}|{stat.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        name = str(member.relative_to(path)) if path.is_dir() else ""
+        digest.update(name.encode("utf8", "surrogateescape") + b"\0")
+        with member.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
 
 
 def _broken_member(path: Path) -> tuple[Path, str] | None:
@@ -272,25 +274,36 @@ def _read_uvdata(path: Path, **select: object) -> UVData:
             warnings.simplefilter("ignore")
             # Our own checks follow; pyuvdata's LST check would load the IERS tables (seconds).
             uvd.read(_pyuvdata_target(path), run_check_acceptability=False, **select)
-    except InvalidInputError:
+    except PayloadError:
         raise
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        TypeError,
-        IndexError,
-        RuntimeError,
-        EOFError,
-        NotImplementedError,
-        AttributeError,
-    ) as exc:
-        # pyuvdata reports a bad file through any of these, depending on the format reader.
-        broken = _broken_member(path)
-        if broken is not None:
-            raise _fail(*broken) from None
-        raise _unreadable(path, exc) from None
+    except Exception as exc:
+        # pyuvdata reports a bad file through many exception types, depending on the
+        # format reader (OSError, ValueError, KeyError, numpy's reshape errors, ...).
+        failure = input_failure(path, exc)
+        if isinstance(failure, InvalidInputError):
+            broken = _broken_member(path)
+            if broken is not None:
+                raise _fail(*broken) from None
+        raise failure from None
     return uvd
+
+
+def open_observation(path: Path, cache_dir: Path) -> ObservationInfo:
+    """Check, convert if needed, and read the metadata of the input at ``path``.
+
+    The boundary of input handling: whatever fails in here is classified by
+    :func:`payload.classify.input_failure` (``invalid`` unless the machine failed), so no
+    reader's exception leaves it unexplained.
+    """
+    try:
+        uvh5_path = prepare_input(path, cache_dir)
+        info = read_info(uvh5_path, source=path)
+        check_not_fully_flagged(info)
+    except PayloadError:
+        raise
+    except Exception as exc:
+        raise input_failure(path, exc) from None
+    return info
 
 
 def read_info(
@@ -303,8 +316,9 @@ def read_info(
     """
     path = Path(path)
     shown = Path(source) if source is not None else path
-    _check_exists(path)
-    header = None if use_pyuvdata else uvh5.read_header(path)
+    check_input_path(path)
+    with _problem_of(shown):
+        header = None if use_pyuvdata else uvh5.read_header(path)
     if header is not None:
         with _problem_of(shown):
             _check(header, n_phase_centres=1)
@@ -361,6 +375,7 @@ def _uvdata_header(uvd: UVData, phase_center: dict[str, Any]) -> Header:
 def _check(header: Header, *, n_phase_centres: int) -> None:
     if header.n_blts == 0 or len(header.freq_array) == 0:
         raise InvalidInputError("holds no visibilities")
+    validation.check_frequencies(header.freq_array, header.channel_width)
     pols = set(int(p) for p in header.polarization_array)
     if not {XX, YY} & pols:
         raise InvalidInputError(
@@ -373,12 +388,15 @@ def _check(header: Header, *, n_phase_centres: int) -> None:
         raise InvalidInputError(
             f"has {n_phase_centres} phase centres; split it into one file per phase centre"
         )
+    validation.check_uvw(header.uvw_array, header.ant_1_array != header.ant_2_array)
 
 
 def _info_from(
     header: Header, path: Path, shown: Path, *, projected: bool, direct: bool
 ) -> ObservationInfo:
     entry = header.phase_center
+    with _problem_of(shown):
+        validation.check_phase_centre(entry)
     uvw = header.uvw_array[header.ant_1_array != header.ant_2_array]
     return ObservationInfo(
         path=path,
@@ -403,11 +421,11 @@ def _zenith_time(uvd: UVData) -> float:
 
 
 def check_not_fully_flagged(info: ObservationInfo) -> None:
-    """Raise if every XX/YY cross-correlation of the observation is flagged.
+    """Raise if the rule for values leaves no XX/YY cross-correlation to image.
 
-    Scans the flag dataset of the uvh5 file in slabs with h5py, so the check costs at
-    most one pass over the (small, compressed) flags and never loads the visibilities,
-    and usually stops after the first slab.
+    Scans the uvh5 file in slabs with h5py and stops at the first slab with a usable
+    visibility (unflagged, finite, finite positive nsamples: :mod:`payload.validation`),
+    usually the first; a fully flagged or fully damaged file costs one pass.
     """
     try:
         with h5py.File(info.path, "r") as handle:
@@ -416,36 +434,57 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
             ant2 = np.asarray(handle["Header/ant_2_array"][()])
             flags = handle["Data/flags"]
             nsamples = handle["Data/nsamples"]
+            visdata = handle["Data/visdata"]
             use = [i for i, p in enumerate(pols) if p in (XX, YY)]
+            n_rows, n_chan, n_pols = flags.shape
+            row_bytes = n_pols * _SCAN_CELL_BYTES
+            chan_step = max(1, min(n_chan, _FLAG_SCAN_BYTES // row_bytes))
+            row_cap = max(1, _FLAG_SCAN_BYTES // (chan_step * row_bytes))
             start, rows = 0, _FLAG_SCAN_FIRST_ROWS
-            while start < flags.shape[0]:
-                stop = start + rows
+            while start < n_rows:
+                stop = start + min(rows, row_cap)
                 cross = ant1[start:stop] != ant2[start:stop]
-                if cross.any():
-                    good = ~flags[start:stop][..., use] & (nsamples[start:stop][..., use] > 0)
-                    if good[cross].any():
+                for first in range(0, n_chan, chan_step) if cross.any() else ():
+                    cells = np.s_[start:stop, first : first + chan_step]
+                    weights, _ = validation.usable_weights(
+                        visdata[cells][..., use], flags[cells][..., use], nsamples[cells][..., use]
+                    )
+                    if (weights[cross] > 0).any():
                         return
                 start, rows = stop, min(2 * rows, _FLAG_SCAN_MAX_ROWS)
-    except (OSError, KeyError) as exc:
-        raise _fail(info.source, f"flags cannot be read ({exc})") from None
-    raise _fail(info.source, "every cross-correlation visibility is flagged")
+    except PayloadError:
+        raise
+    except Exception as exc:
+        raise input_failure(info.source, exc) from None
+    raise _fail(
+        info.source,
+        "every cross-correlation visibility is flagged (or not finite, or has nsamples <= 0)",
+    )
 
 
 def read_chunk(info: ObservationInfo, channels: range, polarizations: tuple[str, ...]) -> VisChunk:
     """Read channels ``channels`` of the cross-correlations, flags and nsamples applied."""
     need = sorted({XX, YY} if "I" in polarizations else {POL_CODES[p] for p in polarizations})
-    slab = _read_slab(info, channels, need)
+    try:
+        slab = _read_slab(info, channels, need)
+    except PayloadError:
+        raise
+    except Exception as exc:
+        raise input_failure(info.source, exc) from None
     cross = slab.ant_1_array != slab.ant_2_array
     pol_index = {int(p): i for i, p in enumerate(slab.polarization_array)}
     vis: dict[str, npt.NDArray[np.complex128]] = {}
     weights: dict[str, npt.NDArray[np.float64]] = {}
+    flagged = FlagCounts()
     for name, code in POL_CODES.items():
         if code not in pol_index:
             continue
         i = pol_index[code]
         data = np.asarray(slab.data[cross, :, i], dtype=np.complex128)
-        good = ~slab.flags[cross, :, i]
-        weight = np.where(good, np.asarray(slab.nsamples[cross, :, i], dtype=np.float64), 0.0)
+        weight, counts = validation.usable_weights(
+            data, slab.flags[cross, :, i], slab.nsamples[cross, :, i]
+        )
+        flagged += counts
         # Flagged data may hold NaN or garbage: zero it so it cannot reach a sum.
         vis[name] = np.where(weight > 0, data, 0.0)
         weights[name] = weight
@@ -463,16 +502,14 @@ def read_chunk(info: ObservationInfo, channels: range, polarizations: tuple[str,
         freq_hz=np.asarray(slab.freq_array, dtype=np.float64).ravel(),
         vis={p: np.ascontiguousarray(vis[p]) for p in polarizations},
         weights={p: np.ascontiguousarray(weights[p]) for p in polarizations},
+        flagged=flagged,
     )
 
 
 def _read_slab(info: ObservationInfo, channels: range, pol_codes: list[int]) -> Slab:
     """Channels and polarizations of every baseline-time, through h5py or pyuvdata."""
     if info.direct:
-        try:
-            return uvh5.read_slab(info.path, channels, pol_codes)
-        except (OSError, KeyError, ValueError) as exc:
-            raise _unreadable(info.path, exc) from None
+        return uvh5.read_slab(info.path, channels, pol_codes)
     uvd = _read_uvdata(
         info.path, freq_chans=np.arange(channels.start, channels.stop), polarizations=pol_codes
     )

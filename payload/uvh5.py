@@ -20,6 +20,9 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from payload import resources
+from payload.errors import InvalidInputError
+
 _COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
 
 
@@ -75,13 +78,49 @@ def read_header(path: Path) -> Header | None:
     """The header of ``path`` if it is the common kind of uvh5 file, else ``None``.
 
     Never raises for an unreadable or unusual file: pyuvdata then reads it, and reports
-    what is wrong with it in the payload's words.
+    what is wrong with it in the payload's words. A header whose counts disagree with its
+    own arrays (``Nfreqs`` = 10^9 over 16 frequencies) is neither, and is refused here:
+    pyuvdata would size its arrays by the count.
     """
     try:
         with h5py.File(path, "r") as handle:
+            _check_counts(handle)
             return _header(handle)
+    except InvalidInputError:
+        raise
     except (OSError, KeyError, ValueError, TypeError):
         return None
+
+
+def _check_counts(handle: h5py.File) -> None:
+    """The header's counts (Nfreqs, Npols, Nblts) equal the lengths of the arrays they count,
+    and the header arrays fit in a quarter of the available memory (their shapes are known
+    before they are read)."""
+    header = handle["Header"]
+    arrays = ("freq_array", "channel_width", "ant_1_array", "ant_2_array", "uvw_array")
+    needed = 8 * sum(header[name].size for name in arrays if name in header)  # as float64/int64
+    available = resources.available_memory()
+    # The metadata must leave room for the job itself (a chunk's visibilities, the grids).
+    if needed > resources.HEADER_SHARE * available:
+        raise InvalidInputError(
+            f"has header arrays ({int(header['freq_array'].size)} channels, "
+            f"{int(header['ant_1_array'].shape[0])} baseline-times) that alone need "
+            f"{resources.size_text(needed)} of memory, this machine has "
+            f"{resources.size_text(available)} available"
+        )
+    counted = {
+        "Nfreqs": ("freq_array", lambda a: a.size),
+        "Npols": ("polarization_array", lambda a: a.size),
+        "Nblts": ("ant_1_array", lambda a: a.shape[0]),
+    }
+    for count, (array, length) in counted.items():
+        if count not in header or array not in header:
+            continue
+        stated, actual = int(header[count][()]), int(length(header[array]))
+        if stated != actual:
+            raise InvalidInputError(
+                f"has an inconsistent header: {count} = {stated}, but {array} has {actual} entries"
+            )
 
 
 def _header(handle: h5py.File) -> Header | None:

@@ -16,62 +16,28 @@ One message is one observation. The worker classifies how each attempt ends
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from payload.checkpoint import DEFAULT_INTERVAL, Checkpointer, load_manifest
-from payload.contracts import (
-    SCHEMA,
-    Attempt,
-    JobMessage,
-    Manifest,
-    ObsLayout,
-    canonical_json,
-    parse_s3_uri,
-    utc_now,
-)
+from payload.attempt import JobAttempt, run_chunked_job
+from payload.contracts import JobMessage, ObsLayout
 from payload.errors import InvalidInputError, PayloadError, PreemptedError, TransientError
 from payload.heartbeat import VisibilityHeartbeat
 from payload.imds import InstanceIdentity
-from payload.jobs import JobContext, build_job
-from payload.jobs.base import ChunkedJob
+from payload.jobs.command import run_command_job
 from payload.outcomes import Outcome
-from payload.provenance import payload_git_commit
+from payload.settings import WorkerConfig
 from payload.spot import SpotWatcher
 from payload.store import DEFAULT_PART_SIZE, ObjectStore, with_retries
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Settings of one worker process (``python -m payload worker --help``)."""
-
-    queue_url: str
-    products_bucket: str
-    dlq_url: str | None = None
-    idle_exit: float = 600.0
-    checkpoint_interval: float = DEFAULT_INTERVAL
-    workdir: Path = Path("/var/lib/spotcube/work")
-    max_jobs: int | None = None
-    visibility_timeout: int = 120
-    poll_wait: int = 20
-    max_transient: int = 3
-    retry_base: float = 30.0
-    safety_margin: float = 10.0
-    asg_name: str | None = None
-    lifecycle_hook: str | None = None
 
 
 @dataclass
@@ -88,14 +54,6 @@ class Clients:
         if bucket not in self.stores:
             self.stores[bucket] = ObjectStore(self.s3, bucket, part_size=self.part_size)
         return self.stores[bucket]
-
-
-class _AbandonedChunkError(PreemptedError):
-    """The chunk in progress cannot finish before the deadline; ``lost`` seconds thrown away."""
-
-    def __init__(self, lost: float) -> None:
-        super().__init__(f"chunk abandoned at the deadline after {lost:.1f} s")
-        self.lost = lost
 
 
 def generated_identity() -> InstanceIdentity:
@@ -215,26 +173,34 @@ class Worker:
             receipt,
             timeout=self.config.visibility_timeout,
         ).start()
-        run = _JobRun(self, message, layout)
-        run.receive_count = int(sqs_message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        run = JobAttempt(
+            message,
+            products=self.products,
+            store_for=self.clients.store,
+            identity=self.identity,
+            watcher=self.watcher,
+            settings=self.config.attempt_settings(),
+        )
+        receive_count = int(sqs_message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
-            outcome = run.execute()
+            run.start()
+            outcome = (run_command_job if message.kind == "command" else run_chunked_job)(run)
         except PreemptedError as exc:
             heartbeat.stop()
-            run.end_attempt(Outcome.PREEMPTED, lost=getattr(exc, "lost", 0.0))
+            run.end(Outcome.PREEMPTED, lost=getattr(exc, "lost", 0.0))
             self._hand_back(body, receipt)
             self._complete_lifecycle()
             return Outcome.PREEMPTED
         except InvalidInputError as exc:
             heartbeat.stop()
             log.error("job %s/%s is invalid: %s", message.run_id, message.obs_id, exc)
-            run.end_attempt(Outcome.INVALID)
-            self._write_failed(layout, exc, run.manifest)
+            run.end(Outcome.INVALID)
+            self._write_failed(run, exc)
             self._dead_letter(body, receipt)
             return Outcome.INVALID
         except Exception as exc:
             heartbeat.stop()
-            return self._transient(run, exc, body, receipt)
+            return self._transient(run, exc, body, receipt, receive_count)
         finally:
             heartbeat.stop()
             self._protect(False)
@@ -243,7 +209,9 @@ class Worker:
         log.info("job %s/%s: %s", message.run_id, message.obs_id, outcome.value)
         return outcome
 
-    def _transient(self, run: _JobRun, exc: Exception, body: str, receipt: str) -> Outcome:
+    def _transient(
+        self, run: JobAttempt, exc: Exception, body: str, receipt: str, receive_count: int
+    ) -> Outcome:
         # Application errors that are not PayloadErrors are retried a bounded number of
         # times too: a bug looks like a transient failure until the bound says otherwise.
         kind = "transient" if isinstance(exc, PayloadError) else f"unexpected {type(exc).__name__}"
@@ -255,12 +223,12 @@ class Worker:
             exc,
             exc_info=not isinstance(exc, PayloadError),
         )
-        run.end_attempt(Outcome.TRANSIENT)
+        run.end(Outcome.TRANSIENT)
         if run.manifest is not None:
             tries = sum(1 for a in run.manifest.attempts if a.reason == Outcome.TRANSIENT.value)
         else:
             # No manifest (S3 itself failing): SQS's receive count is the best bound we have.
-            tries = run.receive_count
+            tries = receive_count
         if tries >= self.config.max_transient:
             log.error(
                 "job %s/%s failed %d times: giving up",
@@ -268,7 +236,7 @@ class Worker:
                 run.message.obs_id,
                 tries,
             )
-            self._write_failed(run.layout, exc, run.manifest)
+            self._write_failed(run, exc)
             self._dead_letter(body, receipt)
             return Outcome.TRANSIENT
         delay = self.rng.uniform(0.0, self.config.retry_base * 2**tries)
@@ -333,24 +301,8 @@ class Worker:
             log.error("no --dlq-url: the failed message is dropped (FAILED.json keeps the story)")
         self._delete(receipt)
 
-    def _write_failed(
-        self, layout: ObsLayout, exc: BaseException, manifest: Manifest | None
-    ) -> None:
-        doc = {
-            "schema": SCHEMA,
-            "error_class": type(exc).__name__,
-            "message": str(exc),
-            "outcome": getattr(exc, "outcome", Outcome.TRANSIENT).value,
-            "instance_id": self.identity.instance_id,
-            "failed_at": utc_now(),
-            "attempts": [vars(a) for a in manifest.attempts] if manifest else [],
-        }
-        try:
-            self.products.put_bytes(
-                layout.failed, json.dumps(doc, indent=1).encode(), content_type="application/json"
-            )
-        except Exception as write_error:
-            log.error("could not write %s: %s", layout.failed, write_error)
+    def _write_failed(self, run: JobAttempt, exc: BaseException) -> None:
+        run.write_failed(exc)
 
     # --- Auto Scaling ------------------------------------------------------------------
 
@@ -389,222 +341,3 @@ class Worker:
             )
         except Exception as exc:
             log.warning("completing the terminating lifecycle action failed: %s", exc)
-
-
-class _JobRun:
-    """One attempt at one job: input, manifest, chunks, products."""
-
-    def __init__(self, worker: Worker, message: JobMessage, layout: ObsLayout) -> None:
-        self.worker = worker
-        self.config = worker.config
-        self.message = message
-        self.layout = layout
-        self.store = worker.products
-        self.dir = self.config.workdir / message.run_id / message.obs_id
-        self.manifest: Manifest | None = None
-        self.checkpointer: Checkpointer | None = None
-        ident = worker.identity
-        self.attempt = Attempt(
-            instance_id=ident.instance_id,
-            start=utc_now(),
-            instance_type=ident.instance_type,
-            availability_zone=ident.availability_zone,
-        )
-        self._inputs: dict[str, Path] = {}
-        self.receive_count = 1
-
-    def input_identity(self) -> dict[str, Any]:
-        if self.message.kind == "command" and not self.message.input.startswith("s3://"):
-            return {"uri": self.message.input}
-        bucket, key = parse_s3_uri(self.message.input)
-        head = self.worker.clients.store(bucket).head(key)
-        if head is None:
-            raise InvalidInputError(f"input {self.message.input} does not exist")
-        return {
-            "uri": self.message.input,
-            "etag": head.get("ETag"),
-            "size": head.get("ContentLength"),
-        }
-
-    def fetch(self, uri: str) -> Path:
-        """Download an ``s3://`` input once per attempt, into the job's directory."""
-        if uri not in self._inputs:
-            bucket, key = parse_s3_uri(uri)
-            store = self.worker.clients.store(bucket)
-            if store.head(key) is None:
-                raise InvalidInputError(f"input {uri} does not exist")
-            name = key.rsplit("/", 1)[-1] or "input"
-            self._inputs[uri] = store.download_file(key, self.dir / "input" / name)
-        return self._inputs[uri]
-
-    def execute(self) -> Outcome:
-        identity = self.input_identity()
-        self.manifest = load_manifest(self.store, self.layout, self.message, identity)
-        self.manifest.attempts.append(self.attempt)
-        if self.message.kind == "command":
-            from payload.jobs.command import run_command_job
-
-            return run_command_job(self)
-        context = JobContext(
-            message=self.message,
-            workdir=self.dir,
-            fetch=self.fetch,
-            provenance={
-                "input_identity": canonical_json(identity),
-                "instance_id": self.worker.identity.instance_id,
-                "git_commit": payload_git_commit(),
-                **({"ami_id": ami} if (ami := self.worker.identity.ami_id) else {}),
-            },
-        )
-        job = build_job(context)
-        self.manifest.chunks_total = len(job.chunk_ids())
-        ckpt = Checkpointer(
-            self.store,
-            self.layout,
-            self.manifest,
-            self.attempt,
-            chunk_suffix=job.chunk_suffix,
-            interval=self.config.checkpoint_interval,
-        )
-        if self.manifest.chunks:
-            log.info(
-                "resuming from the manifest: %d chunks durable, %d attempts before this",
-                len(self.manifest.chunks),
-                len(self.manifest.attempts) - 1,
-            )
-        self.checkpointer = ckpt.start()
-        ckpt.commit()  # records this attempt at once: the hazard estimate counts it
-        self._run_chunks(job, ckpt)
-        ckpt.flush()
-        if self.worker.watcher.terminating.is_set():
-            # Combining is new work too; the next instance does it from the manifest.
-            raise PreemptedError("termination notice: products are left to the next instance")
-        return self._finish(job, ckpt)
-
-    def _run_chunks(self, job: ChunkedJob, ckpt: Checkpointer) -> None:
-        chunk_dir = self.dir / "chunks"
-        chunk_dir.mkdir(parents=True, exist_ok=True)
-        for chunk_id in job.chunk_ids():
-            if ckpt.durable(chunk_id):
-                continue
-            if self.worker.watcher.terminating.is_set():
-                raise PreemptedError("termination notice: no new chunk starts")
-            out = chunk_dir / f"{chunk_id}.{job.chunk_suffix}"
-            seconds = self._supervise(job, chunk_id, out, ckpt)
-            log.info("chunk %s computed in %.2f s", chunk_id, seconds)
-            ckpt.submit(chunk_id, out, seconds)
-
-    def _supervise(self, job: ChunkedJob, chunk_id: str, out: Path, ckpt: Checkpointer) -> float:
-        """Run one chunk in a thread; abandon it if it cannot finish before the deadline."""
-        tmp = out.with_name(f".{out.name}.tmp")
-        failure: list[BaseException] = []
-        finished = threading.Event()
-
-        def target() -> None:
-            try:
-                job.run_chunk(chunk_id, tmp)
-                tmp.replace(out)
-            except BaseException as exc:
-                failure.append(exc)
-            finally:
-                finished.set()
-
-        started = time.monotonic()
-        # A daemon thread: an abandoned chunk must not keep the process alive past exit.
-        threading.Thread(target=target, name=f"chunk-{chunk_id}", daemon=True).start()
-        watcher = self.worker.watcher
-        while not finished.wait(0.05):  # bounded by the chunk itself or by the deadline
-            if watcher.rebalance.is_set():
-                watcher.rebalance.clear()
-                ckpt.request_flush()
-            notice = watcher.notice
-            if notice is None:
-                continue
-            now = time.monotonic()
-            cutoff = (
-                notice.deadline - self.config.safety_margin - ckpt.flush_estimate(extra_bytes=0)
-            )
-            estimate = ckpt.chunk_seconds_estimate()
-            if now >= cutoff or (estimate is not None and started + estimate > cutoff):
-                raise _AbandonedChunkError(now - started)
-        if failure:
-            raise failure[0]
-        return time.monotonic() - started
-
-    def _finish(self, job: ChunkedJob, ckpt: Checkpointer) -> Outcome:
-        fetched = self.dir / "fetched"
-        paths = {cid: ckpt.local_path(cid, fetched) for cid in job.chunk_ids()}
-        products = job.combine(paths, self.dir / "products")
-        return self.publish(products)
-
-    def publish(self, products: list[Path]) -> Outcome:
-        """Upload products, end the attempt in the manifest, then write ``DONE`` once."""
-        listing = {}
-        for path in products:
-            stored = self.store.put_file(self.layout.product(path.name), path)
-            listing[path.name] = {"key": stored.key, "size": stored.size, "sha256": stored.sha256}
-        self.end_attempt(Outcome.DONE)
-        done = {
-            "schema": SCHEMA,
-            "run_id": self.message.run_id,
-            "obs_id": self.message.obs_id,
-            "params_hash": self.message.params_hash,
-            "products": listing,
-            "instance_id": self.worker.identity.instance_id,
-            "finished_at": utc_now(),
-        }
-        created = self.store.put_bytes(
-            self.layout.done,
-            json.dumps(done, indent=1).encode(),
-            if_none_match=True,
-            content_type="application/json",
-        )
-        if not created:
-            existing = json.loads(self.store.get_bytes(self.layout.done) or b"{}")
-            if existing.get("products") != listing:
-                log.error(
-                    "DONE of %s was written by another worker with other products: %s",
-                    self.layout.prefix,
-                    existing.get("products"),
-                )
-            else:
-                log.info("DONE was already written (another worker or our retry); products agree")
-        return Outcome.DONE
-
-    def end_attempt(self, outcome: Outcome, *, lost: float = 0.0) -> None:
-        """Close this attempt in the manifest and make it durable (best effort on failure)."""
-        if self.manifest is None:
-            return
-        self.attempt.end = utc_now()
-        self.attempt.reason = outcome.value
-        self.attempt.lost_seconds = round(self.attempt.lost_seconds + lost, 3)
-        notice = self.worker.watcher.notice
-        ckpt = self.checkpointer
-        try:
-            if ckpt is None:
-                self.store.put_bytes(self.layout.manifest, self.manifest.to_json().encode())
-                return
-            remaining = None
-            if outcome is Outcome.PREEMPTED and notice is not None:
-                remaining = max(1.0, notice.seconds_left())
-            ckpt.flush(timeout=remaining)
-            ckpt.stop()
-        except Exception as exc:
-            log.error("checkpoint at the end of the attempt failed: %s", exc)
-            return
-        if notice is not None and outcome is Outcome.PREEMPTED:
-            took = time.monotonic() - notice.received
-            log.warning(
-                "checkpoint durable %.2f s after the %s notice, %.1f s before the deadline; "
-                "%d chunks in the manifest, %.1f s of compute lost",
-                took,
-                notice.source,
-                notice.seconds_left(),
-                len(self.manifest.chunks),
-                lost,
-            )
-
-    def cleanup(self) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)

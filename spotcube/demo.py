@@ -25,13 +25,15 @@ from typing import Any
 from rich.console import Console
 
 from payload import __version__ as payload_version
-from payload.contracts import ObsLayout
-from spotcube.cli import CommandError
+from payload.records import AttemptState
+from payload.settings import WorkerConfig
 from spotcube.compare import download_and_verify
-from spotcube.demoreport import build_report, render_markdown
+from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
+from spotcube.errors import UsageError
 from spotcube.local.cloud import local_cloud
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec
 from spotcube.local.timeline import Timeline, plot_timeline
+from spotcube.runstate import read_run
 from spotcube.spotsim import hazard_from_percent, percent_from_hazard
 from spotcube.stack import StackOutputs
 from spotcube.status import RunStatus, render, run_status
@@ -107,7 +109,7 @@ def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dic
     from payload import synth  # heavy (pyuvdata, astropy): only when synthesising
 
     if options.preset not in synth.PRESETS:
-        raise CommandError(
+        raise UsageError(
             f"--preset {options.preset!r} is unknown; choose from {', '.join(synth.PRESETS)}"
         )
     # Synthesis takes seconds per file, so a rerun reuses the files: observation i always
@@ -130,31 +132,33 @@ def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dic
 
 
 class ChunkWatcher:
-    """Turns new chunks and DONE markers in the manifests into timeline events."""
+    """Turns new chunks and finished observations of the run into timeline events."""
 
     def __init__(self, outputs: StackOutputs, run_id: str, obs_ids: Sequence[str]) -> None:
         self.s3 = outputs.client("s3")
         self.bucket = outputs.products_bucket
-        self.layouts = [ObsLayout(run_id, o) for o in obs_ids]
+        self.run_id = run_id
         self.seen: dict[str, set[str]] = {o: set() for o in obs_ids}
         self.done: set[str] = set()
 
     def poll(self, timeline: Timeline, t: float) -> None:
-        for layout in self.layouts:
-            try:
-                body = self.s3.get_object(Bucket=self.bucket, Key=layout.manifest)["Body"]
-            except self.s3.exceptions.NoSuchKey:
+        try:
+            run = read_run(self.s3, self.bucket, self.run_id)
+        except LookupError:
+            return
+        for obs in run.observations:
+            if obs.manifest is None or obs.obs_id not in self.seen:
                 continue
-            manifest = json.loads(body.read())
-            attempts = manifest.get("attempts") or [{}]
-            instance = attempts[-1].get("instance_id", "unknown")
-            for chunk_id in sorted(set(manifest.get("chunks") or {}) - self.seen[layout.obs_id]):
-                timeline.add(t, "chunk", instance, f"{layout.obs_id}/{chunk_id}")
-                self.seen[layout.obs_id].add(chunk_id)
-            if layout.obs_id not in self.done and attempts[-1].get("reason") == "done":
+            attempts = obs.attempts
+            instance = attempts[-1].record.instance_id if attempts else "unknown"
+            for chunk_id in sorted(set(obs.manifest.chunks) - self.seen[obs.obs_id]):
+                timeline.add(t, "chunk", instance, f"{obs.obs_id}/{chunk_id}")
+                self.seen[obs.obs_id].add(chunk_id)
+            ended_done = bool(attempts) and attempts[-1].state is AttemptState.DONE
+            if obs.obs_id not in self.done and (obs.done or ended_done):
                 # the worker closes its attempt as done just before it writes DONE
-                timeline.add(t, "done", instance, layout.obs_id)
-                self.done.add(layout.obs_id)
+                timeline.add(t, "done", instance, obs.obs_id)
+                self.done.add(obs.obs_id)
 
 
 def run_fleet(
@@ -239,18 +243,20 @@ def _progress_line(status: RunStatus, fleet: Fleet) -> str:
 def worker_args(options: DemoOptions) -> list[str]:
     """Worker options on the demo's compressed clock.
 
-    The worker's defaults are AWS time scales (a 300 s checkpoint interval, a 10 s safety
-    margin before the deadline, 30 s retry backoff); the demo divides them by the speedup,
-    with floors that keep the local processes from spinning.
+    The worker's defaults (:class:`payload.settings.WorkerConfig`) are AWS time scales (a
+    300 s checkpoint interval, a 10 s safety margin before the deadline, 30 s retry backoff);
+    the demo divides them by the speedup, with floors that keep the local processes from
+    spinning.
     """
+    defaults = WorkerConfig()
 
     def scaled(seconds: float, floor: float) -> str:
         return f"{max(floor, seconds / options.speedup):g}"
 
     return [
-        "--checkpoint-interval", scaled(300.0, 1.0),
-        "--safety-margin", scaled(10.0, 1.0),
-        "--retry-base", scaled(30.0, 1.0),
+        "--checkpoint-interval", scaled(defaults.checkpoint_interval, 1.0),
+        "--safety-margin", scaled(defaults.safety_margin, 1.0),
+        "--retry-base", scaled(defaults.retry_base, 1.0),
         "--spot-poll-interval", "0.5",
         # A short long-poll lets an idle worker see SIGTERM at once when the fleet stops;
         # a short visibility lets the job of a SIGKILLed worker come back within seconds.
@@ -343,6 +349,7 @@ def run_demo(
         report = build_report(
             options, main, reference, products, outputs, time.monotonic() - started
         )
+        save_attempt_logs(report, outputs, out)
         figures = write_figures(report, main, out)
         (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (out / "report.md").write_text(render_markdown(report, figures))
@@ -364,7 +371,7 @@ def write_figures(report: dict[str, Any], main: PhaseResult, out: Path) -> list[
         main.fleet.timeline,
         out / "timeline.png",
         title=(
-            f"run {main.run_id}: {report['interruptions']} interruptions, "
+            f"run {main.run_id}: {report['instances_reclaimed']} instances reclaimed, "
             f"{report['done']}/{report['observations']} done"
         ),
         speedup=main.fleet.model.speedup,
@@ -385,8 +392,10 @@ def summarise(report: dict[str, Any], out: Path, console: Console) -> None:
     verdict = "[green]true[/green]" if report["verified_identical"] else "[red]false[/red]"
     console.print(
         f"done {report['done']}/{report['observations']}, failed {report['failed']}, "
-        f"{report['interruptions']} interruptions, {report['lost_chunk_seconds']:.1f} lost "
-        f"chunk-seconds, wall time {report['total_wall_time_seconds']:.1f} s, simulated cost "
+        f"{report['instances_reclaimed']} instances reclaimed, "
+        f"{report['attempts_interrupted']} attempts interrupted, "
+        f"{report['lost_chunk_seconds']:.1f} lost chunk-seconds, "
+        f"wall time {report['total_wall_time_seconds']:.1f} s, simulated cost "
         f"${cost['cost_usd_simulated']:.2f} ({cost['instance_type']} spot); "
         f"verified_identical {verdict}"
     )

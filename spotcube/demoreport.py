@@ -1,16 +1,23 @@
 """``spotcube demo``'s report: report.json (facts, each traceable) and report.md (for people).
 
-The facts come from the run's manifests in S3, the local fleet's timeline and the product
-comparison (:mod:`spotcube.compare`); the cost is simulated, on the demo's compressed clock.
+The facts come from the run as :mod:`spotcube.runstate` reads it (the same model ``spotcube
+status`` and ``report`` show), the local fleet's timeline and the product comparison
+(:mod:`spotcube.compare`); the cost is simulated, on the demo's compressed clock. Each
+attempt's shipped log is copied next to the report and linked from it.
+
+Two counts that sound alike are kept apart: ``instances_reclaimed`` is what the fleet did
+(instances the interruption model took away, idle or busy), ``attempts_interrupted`` what
+the jobs saw (attempts preempted or killed, :attr:`payload.records.AttemptState.interrupted`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from payload.contracts import ObsLayout
+from spotcube.runreport import summarise
+from spotcube.runstate import RunState, read_object, read_run
 from spotcube.spotsim import percent_from_hazard
 from spotcube.stack import StackOutputs
 
@@ -18,36 +25,19 @@ if TYPE_CHECKING:
     from spotcube.demo import DemoOptions, PhaseResult
 
 
-def _manifest_facts(outputs: StackOutputs, run_id: str, obs_id: str) -> dict[str, Any]:
-    s3 = outputs.client("s3")
-    try:
-        body = s3.get_object(Bucket=outputs.products_bucket, Key=ObsLayout(run_id, obs_id).manifest)
-    except s3.exceptions.NoSuchKey:
-        return {"attempts": []}
-    doc: dict[str, Any] = json.loads(body["Body"].read())
-    return doc
-
-
-def manifest_hazard(outputs: StackOutputs, run_id: str, options: DemoOptions) -> dict[str, Any]:
+def manifest_hazard(run: RunState, options: DemoOptions) -> dict[str, Any]:
     """The hazard ``spotcube report`` estimates from the run's manifests, as a cross-check.
 
     The estimate sees only the time instances spent on jobs, so it is noisier than the rate
     the fleet drew lifetimes from; with a handful of interruptions its interval is wide.
     """
-    try:
-        from spotcube.runreport import summarise_run
-    except ImportError:  # the report module is optional for the demo
-        return {"available": False}
-    try:
-        summary = summarise_run(
-            outputs.client("s3"),
-            outputs.products_bucket,
-            run_id,
-            speedup=options.speedup,
-            price=lambda _type: (options.spot_price, "spotcube demo --spot-price"),
-        )
-    except LookupError as exc:
-        return {"available": False, "reason": str(exc)}
+    if not any(o.manifest is not None for o in run.observations):
+        return {"available": False, "reason": f"run {run.run_id} has no checkpoint manifests"}
+    summary = summarise(
+        run,
+        speedup=options.speedup,
+        price=lambda _type: (options.spot_price, "spotcube demo --spot-price"),
+    )
     return {
         "available": True,
         "terminations": summary.terminations,
@@ -56,6 +46,39 @@ def manifest_hazard(outputs: StackOutputs, run_id: str, options: DemoOptions) ->
         "hazard_interval_95": list(summary.hazard_interval) if summary.hazard_interval else None,
         "configured_rate_per_hour": options.interrupt_rate,
     }
+
+
+def attempt_facts(run: RunState) -> dict[str, list[dict[str, Any]]]:
+    """Per observation, each attempt: number, instance, state and the key of its shipped log."""
+    return {
+        obs.obs_id: [
+            {
+                "number": a.number,
+                "instance_id": a.record.instance_id,
+                "state": a.state.value,
+                "log_key": a.log_key,
+            }
+            for a in obs.attempts
+        ]
+        for obs in run.observations
+    }
+
+
+def save_attempt_logs(report: dict[str, Any], outputs: StackOutputs, out: Path) -> None:
+    """Copy every attempt's shipped log to ``out/logs/<obs>/`` and note the file in the report."""
+    s3 = outputs.client("s3")
+    for obs in report["per_observation"]:
+        for attempt in obs["attempts_detail"]:
+            attempt["log_file"] = None
+            if not attempt["log_key"]:
+                continue
+            body = read_object(s3, outputs.products_bucket, attempt["log_key"])
+            if body is None:
+                continue  # killed before its first shipment
+            rel = Path("logs") / obs["obs_id"] / f"attempt-{attempt['number']}.log"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(body)
+            attempt["log_file"] = rel.as_posix()
 
 
 def simulated_cost(instance_seconds: float, options: DemoOptions) -> dict[str, Any]:
@@ -80,27 +103,27 @@ def build_report(
     total_wall: float,
 ) -> dict[str, Any]:
     """report.json: the facts of the demo, each traceable to the manifests or the fleet."""
+    run = read_run(outputs.client("s3"), outputs.products_bucket, main.run_id)
+    details = attempt_facts(run)
     per_obs = []
-    lost = 0.0
-    for obs in main.status.observations:
-        manifest = _manifest_facts(outputs, main.run_id, obs.obs_id)
-        attempts = manifest.get("attempts") or []
-        lost += obs.lost_seconds
+    for obs in run.observations:
         prods = products.get(obs.obs_id, {})
         per_obs.append(
             {
                 "obs_id": obs.obs_id,
-                "state": obs.state,
+                "state": obs.phase.value,
                 "chunks": obs.chunks_done,
-                "attempts": len(attempts),
-                "interruptions": obs.interruptions,
+                "attempts": len(obs.attempts),
+                "attempts_interrupted": obs.interruptions,
                 "lost_chunk_seconds": round(obs.lost_seconds, 3),
-                "instances": [a.get("instance_id") for a in attempts],
+                "instances": [a.record.instance_id for a in obs.attempts],
+                "attempts_detail": details[obs.obs_id],
                 "products": prods,
                 "identical": bool(prods) and all(p.get("identical") for p in prods.values()),
             }
         )
-    done = main.status.count("done")
+    lost = sum(o.lost_seconds for o in run.observations)
+    done = sum(1 for o in run.observations if o.done)
     verified = (
         done == len(per_obs)
         and reference.status.count("done") == len(per_obs)
@@ -110,16 +133,16 @@ def build_report(
         "schema": 1,
         "run_id": main.run_id,
         "reference_run_id": reference.run_id,
-        "kind": main.status.kind,
+        "kind": run.record.kind if run.record else main.status.kind,
         "observations": len(per_obs),
         "done": done,
-        "failed": main.status.count("failed"),
+        "failed": sum(1 for o in run.observations if o.has_failed),
         "timed_out": main.timed_out or reference.timed_out,
         "stalled_in_dead_letter_queue": main.stalled or reference.stalled,
-        "interruptions": main.fleet.interruptions(),
+        "instances_reclaimed": main.fleet.interruptions(),
         "spot_notices": len(main.fleet.timeline.of_kind("notice")),
         "instances_launched": len(main.fleet.instances),
-        "preempted_attempts": sum(o["interruptions"] for o in per_obs),
+        "attempts_interrupted": sum(o["attempts_interrupted"] for o in per_obs),
         "lost_chunk_seconds": round(lost, 3),
         "wall_time_seconds": round(main.wall_seconds, 2),
         "reference_wall_time_seconds": round(reference.wall_seconds, 2),
@@ -127,7 +150,7 @@ def build_report(
         "cost": simulated_cost(main.fleet.instance_seconds(), options),
         "reference_cost": simulated_cost(reference.fleet.instance_seconds(), options),
         "verified_identical": verified,
-        "hazard_from_manifests": manifest_hazard(outputs, main.run_id, options),
+        "hazard_from_manifests": manifest_hazard(run, options),
         "settings": {
             "workers": options.workers,
             "reference_workers": options.reference_workers,
@@ -171,9 +194,9 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"- fleet: {s['workers']} workers, interruption chance "
         f"{percent_from_hazard(s['interrupt_rate_per_hour']):.1f}% per instance-hour, "
         f"clock compressed {s['speedup']:g}x, seed {s['seed']}",
-        f"- spot interruptions: {report['interruptions']} instances reclaimed "
+        f"- spot interruptions: {report['instances_reclaimed']} instances reclaimed "
         f"({report['spot_notices']} notices, {report['instances_launched']} instances launched); "
-        f"{report['preempted_attempts']} job attempts interrupted",
+        f"{report['attempts_interrupted']} job attempts interrupted (preempted or killed)",
         f"- lost chunk-seconds: {report['lost_chunk_seconds']:.1f} s of compute thrown away",
         f"- wall time: {report['wall_time_seconds']:.1f} s interrupted run, "
         f"{report['reference_wall_time_seconds']:.1f} s uninterrupted reference, "
@@ -188,14 +211,23 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"product compared with reference run {report['reference_run_id']} (sha256; "
         "provenance.json without instance and run fields)",
         "",
-        "| observation | state | chunks | attempts | interruptions | lost s | identical |",
+        "| observation | state | chunks | attempts | interrupted | lost s | identical |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for o in report["per_observation"]:
         lines.append(
             f"| {o['obs_id']} | {o['state']} | {o['chunks']} | {o['attempts']} | "
-            f"{o['interruptions']} | {o['lost_chunk_seconds']:.1f} | "
+            f"{o['attempts_interrupted']} | {o['lost_chunk_seconds']:.1f} | "
             f"{'yes' if o['identical'] else 'NO'} |"
         )
+    lines += ["", "## Attempt logs", ""]
+    for o in report["per_observation"]:
+        links = [
+            f"[{a['number']}: {a['state']} on {a['instance_id']}]({a['log_file']})"
+            if a.get("log_file")
+            else f"{a['number']}: {a['state']} on {a['instance_id']} (no log shipped)"
+            for a in o["attempts_detail"]
+        ]
+        lines.append(f"- {o['obs_id']}: " + ", ".join(links))
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"

@@ -8,14 +8,14 @@ through the group's lifecycle hook, which gives workers time to checkpoint.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from infra.lambdas.brake import apply_brake
 from infra.lifecycle import ARCHIVE_OVERHEAD_BYTES, PRICE_PER_GB_MONTH
 from infra.naming import PROJECT
-from spotcube.cli import CommandError
+from spotcube.errors import RefusedError
+from spotcube.runstate import list_keys, observations_from_keys
 from spotcube.stack import StackOutputs
 
 PRICE_SOURCE = "S3 list prices per GB-month, us-east-1, 2024 (infra/lifecycle.py)"
@@ -92,32 +92,18 @@ def queue_activity(outputs: StackOutputs) -> QueueActivity:
     )
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        found.extend(page.get("Contents", []))
-    return found
-
-
 def unsynced_observations(objects: list[dict[str, Any]]) -> list[str]:
     """``run/obs`` of observations with a checkpoint manifest but no DONE (nor FAILED.json).
 
     Their finished chunks are safe in S3, but the observation is half done: stopping now
     pauses it, and its checkpoints expire after ``data.checkpointExpireDays``.
     """
-    state: dict[str, set[str]] = defaultdict(set)
-    for item in objects:
-        parts = item["Key"].split("/")
-        # runs/<run>/obs/<obs>/...
-        if len(parts) < 5 or parts[0] != "runs" or parts[2] != "obs":
-            continue
-        observation = f"{parts[1]}/{parts[3]}"
-        rest = "/".join(parts[4:])
-        if rest == "checkpoint/manifest.json":
-            state[observation].add("manifest")
-        elif rest in ("DONE", "FAILED.json"):
-            state[observation].add("finished")
-    return sorted(o for o, seen in state.items() if seen == {"manifest"})
+    found = observations_from_keys(item["Key"] for item in objects)
+    return sorted(
+        f"{run}/{obs}"
+        for (run, obs), state in found.items()
+        if state.checkpointed and not state.finished
+    )
 
 
 def usage(bucket: str, prefix: str, objects: list[dict[str, Any]]) -> BucketUsage:
@@ -130,9 +116,9 @@ def usage(bucket: str, prefix: str, objects: list[dict[str, Any]]) -> BucketUsag
 
 
 def down(outputs: StackOutputs, *, force: bool, dry_run: bool = False) -> DownReport:
-    """Check, then scale the fleet to zero; raise :class:`CommandError` when refusing."""
+    """Check, then scale the fleet to zero; raise :class:`RefusedError` when refusing."""
     s3 = outputs.client("s3")
-    products = _keys(s3, outputs.products_bucket, "")
+    products = list_keys(s3, outputs.products_bucket, "")
     activity = queue_activity(outputs)
     unsynced = unsynced_observations(products)
     reasons = []
@@ -142,13 +128,13 @@ def down(outputs: StackOutputs, *, force: bool, dry_run: bool = False) -> DownRe
         shown = ", ".join(unsynced[:5]) + (" ..." if len(unsynced) > 5 else "")
         reasons.append(f"{len(unsynced)} observation(s) checkpointed but not DONE ({shown})")
     if reasons and not force:
-        raise CommandError(
+        raise RefusedError(
             f"refusing: {'; '.join(reasons)}. Wait for `spotcube status` to show them done, "
             "or pass --force (workers checkpoint and their jobs return to the queue)"
         )
     buckets = [usage(outputs.products_bucket, "", products)]
     if outputs.raw_bucket and is_stack_bucket(outputs.raw_bucket):
-        raw = _keys(s3, outputs.raw_bucket, outputs.raw_prefix)
+        raw = list_keys(s3, outputs.raw_bucket, outputs.raw_prefix)
         buckets.insert(0, usage(outputs.raw_bucket, outputs.raw_prefix, raw))
     elif outputs.raw_bucket:
         # A group archive can hold millions of objects and is the group's bill, not the stack's.

@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from spotcube import instances
+
 TABLE_DATE = "2024"
 TABLE_SOURCE = (
     "AWS EC2 on-demand list prices, Linux, us-east-1 (unchanged since launch; checked 2024); "
     "spot m5.4xlarge $0.432/h as published for the MWA runs"
 )
-PUBLISHED_SPOT_RATIO = 0.432 / 0.768
+PUBLISHED_SPOT_RATIO = (
+    instances.PUBLISHED_SPOT_USD_PER_HOUR["m5.4xlarge"]
+    / instances.ON_DEMAND_USD_PER_HOUR["m5.4xlarge"]
+)
 
 
 @dataclass(frozen=True)
@@ -30,22 +35,25 @@ class InstanceInfo:
     """vCPUs, memory and on-demand list price (USD/h) of one instance type."""
 
     vcpus: int
-    memory_gib: int
+    memory_gib: float
     on_demand: float
     spot: float | None = None  # None: not known to spotcube
 
 
+def _embedded() -> dict[str, InstanceInfo]:
+    table: dict[str, InstanceInfo] = {}
+    for name, on_demand in instances.ON_DEMAND_USD_PER_HOUR.items():
+        known = instances.shape(name)
+        if known is None:  # a priced type must have a shape: a table edit went wrong
+            raise AssertionError(f"{name} is priced in spotcube.instances but has no shape")
+        vcpus, memory = known
+        spot = instances.PUBLISHED_SPOT_USD_PER_HOUR.get(name)
+        table[name] = InstanceInfo(vcpus, memory, on_demand, spot=spot)
+    return table
+
+
 # The fleet diversifies over 16-vCPU types of similar shape (DESIGN.md, "Fleet").
-EMBEDDED: dict[str, InstanceInfo] = {
-    "m5.4xlarge": InstanceInfo(16, 64, 0.768, spot=0.432),
-    "m5a.4xlarge": InstanceInfo(16, 64, 0.688),
-    "m6i.4xlarge": InstanceInfo(16, 64, 0.768),
-    "m6a.4xlarge": InstanceInfo(16, 64, 0.6912),
-    "c5.4xlarge": InstanceInfo(16, 32, 0.68),
-    "c6i.4xlarge": InstanceInfo(16, 32, 0.68),
-    "r5.4xlarge": InstanceInfo(16, 128, 1.008),
-    "r6i.4xlarge": InstanceInfo(16, 128, 1.008),
-}
+EMBEDDED: dict[str, InstanceInfo] = _embedded()
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,17 @@
 """What a run actually cost and what the spot market did, from its checkpoint manifests.
 
-Every observation's manifest (``runs/<run_id>/obs/<obs>/checkpoint/manifest.json``) lists the
-attempts made at it: instance, type, zone, start, end and how it ended. From those this module
-derives instance-hours, an estimated cost, the work lost to terminations, and the
-maximum-likelihood estimate of the hourly termination hazard: with exponential instance
-lifetimes, ``λ̂ = terminations / exposure``, where exposure is the total running time of all
-ended attempts (attempts that ended for another reason are censored observations, which is why
-they count in the exposure but not in the terminations). ``spotcube plan --rate from:RUN_ID``
-feeds ``λ̂`` back into the simulator.
+A view of :class:`spotcube.runstate.RunState`: every observation's manifest lists the attempts
+made at it (instance, type, zone, start, end, how it ended), classified once by
+:func:`payload.records.attempt_states`. From those this module derives instance-hours, an
+estimated cost, the work lost to terminations, and the maximum-likelihood estimate of the
+hourly termination hazard: with exponential instance lifetimes, ``λ̂ = terminations /
+exposure``, where exposure is the total running time of all ended attempts (attempts that
+ended for another reason are censored observations, which is why they count in the exposure
+but not in the terminations). A termination is an interrupted attempt: one preempted after a
+notice, or one killed without a word (it never ended and a later attempt exists); a killed
+attempt's time runs to its last manifest commit, the latest time it is known to have been
+alive, and is in the cost and the exposure like any other attempt's. ``spotcube plan --rate
+from:RUN_ID`` feeds ``λ̂`` back into the simulator.
 
 The local demo compresses time; ``speedup`` multiplies every measured duration back to the
 durations being modelled.
@@ -17,16 +21,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from payload.contracts import Manifest, run_prefix
-from payload.outcomes import Outcome
 from spotcube import prices
-
-MANIFEST_SUFFIX = "/checkpoint/manifest.json"
+from spotcube.runstate import RunState, read_run
 
 
 @dataclass
@@ -54,7 +55,7 @@ class RunReport:
     observations_done: int = 0
     attempts: int = 0
     open_attempts: int = 0
-    terminations: int = 0
+    terminations: int = 0  # attempts interrupted: preempted, or killed without a notice
     outcomes: dict[str, int] = field(default_factory=dict)
     instance_hours: float = 0.0
     exposure_hours: float = 0.0
@@ -85,19 +86,6 @@ class RunReport:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
 
-def iter_manifests(s3: Any, bucket: str, run_id: str) -> Iterator[Manifest]:
-    """Every checkpoint manifest of ``run_id`` in ``bucket``."""
-    prefix = f"{run_prefix(run_id)}obs/"
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    for page in pages:
-        for entry in page.get("Contents", []):
-            key = entry["Key"]
-            # only runs/<run>/obs/<obs>/checkpoint/manifest.json, not files inside products
-            if key.endswith(MANIFEST_SUFFIX) and key[len(prefix) :].count("/") == 2:
-                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                yield Manifest.from_json(body)
-
-
 def spot_price_lookup(
     overrides: Mapping[str, float] | None = None, default: float | None = None
 ) -> Callable[[str], tuple[float | None, str]]:
@@ -116,37 +104,38 @@ def spot_price_lookup(
     return lookup
 
 
-def summarise_manifests(
-    run_id: str,
-    manifests: list[Manifest],
+def summarise(
+    run: RunState,
     *,
     speedup: float = 1.0,
     price: Callable[[str], tuple[float | None, str]] | None = None,
-    done_count: int | None = None,
 ) -> RunReport:
-    """Build a :class:`RunReport` from manifests already read (see :func:`summarise_run`)."""
+    """Build a :class:`RunReport` from a run already read (see :func:`summarise_run`)."""
     if not speedup > 0:
         raise ValueError(f"--speedup must be positive, not {speedup}")
     price = price or spot_price_lookup()
-    report = RunReport(run_id=run_id, speedup=speedup, observations=len(manifests))
+    observed = [o for o in run.observations if o.manifest is not None]
+    report = RunReport(run_id=run.run_id, speedup=speedup, observations=len(observed))
     first: datetime | None = None
     last: datetime | None = None
-    for manifest in manifests:
-        report.chunk_hours += sum(c.seconds for c in manifest.chunks.values()) / 3600 * speedup
-        for attempt in manifest.attempts:
+    for obs in observed:
+        assert obs.manifest is not None
+        report.chunk_hours += sum(c.seconds for c in obs.manifest.chunks.values()) / 3600 * speedup
+        report.observations_done += obs.done
+        for view in obs.attempts:
+            attempt = view.record
             report.attempts += 1
             start = _parse_time(attempt.start)
             first = start if first is None else min(first, start)
-            if attempt.end is None:
+            hours = view.hours(speedup)
+            if hours is None or view.end_estimate is None:
                 report.open_attempts += 1
                 continue
-            end = _parse_time(attempt.end)
+            end = _parse_time(view.end_estimate)
             last = end if last is None else max(last, end)
-            hours = max((end - start).total_seconds(), 0.0) / 3600 * speedup
-            reason = attempt.reason or "unknown"
-            report.outcomes[reason] = report.outcomes.get(reason, 0) + 1
-            preempted = reason == Outcome.PREEMPTED.value
-            report.terminations += preempted
+            report.outcomes[view.state.value] = report.outcomes.get(view.state.value, 0) + 1
+            interrupted = view.state.interrupted
+            report.terminations += interrupted
             report.instance_hours += hours
             report.exposure_hours += hours
             report.lost_hours += attempt.lost_seconds / 3600 * speedup
@@ -155,7 +144,7 @@ def summarise_manifests(
             )
             usage = report.by_type.setdefault(attempt.instance_type, TypeUsage())
             usage.attempts += 1
-            usage.terminations += preempted
+            usage.terminations += interrupted
             usage.hours += hours
     for instance_type, usage in report.by_type.items():
         usage.price_per_hour, usage.price_source = price(instance_type)
@@ -163,12 +152,6 @@ def summarise_manifests(
             report.unpriced_hours += usage.hours
         else:
             report.estimated_cost += usage.hours * usage.price_per_hour
-    if done_count is not None:
-        report.observations_done = done_count
-    else:
-        report.observations_done = sum(
-            1 for m in manifests if m.attempts and m.attempts[-1].reason == Outcome.DONE.value
-        )
     if first is not None and last is not None:
         report.turnaround_hours = max((last - first).total_seconds(), 0.0) / 3600 * speedup
     if report.exposure_hours > 0:
@@ -186,7 +169,7 @@ def summarise_run(
     speedup: float = 1.0,
     price: Callable[[str], tuple[float | None, str]] | None = None,
 ) -> RunReport:
-    """Read every manifest of ``run_id`` from ``bucket`` and summarise the run.
+    """Read ``run_id`` from ``bucket`` (:func:`spotcube.runstate.read_run`) and summarise it.
 
     Parameters
     ----------
@@ -206,10 +189,13 @@ def summarise_run(
     LookupError
         If the run has no manifests in the bucket.
     """
-    manifests = list(iter_manifests(s3, bucket, run_id))
-    if not manifests:
+    try:
+        run = read_run(s3, bucket, run_id)
+    except LookupError:
+        run = RunState(run_id, None, [])
+    if not any(o.manifest is not None for o in run.observations):
         raise LookupError(f"run {run_id!r} has no checkpoint manifests in s3://{bucket}/")
-    return summarise_manifests(run_id, manifests, speedup=speedup, price=price)
+    return summarise(run, speedup=speedup, price=price)
 
 
 def _parse_time(text: str) -> datetime:

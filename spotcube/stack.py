@@ -10,15 +10,21 @@ import argparse
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from infra.naming import LOCAL_NAMES
-from spotcube.cli import CommandError
+from spotcube.errors import CloudUnreachableError, UsageError
 from spotcube.local.motoserver import LOCAL_CREDENTIALS, LOCAL_REGION
+
+# A loopback endpoint that refuses a connection is down, not busy: botocore's legacy retries
+# (5 attempts, backoff up to ~15 s) would only delay the one-line "cannot reach" message.
+LOCAL_CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2})
 
 
 @dataclass(frozen=True)
@@ -35,14 +41,22 @@ class StackOutputs:
     ami_id: str = ""
     budget_name: str = ""
     alerts_topic_arn: str = ""
+    launch_guard_policy_arn: str = ""  # infra.stack.EXTRA_OUTPUT_KEYS; read by `spotcube check`
     endpoint_url: str | None = None  # set only for the local cloud
 
     def client(self, service: str) -> Any:
         """A boto3 client for this stack (local credentials when on the local cloud)."""
         extra: dict[str, Any] = {}
         if self.endpoint_url:
-            extra = {"endpoint_url": self.endpoint_url, **LOCAL_CREDENTIALS}
-        return boto3.client(service, region_name=self.region, **extra)
+            extra = {
+                "endpoint_url": self.endpoint_url,
+                "config": LOCAL_CLIENT_CONFIG,
+                **LOCAL_CREDENTIALS,
+            }
+        client = boto3.client(service, region_name=self.region, **extra)
+        if self.endpoint_url:
+            client.meta.events.register("after-call", _answered_like_aws(self.endpoint_url))
+        return client
 
     def to_json(self) -> str:
         return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, indent=1)
@@ -51,7 +65,7 @@ class StackOutputs:
     def from_mapping(cls, doc: dict[str, Any], *, source: str) -> StackOutputs:
         missing = [k for k in ("region", "products_bucket", "job_queue_url") if not doc.get(k)]
         if missing:
-            raise CommandError(
+            raise CloudUnreachableError(
                 f"{source} lacks stack output(s) {', '.join(missing)}; is this a spotcube "
                 "stack, and has `pulumi up` finished?"
             )
@@ -60,6 +74,24 @@ class StackOutputs:
         values.setdefault("raw_bucket", "")
         values.setdefault("dead_letter_queue_url", "")
         return cls(**values)
+
+
+# S3 answers every request with x-amz-request-id, the other services with x-amzn-RequestId;
+# moto does the same. botocore parses an HTML page served with 200 as an empty answer, so
+# without this check a wrong --endpoint would "accept" a submit.
+_REQUEST_ID_HEADERS = ("x-amz-request-id", "x-amzn-requestid")
+
+
+def _answered_like_aws(endpoint: str) -> Callable[..., None]:
+    def check(http_response: Any, model: Any, **_: Any) -> None:
+        headers = {k.lower() for k in http_response.headers}
+        if http_response.status_code < 300 and not headers & set(_REQUEST_ID_HEADERS):
+            raise CloudUnreachableError(
+                f"{endpoint} answered {model.name} without an AWS request id: it is not the "
+                "local cloud; pass the --endpoint that `spotcube demo --hold` printed"
+            )
+
+    return check
 
 
 def local_outputs(endpoint: str) -> StackOutputs:
@@ -100,16 +132,16 @@ def resolve_outputs(args: argparse.Namespace) -> StackOutputs:
         try:
             doc = json.loads(path.read_text())
         except OSError as exc:
-            raise CommandError(f"cannot read --outputs {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot read --outputs {path}: {exc.strerror}") from None
         except ValueError as exc:
-            raise CommandError(f"--outputs {path} is not JSON: {exc}") from None
+            raise UsageError(f"--outputs {path} is not JSON: {exc}") from None
         return StackOutputs.from_mapping(doc, source=str(path))
     return _pulumi_outputs(getattr(args, "stack", None))
 
 
 def _pulumi_outputs(stack: str | None) -> StackOutputs:
     if shutil.which("pulumi") is None:
-        raise CommandError(
+        raise CloudUnreachableError(
             "the pulumi CLI is not installed; install it (https://www.pulumi.com/docs/install/), "
             "or pass --outputs FILE, or --endpoint URL for the local cloud"
         )
@@ -119,5 +151,5 @@ def _pulumi_outputs(stack: str | None) -> StackOutputs:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise CommandError(f"`{' '.join(command)}` failed: {detail[0]}")
+        raise CloudUnreachableError(f"`{' '.join(command)}` failed: {detail[0]}")
     return StackOutputs.from_mapping(json.loads(result.stdout), source="pulumi stack output")

@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from payload import inputs as input_store
 from payload.contracts import (
-    SCHEMA,
     JobMessage,
     canonical_json,
     check_id,
@@ -25,7 +26,8 @@ from payload.contracts import (
     utc_now,
 )
 from payload.errors import InvalidInputError
-from spotcube.cli import CommandError
+from payload.records import RunRecord
+from spotcube.errors import RefusedError, UsageError
 from spotcube.stack import StackOutputs
 
 # SQS SendMessageBatch takes at most ten entries.
@@ -65,21 +67,28 @@ def obs_id_for(name: str) -> str:
     return obs_id[:128]
 
 
-def upload_inputs(outputs: StackOutputs, inputs: Sequence[str]) -> list[Observation]:
-    """Upload local files to the raw bucket; pass ``s3://`` URIs through unchanged.
+def upload_inputs(
+    outputs: StackOutputs, inputs: Sequence[str], *, log: Callable[[str], None] | None = None
+) -> list[Observation]:
+    """Store local files and folders in the raw bucket by content; pass ``s3://`` URIs through.
 
-    Raises :class:`CommandError` naming the input at fault (missing file, no raw bucket,
-    two inputs that would get the same observation id).
+    Each file is stored once under the SHA-256 of its bytes with its name as metadata
+    (:mod:`payload.inputs`): another file of the same name gets another key, and bytes
+    already stored are not uploaded again. A folder (a Measurement Set, an MWA raw file set)
+    is stored as one archive that the worker restores. ``log`` hears one line per input.
+
+    Raises :class:`UsageError` naming the input at fault (missing path, two inputs that
+    would get the same observation id) and :class:`RefusedError` when the stack has no raw
+    bucket.
     """
     if not inputs:
-        raise CommandError("no inputs given: name files or s3:// URIs to process")
+        raise UsageError("no inputs given: name files, folders or s3:// URIs to process")
     observations: list[Observation] = []
     seen: dict[str, str] = {}
-    s3 = None
     for item in inputs:
         obs_id = obs_id_for(item)
         if obs_id in seen:
-            raise CommandError(
+            raise UsageError(
                 f"inputs {seen[obs_id]} and {item} both give observation id {obs_id!r}; "
                 "rename one of them"
             )
@@ -88,25 +97,60 @@ def upload_inputs(outputs: StackOutputs, inputs: Sequence[str]) -> list[Observat
             try:
                 parse_s3_uri(item)
             except InvalidInputError as exc:
-                raise CommandError(f"input {exc}") from None
+                raise UsageError(f"input {exc}") from None
             observations.append(Observation(obs_id, item))
             continue
         path = Path(item)
-        if not path.is_file():
-            raise CommandError(f"input {item}: no such file")
+        if not path.exists():
+            raise UsageError(f"input {item}: no such file or folder")
         if not outputs.raw_bucket:
-            raise CommandError(
+            raise RefusedError(
                 "the stack has no raw bucket output; pass s3:// URIs of data already in S3"
             )
-        if s3 is None:
-            s3 = outputs.client("s3")
-        key = f"{outputs.raw_prefix}inputs/{path.name}"
-        # SHA-256 checksums let S3 reject a corrupted upload instead of storing it.
-        s3.upload_file(
-            str(path), outputs.raw_bucket, key, ExtraArgs={"ChecksumAlgorithm": "SHA256"}
-        )
-        observations.append(Observation(obs_id, f"s3://{outputs.raw_bucket}/{key}"))
+        uri, uploaded = store_input(outputs, path)
+        if log is not None:
+            log(f"{item}: {'uploaded' if uploaded else 'already stored'} as {uri}")
+        observations.append(Observation(obs_id, uri))
     return observations
+
+
+def store_input(outputs: StackOutputs, path: Path) -> tuple[str, bool]:
+    """Store one file or folder under its digest; the URI and whether bytes were sent."""
+    if path.is_dir():
+        # The archive's digest names the object, so it is written before the upload; it
+        # needs as much temporary space as the folder.
+        with tempfile.TemporaryDirectory(prefix="spotcube-submit-") as tmp:
+            archive = Path(tmp) / "input.tar"
+            try:
+                with archive.open("wb") as out:
+                    input_store.pack_directory(path, out)
+            except ValueError as exc:
+                raise UsageError(f"input {exc}") from None
+            return _put_by_content(outputs, archive, name=path.name, form=input_store.FORM_TAR)
+    return _put_by_content(outputs, path, name=path.name, form=input_store.FORM_FILE)
+
+
+def _put_by_content(outputs: StackOutputs, path: Path, *, name: str, form: str) -> tuple[str, bool]:
+    key = input_store.content_key(outputs.raw_prefix, input_store.file_sha256(path))
+    uri = f"s3://{outputs.raw_bucket}/{key}"
+    s3 = outputs.client("s3")
+    try:
+        s3.head_object(Bucket=outputs.raw_bucket, Key=key)
+        return uri, False
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    s3.upload_file(
+        str(path),
+        outputs.raw_bucket,
+        key,
+        ExtraArgs={
+            # S3 checks the SHA-256 and rejects a corrupted upload instead of storing it.
+            "ChecksumAlgorithm": "SHA256",
+            "Metadata": input_store.metadata_for(name, form),
+        },
+    )
+    return uri, True
 
 
 def parse_params(text: str | None, pairs: Sequence[str] = ()) -> dict[str, Any]:
@@ -123,18 +167,18 @@ def parse_params(text: str | None, pairs: Sequence[str] = ()) -> dict[str, Any]:
             try:
                 text = Path(text[1:]).read_text()
             except OSError as exc:
-                raise CommandError(f"cannot read {source}: {exc.strerror}") from None
+                raise UsageError(f"cannot read {source}: {exc.strerror}") from None
         try:
             doc = json.loads(text)
         except ValueError as exc:
-            raise CommandError(f"{source} is not JSON: {exc}") from None
+            raise UsageError(f"{source} is not JSON: {exc}") from None
         if not isinstance(doc, dict):
-            raise CommandError(f"{source} must be a JSON object, not {type(doc).__name__}")
+            raise UsageError(f"{source} must be a JSON object, not {type(doc).__name__}")
         params.update(doc)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CommandError(f"--param {pair!r} is not KEY=VALUE")
+            raise UsageError(f"--param {pair!r} is not KEY=VALUE")
         try:
             params[key] = json.loads(value)
         except ValueError:
@@ -165,31 +209,30 @@ def submit_run(
             for o in observations
         ]
     except InvalidInputError as exc:
-        raise CommandError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if not messages:
-        raise CommandError("no observations to submit")
-    record = {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "kind": kind,
-        "params": dict(params or {}),
-        "params_hash": messages[0].params_hash,
-        "submitted_at": utc_now(),
-        "observations": [{"obs_id": o.obs_id, "input": o.input} for o in observations],
-    }
+        raise UsageError("no observations to submit")
+    record = RunRecord(
+        run_id=run_id,
+        kind=kind,
+        params=dict(params or {}),
+        params_hash=messages[0].params_hash,
+        submitted_at=utc_now(),
+        observations=[{"obs_id": o.obs_id, "input": o.input} for o in observations],
+    )
     s3 = outputs.client("s3")
     try:
         s3.put_object(
             Bucket=outputs.products_bucket,
             Key=run_record_key(run_id),
-            Body=json.dumps(record, indent=1).encode(),
+            Body=record.to_json(),
             ContentType="application/json",
             IfNoneMatch="*",
         )
     except s3.exceptions.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("PreconditionFailed", "412"):
-            raise CommandError(f"run {run_id} already exists; choose another --run-id") from None
+            raise RefusedError(f"run {run_id} already exists; choose another --run-id") from None
         raise
     sqs = outputs.client("sqs")
     for start in range(0, len(messages), _BATCH):
@@ -198,7 +241,7 @@ def submit_run(
         result = sqs.send_message_batch(QueueUrl=outputs.job_queue_url, Entries=entries)
         if result.get("Failed"):
             first = result["Failed"][0]
-            raise CommandError(
+            raise RefusedError(
                 f"the job queue refused {len(result['Failed'])} message(s) of run {run_id}: "
                 f"{first.get('Code')}: {first.get('Message')}"
             )
@@ -219,9 +262,11 @@ def read_run_record(outputs: StackOutputs, run_id: str) -> dict[str, Any] | None
 def selftest_input(outputs: StackOutputs, *, size: int = 4096) -> str:
     """Upload a small deterministic input for selftest jobs and return its URI."""
     if not outputs.raw_bucket:
-        raise CommandError("--selftest needs the stack's raw bucket output")
+        raise RefusedError("--selftest needs the stack's raw bucket output")
     body = canonical_json({"selftest": True, "bytes": list(range(256))}).encode()
     body = (body * (size // len(body) + 1))[:size]
-    key = f"{outputs.raw_prefix}inputs/selftest.json"
-    outputs.client("s3").put_object(Bucket=outputs.raw_bucket, Key=key, Body=body)
-    return f"s3://{outputs.raw_bucket}/{key}"
+    with tempfile.TemporaryDirectory(prefix="spotcube-selftest-") as tmp:
+        path = Path(tmp) / "selftest.json"
+        path.write_bytes(body)
+        uri, _ = store_input(outputs, path)
+    return uri

@@ -5,6 +5,14 @@ alarm on the fleet's instance-hours. Queued jobs stay queued: the queue is not t
 instances terminate through the group's lifecycle hook, which gives workers time to
 checkpoint and hand their job back. Running it again changes nothing (idempotent).
 
+Invoked with ``{"dry_run": true}`` (``spotcube check``) it changes nothing and returns what it
+would do: each group, its current sizes, the sizes it would set and the instances whose
+scale-in protection it would lift.
+
+The brake changes the group outside Pulumi, so a plain ``pulumi up`` sees no difference and
+does not release it: Pulumi compares the program with its last recorded state, which still
+says max N. Releasing takes a refresh first (``spotcube resume``, or ``pulumi up --refresh``).
+
 Environment: ``ASG_NAME``, ``ALERTS_TOPIC_ARN`` (optional).
 """
 
@@ -17,6 +25,11 @@ from typing import Any
 import boto3
 
 _BATCH = 50  # SetInstanceProtection accepts at most 50 instance ids per call
+BRAKED = {"min": 0, "max": 0, "desired": 0}
+RELEASE_HINT = (
+    "To resume, check the bill, then run `spotcube resume` (or `pulumi up --refresh`): a "
+    "plain `pulumi up` does not see the change the brake made and restores nothing."
+)
 
 
 def reasons(event: dict[str, Any]) -> list[str]:
@@ -41,40 +54,67 @@ def reasons(event: dict[str, Any]) -> list[str]:
     return found
 
 
-def apply_brake(asg_name: str, autoscaling: Any) -> dict[str, Any]:
-    """Set min, max and desired capacity to zero and lift scale-in protection."""
+def plan_brake(asg_name: str, autoscaling: Any) -> dict[str, Any]:
+    """What braking ``asg_name`` would change, read-only; LookupError if it does not exist."""
     groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
     if not groups["AutoScalingGroups"]:
         raise LookupError(f"Auto Scaling group {asg_name} does not exist")
     group = groups["AutoScalingGroups"][0]
-    changed = False
-    if (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) != (0, 0, 0):
-        autoscaling.update_auto_scaling_group(
-            AutoScalingGroupName=asg_name, MinSize=0, MaxSize=0, DesiredCapacity=0
-        )
-        changed = True
+    current = {
+        "min": group["MinSize"],
+        "max": group["MaxSize"],
+        "desired": group["DesiredCapacity"],
+    }
     # Workers protect themselves from scale-in while they work; a protected instance would
     # survive desired=0 and keep billing, so the brake lifts the protection. The lifecycle
     # hook still gives each worker its grace period to checkpoint.
     protected = [
         i["InstanceId"] for i in group.get("Instances", []) if i.get("ProtectedFromScaleIn")
     ]
+    return {
+        "asg": asg_name,
+        "current": current,
+        "target": dict(BRAKED),
+        "resize": current != BRAKED,
+        "unprotect": protected,
+        "instances": len(group.get("Instances", [])),
+    }
+
+
+def apply_brake(asg_name: str, autoscaling: Any) -> dict[str, Any]:
+    """Set min, max and desired capacity to zero and lift scale-in protection."""
+    planned = plan_brake(asg_name, autoscaling)
+    if planned["resize"]:
+        autoscaling.update_auto_scaling_group(
+            AutoScalingGroupName=asg_name, MinSize=0, MaxSize=0, DesiredCapacity=0
+        )
+    protected = planned["unprotect"]
     for start in range(0, len(protected), _BATCH):
         autoscaling.set_instance_protection(
             AutoScalingGroupName=asg_name,
             InstanceIds=protected[start : start + _BATCH],
             ProtectedFromScaleIn=False,
         )
-        changed = True
     return {
         "asg": asg_name,
-        "changed": changed,
-        "previous": {
-            "min": group["MinSize"],
-            "max": group["MaxSize"],
-            "desired": group["DesiredCapacity"],
-        },
+        "changed": bool(planned["resize"] or protected),
+        "previous": planned["current"],
         "unprotected": protected,
+    }
+
+
+def dry_run(asg_name: str, autoscaling: Any) -> dict[str, Any]:
+    """The ``{"dry_run": true}`` answer: what the brake would do, JSON-able, nothing changed."""
+    try:
+        groups = [plan_brake(asg_name, autoscaling)]
+        problems: list[str] = []
+    except LookupError as exc:
+        groups, problems = [], [str(exc)]
+    return {
+        "dry_run": True,
+        "would_change": any(g["resize"] or g["unprotect"] for g in groups),
+        "groups": groups,
+        "problems": problems,
     }
 
 
@@ -84,6 +124,10 @@ def _region_of(arn: str) -> str | None:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    if event.get("dry_run") is True:
+        report = dry_run(os.environ["ASG_NAME"], boto3.client("autoscaling"))
+        print(json.dumps(report))
+        return report
     why = reasons(event)
     if not why:
         return {"changed": False, "skipped": "no alarm or budget notification in the event"}
@@ -102,7 +146,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 f"max {previous['max']}, desired {previous['desired']}).\n"
                 f"Why: {'; '.join(why)}\n"
                 "Queued jobs stay queued. Workers checkpoint before their instances end.\n"
-                "To resume, check the bill, then run `pulumi up` (it restores the max size)."
+                f"{RELEASE_HINT}"
             ),
         )
     print(json.dumps(result))  # one structured line in CloudWatch Logs

@@ -81,7 +81,11 @@ class StackRule:
 
 
 def _list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
+    """``value`` as a list if it is one. Under the real analyzer lists arrive as
+    ``pulumi_policy.proxy._ListProxy``, a ``Sequence`` that is not a ``list``."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    return []
 
 
 def imdsv2(type_: str, props: Props, limits: Limits) -> list[str]:
@@ -118,6 +122,11 @@ def required_tags(type_: str, props: Props, limits: Limits) -> list[str]:
                     f"launched {kind}s lack tags {', '.join(missing)}: default tags do not reach "
                     "them, add tag_specifications"
                 )
+        if "spot-instances-request" in specs:
+            problems.append(
+                "tags for spot-instances-request make EC2 reject every on-demand launch of "
+                "this template (onDemandBase > 0); spot requests are not billed, drop them"
+            )
     if type_ == "aws:autoscaling/group:Group":
         propagated = {
             t.get("key"): t.get("value")
@@ -284,7 +293,14 @@ def spot_allocation(type_: str, props: Props, limits: Limits) -> list[str]:
         )
     if int(distribution.get("onDemandPercentageAboveBaseCapacity") or 0) != 0:
         problems.append("on-demand above the base capacity must be 0%")
-    overrides = _list((policy.get("launchTemplate") or {}).get("overrides"))
+    template = policy.get("launchTemplate") or {}
+    version = (template.get("launchTemplateSpecification") or {}).get("version")
+    if version in ("$Latest", "$Default", None, ""):
+        problems.append(
+            f"launch template version {version or 'unset'}: pin a version number, or anyone "
+            "who can add a template version changes what the group launches"
+        )
+    overrides = _list(template.get("overrides"))
     types = {o.get("instanceType") for o in overrides if o.get("instanceType")}
     if len(types) < MIN_SPOT_TYPES:
         problems.append(f"{len(types)} instance types; diversify over at least {MIN_SPOT_TYPES}")
@@ -297,6 +313,41 @@ def encrypted_queues(type_: str, props: Props, limits: Limits) -> list[str]:
     if props.get("sqsManagedSseEnabled") or props.get("kmsMasterKeyId"):
         return []
     return ["queue is not encrypted (set sqs_managed_sse_enabled)"]
+
+
+# CloudWatch limits PutMetricAlarm enforces at deploy time (CloudWatch User Guide, alarm
+# limits; PutMetricAlarm, Period): a metric-math alarm references at most 10 metrics, and
+# period x evaluation periods is at most 7 days, or 1 day for periods under an hour.
+MAX_ALARM_METRICS = 10
+MAX_ALARM_RANGE_SECONDS = 7 * 86400
+MAX_SHORT_PERIOD_RANGE_SECONDS = 86400
+
+
+def alarm_limits(type_: str, props: Props, limits: Limits) -> list[str]:
+    if type_ != "aws:cloudwatch/metricAlarm:MetricAlarm":
+        return []
+    problems = []
+    queries = _list(props.get("metricQueries"))
+    metrics = [q for q in queries if isinstance(q, Mapping) and q.get("metric")]
+    if len(metrics) > MAX_ALARM_METRICS:
+        problems.append(
+            f"{len(metrics)} metrics in one metric-math alarm; CloudWatch allows "
+            f"{MAX_ALARM_METRICS} (use a Metrics Insights query)"
+        )
+    periods = [int(props.get("period") or 0)] + [
+        int((q.get("metric") or {}).get("period") or q.get("period") or 0)
+        for q in queries
+        if isinstance(q, Mapping)
+    ]
+    period = max(periods)
+    evaluations = int(props.get("evaluationPeriods") or 1)
+    limit = MAX_ALARM_RANGE_SECONDS if period >= 3600 else MAX_SHORT_PERIOD_RANGE_SECONDS
+    if period * evaluations > limit:
+        problems.append(
+            f"period {period} s x {evaluations} evaluation periods exceeds CloudWatch's "
+            f"{limit} s evaluation range"
+        )
+    return problems
 
 
 def buckets_have_protection(resources: Sequence[tuple[str, Props]], limits: Limits) -> list[str]:
@@ -341,6 +392,11 @@ RESOURCE_RULES = (
         gp3_baseline,
     ),
     ResourceRule("encrypted-queues", "Job messages are encrypted at rest.", encrypted_queues),
+    ResourceRule(
+        "alarm-within-cloudwatch-limits",
+        "Alarms stay within the limits PutMetricAlarm enforces (10 metrics, evaluation range).",
+        alarm_limits,
+    ),
     ResourceRule(
         "spot-allocation-strategy",
         "Auto Scaling groups use price-capacity-optimized spot over several types.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import hashlib
 import importlib
 import json
 import re
@@ -128,12 +129,26 @@ def _import_combine_modules() -> None:
             pass
 
 
-def run(args: argparse.Namespace) -> int:
-    from payload.provenance import file_identity, local_git_commit  # standard library only
+def _prepare_out(out: Path) -> None:
+    """Create ``--out`` (one line, not a traceback, when it cannot be)."""
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {out}: exists and is not a directory; name a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"--out {out}: cannot create the directory ({exc.strerror or exc})"
+        ) from None
 
+
+def run(args: argparse.Namespace) -> int:
+    from payload.inputcheck import check_input_path  # standard library only
+    from payload.provenance import file_identity, local_git_commit
+
+    # Before anything opens the input (hashing a named pipe would block forever).
+    check_input_path(args.input)
+    _prepare_out(args.out)
     source = args.input.resolve()
-    if not source.exists():
-        raise InvalidInputError(f"{args.input}: file does not exist")
     # Hash the input and ask git for the commit while the heavy modules import: hashing,
     # file reads and the subprocess run without the GIL, the imports need it.
     background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provenance")
@@ -173,8 +188,12 @@ def run(args: argparse.Namespace) -> int:
     )
     job = ImageJob(context)
     chunk_ids = job.chunk_ids()
-    # A chunk made with other params must not be reused: keep them per params hash.
-    chunk_dir = chunk_dir / message.params_hash[:16]
+    # A chunk is reused only by a run with the same input content and the same params:
+    # the directory is named by both (the job also checks both when it combines).
+    made_from = canonical_json(
+        {"input": identity.result()["sha256"], "params": message.params_hash}
+    )
+    chunk_dir = chunk_dir / hashlib.sha256(made_from.encode()).hexdigest()[:16]
     paths = {c: chunk_dir / f"{c}.{job.chunk_suffix}" for c in chunk_ids}
     started = time.perf_counter()
     # combine needs matplotlib, astropy.cosmology and astropy.io.fits (~1.4 s of imports):

@@ -7,45 +7,42 @@ from ``SPOTCUBE_QUEUE_URL``), so the systemd unit reads them from /etc/spotcube/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
-from payload.checkpoint import DEFAULT_INTERVAL
+from payload.settings import WorkerConfig
 
 log = logging.getLogger("payload.worker")
 
-# (flag, type, default, help); the env var is SPOTCUBE_ + the flag in upper snake case.
-_OPTIONS: list[tuple[str, type, Any, str]] = [
-    ("--queue-url", str, None, "SQS job queue URL (required)"),
-    ("--products-bucket", str, None, "S3 bucket for checkpoints and products (required)"),
-    ("--dlq-url", str, None, "dead-letter queue for invalid jobs"),
-    ("--endpoint-url", str, None, "S3/SQS endpoint (the local cloud); unset on AWS"),
-    ("--region", str, None, "AWS region (default: from the environment / IMDS)"),
-    ("--idle-exit", float, 600.0, "exit after this many seconds without a job"),
-    ("--checkpoint-interval", float, DEFAULT_INTERVAL, "seconds between manifest commits"),
-    ("--workdir", Path, Path("/var/lib/spotcube/work"), "scratch directory for jobs"),
-    ("--max-jobs", int, None, "exit after handling this many messages"),
-    ("--visibility-timeout", int, 120, "SQS visibility kept by the heartbeat (s)"),
-    ("--poll-wait", int, 20, "SQS long-poll wait (s, at most 20)"),
-    ("--max-transient", int, 3, "transient failures of one job before it fails for good"),
-    ("--retry-base", float, 30.0, "base of the jittered backoff for transient retries (s)"),
-    ("--safety-margin", float, 10.0, "seconds kept free before a deadline"),
-    ("--spot-poll-interval", float, 2.0, "seconds between IMDS polls"),
-    ("--sigterm-grace", float, 100.0, "deadline after SIGTERM (below systemd's stop timeout)"),
-    ("--asg-name", str, None, "Auto Scaling group (default: the instance's tag)"),
-    ("--lifecycle-hook", str, None, "terminating lifecycle hook to complete"),
-    ("--part-size-mib", int, 8, "multipart part size (MiB, at least 5)"),
-    ("--preload", str, "image,integrate", "job kinds to import before polling ('' for none)"),
-]
+_REQUIRED = ("queue_url", "products_bucket")
+
+
+def options() -> list[tuple[str, type, Any, str]]:
+    """``(flag, type, default, help)`` of every option: one per :class:`WorkerConfig` field."""
+    return [
+        ("--" + f.name.replace("_", "-"), f.metadata["type"], f.default, f.metadata["help"])
+        for f in dataclasses.fields(WorkerConfig)
+    ]
 
 
 def env_name(flag: str) -> str:
     return "SPOTCUBE_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _parse_env(flag: str, kind: type, raw: str) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        name = kind.__name__
+        raise SystemExit(
+            f"payload worker: {env_name(flag)}={raw!r} is not a {name}; "
+            "fix /etc/spotcube/worker.env"
+        ) from None
 
 
 def register(subparsers: Any) -> None:
@@ -55,17 +52,16 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    for flag, kind, default, text in _OPTIONS:
+    for flag, kind, default, text in options():
         raw = os.environ.get(env_name(flag))
-        value = kind(raw) if raw not in (None, "") else default
+        if kind is bool:
+            value = raw.lower() in {"1", "true", "yes"} if raw else default
+            parser.add_argument(
+                flag, action="store_true", default=value, help=f"{text} [${env_name(flag)}]"
+            )
+            continue
+        value = _parse_env(flag, kind, raw) if raw not in (None, "") else default
         parser.add_argument(flag, type=kind, default=value, help=f"{text} [${env_name(flag)}]")
-    log_json = os.environ.get("SPOTCUBE_LOG_JSON", "").lower() in {"1", "true", "yes"}
-    parser.add_argument(
-        "--log-json",
-        action="store_true",
-        default=log_json,
-        help="log one JSON object per line [$SPOTCUBE_LOG_JSON]",
-    )
     parser.set_defaults(func=run)
 
 
@@ -102,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
     from payload.jobs import preload_job_kinds
     from payload.spot import SpotWatcher
     from payload.store import MIB, s3_client
-    from payload.worker import Clients, Worker, WorkerConfig, generated_identity
+    from payload.worker import Clients, Worker, generated_identity
 
     _setup_logging(args.log_json)
-    missing = [f for f in ("queue_url", "products_bucket") if not getattr(args, f)]
+    missing = [f for f in _REQUIRED if not getattr(args, f)]
     if missing:
         flags = ["--" + m.replace("_", "-") for m in missing]
         names = ", ".join(env_name(f) for f in flags)
@@ -145,20 +141,12 @@ def run(args: argparse.Namespace) -> int:
         part_size=max(5, args.part_size_mib) * MIB,
     )
     config = WorkerConfig(
-        queue_url=args.queue_url,
-        products_bucket=args.products_bucket,
-        dlq_url=args.dlq_url,
-        idle_exit=args.idle_exit,
-        checkpoint_interval=args.checkpoint_interval,
-        workdir=args.workdir,
-        max_jobs=args.max_jobs,
-        visibility_timeout=args.visibility_timeout,
-        poll_wait=max(1, min(20, args.poll_wait)),
-        max_transient=args.max_transient,
-        retry_base=args.retry_base,
-        safety_margin=args.safety_margin,
-        asg_name=args.asg_name or identity.asg_name,
-        lifecycle_hook=args.lifecycle_hook,
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(WorkerConfig)}
+    )
+    config = dataclasses.replace(
+        config,
+        poll_wait=max(1, min(20, config.poll_wait)),
+        asg_name=config.asg_name or identity.asg_name,
     )
     log.info(
         "worker %s (%s, %s) on %s",

@@ -21,6 +21,10 @@ from payload.contracts import JobMessage
 class JobContext:
     """Everything a job may use besides its message.
 
+    On an instance the worker's :class:`payload.attempt.JobAttempt` builds it
+    (:meth:`~payload.attempt.JobAttempt.context`): the attempt owns the manifest, the
+    checkpoint, the shipped log and the products, so a job never touches S3 itself.
+
     ``fetch`` turns an ``s3://`` URI into a local, verified file (the worker downloads and
     caches it; the local CLI passes a function that maps paths to themselves).
     ``provenance`` carries what products must record and the job cannot know itself:

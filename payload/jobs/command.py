@@ -24,7 +24,6 @@ invalid_exit_codes : list of int, optional
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -37,14 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 from payload.errors import InvalidInputError, PreemptedError, TransientError
 from payload.outcomes import Outcome
+from payload.records import WorkdirIndex
 from payload.store import ObjectStore, file_digests
 
 if TYPE_CHECKING:
-    from payload.worker import _JobRun
+    # Only for annotations: payload.attempt imports payload.jobs, which must not need it back.
+    from payload.attempt import JobAttempt
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = "workdir-index.json"
 _MAX_FILES = 100_000  # a working directory with more files than this is a mistake
 _STOP_SECONDS = 10.0
 
@@ -135,7 +135,7 @@ class WorkdirSync:
         raw = self.store.get_bytes(self.index_key)
         if raw is None:
             return 0
-        self.index = json.loads(raw)["files"]
+        self.index = WorkdirIndex.from_json(raw, what=f"workdir index {self.index_key}").files
         for rel, entry in self.index.items():
             dest = self.root / rel
             self.store.download_file(self.prefix + rel, dest, sha256=entry["sha256"])
@@ -200,8 +200,8 @@ class WorkdirSync:
             }
             uploaded += 1
         if uploaded:
-            doc = {"schema": 1, "files": self.index}
-            self.store.put_bytes(self.index_key, json.dumps(doc, indent=1).encode())
+            index = WorkdirIndex(files=self.index)
+            self.store.put_bytes(self.index_key, index.to_json(), content_type="application/json")
         self.last_sync = time.monotonic()
         return uploaded
 
@@ -221,20 +221,22 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def run_command_job(run: _JobRun) -> Outcome:
-    """Run a command job for the worker; raises like a chunked job on every other outcome."""
+def run_command_job(run: JobAttempt) -> Outcome:
+    """Run a command job for the worker; raises like a chunked job on every other outcome.
+
+    The program's output goes to the attempt's log (:mod:`payload.logship`), which is shipped
+    with every workdir sync.
+    """
     params = CommandParams.parse(run.message.params)
-    assert run.manifest is not None
+    assert run.logs is not None, "JobAttempt.start() first"
     layout = run.layout
     root = run.dir / "work"
-    sync = WorkdirSync(
-        run.store, layout.workdir_prefix, f"{layout.prefix}checkpoint/{INDEX_NAME}", root
-    )
+    sync = WorkdirSync(run.store, layout.workdir_prefix, layout.workdir_index, root)
     restored = sync.restore()
     if restored:
         log.info("restored %d files of the working directory from S3", restored)
-    run.store.put_bytes(layout.manifest, run.manifest.to_json().encode())  # record the attempt
-    program_log = (run.dir / "program.log").open("ab")
+    log.info("running %s", " ".join(params.argv))
+    program_log = run.logs.path.open("ab")
     try:
         process = subprocess.Popen(
             params.argv,
@@ -261,10 +263,10 @@ def run_command_job(run: _JobRun) -> Outcome:
     return run.publish(products)
 
 
-def _supervise(run: _JobRun, process: subprocess.Popen[bytes], sync: WorkdirSync) -> int:
+def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirSync) -> int:
     """Scan and sync until the program exits; on a notice sync what is settled and stop."""
-    watcher = run.worker.watcher
-    interval = run.config.checkpoint_interval
+    watcher = run.watcher
+    interval = run.settings.checkpoint_interval
     scan_every = min(2.0, max(0.1, interval / 2))
     next_scan = time.monotonic()
     # Bounded by the program's own run time or by a termination notice.
@@ -287,5 +289,6 @@ def _supervise(run: _JobRun, process: subprocess.Popen[bytes], sync: WorkdirSync
             if ready and due:
                 watcher.rebalance.clear()
                 sync.sync(ready)
+                run.ship_log()
             next_scan = now + scan_every
         time.sleep(0.05)

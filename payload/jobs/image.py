@@ -38,15 +38,10 @@ from payload.imaging import ImageGeometry, choose_geometry, image_chunk
 from payload.jobs.base import JobContext
 from payload.params import ImagingParams
 from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
-from payload.reading import (
-    ObservationInfo,
-    VisChunk,
-    check_not_fully_flagged,
-    prepare_input,
-    read_chunk,
-    read_info,
-)
+from payload.reading import ObservationInfo, VisChunk, open_observation, read_chunk
+from payload.resources import check_image_job
 from payload.uvcube import UVCube, UVGrid, grid_chunk, time_halves
+from payload.validation import FlagCounts, check_finite_products, check_nothing_left
 
 PRODUCTS = (
     "image_cube.fits",
@@ -135,14 +130,13 @@ class ImageJob:
         # The next chunk's visibilities, being read while this chunk is gridded (see _read).
         self._prefetch: tuple[str, Future[VisChunk]] | None = None
         self._reader: ThreadPoolExecutor | None = None
+        self.flagged = FlagCounts()  # summed over the chunks by combine
 
     @cached_property
     def info(self) -> ObservationInfo:
         """Input metadata, checked once (fetching and converting the input if needed)."""
         local = Path(self.context.fetch(self.context.message.input))
-        uvh5 = prepare_input(local, self.context.workdir / "input-cache")
-        info = read_info(uvh5, source=local)
-        check_not_fully_flagged(info)
+        info = open_observation(local, self.context.workdir / "input-cache")
         if info.n_freqs < 4:
             raise InvalidInputError(
                 f"{local}: has {info.n_freqs} channel(s); a power spectrum needs 4"
@@ -176,7 +170,9 @@ class ImageJob:
 
     @cached_property
     def geometry(self) -> ImageGeometry:
-        return choose_geometry(self.info, self.params)
+        geometry = choose_geometry(self.info, self.params)
+        check_image_job(self.info, geometry, self.params, self.context.workdir)
+        return geometry
 
     def chunk_ids(self) -> list[str]:
         n = self.info.n_freqs
@@ -227,11 +223,18 @@ class ImageJob:
                 max_freq_hz=float(self.info.freq_hz.max()),
                 halves=self.halves,
             )
-            freq_hz = chunk.freq_hz
+            freq_hz, flagged = chunk.freq_hz, chunk.flagged
             del chunk  # the visibilities are not needed while the file is written
+            try:
+                check_finite_products(image=images.dirty, psf=images.psf, uv_cube=gridded.vis)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{self.info.source}: {exc}") from None
             with h5py.File(tmp, "r+") as handle:
                 handle.attrs["chunk_id"] = chunk_id
                 handle.attrs["params_hash"] = self.provenance["params_hash"]
+                # What the chunk was made from, not only how: combine refuses another's.
+                handle.attrs["input_identity"] = self.provenance["input_identity"]
+                handle.attrs.update(flagged.attrs())
                 handle.attrs["npix"] = self.geometry.npix
                 handle.attrs["pixsize_rad"] = self.geometry.pixsize_rad
                 handle.attrs["image_order"] = IMAGE_ORDER
@@ -299,12 +302,16 @@ class ImageJob:
             )
         }
         weighted_sum: npt.NDArray[np.float64] | None = None
+        flagged = FlagCounts()
         for chunk_id in self.chunk_ids():
             path = Path(chunk_paths[chunk_id])
             try:
                 with h5py.File(path, "r") as handle:
                     if handle.attrs["params_hash"] != self.provenance["params_hash"]:
                         raise InvalidInputError(f"{path}: chunk was made with other params")
+                    if handle.attrs.get("input_identity") != self.provenance["input_identity"]:
+                        raise InvalidInputError(f"{path}: chunk was made from another input")
+                    flagged += FlagCounts.from_attrs(handle.attrs)
                     if int(handle.attrs["npix"]) != self.geometry.npix:
                         raise InvalidInputError(f"{path}: chunk has another image size")
                     if handle.attrs.get("image_order") != IMAGE_ORDER:
@@ -321,6 +328,12 @@ class ImageJob:
         data = {k: np.concatenate(v, axis=axis.get(k, 2)) for k, v in parts.items()}
         assert weighted_sum is not None  # there is always at least one chunk
         data["dirty_weighted_sum"] = weighted_sum
+        # The flag scan refused this already; a product of nothing is never written.
+        try:
+            check_nothing_left(float(data["weight_sum"].sum()))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{self.info.source}: {exc}") from None
+        self.flagged = flagged
         return data
 
     def _segments(self, chunk_paths: Mapping[str, Path], key: str, pol: str) -> Iterator[Segment]:
@@ -405,6 +418,7 @@ class ImageJob:
             instance_id=self.context.provenance.get("instance_id", "local"),
             params=params.to_dict(),
             products=list(PRODUCTS),
+            flagged=self.flagged.to_dict(),
         )
 
     def _write_spectrum_and_figures(

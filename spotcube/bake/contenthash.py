@@ -81,7 +81,8 @@ def content_hash(root: Path) -> ContentHash:
     for relative in files:
         path = root / relative
         executable = os.access(path, os.X_OK)
-        file_digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with path.open("rb") as stream:
+            file_digest = hashlib.file_digest(stream, "sha256").hexdigest()
         digest.update(f"{relative.as_posix()}\0{int(executable)}\0{file_digest}\n".encode())
     return ContentHash(hexdigest=digest.hexdigest(), files=len(files))
 

@@ -194,11 +194,8 @@ def extra_vars(inputs: BakeInputs, wheel: Path, *, wheelhouse_dir: str) -> dict[
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _extract(tarball: Path, rootfs: Path) -> None:

@@ -13,6 +13,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from spotcube.bake.contenthash import ContentHash, content_hash, image_name
 
 # Versions that go into image tags and metadata: the ones a scientist asks about first.
@@ -32,17 +35,27 @@ def repo_root() -> Path:
 
 def normalize(name: str) -> str:
     """PEP 503 name normalisation, so ``PyYAML`` and ``pyyaml`` compare equal."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return str(canonicalize_name(name))
 
 
 def pinned_versions(constraints: Path) -> dict[str, str]:
-    """``name -> version`` for every ``name==version`` line of a constraints file."""
+    """``name -> version`` for every requirement of a constraints file pinned with ``==``.
+
+    Lines are parsed as PEP 508 requirements by ``packaging``; pip options (``-r``,
+    ``--hash``) and ranges are not pins and are skipped.
+    """
     pins: dict[str, str] = {}
     for line in constraints.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;]+)", line)
-        if match:
-            pins[normalize(match.group(1))] = match.group(2)
+        if not line or line.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        exact = [s.version for s in requirement.specifier if s.operator in ("==", "===")]
+        if len(exact) == 1 and "*" not in exact[0]:
+            pins[normalize(requirement.name)] = exact[0]
     return pins
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from spotcube.bake.artifacts import BuildError
 from spotcube.bake.provenance import BakeInputs, repo_root
-from spotcube.cli import CommandError
+from spotcube.errors import CloudUnreachableError, RefusedError
 
 # Relative to the checkout; .cache/ is gitignored.
 DEFAULT_CACHE = Path(".cache/spotcube")
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         root = repo_root()
         inputs = BakeInputs.read(root)
     except (OSError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+        raise RefusedError(str(exc)) from None
     if args.print_hash:
         print(inputs.digest.hexdigest)
         return 0
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             return _local(args, inputs, cache_dir, started)
         return _aws(args, inputs, cache_dir)
     except BuildError as exc:
-        raise CommandError(str(exc)) from None
+        raise RefusedError(str(exc)) from None
 
 
 def _local(args: argparse.Namespace, inputs: BakeInputs, cache_dir: Path, started: float) -> int:
@@ -116,7 +116,7 @@ def _aws(args: argparse.Namespace, inputs: BakeInputs, cache_dir: Path) -> int:
 
     session = boto3.session.Session(region_name=args.region)
     if not session.region_name:
-        raise CommandError("no AWS region: pass --region or set AWS_REGION")
+        raise CloudUnreachableError("no AWS region: pass --region or set AWS_REGION")
     ec2 = session.client("ec2", endpoint_url=args.endpoint_url)
     types = [t.strip() for t in (args.instance_types or "").split(",") if t.strip()]
     ami, built = bake_aws(

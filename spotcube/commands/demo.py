@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spotcube.cli import CommandError
 from spotcube.demo import DEFAULT_INSTANCE_TYPE, DEFAULT_SPOT_PRICE, DemoOptions, run_demo
+from spotcube.errors import ExitStatus, UsageError
 from spotcube.planning import parse_rate_value
 from spotcube.submit import parse_params
 
@@ -25,7 +25,7 @@ def parse_rate(text: str) -> float:
     try:
         return parse_rate_value(text, "--interrupt-rate")
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,18 +96,18 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
     for name in ("workers", "reference_workers", "observations"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
-            raise CommandError(f"{flag} {getattr(args, name)}: must be at least 1")
+            raise UsageError(f"{flag} {getattr(args, name)}: must be at least 1")
     if args.speedup <= 0:
-        raise CommandError(f"--speedup {args.speedup:g}: must be positive")
+        raise UsageError(f"--speedup {args.speedup:g}: must be positive")
     if args.timeout <= 0:
-        raise CommandError(f"--timeout {args.timeout:g}: must be positive")
+        raise UsageError(f"--timeout {args.timeout:g}: must be positive")
     if args.spot_price < 0:
-        raise CommandError(f"--spot-price {args.spot_price:g}: must not be negative")
+        raise UsageError(f"--spot-price {args.spot_price:g}: must not be negative")
     for path in args.input:
         if not path.is_file():
-            raise CommandError(f"--input {path}: no such file")
+            raise UsageError(f"--input {path}: no such file")
     if args.out.exists() and not args.out.is_dir():
-        raise CommandError(f"--out {args.out} exists and is not a folder")
+        raise UsageError(f"--out {args.out} exists and is not a folder")
     return DemoOptions(
         out=args.out,
         workers=args.workers,
@@ -130,4 +130,4 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 def run(args: argparse.Namespace) -> int:
     report = run_demo(options_from_args(args))
     ok = report["done"] == report["observations"] and report["verified_identical"]
-    return 0 if ok else 1
+    return ExitStatus.OK if ok else ExitStatus.FAILED

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
-from spotcube.cli import CommandError
+from spotcube.errors import CloudUnreachableError, RefusedError, UsageError
 from spotcube.stack import add_stack_arguments
 
 EXAMPLE = "spotcube plan --jobs 100 --runtime 633m --instance m5.4xlarge --rate 9%/h"
@@ -72,6 +73,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--speedup", type=float, default=1.0, help="time compression of a from:RUN_ID run (1)"
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="INVESTMENT,RUNNING_PER_YEAR",
+        help="compare with buying a cluster of the fleet's size (USD, then USD per year for "
+        "power, cooling, staff): break-even time, Sabater et al. 2017 eq. 1",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--plot", metavar="FILE", help="draw cost/turnaround against rate")
     add_stack_arguments(parser)
@@ -82,19 +89,38 @@ def run(args: argparse.Namespace) -> int:
     from spotcube import planning
 
     inputs = _inputs(args)
-    plan = planning.make_plan(inputs)
+    cluster = _cluster(args)
+    try:
+        plan = planning.make_plan(inputs)
+    except ValueError as exc:  # the simulation's own bounds (a job terminated too often)
+        raise RefusedError(f"cannot plan this run: {exc}") from None
+    verdict = None
+    if cluster is not None:
+        from spotcube.breakeven import breakeven
+
+        spotcube = plan.strategies["spot, spotcube"]
+        verdict = breakeven(
+            cluster,
+            cost_per_run=spotcube["cost"]["mean"],
+            turnaround_hours=spotcube["turnaround"]["mean"],
+        )
     if args.json:
-        json.dump(plan.to_dict(), sys.stdout, indent=1)
+        doc = plan.to_dict()
+        if verdict is not None:
+            doc["cluster_breakeven"] = verdict.to_dict()
+        json.dump(doc, sys.stdout, indent=1)
         print()
     else:
         print(planning.render_table(plan), end="")
+        if verdict is not None:
+            print(verdict.describe())
     if args.plot:
         from pathlib import Path
 
         try:
             planning.plot(inputs, Path(args.plot))
         except (OSError, ValueError) as exc:
-            raise CommandError(f"--plot {args.plot}: {exc}") from None
+            raise UsageError(f"--plot {args.plot}: {exc}") from None
         if not args.json:
             print(f"plot written to {args.plot}")
     return 0
@@ -108,34 +134,45 @@ def _inputs(args: argparse.Namespace) -> Any:
         try:
             return planning.parse_duration(value, option)
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise UsageError(str(exc)) from None
 
     positive = {"--jobs": args.jobs, "--runs": args.runs, "--fleet-cap": args.fleet_cap}
     for option, value in positive.items():
         if value is not None and value < 1:
-            raise CommandError(f"{option} must be at least 1, not {value}")
+            raise UsageError(f"{option} must be at least 1, not {value}")
     for option, value in (
         ("--manual-checkpoints", args.manual_checkpoints),
         ("--fallback-after", args.fallback_after),
     ):
         if value is not None and value < 0:
-            raise CommandError(f"{option} must not be negative")
+            raise UsageError(f"{option} must not be negative")
     for option, price in (
         ("--spot-price", args.spot_price),
         ("--on-demand-price", args.on_demand_price),
     ):
-        if price is not None and not price >= 0:
-            raise CommandError(f"{option} must be a non-negative price per hour")
+        if price is not None and not (price >= 0 and math.isfinite(price)):
+            raise UsageError(f"{option} must be a non-negative price per hour")
     runtime = duration("--runtime")
     if runtime <= 0:
-        raise CommandError("--runtime must be positive")
+        raise UsageError("--runtime must be positive")
     interval = duration("--interval")
     if interval <= 0:
-        raise CommandError("--interval must be positive")
+        raise UsageError("--interval must be positive")
+    hazard = _hazard(args)
+    try:
+        planning.check_bounds(
+            jobs=args.jobs,
+            runs=args.runs,
+            runtime=runtime,
+            hazard=hazard,
+            manual_checkpoints=args.manual_checkpoints,
+        )
+    except ValueError as exc:
+        raise RefusedError(str(exc)) from None
     return planning.PlanInputs(
         jobs=args.jobs,
         runtime=runtime,
-        hazard=_hazard(args),
+        hazard=hazard,
         prices=_prices(args),
         overhead=duration("--overhead"),
         fleet_cap=args.fleet_cap,
@@ -149,6 +186,17 @@ def _inputs(args: argparse.Namespace) -> Any:
         runs=args.runs,
         seed=args.seed,
     )
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    if args.cluster is None:
+        return None
+    from spotcube.breakeven import ClusterCosts
+
+    try:
+        return ClusterCosts.parse(args.cluster)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _hazard(args: argparse.Namespace) -> Any:
@@ -166,11 +214,11 @@ def _hazard(args: argparse.Namespace) -> Any:
                 outputs.client("s3"), outputs.products_bucket, run_id, speedup=args.speedup
             )
         except LookupError as exc:
-            raise CommandError(f"--rate from:{run_id}: {exc}") from None
+            raise UsageError(f"--rate from:{run_id}: {exc}") from None
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise RefusedError(str(exc)) from None
         if report.hazard_per_hour is None:
-            raise CommandError(f"--rate from:{run_id}: the run has no finished attempts")
+            raise RefusedError(f"--rate from:{run_id}: the run has no finished attempts")
         print(
             f"rate from run {run_id}: {report.terminations} terminations in "
             f"{report.exposure_hours:.1f} instance-hours, hazard "
@@ -181,12 +229,10 @@ def _hazard(args: argparse.Namespace) -> Any:
     try:
         return planning.parse_rate(args.rate, "--rate")
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _prices(args: argparse.Namespace) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from spotcube import prices
 
     aws = None
@@ -197,9 +243,7 @@ def _prices(args: argparse.Namespace) -> Any:
             args.instance, on_demand=args.on_demand_price, spot=args.spot_price, aws=aws
         )
     except ValueError as exc:
-        raise CommandError(f"--instance {args.instance}: {exc}") from None
-    except (BotoCoreError, ClientError) as exc:
-        raise CommandError(f"--aws-prices: price lookup failed: {exc}") from None
+        raise UsageError(f"--instance {args.instance}: {exc}") from None
 
 
 def _aws_prices(args: argparse.Namespace) -> Any:
@@ -214,7 +258,7 @@ def _aws_prices(args: argparse.Namespace) -> Any:
         return AwsPrices(local_client("ec2", args.endpoint), None, args.region)
     session = boto3.Session(region_name=args.region)
     if session.get_credentials() is None:
-        raise CommandError(
+        raise CloudUnreachableError(
             "--aws-prices needs AWS credentials (none found); omit it to use the embedded "
             "price table"
         )

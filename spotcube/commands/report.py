@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from spotcube.cli import CommandError
+from spotcube.errors import UsageError
 from spotcube.stack import add_stack_arguments
 
 
@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from spotcube.stack import resolve_outputs
 
     if not args.speedup > 0:
-        raise CommandError(f"--speedup must be positive, not {args.speedup}")
+        raise UsageError(f"--speedup must be positive, not {args.speedup}")
     if args.spot_price is not None and not args.spot_price >= 0:
-        raise CommandError("--spot-price must be a non-negative price per hour")
+        raise UsageError("--spot-price must be a non-negative price per hour")
     outputs = resolve_outputs(args)
     try:
         report = summarise_run(
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             price=spot_price_lookup(default=args.spot_price),
         )
     except LookupError as exc:
-        raise CommandError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if args.json:
         print(report.to_json())
     else:

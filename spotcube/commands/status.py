@@ -9,6 +9,7 @@ import time
 from rich.console import Console
 from rich.live import Live
 
+from spotcube.errors import ExitStatus, UsageError
 from spotcube.stack import add_stack_arguments, resolve_outputs
 from spotcube.status import list_runs, render, run_status
 
@@ -38,12 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spotcube.cli import CommandError
-
     if args.watch is not None and args.watch <= 0:
-        raise CommandError(f"--watch {args.watch}: the interval must be positive")
+        raise UsageError(f"--watch {args.watch}: the interval must be positive")
     if args.watch is not None and args.json:
-        raise CommandError("--watch and --json do not mix; poll `status --json` instead")
+        raise UsageError("--watch and --json do not mix; poll `status --json` instead")
     outputs = resolve_outputs(args)
     if args.list:
         for run_id in list_runs(outputs):
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     status = run_status(outputs, args.run_id)
     if args.json:
         print(json.dumps(status.to_dict(), indent=1))
-        return 1 if status.count("failed") else 0
+        return ExitStatus.FAILED if status.count("failed") else ExitStatus.OK
     console = Console()
     if args.watch is None:
         console.print(render(status))
@@ -63,4 +62,4 @@ def run(args: argparse.Namespace) -> int:
                 status = run_status(outputs, status.run_id)
                 live.update(render(status), refresh=True)
     # A failed observation is something to act on: say so in the exit status for scripts.
-    return 1 if status.count("failed") else 0
+    return ExitStatus.FAILED if status.count("failed") else ExitStatus.OK

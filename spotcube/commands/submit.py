@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from payload.contracts import JOB_KINDS
+from spotcube.errors import UsageError
 from spotcube.stack import add_stack_arguments, resolve_outputs
 from spotcube.submit import (
     Observation,
@@ -20,13 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "submit",
         help="upload observations and queue one job per observation",
         description=(
-            "Upload local files to the stack's raw bucket (s3:// URIs are used in place), "
+            "Store local files and folders (a Measurement Set, an MWA raw file set) in the "
+            "stack's raw bucket by content: each under the SHA-256 of its bytes, never "
+            "overwritten, never uploaded twice (s3:// URIs are used in place); "
             "record the run in the products bucket and send one job message per observation. "
             "Prints the run id."
         ),
     )
     add_stack_arguments(parser)
-    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="file or s3:// URI")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder or s3:// URI")
     parser.add_argument("--kind", choices=JOB_KINDS, default="image", help="job kind")
     parser.add_argument(
         "--params", metavar="JSON", help="job params as a JSON object, or @FILE to read one"
@@ -51,20 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spotcube.cli import CommandError
-
     params = parse_params(args.params, args.param)
     outputs = resolve_outputs(args)
     if args.selftest is not None:
         if args.inputs:
-            raise CommandError("--selftest takes no INPUT; drop the inputs or the option")
+            raise UsageError("--selftest takes no INPUT; drop the inputs or the option")
         if args.selftest < 1:
-            raise CommandError(f"--selftest {args.selftest}: give at least 1 job")
+            raise UsageError(f"--selftest {args.selftest}: give at least 1 job")
         uri = selftest_input(outputs)
         observations = [Observation(f"selftest-{i:03d}", uri) for i in range(args.selftest)]
         kind = "selftest"
     else:
-        observations = upload_inputs(outputs, args.inputs)
+        observations = upload_inputs(outputs, args.inputs, log=_to_stderr)
         kind = args.kind
     run_id, messages = submit_run(
         outputs, observations, kind=kind, params=params, run_id=args.run_id
@@ -72,3 +74,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"submitted {len(messages)} {kind} job(s) as run {run_id}", flush=True)
     print(run_id)
     return 0
+
+
+def _to_stderr(line: str) -> None:
+    # stdout's last line is the run id, for scripts; progress goes to stderr.
+    print(line, file=sys.stderr, flush=True)

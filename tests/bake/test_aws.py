@@ -111,7 +111,7 @@ def test_old_packer_is_refused(
     cloud: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     packer, log = fake_packer(tmp_path, version="1.6.6")
-    assert main(bake(cloud, tmp_path, packer)) == 2
+    assert main(bake(cloud, tmp_path, packer)) == 3
     assert "too old" in capsys.readouterr().err
     assert [json.loads(line)[0] for line in log.read_text().splitlines()] == ["version"]
 
@@ -119,7 +119,7 @@ def test_old_packer_is_refused(
 def test_missing_packer_says_what_to_install(
     cloud: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(bake(cloud, tmp_path, tmp_path / "no-such-packer")) == 2
+    assert main(bake(cloud, tmp_path, tmp_path / "no-such-packer")) == 3
     assert "Packer >= 1.10" in capsys.readouterr().err
 
 

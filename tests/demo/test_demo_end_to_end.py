@@ -53,7 +53,7 @@ def test_every_observation_is_done_and_verified(demo: tuple[dict[str, Any], Path
 
 def test_instances_were_reclaimed_and_replaced(demo: tuple[dict[str, Any], Path]) -> None:
     report, _ = demo
-    assert report["interruptions"] > 0
+    assert report["instances_reclaimed"] > 0
     events = report["timeline"]
     delay = report["settings"]["replacement_seconds_wall"]
     # The fleet scales to zero once the last observation is done, so no earlier than this.
@@ -115,10 +115,18 @@ def test_interruptions_show_in_the_manifest_attempts(demo: tuple[dict[str, Any],
     report, _ = demo
     attempts = sum(o["attempts"] for o in report["per_observation"])
     # every observation was attempted; interrupted attempts are counted per observation
-    assert attempts >= OBSERVATIONS + report["preempted_attempts"]
-    assert report["preempted_attempts"] == sum(
-        o["interruptions"] for o in report["per_observation"]
+    assert attempts >= OBSERVATIONS + report["attempts_interrupted"]
+    assert report["attempts_interrupted"] == sum(
+        o["attempts_interrupted"] for o in report["per_observation"]
     )
+    # every attempt that shipped a log is linked from report.md
+    _, out = demo
+    markdown = (out / "report.md").read_text()
+    for obs in report["per_observation"]:
+        for attempt in obs["attempts_detail"]:
+            if attempt["log_file"]:
+                assert (out / attempt["log_file"]).is_file()
+                assert f"]({attempt['log_file']})" in markdown
 
 
 def test_notice_floor_keeps_the_compressed_notice_usable() -> None:

@@ -22,7 +22,7 @@ def test_image_demo_on_the_tiny_preset(tmp_path: Path) -> None:
     argv += ["--workers", "1", "--reference-workers", "1", "--interrupt-rate", "0%/h"]
     assert main([*argv, "--timeout", "240"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert (report["kind"], report["done"], report["interruptions"]) == ("image", 1, 0)
+    assert (report["kind"], report["done"], report["instances_reclaimed"]) == ("image", 1, 0)
     assert report["verified_identical"] is True
     (obs,) = report["per_observation"]
     assert {"image_cube.fits", "powerspec.h5", "provenance.json"} <= set(obs["products"])

@@ -35,6 +35,8 @@ class Program:
     resources: list[Recorded]
     outputs: dict[str, Any]
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Explicit ``depends_on`` of each resource, by logical name (the mocks do not see them).
+    depends_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
@@ -50,8 +52,9 @@ class Program:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, *, amis: tuple[str, ...] = (LATEST_AMI,)) -> None:
         self.region = region
+        self.amis = amis
         self.resources: list[Recorded] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
@@ -79,6 +82,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 f"arn:aws:autoscaling:{region}:{ACCOUNT}:autoScalingGroup:uuid:"
                 f"autoScalingGroupName/{name}"
             )
+        elif args.typ == "aws:cloudwatch/logGroup:LogGroup":
+            # The service prefix of a log group ARN is "logs", not the provider module's name.
+            outputs["arn"] = f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{name}"
+        elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            outputs["latestVersion"] = 1  # a new template's first version
+            outputs.setdefault("arn", f"arn:aws:ec2:{region}:{ACCOUNT}:launch-template/lt-1")
         elif args.typ == "aws:budgets/budget:Budget":
             resource_id = f"{ACCOUNT}:{name}"
         else:
@@ -107,19 +116,33 @@ class RecordingMocks(pulumi.runtime.Mocks):
             }
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": list(ZONES), "zoneIds": ["use1-az1", "use1-az2", "use1-az4"]}
-        if args.token == "aws:ec2/getAmi:getAmi":
-            return {"id": LATEST_AMI, "imageId": LATEST_AMI, "name": "spotcube-test"}
+        if args.token == "aws:ec2/getAmiIds:getAmiIds":
+            return {"id": self.region, "ids": list(self.amis)}
         return {}
 
 
-def run_program(config: StackConfig) -> Program:
-    """Build ``config``'s stack under mocks; return the recorded resources and outputs."""
-    mocks = RecordingMocks(config.region)
+def run_program(config: StackConfig, *, amis: tuple[str, ...] = (LATEST_AMI,)) -> Program:
+    """Build ``config``'s stack under mocks; return the recorded resources and outputs.
+
+    ``amis``: what ``get_ami_ids`` finds in the region (none: a region never baked).
+    """
+    mocks = RecordingMocks(config.region, amis=amis)
     pulumi.runtime.set_mocks(mocks, project="spotcube", stack=config.stack, preview=False)
     resolved: dict[str, Any] = {}
+    depends_on: dict[str, tuple[str, ...]] = {}
+
+    def record_dependencies(
+        args: pulumi.ResourceTransformationArgs,
+    ) -> pulumi.ResourceTransformationResult | None:
+        explicit = args.opts.depends_on if args.opts else None
+        if isinstance(explicit, pulumi.Resource):
+            explicit = [explicit]
+        depends_on[args.name] = tuple(r._name for r in explicit or [])
+        return None
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
+        pulumi.runtime.register_stack_transformation(record_dependencies)
         outputs = build(config)
         keys = list(outputs)
         return pulumi.Output.all(*(outputs[k] for k in keys)).apply(
@@ -127,4 +150,6 @@ def run_program(config: StackConfig) -> Program:
         )
 
     program()
-    return Program(resources=mocks.resources, outputs=resolved, calls=mocks.calls)
+    return Program(
+        resources=mocks.resources, outputs=resolved, calls=mocks.calls, depends_on=depends_on
+    )

@@ -93,7 +93,57 @@ def test_budget_notification_scales_the_group_to_zero(cloud: str, fleet: dict[st
     assert attributes["ApproximateNumberOfMessages"] == "3"  # queued jobs stay queued
     (notice,) = published(cloud, fleet["inbox"])
     assert ASG in notice["Subject"]
-    assert "pulumi up" in notice["Message"]
+    assert "spotcube resume" in notice["Message"]
+    assert "pulumi up --refresh" in notice["Message"]
+
+
+def test_a_plain_pulumi_up_is_not_offered_as_the_release() -> None:
+    """Pulumi diffs the program against its recorded state, not against AWS: after the brake
+    set MaxSize 0 outside Pulumi, the state still says N and a plain `pulumi up` sees no
+    change. `pulumi refresh` (or `pulumi up --refresh`) reads the real group first (Pulumi
+    CLI docs, pulumi refresh / pulumi up --refresh). The Lambda's message says so."""
+    hint = brake.RELEASE_HINT
+    assert "--refresh" in hint
+    assert "plain `pulumi up`" in hint
+    assert "restores nothing" in hint
+
+
+def test_dry_run_reports_what_it_would_do_and_changes_nothing(
+    cloud: str, fleet: dict[str, str]
+) -> None:
+    """``{"dry_run": true}`` (what `spotcube check` sends) against moto's Auto Scaling."""
+    before = group(cloud)
+    report = brake.handler({"dry_run": True})
+    assert json.loads(json.dumps(report)) == report  # JSON-able, as a Lambda answer must be
+    assert report["dry_run"] is True
+    assert report["would_change"] is True
+    assert report["problems"] == []
+    (planned,) = report["groups"]
+    assert planned["asg"] == ASG
+    assert planned["current"] == {"min": 1, "max": 5, "desired": 2}
+    assert planned["target"] == {"min": 0, "max": 0, "desired": 0}
+    assert sorted(planned["unprotect"]) == sorted(i["InstanceId"] for i in before["Instances"])  # type: ignore[attr-defined]
+    after = group(cloud)
+    assert (after["MinSize"], after["MaxSize"], after["DesiredCapacity"]) == (1, 5, 2)
+    assert all(i["ProtectedFromScaleIn"] for i in after["Instances"])  # type: ignore[attr-defined]
+    assert published(cloud, fleet["inbox"]) == []
+
+
+def test_dry_run_after_the_brake_would_change_nothing(cloud: str, fleet: dict[str, str]) -> None:
+    brake.handler(budget_event())
+    report = brake.handler({"dry_run": True})
+    assert report["would_change"] is False
+    assert report["groups"][0]["current"] == {"min": 0, "max": 0, "desired": 0}
+
+
+def test_dry_run_names_a_missing_group(
+    cloud: str, fleet: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASG_NAME", "no-such-group")
+    report = brake.handler({"dry_run": True})
+    assert report["groups"] == []
+    assert report["would_change"] is False
+    assert any("no-such-group" in p for p in report["problems"])
 
 
 def test_brake_is_idempotent(cloud: str, fleet: dict[str, str]) -> None:

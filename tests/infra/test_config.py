@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infra.config import DEFAULTS, MAX_FLEET_SIZE, ConfigError, instance_shape, parse_config
 from tests.infra.configs import MINIMAL
@@ -42,7 +44,9 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     assert config.fleet.shape.vcpus == 16
     assert config.queue.max_receive_count == 5
     assert config.data.raw_bucket is None
-    assert config.budget.brake_instance_hours == pytest.approx(150 * 0.25 / 0.8, abs=0.1)
+    # A quarter of $150 at m6i.4xlarge's on-demand $0.768/h is 48.8 instance-hours, more
+    # than half of what 10 instances run in 6 hours (30): the reachable bound wins.
+    assert config.budget.brake_instance_hours == 30
     assert [r.id for r in config.data.products.rules] == [
         "products-archive",
         "products-expire-small",
@@ -166,7 +170,7 @@ def test_all_problems_are_reported_at_once() -> None:
         pytest.param(
             with_(data__products={"transitions": [{"days": 7, "storageClass": "STANDARD_IA"}]}),
             "data.products",
-            "at least 30 days old",
+            "only after 30 days in their current class",
             id="ia-too-early",
         ),
         pytest.param(
@@ -212,3 +216,216 @@ def test_comma_separated_lists_are_accepted() -> None:
     config = parse_config(raw, stack="dev")
     assert config.fleet.instance_types == ("m6i.4xlarge", "m6a.4xlarge", "m5.4xlarge")
     assert config.budget.emails == ("a@example.org", "b@example.org")
+
+
+# --- mistakes a new user makes (issue 11, item 19): each named, with a fix -----------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fix"),
+    [
+        pytest.param(with_(regoin="eu-west-1"), "regoin", "did you mean 'region'", id="regoin"),
+        pytest.param(
+            with_(amiId="ami-0123456789abcdef0"), "amiId", "did you mean 'ami'", id="amiId"
+        ),
+        pytest.param(with_(fleet__maxsize=4), "fleet.maxsize", "did you mean 'maxSize'", id="case"),
+        pytest.param(
+            with_(budget__email=["a@example.org"]),
+            "budget.email",
+            "did you mean 'emails'",
+            id="budget-email",
+        ),
+        pytest.param(
+            with_(data__products={"expireDay": 400}),
+            "data.products.expireDay",
+            "did you mean 'expireDays'",
+            id="nested-typo",
+        ),
+        pytest.param(
+            with_(data__products={"transitions": [{"days": 30, "storageclass": "GLACIER"}]}),
+            "data.products.transitions[0].storageclass",
+            "did you mean 'storageClass'",
+            id="transition-typo",
+        ),
+        pytest.param(
+            with_(budget__monthlyUsd=float("nan")), "budget.monthlyUsd", "finite", id="nan-budget"
+        ),
+        pytest.param(
+            with_(budget__monthlyUsd="NaN"), "budget.monthlyUsd", "finite", id="nan-string"
+        ),
+        pytest.param(
+            with_(fleet__maxSpotPrice=float("inf")),
+            "fleet.maxSpotPrice",
+            "finite",
+            id="inf-price",
+        ),
+        pytest.param(
+            with_(budget__brakeInstanceHours=float("nan")),
+            "budget.brakeInstanceHours",
+            "finite",
+            id="nan-brake",
+        ),
+        pytest.param(
+            with_(budget__brakeInstanceHours=60),
+            "budget.brakeInstanceHours",
+            "can never be reached",
+            id="brake-unreachable",
+        ),
+        pytest.param(with_(region="us-east-9"), "region", "did you mean 'us-east-", id="us-east-9"),
+        pytest.param(
+            with_(region="us-gov-west-1"), "region", "aws partition", id="other-partition"
+        ),
+        pytest.param(
+            with_(budget__emails=[f"p{i}@example.org" for i in range(11)]),
+            "budget.emails",
+            "at most 10",
+            id="eleven-emails",
+        ),
+        pytest.param(
+            with_(data__raw={"transitions": [{"days": 30, "storageClass": "DEEP_ARCHIVE"}]}),
+            "data.raw",
+            "cannot be read without a restore",
+            id="raw-to-deep-archive",
+        ),
+        pytest.param(
+            with_(fleet__maxSize=2.5), "fleet.maxSize", "not a whole number", id="fractional"
+        ),
+        pytest.param(
+            with_(guards__accountVcpus=8),
+            "guards.accountVcpus",
+            "at least this fleet's 160",
+            id="account-vcpus-below-fleet",
+        ),
+    ],
+)
+def test_silent_mistakes_are_now_reported(raw: dict[str, Any], key: str, fix: str) -> None:
+    """Unknown keys at every level get a did-you-mean (difflib); NaN/Inf are not numbers a
+    budget can use; regions come from botocore's endpoint data for the aws partition (the
+    stack writes arn:aws: ARNs); AWS Budgets takes at most 10 email subscribers per
+    notification (Budgets API reference, NotificationWithSubscribers); archived raw data
+    cannot be read without a restore (S3 User Guide, "Restoring an archived object")."""
+    found = problems(raw)
+    assert any(p.startswith(f"spotcube:{key}: ") and fix in p for p in found), found
+
+
+def test_setting_one_lifecycle_key_keeps_the_others() -> None:
+    """Only expireDays: the default Deep Archive transition stays (it used to be dropped);
+    only minTransitionBytes: the rules stay (they used to vanish)."""
+    only_expiry = parse_config(with_(data__products={"expireDays": 2000}), stack="dev")
+    (archive, small) = only_expiry.data.products.rules
+    assert [t.storage_class for t in archive.transitions] == ["DEEP_ARCHIVE"]
+    assert archive.expire_days == small.expire_days == 2000
+    only_size = parse_config(with_(data__products={"minTransitionBytes": 2**20}), stack="dev")
+    (archive, _) = only_size.data.products.rules
+    assert archive.object_size_greater_than == 2**20 - 1
+    assert archive.expire_days == 1095
+
+
+def test_null_means_keep_where_the_example_says_so() -> None:
+    config = parse_config(
+        with_(data__checkpointExpireDays=None, data__products={"expireDays": None}), stack="dev"
+    )
+    assert config.data.checkpoint_expire_days is None
+    assert all(r.expire_days is None for r in config.data.products.rules)
+    # A null where null means nothing keeps the default.
+    assert parse_config(with_(fleet__maxSize=None), stack="dev").fleet.max_size == 10
+
+
+@pytest.mark.parametrize("max_spot_price", [None, 0.0001, 0.3, 50])
+def test_brake_threshold_is_reachable_and_not_priced_by_the_spot_cap(
+    max_spot_price: float | None,
+) -> None:
+    """The fast brake sums in-service instances over 6 hours; with maxSize 10 it can never
+    exceed 60 instance-hours, so a threshold at or above that never fires. A spot *cap* says
+    nothing about what an hour costs: $50 would brake after one hour, $0.0001 never."""
+    raw = with_(fleet__maxSpotPrice=max_spot_price, budget__monthlyUsd=200)
+    config = parse_config(raw, stack="dev")
+    assert config.budget.brake_instance_hours < config.fleet.max_size * 6
+    assert (
+        config.budget.brake_instance_hours
+        == parse_config(with_(budget__monthlyUsd=200), stack="dev").budget.brake_instance_hours
+    )
+    # A small budget brakes earlier than half the fleet-window: $20 at m6i's $0.768/h is 6.5
+    # instance-hours in a quarter of it.
+    small = parse_config(with_(budget__monthlyUsd=20), stack="dev")
+    assert small.budget.brake_instance_hours == pytest.approx(20 * 0.25 / 0.768, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "says"),
+    [
+        pytest.param(with_(budget__monthlyUsd=50000), "budget.monthlyUsd", "50,000", id="budget"),
+        pytest.param(
+            with_(fleet__maxSize=100, fleet__onDemandBase=100),
+            "fleet.onDemandBase",
+            "100 on-demand instances",
+            id="on-demand",
+        ),
+        pytest.param(
+            with_(fleet__maxSpotPrice=50), "fleet.maxSpotPrice", "caps nothing", id="cap-high"
+        ),
+        pytest.param(
+            with_(fleet__maxSpotPrice=0.01), "fleet.maxSpotPrice", "rarely get", id="cap-low"
+        ),
+        pytest.param(
+            with_(data__raw={"transitions": [{"days": 30, "storageClass": "STANDARD_IA"}]}),
+            "data.raw",
+            "each time a worker reads",
+            id="raw-ia",
+        ),
+    ],
+)
+def test_valid_but_dangerous_values_warn(raw: dict[str, Any], key: str, says: str) -> None:
+    config = parse_config(raw, stack="dev")
+    assert any(w.startswith(f"spotcube:{key}: ") and says in w for w in config.warnings)
+
+
+def test_documented_configs_have_no_warnings() -> None:
+    example = yaml.safe_load(EXAMPLE.read_text())["config"]
+    raw = {key.removeprefix("spotcube:"): value for key, value in example.items()}
+    assert parse_config(raw, stack="dev").warnings == ()
+    assert parse_config(MINIMAL, stack="dev").warnings == ()
+
+
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
+)
+
+
+def leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in leaves(v, (*path, k))] or [path]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in leaves(v, (*path, i))] or [path]
+    return [path]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_damaged_example_gives_a_config_or_one_line_per_problem(data: st.DataObject) -> None:
+    """Property-based damage: any leaf of the example replaced by junk (NaN, huge numbers,
+    lists, objects, text) either parses or fails with ConfigError lines naming a key; never
+    another exception, never a traceback for the user."""
+    example = yaml.safe_load(EXAMPLE.read_text())["config"]
+    raw: Any = {key.removeprefix("spotcube:"): value for key, value in example.items()}
+    for path in data.draw(st.lists(st.sampled_from(leaves(raw)), min_size=1, max_size=3)):
+        target = raw
+        for part in path[:-1]:
+            target = target[part]
+        if path:
+            target[path[-1]] = data.draw(JUNK)
+    lines: list[str] | None = None
+    try:
+        parse_config(raw, stack="dev")
+    except ConfigError as exc:
+        lines = [str(problem) for problem in exc.problems]
+    if lines is not None:
+        assert lines
+        assert all(line.startswith("spotcube:") for line in lines)
+        assert not any("\n" in line for line in lines)

@@ -12,6 +12,7 @@ from infra.naming import LOCAL_NAMES
 from payload.contracts import ObsLayout
 from spotcube.cli import main
 from spotcube.down import monthly_cost
+from spotcube.errors import ExitStatus
 from spotcube.local.motoserver import local_client
 from spotcube.stack import local_outputs
 
@@ -93,7 +94,7 @@ def test_refuses_with_jobs_in_flight(
     stack["sqs"].send_message(QueueUrl=stack["queue"], MessageBody="{}")
     stack["sqs"].receive_message(QueueUrl=stack["queue"], VisibilityTimeout=600)
 
-    assert main(["down", "--endpoint", cloud]) == 2
+    assert main(["down", "--endpoint", cloud]) == ExitStatus.REFUSED
 
     assert "refusing: 1 job(s) in flight" in capsys.readouterr().err
     assert capacity(stack) == (0, 10, 2)
@@ -109,7 +110,7 @@ def test_refuses_with_unsynced_checkpoints_unless_forced(
     put(stack, failed.manifest, 500)
     put(stack, failed.failed, 50)
 
-    assert main(["down", "--endpoint", cloud]) == 2
+    assert main(["down", "--endpoint", cloud]) == ExitStatus.REFUSED
     err = capsys.readouterr().err
     assert "1 observation(s) checkpointed but not DONE (run1/obs7)" in err
     assert capacity(stack) == (0, 10, 2)

@@ -23,6 +23,7 @@ from infra.lifecycle import (
     LifecycleIntent,
     LifecycleRule,
     Transition,
+    check_intent,
     housekeeping_rules,
     plan,
 )
@@ -112,7 +113,7 @@ def test_expiry_before_the_minimum_says_what_it_costs() -> None:
     intent = LifecycleIntent(transitions=(Transition(30, "DEEP_ARCHIVE"),), expire_days=200)
     with pytest.raises(LifecycleError) as caught:
         plan(intent)
-    (message,) = caught.value.problems
+    (message,) = [p for p in caught.value.problems if "early deletion" in p]
     # 200 - 30 - 1 day of lag = 169 days in Deep Archive, 11 short of 180: 0.00099 $/GB-month.
     assert "$0.37 per TB" in message
     assert "day 211 or later" in message
@@ -127,7 +128,7 @@ def test_chain_leaving_a_class_early_is_rejected() -> None:
 
 
 def test_ia_before_30_days_is_rejected() -> None:
-    with pytest.raises(LifecycleError, match="at least 30 days old"):
+    with pytest.raises(LifecycleError, match="only after 30 days in their current class"):
         plan(LifecycleIntent(transitions=(Transition(10, "ONEZONE_IA"),)))
 
 
@@ -139,8 +140,109 @@ def test_small_objects_to_glacier_are_rejected_with_cost() -> None:
 
 def test_warmer_class_after_colder_is_rejected() -> None:
     intent = LifecycleIntent(transitions=(Transition(30, "GLACIER"), Transition(200, "GLACIER_IR")))
-    with pytest.raises(LifecycleError, match="only moves objects to colder classes"):
+    with pytest.raises(LifecycleError, match="cannot move objects from GLACIER to GLACIER_IR"):
         plan(intent)
+
+
+# The S3 User Guide's list ("Transitioning objects using Amazon S3 Lifecycle", Supported and
+# unsupported lifecycle transitions), written out here pair by pair, independently of the
+# planner's table. Each pair is tested as the second step after a first move from STANDARD.
+SUPPORTED = [
+    ("STANDARD_IA", "INTELLIGENT_TIERING"),
+    ("STANDARD_IA", "ONEZONE_IA"),
+    ("STANDARD_IA", "GLACIER_IR"),
+    ("STANDARD_IA", "GLACIER"),
+    ("STANDARD_IA", "DEEP_ARCHIVE"),
+    ("INTELLIGENT_TIERING", "ONEZONE_IA"),
+    ("INTELLIGENT_TIERING", "GLACIER_IR"),
+    ("INTELLIGENT_TIERING", "GLACIER"),
+    ("INTELLIGENT_TIERING", "DEEP_ARCHIVE"),
+    ("ONEZONE_IA", "GLACIER"),
+    ("ONEZONE_IA", "DEEP_ARCHIVE"),
+    ("GLACIER_IR", "GLACIER"),
+    ("GLACIER_IR", "DEEP_ARCHIVE"),
+    ("GLACIER", "DEEP_ARCHIVE"),
+]
+UNSUPPORTED = [
+    ("INTELLIGENT_TIERING", "STANDARD_IA"),  # "Intelligent-Tiering to Standard-IA"
+    ("ONEZONE_IA", "STANDARD_IA"),  # "One Zone-IA to ... Standard-IA"
+    ("ONEZONE_IA", "INTELLIGENT_TIERING"),  # "One Zone-IA to Intelligent-Tiering"
+    ("ONEZONE_IA", "GLACIER_IR"),  # "One Zone-IA to ... Glacier Instant Retrieval"
+    ("GLACIER", "GLACIER_IR"),
+    ("DEEP_ARCHIVE", "GLACIER"),
+]
+
+
+def two_steps(first: str, second: str) -> LifecycleIntent:
+    # Day 30 then day 400: past every minimum duration and IA's 30-day rule; no expiry, so
+    # only the transition table can refuse it. 1 MB objects: no small-object question.
+    return LifecycleIntent(
+        transitions=(Transition(30, first), Transition(400, second)),
+        min_transition_bytes=2**20,
+    )
+
+
+@pytest.mark.parametrize(("first", "second"), SUPPORTED, ids=[f"{a}->{b}" for a, b in SUPPORTED])
+def test_transition_s3_supports_is_accepted(first: str, second: str) -> None:
+    assert check_intent(two_steps(first, second)) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), UNSUPPORTED, ids=[f"{a}->{b}" for a, b in UNSUPPORTED]
+)
+def test_transition_s3_refuses_is_rejected(first: str, second: str) -> None:
+    (problem,) = check_intent(two_steps(first, second))
+    assert f"cannot move objects from {first} to {second}" in problem
+
+
+GB = 1024**3
+
+
+def deep_archive_lifetime_usd(size: int, *, archive_day: int, expire_day: int) -> float:
+    """One object: STANDARD until ``archive_day``, then Deep Archive until ``expire_day``.
+
+    Amazon S3 pricing, us-east-1: Standard $0.023/GB-month, Deep Archive $0.00099/GB-month
+    plus 32 KB of index at that price and 8 KB of metadata at the Standard price per object
+    (S3 User Guide, "Transitioning to the S3 Glacier Flexible Retrieval and S3 Glacier Deep
+    Archive storage classes"), and $0.05 per 1,000 lifecycle transition requests.
+    """
+    standard = 0.023 * size / GB * archive_day / 30
+    months_archived = (expire_day - archive_day) / 30
+    archived = months_archived * (0.00099 * (size + 32 * 1024) / GB + 0.023 * 8 * 1024 / GB)
+    return standard + archived + 0.05 / 1000
+
+
+@pytest.mark.parametrize("kib", [128, 256, 400])
+def test_transition_fees_above_the_saving_are_rejected(kib: int) -> None:
+    """The issue's example: Deep Archive at day 30, expiry at day 211; 128-400 KB objects pay
+    more in transition requests and overhead than staying in Standard for 211 days."""
+    size = kib * 1024
+    assert deep_archive_lifetime_usd(size, archive_day=30, expire_day=211) > (
+        0.023 * size / GB * 211 / 30
+    )
+    intent = LifecycleIntent(
+        transitions=(Transition(30, "DEEP_ARCHIVE"),), expire_days=211, min_transition_bytes=size
+    )
+    problems = [p for p in check_intent(intent) if "transition requests" in p]
+    assert len(problems) == 1
+    assert "raise minTransitionBytes to" in problems[0]
+
+
+def test_transition_fees_below_the_saving_are_accepted() -> None:
+    size = 512 * 1024
+    assert deep_archive_lifetime_usd(size, archive_day=30, expire_day=211) < (
+        0.023 * size / GB * 211 / 30
+    )
+    intent = LifecycleIntent(
+        transitions=(Transition(30, "DEEP_ARCHIVE"),), expire_days=211, min_transition_bytes=size
+    )
+    assert check_intent(intent) == []
+    # The default products plan (Deep Archive at 30, deleted at 1095) pays even at 128 KB.
+    default = LifecycleIntent(transitions=(Transition(30, "DEEP_ARCHIVE"),), expire_days=1095)
+    assert deep_archive_lifetime_usd(SMALL, archive_day=30, expire_day=1095) < (
+        0.023 * SMALL / GB * 1095 / 30
+    )
+    assert check_intent(default) == []
 
 
 def test_expiry_only_needs_no_size_filter() -> None:

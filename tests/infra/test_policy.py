@@ -1,31 +1,99 @@
-"""The CrossGuard rules pass on every recorded program and catch crafted violations."""
+"""The CrossGuard pack as the real analyzer runs it, on every recorded program and on crafted
+violations.
+
+``pulumi_policy``'s analyzer hands a rule the resource's properties after a protobuf round trip
+(``json_format.MessageToDict``: every number a float), ``deserialize_properties`` and
+``unknown_checking_proxy``, which wraps lists in ``_ListProxy`` (a ``Sequence``, not a ``list``)
+and dicts in ``_DictProxy`` (pulumi_policy/policy.py, ``_PolicyAnalyzerServicer.Analyze``;
+pulumi_policy/proxy.py). These tests build the same objects with the installed pulumi_policy
+and call the pack's own ``ResourceValidationPolicy``/``StackValidationPolicy`` with the real
+``ResourceValidationArgs``/``StackValidationArgs``, so a rule that only understands ``list``
+sees nothing here exactly as it would under ``pulumi preview --policy-pack``.
+"""
 
 from __future__ import annotations
 
 import copy
 import importlib
 import json
-from collections.abc import Callable
-from types import SimpleNamespace
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from google.protobuf import json_format, struct_pb2
+from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.proxy import unknown_checking_proxy
 
 from infra.config import StackConfig
-from infra.policy.rules import RESOURCE_RULES, STACK_RULES, Limits, violations
+from infra.policy.rules import RESOURCE_RULES, STACK_RULES, violations
 from tests.infra.program import Program
 
 Built = tuple[StackConfig, Program]
 Mutation = Callable[[dict[str, Any]], None]
+Resource = tuple[str, dict[str, Any], str]  # type, plain props, logical name
+
+PACK = importlib.import_module("infra.policy.__main__")
 
 
-def recorded(program: Program) -> list[tuple[str, dict[str, Any]]]:
-    return [(r.type, r.inputs) for r in program.aws]
+def recorded(program: Program) -> list[Resource]:
+    """Each AWS resource's inputs as JSON data (assets become their path)."""
+    return [
+        (r.type, json.loads(json.dumps(r.inputs, default=lambda o: str(o))), r.name)
+        for r in program.aws
+    ]
+
+
+def as_analyzed(props: dict[str, Any]) -> Mapping[str, Any]:
+    """``props`` as the analyzer passes them to a policy: protobuf Struct, back to dict,
+    deserialized, then wrapped in pulumi_policy's unknown-checking proxy."""
+    struct = struct_pb2.Struct()
+    struct.update(props)
+    return unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(struct)))
+
+
+def urn(type_: str, name: str) -> str:
+    return f"urn:pulumi:dev::spotcube::{type_}::{name}"
+
+
+def pack_violations(
+    resources: list[Resource], config: Mapping[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    """Every (policy, message) the pack reports, called the way the analyzer calls it."""
+    found: list[tuple[str, str]] = []
+    for rule in RESOURCE_RULES:
+        policy = PACK._resource_policy(rule)
+        assert policy.enforcement_level.value == "mandatory"
+        for type_, props, name in resources:
+            args = ResourceValidationArgs(
+                type_, as_analyzed(props), urn(type_, name), name, None, None, config or {}
+            )
+            policy.validate(args, lambda message, _urn, n=rule.name: found.append((n, message)))
+    analyzed = [
+        PolicyResource(t, as_analyzed(p), urn(t, n), n, None, None, None, [], {})  # type: ignore[arg-type]
+        for t, p, n in resources
+    ]
+    for stack_rule in STACK_RULES:
+        policy = PACK._stack_policy(stack_rule)
+        args = StackValidationArgs(analyzed, config or {})
+        policy.validate(args, lambda message, _urn, n=stack_rule.name: found.append((n, message)))
+    return found
+
+
+def test_analyzer_hands_rules_sequences_that_are_not_lists(programs: dict[str, Built]) -> None:
+    """The premise of the file: under the real proxy a list property is not a ``list``."""
+    _, program = programs["minimal"]
+    template = next(p for t, p, _ in recorded(program) if t.endswith("LaunchTemplate"))
+    specs = as_analyzed(template)["tagSpecifications"]
+    assert not isinstance(specs, list)
+    assert len(specs) == 3
 
 
 def test_pack_passes_on_every_program(built: Built) -> None:
     _, program = built
-    assert violations(recorded(program)) == []
+    assert pack_violations(recorded(program)) == []
+    # The plain-data entry point agrees.
+    assert violations([(t, p) for t, p, _ in recorded(program)]) == []
 
 
 def set_path(path: str, value: Any) -> Mutation:
@@ -89,7 +157,66 @@ def two_types(props: dict[str, Any]) -> None:
     del overrides[2:]
 
 
+def tag_spot_requests(props: dict[str, Any]) -> None:
+    props["tagSpecifications"].append(
+        {"resourceType": "spot-instances-request", "tags": dict(props["tags"])}
+    )
+
+
+def unsupported_transition(props: dict[str, Any]) -> None:
+    rule = next(r for r in props["rules"] if r.get("transitions"))
+    # Intelligent-Tiering -> Standard-IA: not in the S3 User Guide's supported transitions.
+    rule["transitions"] = [
+        {"days": 30, "storageClass": "INTELLIGENT_TIERING"},
+        {"days": 90, "storageClass": "STANDARD_IA"},
+    ]
+
+
+def latest_template_version(props: dict[str, Any]) -> None:
+    spec = props["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"]
+    spec["version"] = "$Latest"
+
+
+def sixteen_metrics(props: dict[str, Any]) -> None:
+    """The first version of the all-class vCPU alarm: 16 classes, one metric each."""
+    metric = {"namespace": "AWS/Usage", "metricName": "ResourceCount", "period": 300}
+    props.pop("metricQueries", None)
+    props["metricQueries"] = [
+        {"id": f"m{i}", "metric": dict(metric), "returnData": False} for i in range(16)
+    ] + [{"id": "e", "expression": "SUM(METRICS())", "returnData": True}]
+
+
 CASES: list[tuple[str, str, str, Mutation]] = [
+    (
+        "too-many-alarm-metrics",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "alarm-within-cloudwatch-limits",
+        sixteen_metrics,
+    ),
+    (
+        "alarm-range-too-long",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "alarm-within-cloudwatch-limits",
+        set_path("evaluationPeriods", 10_000),
+    ),
+    (
+        "spot-request-tags",
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "cost-tags-required",
+        tag_spot_requests,
+    ),
+    (
+        "unsupported-transition",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "safe-lifecycle-rules",
+        unsupported_transition,
+    ),
+    (
+        "latest-template-version",
+        "aws:autoscaling/group:Group",
+        "spot-allocation-strategy",
+        latest_template_version,
+    ),
     (
         "imdsv1-allowed",
         "aws:ec2/launchTemplate:LaunchTemplate",
@@ -205,9 +332,9 @@ def test_crafted_violation_is_caught(
 ) -> None:
     _, program = programs["full"]
     resources = copy.deepcopy(recorded(program))
-    target = next(props for t, props in resources if t == type_)
+    target = next(props for t, props, _ in resources if t == type_)
     mutate(target)
-    found = violations(resources)
+    found = pack_violations(resources)
     assert found, "no violation reported"
     assert {name for name, _ in found} == {rule}, found
 
@@ -215,11 +342,11 @@ def test_crafted_violation_is_caught(
 def test_bucket_without_protection_is_caught(programs: dict[str, Built]) -> None:
     _, program = programs["minimal"]
     resources = [
-        (t, p)
-        for t, p in recorded(program)
-        if t != "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+        r
+        for r in recorded(program)
+        if r[0] != "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
     ]
-    found = violations(resources)
+    found = pack_violations(resources)
     assert {name for name, _ in found} == {"buckets-private-encrypted-tls"}
     assert len(found) == 2  # raw and products
 
@@ -227,35 +354,7 @@ def test_bucket_without_protection_is_caught(programs: dict[str, Built]) -> None
 def test_allowed_iops_can_be_raised_on_purpose(programs: dict[str, Built]) -> None:
     _, program = programs["minimal"]
     resources = copy.deepcopy(recorded(program))
-    template = next(p for t, p in resources if t == "aws:ec2/launchTemplate:LaunchTemplate")
+    template = next(p for t, p, _ in resources if t == "aws:ec2/launchTemplate:LaunchTemplate")
     template["blockDeviceMappings"][0]["ebs"]["iops"] = 6000
-    assert violations(resources, Limits(max_iops=6000)) == []
-    assert violations(resources) != []
-
-
-def test_pack_wraps_every_rule_as_mandatory(programs: dict[str, Built]) -> None:
-    pack = importlib.import_module("infra.policy.__main__")
-    _, program = programs["minimal"]
-    reports: list[str] = []
-    for rule in RESOURCE_RULES:
-        policy = pack._resource_policy(rule)
-        assert policy.name == rule.name
-        assert policy.enforcement_level.value == "mandatory"
-        for type_, props in recorded(program):
-            args = SimpleNamespace(resource_type=type_, props=props, get_config=lambda: {})
-            policy.validate(args, lambda message, urn: reports.append(message))
-    for stack_rule in STACK_RULES:
-        policy = pack._stack_policy(stack_rule)
-        resources = [SimpleNamespace(resource_type=t, props=p) for t, p in recorded(program)]
-        args = SimpleNamespace(resources=resources, get_config=lambda: {})
-        policy.validate(args, lambda message, urn: reports.append(message))
-    assert reports == []
-    bad = SimpleNamespace(
-        resource_type="aws:ec2/securityGroup:SecurityGroup",
-        props={"ingress": [{"cidrBlocks": ["0.0.0.0/0"], "fromPort": 22, "toPort": 22}]},
-        get_config=lambda: {},
-    )
-    ingress = next(r for r in RESOURCE_RULES if r.name == "no-world-open-ingress")
-    pack._resource_policy(ingress).validate(bad, lambda message, urn: reports.append(message))
-    assert len(reports) == 1
-    assert "whole internet" in reports[0]
+    assert pack_violations(resources, {"max_iops": 6000}) == []
+    assert pack_violations(resources) != []

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 from typing import Any
 
-from infra.config import StackConfig
+import pytest
+
+from infra.config import StackConfig, StackSetupError
 from infra.fleet import GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT
-from infra.naming import OUTPUT_KEYS
+from infra.naming import OUTPUT_KEYS, StackNames
 from infra.policy.rules import COST_TYPES
 from infra.stack import EXTRA_OUTPUT_KEYS
-from tests.infra.program import LATEST_AMI, ZONES, Program
+from tests.infra.program import ACCOUNT, LATEST_AMI, ZONES, Program, run_program
 
 Built = tuple[StackConfig, Program]
+
+
+def names(config: StackConfig) -> StackNames:
+    """The names the program gives ``config``'s resources in the mocks' account."""
+    return config.names_in(ACCOUNT)
 
 
 def statements(policy: str) -> list[dict[str, Any]]:
@@ -28,7 +36,7 @@ def test_every_aws_resource_uses_the_explicit_provider(built: Built) -> None:
     assert providers[0].inputs["region"] == config.region
     # Provider inputs reach the engine as JSON strings.
     default_tags = json.loads(providers[0].inputs["defaultTags"])
-    assert default_tags["tags"] == config.names.cost_tags
+    assert default_tags["tags"] == names(config).cost_tags
     assert program.aws
     for resource in program.aws:
         assert "pulumi:providers:aws::aws::" in (resource.provider or ""), resource.name
@@ -40,7 +48,7 @@ def test_everything_that_costs_money_is_tagged(built: Built) -> None:
     assert len(costly) > 20
     for resource in costly:
         tags = resource.inputs.get("tags", {})
-        assert {k: tags.get(k) for k in config.names.cost_tags} == config.names.cost_tags, (
+        assert {k: tags.get(k) for k in names(config).cost_tags} == names(config).cost_tags, (
             resource.name
         )
 
@@ -49,12 +57,16 @@ def test_launched_resources_carry_tags_themselves(built: Built) -> None:
     config, program = built
     template = program.one("aws:ec2/launchTemplate:LaunchTemplate")
     specs = {s["resourceType"]: s["tags"] for s in template.inputs["tagSpecifications"]}
-    assert set(specs) == {"instance", "volume", "network-interface", "spot-instances-request"}
+    # No "spot-instances-request": EC2 refuses every on-demand launch of a template that tags
+    # one ("You cannot specify tags for Spot instances requests if there are no Spot
+    # instances requests being created"; aws/karpenter-provider-aws#5850,
+    # github-aws-runners/terraform-aws-github-runner#4561), and onDemandBase > 0 launches some.
+    assert set(specs) == {"instance", "volume", "network-interface"}
     for tags in specs.values():
-        assert config.names.cost_tags.items() <= tags.items()
+        assert names(config).cost_tags.items() <= tags.items()
     group = program.one("aws:autoscaling/group:Group")
     propagated = {t["key"]: t["value"] for t in group.inputs["tags"] if t["propagateAtLaunch"]}
-    assert config.names.cost_tags.items() <= propagated.items()
+    assert names(config).cost_tags.items() <= propagated.items()
 
 
 def test_launch_template_requires_imdsv2_and_free_gp3(built: Built) -> None:
@@ -102,9 +114,6 @@ def test_asg_is_spot_first_diversified_in_every_zone(built: Built) -> None:
     assert "desiredCapacity" not in group
     assert len(group["vpcZoneIdentifiers"]) == len(ZONES)
     assert group["capacityRebalance"] is config.fleet.capacity_rebalance
-    (hook,) = group["initialLifecycleHooks"]
-    assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
-    assert hook["heartbeatTimeout"] == config.fleet.checkpoint_grace_seconds
 
 
 def test_fleet_scales_from_the_queue_backlog(built: Built) -> None:
@@ -118,7 +127,7 @@ def test_fleet_scales_from_the_queue_backlog(built: Built) -> None:
         for d in m["metricStat"]["metric"]["dimensions"]
         if d["name"] == "QueueName"
     }
-    assert queues == {config.names.job_queue}
+    assert queues == {names(config).job_queue}
     start = program.one("aws:autoscaling/policy:Policy", "start")
     alarm = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "fleet-start").inputs
     assert alarm["alarmActions"] == [start.outputs["arn"]]
@@ -142,9 +151,9 @@ def test_network_has_no_nat_and_no_inbound(built: Built) -> None:
 def test_buckets_are_private_encrypted_tls_only_and_retained(built: Built) -> None:
     config, program = built
     buckets = program.of_type("aws:s3/bucket:Bucket")
-    expected = {config.names.products_bucket}
+    expected = {names(config).products_bucket}
     if config.data.raw_bucket is None:
-        expected.add(config.names.raw_bucket)
+        expected.add(names(config).raw_bucket)
     assert {b.inputs["bucket"] for b in buckets} == expected
     for bucket in buckets:
         name = bucket.inputs["bucket"]
@@ -199,10 +208,10 @@ def test_worker_role_is_least_privilege(built: Built) -> None:
         assert not any(a.endswith("*") for a in statement["Action"])
     writes = [s for s in policy if "s3:PutObject" in s["Action"]]
     assert [s["Resource"] for s in writes] == [
-        [f"arn:aws:s3:::{config.names.products_bucket}/runs/*"]
+        [f"arn:aws:s3:::{names(config).products_bucket}/runs/*"]
     ]
     lifecycle = next(s for s in policy if "autoscaling:CompleteLifecycleAction" in s["Action"])
-    assert lifecycle["Resource"][0].endswith(f"autoScalingGroupName/{config.names.asg}")
+    assert lifecycle["Resource"][0].endswith(f"autoScalingGroupName/{names(config).asg}")
     assert "autoscaling:SetInstanceProtection" in lifecycle["Action"]
 
 
@@ -214,9 +223,9 @@ def test_queue_is_encrypted_with_a_dead_letter_alarm(built: Built) -> None:
     assert dlq["sqsManagedSseEnabled"]
     redrive = json.loads(jobs["redrivePolicy"])
     assert redrive["maxReceiveCount"] == config.queue.max_receive_count
-    assert redrive["deadLetterTargetArn"].endswith(config.names.dead_letter_queue)
+    assert redrive["deadLetterTargetArn"].endswith(names(config).dead_letter_queue)
     alarm = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "dlq-depth").inputs
-    assert alarm["dimensions"] == {"QueueName": config.names.dead_letter_queue}
+    assert alarm["dimensions"] == {"QueueName": names(config).dead_letter_queue}
     assert alarm["alarmActions"] == [program.outputs["alerts_topic_arn"]]
 
 
@@ -232,16 +241,18 @@ def test_budget_filters_on_owner_and_notifies(built: Built) -> None:
     for note in budget["notifications"]:
         assert note["subscriberEmailAddresses"] == list(config.budget.emails)
         assert len(note["subscriberSnsTopicArns"]) == 1
-    tags = {
-        t.inputs["tagKey"]: t.inputs["status"]
-        for t in program.of_type("aws:costexplorer/costAllocationTag:CostAllocationTag")
-    }
-    assert tags == dict.fromkeys(config.names.cost_tags, "Active")
+    # Tag activation is not on `pulumi up`'s path: on a fresh account the key is unknown to
+    # billing for up to a day ("empty result", hashicorp/terraform-provider-aws#29068), and a
+    # member account of an Organization may not activate tags at all.
+    assert not program.of_type("aws:costexplorer/costAllocationTag:CostAllocationTag")
+    # AWS Budgets: one SNS and at most 10 email subscribers per notification
+    # (Budgets API reference, NotificationWithSubscribers).
+    assert all(len(n["subscriberEmailAddresses"]) <= 10 for n in budget["notifications"])
 
 
 def test_brake_is_wired_to_the_budget_and_the_alarm(built: Built) -> None:
     config, program = built
-    brake_topic = f"arn:aws:sns:{config.region}:123456789012:{config.names.prefix}-brake"
+    brake_topic = f"arn:aws:sns:{config.region}:123456789012:{names(config).prefix}-brake"
     budget = program.one("aws:budgets/budget:Budget").inputs
     at_100 = next(
         n
@@ -251,10 +262,15 @@ def test_brake_is_wired_to_the_budget_and_the_alarm(built: Built) -> None:
     assert at_100["subscriberSnsTopicArns"] == [brake_topic]
     burn = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "burn-rate").inputs
     assert brake_topic in burn["alarmActions"]
-    assert burn["dimensions"] == {"AutoScalingGroupName": config.names.asg}
+    assert burn["dimensions"] == {"AutoScalingGroupName": names(config).asg}
+    # One sliding 6-hour window (CloudWatch's default evaluation window) of per-minute samples
+    # summed: instance-minutes. The full fleet must be able to cross it, or it never fires.
+    assert (burn["statistic"], burn["period"], burn["evaluationPeriods"]) == ("Sum", 21600, 1)
+    assert burn["threshold"] == config.budget.brake_instance_hours * 60
+    assert burn["threshold"] < config.fleet.max_size * 6 * 60
     function = program.one("aws:lambda/function:Function", "brake")
     assert function.inputs["handler"] == "brake.handler"
-    assert function.inputs["environment"]["variables"]["ASG_NAME"] == config.names.asg
+    assert function.inputs["environment"]["variables"]["ASG_NAME"] == names(config).asg
     subscription = program.one("aws:sns/topicSubscription:TopicSubscription", "cost-brake")
     assert subscription.inputs["topic"] == brake_topic
     assert subscription.inputs["protocol"] == "lambda"
@@ -292,30 +308,152 @@ def test_launch_guard_denies_other_regions_types_and_untagged(built: Built) -> N
     for instance_type in config.fleet.instance_types:
         assert instance_type in conditions
     assert "aws:RequestTag/Project" in conditions
-    assert "aws:RequestTag/Owner" in conditions
-    spot = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "spot-vcpus").inputs
-    assert spot["namespace"] == "AWS/Usage"
-    assert spot["threshold"] == config.fleet.max_size * config.fleet.shape.vcpus
+    assert f'"aws:RequestTag/Owner": "{config.owner}"' in conditions  # the value is pinned
+    alarm = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "account-vcpus").inputs
+    (query,) = alarm["metricQueries"]
+    # Every class: a Metrics Insights SUM over AWS/Usage's EC2 vCPU series with no Class filter
+    # (the classes, Standard/OnDemand ... Trn/Spot, are more than the 10 metrics a metric-math
+    # alarm may reference: CloudWatch User Guide, "Limits that apply to alarms based on metric
+    # math expressions").
+    sql = query["expression"]
+    assert sql.startswith('SELECT SUM(ResourceCount) FROM SCHEMA("AWS/Usage"')
+    assert "Service = 'EC2'" in sql
+    assert "Resource = 'vCPU'" in sql
+    assert "Class =" not in sql
+    assert query["returnData"] is True
+    assert query["period"] == 60
+    metric_stats = [q for q in alarm["metricQueries"] if q.get("metric")]
+    assert len(metric_stats) <= 10
+    assert alarm["threshold"] == config.guards.account_vcpus
 
 
 def test_outputs_are_what_the_cli_reads(built: Built) -> None:
     config, program = built
     assert set(program.outputs) == set(OUTPUT_KEYS) | set(EXTRA_OUTPUT_KEYS)
-    assert program.outputs["asg_name"] == config.names.asg
-    assert program.outputs["budget_name"] == config.names.budget
-    assert program.outputs["products_bucket"] == config.names.products_bucket
-    assert program.outputs["job_queue_url"].endswith(config.names.job_queue)
-    assert program.outputs["dead_letter_queue_url"].endswith(config.names.dead_letter_queue)
+    assert program.outputs["asg_name"] == names(config).asg
+    assert program.outputs["budget_name"] == names(config).budget
+    assert program.outputs["products_bucket"] == names(config).products_bucket
+    assert program.outputs["job_queue_url"].endswith(names(config).job_queue)
+    assert program.outputs["dead_letter_queue_url"].endswith(names(config).dead_letter_queue)
     expected_ami = LATEST_AMI if config.ami == "latest" else config.ami
     assert program.outputs["ami_id"] == expected_ami
 
 
 def test_latest_ami_is_looked_up_by_tag(programs: dict[str, Built]) -> None:
     _, program = programs["minimal"]
-    lookups = [args for token, args in program.calls if token == "aws:ec2/getAmi:getAmi"]
+    lookups = [args for token, args in program.calls if token == "aws:ec2/getAmiIds:getAmiIds"]
     assert lookups
     assert lookups[0]["owners"] == ["self"]
-    assert lookups[0]["mostRecent"]
+    assert lookups[0]["sortAscending"] is False  # newest first
     assert {"name": "tag:Project", "values": ["spotcube"]} in lookups[0]["filters"]
     _, full = programs["full"]
-    assert not [t for t, _ in full.calls if t == "aws:ec2/getAmi:getAmi"]
+    assert not [t for t, _ in full.calls if t.startswith("aws:ec2/getAmi")]
+
+
+def test_no_ami_in_the_region_names_region_and_bake_command(programs: dict[str, Built]) -> None:
+    """pulumi-aws's get_ami fails with a bare "Your query returned no results" (the provider's
+    data source error); the program looks up the id list instead and says what to do."""
+    config, _ = programs["minimal"]
+    with pytest.raises(StackSetupError) as caught:
+        run_program(config, amis=())
+    message = str(caught.value)
+    assert "us-east-1" in message
+    assert "spotcube bake --region us-east-1" in message
+    assert "\n" not in message
+
+
+def test_bucket_names_are_unique_per_account_and_fit_s3(built: Built) -> None:
+    """S3 general purpose bucket names are 3-63 characters and global across all accounts of
+    the partition (S3 User Guide, "General purpose bucket naming rules"): the example's
+    owner/stack pair would collide between accounts, the account id does not."""
+    config, program = built
+    for bucket in program.of_type("aws:s3/bucket:Bucket"):
+        name = bucket.inputs["bucket"]
+        assert ACCOUNT in name
+        assert 3 <= len(name) <= 63
+        assert re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", name)
+    other = config.names_in("210987654321")
+    assert other.products_bucket != names(config).products_bucket
+
+
+def test_bucket_settings_are_written_one_after_another(built: Built) -> None:
+    """Concurrent writes of a new bucket's settings fail with OperationAborted ("A conflicting
+    conditional operation is currently in progress", hashicorp/terraform-provider-aws#36873,
+    sevenwestmedia-labs/pulumi-components#46): each waits for the one before."""
+    _, program = built
+    for bucket in program.of_type("aws:s3/bucket:Bucket"):
+        logical = bucket.name
+        chain = [
+            logical,
+            f"{logical}-private",
+            f"{logical}-owner",
+            f"{logical}-encryption",
+            f"{logical}-tls-only",
+            f"{logical}-lifecycle",
+        ]
+        for before, after in itertools.pairwise(chain):
+            assert program.depends_on[after] == (before,), (after, program.depends_on[after])
+
+
+def test_checkpoint_grace_is_a_hook_resource_the_scaling_waits_for(built: Built) -> None:
+    """initial_lifecycle_hooks "will only work when creating a new Auto Scaling Group"
+    (pulumi-aws Group docs): a separate LifecycleHook follows checkpointGraceSeconds."""
+    config, program = built
+    group = program.one("aws:autoscaling/group:Group").inputs
+    assert not group.get("initialLifecycleHooks")
+    hook = program.one("aws:autoscaling/lifecycleHook:LifecycleHook").inputs
+    assert hook["heartbeatTimeout"] == config.fleet.checkpoint_grace_seconds
+    assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    for policy in program.of_type("aws:autoscaling/policy:Policy"):
+        assert program.depends_on[policy.name] == ("fleet-checkpoint",)
+
+
+def test_group_launches_a_pinned_template_version(built: Built) -> None:
+    """With "$Latest", whoever may add a template version changes what the group launches,
+    through Auto Scaling's service-linked role, which the launch guard does not restrict."""
+    _, program = built
+    group = program.one("aws:autoscaling/group:Group").inputs
+    spec = group["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"]
+    assert spec["version"] == "1"  # the template's latest version, as a number
+
+
+def test_launch_guard_closes_the_side_doors(built: Built) -> None:
+    """Launch paths that never pass through the caller's RunInstances conditions: EC2 Fleet
+    (maintain/request) and Spot Fleet launch through their service-linked roles
+    (AWSServiceRoleForEC2Fleet / AWSServiceRoleForEC2SpotFleet, EC2 User Guide), starting a
+    stopped instance or changing its type is not a launch, and a new template version or a
+    bigger MaxSize makes the group (Auto Scaling's own role) launch for the thief. The action
+    names and the autoscaling:MaxSize / autoscaling:InstanceTypes / iam:PolicyARN condition
+    keys are checked against AWS's service authorization reference by parliament
+    (tests/infra/test_iam_lint.py)."""
+    config, program = built
+    guard = program.one("aws:iam/policy:Policy", "launch-guard")
+    by_sid = {s["Sid"]: s for s in statements(guard.inputs["policy"])}
+    unconditional = {
+        a for s in by_sid.values() if "Condition" not in s for a in s.get("Action", [])
+    }
+    for action in (
+        "ec2:CreateFleet",
+        "ec2:RequestSpotFleet",
+        "ec2:RequestSpotInstances",
+        "ec2:StartInstances",
+        "ec2:ModifyInstanceAttribute",
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:ModifyLaunchTemplate",
+        "iam:CreateUser",
+        "iam:CreateRole",
+    ):
+        assert action in unconditional, action
+    growth = by_sid["DenyGrowingTheGroup"]
+    assert growth["Condition"] == {
+        "NumericGreaterThan": {"autoscaling:MaxSize": str(config.fleet.max_size)}
+    }
+    # The guard protects itself: its own ARN, in this account, by name.
+    own_arn = f"arn:aws:iam::{ACCOUNT}:policy/{names(config).prefix}-launch-guard"
+    assert by_sid["DenyDetachingTheGuard"]["Condition"] == {
+        "ArnEquals": {"iam:PolicyARN": [own_arn]}
+    }
+    assert by_sid["DenyChangingTheGuard"]["Resource"] == [own_arn]
+    assert guard.inputs["name"] == f"{names(config).prefix}-launch-guard"
+    # IAM limits a managed policy to 6,144 characters (IAM User Guide, IAM quotas).
+    assert len("".join(guard.inputs["policy"].split())) <= 6144

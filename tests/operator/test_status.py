@@ -101,7 +101,7 @@ def test_states_attempts_and_interruptions(run: StackOutputs) -> None:
 def test_json_output_and_exit_status(run: StackOutputs, capsys: pytest.CaptureFixture[str]) -> None:
     assert run.endpoint_url is not None
     # a failed observation makes status exit 1 so scripts notice
-    assert main(["status", "--endpoint", run.endpoint_url, RUN, "--json"]) == 1
+    assert main(["status", "--endpoint", run.endpoint_url, RUN, "--json"]) == 4
     doc = json.loads(capsys.readouterr().out)
     assert doc["counts"] == {"queued": 1, "running": 1, "done": 1, "failed": 1}
     assert doc["dead_letter"]["visible"] == 1
@@ -157,7 +157,7 @@ def test_bad_status_options(
 
 def test_status_without_runs_says_so(cloud: str, capsys: pytest.CaptureFixture[str]) -> None:
     provision(cloud)
-    assert main(["status", "--endpoint", cloud]) == 2
+    assert main(["status", "--endpoint", cloud]) == 3
     assert "no runs in products bucket spotcube-local-demo-products" in capsys.readouterr().err
 
 
@@ -166,5 +166,18 @@ def test_outputs_file_selects_the_stack(
 ) -> None:
     path = tmp_path / "outputs.json"
     path.write_text(run.to_json())
-    assert main(["status", "--outputs", str(path), RUN, "--json"]) == 1
+    assert main(["status", "--outputs", str(path), RUN, "--json"]) == 4
     assert json.loads(capsys.readouterr().out)["run_id"] == RUN
+
+
+def test_status_and_report_count_the_same_interruptions(run: StackOutputs) -> None:
+    """The issue's case: a SIGKILLed attempt (no end, a later attempt exists) is an
+    interruption for ``status`` and a termination, with its instance time, for ``report``."""
+    from spotcube.runreport import summarise_run
+
+    status = run_status(run, RUN)
+    report = summarise_run(run.client("s3"), run.products_bucket, RUN)
+    assert sum(o.interruptions for o in status.observations) == report.terminations == 2
+    assert report.outcomes == {"preempted": 1, "killed": 1, "done": 1}
+    assert report.open_attempts == 1  # i-3, still running
+    assert sum(o.attempts for o in status.observations) == report.attempts == 4

@@ -80,7 +80,7 @@ def test_a_run_id_is_used_once(
 ) -> None:
     argv = ["submit", "--endpoint", stack, str(two_files[0]), "--run-id", "r1"]
     assert main(argv) == 0
-    assert main(argv) == 2
+    assert main(argv) == 3  # refused: the run id is taken
     assert "run r1 already exists" in capsys.readouterr().err
 
 

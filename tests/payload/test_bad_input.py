@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import h5py
 import numpy as np
 import pytest
 
+from payload.classify import failure_record, input_failure, one_line, with_uris
 from payload.errors import InvalidInputError
 from payload.jobs.image import ImageJob
 from payload.outcomes import Outcome
+from payload.resources import estimate_image_job
 
 from .conftest import Observation, make_context, run_job
 
@@ -106,3 +109,67 @@ def test_combine_refuses_missing_chunks(tiny_obs: Observation, tmp_path: Path) -
     with pytest.raises(InvalidInputError, match="missing"):
         job.combine({first: tmp_path / "c.h5"}, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("exc", "outcome"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), Outcome.TRANSIENT),
+        (OSError(errno.EIO, "Input/output error"), Outcome.TRANSIENT),
+        (MemoryError(), Outcome.TRANSIENT),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), Outcome.TRANSIENT),
+        (PermissionError(errno.EACCES, "Permission denied"), Outcome.INVALID),
+        (OSError("Unable to open file (truncated file: eof = 1024)"), Outcome.INVALID),
+        (ValueError("cannot reshape array of size 7 into shape (2,3)"), Outcome.INVALID),
+        (RuntimeError("ducc0: assertion failed\n  at wgridder.h:123\n  ..."), Outcome.INVALID),
+    ],
+    ids=["enospc", "eio", "memory", "conn-reset", "eacces", "h5py", "numpy", "cxx-dump"],
+)
+def test_failures_while_reading_are_classified_at_the_boundary(
+    exc: BaseException, outcome: Outcome
+) -> None:
+    """The machine's errors (errno(3): ENOSPC, EIO, ...) may pass; the file's never do."""
+    failure = input_failure("s3://raw/obs.uvh5", exc)
+    assert failure.outcome is outcome
+    assert str(failure).startswith("s3://raw/obs.uvh5: ")
+    assert "\n" not in str(failure)
+
+
+def test_an_unexpected_error_is_recorded_with_its_last_frames() -> None:
+    def inner() -> None:
+        raise KeyError("phase_center_catalog")
+
+    try:
+        inner()
+    except KeyError as exc:
+        record = failure_record(exc)
+    assert record["outcome"] == "transient"  # retried a bounded number of times
+    assert record["error_class"] == "KeyError"
+    assert record["frames"][-1].startswith("test_bad_input.py:")
+    assert record["frames"][-1].endswith("in inner")
+
+
+def test_failed_json_names_the_s3_input_not_the_local_copy() -> None:
+    local = "/var/lib/spotcube/work/run/obs/input/obs.uvh5"
+    exc = InvalidInputError(f"{local}: has uvw = 0 for every cross-correlation")
+    renamed = with_uris(exc, {local: "s3://raw/obs.uvh5"})
+    assert str(renamed) == "s3://raw/obs.uvh5: has uvw = 0 for every cross-correlation"
+    assert renamed.outcome is Outcome.INVALID
+    assert failure_record(renamed)["message"] == str(renamed)
+    assert "frames" not in failure_record(renamed)
+
+
+def test_one_line_keeps_a_newline_in_a_name_visible() -> None:
+    assert one_line("/data/two\nlines.uvh5: empty") == "/data/two\\nlines.uvh5: empty"
+
+
+def test_resource_estimate_bounds_what_a_run_writes(tiny_obs: Observation, tmp_path: Path) -> None:
+    """The disk estimate is an upper bound of the chunks and products a run really writes."""
+    job = ImageJob(make_context(tiny_obs.path, tiny_obs.params, tmp_path / "work"))
+    estimate = estimate_image_job(job.info, job.geometry, job.params)
+    run_job(job, tmp_path / "chunks", tmp_path / "out")
+    written = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert written <= estimate.disk
+    # Not so generous that a job that fits would be refused: within 10x of what is written
+    # (PNGs, HDF5 metadata and the power spectrum are small next to the cubes).
+    assert estimate.disk <= 10 * written

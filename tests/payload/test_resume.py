@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from payload.contracts import canonical_json
 from payload.jobs.base import ChunkedJob
 from payload.jobs.image import PRODUCTS, ImageJob
+from payload.provenance import file_identity
 
-from .conftest import Observation, make_context
+from .conftest import PROVENANCE, Observation, make_context
 
 
 def _products(tiny_obs: Observation, root: Path, stop_after: int | None) -> dict[str, bytes]:
@@ -66,7 +68,11 @@ def test_chunks_from_another_process_are_identical(tiny_obs: Observation, tmp_pa
     subprocess.run(command, check=True, timeout=120)
     produced = sorted((out / ".chunks").rglob("*.h5"))
     assert len(produced) == 4
-    job = ImageJob(make_context(tiny_obs.path, tiny_obs.params, tmp_path / "work"))
+    # Chunks record the input they were made from: the CLI's identity of the same file.
+    identity = canonical_json(file_identity(tiny_obs.path.resolve()))
+    provenance = {**PROVENANCE, "input_identity": identity}
+    context = make_context(tiny_obs.path, tiny_obs.params, tmp_path / "work", provenance=provenance)
+    job = ImageJob(context)
     for path in produced:
         mine = tmp_path / "mine" / path.name
         job.run_chunk(path.stem, mine)

@@ -155,15 +155,28 @@ def test_unreadable_visibilities_under_a_good_header_are_invalid(
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_inconsistent_header_goes_to_pyuvdata_and_is_invalid(
-    tiny_obs: Observation, tmp_path: Path
-) -> None:
+def test_inconsistent_header_is_invalid(tiny_obs: Observation, tmp_path: Path) -> None:
     path = tmp_path / "short.uvh5"
     path.write_bytes(tiny_obs.path.read_bytes())
     with h5py.File(path, "r+") as handle:
         ant_1 = handle["Header/ant_1_array"][()]
         del handle["Header/ant_1_array"]
         handle["Header/ant_1_array"] = ant_1[:-5]  # fewer rows than the visibilities
+    with pytest.raises(InvalidInputError, match="Nblts = 272, but ant_1_array has 267") as info:
+        reading.read_info(path)
+    assert str(path) in str(info.value)
+
+
+def test_shapes_that_disagree_go_to_pyuvdata_and_are_invalid(
+    tiny_obs: Observation, tmp_path: Path
+) -> None:
+    """Counts that agree but arrays that do not (uvw one row short) are pyuvdata's to judge."""
+    path = tmp_path / "short-uvw.uvh5"
+    path.write_bytes(tiny_obs.path.read_bytes())
+    with h5py.File(path, "r+") as handle:
+        uvw = handle["Header/uvw_array"][()]
+        del handle["Header/uvw_array"]
+        handle["Header/uvw_array"] = uvw[:-5]
     assert uvh5.read_header(path) is None
     with pytest.raises(InvalidInputError, match="cannot be read as interferometer data") as info:
         reading.read_info(path)

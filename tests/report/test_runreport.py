@@ -44,6 +44,9 @@ def put_manifest(
         key = layout.chunk(f"{i:04d}", "npz")
         manifest.chunks[f"{i:04d}"] = ChunkRecord(key=key, size=1, sha256="0" * 64, seconds=600.0)
     s3.put_object(Bucket=BUCKET, Key=layout.manifest, Body=manifest.to_json().encode())
+    if attempts and attempts[-1].reason == "done":
+        # the worker writes DONE right after it ends its attempt as done
+        s3.put_object(Bucket=BUCKET, Key=layout.done, Body=b"{}")
 
 
 @pytest.fixture
@@ -182,3 +185,16 @@ def test_plan_reuses_the_hazard_of_a_run(
     assert f"rate from run {small_run}" in captured.err
     assert main([*argv, "--rate", "from:missing", "--endpoint", cloud]) == 2
     assert "--rate from:missing" in capsys.readouterr().err
+
+
+def test_a_killed_attempt_lasts_until_its_last_commit(s3: Any) -> None:
+    """Killed without a word at 1.5 h (last manifest commit), picked up again at 4 h after
+    the queue's backlog: 1.5 h of instance time and one termination, not 4 h."""
+    killed = attempt(0, None, None, instance_type="m5.4xlarge", last_seen=stamp(1.5))
+    put_manifest(s3, "run-k", "obs1", [killed, attempt(4, 5, "done", instance_type="m5.4xlarge")])
+    report = summarise_run(s3, BUCKET, "run-k")
+    assert report.outcomes == {"killed": 1, "done": 1}
+    assert report.terminations == 1
+    assert report.instance_hours == pytest.approx(1.5 + 1.0)
+    assert report.hazard_per_hour == pytest.approx(1 / 2.5)
+    assert report.estimated_cost == pytest.approx(2.5 * 0.432)

@@ -104,10 +104,10 @@ def test_sigkill_after_notice(plane: Plane, seed: int, tmp_path: Path) -> None:
     assert len(lost) <= 1 + math.ceil(INTERVAL / CHUNK_SECONDS) + 1, (lost, victim_log)
     resumed = _resumed(rescuer_log)
     assert resumed + len(_computed_chunks(rescuer_log)) == chunks
-    # Nothing but checkpoint, products and DONE under the observation; the queue is empty.
+    # Only checkpoint, products, attempt logs and DONE under the observation; no queued job.
     for key in plane.list_keys(layout.prefix):
         assert (
-            key.startswith((layout.prefix + "checkpoint/", layout.products_prefix))
+            key.startswith((layout.checkpoint_prefix, layout.products_prefix, layout.logs_prefix))
             or key == layout.done
         ), key
     # A kill between the hand-back's send and its delete leaves a duplicate message, the

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import ast
+import base64
 import hashlib
 from pathlib import Path
 
 import pytest
 
+from infra.config import parse_config
 from payload.checkpoint import merge_manifests
 from payload.cli import build_parser
+from payload.commands.worker import env_name
+from payload.commands.worker import options as worker_options
 from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest
 from payload.errors import InvalidInputError
 from payload.jobs import build_job
 from payload.jobs.base import JobContext
 from payload.jobs.command import CommandParams, WorkdirSync
 from payload.jobs.selftest import SelfTestJob, chunk_bytes_for
+from payload.settings import DEFAULT_CHECKPOINT_INTERVAL
+from tests.infra.configs import ALL
+from tests.infra.program import run_program
+
+PAYLOAD = Path(__file__).resolve().parents[2] / "payload"
 
 
 def _selftest(tmp_path: Path, params: dict[str, object], data: bytes = b"input") -> SelfTestJob:
@@ -133,10 +143,94 @@ def test_worker_options_come_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.idle_exit == 42.0
     assert args.log_json is True
     assert args.products_bucket == "b"
-    assert args.checkpoint_interval == 300.0
+    assert args.checkpoint_interval == DEFAULT_CHECKPOINT_INTERVAL  # its one home
 
 
 def test_worker_without_queue_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["worker"])
     assert args.func(args) == 2
     assert "SPOTCUBE_QUEUE_URL" in capsys.readouterr().err
+
+
+def _module_imports(path: Path, name: str) -> set[str]:
+    """``payload`` modules that ``path`` names in any import statement.
+
+    Every import counts, also those inside functions and under ``if TYPE_CHECKING:``: a
+    lazy or annotation-only import still means one module is written against the other, and
+    a cycle of those is what the public attempt interface exists to avoid. ``from payload.x
+    import y`` counts as ``payload.x``, and as ``payload.x.y`` when that is a module.
+    """
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}".rstrip(".")
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m == "payload" or m.startswith("payload.")}
+
+
+def test_payload_modules_import_without_cycles() -> None:
+    """No payload module needs, at import time, a module that needs it back.
+
+    ``payload.jobs.command`` used to import the worker's private attempt class while the
+    worker imported the command job: a cycle that only lazy imports kept from breaking.
+    """
+    modules = {}
+    for path in sorted(PAYLOAD.rglob("*.py")):
+        parts = path.relative_to(PAYLOAD.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph = {name: _module_imports(path, name) & modules.keys() for name, path in modules.items()}
+    assert "payload.worker" not in graph["payload.jobs.command"]
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack: list[tuple[str, list[str]]] = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    return [*path, start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+        return None
+
+    cycles = [c for name in graph if (c := cycle_from(name))]
+    assert not cycles, " -> ".join(cycles[0])
+
+
+@pytest.mark.parametrize("label", sorted(ALL))
+def test_every_setting_the_user_data_writes_is_a_worker_option(
+    label: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack renders /etc/spotcube/worker.env (infra/fleet.py) for the worker's unit.
+
+    Each ``SPOTCUBE_*`` line must name an option of ``python -m payload worker`` and reach
+    it: a renamed option would otherwise be ignored on every instance, silently. Read from
+    the launch template the Pulumi program declares under mocks, as EC2 would receive it.
+    """
+    raw, stack = ALL[label]
+    program = run_program(parse_config(raw, stack=stack))
+    (template,) = program.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    user_data = base64.b64decode(template.inputs["userData"]).decode()
+    env_file = base64.b64decode(user_data.split("content: ")[1].strip()).decode()
+    settings = dict(line.split("=", 1) for line in env_file.splitlines() if "=" in line)
+    written = {k: v for k, v in settings.items() if k.startswith("SPOTCUBE_")}
+    assert {"SPOTCUBE_QUEUE_URL", "SPOTCUBE_PRODUCTS_BUCKET"} <= written.keys()
+    accepted = {env_name(flag) for flag, *_ in worker_options()}
+    assert written.keys() <= accepted, sorted(written.keys() - accepted)
+    for name in accepted:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in written.items():
+        monkeypatch.setenv(name, value)
+    args = build_parser().parse_args(["worker"])
+    for name, value in written.items():
+        attr = name.removeprefix("SPOTCUBE_").lower()
+        assert str(getattr(args, attr)) == value, name

@@ -1,0 +1,374 @@
+"""One attempt at one job: the public interface every job kind runs through.
+
+The worker (:mod:`payload.worker`) owns the queue: it receives a message, decides what an
+outcome means for the message, and hands everything between to a :class:`JobAttempt`:
+input identity and download, the manifest (loaded, this attempt appended, and every later
+write through the :class:`~payload.checkpoint.Checkpointer`, whose If-Match check keeps two
+workers from overwriting each other), the attempt's shipped log, the products and ``DONE``,
+``FAILED.json``. Chunked jobs (``image``, ``integrate``, ``selftest``) get a
+:class:`~payload.jobs.base.JobContext` from :meth:`JobAttempt.context` and are driven by
+:func:`run_chunked_job`; ``command`` jobs by :func:`payload.jobs.command.run_command_job`.
+Neither imports the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from payload.checkpoint import Checkpointer, load_manifest
+from payload.classify import failure_record, with_uris
+from payload.contracts import (
+    Attempt,
+    JobMessage,
+    Manifest,
+    ObsLayout,
+    canonical_json,
+    parse_s3_uri,
+    utc_now,
+)
+from payload.errors import InvalidInputError, PayloadError, PreemptedError
+from payload.imds import InstanceIdentity
+from payload.inputs import restore as restore_input
+from payload.jobs import JobContext, build_job
+from payload.jobs.base import ChunkedJob
+from payload.logship import LogShipper
+from payload.outcomes import Outcome
+from payload.provenance import payload_git_commit
+from payload.records import DoneRecord, FailedRecord
+from payload.settings import AttemptSettings
+from payload.spot import SpotWatcher
+from payload.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class AbandonedChunkError(PreemptedError):
+    """The chunk in progress cannot finish before the deadline; ``lost`` seconds thrown away."""
+
+    def __init__(self, lost: float) -> None:
+        super().__init__(f"chunk abandoned at the deadline after {lost:.1f} s")
+        self.lost = lost
+
+
+class JobAttempt:
+    """One instance's attempt at one job.
+
+    Parameters
+    ----------
+    message : JobMessage
+    products : ObjectStore
+        The products bucket (manifest, chunks, products, logs, DONE, FAILED.json).
+    store_for : callable
+        ``bucket -> ObjectStore`` for inputs in other buckets.
+    identity : InstanceIdentity
+        Recorded in the attempt.
+    watcher : SpotWatcher
+        Its ``terminating``/``rebalance`` events and ``notice`` steer the job.
+    settings : AttemptSettings
+    """
+
+    def __init__(
+        self,
+        message: JobMessage,
+        *,
+        products: ObjectStore,
+        store_for: Callable[[str], ObjectStore],
+        identity: InstanceIdentity,
+        watcher: SpotWatcher,
+        settings: AttemptSettings,
+    ) -> None:
+        self.message = message
+        self.layout = ObsLayout(message.run_id, message.obs_id)
+        self.store = products
+        self.store_for = store_for
+        self.identity = identity
+        self.watcher = watcher
+        self.settings = settings
+        self.dir = settings.workdir / message.run_id / message.obs_id
+        self.manifest: Manifest | None = None
+        self.checkpointer: Checkpointer | None = None
+        self.logs: LogShipper | None = None
+        self.input_identity: dict[str, Any] = {}
+        self.attempt = Attempt(
+            instance_id=identity.instance_id,
+            start=utc_now(),
+            instance_type=identity.instance_type,
+            availability_zone=identity.availability_zone,
+        )
+        self._inputs: dict[str, Path] = {}
+
+    # --- start -------------------------------------------------------------------------
+
+    def start(self) -> Checkpointer:
+        """Load the manifest, append this attempt, make that durable, start shipping the log.
+
+        Raises
+        ------
+        InvalidInputError
+            The input is missing, or the stored checkpoint belongs to other work.
+        """
+        self.input_identity = self._identify_input()
+        manifest = load_manifest(self.store, self.layout, self.message, self.input_identity)
+        manifest.attempts.append(self.attempt)
+        self.manifest = manifest
+        # Two workers holding one message (a visibility expiry) may pick the same number; the
+        # later upload of that log wins. Numbers follow the manifest's order otherwise.
+        number = len(manifest.attempts)
+        self.attempt.log = self.layout.log(number)
+        self.logs = LogShipper(self.store, self.attempt.log, self.dir / f"attempt-{number}.log")
+        self.logs.start()
+        log.info(
+            "attempt %d at %s/%s on %s (%s, %s)",
+            number,
+            self.message.run_id,
+            self.message.obs_id,
+            self.identity.instance_id,
+            self.identity.instance_type,
+            self.identity.availability_zone,
+        )
+        ckpt = Checkpointer(
+            self.store,
+            self.layout,
+            manifest,
+            self.attempt,
+            interval=self.settings.checkpoint_interval,
+        )
+        self.checkpointer = ckpt.start()
+        ckpt.commit()  # records this attempt at once: the hazard estimate counts it
+        self.ship_log()
+        return ckpt
+
+    def _identify_input(self) -> dict[str, Any]:
+        if self.message.kind == "command" and not self.message.input.startswith("s3://"):
+            return {"uri": self.message.input}
+        bucket, key = parse_s3_uri(self.message.input)
+        head = self.store_for(bucket).head(key)
+        if head is None:
+            raise InvalidInputError(f"input {self.message.input} does not exist")
+        return {
+            "uri": self.message.input,
+            "etag": head.get("ETag"),
+            "size": head.get("ContentLength"),
+        }
+
+    # --- what jobs use -----------------------------------------------------------------
+
+    def fetch(self, uri: str) -> Path:
+        """Download an ``s3://`` input once per attempt, into the job's directory."""
+        if uri not in self._inputs:
+            bucket, key = parse_s3_uri(uri)
+            store = self.store_for(bucket)
+            # Content-keyed inputs carry their name; folders arrive as an archive.
+            self._inputs[uri] = restore_input(store, key, self.dir / "input", uri=uri)
+        return self._inputs[uri]
+
+    def context(self) -> JobContext:
+        """What a chunked job may use besides its message."""
+        return JobContext(
+            message=self.message,
+            workdir=self.dir,
+            fetch=self.fetch,
+            provenance={
+                "input_identity": canonical_json(self.input_identity),
+                "instance_id": self.identity.instance_id,
+                "git_commit": payload_git_commit(),
+                **({"ami_id": ami} if (ami := self.identity.ami_id) else {}),
+            },
+        )
+
+    def ship_log(self) -> None:
+        """Upload the attempt's log as it is now (chunk boundaries, syncs, the end)."""
+        if self.logs is not None:
+            self.logs.ship()
+
+    def publish(self, products: list[Path]) -> Outcome:
+        """Upload products, end the attempt in the manifest, then write ``DONE`` once."""
+        listing = {}
+        for path in products:
+            stored = self.store.put_file(self.layout.product(path.name), path)
+            listing[path.name] = {"key": stored.key, "size": stored.size, "sha256": stored.sha256}
+        self.end(Outcome.DONE)
+        done = DoneRecord(
+            run_id=self.message.run_id,
+            obs_id=self.message.obs_id,
+            params_hash=self.message.params_hash,
+            products=listing,
+            instance_id=self.identity.instance_id,
+            finished_at=utc_now(),
+        )
+        created = self.store.put_bytes(
+            self.layout.done, done.to_json(), if_none_match=True, content_type="application/json"
+        )
+        if not created:
+            existing = json.loads(self.store.get_bytes(self.layout.done) or b"{}")
+            if existing.get("products") != listing:
+                log.error(
+                    "DONE of %s was written by another worker with other products: %s",
+                    self.layout.prefix,
+                    existing.get("products"),
+                )
+            else:
+                log.info("DONE was already written (another worker or our retry); products agree")
+        return Outcome.DONE
+
+    # --- the end -----------------------------------------------------------------------
+
+    def end(self, outcome: Outcome, *, lost: float = 0.0) -> None:
+        """Close this attempt in the manifest, make it durable (best effort), ship the log."""
+        if self.manifest is None or self.checkpointer is None:
+            return
+        self.attempt.end = utc_now()
+        self.attempt.reason = outcome.value
+        self.attempt.lost_seconds = round(self.attempt.lost_seconds + lost, 3)
+        notice = self.watcher.notice
+        ckpt = self.checkpointer
+        try:
+            remaining = None
+            if outcome is Outcome.PREEMPTED and notice is not None:
+                remaining = max(1.0, notice.seconds_left())
+            ckpt.flush(timeout=remaining)
+            ckpt.stop()
+        except Exception as exc:
+            log.error("checkpoint at the end of the attempt failed: %s", exc)
+            self.ship_log()
+            return
+        if notice is not None and outcome is Outcome.PREEMPTED:
+            took = time.monotonic() - notice.received
+            log.warning(
+                "checkpoint durable %.2f s after the %s notice, %.1f s before the deadline; "
+                "%d chunks in the manifest, %.1f s of compute lost",
+                took,
+                notice.source,
+                notice.seconds_left(),
+                len(self.manifest.chunks),
+                lost,
+            )
+        log.info("attempt ended: %s", outcome.value)
+        self.ship_log()  # after the checkpoint: on a notice the checkpoint matters more
+
+    def local_inputs(self) -> dict[str, str]:
+        """The local copies of this attempt's inputs, each with the URI it came from."""
+        return {str(path): uri for uri, path in self._inputs.items()}
+
+    def write_failed(self, exc: BaseException) -> None:
+        """Write ``FAILED.json`` (the only writer): the error and the attempts made.
+
+        An input error names the ``s3://`` input, not this instance's temporary copy.
+        """
+        if isinstance(exc, PayloadError):
+            exc = with_uris(exc, self.local_inputs())
+        write_failed(self.store, self.layout, exc, self.manifest, self.identity.instance_id)
+
+    def cleanup(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        if self.logs is not None:
+            self.logs.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_failed(
+    store: ObjectStore,
+    layout: ObsLayout,
+    exc: BaseException,
+    manifest: Manifest | None,
+    instance_id: str,
+) -> None:
+    """Write ``FAILED.json`` for ``layout``; also used when no attempt could start."""
+    record = FailedRecord(
+        **failure_record(exc),  # class, one-line message, outcome; frames of a bug
+        instance_id=instance_id,
+        failed_at=utc_now(),
+        attempts=[vars(a) for a in manifest.attempts] if manifest else [],
+    )
+    try:
+        store.put_bytes(layout.failed, record.to_json(), content_type="application/json")
+    except Exception as write_error:
+        log.error("could not write %s: %s", layout.failed, write_error)
+
+
+# --- chunked jobs ------------------------------------------------------------------------------
+
+
+def run_chunked_job(run: JobAttempt) -> Outcome:
+    """Run a chunked job to its products; raises on every outcome but ``done``."""
+    job = build_job(run.context())
+    ckpt = run.checkpointer
+    assert run.manifest is not None, "JobAttempt.start() first"
+    assert ckpt is not None, "JobAttempt.start() first"
+    ckpt.chunk_suffix = job.chunk_suffix
+    run.manifest.chunks_total = len(job.chunk_ids())
+    if run.manifest.chunks:
+        log.info(
+            "resuming from the manifest: %d chunks durable, %d attempts before this",
+            len(run.manifest.chunks),
+            len(run.manifest.attempts) - 1,
+        )
+    _run_chunks(run, job, ckpt)
+    ckpt.flush()
+    if run.watcher.terminating.is_set():
+        # Combining is new work too; the next instance does it from the manifest.
+        raise PreemptedError("termination notice: products are left to the next instance")
+    fetched = run.dir / "fetched"
+    paths = {cid: ckpt.local_path(cid, fetched) for cid in job.chunk_ids()}
+    return run.publish(job.combine(paths, run.dir / "products"))
+
+
+def _run_chunks(run: JobAttempt, job: ChunkedJob, ckpt: Checkpointer) -> None:
+    chunk_dir = run.dir / "chunks"
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    for chunk_id in job.chunk_ids():
+        if ckpt.durable(chunk_id):
+            continue
+        if run.watcher.terminating.is_set():
+            raise PreemptedError("termination notice: no new chunk starts")
+        out = chunk_dir / f"{chunk_id}.{job.chunk_suffix}"
+        seconds = _supervise(run, job, chunk_id, out, ckpt)
+        log.info("chunk %s computed in %.2f s", chunk_id, seconds)
+        ckpt.submit(chunk_id, out, seconds)
+        run.ship_log()
+
+
+def _supervise(
+    run: JobAttempt, job: ChunkedJob, chunk_id: str, out: Path, ckpt: Checkpointer
+) -> float:
+    """Run one chunk in a thread; abandon it if it cannot finish before the deadline."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    failure: list[BaseException] = []
+    finished = threading.Event()
+
+    def target() -> None:
+        try:
+            job.run_chunk(chunk_id, tmp)
+            tmp.replace(out)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            finished.set()
+
+    started = time.monotonic()
+    # A daemon thread: an abandoned chunk must not keep the process alive past exit.
+    threading.Thread(target=target, name=f"chunk-{chunk_id}", daemon=True).start()
+    watcher = run.watcher
+    while not finished.wait(0.05):  # bounded by the chunk itself or by the deadline
+        if watcher.rebalance.is_set():
+            watcher.rebalance.clear()
+            ckpt.request_flush()
+        notice = watcher.notice
+        if notice is None:
+            continue
+        now = time.monotonic()
+        cutoff = notice.deadline - run.settings.safety_margin - ckpt.flush_estimate(extra_bytes=0)
+        estimate = ckpt.chunk_seconds_estimate()
+        if now >= cutoff or (estimate is not None and started + estimate > cutoff):
+            raise AbandonedChunkError(now - started)
+    if failure:
+        raise failure[0]
+    return time.monotonic() - started
