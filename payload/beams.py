@@ -192,6 +192,6 @@ def mwa_delays_from_uvh5(path: Path) -> tuple[int, ...] | None:
                     parts = [p for p in re.split(r"[,\s]+", text.strip("[] ")) if p]
                     if len(parts) == MWA_DIPOLES and all(p.isdigit() for p in parts):
                         return tuple(int(p) for p in parts)
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):
         return None
     return None

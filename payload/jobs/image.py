@@ -164,8 +164,12 @@ class ImageJob:
                 cross = np.asarray(handle["Header/ant_1_array"][()]) != np.asarray(
                     handle["Header/ant_2_array"][()]
                 )
-        except (OSError, KeyError) as exc:
+        except (OSError, KeyError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"{self.info.source}: times cannot be read ({exc})") from None
+        if times.ndim != 1 or times.shape != cross.shape:
+            raise InvalidInputError(
+                f"{self.info.source}: {times.shape} times for {cross.shape} baseline-times"
+            )
         return time_halves(times)[cross]
 
     @cached_property
@@ -216,6 +220,11 @@ class ImageJob:
                 allocate=functools.partial(_cubes_in_chunk_file, tmp),
             )
             grid = UVGrid.from_params(self.params)
+            if len(self.halves) != len(chunk.uvw_m):
+                raise InvalidInputError(
+                    f"{self.info.source}: {len(chunk.uvw_m)} cross-correlation rows read but "
+                    f"{len(self.halves)} times for them in the header"
+                )
             gridded = grid_chunk(
                 chunk,
                 grid,
