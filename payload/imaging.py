@@ -105,6 +105,22 @@ def uniform_weights(
     return np.where(weights > 0, weights / np.where(density > 0, density, 1.0), 0.0)
 
 
+def beyond_grid(
+    uvw_m: npt.NDArray[np.float64], freq_hz: float, geometry: ImageGeometry
+) -> npt.NDArray[np.bool_]:
+    """Visibilities whose |u| or |v| is beyond the image grid's Nyquist limit 1 / (2 pixsize).
+
+    The convention: they are left out of the image, its weight sum and its PSF (counted and
+    reported in provenance.json). Kept, they would alias: their
+    fringes are finer than a pixel, so between pixel centres the dirty image would no longer
+    be the band-limited sky, and an off-pixel source would lose flux. Left out, a coarser
+    pixel scale lowers the resolution and keeps the flux scale.
+    """
+    limit = 0.5 / geometry.pixsize_rad
+    scale = freq_hz / C_M_S
+    return np.asarray((np.abs(uvw_m[:, 0]) * scale > limit) | (np.abs(uvw_m[:, 1]) * scale > limit))
+
+
 def dirty_image(
     uvw_m: npt.NDArray[np.float64],
     freq_hz: float,
@@ -160,6 +176,11 @@ class ChunkImages:
     psf_rows: tuple[int, ...]
     weight_sum: npt.NDArray[np.float64]
     weighted_sum: npt.NDArray[np.float64]
+    # visibilities left out as beyond the image grid (see beyond_grid), per (pol, channel):
+    # how many, their weight, and the weight of all visibilities given
+    beyond_count: npt.NDArray[np.int64]
+    beyond_weight: npt.NDArray[np.float64]
+    given_weight: npt.NDArray[np.float64]
 
 
 def image_chunk(
@@ -188,9 +209,19 @@ def image_chunk(
     # numpy's pairwise summation does not depend on the stride).
     by_channel = {pol: np.ascontiguousarray(chunk.weights[pol].T) for pol in pols}
     weights: dict[tuple[str, int], npt.NDArray[np.float64]] = {}
+    beyond = np.zeros((len(pols), n_chan), dtype=np.int64)
+    beyond_weight = np.zeros((len(pols), n_chan))
+    given_weight = np.zeros((len(pols), n_chan))
     for c in range(n_chan):
-        for pol in pols:
+        outside = beyond_grid(chunk.uvw_m, float(chunk.freq_hz[c]), geometry)
+        for p, pol in enumerate(pols):
             weight = by_channel[pol][c]
+            given_weight[p, c] = float(weight.sum())
+            if outside.any():
+                dropped = outside & (weight > 0)
+                beyond[p, c] = int(dropped.sum())
+                beyond_weight[p, c] = float(weight[dropped].sum())
+                weight = np.where(outside, 0.0, weight)
             if params.weighting == "uniform":
                 weight = uniform_weights(chunk.uvw_m, float(chunk.freq_hz[c]), weight, geometry)
             weights[pol, c] = weight
@@ -262,4 +293,7 @@ def image_chunk(
         psf_rows=psf_rows,
         weight_sum=weight_sum,
         weighted_sum=np.add.reduce(weighted, axis=0),
+        beyond_count=beyond,
+        beyond_weight=beyond_weight,
+        given_weight=given_weight,
     )

@@ -55,8 +55,11 @@ class ImagingParams:
     uv_cell_lambda, uv_max_lambda
         Stack-level uv grid of the uv cube: cell size and half-width in wavelengths.
     ps_taper_fwhm_deg
-        FWHM of the Gaussian image-plane taper applied before the uv cube is formed; it is
-        the effective primary beam of the power spectrum (its Omega_pp normalises it).
+        FWHM of the Gaussian image-plane taper applied before the uv cube is formed: it sets
+        the uv gridding kernel (width 1 / (2 pi sigma_taper) wavelengths).
+    primary_beam
+        Beam spec of the power-spectrum normalisation (:mod:`payload.beams`), e.g.
+        ``gaussian:25``, ``airy:14``, ``mwa``; default (None): from the telescope's name.
     n_k_bins
         Number of k_perp (cylindrical) and |k| (spherical) bins.
     nthreads
@@ -75,6 +78,7 @@ class ImagingParams:
     uv_cell_lambda: float = 1.0
     uv_max_lambda: float = 64.0
     ps_taper_fwhm_deg: float = 20.0
+    primary_beam: str | None = None
     n_k_bins: int = 16
     nthreads: int = 2
 
@@ -140,6 +144,12 @@ class ImagingParams:
             raise InvalidInputError(
                 f"parameter epsilon must be in [1e-12, 1e-2], got {self.epsilon}"
             )
+        if self.primary_beam is not None:
+            from payload.beams import parse_beam
+
+            if not isinstance(self.primary_beam, str):
+                raise InvalidInputError("parameter primary_beam must be a beam spec string")
+            parse_beam(self.primary_beam)
         if self.uv_max_lambda < 4 * self.uv_cell_lambda:
             raise InvalidInputError("parameter uv_max_lambda must be at least 4 uv cells")
 

@@ -51,19 +51,68 @@ def plot_power_spectrum(ps: PowerSpectrum, path: Path, *, pol_index: int = 0) ->
     ax_cyl.set_title(f"Cylindrical power, {pol}, z = {ps.scales.z:.2f}")
     ax_cyl.legend(loc="upper left", fontsize=8)
     centres = np.sqrt(ps.k_edges[:-1] * ps.k_edges[1:])
-    for values, label in (
-        (ps.p_sph[pol_index], "all modes"),
-        (ps.p_sph_window[pol_index], "outside wedge"),
+    for values, sigma, label, colour in (
+        (ps.p_sph[pol_index], ps.sigma_sph[pol_index], "cross, all modes", "C0"),
+        (ps.p_sph_window[pol_index], ps.sigma_sph_window[pol_index], "cross, outside wedge", "C1"),
     ):
-        good = np.isfinite(values) & (values > 0)
-        if good.any():
-            ax_sph.loglog(centres[good], values[good], "o-", label=label)
+        _plot_with_errors(ax_sph, centres, values, sigma, label=label, colour=colour)
+    auto = ps.p_sph_auto[pol_index]
+    good = np.isfinite(auto) & (auto > 0)
+    if good.any():
+        ax_sph.loglog(
+            centres[good], auto[good], "-", color="0.5", lw=1, label="auto (noise-biased)"
+        )
+    noise = ps.noise_sph[pol_index]
+    good = np.isfinite(noise) & (noise > 0)
+    if good.any():
+        ax_sph.loglog(centres[good], noise[good], ":", color="0.3", lw=1, label="auto noise bias")
+    ax_sph.set_xscale("log")
+    ax_sph.set_yscale("log")
     ax_sph.set_xlabel("$k$ [Mpc$^{-1}$]")
     ax_sph.set_ylabel("P(k) [mK$^2$ Mpc$^3$]")
-    ax_sph.set_title("Spherical power (Planck18, k in Mpc$^{-1}$)")
-    ax_sph.legend(fontsize=8)
+    ax_sph.set_title(f"Spherical power, 1$\\sigma$ thermal noise; beam {ps.primary_beam}")
+    ax_sph.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def _plot_with_errors(
+    ax: plt.Axes,
+    k: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float64],
+    sigma: npt.NDArray[np.float64],
+    *,
+    label: str,
+    colour: str,
+) -> None:
+    """Cross power with 1 sigma bars on log axes: negative values as open markers at |P|."""
+    finite = np.isfinite(values) & np.isfinite(sigma)
+    positive = finite & (values > 0)
+    negative = finite & (values <= 0)
+    if positive.any():
+        low = np.minimum(sigma[positive], values[positive] * (1 - 1e-3))
+        ax.errorbar(
+            k[positive],
+            values[positive],
+            yerr=np.vstack([low, sigma[positive]]),
+            fmt="o",
+            color=colour,
+            ms=4,
+            capsize=2,
+            label=label,
+        )
+    if negative.any():
+        ax.errorbar(
+            k[negative],
+            np.abs(values[negative]) + 1e-30,
+            yerr=np.vstack([np.zeros(int(negative.sum())), sigma[negative]]),
+            fmt="o",
+            mfc="none",
+            color=colour,
+            ms=4,
+            capsize=2,
+            label=f"{label} (< 0, shown as |P|)",
+        )
 
 
 def _edges(centres: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

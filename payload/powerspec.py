@@ -1,20 +1,23 @@
-"""21 cm power spectra of a uv cube: delay transform, cylindrical and spherical averages.
+"""21 cm power spectra of a uv cube: cross power of even and odd halves, errors, averages.
 
-Estimator, per polarization and uv cell (units in brackets)::
+Estimator, per polarization, uv cell u and delay tau (derivation in ``docs/imaging.md``)::
 
-    Vn(u, f)  = G(u, f) / mean_f W(u, f) * lambda_f^2 / (2 k_B)          [mK sr]
-    Vt(u, tau) = sum_f B(f) Vn(u, f) exp(-2 pi i f tau) df                [mK sr Hz]
-    P(k)      = |Vt|^2 X^2 Y / (Omega_pp B_pp)                            [mK^2 Mpc^3]
+    Vt_h(u, tau) = sum_f df B(f) c(f) G_h(u, f) exp(-2 pi i f tau)     [mK sr Hz x weight]
+    P(u, tau)    = Re[Vt_0 Vt_1^*] X^2 Y / (B_pp N_01(u))              [mK^2 Mpc^3]
 
-with B the 4-term Blackman-Harris window, ``B_pp = df sum B^2`` its effective bandwidth,
-``Omega_pp`` the sky integral of the squared image-plane taper (the beam of the uv cube, see
-:mod:`payload.uvcube`), X (Mpc/rad) and Y (Mpc/Hz) from astropy's Planck18 at the band
-centre, ``k_perp = 2 pi |u| / X`` and ``k_par = 2 pi |tau| / Y`` in Mpc^-1 (no h).
+with G_h the gridded visibilities of half h (0: even time samples, 1: odd), c(f) = lambda^2
+/ (2 k_B) (Jy to mK sr), B the 4-term Blackman-Harris window (``scipy.signal.windows``),
+``B_pp = df sum B^2``, X (Mpc/rad) and Y (Mpc/Hz) from astropy's Planck18 at the band
+centre, and ``N_01(u)`` the window-weighted band mean of the per-cell normalisation of
+:mod:`payload.psnorm`, which accounts for the primary beam, the taper and the uv coverage.
+``k_perp = 2 pi |u| / X``, ``k_par = 2 pi |tau| / Y`` in Mpc^-1 (no h).
 
-Each cell is normalised by its band-mean weight, not channel by channel: dividing by W(f)
-would imprint the passage of baselines through the cell on the spectrum and throw
-foreground power out of the wedge. A white-noise sky of variance sigma_T^2 per voxel gives
-``P = sigma_T^2 X^2 Omega_pix Y df`` (the voxel volume), which the tests check.
+The cross power of halves with independent noise has no noise bias. The auto power of the
+whole data set, ``|Vt_0 + Vt_1|^2 X^2 Y / (B_pp N_tot)``, is kept as ``*_auto`` with its
+expected noise bias ``*_noise``. The thermal-noise 1 sigma of every bin (``sigma_*``) comes
+from the noise covariance of the gridded cells (:func:`payload.psnorm.noise_fine`), scaled to
+the even-odd difference, in which the sky cancels; it includes the correlation of
+neighbouring cells (through the kernel) and of neighbouring delays (through the window).
 
 The horizon line is ``k_par = k_perp X / (Y nu)`` (delay |b|/c); ``wedge_buffer`` adds the
 window's main lobe (4 delay bins) and the gridding kernel's reach (3 sigma).
@@ -24,71 +27,129 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
 import numpy as np
 import numpy.typing as npt
+from scipy.signal import windows
 
+from payload.beams import PrimaryBeam, parse_beam
 from payload.cosmology import CosmoScales, jy_to_mk_sr
 from payload.errors import InvalidInputError
-from payload.uvcube import UVCube
+from payload.psnorm import (
+    BEAM_FLOOR,
+    BeamLattice,
+    beam_lattice,
+    cell_normalisation,
+    delay_correlation,
+    fine_at,
+    half_cell_maps,
+    noise_fine,
+)
+from payload.uvcube import UVCube, UVGrid
 
-SCHEMA = 1
-BH_COEFFS = (0.35875, 0.48829, 0.14128, 0.01168)
+SCHEMA = 2
 BH_MAIN_LOBE_BINS = 4
-VALID_WEIGHT_FRACTION = 1e-3
+# Cells whose even-odd normalisation is below this fraction of the largest are left out:
+# their power would be mostly noise divided by almost nothing.
+VALID_NORM_FRACTION = 1e-3
+# Correlations below this are left out of the error sums.
+CORRELATION_FLOOR = 1e-2
 
 
 def blackman_harris(n: int) -> npt.NDArray[np.float64]:
-    """Symmetric 4-term Blackman-Harris window of ``n`` samples."""
-    if n == 1:
-        return np.ones(1)
-    x = 2.0 * np.pi * np.arange(n) / (n - 1)
-    a0, a1, a2, a3 = BH_COEFFS
-    return np.asarray(a0 - a1 * np.cos(x) + a2 * np.cos(2 * x) - a3 * np.cos(3 * x))
+    """Symmetric 4-term Blackman-Harris window of ``n`` samples (scipy's)."""
+    return np.asarray(windows.blackmanharris(n, sym=True), dtype=np.float64)
 
 
 @dataclass
 class PowerSpectrum:
-    """Cylindrical and spherical power spectra of every polarization of a uv cube."""
+    """Cylindrical and spherical power spectra of every polarization of a uv cube.
+
+    ``p_*`` is the even x odd cross power (no noise bias), ``sigma_*`` its thermal-noise
+    1 sigma, ``p_*_auto`` the auto power of all data and ``noise_*`` its expected noise
+    bias. Cylindrical arrays are (pol, k_perp bin, k_par), spherical ones (pol, k bin);
+    NaN where a bin is empty.
+    """
 
     polarizations: tuple[str, ...]
     k_perp_edges: npt.NDArray[np.float64]
     k_par: npt.NDArray[np.float64]
-    p_cyl: npt.NDArray[np.float64]  # (pol, k_perp bin, k_par), mK^2 Mpc^3; NaN where empty
+    p_cyl: npt.NDArray[np.float64]
+    sigma_cyl: npt.NDArray[np.float64]
+    p_cyl_auto: npt.NDArray[np.float64]
+    noise_cyl: npt.NDArray[np.float64]
     counts_cyl: npt.NDArray[np.int64]  # (k_perp bin,) cells per bin
     k_edges: npt.NDArray[np.float64]
-    p_sph: npt.NDArray[np.float64]  # (pol, k bin): every mode
-    p_sph_window: npt.NDArray[np.float64]  # (pol, k bin): modes above the wedge buffer only
+    p_sph: npt.NDArray[np.float64]  # every mode
+    sigma_sph: npt.NDArray[np.float64]
+    p_sph_window: npt.NDArray[np.float64]  # modes above the wedge buffer only
+    sigma_sph_window: npt.NDArray[np.float64]
+    p_sph_auto: npt.NDArray[np.float64]
+    noise_sph: npt.NDArray[np.float64]
     counts_sph: npt.NDArray[np.int64]
     counts_sph_window: npt.NDArray[np.int64]
-    wedge_leakage: npt.NDArray[np.float64]  # (pol,) fraction of power above horizon + buffer
+    wedge_leakage: npt.NDArray[np.float64]  # (pol,) fraction of auto power above the buffer
+    noise_sigma0_jy: npt.NDArray[np.float64]  # (pol,) noise of one visibility of nsamples 1
     scales: CosmoScales
     horizon_slope: float
     wedge_buffer: float
-    omega_pp: float
+    primary_beam: str
+    omega_pp: float  # int A^2 (sr) at the band centre, for reference
     bandwidth_pp_hz: float
+    # Per polarization: the spherical bin and weight of every (delay, u, v) element, and
+    # k_perp of every cell; not written, used to bin a model the way the data were binned.
+    elements: list[dict[str, npt.NDArray[Any]]] = field(default_factory=list, repr=False)
 
-    def write(self, path: Path, *, attrs: Mapping[str, Any]) -> None:
+    def bin_model(
+        self,
+        model: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+        *,
+        pol_index: int = 0,
+        window_only: bool = False,
+    ) -> npt.NDArray[np.float64]:
+        """Spherical bins of a model: ``model(k_perp of the cells (u, v))`` returns the
+        expected power of every (delay in FFT order, u, v) element."""
+        parts = self.elements[pol_index]
+        key = "win" if window_only else "sph"
+        bins, weights = parts[f"{key}_bin"], parts[f"{key}_weight"]
+        values = np.broadcast_to(model(parts["k_perp_cell"]), bins.shape)
+        use = bins >= 0
+        sums = np.bincount(
+            bins[use], weights=(values * weights)[use], minlength=len(self.k_edges) - 1
+        )
+        have = np.bincount(bins[use], minlength=len(self.k_edges) - 1) > 0
+        return np.where(have, sums, np.nan)
+
+    _DATASETS = (
+        "k_perp_edges",
+        "k_par",
+        "p_cyl",
+        "sigma_cyl",
+        "p_cyl_auto",
+        "noise_cyl",
+        "counts_cyl",
+        "k_edges",
+        "p_sph",
+        "sigma_sph",
+        "p_sph_window",
+        "sigma_sph_window",
+        "p_sph_auto",
+        "noise_sph",
+        "counts_sph",
+        "counts_sph_window",
+        "wedge_leakage",
+        "noise_sigma0_jy",
+    )
+
+    def write(self, path: Any, *, attrs: Mapping[str, Any]) -> None:
         """Write to HDF5 byte-deterministically."""
         with h5py.File(path, "w", track_order=True) as handle:
             kw: dict[str, Any] = {"track_times": False}
-            for name in (
-                "k_perp_edges",
-                "k_par",
-                "p_cyl",
-                "counts_cyl",
-                "k_edges",
-                "p_sph",
-                "p_sph_window",
-                "counts_sph",
-                "counts_sph_window",
-                "wedge_leakage",
-            ):
+            for name in self._DATASETS:
                 handle.create_dataset(name, data=getattr(self, name), **kw)
             handle.attrs["schema"] = SCHEMA
             handle.attrs["product"] = "powerspec"
@@ -100,7 +161,11 @@ class PowerSpectrum:
                     "cosmology": "astropy Planck18",
                 }
             )
+            handle.attrs["estimator"] = (
+                "cross power of even and odd time samples (p_*), auto power of all (p_*_auto)"
+            )
             handle.attrs["window"] = "blackman-harris (4-term, symmetric)"
+            handle.attrs["primary_beam"] = self.primary_beam
             handle.attrs["redshift"] = self.scales.z
             handle.attrs["band_centre_hz"] = self.scales.freq_hz
             handle.attrs["x_mpc_per_rad"] = self.scales.x_mpc_per_rad
@@ -124,113 +189,478 @@ def _channel_width(freq_hz: npt.NDArray[np.float64]) -> float:
     return float(steps[0])
 
 
-def delay_power(
-    vis: npt.NDArray[np.complex128],
-    weights: npt.NDArray[np.float64],
-    freq_hz: npt.NDArray[np.float64],
-    *,
-    omega_pp: float,
-    scales: CosmoScales,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], float]:
-    """Power (mK^2 Mpc^3) per cell and delay for one polarization.
+def beam_omega_pp(beam: PrimaryBeam, grid: UVGrid, freq_hz: float, pol: str) -> float:
+    """``int A^2 dOmega`` (flat sky) on the grid's image pixels."""
+    lm = (np.arange(grid.n) - grid.n // 2) * grid.pixsize
+    ll, mm = np.meshgrid(lm, lm, indexing="ij")
+    a = beam.power(ll.ravel(), mm.ravel(), freq_hz, pol)
+    return float((a**2).sum() * grid.pixsize**2)
 
-    ``vis`` and ``weights`` have shape (freq, ...cells); returns ``(P, valid, B_pp)`` with P
-    of shape (delay, ...cells) in ``numpy.fft.fftfreq`` order and ``valid`` the cells whose
-    band-mean weight is above a small fraction of the largest.
-    """
-    df = _channel_width(freq_hz)
-    mean_w = weights.mean(axis=0)
-    peak = float(mean_w.max()) if mean_w.size else 0.0
-    valid = mean_w > VALID_WEIGHT_FRACTION * peak if peak > 0 else np.zeros(mean_w.shape, bool)
-    safe = np.where(valid, mean_w, 1.0)
-    to_mk = np.asarray([jy_to_mk_sr(f) for f in freq_hz]).reshape((-1,) + (1,) * (vis.ndim - 1))
-    window = blackman_harris(len(freq_hz)).reshape(to_mk.shape)
-    spectrum = np.fft.fft(vis / safe * to_mk * window, axis=0) * df
-    b_pp = df * float((window**2).sum())
-    power = (
-        np.abs(spectrum) ** 2 * scales.x_mpc_per_rad**2 * scales.y_mpc_per_hz / (omega_pp * b_pp)
+
+@dataclass
+class _Norm:
+    """Band-averaged per-cell quantities of one polarization (half-plane grid)."""
+
+    n_ee: npt.NDArray[np.float64]
+    n_oo: npt.NDArray[np.float64]
+    n_eo: npt.NDArray[np.float64]
+    q_e: dict[tuple[int, int], npt.NDArray[np.float64]]
+    q_o: dict[tuple[int, int], npt.NDArray[np.float64]]
+    fine_e: npt.NDArray[np.float64]  # Q of each half on the half-cell grid (psnorm.noise_fine)
+    fine_o: npt.NDArray[np.float64]
+
+
+def _normalisation(
+    cube: UVCube,
+    p: int,
+    beam: PrimaryBeam,
+    window: npt.NDArray[np.float64],
+    to_mk: npt.NDArray[np.float64],
+    lattice: BeamLattice,
+    df: float,
+) -> _Norm:
+    grid, pol = cube.grid, cube.polarizations[p]
+    shape = (grid.n, grid.n // 2 + 1)
+    w2 = window**2
+    total = float(w2.sum())
+    n_ee, n_oo, n_eo = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    fine_e = np.zeros((2 * grid.n, grid.n + 1))
+    fine_o = np.zeros((2 * grid.n, grid.n + 1))
+    taper = grid.taper()
+    for c, freq in enumerate(cube.freq_hz):
+        s_e, s_o = cube.sampling[0, p, c], cube.sampling[1, p, c]
+        if not (s_e.any() or s_o.any()):
+            continue
+        a2 = beam.power(lattice.l_dir, lattice.m_dir, float(freq), pol) ** 2
+        ee, oo, eo = cell_normalisation((s_e, s_o), grid, lattice, a2, taper=taper)
+        share = w2[c] / total
+        n_ee += share * ee
+        n_oo += share * oo
+        n_eo += share * eo
+        for half, fine in ((s_e, fine_e), (s_o, fine_o)):
+            if half.any():
+                fine += (df * window[c] * to_mk[c]) ** 2 * noise_fine(half, grid)
+    return _Norm(
+        n_ee,
+        n_oo,
+        n_eo,
+        half_cell_maps(fine_e, grid.n),
+        half_cell_maps(fine_o, grid.n),
+        fine_e,
+        fine_o,
     )
-    return np.where(valid, power, 0.0), np.asarray(valid), b_pp
 
 
-def compute_power_spectrum(cube: UVCube, *, n_k_bins: int = 16) -> PowerSpectrum:
-    """Cylindrical (k_perp, k_par) and spherical power spectra of a uv cube."""
+def _shift3(array: npt.NDArray[Any], dt: int, dx: int, dy: int, fill: Any) -> npt.NDArray[Any]:
+    """``array[t + dt, u + dx, v + dy]``: delays wrap (they are periodic), u and v do not."""
+    rolled = np.roll(array, -dt, axis=0) if dt else array
+    out = np.full_like(array, fill)
+    _, n0, n1 = array.shape
+    src_x = slice(max(dx, 0), n0 + min(dx, 0))
+    dst_x = slice(max(-dx, 0), n0 + min(-dx, 0))
+    src_y = slice(max(dy, 0), n1 + min(dy, 0))
+    dst_y = slice(max(-dy, 0), n1 + min(-dy, 0))
+    out[:, dst_x, dst_y] = rolled[:, src_x, src_y]
+    return out
+
+
+def _correlation(
+    q: dict[tuple[int, int], npt.NDArray[np.float64]], dx: int, dy: int, du: float, s: float
+) -> npt.NDArray[np.float64]:
+    """Noise correlation coefficient of cell (u, v) with cell (u + dx, v + dy)."""
+    base = q[0, 0]
+    mid = _shift3(q[dx % 2, dy % 2][None], 0, dx // 2, dy // 2, 0.0)[0]
+    partner = _shift3(base[None], 0, dx, dy, 0.0)[0]
+    denom = np.sqrt(np.clip(base * partner, 0.0, None))
+    gauss = math.exp(-((dx * du) ** 2 + (dy * du) ** 2) / (4.0 * s**2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(denom > 0, gauss * mid / denom, 0.0)
+    return np.asarray(np.clip(r, -1.0, 1.0))
+
+
+def _binned_variance(
+    y: dict[str, npt.NDArray[np.float64]],
+    bins: dict[str, npt.NDArray[np.int64]],
+    n_bins: dict[str, int],
+    norm: _Norm,
+    grid: UVGrid,
+    delay_r2: npt.NDArray[np.float64],
+) -> dict[str, npt.NDArray[np.float64]]:
+    """``sum_ee' y_e y_e' Cov`` per bin for each binning, Cov the cross power's covariance.
+
+    ``y`` is weight x per-cell noise scale on the (delay, u, v) grid; pairs of elements in
+    the same bin are summed over offsets within the kernel's and the window's reach, each
+    unordered pair once (times 2).
+    """
+    s = grid.kernel_sigma_lambda
+    reach = max(1, math.ceil(3.1 * s / grid.du))
+    n_f, n0, n1 = next(iter(y.values())).shape
+    dts = [d for d in range(-(n_f // 2), n_f - n_f // 2) if delay_r2[d % n_f] > CORRELATION_FLOOR]
+    out = {name: np.zeros(n_bins[name]) for name in y}
+    offsets = [
+        (dx, dy)
+        for dx in range(-reach, reach + 1)
+        for dy in range(-reach, reach + 1)
+        if math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2)) >= CORRELATION_FLOOR
+    ]
+    correlations = {
+        (dx, dy): _correlation(norm.q_e, dx, dy, grid.du, s)
+        * _correlation(norm.q_o, dx, dy, grid.du, s)
+        for dx, dy in offsets
+    }
+    for dt in dts:
+        # Delays whose partner dt away can share their bin at all (cylindrical bins hold
+        # one |k_par| each, so only +-tau pairs near tau = 0 qualify when dt != 0).
+        rows = {
+            name: np.nonzero(
+                ((b >= 0) & (b == np.roll(b, -dt, axis=0))).reshape(n_f, -1).any(axis=1)
+            )[0]
+            for name, b in bins.items()
+        }
+        rolled = {name: np.roll(values, -dt, axis=0)[rows[name]] for name, values in y.items()}
+        rolled_b = {name: np.roll(b, -dt, axis=0)[rows[name]] for name, b in bins.items()}
+        picked = {name: values[rows[name]] for name, values in y.items()}
+        picked_b = {name: b[rows[name]] for name, b in bins.items()}
+        for dx, dy in offsets:
+            if (dt, dx, dy) < (0, 0, 0):
+                continue  # counted with its mirror
+            factor = (1.0 if (dt, dx, dy) == (0, 0, 0) else 2.0) * delay_r2[dt % n_f] / 2.0
+            here = (
+                slice(None),
+                slice(max(-dx, 0), n0 - max(dx, 0)),
+                slice(max(-dy, 0), n1 - max(dy, 0)),
+            )
+            there = (
+                slice(None),
+                slice(max(dx, 0), n0 + min(dx, 0)),
+                slice(max(dy, 0), n1 + min(dy, 0)),
+            )
+            rr = correlations[dx, dy][here[1:]] * factor
+            for name, values in picked.items():
+                if not len(rows[name]):
+                    continue
+                b = picked_b[name][here]
+                same = (b >= 0) & (b == rolled_b[name][there])
+                if not same.any():
+                    continue
+                term = values[here] * rolled[name][there] * rr[None]
+                out[name] += np.bincount(b[same], weights=term[same], minlength=n_bins[name])
+    _add_mirror_pairs(out, y, bins, n_bins, norm, grid, delay_r2, dts)
+    return out
+
+
+def _add_mirror_pairs(
+    out: dict[str, npt.NDArray[np.float64]],
+    y: dict[str, npt.NDArray[np.float64]],
+    bins: dict[str, npt.NDArray[np.int64]],
+    n_bins: dict[str, int],
+    norm: _Norm,
+    grid: UVGrid,
+    delay_r2: npt.NDArray[np.float64],
+    dts: list[int],
+) -> None:
+    """The pseudo-covariance E[G_i G_j] of cells near the v = 0 axis.
+
+    Each visibility is gridded at u_k and (conjugated) at -u_k, so a cell near the axis and
+    one near its mirror (u_i + u_j ~ 0) hold the same noise, one conjugated:
+    ``E[G_i G_j] = exp(-|u_i + u_j|^2 / 4 s^2) Q((u_i - u_j) / 2)``, and after the delay
+    transform it pairs tau with -tau (|R(tau_i + tau_j)|^2). Every ordered pair is met once.
+    """
+    s = grid.kernel_sigma_lambda
+    n = grid.n
+    n_f = next(iter(y.values())).shape[0]
+    reach = max(1, math.ceil(3.1 * s / grid.du))
+    cols = np.arange(n)
+    for dx in range(-reach, reach + 1):
+        for dy in range(0, reach + 1):
+            gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
+            if gauss2 < CORRELATION_FLOOR:
+                continue
+            partner_cols = n - cols + dx
+            ok = (partner_cols >= 0) & (partner_cols < n)
+            a = cols[ok]
+            a2 = partner_cols[ok]
+            for b in range(0, dy + 1):
+                b2 = dy - b
+                if b2 > n // 2:
+                    continue
+                rr = np.ones(len(a))
+                for fine in (norm.fine_e, norm.fine_o):
+                    mid = fine_at(fine, 2 * a - dx, np.full(len(a), 2 * b - dy))
+                    qi = fine_at(fine, 2 * a, np.full(len(a), 2 * b))
+                    qj = fine_at(fine, 2 * a2, np.full(len(a), 2 * b2))
+                    denom = np.sqrt(np.clip(qi * qj, 0.0, None))
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
+                    rr = rr * np.clip(r, -1.0, 1.0)
+                for dt in dts:
+                    partner_t = (dt - np.arange(n_f)) % n_f
+                    factor = delay_r2[dt % n_f] / 2.0
+                    for name, values in y.items():
+                        here_b = bins[name][:, a, b]
+                        there_b = bins[name][partner_t][:, a2, b2]
+                        same = (here_b >= 0) & (here_b == there_b)
+                        if not same.any():
+                            continue
+                        term = values[:, a, b] * values[partner_t][:, a2, b2] * rr[None] * factor
+                        out[name] += np.bincount(
+                            here_b[same], weights=term[same], minlength=n_bins[name]
+                        )
+
+
+def spherical_edges(
+    k_min: float, k_max: float, n_bins: int, *, min_width: float
+) -> npt.NDArray[np.float64]:
+    """At most ``n_bins`` logarithmic |k| bins, none narrower than ``min_width``.
+
+    k_par is sampled every ``min_width``: a narrower bin would hold a sliver of one k_par
+    plane (a few correlated cells), whose scatter says nothing about P(k).
+    """
+    raw = np.geomspace(k_min, k_max, n_bins + 1)
+    edges = [float(raw[0])]
+    for edge in raw[1:]:
+        if edge - edges[-1] >= min_width:
+            edges.append(float(edge))
+    if edges[-1] < k_max:
+        if len(edges) > 1:
+            edges[-1] = float(k_max)
+        else:
+            edges.append(float(k_max))
+    return np.asarray(edges)
+
+
+def compute_power_spectrum(
+    cube: UVCube, *, n_k_bins: int = 16, beam: PrimaryBeam | None = None
+) -> PowerSpectrum:
+    """Cylindrical (k_perp, k_par) and spherical power spectra of a uv cube.
+
+    ``beam`` defaults to the one the cube records.
+    """
+    beam = parse_beam(cube.primary_beam) if beam is None else beam
+    grid = cube.grid
     freq = cube.freq_hz
     df = _channel_width(freq)
     n_f = len(freq)
     scales = CosmoScales.at(float(freq.mean()))
-    omega_pp = cube.grid.omega_pp()
-    uu, vv = np.meshgrid(cube.grid.u_lambda, cube.grid.v_lambda, indexing="ij")
+    x2y = scales.x_mpc_per_rad**2 * scales.y_mpc_per_hz
+    window = blackman_harris(n_f)
+    b_pp = df * float((window**2).sum())
+    to_mk = np.asarray([jy_to_mk_sr(f) for f in freq])
+    taper_to = (window * to_mk * df)[:, None, None]
+    delay_r2 = delay_correlation(window)
+
+    uu, vv = np.meshgrid(grid.u_lambda, grid.v_lambda, indexing="ij")
     # The v = 0 row holds each u < 0 cell's conjugate at +u: count it once.
     unique = ~((vv == 0) & (uu < 0))
     k_perp_cell = 2 * math.pi * np.hypot(uu, vv) / scales.x_mpc_per_rad
-    delays = np.fft.fftfreq(n_f, df)
     n_par = n_f // 2 + 1
     k_par = np.asarray(2 * math.pi * np.arange(n_par) / (n_f * df) / scales.y_mpc_per_hz, float)
-    fold = np.abs(np.rint(delays * n_f * df)).astype(np.int64)  # |delay| bin of each fft bin
-    k_perp_max = 2 * math.pi * (cube.grid.n // 2) * cube.grid.du / scales.x_mpc_per_rad
+    fold = np.abs(np.rint(np.fft.fftfreq(n_f, df) * n_f * df)).astype(np.int64)
+    fold_count = np.bincount(fold, minlength=n_par)
+    k_perp_max = 2 * math.pi * (grid.n // 2) * grid.du / scales.x_mpc_per_rad
     k_perp_edges = np.linspace(0.0, k_perp_max, n_k_bins + 1)
     slope = scales.horizon_slope
-    kernel_reach = 3.0 * cube.grid.kernel_sigma_lambda / scales.freq_hz
+    kernel_reach = 3.0 * grid.kernel_sigma_lambda / scales.freq_hz
     buffer = 2 * math.pi * (BH_MAIN_LOBE_BINS / (n_f * df) + kernel_reach) / scales.y_mpc_per_hz
-    k_min = max(float(k_par[1]) if n_par > 1 else 1e-3, float(k_perp_edges[1]) / 2)
+    # k_par takes discrete values: the first bin is centred on the first one.
+    k_min = max(float(k_par[1]) / 2 if n_par > 1 else 1e-3, float(k_perp_edges[1]) / 2)
     k_max = math.hypot(k_perp_max, float(k_par[-1]))
-    k_edges = np.geomspace(k_min, k_max, n_k_bins + 1)
+    k_edges = spherical_edges(
+        k_min, k_max, n_k_bins, min_width=float(k_par[1]) if n_par > 1 else 0.0
+    )
+    n_sph = len(k_edges) - 1
+    kbin_cell = np.clip(np.digitize(k_perp_cell, k_perp_edges) - 1, 0, n_k_bins - 1)
+    k3 = np.hypot(k_perp_cell[None], k_par[fold][:, None, None])  # (delay, u, v)
+    sbin_all = np.digitize(k3, k_edges) - 1
+    above = k_par[fold][:, None, None] > slope * k_perp_cell[None] + buffer
 
     n_pol = len(cube.polarizations)
-    p_cyl = np.full((n_pol, n_k_bins, n_par), np.nan)
-    p_sph = np.full((n_pol, n_k_bins), np.nan)
-    p_sph_window = np.full((n_pol, n_k_bins), np.nan)
-    counts_cyl = np.zeros(n_k_bins, dtype=np.int64)
-    counts_sph = np.zeros(n_k_bins, dtype=np.int64)
-    counts_sph_window = np.zeros(n_k_bins, dtype=np.int64)
-    leakage = np.zeros(n_pol)
-    for p in range(n_pol):
-        power, valid, b_pp = delay_power(
-            cube.vis[p], cube.weights[p], freq, omega_pp=omega_pp, scales=scales
+    cyl_shape = (n_pol, n_k_bins, n_par)
+    sph_shape = (n_pol, n_sph)
+    out = {
+        name: np.full(shape, np.nan)
+        for name, shape in (
+            ("p_cyl", cyl_shape),
+            ("sigma_cyl", cyl_shape),
+            ("p_cyl_auto", cyl_shape),
+            ("noise_cyl", cyl_shape),
+            ("p_sph", sph_shape),
+            ("sigma_sph", sph_shape),
+            ("p_sph_window", sph_shape),
+            ("sigma_sph_window", sph_shape),
+            ("p_sph_auto", sph_shape),
+            ("noise_sph", sph_shape),
         )
-        use = valid & unique
-        kp = k_perp_cell[use]  # (cells,)
-        cells = power[:, use]  # (delay, cells)
-        # Fold +tau and -tau into |k_par| bins (mean of the two).
-        folded = np.zeros((n_par, cells.shape[1]))
-        np.add.at(folded, fold, cells)
-        folded /= np.bincount(fold, minlength=n_par)[:, None]
-        above = k_par[:, None] > slope * kp[None, :] + buffer
-        total = float(folded.sum())
-        leakage[p] = float(folded[above].sum()) / total if total > 0 else 0.0
-        kbin = np.clip(np.digitize(kp, k_perp_edges) - 1, 0, n_k_bins - 1)
-        counts = np.bincount(kbin, minlength=n_k_bins)
-        for j in range(n_par):
-            sums = np.bincount(kbin, weights=folded[j], minlength=n_k_bins)
-            p_cyl[p, :, j] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        k3 = np.hypot(kp[None, :], k_par[:, None])
-        sbin = np.digitize(k3, k_edges) - 1
-        inside = (sbin >= 0) & (sbin < n_k_bins)
-        for mask, out, cnt in (
-            (inside, p_sph, counts_sph),
-            (inside & above, p_sph_window, counts_sph_window),
+    }
+    counts_cyl = np.zeros(n_k_bins, dtype=np.int64)
+    counts_sph = np.zeros(n_sph, dtype=np.int64)
+    counts_sph_window = np.zeros(n_sph, dtype=np.int64)
+    leakage = np.zeros(n_pol)
+    sigma0 = np.zeros(n_pol)
+    elements: list[dict[str, npt.NDArray[Any]]] = []
+    f_top = float(freq.max())
+    lattice_all = beam_lattice(
+        grid, omega_pp=min(beam_omega_pp(beam, grid, float(f), "I") for f in (freq[0], f_top))
+    )
+    reach_a2 = np.maximum(
+        beam.power(lattice_all.l_dir, lattice_all.m_dir, float(freq[0]), "I") ** 2,
+        beam.power(lattice_all.l_dir, lattice_all.m_dir, f_top, "I") ** 2,
+    )
+    lattice = lattice_all.select(reach_a2 > BEAM_FLOOR * float(reach_a2.max()))
+    norms: dict[int, _Norm] = {}
+    for p in range(n_pol):
+        # Polarizations with the same sampling and the same beam share the normalisation.
+        twin = next(
+            (
+                q
+                for q in norms
+                if np.array_equal(cube.sampling[:, q], cube.sampling[:, p])
+                and (beam.kind != "mwa" or cube.polarizations[q] == cube.polarizations[p])
+            ),
+            None,
+        )
+        norm = (
+            norms[twin]
+            if twin is not None
+            else _normalisation(cube, p, beam, window, to_mk, lattice, df)
+        )
+        norms[p] = norm
+        vt_e = np.fft.fft(cube.vis_halves[0, p] * taper_to, axis=0)
+        vt_o = np.fft.fft(cube.vis_halves[1, p] * taper_to, axis=0)
+        peak = float(norm.n_eo.max())
+        valid = unique & (norm.n_eo > VALID_NORM_FRACTION * peak) if peak > 0 else unique & False
+        valid &= (norm.n_ee > 0) & (norm.n_oo > 0)
+        n_tot = norm.n_ee + norm.n_oo + 2 * norm.n_eo
+        safe_eo = np.where(valid, norm.n_eo, 1.0)
+        safe_tot = np.where(valid, n_tot, 1.0)
+        cross = (vt_e * np.conj(vt_o)).real * x2y / (b_pp * safe_eo)
+        auto = np.abs(vt_e + vt_o) ** 2 * x2y / (b_pp * safe_tot)
+
+        # Noise: the even-odd difference, with the odd half scaled to the even one's
+        # weights so that the sky cancels, sets sigma0; the sampling sets the rest.
+        w_e = cube.weights_halves[0, p].mean(axis=0)
+        w_o = cube.weights_halves[1, p].mean(axis=0)
+        alpha = np.where(valid & (w_o > 0), w_e / np.where(w_o > 0, w_o, 1.0), 0.0)
+        diff = np.abs(vt_e - alpha * vt_o) ** 2
+        model = norm.q_e[0, 0] + alpha**2 * norm.q_o[0, 0]
+        fit = valid[None] & above & (model[None] > 0)
+        if not fit.any():
+            fit = np.broadcast_to(valid[None] & (model[None] > 0), diff.shape)
+        var0 = (
+            float(diff[fit].sum() / np.broadcast_to(model, diff.shape)[fit].sum())
+            if fit.any()
+            else 0.0
+        )
+        sigma0[p] = math.sqrt(var0) if var0 > 0 else 0.0
+        v_e, v_o = var0 * norm.q_e[0, 0], var0 * norm.q_o[0, 0]
+        z = np.where(valid, np.sqrt(np.clip(v_e * v_o, 0, None)) * x2y / (b_pp * safe_eo), 0.0)
+        noise_auto = np.where(valid, (v_e + v_o) * x2y / (b_pp * safe_tot), 0.0)
+
+        # Bins: every (delay, cell) element carries a weight, so that a bin's value is the
+        # mean over its cells of the mean of +tau and -tau (as the spectra were defined).
+        valid3 = np.broadcast_to(valid[None], cross.shape)
+        fold3 = np.broadcast_to(fold[:, None, None], cross.shape)
+        cyl_bin = np.where(valid3, kbin_cell[None] * n_par + fold3, -1)
+        cells_per_kbin = np.bincount(kbin_cell[valid], minlength=n_k_bins)
+        cyl_w = np.where(
+            valid3, 1.0 / (fold_count[fold3] * np.maximum(cells_per_kbin[kbin_cell][None], 1)), 0.0
+        )
+        sph_bins = {}
+        sph_w = {}
+        for name, mask in (("sph", valid3), ("win", valid3 & above)):
+            b = np.where(mask & (sbin_all >= 0) & (sbin_all < n_sph), sbin_all, -1)
+            # number of (cell, |k_par|) pairs per bin, each +-tau pair counted once
+            pairs = np.bincount(b[b >= 0], weights=1.0 / fold_count[fold3[b >= 0]], minlength=n_sph)
+            sph_bins[name] = b
+            sph_w[name] = np.where(
+                b >= 0,
+                1.0 / (fold_count[fold3] * np.maximum(pairs[np.clip(b, 0, None)], 1e-300)),
+                0.0,
+            )
+            if name == "sph":
+                counts_sph[:] = np.rint(pairs).astype(np.int64)
+            else:
+                counts_sph_window[:] = np.rint(pairs).astype(np.int64)
+        counts_cyl[:] = cells_per_kbin
+
+        def mean(
+            values: npt.NDArray[np.float64],
+            b: npt.NDArray[np.int64],
+            w: npt.NDArray[np.float64],
+            n: int,
+        ) -> npt.NDArray[np.float64]:
+            use = b >= 0
+            sums = np.bincount(b[use], weights=(values * w)[use], minlength=n)
+            have = np.bincount(b[use], minlength=n) > 0
+            return np.where(have, sums, np.nan)
+
+        n_cyl = n_k_bins * n_par
+        out["p_cyl"][p] = mean(cross, cyl_bin, cyl_w, n_cyl).reshape(n_k_bins, n_par)
+        out["p_cyl_auto"][p] = mean(auto, cyl_bin, cyl_w, n_cyl).reshape(n_k_bins, n_par)
+        out["noise_cyl"][p] = mean(
+            np.broadcast_to(noise_auto, cross.shape), cyl_bin, cyl_w, n_cyl
+        ).reshape(n_k_bins, n_par)
+        out["p_sph"][p] = mean(cross, sph_bins["sph"], sph_w["sph"], n_sph)
+        out["p_sph_window"][p] = mean(cross, sph_bins["win"], sph_w["win"], n_sph)
+        out["p_sph_auto"][p] = mean(auto, sph_bins["sph"], sph_w["sph"], n_sph)
+        out["noise_sph"][p] = mean(
+            np.broadcast_to(noise_auto, cross.shape), sph_bins["sph"], sph_w["sph"], n_sph
+        )
+        z3 = np.broadcast_to(z[None], cross.shape)
+        variance = _binned_variance(
+            {"cyl": cyl_w * z3, "sph": sph_w["sph"] * z3, "win": sph_w["win"] * z3},
+            {"cyl": cyl_bin, "sph": sph_bins["sph"], "win": sph_bins["win"]},
+            {"cyl": n_cyl, "sph": n_sph, "win": n_sph},
+            norm,
+            grid,
+            delay_r2,
+        )
+        for name, key, shape in (
+            ("cyl", "sigma_cyl", (n_k_bins, n_par)),
+            ("sph", "sigma_sph", (n_sph,)),
+            ("win", "sigma_sph_window", (n_sph,)),
         ):
-            sums = np.bincount(sbin[mask], weights=folded[mask], minlength=n_k_bins)
-            num = np.bincount(sbin[mask], minlength=n_k_bins)
-            out[p] = np.where(num > 0, sums / np.maximum(num, 1), np.nan)
-            cnt[:] = num
-        counts_cyl[:] = counts
+            sigma = np.sqrt(np.clip(variance[name], 0.0, None)).reshape(shape)
+            value_key = {"cyl": "p_cyl", "sph": "p_sph", "win": "p_sph_window"}[name]
+            out[key][p] = np.where(np.isfinite(out[value_key][p]), sigma, np.nan)
+        elements.append(
+            {
+                "sph_bin": sph_bins["sph"],
+                "sph_weight": sph_w["sph"],
+                "win_bin": sph_bins["win"],
+                "win_weight": sph_w["win"],
+                "k_perp_cell": k_perp_cell,
+            }
+        )
+        folded_auto = np.where(valid3, auto, 0.0)
+        total = float(folded_auto.sum())
+        leakage[p] = float(folded_auto[above & valid3].sum()) / total if total > 0 else 0.0
+
     return PowerSpectrum(
         polarizations=cube.polarizations,
         k_perp_edges=k_perp_edges,
         k_par=k_par,
-        p_cyl=p_cyl,
+        p_cyl=out["p_cyl"],
+        sigma_cyl=out["sigma_cyl"],
+        p_cyl_auto=out["p_cyl_auto"],
+        noise_cyl=out["noise_cyl"],
         counts_cyl=counts_cyl,
         k_edges=k_edges,
-        p_sph=p_sph,
-        p_sph_window=p_sph_window,
+        p_sph=out["p_sph"],
+        sigma_sph=out["sigma_sph"],
+        p_sph_window=out["p_sph_window"],
+        sigma_sph_window=out["sigma_sph_window"],
+        p_sph_auto=out["p_sph_auto"],
+        noise_sph=out["noise_sph"],
         counts_sph=counts_sph,
         counts_sph_window=counts_sph_window,
         wedge_leakage=leakage,
+        noise_sigma0_jy=sigma0,
         scales=scales,
         horizon_slope=slope,
         wedge_buffer=buffer,
-        omega_pp=omega_pp,
-        bandwidth_pp_hz=b_pp if n_pol else 0.0,
+        primary_beam=beam.spec,
+        omega_pp=beam_omega_pp(beam, grid, scales.freq_hz, "I"),
+        bandwidth_pp_hz=b_pp,
+        elements=elements,
     )

@@ -50,6 +50,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--uv-max", type=float, help="uv cube half-width in wavelengths (stack level)"
     )
+    parser.add_argument(
+        "--primary-beam",
+        metavar="SPEC",
+        help="beam of the power-spectrum normalisation: gaussian:FWHM_DEG[@FREQ_MHZ], "
+        "airy:DIAMETER_M, mwa (default: from the telescope in the data)",
+    )
+    parser.add_argument(
+        "--ps-taper",
+        type=float,
+        metavar="FWHM_DEG",
+        help="image-plane taper of the uv cube, sets the uv kernel (stack level; default 20)",
+    )
     parser.add_argument("--threads", type=int, help="gridding threads (default 2)")
     parser.add_argument(
         "--epsilon", type=float, help="gridding accuracy (default 1e-6; > 1e-5 is single precision)"
@@ -70,6 +82,8 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "polarizations": args.polarizations.split(",") if args.polarizations else None,
         "uv_cell_lambda": args.uv_cell,
         "uv_max_lambda": args.uv_max,
+        "ps_taper_fwhm_deg": args.ps_taper,
+        "primary_beam": args.primary_beam,
         "nthreads": args.threads,
         "epsilon": args.epsilon,
     }
@@ -210,6 +224,10 @@ def run(args: argparse.Namespace) -> int:
         "pixel_scale_arcsec": round(job.geometry.pixsize_arcsec, 3),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    provenance = json.loads((out / "provenance.json").read_text())
+    if "beyond_grid" in provenance:
+        # visibilities left out as beyond the image or uv cube grid: say so, never silently
+        summary["beyond_grid"] = json.loads(provenance["beyond_grid"])
     if not args.quiet:
         print(json.dumps(summary, indent=1))
     return 0

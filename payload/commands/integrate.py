@@ -26,6 +26,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the products")
     parser.add_argument("--cubes-per-chunk", type=int, default=4, help="cubes per chunk")
     parser.add_argument("--k-bins", type=int, default=16, help="power-spectrum bins")
+    parser.add_argument(
+        "--primary-beam",
+        metavar="SPEC",
+        help="beam of the normalisation (default: the one the cubes were made with)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -44,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
         obs_id="integrated",
         input=uris[0],
         kind="integrate",
-        params={"uvcubes": uris, "cubes_per_chunk": args.cubes_per_chunk, "n_k_bins": args.k_bins},
+        params={
+            "uvcubes": uris,
+            "cubes_per_chunk": args.cubes_per_chunk,
+            "n_k_bins": args.k_bins,
+            **({"primary_beam": args.primary_beam} if args.primary_beam else {}),
+        },
     )
     out: Path = args.out
     context = JobContext(

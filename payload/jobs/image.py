@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from payload.beams import PrimaryBeam, mwa_delays_from_uvh5, resolve_beam
 from payload.errors import InvalidInputError
 from payload.fitsio import FileSegment, Segment, write_cube
 from payload.imaging import ImageGeometry, choose_geometry, image_chunk
@@ -39,7 +40,7 @@ from payload.jobs.sizing import check_image_job
 from payload.params import ImagingParams
 from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
 from payload.reading import ObservationInfo, VisChunk, open_observation, read_chunk
-from payload.uvcube import UVCube, UVGrid, grid_chunk
+from payload.uvcube import UVCube, UVGrid, grid_chunk, time_halves
 from payload.validation import FlagCounts, check_finite_products, check_nothing_left
 
 PRODUCTS = (
@@ -50,6 +51,15 @@ PRODUCTS = (
     "powerspec.png",
     "image.png",
     "provenance.json",
+)
+# Per (pol, channel): visibilities beyond the image grid and the uv cube's grid.
+BEYOND_GRID_KEYS = (
+    "image_beyond_count",
+    "image_beyond_weight",
+    "image_given_weight",
+    "uv_beyond_count",
+    "uv_beyond_weight",
+    "uv_given_weight",
 )
 _CHUNK_ID = re.compile(r"^ch(\d{5})-(\d{5})$")
 _H5: dict[str, Any] = {"track_times": False}
@@ -85,6 +95,27 @@ def _cubes_in_chunk_file(
     return dirty, psf
 
 
+def beyond_grid_report(data: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
+    """How many visibilities (and what fraction of the weight) were left out as beyond the
+    image grid's Nyquist limit and beyond the uv cube's grid, over all channels, for the
+    polarization with most dropped."""
+    report: dict[str, Any] = {}
+    for prefix, what in (
+        ("image", "image grid (|u| or |v| > 1 / (2 pixel))"),
+        ("uv", "uv cube grid"),
+    ):
+        count = data[f"{prefix}_beyond_count"].sum(axis=1)
+        weight = data[f"{prefix}_beyond_weight"].sum(axis=1)
+        given = data[f"{prefix}_given_weight"].sum(axis=1)
+        worst = int(np.argmax(weight))
+        report[prefix] = {
+            "left_out": what,
+            "visibilities": int(count[worst]),
+            "weight_fraction": float(weight[worst] / given[worst]) if given[worst] > 0 else 0.0,
+        }
+    return report
+
+
 class ImageJob:
     """Chunked imaging of one observation (see the module docstring)."""
 
@@ -114,6 +145,32 @@ class ImageJob:
         if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-3) or steps[0] <= 0:
             raise InvalidInputError(f"{local}: channels are not evenly spaced in frequency")
         return info
+
+    @cached_property
+    def beam(self) -> PrimaryBeam:
+        """The power spectrum's primary beam: the params', else the telescope's default."""
+        return resolve_beam(
+            self.params.primary_beam,
+            telescope=self.info.telescope,
+            metadata_delays=mwa_delays_from_uvh5(self.info.path),
+        )
+
+    @cached_property
+    def halves(self) -> npt.NDArray[np.int8]:
+        """Even (0) or odd (1) time sample of every cross-correlation row, in read order."""
+        try:
+            with h5py.File(self.info.path, "r") as handle:
+                times = np.asarray(handle["Header/time_array"][()])
+                cross = np.asarray(handle["Header/ant_1_array"][()]) != np.asarray(
+                    handle["Header/ant_2_array"][()]
+                )
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{self.info.source}: times cannot be read ({exc})") from None
+        if times.ndim != 1 or times.shape != cross.shape:
+            raise InvalidInputError(
+                f"{self.info.source}: {times.shape} times for {cross.shape} baseline-times"
+            )
+        return time_halves(times)[cross]
 
     @cached_property
     def geometry(self) -> ImageGeometry:
@@ -146,6 +203,9 @@ class ImageJob:
         image of the polarization shown in ``image.png``) lets it draw that figure without
         reading the cubes back.
         """
+        # The beam is only used by combine; resolving it now makes a telescope without a
+        # default beam fail on the first chunk, not after all of them.
+        _ = self.beam
         chunk = self._read(chunk_id)
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,13 +220,22 @@ class ImageJob:
                 allocate=functools.partial(_cubes_in_chunk_file, tmp),
             )
             grid = UVGrid.from_params(self.params)
-            uv_vis, uv_weights = grid_chunk(
-                chunk, grid, self.params, max_freq_hz=float(self.info.freq_hz.max())
+            if len(self.halves) != len(chunk.uvw_m):
+                raise InvalidInputError(
+                    f"{self.info.source}: {len(chunk.uvw_m)} cross-correlation rows read but "
+                    f"{len(self.halves)} times for them in the header"
+                )
+            gridded = grid_chunk(
+                chunk,
+                grid,
+                self.params,
+                max_freq_hz=float(self.info.freq_hz.max()),
+                halves=self.halves,
             )
             freq_hz, flagged = chunk.freq_hz, chunk.flagged
             del chunk  # the visibilities are not needed while the file is written
             try:
-                check_finite_products(image=images.dirty, psf=images.psf, uv_cube=uv_vis)
+                check_finite_products(image=images.dirty, psf=images.psf, uv_cube=gridded.vis)
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{self.info.source}: {exc}") from None
             with h5py.File(tmp, "r+") as handle:
@@ -182,8 +251,18 @@ class ImageJob:
                 handle.create_dataset("freq_hz", data=freq_hz, **_H5)
                 handle.create_dataset("weight_sum", data=images.weight_sum, **_H5)
                 handle.create_dataset("dirty_weighted_sum", data=images.weighted_sum, **_H5)
-                handle.create_dataset("uv_vis", data=uv_vis, **_H5)
-                handle.create_dataset("uv_weights", data=uv_weights, **_H5)
+                handle.create_dataset("uv_vis", data=gridded.vis, **_H5)
+                handle.create_dataset("uv_weights", data=gridded.weights, **_H5)
+                handle.create_dataset("uv_sampling", data=gridded.sampling, **_H5)
+                for name, value in (
+                    ("image_beyond_count", images.beyond_count),
+                    ("image_beyond_weight", images.beyond_weight),
+                    ("image_given_weight", images.given_weight),
+                    ("uv_beyond_count", gridded.beyond_count),
+                    ("uv_beyond_weight", gridded.beyond_weight),
+                    ("uv_given_weight", gridded.given_weight),
+                ):
+                    handle.create_dataset(name, data=value, **_H5)
             os.replace(tmp, out_path)
         finally:
             if os.path.exists(tmp):
@@ -221,7 +300,15 @@ class ImageJob:
             raise InvalidInputError(f"cannot combine: chunk(s) {', '.join(missing)} missing")
         # Image cubes are not loaded here (see _segments): they are the big part.
         parts: dict[str, list[npt.NDArray[Any]]] = {
-            k: [] for k in ("freq_hz", "weight_sum", "uv_vis", "uv_weights")
+            k: []
+            for k in (
+                "freq_hz",
+                "weight_sum",
+                "uv_vis",
+                "uv_weights",
+                "uv_sampling",
+                *BEYOND_GRID_KEYS,
+            )
         }
         weighted_sum: npt.NDArray[np.float64] | None = None
         flagged = FlagCounts()
@@ -245,8 +332,9 @@ class ImageJob:
                     weighted_sum = part if weighted_sum is None else weighted_sum + part
             except (OSError, KeyError) as exc:
                 raise InvalidInputError(f"{path}: chunk file unreadable ({exc})") from None
-        axis = {"freq_hz": 0}
-        data = {k: np.concatenate(v, axis=axis.get(k, 1)) for k, v in parts.items()}
+        # (half, pol, chan, ...) for the uv planes, (pol, chan) for the weight sums
+        axis = {"freq_hz": 0, "weight_sum": 1} | {k: 1 for k in BEYOND_GRID_KEYS}
+        data = {k: np.concatenate(v, axis=axis.get(k, 2)) for k, v in parts.items()}
         assert weighted_sum is not None  # there is always at least one chunk
         data["dirty_weighted_sum"] = weighted_sum
         # The flag scan refused this already; a product of nothing is never written.
@@ -331,7 +419,11 @@ class ImageJob:
             spectrum.result()
         write_provenance_json(
             staging / "provenance.json",
-            self.provenance,
+            {
+                **self.provenance,
+                "primary_beam": self.beam.spec,
+                "beyond_grid": json.dumps(beyond_grid_report(data), sort_keys=True),
+            },
             instance_id=self.context.provenance.get("instance_id", "local"),
             params=params.to_dict(),
             products=list(PRODUCTS),
@@ -354,16 +446,18 @@ class ImageJob:
         grid = UVGrid.from_params(params)
         identity = self.provenance["input_identity"]
         cube = UVCube(
-            vis=data["uv_vis"],
-            weights=data["uv_weights"],
+            vis_halves=data["uv_vis"],
+            weights_halves=data["uv_weights"],
+            sampling=data["uv_sampling"],
             freq_hz=freq,
             polarizations=pols,
             grid=grid,
             stack_params=params.stack_params(),
+            primary_beam=self.beam.spec,
             observations=[json.loads(identity) if identity.startswith("{") else identity],
         )
         cube.write(staging / "uvcube.h5", attrs=attrs)
-        ps = compute_power_spectrum(cube, n_k_bins=params.n_k_bins)
+        ps = compute_power_spectrum(cube, n_k_bins=params.n_k_bins, beam=self.beam)
         ps.write(staging / "powerspec.h5", attrs=attrs)
         show = self._shown()
         total = float(data["weight_sum"][show].sum())

@@ -9,6 +9,9 @@ The second stage of an MWA-style analysis. Params (JSON):
     how many cubes one chunk sums (default 4).
 ``n_k_bins``
     power-spectrum bins (default 16).
+``primary_beam``
+    beam spec of the normalisation (:mod:`payload.beams`); default: the one the cubes
+    record (they must all record the same).
 
 Chunk ``part-0003`` sums cubes 12-15 into a partial uv cube; ``combine`` adds the partial
 sums in chunk order. Every sum runs in a fixed order, so the integrated cube and spectrum
@@ -27,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from payload.beams import parse_beam
 from payload.errors import InvalidInputError
 from payload.jobs.base import JobContext
 from payload.plots import plot_power_spectrum
@@ -35,10 +39,10 @@ from payload.provenance import hdf5_attrs, job_provenance, write_provenance_json
 from payload.uvcube import UVCube, sum_uvcubes
 
 PRODUCTS = ("uvcube.h5", "powerspec.h5", "powerspec.png", "provenance.json")
-_KNOWN = {"uvcubes", "cubes_per_chunk", "n_k_bins"}
+_KNOWN = {"uvcubes", "cubes_per_chunk", "n_k_bins", "primary_beam"}
 
 
-def parse_params(params: Mapping[str, Any]) -> tuple[list[str], int, int]:
+def parse_params(params: Mapping[str, Any]) -> tuple[list[str], int, int, str | None]:
     """Validate integrate params; raise InvalidInputError naming the parameter."""
     unknown = sorted(set(params) - _KNOWN)
     if unknown:
@@ -53,7 +57,12 @@ def parse_params(params: Mapping[str, Any]) -> tuple[list[str], int, int]:
     for name, value, low in (("cubes_per_chunk", per_chunk, 1), ("n_k_bins", n_bins, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InvalidInputError(f"parameter {name} must be an integer >= {low}, got {value!r}")
-    return list(cubes), per_chunk, n_bins
+    beam = params.get("primary_beam")
+    if beam is not None:
+        if not isinstance(beam, str):
+            raise InvalidInputError("parameter primary_beam must be a beam spec string")
+        parse_beam(beam)
+    return list(cubes), per_chunk, n_bins, beam
 
 
 class IntegrateJob:
@@ -63,7 +72,9 @@ class IntegrateJob:
 
     def __init__(self, context: JobContext) -> None:
         self.context = context
-        self.uris, self.per_chunk, self.n_k_bins = parse_params(context.message.params)
+        self.uris, self.per_chunk, self.n_k_bins, self.beam_spec = parse_params(
+            context.message.params
+        )
         self.provenance = job_provenance(
             context.provenance, params_hash=context.message.params_hash, kind="integrate"
         )
@@ -103,13 +114,14 @@ class IntegrateJob:
         try:
             attrs = hdf5_attrs(self.provenance) | {"integrated_uvcubes": len(self.uris)}
             total.write(staging / "uvcube.h5", attrs=attrs)
-            ps = compute_power_spectrum(total, n_k_bins=self.n_k_bins)
+            beam = parse_beam(self.beam_spec or total.primary_beam)
+            ps = compute_power_spectrum(total, n_k_bins=self.n_k_bins, beam=beam)
             ps.write(staging / "powerspec.h5", attrs=attrs)
             show = total.polarizations.index("I") if "I" in total.polarizations else 0
             plot_power_spectrum(ps, staging / "powerspec.png", pol_index=show)
             write_provenance_json(
                 staging / "provenance.json",
-                self.provenance,
+                {**self.provenance, "primary_beam": beam.spec},
                 instance_id=self.context.provenance.get("instance_id", "local"),
                 params=dict(self.context.message.params),
                 products=list(PRODUCTS),

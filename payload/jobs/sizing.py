@@ -41,6 +41,9 @@ def estimate_image_job(
     pixels = float(geometry.npix) ** 2
     uv = UVGrid.from_params(params)
     uv_cells = float(uv.n) * (uv.n // 2 + 1)
+    # Per channel and polarization of the uv cube (payload.uvcube): even and odd halves
+    # (complex128 + float64 each) and their sampling images (float32, 2n x 2n each).
+    uv_channel = 2 * 24 * uv_cells + 2 * 4 * (2.0 * uv.n) ** 2
 
     # The chunk being gridded and the next one, read ahead (payload.jobs.image._read).
     visibilities = 2 * rows * n_chan * (n_read * READ_BYTES + n_pol * PREPARED_BYTES)
@@ -48,10 +51,10 @@ def estimate_image_job(
     # ducc0's oversampled grid (about (2 npix)^2 complex128) and float64 images of every
     # polarization and the PSF.
     images = pixels * (8 * n_chan + params.nthreads * (4 * 16 + 8 * (n_pol + 1)))
-    uv_chunk = 24 * n_pol * n_chan * uv_cells
+    uv_chunk = n_pol * n_chan * uv_channel
     chunk_memory = visibilities + images + uv_chunk
-    # Combining holds the whole uv cube (complex128 + float64), concatenated once more.
-    combine_memory = 2 * 24 * n_pol * info.n_freqs * uv_cells + 16 * pixels
+    # Combining holds the whole uv cube, concatenated once more.
+    combine_memory = 2 * n_pol * info.n_freqs * uv_channel + 16 * pixels
     memory = max(chunk_memory, combine_memory)
     if combine_memory >= chunk_memory:
         memory_option = "--uv-cell/--uv-max (uv_cell_lambda, uv_max_lambda)"
@@ -63,7 +66,8 @@ def estimate_image_job(
     # Chunk files (dirty + PSF cubes in float32, uv planes) are kept until combine, and
     # the products hold the same cubes again.
     cubes = 2 * 4 * n_pol * info.n_freqs * pixels
-    uv_cube = 24 * n_pol * info.n_freqs * uv_cells
+    # uvcube.h5 also holds the halves' sums (vis, weights), as schema 1 did.
+    uv_cube = n_pol * info.n_freqs * (uv_channel + 24 * uv_cells)
     disk = 2 * (cubes + uv_cube)
     disk_option = _image_size_option(params) if cubes >= uv_cube else "--uv-cell/--uv-max"
     return Estimate(int(memory), memory_option, int(disk), disk_option)

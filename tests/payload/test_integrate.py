@@ -46,6 +46,13 @@ def test_integrated_cube_is_the_exact_sum(
     parts = [UVCube.read(p) for p in cubes]
     np.testing.assert_allclose(total.vis, sum(p.vis for p in parts), rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(total.weights, sum(p.weights for p in parts), rtol=1e-12, atol=1e-9)
+    # even halves with even halves, odd with odd, and their sampling images alike
+    np.testing.assert_allclose(
+        total.vis_halves, sum(p.vis_halves for p in parts), rtol=1e-12, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        total.sampling, sum(p.sampling.astype(np.float64) for p in parts), rtol=1e-5, atol=1e-2
+    )
     assert len(total.observations) == 3
     assert products["powerspec.png"].read_bytes().startswith(b"\x89PNG")
 
@@ -63,8 +70,43 @@ def test_cubes_on_another_grid_are_refused(
     params = dict(tiny_obs.params, uv_cell_lambda=2.0)
     job = ImageJob(make_context(tiny_obs.path, params, tmp_path / "w"))
     other = next(p for p in run_job(job, tmp_path / "c", tmp_path / "o") if p.name == "uvcube.h5")
-    with pytest.raises(InvalidInputError, match="stack parameters"):
+    with pytest.raises(InvalidInputError, match=r"uv_cell_lambda is 2\.0 but 1\.0"):
         _integrate([cubes[0], other], tmp_path / "bad", 2)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("primary_beam", "gaussian:25"), ("ps_taper_fwhm_deg", 15.0)],
+    ids=["beam", "taper"],
+)
+def test_cubes_with_another_beam_or_taper_are_refused(
+    cubes: list[Path], tmp_path: Path, key: str, value: object
+) -> None:
+    """One line naming the key that differs; the cube need not be re-imaged to find out."""
+    other = UVCube.read(cubes[1])
+    if key == "primary_beam":
+        other.primary_beam = str(value)
+    else:
+        other.stack_params = dict(other.stack_params, **{key: value})
+    path = tmp_path / "other.h5"
+    other.write(path, attrs={})
+    with pytest.raises(InvalidInputError, match=f"{key} is .* but "):
+        _integrate([cubes[0], path], tmp_path / "bad", 2)
+
+
+def test_integrated_cross_power_has_smaller_errors(cubes: list[Path], tmp_path: Path) -> None:
+    """Three observations of one field: the integrated spectrum's 1 sigma is below each one's."""
+    import h5py
+
+    products = _integrate(cubes, tmp_path, 3)
+    with h5py.File(products["powerspec.h5"], "r") as handle:
+        integrated = np.asarray(handle["sigma_sph"][()])
+    single = _integrate(cubes[1:2], tmp_path / "one", 1)
+    with h5py.File(single["powerspec.h5"], "r") as handle:
+        alone = np.asarray(handle["sigma_sph"][()])
+    both = np.isfinite(integrated) & np.isfinite(alone) & (alone > 0)
+    assert both.any()
+    assert np.all(integrated[both] < alone[both])
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,13 @@
-"""Power spectra: cosmological normalisation and foreground containment."""
+"""Power spectra: cosmology, foreground containment and the product's contents.
+
+The normalisation is checked against powerbox skies in ``test_pspec_recovery.py`` (the old
+white-noise test here filled every uv cell with weight 1, the one coverage where any
+normalisation holds, and is gone), thermal noise in ``test_pspec_noise.py``.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -9,18 +15,14 @@ import h5py
 import numpy as np
 import pytest
 
-from payload.cosmology import CosmoScales, jy_to_mk_sr, redshift
+from payload.cosmology import CosmoScales, redshift
+from payload.jobs.image import ImageJob
 from payload.params import ImagingParams
-from payload.powerspec import (
-    PowerSpectrum,
-    blackman_harris,
-    compute_power_spectrum,
-    delay_power,
-)
+from payload.powerspec import PowerSpectrum, blackman_harris, compute_power_spectrum
 from payload.reading import read_chunk, read_info
-from payload.uvcube import UVCube, UVGrid, grid_chunk, sky_to_uv
+from payload.uvcube import UVCube, UVGrid, grid_chunk
 
-from .conftest import Observation
+from .conftest import Observation, make_context
 
 
 def test_redshift_and_scales_at_150_mhz() -> None:
@@ -38,49 +40,43 @@ def test_blackman_harris_matches_its_definition() -> None:
     np.testing.assert_allclose(window, window[::-1])
 
 
-def test_white_noise_sky_gives_its_voxel_power() -> None:
-    """A sky of white noise (sigma_T per voxel) has P = sigma_T^2 x voxel volume."""
-    params = ImagingParams.from_mapping({"uv_max_lambda": 32.0})
-    grid = UVGrid.from_params(params)
-    freqs = np.asarray(150e6 + 0.5e6 * np.arange(32), dtype=np.float64)
-    sigma_mk = 20.0
-    omega_pix = grid.pixsize**2
-    rng = np.random.default_rng(42)
-    vis = np.empty((1, len(freqs), grid.n, grid.n // 2 + 1), dtype=complex)
-    for c, f in enumerate(freqs):
-        temperature = rng.normal(0.0, sigma_mk, (grid.n, grid.n))
-        vis[0, c] = sky_to_uv(temperature / jy_to_mk_sr(f) * omega_pix, grid)
-    weights = np.ones(vis.shape)
-    scales = CosmoScales.at(float(freqs.mean()))
-    power, valid, _ = delay_power(
-        vis[0], weights[0], freqs, omega_pp=grid.omega_pp(), scales=scales
-    )
-    voxel = scales.x_mpc_per_rad**2 * omega_pix * scales.y_mpc_per_hz * 0.5e6
-    expected = sigma_mk**2 * voxel
-    assert float(power[:, valid].mean()) == pytest.approx(expected, rel=0.05)
-    # and the binned spectra carry the same amplitude
-    cube = UVCube(vis, weights, freqs, ("I",), grid, params.stack_params())
-    ps = compute_power_spectrum(cube, n_k_bins=8)
-    assert float(np.nanmedian(ps.p_sph[0])) == pytest.approx(expected, rel=0.05)
-
-
 @pytest.fixture(scope="module")
-def wideband_ps(wideband_obs: Observation) -> PowerSpectrum:
+def wideband_ps(
+    wideband_obs: Observation, tmp_path_factory: pytest.TempPathFactory
+) -> PowerSpectrum:
     params = ImagingParams.from_mapping(wideband_obs.params)
     info = read_info(wideband_obs.path)
     chunk = read_chunk(info, range(info.n_freqs), params.polarizations)
     grid = UVGrid.from_params(params)
-    G, W = grid_chunk(chunk, grid, params, max_freq_hz=float(info.freq_hz.max()))
-    assert W.max() > 0
-    cube = UVCube(G, W, info.freq_hz, params.polarizations, grid, params.stack_params())
+    job = ImageJob(
+        make_context(wideband_obs.path, wideband_obs.params, tmp_path_factory.mktemp("w"))
+    )
+    gridded = grid_chunk(
+        chunk, grid, params, max_freq_hz=float(info.freq_hz.max()), halves=job.halves
+    )
+    assert gridded.weights[0].max() > 0
+    assert gridded.weights[1].max() > 0  # two time samples: one in each half
+    cube = UVCube(
+        gridded.vis,
+        gridded.weights,
+        gridded.sampling,
+        info.freq_hz,
+        params.polarizations,
+        grid,
+        params.stack_params(),
+        job.beam.spec,
+    )
     return compute_power_spectrum(cube, n_k_bins=12)
 
 
 def test_flat_spectrum_foregrounds_stay_below_the_horizon(wideband_ps: PowerSpectrum) -> None:
+    """Point sources of flat spectrum through the MWA beam (the telescope's default)."""
+    assert wideband_ps.primary_beam.startswith("mwa:")
     assert wideband_ps.wedge_leakage[0] < 1e-3
     # the test means something: the wedge is inside the band, not all of it
     assert wideband_ps.horizon_slope * wideband_ps.k_perp_edges[-1] < wideband_ps.k_par[-1]
-    assert np.nanmax(wideband_ps.p_cyl[0]) > 1e6 * np.nanmin(wideband_ps.p_cyl[0])
+    auto = wideband_ps.p_cyl_auto[0]
+    assert np.nanmax(auto) > 1e6 * np.nanmin(auto[auto > 0])
 
 
 def test_powerspec_product_states_units(tiny_products: dict[str, Path]) -> None:
@@ -90,3 +86,11 @@ def test_powerspec_product_states_units(tiny_products: dict[str, Path]) -> None:
         assert handle["p_cyl"].shape[0] == 3
         assert handle.attrs["provenance_params_hash"]
         assert math.isfinite(float(handle.attrs["horizon_slope"]))
+        # the beam used (MWA data: the MWA tile beam, zenith when the metadata has no delays)
+        assert handle.attrs["primary_beam"] == "mwa:" + ",".join(["0"] * 16)
+        for name in ("sigma_cyl", "p_cyl_auto", "noise_cyl"):
+            assert handle[name].shape == handle["p_cyl"].shape
+        for name in ("sigma_sph", "p_sph_auto", "noise_sph", "sigma_sph_window"):
+            assert handle[name].shape == handle["p_sph"].shape
+    provenance = json.loads(tiny_products["provenance.json"].read_text())
+    assert provenance["primary_beam"] == "mwa:" + ",".join(["0"] * 16)

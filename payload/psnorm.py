@@ -1,0 +1,199 @@
+"""Per-cell normalisation and thermal-noise covariance of the gridded power spectrum.
+
+The uv cube holds, per channel, ``G(u) = sum_j w_j V_j K(u - u_j)`` (Gaussian kernel K, the
+transform of the image-plane taper T; see :mod:`payload.uvcube`). For a sky of power
+spectrum P that is smooth on the scale of the primary beam's uv footprint,
+
+    E[G(u) G'(u)^*] = P / (X^2 Y) * N(u),   N(u) = sum_jk a_j a'_k C(u_j - u'_k)
+
+with ``a_j = w_j K(u - u_j)`` and ``C(d) = int A(l)^2 exp(2 pi i d.l) dl`` the transform of
+the squared (power) primary beam A. N is the exact per-cell normalisation for any uv
+coverage and any beam: a lone visibility gives ``K^2 Omega_pp`` (the delay-spectrum
+normaliser), many visibilities inside one beam footprint add coherently (``W^2 C(0)``),
+visibilities farther apart than the footprint add in power. Writing C as an integral,
+
+    N(u) = int A(l)^2 |sum_j a_j exp(2 pi i u_j.l)|^2 dl
+         = int A(l)^2 |F[S(l' - l) T(l')](u)|^2 dl,
+
+where ``S(l) = sum_j w_j exp(-2 pi i u_j.l)`` is the uv grid's unnormalised PSF (the
+*sampling image*, stored in the uv cube on twice the grid's field, since l shifts it by up
+to half a field) and F the grid's image-to-uv transform. The
+integral over l is a sum over a lattice of beam directions whose spacing is fine enough that
+the aliases of C (period 1 / spacing in uv) fall beyond the pairs of visibilities one cell
+can couple (twice the kernel's reach) plus C's own width: one FFT of the grid per direction.
+S is linear in the weights, so the sampling images of many observations add, and N of an
+integrated cube is exact too (visibilities of different nights on the same uv track add
+coherently, as they should).
+
+Thermal noise of the gridded cube: with natural weights (w = nsamples, noise variance
+``sigma0^2 / w``) the covariance of two cells is ``sigma0^2 sum_k w_k K(u_i - u_k) K(u_j -
+u_k)``; for a Gaussian K that is ``exp(-|u_i - u_j|^2 / (4 s^2)) Q((u_i + u_j) / 2)`` with
+``Q(x) = sigma0^2 sum_k w_k K(x - u_k)^2`` (s the kernel's sigma), and Q is a gridding of the
+weights with a taper of twice T's variance, evaluated on a grid of half the cell size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.fft
+
+from payload.uvcube import UVGrid
+
+# Aliases of C must sit beyond the pairs a cell couples: visibilities within KERNEL_REACH
+# kernel sigmas of the cell on either side (a pair 7 sigma apart weighs exp(-12) at most),
+# plus C_REACH sigmas of C (exp(-8)).
+KERNEL_REACH = 3.5
+C_REACH = 4.0
+# Beam directions where A^2 is below this fraction of its peak are left out of the sum.
+BEAM_FLOOR = 1e-6
+# Directions transformed together (memory: BATCH x n x n complex numbers, three times).
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class BeamLattice:
+    """Directions to sum over: pixel offsets on the grid's image, (l, m), and dl^2."""
+
+    shift_x: npt.NDArray[np.int64]
+    shift_y: npt.NDArray[np.int64]
+    l_dir: npt.NDArray[np.float64]
+    m_dir: npt.NDArray[np.float64]
+    area: float
+
+    def select(self, keep: npt.NDArray[np.bool_]) -> BeamLattice:
+        return BeamLattice(
+            self.shift_x[keep], self.shift_y[keep], self.l_dir[keep], self.m_dir[keep], self.area
+        )
+
+
+def beam_lattice(grid: UVGrid, *, omega_pp: float) -> BeamLattice:
+    """A lattice over the grid's image, spaced so that the aliases of C do no harm.
+
+    ``omega_pp`` (sr), the smallest ``int A^2`` over the band, sets C's width: for a
+    Gaussian A^2 of variance s^2, ``Omega_pp = 2 pi s^2`` and C has sigma ``1 / (2 pi s)``.
+    """
+    c_sigma = 1.0 / (2.0 * math.pi * math.sqrt(omega_pp / (2.0 * math.pi)))
+    reach = 2.0 * KERNEL_REACH * grid.kernel_sigma_lambda + C_REACH * c_sigma
+    step = max(1, int(1.0 / (reach * grid.pixsize)))  # lattice spacing in image pixels
+    half = grid.n // 2
+    offsets = np.arange(-(half // step) * step, half, step)
+    ox, oy = np.meshgrid(offsets, offsets, indexing="ij")
+    return BeamLattice(
+        shift_x=ox.ravel().astype(np.int64),
+        shift_y=oy.ravel().astype(np.int64),
+        l_dir=ox.ravel() * grid.pixsize,
+        m_dir=oy.ravel() * grid.pixsize,
+        area=(step * grid.pixsize) ** 2,
+    )
+
+
+def cell_normalisation(
+    sampling: tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]],
+    grid: UVGrid,
+    lattice: BeamLattice,
+    beam_squared: npt.NDArray[np.float64],
+    *,
+    taper: npt.NDArray[np.float64] | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``(N_ee, N_oo, N_eo)`` of one channel on the half-plane grid (n, n // 2 + 1).
+
+    ``sampling`` are the even and odd halves' sampling images on twice the field (2n, 2n),
+    ``beam_squared`` is A^2 at the lattice's directions; N_eo is the real part of the
+    even-odd cross normalisation (the one the cross power is divided by).
+
+    ``g_u(l) = F[S(. - l) T](u)``: the sampling image shifted by the direction l (which is
+    why it is kept on twice the field), times the same taper as the gridder's, so the kernel
+    is exactly the one the cube was gridded with.
+    """
+    window = grid.taper() if taper is None else taper
+    s_e = np.asarray(sampling[0], dtype=np.float64)
+    s_o = np.asarray(sampling[1], dtype=np.float64)
+    n = grid.n
+    shape = (n, n // 2 + 1)
+    n_ee, n_oo, n_eo = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    # |g_u(-l)| = |g_u(l)| (the a_j are real): fold -l onto l and sum half the lattice.
+    folded: dict[tuple[int, int], float] = {}
+    for dx, dy, a2 in zip(lattice.shift_x, lattice.shift_y, beam_squared, strict=True):
+        key = (int(dx), int(dy)) if (dx, dy) >= (0, 0) else (int(-dx), int(-dy))
+        folded[key] = folded.get(key, 0.0) + float(a2) * lattice.area
+    floor = BEAM_FLOOR * max(folded.values(), default=0.0)
+    todo = [(key, weight) for key, weight in sorted(folded.items()) if weight > floor]
+    half = n // 2
+    for start in range(0, len(todo), BATCH):
+        part = todo[start : start + BATCH]
+        # S(l' - l) on the field's pixels l': rows half - dx ... of the wide image
+        idx = [(half - dx, half - dy) for (dx, dy), _ in part]
+        moved_e = np.stack([s_e[a : a + n, b : b + n] for a, b in idx]) * window
+        moved_o = np.stack([s_o[a : a + n, b : b + n] for a, b in idx]) * window
+        weights = np.asarray([weight for _, weight in part])[:, None, None]
+        h_e = _rfft_to_uv(moved_e)
+        h_o = _rfft_to_uv(moved_o)
+        n_ee += (weights * (h_e.real**2 + h_e.imag**2)).sum(axis=0)
+        n_oo += (weights * (h_o.real**2 + h_o.imag**2)).sum(axis=0)
+        n_eo += (weights * (h_e.real * h_o.real + h_e.imag * h_o.imag)).sum(axis=0)
+    return n_ee, n_oo, n_eo
+
+
+def _rfft_to_uv(images: npt.NDArray[np.float64]) -> npt.NDArray[np.complex128]:
+    """:func:`payload.uvcube._to_uv` of a stack of images (last two axes)."""
+    shifted = np.fft.ifftshift(images, axes=(-2, -1))
+    half = np.conj(scipy.fft.rfft2(shifted, axes=(-2, -1)))
+    return np.asarray(np.fft.fftshift(half, axes=-2))
+
+
+def noise_fine(sampling: npt.NDArray[np.floating], grid: UVGrid) -> npt.NDArray[np.float64]:
+    """``Q / sigma0^2`` on a grid of half the cell size: (2n, n + 1), u centred, v >= 0.
+
+    Index ``(i2, j2)`` is ``(u, v) = ((i2 - n) du / 2, j2 du / 2)``. The sampling image covers
+    twice the field, so its transform lands on this grid directly.
+    """
+    n = grid.n
+    lm = (np.arange(2 * n) - n) * grid.pixsize
+    r2 = lm[:, None] ** 2 + lm[None, :] ** 2
+    # K^2 has half K's variance in uv, so its taper has twice T's variance in l.
+    wide = np.exp(-0.25 * r2 / grid.taper_sigma_l**2)
+    # The kernel the taper T makes on the grid is K(x) = sum_l T(l) exp(2 pi i x.l) =
+    # (2 pi s_l^2 / pix^2) exp(-2 pi^2 s_l^2 x^2); the wide taper gives K^2 divided by
+    # pi s_l^2 / pix^2. ducc0's dirty image is real: each visibility is gridded half at
+    # u_k and half (conjugated) at -u_k, S holds w_k / 2 at both, and the two copies' noise
+    # is uncorrelated (E[n n] = 0), so the noise variance is sigma0^2 / 2 times S's Q.
+    scale = 0.5 * math.pi * grid.taper_sigma_l**2 / grid.pixsize**2
+    return np.asarray(_rfft_to_uv(np.asarray(sampling, dtype=np.float64) * wide * scale).real)
+
+
+def half_cell_maps(
+    fine: npt.NDArray[np.float64], n: int
+) -> dict[tuple[int, int], npt.NDArray[np.float64]]:
+    """Q on the half-plane grid and half a cell beyond it: key ``(a, b)`` is Q at
+    ``(u + a du / 2, v + b du / 2)``."""
+    padded = np.zeros((2 * n + 1, n + 2))
+    padded[: 2 * n, : n + 1] = fine
+    return {
+        (a, b): np.asarray(padded[a : a + 2 * n : 2, b : b + n + 1 : 2][:, : n // 2 + 1])
+        for a in (0, 1)
+        for b in (0, 1)
+    }
+
+
+def fine_at(
+    fine: npt.NDArray[np.float64], i2: npt.NDArray[np.int64], j2: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Q at half-cell indices, v of either sign (Q(-x) = Q(x): the sampling is Hermitian)."""
+    n2 = fine.shape[0]
+    flip = j2 < 0
+    ii = np.where(flip, (n2 - i2) % n2, i2 % n2)
+    jj = np.abs(j2)
+    inside = jj < fine.shape[1]
+    return np.where(inside, fine[ii, np.clip(jj, 0, fine.shape[1] - 1)], 0.0)
+
+
+def delay_correlation(window: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``|R(dt)|^2`` for every delay-bin offset (numpy.fft order): the noise correlation of
+    two delay bins of one cell, squared, after the window ``window``."""
+    w2 = window**2
+    r = np.fft.fft(w2) / w2.sum()
+    return np.asarray(np.abs(r) ** 2)

@@ -1,0 +1,197 @@
+"""Skies of known power spectrum seen by MWA baselines, predicted without the gridder.
+
+* The sky is a Gaussian random field made by ``powerbox`` (Murray 2018) in a comoving box
+  whose transverse side is the field's angular size times X and whose depth is the band
+  times Y (Planck18, as in the estimator), in mK.
+* The beam multiplies the sky: pyuvdata's ``GaussianBeam`` (power pattern of the given
+  FWHM), evaluated here directly, not through :mod:`payload.beams`.
+* Visibilities are predicted with ducc0's ``dirty2vis`` (a non-uniform FFT from the sky
+  pixels to each baseline, the forward direction; the estimator grids with ``vis2dirty``)
+  on a sky grid of another pixel size than the estimator's.
+* Baselines: MWA Phase I tiles (pyuvdata's layout) shorter than 110 m, tracking a field at
+  the MWA's latitude for a snapshot (8 x 8 s) or an hour (60 x 60 s).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ducc0
+import numpy as np
+import numpy.typing as npt
+import powerbox
+from pyuvdata.analytic_beam import GaussianBeam
+
+from payload.cosmology import CosmoScales, jy_to_mk_sr
+from payload.imaging import FLIPS
+from payload.reading import VisChunk
+from payload.synth import mwa_phase1_tiles
+
+MWA_LATITUDE_RAD = math.radians(-26.703319)
+C_M_S = 299_792_458.0
+SIDEREAL_RAD_PER_S = 2 * math.pi / 86164.0905
+
+
+def short_baselines_enu(max_m: float = 110.0) -> npt.NDArray[np.float64]:
+    """East-north-up vectors (m) of MWA Phase I baselines shorter than ``max_m``."""
+    from pyuvdata import Telescope
+
+    from payload.sites import install_offline_sites
+
+    install_offline_sites()
+    _, _, positions = mwa_phase1_tiles()
+    telescope = Telescope.from_known_telescopes("mwa")
+    telescope.antenna_positions = positions
+    telescope.Nants = len(positions)
+    enu = telescope.get_enu_antpos()
+    i, j = np.triu_indices(len(enu), k=1)
+    vec = enu[j] - enu[i]
+    keep = np.hypot(vec[:, 0], vec[:, 1]) < max_m
+    return np.asarray(vec[keep])
+
+
+def track_uvw(
+    enu: npt.NDArray[np.float64], n_times: int, step_s: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """uvw (m) of every baseline at ``n_times`` times centred on transit, and time indices.
+
+    The field is at declination = latitude, so it passes through zenith at transit.
+    """
+    lat = MWA_LATITUDE_RAD
+    dec = lat
+    e, n, up = enu[:, 0], enu[:, 1], enu[:, 2]
+    x = -math.sin(lat) * n + math.cos(lat) * up
+    y = e
+    z = math.cos(lat) * n + math.sin(lat) * up
+    rows, times = [], []
+    for t in range(n_times):
+        ha = (t - (n_times - 1) / 2) * step_s * SIDEREAL_RAD_PER_S
+        u = math.sin(ha) * x + math.cos(ha) * y
+        v = -math.sin(dec) * math.cos(ha) * x + math.sin(dec) * math.sin(ha) * y + math.cos(dec) * z
+        w = math.cos(dec) * math.cos(ha) * x - math.cos(dec) * math.sin(ha) * y + math.sin(dec) * z
+        rows.append(np.stack([u, v, w], axis=1))
+        times.append(np.full(len(enu), t))
+    return np.concatenate(rows), np.concatenate(times)
+
+
+@dataclass(frozen=True)
+class Band:
+    n_freqs: int
+    start_hz: float
+    width_hz: float
+
+    @property
+    def freq_hz(self) -> npt.NDArray[np.float64]:
+        return np.asarray(self.start_hz + self.width_hz * np.arange(self.n_freqs), dtype=float)
+
+
+def sky_cube(
+    pk: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    band: Band,
+    *,
+    npix: int,
+    pixsize: float,
+    seed: int,
+) -> npt.NDArray[np.float64]:
+    """A powerbox field (mK) of P(k) = ``pk(k)`` [mK^2 Mpc^3]: (l, m, freq) on the sky grid."""
+    scales = CosmoScales.at(float(band.freq_hz.mean()))
+    side = npix * pixsize * scales.x_mpc_per_rad
+    depth = band.n_freqs * band.width_hz * scales.y_mpc_per_hz
+    box = powerbox.PowerBox(
+        shape=(npix, npix, band.n_freqs), size=(side, side, depth), pk=pk, seed=seed
+    )
+    return np.asarray(box.delta_x(), dtype=np.float64)
+
+
+def gaussian_beam_power(
+    fwhm_deg: float, npix: int, pixsize: float, freq_hz: float
+) -> npt.NDArray[np.float64]:
+    """pyuvdata's Gaussian power beam on the sky grid (l east, m north; sin za = |lm|)."""
+    lm = (np.arange(npix) - npix // 2) * pixsize
+    ll, mm = np.meshgrid(lm, lm, indexing="ij")
+    rho = np.hypot(ll, mm)
+    za = np.arcsin(np.clip(rho, 0, 1))
+    az = np.arctan2(ll, mm)
+    sigma = math.radians(fwhm_deg) / (2 * math.sqrt(2 * math.log(2)))
+    beam = GaussianBeam(sigma=sigma, sigma_type="power")
+    power = beam.power_eval(
+        az_array=az.ravel(), za_array=za.ravel(), freq_array=np.asarray([freq_hz])
+    )
+    return np.asarray(np.where(rho < 1, power.real[0, 0, 0].reshape(ll.shape), 0.0))
+
+
+def predict(
+    uvw_m: npt.NDArray[np.float64],
+    band: Band,
+    sky_mk: npt.NDArray[np.float64],
+    beam: npt.NDArray[np.float64],
+    pixsize: float,
+) -> npt.NDArray[np.complex128]:
+    """V = sum_pix A T / c(f) dOmega exp(+2 pi i (u l + v m)) [Jy], flat sky (no w term)."""
+    flat = np.ascontiguousarray(uvw_m.copy())
+    flat[:, 2] = 0.0
+    out = np.zeros((len(uvw_m), band.n_freqs), dtype=np.complex128)
+    for c, freq in enumerate(band.freq_hz):
+        image = sky_mk[:, :, c] * beam / jy_to_mk_sr(freq) * pixsize**2
+        out[:, c] = ducc0.wgridder.experimental.dirty2vis(
+            uvw=flat,
+            freq=np.asarray([freq]),
+            dirty=np.ascontiguousarray(image),
+            pixsize_x=pixsize,
+            pixsize_y=pixsize,
+            epsilon=1e-10,
+            do_wgridding=False,
+            nthreads=1,
+            divide_by_n=False,
+            **FLIPS,
+        )[:, 0]
+    return out
+
+
+def chunk_of(
+    uvw_m: npt.NDArray[np.float64],
+    band: Band,
+    vis: npt.NDArray[np.complex128],
+    weights: npt.NDArray[np.float64] | None = None,
+) -> VisChunk:
+    """A one-polarization (I) chunk of the visibilities, as the reader would give it."""
+    w = np.ones(vis.shape) if weights is None else weights
+    return VisChunk(
+        uvw_m=np.ascontiguousarray(uvw_m),
+        freq_hz=band.freq_hz,
+        vis={"I": np.ascontiguousarray(vis)},
+        weights={"I": np.ascontiguousarray(w)},
+    )
+
+
+def windowed_model(
+    pk: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    band: Band,
+    window: npt.NDArray[np.float64],
+) -> Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+    """Expected power of every (delay, cell) element: P(k) seen through the window.
+
+    The box is periodic along frequency, so its modes sit on the delay bins and the window
+    mixes bin m into bin j with weight |FFT(window)[j - m]|^2 (normalised): a circular
+    convolution over delay bins, done here with the FFT.
+    """
+    scales = CosmoScales.at(float(band.freq_hz.mean()))
+    n_f = band.n_freqs
+    eta = np.fft.fftfreq(n_f, band.width_hz)
+    k_par = 2 * math.pi * np.abs(eta) / scales.y_mpc_per_hz
+    response = np.abs(np.fft.fft(window)) ** 2
+    response /= response.sum()
+
+    def model(k_perp: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        k = np.hypot(k_perp[None], k_par.reshape((-1,) + (1,) * k_perp.ndim))
+        power = pk(k)
+        # circular convolution over the delay axis
+        spec = np.fft.ifft(
+            np.fft.fft(power, axis=0) * np.fft.fft(response).reshape((-1,) + (1,) * k_perp.ndim),
+            axis=0,
+        ).real
+        return np.asarray(spec)
+
+    return model
