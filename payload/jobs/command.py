@@ -185,12 +185,17 @@ class WorkdirSync:
         uploaded = 0
         for rel in names:
             path = self.root / rel
-            before = path.stat()
-            size, sha, _md5 = file_digests(path)
-            after = path.stat()
-            if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-                continue  # changed while we read it: not settled after all
-            stored = self.store.put_file(self.prefix + rel, path)
+            try:
+                before = path.stat()
+                size, sha, _md5 = file_digests(path)
+                after = path.stat()
+                if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+                    continue  # changed while we read it: not settled after all
+                stored = self.store.put_file(self.prefix + rel, path)
+            except FileNotFoundError:
+                # Renamed or deleted since the scan (`mv out.tmp out`, the usual way to write
+                # an output atomically): not settled, and no reason to end the attempt.
+                continue
             if stored.sha256 != sha:
                 continue
             self.index[rel] = {
@@ -199,7 +204,11 @@ class WorkdirSync:
                 "stat": [after.st_size, after.st_mtime_ns],
             }
             uploaded += 1
-        if uploaded:
+        # A file the program removed must not come back on the next attempt's restore.
+        vanished = [rel for rel in self.index if not (self.root / rel).exists()]
+        for rel in vanished:
+            del self.index[rel]
+        if uploaded or vanished:
             index = WorkdirIndex(files=self.index)
             self.store.put_bytes(self.index_key, index.to_json(), content_type="application/json")
         self.last_sync = time.monotonic()

@@ -22,6 +22,8 @@ from payload.jobs.base import JobContext
 from payload.jobs.command import CommandParams, WorkdirSync
 from payload.jobs.selftest import SelfTestJob, chunk_bytes_for
 from payload.settings import DEFAULT_CHECKPOINT_INTERVAL
+from payload.store import ObjectStore, s3_client
+from spotcube.local.motoserver import local_client
 from tests.infra.configs import ALL
 from tests.infra.program import run_program
 
@@ -104,6 +106,26 @@ def test_merge_ignores_other_params() -> None:
     ours = _manifest({"0": "a"}, ["i-b"])
     merge_manifests(ours, _manifest({"1": "b"}, ["i-a"], params_hash="other"))
     assert sorted(ours.chunks) == ["0"]
+
+
+def test_sync_survives_files_renamed_or_removed_by_the_program(cloud: str, tmp_path: Path) -> None:
+    """A pipeline writes ``x.tmp`` and renames it (found by the MWA pipeline example): a name
+    the scan saw may be gone by the upload. Not settled, never an attempt-ending traceback;
+    and a file the program deleted leaves the index, so a later attempt does not restore it.
+    Against moto's S3 server."""
+    local_client("s3", cloud).create_bucket(Bucket="sync-test")
+    store = ObjectStore(s3_client(cloud, "us-east-1"), "sync-test")
+    root = tmp_path / "work"
+    root.mkdir()
+    sync = WorkdirSync(store=store, prefix="w/", index_key="w.index", root=root)
+    (root / "keep.txt").write_text("kept")
+    (root / "scratch.txt").write_text("temporary")
+    assert sync.sync(["keep.txt", "scratch.txt", "renamed-away.tmp"]) == 2
+    (root / "scratch.txt").unlink()
+    assert sync.sync([]) == 0
+    restored = WorkdirSync(store=store, prefix="w/", index_key="w.index", root=tmp_path / "next")
+    assert restored.restore() == 1
+    assert sorted(p.name for p in (tmp_path / "next").iterdir()) == ["keep.txt"]
 
 
 def test_settled_files_only(tmp_path: Path) -> None:
