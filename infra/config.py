@@ -649,7 +649,8 @@ def _plan(c: _Collector, key: str, intent: LifecycleIntent | None, rule: str) ->
 
 def _check_raw_reads(c: _Collector, intent: LifecycleIntent) -> None:
     """Workers read raw data on every run: archived objects cannot be read at all, and
-    IA-like classes bill each read; `spotcube submit` also re-uploads ``inputs/<name>``."""
+    IA-like classes bill each read. (`spotcube submit` stores inputs by content, so it never
+    overwrites one: no early deletion from there.)"""
     for t in intent.transitions:
         if t.storage_class not in INSTANT_READ_CLASSES:
             c.add(
@@ -662,9 +663,7 @@ def _check_raw_reads(c: _Collector, intent: LifecycleIntent) -> None:
             c.warn(
                 "data.raw",
                 f"{t.storage_class} bills ${RETRIEVAL_USD_PER_GB[t.storage_class]}/GB each time "
-                "a worker reads raw data, and `spotcube submit` re-uploading inputs/<name> "
-                f"deletes the old copy before its {MIN_STORAGE_DAYS[t.storage_class]}-day "
-                "minimum",
+                "a worker reads raw data; STANDARD or INTELLIGENT_TIERING costs nothing per read",
             )
 
 
