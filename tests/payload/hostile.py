@@ -1,8 +1,12 @@
 """Support of the hostile-corpus tests: an isolated CLI run and an independent oracle.
 
-``run_isolated`` runs ``python -m payload``'s ``main`` in a forked child (the parent's
-imports are reused, so a run costs its own work only), with a timeout for hangs and the
-exit status of a crash (a negative signal number) kept apart from an exit code.
+``run_isolated`` runs ``python -m payload``'s ``main`` in a child forked from a
+multiprocessing fork server (its imports are preloaded once, so a run costs its own work
+only), with a timeout for hangs and the exit status of a crash (a negative signal number)
+kept apart from an exit code. Not forked from the test process itself: by the time these
+tests run, earlier tests have started thread pools there (mwa-hyperbeam's Rust pool among
+them), and a child forked from a threaded process inherits their locks without their
+threads — the MWA beam then waited forever on a futex, holding the GIL.
 
 ``expected_centre`` is the oracle the products are checked against. It does not use the
 payload's code: the dirty image's pixel at the phase centre (l = m = 0, where every phase
@@ -27,10 +31,11 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
-# Imported here so that every forked run inherits them instead of importing them again
-# (combine's plotting and power spectrum modules: ~1.4 s of each run otherwise).
-import payload.plots
-import payload.powerspec  # noqa: F401
+# Imported once by the fork server so that every run inherits them instead of importing
+# them again (the CLI, combine's plotting and power spectrum modules: seconds per run).
+_PRELOAD = ["payload.cli", "payload.commands.image", "payload.plots", "payload.powerspec"]
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(_PRELOAD)
 
 XX, YY = -5, -6
 # ducc0's gridding error is bounded by epsilon (1e-6 by default) times Σ|w V|; the
@@ -66,9 +71,8 @@ def _child(argv: list[str], err_path: str) -> None:
 
 
 def run_isolated(argv: list[str], err_path: Path, *, timeout: float = 180.0) -> Run:
-    """``main(argv)`` in a forked child; its exit status and stderr."""
-    context = multiprocessing.get_context("fork")
-    process = context.Process(target=_child, args=(argv, str(err_path)))
+    """``main(argv)`` in a child of the fork server; its exit status and stderr."""
+    process = _CONTEXT.Process(target=_child, args=(argv, str(err_path)))
     process.start()
     process.join(timeout)
     if process.is_alive():
