@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -84,7 +85,8 @@ def test_steps_with_complete_outputs_are_skipped(uninterrupted: Path) -> None:
     """A second make in the finished folder runs nothing; a missing stamp reruns that step only."""
     again = run_make(uninterrupted, Path("/nonexistent.ms"), "-n")
     assert again.returncode == 0
-    assert again.stdout.strip() == "make: Nothing to be done for 'all'.", again.stdout
+    # "make[1]:" when the suite itself runs under make (`make test` sets MAKELEVEL).
+    assert re.fullmatch(r"make(\[\d+\])?: Nothing to be done for 'all'\.", again.stdout.strip())
     (uninterrupted / "image.done").unlink()
     rerun = run_make(uninterrupted, Path("/nonexistent.ms"), "-n")
     assert "wsclean" in rerun.stdout
@@ -188,7 +190,11 @@ def test_pipeline_survives_reclamation_with_identical_images(
         )
         reasons = [a.get("reason") for a in manifest["attempts"]]
         assert reasons.count("done") == 1
-        assert len(reasons) >= 4, reasons
+        # The strikes after flagging and after calibrating each end an attempt; the notice
+        # after applying may come when imaging is already over (seen in CI: that attempt
+        # ended done), so it ends a fourth attempt only on a slower run.
+        assert len(reasons) >= 3, reasons
+        assert reasons[-1] == "done", reasons
         s3 = outputs.client("s3")
         for name in IMAGES:
             key = ObsLayout(run_id, observations[0].obs_id).product(name)
