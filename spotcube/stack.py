@@ -123,6 +123,18 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_deployed_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """The stack options, plus the stack's config file and the AWS profile (check, resume)."""
+    add_stack_arguments(parser)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the stack's Pulumi.<stack>.yaml (default: `pulumi config` of --stack)",
+    )
+    parser.add_argument("--profile", help="AWS profile (default: the default credential chain)")
+
+
 def resolve_outputs(args: argparse.Namespace) -> StackOutputs:
     """Stack outputs for the options added by :func:`add_stack_arguments`."""
     if getattr(args, "endpoint", None):

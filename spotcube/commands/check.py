@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 
-from spotcube.stack import add_stack_arguments, resolve_outputs
+from spotcube.stack import add_deployed_stack_arguments, resolve_outputs
 
 DEFAULT_SELFTEST_MINUTES = 30.0  # a cold start: spot request, boot, image pull, one job
 
@@ -26,14 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "3 when a check fails."
         ),
     )
-    add_stack_arguments(parser)
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="the stack's Pulumi.<stack>.yaml (default: `pulumi config` of --stack)",
-    )
-    parser.add_argument("--profile", help="AWS profile (default: the default credential chain)")
+    add_deployed_stack_arguments(parser)
     parser.add_argument(
         "--principal",
         metavar="ARN",

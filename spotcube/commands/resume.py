@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from spotcube.stack import add_stack_arguments, resolve_outputs
+from spotcube.stack import add_deployed_stack_arguments, resolve_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,14 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "month's budget is spent and --allow-usd is not given."
         ),
     )
-    add_stack_arguments(parser)
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="the stack's Pulumi.<stack>.yaml (default: `pulumi config` of --stack)",
-    )
-    parser.add_argument("--profile", help="AWS profile (default: the default credential chain)")
+    add_deployed_stack_arguments(parser)
     parser.add_argument(
         "--allow-usd",
         type=float,
