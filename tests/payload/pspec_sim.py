@@ -36,6 +36,19 @@ SIDEREAL_RAD_PER_S = 2 * math.pi / 86164.0905
 
 def short_baselines_enu(max_m: float = 110.0) -> npt.NDArray[np.float64]:
     """East-north-up vectors (m) of MWA Phase I baselines shorter than ``max_m``."""
+    enu, pairs = short_baseline_pairs(max_m)
+    first, second = np.asarray(pairs).T
+    return np.asarray(enu[second] - enu[first])
+
+
+def short_baseline_pairs(
+    max_m: float = 110.0,
+) -> tuple[npt.NDArray[np.float64], list[tuple[int, int]]]:
+    """MWA Phase I tile positions (ENU, m) and the tile pairs of baselines shorter than ``max_m``.
+
+    Pairs are (i, j) with i < j in row-major order; :func:`short_baselines_enu` gives their
+    vectors (j - i) in the same order.
+    """
     from pyuvdata import Telescope
 
     from payload.sites import install_offline_sites
@@ -45,11 +58,11 @@ def short_baselines_enu(max_m: float = 110.0) -> npt.NDArray[np.float64]:
     telescope = Telescope.from_known_telescopes("mwa")
     telescope.antenna_positions = positions
     telescope.Nants = len(positions)
-    enu = telescope.get_enu_antpos()
+    enu = np.asarray(telescope.get_enu_antpos())
     i, j = np.triu_indices(len(enu), k=1)
     vec = enu[j] - enu[i]
     keep = np.hypot(vec[:, 0], vec[:, 1]) < max_m
-    return np.asarray(vec[keep])
+    return enu, [(int(a), int(b)) for a, b in zip(i[keep], j[keep], strict=True)]
 
 
 def track_uvw(
