@@ -51,6 +51,14 @@ def put_fits_order(
     written in cache, about twice as fast as one assignment for an 840-pixel image.
     """
     view = fits_view(image)
+    # Values beyond float32 become inf here, silently: the products' finiteness check
+    # (payload.validation) refuses the observation with one line, so numpy's warning would
+    # only add a second, unexplained line on stderr.
+    with np.errstate(over="ignore", invalid="ignore"):
+        _put_bands(out, view, divisor, rows)
+
+
+def _put_bands(out: npt.NDArray[Any], view: npt.NDArray[Any], divisor: float, rows: int) -> None:
     for start in range(0, out.shape[-2], rows):
         np.divide(
             view[..., start : start + rows, :],

@@ -286,13 +286,15 @@ def image_chunk(
 
     with ThreadPoolExecutor(max_workers=params.nthreads) as pool:
         list(pool.map(channel, range(n_chan)))
+    with np.errstate(invalid="ignore"):  # inf - inf: refused by payload.validation, see fitsio
+        weighted_sum = np.add.reduce(weighted, axis=0)
     return ChunkImages(
         polarizations=pols,
         dirty=dirty,
         psf=psf,
         psf_rows=psf_rows,
         weight_sum=weight_sum,
-        weighted_sum=np.add.reduce(weighted, axis=0),
+        weighted_sum=weighted_sum,
         beyond_count=beyond,
         beyond_weight=beyond_weight,
         given_weight=given_weight,

@@ -138,9 +138,10 @@ def _or_none(oracle: Callable[[], Expected]) -> Expected | None:
 def _write_other_format(source: Path, target: Path, kind: str) -> None:
     from payload.reading import UVData
 
-    uvd = UVData.from_file(str(source))
     with warnings.catch_warnings():
+        # pyuvdata warns about the damage it reads ("fixing auto-correlations"): expected here
         warnings.simplefilter("ignore")
+        uvd = UVData.from_file(str(source))
         if kind == "uvfits":
             uvd.write_uvfits(str(target), run_check=False)
         else:
