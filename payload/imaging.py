@@ -78,6 +78,22 @@ def choose_geometry(info: ObservationInfo, params: ImagingParams) -> ImageGeomet
     return ImageGeometry(npix=npix, pixsize_rad=pixsize)
 
 
+# WSClean's uniform weighting counts visibilities in the cells of its padded image's Fourier
+# grid (its -padding, 1.2 by default); spotcube uses the same cells, so that "uniform" gives
+# the same image in both (tests/payload/test_against_wsclean.py).
+UNIFORM_PADDING = 1.2
+
+
+def uniform_grid_size(npix: int) -> int:
+    """Pixels per side of the image whose Fourier grid holds the uniform-weighting cells.
+
+    WSClean's padded size (``Settings::RecalculateDerivedDimensions``): ``npix`` x 1.2
+    rounded up, then up to a multiple of 4.
+    """
+    padded = math.ceil(npix * UNIFORM_PADDING)
+    return padded + (-padded) % 4
+
+
 def uniform_weights(
     uvw_m: npt.NDArray[np.float64],
     freq_hz: float,
@@ -86,23 +102,25 @@ def uniform_weights(
 ) -> npt.NDArray[np.float64]:
     """Uniform weights for one channel: each weight divided by its uv cell's weight sum.
 
-    Cells are those of the image's Fourier grid (size 1 / field of view); a visibility and
-    its Hermitian mirror share a cell count, as both land on the grid.
+    The cells are WSClean's (``ImageWeights``, structures/imageweights.h): those of the
+    Fourier grid of the image padded to :func:`uniform_grid_size` pixels, a visibility with
+    v < 0 counted as its Hermitian mirror (-u, -v), the cell of (u, v) being
+    ``floor(u / cell) + W/2`` and ``floor(v / cell)``. A visibility beyond the grid has no
+    cell and gets weight 0 (as in :func:`beyond_grid`).
     """
-    cell = 1.0 / (geometry.npix * geometry.pixsize_rad)
-    n = geometry.npix
-    u = uvw_m[:, 0] * freq_hz / C_M_S / cell
-    v = uvw_m[:, 1] * freq_hz / C_M_S / cell
-    iu = np.rint(u).astype(np.int64)
-    iv = np.rint(v).astype(np.int64)
-    # Fold (u, v) and (-u, -v) onto one half-plane so both copies share their cell.
-    flip = (iv < 0) | ((iv == 0) & (iu < 0))
-    iu = np.where(flip, -iu, iu) % n
-    iv = np.where(flip, -iv, iv) % n
-    index = iu * n + iv
-    sums = np.bincount(index, weights=weights, minlength=n * n)
-    density = sums[index]
-    return np.where(weights > 0, weights / np.where(density > 0, density, 1.0), 0.0)
+    size = uniform_grid_size(geometry.npix)
+    scale = freq_hz / C_M_S * size * geometry.pixsize_rad  # cells per metre
+    u = uvw_m[:, 0] * scale
+    v = uvw_m[:, 1] * scale
+    mirror = v < 0
+    x = np.floor(np.where(mirror, -u, u) + size // 2).astype(np.int64)
+    y = np.floor(np.abs(v)).astype(np.int64)
+    inside = (x >= 0) & (x < size) & (y < size // 2)
+    index = np.where(inside, y * size + x, 0)
+    sums = np.bincount(index[inside], weights=weights[inside], minlength=size * size)
+    density = np.where(inside, sums[index], 0.0)
+    usable = (weights > 0) & (density > 0)
+    return np.where(usable, weights / np.where(usable, density, 1.0), 0.0)
 
 
 def beyond_grid(

@@ -39,7 +39,7 @@ class ImagingParams:
         Any of ``XX``, ``YY`` and pseudo-Stokes ``I`` (= (XX + YY) / 2).
     weighting
         ``natural`` (weight = nsamples) or ``uniform`` (divided by the weight sum of the
-        visibility's uv cell on the image grid).
+        visibility's uv cell, WSClean's cells: see ``payload.imaging.uniform_weights``).
     image_size
         Pixels per side (even, >= 32); default: field of view / pixel scale.
     pixel_scale_arcsec

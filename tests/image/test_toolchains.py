@@ -78,7 +78,7 @@ def test_dp3_averages_a_measurement_set(
     rootfs = _chroot_root(request)
     if rootfs is None:
         pytest.skip("the DP3 check copies a Measurement Set into a chroot image only")
-    from tests.pipelines.conftest import MS_NAME, ms_cache_dir  # the checkout is here
+    from tests.mwa_ms import MS_NAME, ms_cache_dir  # the checkout is here
 
     folder = ms_cache_dir(request)
     cache = Path(folder or "/nonexistent") / MS_NAME

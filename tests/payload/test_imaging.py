@@ -128,10 +128,11 @@ def test_ducc0_agrees_with_numpy_reference(science_obs: Observation, wgridding: 
 
 
 def test_uniform_weights_flatten_cell_density() -> None:
-    uvw = np.array([[10.0, 0.0, 0.0], [10.01, 0.0, 0.0], [-10.0, 0.0, 0.0], [40.0, 5.0, 0.0]])
+    uvw = np.array([[10.0, 0.3, 0.0], [10.01, 0.3, 0.0], [-10.0, -0.3, 0.0], [20.0, 5.0, 0.0]])
     geometry = ImageGeometry(npix=64, pixsize_rad=math.radians(1.0))
     weights = uniform_weights(uvw, C_M_S, np.ones(4), geometry)
     # Three visibilities share a cell (one as the Hermitian mirror); the fourth is alone.
+    # (Cells of 0.72 wavelengths, WSClean's: tests/payload/test_against_wsclean.py.)
     np.testing.assert_allclose(weights, [1 / 3, 1 / 3, 1 / 3, 1.0])
 
 
