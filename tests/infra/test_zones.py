@@ -11,7 +11,9 @@ The program asks the provider's ``aws.ec2.get_instance_type_offerings`` invoke
 ``locationTypes`` are parallel lists, "the indexes ... correspond" in the underlying
 terraform-provider-aws data source's docs). The mocks answer it in the shape of EC2's
 DescribeInstanceTypeOfferings (one InstanceType/LocationType/Location offering per type and
-zone that pass the filter), flattened as the provider does (tests/infra/program.py).
+zone that pass the filter), flattened as the provider does, from the us-east-1 offerings
+moto ships as recorded from AWS (tests/infra/program.py): us-east-1e offers none of the
+example fleets' types there.
 
 One type per zone is enough: "Amazon EC2 Auto Scaling can launch another instance type if
 there is insufficient instance capacity in your chosen Availability Zones" (EC2 Auto Scaling
