@@ -6,11 +6,11 @@ the same as cloud capacity at ``C`` a year after ``t = I / (C - R)`` years. The 
 the definition itself (``I + R t = C t``), not the code's rearrangement of it, a worked
 example computed by hand, and what the plan tells a user.
 
-The paper's base scenario (about 2.5 years for its m4.4xlarge figures, Table 3) is not encoded:
-the sources reachable here (arXiv listing copies, the AMIGA group's page, groundai) carry only
-the abstract, which says the cloud is "more expensive than the operation of a large,
-fully-utilised cluster" (C > R, a finite break-even) but gives none of I, C or R. No figures
-are invented in their place.
+The paper's base scenario (issue 12: "about 2.5 years" for its m4.4xlarge figures) is not
+encoded: the sources reachable here (arXiv listing copies, the AMIGA group's page, groundai)
+carry only the abstract, which says the cloud is "more expensive than the operation of a
+large, fully-utilised cluster" (C > R, a finite break-even) but gives none of I, C or R. No
+figures are invented in their place.
 """
 
 from __future__ import annotations
