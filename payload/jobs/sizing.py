@@ -72,13 +72,14 @@ def estimate_image_job(
     images = pixels * (8 * n_chan + params.nthreads * (4 * 16 + 8 * (n_pol + 1))) + mapped
     uv_chunk = n_pol * n_chan * uv_channel
     chunk_memory = visibilities + images + uv_chunk
-    # Combining holds the whole uv cube and, at once, one of: its concatenation from the
-    # chunks, the power spectrum's arrays, or image.png being drawn (after the weighted
-    # mean image: float64 sum, float32 copy).
+    # Combining holds the whole uv cube and, besides, either its concatenation from the
+    # chunks or the power spectrum's arrays and then image.png being drawn (after the
+    # weighted mean image: float64 sum, float32 copy). The figure is counted on top of the
+    # spectrum, not instead: measured, the heap the spectrum freed was not all reused.
     uv_cube = n_pol * info.n_freqs * uv_channel
     spectrum = info.n_freqs * uv_cells * (POWERSPEC_BYTES + POWERSPEC_BYTES_PER_POL * n_pol)
     figure = PLOT_BYTES_PER_PIXEL * pixels
-    combine_memory = uv_cube + max(uv_cube, spectrum, figure) + 16 * pixels
+    combine_memory = uv_cube + max(uv_cube, spectrum + figure) + 16 * pixels
     memory = ALLOCATOR_SLACK * max(chunk_memory, combine_memory)
     if combine_memory >= chunk_memory and figure >= max(uv_cube, spectrum):
         memory_option = _image_size_option(params)

@@ -56,7 +56,7 @@ class Case:
 
 CASES = {
     # 2,080 baselines x 4 times x 16 channels: combining (uv cube + power spectrum) dominates.
-    "combine": Case("mid", ("--image-size", "256", "--chunk-channels", "4"), "--uv-cell"),
+    "combine": Case("mid", ("--image-size", "512", "--chunk-channels", "4"), "--uv-cell"),
     # 8,256 baselines x 4 times, 16 channels in one chunk: the visibilities dominate.
     "visibilities": Case("big", ("--image-size", "128", "--chunk-channels", "16"), "--chunk"),
     # 136 baselines, 1024^2 pixels of 20": the chunk's images and gridding planes dominate.
