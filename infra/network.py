@@ -8,11 +8,13 @@ The security group has no inbound rules at all and allows only HTTPS out.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.config import StackSetupError
 from infra.naming import StackNames
 from infra.tags import cost_tags
 
@@ -25,6 +27,38 @@ class NetworkArgs:
     names: StackNames
     region: str
     availability_zones: tuple[str, ...]
+
+
+def zones_for_fleet(
+    zones: Sequence[str],
+    offered_types: Sequence[str],
+    offered_in: Sequence[str],
+    fleet_types: Sequence[str],
+    region: str,
+) -> tuple[str, ...]:
+    """The zones of ``zones`` where at least one of ``fleet_types`` is offered.
+
+    ``offered_types`` and ``offered_in`` are the parallel lists ``instanceTypes`` and
+    ``locations`` of the provider's ``aws.ec2.get_instance_type_offerings`` with
+    ``location_type="availability-zone"`` (the provider's documentation: "the indexes of
+    Instance Type Offering instance types, locations and location types correspond").
+
+    A zone needs one fleet type, not all of them: the group launches whichever of its types
+    has capacity in a zone, and a type a zone lacks is simply not one of that zone's pools.
+    A zone with none of them (us-east-1e for most current types) would only hold failed
+    launches; its subnet is left out.
+    """
+    wanted = set(fleet_types)
+    serving = {zone for kind, zone in zip(offered_types, offered_in, strict=True) if kind in wanted}
+    chosen = tuple(zone for zone in zones if zone in serving)
+    if not chosen:
+        raise StackSetupError(
+            f"spotcube:fleet.instanceTypes: none of {', '.join(fleet_types)} is offered in any "
+            f"availability zone of {region} ({', '.join(zones) or 'no zones'}); choose types "
+            "the region offers (`aws ec2 describe-instance-type-offerings --location-type "
+            f"availability-zone --region {region}`), or another region"
+        )
+    return chosen
 
 
 def subnet_cidrs(count: int) -> list[str]:

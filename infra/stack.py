@@ -18,21 +18,36 @@ from infra.config import StackConfig, StackSetupError
 from infra.fleet import FleetArgs, SpotFleet
 from infra.guards import KeyLeakGuard, KeyLeakGuardArgs
 from infra.naming import DEFAULT_VARIANT, PROJECT, VARIANT_TAG
-from infra.network import Network, NetworkArgs
+from infra.network import Network, NetworkArgs, zones_for_fleet
 from infra.queue import JobQueue, JobQueueArgs
 from infra.storage import Storage, StorageArgs
 
 EXTRA_OUTPUT_KEYS = ("launch_guard_policy_arn",)
 
 
-def availability_zones(provider: aws.Provider) -> tuple[str, ...]:
-    """Available zones of the region, without Local/Wavelength zones (opt-in only)."""
+def availability_zones(config: StackConfig, provider: aws.Provider) -> tuple[str, ...]:
+    """Zones of the region that offer at least one fleet type (see ``zones_for_fleet``).
+
+    Local and Wavelength zones are left out (opt-in only).
+    """
     zones = aws.get_availability_zones(
         state="available",
         filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
         opts=pulumi.InvokeOptions(provider=provider),
     )
-    return tuple(sorted(zones.names))
+    types = list(config.fleet.instance_types)
+    offerings = aws.ec2.get_instance_type_offerings(
+        location_type="availability-zone",
+        filters=[{"name": "instance-type", "values": types}],
+        opts=pulumi.InvokeOptions(provider=provider),
+    )
+    return zones_for_fleet(
+        sorted(zones.names),
+        list(offerings.instance_types or []),
+        list(offerings.locations or []),
+        types,
+        config.region,
+    )
 
 
 def ami_id(config: StackConfig, provider: aws.Provider) -> str:
@@ -99,7 +114,9 @@ def build(config: StackConfig) -> dict[str, Any]:
     network = Network(
         "network",
         NetworkArgs(
-            names=names, region=config.region, availability_zones=availability_zones(provider)
+            names=names,
+            region=config.region,
+            availability_zones=availability_zones(config, provider),
         ),
         opts=with_provider,
     )

@@ -26,6 +26,22 @@ from payload.resources import (
 # output polarization the complex128 visibility and float64 weight (24).
 READ_BYTES = 25
 PREPARED_BYTES = 24
+# Bytes per (delay, uv cell) the power spectrum holds at its peak (payload.powerspec:
+# the delay transforms of both halves, cross, auto and difference powers, k and bin
+# indices, bin weights), and per polarization the bins and weights kept for the output.
+# Measured with tracemalloc on 16-channel cubes of 128^2 and 256^2 cells: 284 bytes for
+# one polarization, 430 for three (docs/benchmarks.md, "Memory estimate").
+POWERSPEC_BYTES = 224
+POWERSPEC_BYTES_PER_POL = 80
+# Bytes per pixel matplotlib holds while drawing image.png (resampled copies and the
+# RGBA buffers): measured 55-56 for 1024^2 and 2048^2 images.
+PLOT_BYTES_PER_PIXEL = 64
+# Resident memory above the arrays counted here: blocks the allocator keeps after they are
+# freed (glibc raises its mmap threshold after the first large free, so later arrays of up
+# to 32 MiB come from the heaps, one per thread, and freed space stays resident) and the
+# libraries' own buffers (ducc0, HDF5). Measured resident increments were 1.1-1.33 times
+# the arrays tracemalloc saw, the most for jobs of many 2-8 MiB arrays.
+ALLOCATOR_SLACK = 1.5
 
 
 def estimate_image_job(
@@ -50,13 +66,24 @@ def estimate_image_job(
     # Per chunk: the shown image's weighted sum per channel (float64); per gridding thread:
     # ducc0's oversampled grid (about (2 npix)^2 complex128) and float64 images of every
     # polarization and the PSF.
-    images = pixels * (8 * n_chan + params.nthreads * (4 * 16 + 8 * (n_pol + 1)))
+    # The chunk's dirty and PSF cubes (float32) are written through maps of the chunk
+    # file: their pages are resident in the process until the kernel writes them back.
+    mapped = 4 * (n_pol + 1) * n_chan * pixels
+    images = pixels * (8 * n_chan + params.nthreads * (4 * 16 + 8 * (n_pol + 1))) + mapped
     uv_chunk = n_pol * n_chan * uv_channel
     chunk_memory = visibilities + images + uv_chunk
-    # Combining holds the whole uv cube, concatenated once more.
-    combine_memory = 2 * n_pol * info.n_freqs * uv_channel + 16 * pixels
-    memory = max(chunk_memory, combine_memory)
-    if combine_memory >= chunk_memory:
+    # Combining holds the whole uv cube and, besides, either its concatenation from the
+    # chunks or the power spectrum's arrays and then image.png being drawn (after the
+    # weighted mean image: float64 sum, float32 copy). The figure is counted on top of the
+    # spectrum, not instead: measured, the heap the spectrum freed was not all reused.
+    uv_cube = n_pol * info.n_freqs * uv_channel
+    spectrum = info.n_freqs * uv_cells * (POWERSPEC_BYTES + POWERSPEC_BYTES_PER_POL * n_pol)
+    figure = PLOT_BYTES_PER_PIXEL * pixels
+    combine_memory = uv_cube + max(uv_cube, spectrum + figure) + 16 * pixels
+    memory = ALLOCATOR_SLACK * max(chunk_memory, combine_memory)
+    if combine_memory >= chunk_memory and figure >= max(uv_cube, spectrum):
+        memory_option = _image_size_option(params)
+    elif combine_memory >= chunk_memory:
         memory_option = "--uv-cell/--uv-max (uv_cell_lambda, uv_max_lambda)"
     elif visibilities >= images:
         memory_option = "--chunk-channels (chunk_channels)"

@@ -98,14 +98,13 @@ def check_instance_types(aws: Aws, config: StackConfig) -> CheckResult:
             f"--location-type availability-zone --region {config.region}`)",
         )
     if bare_zones:
-        # The group still launches in the other zones, but every attempt in these fails
-        # ("not supported in your requested Availability Zone") and rebalancing retries it.
+        # The stack makes no subnet there (infra.network.zones_for_fleet): the fleet has
+        # fewer zones, so fewer spot capacity pools, to draw from.
         return warned(
             name,
-            f"no configured type is offered in {', '.join(bare_zones)}, where the fleet has "
-            "a subnet: launches there fail and the group retries in the other zones",
-            "add a type of the same shape offered there, or leave it (the other "
-            f"{len(zones) - len(bare_zones)} zones serve the fleet)",
+            f"no configured type is offered in {', '.join(bare_zones)}: the stack makes no "
+            f"subnet there and the fleet runs in the other {len(zones) - len(bare_zones)} zones",
+            "add a type of the same shape offered there for more spot capacity pools, or leave it",
         )
     detail = f"{len(types)} types in {len(zones)} zones of {config.region}"
     if partial:

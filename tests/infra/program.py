@@ -7,9 +7,15 @@ record every resource with its inputs (camelCase, as the engine and policy packs
 
 from __future__ import annotations
 
+import functools
+import gzip
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import moto
 import pulumi
 
 from infra.config import StackConfig
@@ -17,7 +23,62 @@ from infra.stack import build
 
 ACCOUNT = "123456789012"
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+# A zone us-east-1 lists as available although it offers none of the current-generation
+# types the example fleets use (launches there fail with "Your requested instance type (...)
+# is not supported in your requested Availability Zone (us-east-1e)").
+BARE_ZONE = "us-east-1e"
+ZONE_IDS = {"us-east-1a": "use1-az1", "us-east-1b": "use1-az2", "us-east-1c": "use1-az4"}
+ZONE_IDS[BARE_ZONE] = "use1-az3"
 LATEST_AMI = "ami-0fedcba9876543210"
+Offered = Callable[[str, str], bool]
+
+
+@functools.cache
+def _recorded_us_east_1() -> frozenset[tuple[str, str]]:
+    """(instance type, zone) pairs AWS offers in us-east-1, as moto ships them.
+
+    moto's ``ec2/resources/instance_type_offerings/availability-zone/us-east-1.json.gz`` is
+    DescribeInstanceTypeOfferings output recorded from AWS (``InstanceType``, ``Location``):
+    us-east-1e offers 68 older types there and none of the example fleets'.
+    """
+    path = Path(moto.__file__).parent / "ec2/resources/instance_type_offerings"
+    with gzip.open(path / "availability-zone/us-east-1.json.gz") as handle:
+        return frozenset((o["InstanceType"], o["Location"]) for o in json.load(handle))
+
+
+def offered_in_us_east_1(instance_type: str, zone: str) -> bool:
+    """Whether AWS offers ``instance_type`` in ``zone`` (recorded; see above)."""
+    return (instance_type, zone) in _recorded_us_east_1()
+
+
+def instance_type_offerings(args: dict[str, Any], region: str, offered: Offered) -> dict[str, Any]:
+    """What ``aws.ec2.get_instance_type_offerings`` returns for ``args``.
+
+    EC2's DescribeInstanceTypeOfferings answers one ``InstanceTypeOffering`` (InstanceType,
+    LocationType, Location) per type and location that pass the filters (EC2 API Reference,
+    DescribeInstanceTypeOfferings); the provider flattens them into the parallel lists
+    ``instanceTypes``, ``locations`` and ``locationTypes`` ("the indexes ... correspond",
+    terraform-provider-aws docs, data source aws_ec2_instance_type_offerings), with the
+    region as ``id``.
+    """
+    location_type = args.get("locationType") or "region"
+    filters = {f["name"]: list(f["values"]) for f in args.get("filters") or []}
+    types = filters.get("instance-type", [])
+    zones = sorted(ZONE_IDS)
+    rows = (
+        [(t, z) for t in types for z in zones if offered(t, z)]
+        if location_type == "availability-zone"
+        else [(t, region) for t in types if any(offered(t, z) for z in zones)]
+    )
+    return {
+        "id": region,
+        "filters": args.get("filters") or [],
+        "locationType": location_type,
+        "instanceTypes": [t for t, _ in rows],
+        "locations": [location for _, location in rows],
+        "locationTypes": [location_type] * len(rows),
+        "region": region,
+    }
 
 
 @dataclass(frozen=True)
@@ -52,9 +113,16 @@ class Program:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self, region: str, *, amis: tuple[str, ...] = (LATEST_AMI,)) -> None:
+    def __init__(
+        self,
+        region: str,
+        *,
+        amis: tuple[str, ...] = (LATEST_AMI,),
+        offered: Offered = offered_in_us_east_1,
+    ) -> None:
         self.region = region
         self.amis = amis
+        self.offered = offered
         self.resources: list[Recorded] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
@@ -115,18 +183,27 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "id": ACCOUNT,
             }
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": list(ZONES), "zoneIds": ["use1-az1", "use1-az2", "use1-az4"]}
+            # As us-east-1 lists them: the bare zone is "available" like the others.
+            return {"names": sorted(ZONE_IDS), "zoneIds": [ZONE_IDS[z] for z in sorted(ZONE_IDS)]}
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            return instance_type_offerings(dict(args.args), self.region, self.offered)
         if args.token == "aws:ec2/getAmiIds:getAmiIds":
             return {"id": self.region, "ids": list(self.amis)}
         return {}
 
 
-def run_program(config: StackConfig, *, amis: tuple[str, ...] = (LATEST_AMI,)) -> Program:
+def run_program(
+    config: StackConfig,
+    *,
+    amis: tuple[str, ...] = (LATEST_AMI,),
+    offered: Offered = offered_in_us_east_1,
+) -> Program:
     """Build ``config``'s stack under mocks; return the recorded resources and outputs.
 
     ``amis``: what ``get_ami_ids`` finds in the region (none: a region never baked).
+    ``offered``: which (instance type, zone) pairs the region offers.
     """
-    mocks = RecordingMocks(config.region, amis=amis)
+    mocks = RecordingMocks(config.region, amis=amis, offered=offered)
     pulumi.runtime.set_mocks(mocks, project="spotcube", stack=config.stack, preview=False)
     resolved: dict[str, Any] = {}
     depends_on: dict[str, tuple[str, ...]] = {}
