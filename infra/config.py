@@ -32,7 +32,7 @@ from payload import contracts
 
 # The instance table has one home, shared with `spotcube plan`'s prices.
 from spotcube.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
-from spotcube.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS
+from spotcube.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, SIZES_NOT_MADE
 
 NAMESPACE = "spotcube"
 
@@ -444,7 +444,9 @@ def _parse_fleet(c: _Collector, f: dict[str, Any]) -> FleetConfig:
                 "fleet.instanceTypes",
                 f"{t!r} has no known shape: use x86_64 types from families "
                 f"{', '.join(sorted(FAMILY_GIB_PER_VCPU))} with sizes "
-                f"{', '.join(SIZE_VCPUS)}",
+                f"{', '.join(SIZE_VCPUS)} (AWS makes no "
+                + "; ".join(f"{f}.{'/'.join(sorted(s))}" for f, s in SIZES_NOT_MADE.items())
+                + ")",
             )
         else:
             shapes[t] = shape

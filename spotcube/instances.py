@@ -26,6 +26,12 @@ SIZE_VCPUS: dict[str, int] = {
     "12xlarge": 48,
     "16xlarge": 64,
 }
+# Sizes the table's grid names but AWS does not make (c5 and c5n have 9xlarge and 18xlarge
+# instead, shapes no other family here shares).
+SIZES_NOT_MADE: dict[str, frozenset[str]] = {
+    "c5": frozenset({"8xlarge", "16xlarge"}),
+    "c5n": frozenset({"8xlarge", "12xlarge", "16xlarge"}),
+}
 # c5n has less memory than 2 GiB/vCPU but is the same class of machine; close enough is not
 # enough for a shape check, so it gets its real figure.
 EXCEPTIONS_GIB_PER_VCPU: dict[str, float] = {"c5n": 2.625}
@@ -53,6 +59,8 @@ def shape(instance_type: str) -> tuple[int, float] | None:
     """``(vCPUs, memory GiB)`` of a type whose family and size are known, else ``None``."""
     match = _INSTANCE_TYPE.match(instance_type)
     if not match or match[1] not in FAMILY_GIB_PER_VCPU or match[2] not in SIZE_VCPUS:
+        return None
+    if match[2] in SIZES_NOT_MADE.get(match[1], frozenset()):
         return None
     vcpus = SIZE_VCPUS[match[2]]
     per_vcpu = EXCEPTIONS_GIB_PER_VCPU.get(match[1], FAMILY_GIB_PER_VCPU[match[1]])

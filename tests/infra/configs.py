@@ -19,7 +19,7 @@ FULL: dict[str, Any] = {
         "brakeInstanceHours": 40,
     },
     "fleet": {
-        "instanceTypes": ["c6i.8xlarge", "c6a.8xlarge", "c5.8xlarge", "c5a.8xlarge"],
+        "instanceTypes": ["c6i.8xlarge", "c6a.8xlarge", "c7i.8xlarge", "c5a.8xlarge"],
         "maxSize": 40,
         "maxSpotPrice": 1.1,
         "checkpointGraceSeconds": 600,
