@@ -13,21 +13,34 @@ Parameters (``message.params``)
 argv : list of str
     The program and its arguments (required).
 env : dict, optional
-    Extra environment variables.
+    Extra environment variables (not ``SPOTCUBE_*``: those are the job's context, below).
+fetch_input : bool, optional
+    Download (and verify, and unpack a folder archive of) an ``s3://`` input before the
+    program starts, on every attempt (default true). False for a program that reads the
+    input itself: then only ``SPOTCUBE_INPUT_URI`` is set.
 products : list of str, optional
     Glob patterns, relative to the working directory, of the products (default
     ``["products/*"]``), uploaded when the program exits 0.
 invalid_exit_codes : list of int, optional
     Exit codes that mean bad input: the job fails for good (default ``[65]``). Any other
     non-zero exit is transient.
+
+The program's environment is the worker's, without the worker's own ``SPOTCUBE_*``
+settings, plus ``params.env``, plus the job's context (:func:`program_environment`):
+``SPOTCUBE_INPUT``, ``SPOTCUBE_INPUT_URI``, ``SPOTCUBE_RUN_ID``, ``SPOTCUBE_OBS_ID``,
+``SPOTCUBE_ATTEMPT``, ``SPOTCUBE_WORKDIR``, ``SPOTCUBE_SCRATCH``, ``SPOTCUBE_INSTANCE_ID``.
+It runs tethered to the worker (:mod:`payload.jobs.tether`): a worker killed outright takes
+the program's whole session with it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -47,6 +60,8 @@ log = logging.getLogger(__name__)
 
 _MAX_FILES = 100_000  # a working directory with more files than this is a mistake
 _STOP_SECONDS = 10.0
+CONTEXT_PREFIX = "SPOTCUBE_"  # the job's context in the program's environment
+TETHER = Path(__file__).with_name("tether.py")
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class CommandParams:
     env: dict[str, str]
     products: list[str]
     invalid_exit_codes: frozenset[int]
+    fetch_input: bool = True
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> CommandParams:
@@ -70,13 +86,22 @@ class CommandParams:
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
             raise InvalidInputError("command job parameter env must map strings to strings")
+        reserved = sorted(k for k in env if k.startswith(CONTEXT_PREFIX))
+        if reserved:
+            raise InvalidInputError(
+                f"command job parameter env sets {', '.join(reserved)}: {CONTEXT_PREFIX}* "
+                "variables are the job's context, set by the worker; rename yours"
+            )
         products = params.get("products", ["products/*"])
         if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
             raise InvalidInputError("command job parameter products must be a list of globs")
         codes = params.get("invalid_exit_codes", [65])
         if not isinstance(codes, list) or not all(isinstance(c, int) for c in codes):
             raise InvalidInputError("command job parameter invalid_exit_codes must be integers")
-        return cls(argv, dict(env), list(products), frozenset(codes))
+        fetch = params.get("fetch_input", True)
+        if not isinstance(fetch, bool):
+            raise InvalidInputError("command job parameter fetch_input must be true or false")
+        return cls(argv, dict(env), list(products), frozenset(codes), fetch)
 
 
 FileStat = tuple[int, int]  # size, mtime_ns
@@ -230,33 +255,86 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def program_environment(
+    run: JobAttempt, params: CommandParams, root: Path, scratch: Path, local_input: str | None
+) -> dict[str, str]:
+    """The program's environment: the worker's, ``params.env``, then the job's context.
+
+    The worker's own settings (``SPOTCUBE_QUEUE_URL``, ``SPOTCUBE_WORKDIR``... from
+    /etc/spotcube/worker.env) are left out: inside the program ``SPOTCUBE_*`` means this job.
+    ``PYTHONUNBUFFERED=1`` unless ``params.env`` says otherwise: a Python program's output to
+    a file is block-buffered, and what it printed before a SIGKILL would never reach the log.
+    """
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTEXT_PREFIX)}
+    context = {
+        **({"INPUT": local_input} if local_input is not None else {}),
+        "INPUT_URI": run.message.input,
+        "RUN_ID": run.message.run_id,
+        "OBS_ID": run.message.obs_id,
+        "ATTEMPT": str(run.number),
+        "WORKDIR": str(root.resolve()),
+        "SCRATCH": str(scratch.resolve()),
+        "INSTANCE_ID": run.identity.instance_id,
+    }
+    return {
+        **inherited,
+        "PYTHONUNBUFFERED": "1",
+        **params.env,
+        **{CONTEXT_PREFIX + k: v for k, v in context.items()},
+    }
+
+
+def _local_input(run: JobAttempt, params: CommandParams) -> str | None:
+    """``SPOTCUBE_INPUT``: the local, verified copy of an ``s3://`` input (None when the
+    program fetches it itself); an input that is not in S3 is passed as it is."""
+    uri = run.message.input
+    if not uri.startswith("s3://"):
+        return uri
+    return str(run.fetch(uri).resolve()) if params.fetch_input else None
+
+
+def _startable(argv0: str, env: Mapping[str, str], cwd: Path) -> bool:
+    """Whether ``argv0`` names an executable, found the way ``exec`` will find it."""
+    if os.sep in argv0:
+        path = cwd / argv0
+        return path.is_file() and os.access(path, os.X_OK)
+    return shutil.which(argv0, path=env.get("PATH", os.defpath)) is not None
+
+
 def run_command_job(run: JobAttempt) -> Outcome:
     """Run a command job for the worker; raises like a chunked job on every other outcome.
 
     The program's output goes to the attempt's log (:mod:`payload.logship`), which is shipped
-    with every workdir sync.
+    with every workdir sync and at least every checkpoint interval while the program runs.
     """
     params = CommandParams.parse(run.message.params)
     assert run.logs is not None, "JobAttempt.start() first"
     layout = run.layout
     root = run.dir / "work"
+    scratch = run.dir / "scratch"
     sync = WorkdirSync(run.store, layout.workdir_prefix, layout.workdir_index, root)
     restored = sync.restore()
     if restored:
         log.info("restored %d files of the working directory from S3", restored)
+    shutil.rmtree(scratch, ignore_errors=True)  # scratch space is per attempt, never synced
+    scratch.mkdir(parents=True)
+    env = program_environment(run, params, root, scratch, _local_input(run, params))
+    if not _startable(params.argv[0], env, root):
+        raise InvalidInputError(f"cannot start {params.argv[0]!r}: not an executable on PATH")
     log.info("running %s", " ".join(params.argv))
+    run.ship_log()
     program_log = run.logs.path.open("ab")
     try:
         process = subprocess.Popen(
-            params.argv,
+            [sys.executable, "-I", "-S", str(TETHER), str(os.getpid()), *params.argv],
             cwd=root,
-            env={**os.environ, **params.env},
+            env=env,
             stdout=program_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session: signals and open-file checks cover children
         )
     except OSError as exc:
-        raise InvalidInputError(f"cannot start {params.argv[0]!r}: {exc}") from None
+        raise TransientError(f"cannot start the program's tether: {exc}") from None
     try:
         status = _supervise(run, process, sync)
     finally:
@@ -277,7 +355,7 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
     watcher = run.watcher
     interval = run.settings.checkpoint_interval
     scan_every = min(2.0, max(0.1, interval / 2))
-    next_scan = time.monotonic()
+    next_scan = last_ship = time.monotonic()
     # Bounded by the program's own run time or by a termination notice.
     while True:
         status = process.poll()
@@ -298,6 +376,10 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
             if ready and due:
                 watcher.rebalance.clear()
                 sync.sync(ready)
+            if (ready and due) or now - last_ship >= interval:
+                # The program's output, even while no file settles: a hard kill loses at
+                # most one interval of it.
                 run.ship_log()
+                last_ship = now
             next_scan = now + scan_every
         time.sleep(0.05)
