@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from payload.errors import InvalidInputError, PreemptedError, TransientError
 from payload.outcomes import Outcome
 from payload.records import WorkdirIndex
-from payload.store import ObjectStore, file_digests
+from payload.store import ObjectStore, faultpoint, file_digests
 
 if TYPE_CHECKING:
     # Only for annotations: payload.attempt imports payload.jobs, which must not need it back.
@@ -107,8 +107,13 @@ class CommandParams:
 FileStat = tuple[int, int]  # size, mtime_ns
 
 
-def open_files(session: int) -> set[Path] | None:
-    """Files held open by any process of ``session`` (Linux ``/proc``); None elsewhere."""
+def files_open_for_writing(session: int) -> set[Path] | None:
+    """Files any process of ``session`` holds open for writing (Linux ``/proc``); None elsewhere.
+
+    A file open only for reading (the next step reading the previous step's output) cannot
+    change through that descriptor, so it does not keep the file from settling: its size and
+    mtime staying the same over two scans is the proof.
+    """
     proc = Path("/proc")
     if not (proc / "self" / "fd").is_dir():
         return None
@@ -123,10 +128,22 @@ def open_files(session: int) -> set[Path] | None:
             if int(fields[3]) != session:
                 continue
             for fd in (entry / "fd").iterdir():
-                held.add(Path(os.readlink(fd)))
+                if _writable(entry / "fdinfo" / fd.name):
+                    held.add(Path(os.readlink(fd)))
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we looked
     return held
+
+
+def _writable(fdinfo: Path) -> bool:
+    """Whether the descriptor was opened for writing (``flags:`` of proc(5) fdinfo, octal)."""
+    try:
+        for line in fdinfo.read_text().splitlines():
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+    except (OSError, IndexError, ValueError):
+        pass
+    return True  # unknown: count it as a writer, the safe side
 
 
 class WorkdirSync:
@@ -152,6 +169,7 @@ class WorkdirSync:
         self.index: dict[str, dict[str, Any]] = {}  # relpath -> size, sha256, stat
         self._previous: dict[str, FileStat] = {}
         self._closed_before: set[str] = set()
+        self._reported_barrier: str | None = None
         self.last_sync = time.monotonic()
 
     def restore(self) -> int:
@@ -169,12 +187,12 @@ class WorkdirSync:
         return len(self.index)
 
     def changed(self) -> list[str]:
-        """Every file whose size or mtime differs from what was last synced."""
-        return sorted(
-            rel
-            for rel, stat in self.walk().items()
-            if self.index.get(rel, {}).get("stat") != list(stat)
-        )
+        """Every file whose size or mtime differs from what was last synced, oldest first."""
+        now = self.walk()
+        return _oldest_first({rel: stat for rel, stat in now.items() if self._unsynced(rel, stat)})
+
+    def _unsynced(self, rel: str, stat: FileStat) -> bool:
+        return bool(self.index.get(rel, {}).get("stat") != list(stat))
 
     def walk(self) -> dict[str, FileStat]:
         """``relpath -> (size, mtime_ns)`` of every regular file under the root."""
@@ -188,25 +206,49 @@ class WorkdirSync:
         return found
 
     def scan(self, held: set[Path] | None) -> list[str]:
-        """Files settled since the previous scan and not yet synced in this state.
+        """Files to sync now, oldest first: settled, and written before every unsettled file.
 
-        Settled: closed at the previous scan and now, with the same size and mtime.
+        Settled: closed for writing at the previous scan and now, with the same size and mtime.
+        A file written *after* a file that has not settled waits for it, whatever it is:
+        a pipeline writes a step's completion marker after that step's outputs, so the marker
+        can never reach the index before the outputs it vouches for, even while the next step
+        holds them open (the order of modification times is the order of writing). A file
+        still being written keeps moving its own mtime forward, so it delays only what was
+        written after its latest write.
         """
         now = self.walk()
         closed = {rel for rel in now if held is None or (self.root / rel).resolve() not in held}
-        ready = [
+        settled = {
             rel
             for rel, stat in now.items()
-            if rel in closed
-            and rel in self._closed_before
-            and self._previous.get(rel) == stat
-            and self.index.get(rel, {}).get("stat") != list(stat)
-        ]
+            if rel in closed and rel in self._closed_before and self._previous.get(rel) == stat
+        }
         self._previous, self._closed_before = now, closed
-        return ready
+        unsynced = {rel: stat for rel, stat in now.items() if self._unsynced(rel, stat)}
+        waiting = [rel for rel in unsynced if rel not in settled]
+        barrier = min((unsynced[rel][1] for rel in waiting), default=None)
+        ready = {
+            rel: stat
+            for rel, stat in unsynced.items()
+            if rel in settled and (barrier is None or stat[1] < barrier)
+        }
+        if barrier is not None and len(ready) < len(unsynced) - len(waiting):
+            oldest = min(waiting, key=lambda rel: unsynced[rel][1])
+            if oldest != self._reported_barrier:
+                log.info(
+                    "files written after %s wait until it settles (it is open for writing or "
+                    "changing); a file that stays open long delays the sync of later ones",
+                    oldest,
+                )
+                self._reported_barrier = oldest
+        return _oldest_first(ready)
 
     def sync(self, names: Iterable[str]) -> int:
-        """Upload ``names`` (verified), then the index; return how many were uploaded."""
+        """Upload ``names`` in order (verified), then the index; return how many were uploaded.
+
+        A file that changed or vanished since the scan stops the sync there: the files after
+        it (written later) wait for the next scan, as :meth:`scan` would have had them wait.
+        """
         uploaded = 0
         for rel in names:
             path = self.root / rel
@@ -215,29 +257,37 @@ class WorkdirSync:
                 size, sha, _md5 = file_digests(path)
                 after = path.stat()
                 if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-                    continue  # changed while we read it: not settled after all
+                    break  # changed while we read it: not settled after all
                 stored = self.store.put_file(self.prefix + rel, path)
             except FileNotFoundError:
                 # Renamed or deleted since the scan (`mv out.tmp out`, the usual way to write
                 # an output atomically): not settled, and no reason to end the attempt.
-                continue
+                break
             if stored.sha256 != sha:
-                continue
+                break
             self.index[rel] = {
                 "size": size,
                 "sha256": sha,
                 "stat": [after.st_size, after.st_mtime_ns],
             }
             uploaded += 1
+            # Fault tests kill the worker between two uploads of one sync.
+            faultpoint("workdir-upload")
         # A file the program removed must not come back on the next attempt's restore.
         vanished = [rel for rel in self.index if not (self.root / rel).exists()]
         for rel in vanished:
             del self.index[rel]
         if uploaded or vanished:
+            # Written last: a restore sees every file of this sync or none of them.
             index = WorkdirIndex(files=self.index)
             self.store.put_bytes(self.index_key, index.to_json(), content_type="application/json")
         self.last_sync = time.monotonic()
         return uploaded
+
+
+def _oldest_first(files: Mapping[str, FileStat]) -> list[str]:
+    """Names by modification time, then name (the order a sync uploads them)."""
+    return sorted(files, key=lambda rel: (files[rel][1], rel))
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -365,13 +415,14 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
         if watcher.terminating.is_set():
             # Program time since the last sync is at risk: what the next attempt may redo.
             at_risk = now - sync.last_sync
-            uploaded = sync.sync(sync.scan(open_files(process.pid)))
+            uploaded = sync.sync(sync.scan(files_open_for_writing(process.pid)))
             run.attempt.lost_seconds = round(at_risk, 3)
             log.warning("notice: synced %d settled files; stopping the program", uploaded)
             _stop(process)
             raise PreemptedError("termination notice during a command job")
         if now >= next_scan:
-            ready = sync.scan(open_files(process.pid))
+            faultpoint("workdir-scan")  # fault tests count scans, not seconds
+            ready = sync.scan(files_open_for_writing(process.pid))
             due = now - sync.last_sync >= interval or watcher.rebalance.is_set()
             if ready and due:
                 watcher.rebalance.clear()

@@ -18,6 +18,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -103,6 +104,31 @@ def _stamps(instance_dir: Path) -> set[str]:
     return {p.name for p in instance_dir.rglob("*.done")}
 
 
+def _unvouched(s3: Any, bucket: str, layout: ObsLayout) -> list[str]:
+    """Stamps in the synced index whose listed outputs are not all in it, byte for byte.
+
+    A stamp is ``sha256sum`` output; the index records each synced file's sha256. A restore
+    of the index must never bring back a stamp without the outputs it lists.
+    """
+
+    def get(key: str) -> bytes | None:
+        try:
+            body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        return body
+
+    raw = get(f"{layout.prefix}checkpoint/workdir-index.json")
+    files = {} if raw is None else json.loads(raw)["files"]
+    problems = []
+    for name in sorted(n for n in files if n.endswith(".done")):
+        for line in (get(layout.workdir_prefix + name) or b"").decode().splitlines():
+            digest, listed = line.split(maxsplit=1)
+            if files.get(listed, {}).get("sha256") != digest:
+                problems.append(f"{name} lists {listed}, which the index lacks or differs")
+    return problems
+
+
 @pytest.mark.slow
 def test_pipeline_survives_reclamation_with_identical_images(
     uninterrupted: Path,
@@ -134,11 +160,19 @@ def test_pipeline_survives_reclamation_with_identical_images(
         )
         storm = list(STORM)
         struck: list[tuple[str, str, str]] = []
+        checked: set[str] = set()
+        s3 = outputs.client("s3")
+        layout = ObsLayout(run_id, observations[0].obs_id)
         deadline = time.monotonic() + 900
         with fleet:
             while not run_status(outputs, run_id).finished:
                 assert time.monotonic() < deadline, f"not done after 900 s; struck {struck}"
                 fleet.tick()
+                for inst in fleet.instances:
+                    if inst.end_reason == "reclaimed" and inst.instance_id not in checked:
+                        # What the next attempt will restore: no stamp without its outputs.
+                        assert not _unvouched(s3, outputs.products_bucket, layout)
+                        checked.add(inst.instance_id)
                 for inst in fleet.running:
                     if storm and storm[0][0] in _stamps(root / inst.instance_id):
                         if inst.kill_at is not None:
