@@ -101,7 +101,10 @@ STORM = (("flag.done", "notice"), ("calibrate.done", "sigkill"), ("apply.done", 
 
 
 def _stamps(instance_dir: Path) -> set[str]:
-    return {p.name for p in instance_dir.rglob("*.done")}
+    try:
+        return {p.name for p in instance_dir.rglob("*.done")}
+    except FileNotFoundError:  # a step removed or moved a folder while we walked it
+        return set()
 
 
 def _unvouched(s3: Any, bucket: str, layout: ObsLayout) -> list[str]:
