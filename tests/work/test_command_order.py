@@ -21,9 +21,10 @@ from tests.work.conftest import RUN, Plane, wait_for
 # The output is written (and closed) before the stamp, but its name sorts after the stamp's:
 # an upload in name order would publish the stamp first.
 STEP = r"""
-import os, pathlib, sys
+import os, pathlib, sys, time
 if not pathlib.Path("a-step.done").exists():
     pathlib.Path("z-output.dat").write_bytes(os.urandom(200_000))
+    time.sleep(0.05)  # past a coarse-timestamp kernel's tick: the stamp is strictly newer
     pathlib.Path("a-step.done").write_text("z-output.dat\n")
     pathlib.Path(sys.argv[1], f"step-ran-{os.environ['SPOTCUBE_ATTEMPT']}").touch()
 os.makedirs("products", exist_ok=True)
@@ -88,9 +89,11 @@ HELD = r"""
 import pathlib, sys, time
 go = pathlib.Path(sys.argv[1], "go")
 pathlib.Path("early.dat").write_text("written first\n")
+time.sleep(0.05)
 output = open("output.dat", "w")
 output.write("part one\n")
 output.flush()
+time.sleep(0.05)  # past a coarse-timestamp kernel's tick
 pathlib.Path("step.done").write_text("output.dat\n")
 pathlib.Path(sys.argv[1], "stamped").touch()
 while not go.exists():
