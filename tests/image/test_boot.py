@@ -7,7 +7,6 @@ leaves a DONE. The rootfs is mounted as an overlay (``:O``): the boot changes no
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -20,24 +19,12 @@ import pytest
 from infra.naming import LOCAL_NAMES
 from payload.contracts import JobMessage, ObsLayout
 from spotcube.local.motoserver import LOCAL_REGION, local_client
-from tests.image.conftest import LocalBake
+from tests.image.conftest import PODMAN, LocalBake, podman_reason
 
 pytestmark = [pytest.mark.image, pytest.mark.boot, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 UNIT = "spotcube-worker.service"
 DONE_TIMEOUT = 180.0
-# The recipe that boots systemd under podman on these machines (DESIGN.md, "Local image").
-PODMAN = ["podman", "--cgroup-manager=cgroupfs", "--runtime=runc"]
-
-
-def _podman_reason() -> str | None:
-    missing = [t for t in ("podman", "runc") if shutil.which(t) is None]
-    if missing:
-        return f"{', '.join(missing)} missing; install with: sudo bash scripts/system-deps.sh image"
-    probe = subprocess.run([*PODMAN, "info"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        return f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}"
-    return None
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -51,7 +38,7 @@ Booted = tuple[str, Any, Any, str]
 @pytest.fixture
 def booted(local_bake: LocalBake, cloud: str, tmp_path: Path) -> Iterator[Booted]:
     """A container booted from the local image, its worker pointed at ``cloud``."""
-    reason = _podman_reason()
+    reason = podman_reason()
     if reason:
         pytest.skip(reason)
     s3 = local_client("s3", cloud)
