@@ -111,3 +111,35 @@ def test_worker_boots_and_finishes_a_selftest_job(booted: Booted) -> None:
     main_pid = _podman("exec", name, "systemctl", "show", "-P", "MainPID", UNIT).stdout.strip()
     owner = _podman("exec", name, "stat", "-c", "%U", f"/proc/{main_pid}").stdout.strip()
     assert owner == "spotcube"
+
+
+def test_worker_runs_a_command_job_with_its_context(booted: Booted) -> None:
+    """A command job in the booted image: the program runs under the worker's systemd
+    sandbox (user spotcube, NoNewPrivileges, ProtectSystem=strict), through the tether
+    (payload/jobs/tether.py: prctl(PR_SET_PDEATHSIG) must be allowed there), and sees its
+    context: the input the worker downloaded, the run and observation ids."""
+    name, s3, sqs, queue_url = booted
+    s3.put_object(Bucket=LOCAL_NAMES.raw_bucket, Key="boot/obs.txt", Body=b"observation bytes")
+    script = (
+        'mkdir -p products && { echo "$SPOTCUBE_RUN_ID/$SPOTCUBE_OBS_ID"; id -un; '
+        'cat "$SPOTCUBE_INPUT"; } > products/seen.txt'
+    )
+    message = JobMessage.create(
+        run_id="boot-test",
+        obs_id="command-1",
+        input=f"s3://{LOCAL_NAMES.raw_bucket}/boot/obs.txt",
+        kind="command",
+        params={"argv": ["/bin/sh", "-c", script]},
+    )
+    sqs.send_message(QueueUrl=queue_url, MessageBody=message.to_json())
+    product = ObsLayout(message.run_id, message.obs_id).product("seen.txt")
+    deadline = time.monotonic() + DONE_TIMEOUT
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=LOCAL_NAMES.products_bucket, Prefix=product)
+        if listed.get("KeyCount", 0):
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"no {product} after {DONE_TIMEOUT:.0f} s; worker journal:\n{_journal(name)}")
+    body = s3.get_object(Bucket=LOCAL_NAMES.products_bucket, Key=product)["Body"].read()
+    assert body.decode().splitlines() == ["boot-test/command-1", "spotcube", "observation bytes"]
