@@ -75,7 +75,15 @@ def kill_session() -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+_PARENT: list[int] = []  # the worker's pid, once tie_to_parent has run
+
+
 def _parent_died(_signum: int, _frame: object) -> None:
+    # The program may send SIGUSR1 to its process group (some tools report progress that
+    # way); only a changed parent means the worker is gone (it is reparented before the
+    # death signal is sent).
+    if _PARENT and os.getppid() == _PARENT[0]:
+        return
     kill_session()
     os._exit(128 + signal.SIGKILL)
 
@@ -86,6 +94,7 @@ def _ignore(_signum: int, _frame: object) -> None:
 
 def tie_to_parent(parent: int) -> None:
     """Ask for PARENT_DIED when ``parent`` dies; act at once if it already has."""
+    _PARENT.append(parent)
     signal.signal(PARENT_DIED, _parent_died)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)

@@ -192,3 +192,27 @@ def test_program_output_is_in_the_log_after_a_hard_kill(
     assert "program says: flagging 1102865728" in out
     assert "program warns: 12 tiles flagged" in out
     assert out.index("running ") < out.index("program says")  # the worker's lines around it
+
+
+# Some tools report progress on SIGUSR1 (dd does); the tether's parent-death signal is
+# SIGUSR1 too, so a program signalling its own process group must not end itself.
+USR1_TO_GROUP = r"""
+import os, pathlib, signal
+signal.signal(signal.SIGUSR1, lambda *_: None)
+os.killpg(0, signal.SIGUSR1)
+os.makedirs("products", exist_ok=True)
+pathlib.Path("products/alive.txt").write_text("still here\n")
+"""
+
+
+def test_sigusr1_to_the_group_is_not_mistaken_for_the_worker_dying(plane: Plane) -> None:
+    script = plane.tmp / "usr1.py"
+    script.write_text(USR1_TO_GROUP)
+    params = {"argv": [sys.executable, str(script)]}
+    message = JobMessage.create(
+        run_id=RUN, obs_id="obs-usr1", input="local:none", kind="command", params=params
+    )
+    plane.sqs.send_message(QueueUrl=plane.queue_url, MessageBody=message.to_json())
+    worker = plane.start_worker("--max-jobs", "1")
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    assert plane.get(ObsLayout(RUN, "obs-usr1").product("alive.txt")) == b"still here\n"
