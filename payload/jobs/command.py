@@ -375,6 +375,9 @@ def run_command_job(run: JobAttempt) -> Outcome:
     run.ship_log()
     program_log = run.logs.path.open("ab")
     try:
+        # Through the tether, which dies with this worker and takes the session with it: a
+        # preexec_fn calling prctl here would run between fork and exec in a process with
+        # threads (unsafe) and would cover the program but not its children.
         process = subprocess.Popen(
             [sys.executable, "-I", "-S", str(TETHER), str(os.getpid()), *params.argv],
             cwd=root,
