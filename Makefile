@@ -20,7 +20,8 @@ DEMO_ARGS ?=
 help:
 	@echo "make demo   - run spotcube on the embedded local cloud (results in ./spotcube-demo)"
 	@echo "make test   - lint, secret scan and the full test suite"
-	@echo "make lint   - ruff, ruff format --check, mypy, yamllint, ansible-lint, packer fmt"
+	@echo "make lint   - ruff, ruff format --check, mypy, yamllint, ansible-lint (the project's"
+	@echo "              roles and those images/*.yaml name), packer fmt"
 	@echo "make bench  - benchmarks in bench/ (prints ratios; see docs/benchmarks.md)"
 	@echo "make hooks  - install the pre-commit secret scanner into .git/hooks"
 
@@ -47,6 +48,8 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 	$(BIN)/yamllint --strict .
 	cd ansible && PATH="$(CURDIR)/$(BIN):$$PATH" ansible-lint --profile production --offline
+	@# The roles a variant file names under roles: (a group's own) live outside ansible/.
+	@for config in images/*.yaml; do $(BIN)/spotcube bake --image-config "$$config" --lint || exit 1; done
 	@if command -v packer >/dev/null; then packer fmt -check -diff packer/ && echo "packer fmt: clean"; \
 	 else echo "packer fmt: skipped, packer not installed (run: sudo bash scripts/system-deps.sh packer)"; fi
 

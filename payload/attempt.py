@@ -95,6 +95,7 @@ class JobAttempt:
         self.manifest: Manifest | None = None
         self.checkpointer: Checkpointer | None = None
         self.logs: LogShipper | None = None
+        self.number = 0  # this attempt's place in the manifest, from 1; set by start()
         self.input_identity: dict[str, Any] = {}
         self.attempt = Attempt(
             instance_id=identity.instance_id,
@@ -120,7 +121,7 @@ class JobAttempt:
         self.manifest = manifest
         # Two workers holding one message (a visibility expiry) may pick the same number; the
         # later upload of that log wins. Numbers follow the manifest's order otherwise.
-        number = len(manifest.attempts)
+        number = self.number = len(manifest.attempts)
         self.attempt.log = self.layout.log(number)
         self.logs = LogShipper(self.store, self.attempt.log, self.dir / f"attempt-{number}.log")
         self.logs.start()

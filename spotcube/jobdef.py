@@ -28,6 +28,7 @@ from typing import Any
 
 from payload.contracts import JOB_KINDS, JobMessage, check_id, run_record_key, utc_now
 from payload.errors import InvalidInputError
+from payload.jobs.command import CommandParams
 from payload.records import RunRecord
 from spotcube.errors import UsageError
 from spotcube.stack import StackOutputs
@@ -71,6 +72,10 @@ class JobDefinition:
             argv = params.get("argv")
             if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
                 raise UsageError(f"--job {path}: params.argv must be a non-empty list of strings")
+            try:  # the worker's own check, so a bad file fails here and not on an instance
+                CommandParams.parse(params)
+            except InvalidInputError as exc:
+                raise UsageError(f"--job {path}: {exc}") from None
         return cls(path.resolve(), kind, params)
 
     def params_for(self, input_uri: str) -> dict[str, Any]:

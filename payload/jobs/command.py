@@ -13,21 +13,34 @@ Parameters (``message.params``)
 argv : list of str
     The program and its arguments (required).
 env : dict, optional
-    Extra environment variables.
+    Extra environment variables (not ``SPOTCUBE_*``: those are the job's context, below).
+fetch_input : bool, optional
+    Download (and verify, and unpack a folder archive of) an ``s3://`` input before the
+    program starts, on every attempt (default true). False for a program that reads the
+    input itself: then only ``SPOTCUBE_INPUT_URI`` is set.
 products : list of str, optional
     Glob patterns, relative to the working directory, of the products (default
     ``["products/*"]``), uploaded when the program exits 0.
 invalid_exit_codes : list of int, optional
     Exit codes that mean bad input: the job fails for good (default ``[65]``). Any other
     non-zero exit is transient.
+
+The program's environment is the worker's, without the worker's own ``SPOTCUBE_*``
+settings, plus ``params.env``, plus the job's context (:func:`program_environment`):
+``SPOTCUBE_INPUT``, ``SPOTCUBE_INPUT_URI``, ``SPOTCUBE_RUN_ID``, ``SPOTCUBE_OBS_ID``,
+``SPOTCUBE_ATTEMPT``, ``SPOTCUBE_WORKDIR``, ``SPOTCUBE_SCRATCH``, ``SPOTCUBE_INSTANCE_ID``.
+It runs tethered to the worker (:mod:`payload.jobs.tether`): a worker killed outright takes
+the program's whole session with it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from payload.errors import InvalidInputError, PreemptedError, TransientError
 from payload.outcomes import Outcome
 from payload.records import WorkdirIndex
-from payload.store import ObjectStore, file_digests
+from payload.store import ObjectStore, faultpoint, file_digests
 
 if TYPE_CHECKING:
     # Only for annotations: payload.attempt imports payload.jobs, which must not need it back.
@@ -47,6 +60,8 @@ log = logging.getLogger(__name__)
 
 _MAX_FILES = 100_000  # a working directory with more files than this is a mistake
 _STOP_SECONDS = 10.0
+CONTEXT_PREFIX = "SPOTCUBE_"  # the job's context in the program's environment
+TETHER = Path(__file__).with_name("tether.py")
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class CommandParams:
     env: dict[str, str]
     products: list[str]
     invalid_exit_codes: frozenset[int]
+    fetch_input: bool = True
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> CommandParams:
@@ -70,20 +86,34 @@ class CommandParams:
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
             raise InvalidInputError("command job parameter env must map strings to strings")
+        reserved = sorted(k for k in env if k.startswith(CONTEXT_PREFIX))
+        if reserved:
+            raise InvalidInputError(
+                f"command job parameter env sets {', '.join(reserved)}: {CONTEXT_PREFIX}* "
+                "variables are the job's context, set by the worker; rename yours"
+            )
         products = params.get("products", ["products/*"])
         if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
             raise InvalidInputError("command job parameter products must be a list of globs")
         codes = params.get("invalid_exit_codes", [65])
         if not isinstance(codes, list) or not all(isinstance(c, int) for c in codes):
             raise InvalidInputError("command job parameter invalid_exit_codes must be integers")
-        return cls(argv, dict(env), list(products), frozenset(codes))
+        fetch = params.get("fetch_input", True)
+        if not isinstance(fetch, bool):
+            raise InvalidInputError("command job parameter fetch_input must be true or false")
+        return cls(argv, dict(env), list(products), frozenset(codes), fetch)
 
 
 FileStat = tuple[int, int]  # size, mtime_ns
 
 
-def open_files(session: int) -> set[Path] | None:
-    """Files held open by any process of ``session`` (Linux ``/proc``); None elsewhere."""
+def files_open_for_writing(session: int) -> set[Path] | None:
+    """Files any process of ``session`` holds open for writing (Linux ``/proc``); None elsewhere.
+
+    A file open only for reading (the next step reading the previous step's output) cannot
+    change through that descriptor, so it does not keep the file from settling: its size and
+    mtime staying the same over two scans is the proof.
+    """
     proc = Path("/proc")
     if not (proc / "self" / "fd").is_dir():
         return None
@@ -98,10 +128,22 @@ def open_files(session: int) -> set[Path] | None:
             if int(fields[3]) != session:
                 continue
             for fd in (entry / "fd").iterdir():
-                held.add(Path(os.readlink(fd)))
+                if _writable(entry / "fdinfo" / fd.name):
+                    held.add(Path(os.readlink(fd)))
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we looked
     return held
+
+
+def _writable(fdinfo: Path) -> bool:
+    """Whether the descriptor was opened for writing (``flags:`` of proc(5) fdinfo, octal)."""
+    try:
+        for line in fdinfo.read_text().splitlines():
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+    except (OSError, IndexError, ValueError):
+        pass
+    return True  # unknown: count it as a writer, the safe side
 
 
 class WorkdirSync:
@@ -127,6 +169,7 @@ class WorkdirSync:
         self.index: dict[str, dict[str, Any]] = {}  # relpath -> size, sha256, stat
         self._previous: dict[str, FileStat] = {}
         self._closed_before: set[str] = set()
+        self._reported_barrier: str | None = None
         self.last_sync = time.monotonic()
 
     def restore(self) -> int:
@@ -144,12 +187,12 @@ class WorkdirSync:
         return len(self.index)
 
     def changed(self) -> list[str]:
-        """Every file whose size or mtime differs from what was last synced."""
-        return sorted(
-            rel
-            for rel, stat in self.walk().items()
-            if self.index.get(rel, {}).get("stat") != list(stat)
-        )
+        """Every file whose size or mtime differs from what was last synced, oldest first."""
+        now = self.walk()
+        return _oldest_first({rel: stat for rel, stat in now.items() if self._unsynced(rel, stat)})
+
+    def _unsynced(self, rel: str, stat: FileStat) -> bool:
+        return bool(self.index.get(rel, {}).get("stat") != list(stat))
 
     def walk(self) -> dict[str, FileStat]:
         """``relpath -> (size, mtime_ns)`` of every regular file under the root."""
@@ -163,25 +206,49 @@ class WorkdirSync:
         return found
 
     def scan(self, held: set[Path] | None) -> list[str]:
-        """Files settled since the previous scan and not yet synced in this state.
+        """Files to sync now, oldest first: settled, and written before every unsettled file.
 
-        Settled: closed at the previous scan and now, with the same size and mtime.
+        Settled: closed for writing at the previous scan and now, with the same size and mtime.
+        A file written *after* a file that has not settled waits for it, whatever it is:
+        a pipeline writes a step's completion marker after that step's outputs, so the marker
+        can never reach the index before the outputs it vouches for, even while the next step
+        holds them open (the order of modification times is the order of writing). A file
+        still being written keeps moving its own mtime forward, so it delays only what was
+        written after its latest write.
         """
         now = self.walk()
         closed = {rel for rel in now if held is None or (self.root / rel).resolve() not in held}
-        ready = [
+        settled = {
             rel
             for rel, stat in now.items()
-            if rel in closed
-            and rel in self._closed_before
-            and self._previous.get(rel) == stat
-            and self.index.get(rel, {}).get("stat") != list(stat)
-        ]
+            if rel in closed and rel in self._closed_before and self._previous.get(rel) == stat
+        }
         self._previous, self._closed_before = now, closed
-        return ready
+        unsynced = {rel: stat for rel, stat in now.items() if self._unsynced(rel, stat)}
+        waiting = [rel for rel in unsynced if rel not in settled]
+        barrier = min((unsynced[rel][1] for rel in waiting), default=None)
+        ready = {
+            rel: stat
+            for rel, stat in unsynced.items()
+            if rel in settled and (barrier is None or stat[1] < barrier)
+        }
+        if barrier is not None and len(ready) < len(unsynced) - len(waiting):
+            oldest = min(waiting, key=lambda rel: unsynced[rel][1])
+            if oldest != self._reported_barrier:
+                log.info(
+                    "files written after %s wait until it settles (it is open for writing or "
+                    "changing); a file that stays open long delays the sync of later ones",
+                    oldest,
+                )
+                self._reported_barrier = oldest
+        return _oldest_first(ready)
 
     def sync(self, names: Iterable[str]) -> int:
-        """Upload ``names`` (verified), then the index; return how many were uploaded."""
+        """Upload ``names`` in order (verified), then the index; return how many were uploaded.
+
+        A file that changed or vanished since the scan stops the sync there: the files after
+        it (written later) wait for the next scan, as :meth:`scan` would have had them wait.
+        """
         uploaded = 0
         for rel in names:
             path = self.root / rel
@@ -190,29 +257,37 @@ class WorkdirSync:
                 size, sha, _md5 = file_digests(path)
                 after = path.stat()
                 if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-                    continue  # changed while we read it: not settled after all
+                    break  # changed while we read it: not settled after all
                 stored = self.store.put_file(self.prefix + rel, path)
             except FileNotFoundError:
                 # Renamed or deleted since the scan (`mv out.tmp out`, the usual way to write
                 # an output atomically): not settled, and no reason to end the attempt.
-                continue
+                break
             if stored.sha256 != sha:
-                continue
+                break
             self.index[rel] = {
                 "size": size,
                 "sha256": sha,
                 "stat": [after.st_size, after.st_mtime_ns],
             }
             uploaded += 1
+            # Fault tests kill the worker between two uploads of one sync.
+            faultpoint("workdir-upload")
         # A file the program removed must not come back on the next attempt's restore.
         vanished = [rel for rel in self.index if not (self.root / rel).exists()]
         for rel in vanished:
             del self.index[rel]
         if uploaded or vanished:
+            # Written last: a restore sees every file of this sync or none of them.
             index = WorkdirIndex(files=self.index)
             self.store.put_bytes(self.index_key, index.to_json(), content_type="application/json")
         self.last_sync = time.monotonic()
         return uploaded
+
+
+def _oldest_first(files: Mapping[str, FileStat]) -> list[str]:
+    """Names by modification time, then name (the order a sync uploads them)."""
+    return sorted(files, key=lambda rel: (files[rel][1], rel))
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -230,33 +305,89 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def program_environment(
+    run: JobAttempt, params: CommandParams, root: Path, scratch: Path, local_input: str | None
+) -> dict[str, str]:
+    """The program's environment: the worker's, ``params.env``, then the job's context.
+
+    The worker's own settings (``SPOTCUBE_QUEUE_URL``, ``SPOTCUBE_WORKDIR``... from
+    /etc/spotcube/worker.env) are left out: inside the program ``SPOTCUBE_*`` means this job.
+    ``PYTHONUNBUFFERED=1`` unless ``params.env`` says otherwise: a Python program's output to
+    a file is block-buffered, and what it printed before a SIGKILL would never reach the log.
+    """
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTEXT_PREFIX)}
+    context = {
+        **({"INPUT": local_input} if local_input is not None else {}),
+        "INPUT_URI": run.message.input,
+        "RUN_ID": run.message.run_id,
+        "OBS_ID": run.message.obs_id,
+        "ATTEMPT": str(run.number),
+        "WORKDIR": str(root.resolve()),
+        "SCRATCH": str(scratch.resolve()),
+        "INSTANCE_ID": run.identity.instance_id,
+    }
+    return {
+        **inherited,
+        "PYTHONUNBUFFERED": "1",
+        **params.env,
+        **{CONTEXT_PREFIX + k: v for k, v in context.items()},
+    }
+
+
+def _local_input(run: JobAttempt, params: CommandParams) -> str | None:
+    """``SPOTCUBE_INPUT``: the local, verified copy of an ``s3://`` input (None when the
+    program fetches it itself); an input that is not in S3 is passed as it is."""
+    uri = run.message.input
+    if not uri.startswith("s3://"):
+        return uri
+    return str(run.fetch(uri).resolve()) if params.fetch_input else None
+
+
+def _startable(argv0: str, env: Mapping[str, str], cwd: Path) -> bool:
+    """Whether ``argv0`` names an executable, found the way ``exec`` will find it."""
+    if os.sep in argv0:
+        path = cwd / argv0
+        return path.is_file() and os.access(path, os.X_OK)
+    return shutil.which(argv0, path=env.get("PATH", os.defpath)) is not None
+
+
 def run_command_job(run: JobAttempt) -> Outcome:
     """Run a command job for the worker; raises like a chunked job on every other outcome.
 
     The program's output goes to the attempt's log (:mod:`payload.logship`), which is shipped
-    with every workdir sync.
+    with every workdir sync and at least every checkpoint interval while the program runs.
     """
     params = CommandParams.parse(run.message.params)
     assert run.logs is not None, "JobAttempt.start() first"
     layout = run.layout
     root = run.dir / "work"
+    scratch = run.dir / "scratch"
     sync = WorkdirSync(run.store, layout.workdir_prefix, layout.workdir_index, root)
     restored = sync.restore()
     if restored:
         log.info("restored %d files of the working directory from S3", restored)
+    shutil.rmtree(scratch, ignore_errors=True)  # scratch space is per attempt, never synced
+    scratch.mkdir(parents=True)
+    env = program_environment(run, params, root, scratch, _local_input(run, params))
+    if not _startable(params.argv[0], env, root):
+        raise InvalidInputError(f"cannot start {params.argv[0]!r}: not an executable on PATH")
     log.info("running %s", " ".join(params.argv))
+    run.ship_log()
     program_log = run.logs.path.open("ab")
     try:
+        # Through the tether, which dies with this worker and takes the session with it: a
+        # preexec_fn calling prctl here would run between fork and exec in a process with
+        # threads (unsafe) and would cover the program but not its children.
         process = subprocess.Popen(
-            params.argv,
+            [sys.executable, "-I", "-S", str(TETHER), str(os.getpid()), *params.argv],
             cwd=root,
-            env={**os.environ, **params.env},
+            env=env,
             stdout=program_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session: signals and open-file checks cover children
         )
     except OSError as exc:
-        raise InvalidInputError(f"cannot start {params.argv[0]!r}: {exc}") from None
+        raise TransientError(f"cannot start the program's tether: {exc}") from None
     try:
         status = _supervise(run, process, sync)
     finally:
@@ -277,7 +408,7 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
     watcher = run.watcher
     interval = run.settings.checkpoint_interval
     scan_every = min(2.0, max(0.1, interval / 2))
-    next_scan = time.monotonic()
+    next_scan = last_ship = time.monotonic()
     # Bounded by the program's own run time or by a termination notice.
     while True:
         status = process.poll()
@@ -287,17 +418,22 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
         if watcher.terminating.is_set():
             # Program time since the last sync is at risk: what the next attempt may redo.
             at_risk = now - sync.last_sync
-            uploaded = sync.sync(sync.scan(open_files(process.pid)))
+            uploaded = sync.sync(sync.scan(files_open_for_writing(process.pid)))
             run.attempt.lost_seconds = round(at_risk, 3)
             log.warning("notice: synced %d settled files; stopping the program", uploaded)
             _stop(process)
             raise PreemptedError("termination notice during a command job")
         if now >= next_scan:
-            ready = sync.scan(open_files(process.pid))
+            faultpoint("workdir-scan")  # fault tests count scans, not seconds
+            ready = sync.scan(files_open_for_writing(process.pid))
             due = now - sync.last_sync >= interval or watcher.rebalance.is_set()
             if ready and due:
                 watcher.rebalance.clear()
                 sync.sync(ready)
+            if (ready and due) or now - last_ship >= interval:
+                # The program's output, even while no file settles: a hard kill loses at
+                # most one interval of it.
                 run.ship_log()
+                last_ship = now
             next_scan = now + scan_every
         time.sleep(0.05)

@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="bake a variant: the payload plus the toolchains, packages and roles FILE lists "
         "(see images/radio-tools.yaml); its name is tagged on the AMI and the local image",
     )
+    parser.add_argument(
+        "--lint",
+        action="store_true",
+        help="lint the roles --image-config FILE names under roles: (ansible-lint, production "
+        "profile, as make lint does the project's) and exit; nothing is baked",
+    )
     parser.add_argument("--force", action="store_true", help="bake even if the hash is current")
     parser.add_argument("--print-hash", action="store_true", help="print the content hash and exit")
     parser.add_argument(
@@ -80,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
         variant = ImageVariant.load(args.image_config) if args.image_config else None
     except (OSError, ValueError) as exc:  # the file given on the command line is wrong
         raise UsageError(f"--image-config: {exc}") from None
+    if args.lint:
+        if variant is None:
+            raise UsageError(
+                "--lint checks a variant's own roles: give --image-config FILE "
+                "(the project's roles: make lint)"
+            )
+        return _lint(variant)
     try:
         inputs = BakeInputs.read(root, variant)
     except (OSError, ValueError) as exc:
@@ -94,6 +107,31 @@ def run(args: argparse.Namespace) -> int:
         return _aws(args, inputs, cache_dir)
     except BuildError as exc:
         raise RefusedError(str(exc)) from None
+
+
+def _lint(variant: ImageVariant) -> int:
+    from spotcube.bake.rolelint import PROFILE, LintUnavailableError, lint_variant_roles
+
+    try:
+        results = lint_variant_roles(variant)
+    except LintUnavailableError as exc:
+        raise RefusedError(f"--lint: {exc}") from None
+    if not results:
+        print(f"{variant.path}: no roles of its own to lint (roles: is empty)")
+        return 0
+    failed = [r for r in results if r.failed]
+    for result in results:
+        print(f"{result.role}: {'problems' if result.failed else 'clean'}")
+        for finding in result.findings:
+            print(f"  {finding}")
+    if failed:
+        problems = sum(len(r.findings) for r in failed)
+        names = ", ".join(r.role.name for r in failed)
+        raise RefusedError(
+            f"--lint: ansible-lint ({PROFILE} profile) found {problems} problem(s) in role(s) "
+            f"{names} that {variant.path} names under roles:; fix them as listed above"
+        )
+    return 0
 
 
 def _local(args: argparse.Namespace, inputs: BakeInputs, cache_dir: Path, started: float) -> int:

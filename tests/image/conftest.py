@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,9 @@ import pytest
 import testinfra
 
 REPO = Path(__file__).resolve().parents[2]
+# The recipe that boots systemd under podman on these machines (DESIGN.md, "Local image").
+PODMAN = ["podman", "--cgroup-manager=cgroupfs", "--runtime=runc"]
+BOOT_TIMEOUT = 180.0  # systemd up in the container; generous for a loaded 2-core machine
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -170,3 +175,64 @@ def pristine(request: pytest.FixtureRequest) -> None:
     """Skip checks that only hold before first boot."""
     if request.config.getoption("image_state") == "booted":
         pytest.skip("first boot recreates host keys, machine-id and authorized_keys")
+
+
+def podman_reason() -> str | None:
+    """Why the local image cannot be booted under podman here, or None."""
+    missing = [t for t in ("podman", "runc") if shutil.which(t) is None]
+    if missing:
+        return f"{', '.join(missing)} missing; install with: sudo bash scripts/system-deps.sh image"
+    probe = subprocess.run([*PODMAN, "info"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        return f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}"
+    return None
+
+
+@dataclass(frozen=True)
+class BootedImage:
+    """The local image booted with systemd in a podman container, and its testinfra host."""
+
+    name: str
+    host: testinfra.host.Host
+
+
+@pytest.fixture(scope="session")
+def booted_image(request: pytest.FixtureRequest) -> Iterator[BootedImage]:
+    """The session's local image booted under podman (systemd as PID 1, no worker settings).
+
+    For checks that must hold on a running system as well as in the chroot: services,
+    /proc, the dynamic loader of a real boot. The rootfs is mounted as an overlay (``:O``),
+    so the boot changes nothing in it. systemd counts as up when it reports ``running`` or
+    ``degraded`` (the worker unit fails here without /etc/spotcube/worker.env, by design).
+    """
+    if request.config.getoption("hosts"):
+        pytest.skip("testing a given --hosts: nothing local to boot")
+    bake: LocalBake = request.getfixturevalue("local_bake")
+    reason = podman_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"spotcube-image-{uuid.uuid4().hex[:8]}"
+    started = subprocess.run(
+        [*PODMAN, "run", "--detach", "--name", name, "--network=host", "--systemd=always",
+         "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+         "--rootfs", f"{bake.rootfs}:O", "/sbin/init"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"podman run failed: {started.stderr}")
+    try:
+        state = ""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline and state not in ("running", "degraded"):
+            time.sleep(1)
+            probe = subprocess.run(
+                [*PODMAN, "exec", name, "systemctl", "is-system-running"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            state = probe.stdout.strip()
+        if state not in ("running", "degraded"):
+            pytest.fail(f"systemd in {name} not up after {BOOT_TIMEOUT:.0f} s: {state!r}")
+        yield BootedImage(name, testinfra.get_host(f"podman://{name}"))
+    finally:
+        subprocess.run([*PODMAN, "rm", "--force", "--time", "5", name],
+                       capture_output=True, check=False)  # fmt: skip

@@ -7,7 +7,6 @@ leaves a DONE. The rootfs is mounted as an overlay (``:O``): the boot changes no
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -20,24 +19,12 @@ import pytest
 from infra.naming import LOCAL_NAMES
 from payload.contracts import JobMessage, ObsLayout
 from spotcube.local.motoserver import LOCAL_REGION, local_client
-from tests.image.conftest import LocalBake
+from tests.image.conftest import PODMAN, LocalBake, podman_reason
 
 pytestmark = [pytest.mark.image, pytest.mark.boot, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 UNIT = "spotcube-worker.service"
 DONE_TIMEOUT = 180.0
-# The recipe that boots systemd under podman on these machines (DESIGN.md, "Local image").
-PODMAN = ["podman", "--cgroup-manager=cgroupfs", "--runtime=runc"]
-
-
-def _podman_reason() -> str | None:
-    missing = [t for t in ("podman", "runc") if shutil.which(t) is None]
-    if missing:
-        return f"{', '.join(missing)} missing; install with: sudo bash scripts/system-deps.sh image"
-    probe = subprocess.run([*PODMAN, "info"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        return f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}"
-    return None
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -51,7 +38,7 @@ Booted = tuple[str, Any, Any, str]
 @pytest.fixture
 def booted(local_bake: LocalBake, cloud: str, tmp_path: Path) -> Iterator[Booted]:
     """A container booted from the local image, its worker pointed at ``cloud``."""
-    reason = _podman_reason()
+    reason = podman_reason()
     if reason:
         pytest.skip(reason)
     s3 = local_client("s3", cloud)
@@ -124,3 +111,35 @@ def test_worker_boots_and_finishes_a_selftest_job(booted: Booted) -> None:
     main_pid = _podman("exec", name, "systemctl", "show", "-P", "MainPID", UNIT).stdout.strip()
     owner = _podman("exec", name, "stat", "-c", "%U", f"/proc/{main_pid}").stdout.strip()
     assert owner == "spotcube"
+
+
+def test_worker_runs_a_command_job_with_its_context(booted: Booted) -> None:
+    """A command job in the booted image: the program runs under the worker's systemd
+    sandbox (user spotcube, NoNewPrivileges, ProtectSystem=strict), through the tether
+    (payload/jobs/tether.py: prctl(PR_SET_PDEATHSIG) must be allowed there), and sees its
+    context: the input the worker downloaded, the run and observation ids."""
+    name, s3, sqs, queue_url = booted
+    s3.put_object(Bucket=LOCAL_NAMES.raw_bucket, Key="boot/obs.txt", Body=b"observation bytes")
+    script = (
+        'mkdir -p products && { echo "$SPOTCUBE_RUN_ID/$SPOTCUBE_OBS_ID"; id -un; '
+        'cat "$SPOTCUBE_INPUT"; } > products/seen.txt'
+    )
+    message = JobMessage.create(
+        run_id="boot-test",
+        obs_id="command-1",
+        input=f"s3://{LOCAL_NAMES.raw_bucket}/boot/obs.txt",
+        kind="command",
+        params={"argv": ["/bin/sh", "-c", script]},
+    )
+    sqs.send_message(QueueUrl=queue_url, MessageBody=message.to_json())
+    product = ObsLayout(message.run_id, message.obs_id).product("seen.txt")
+    deadline = time.monotonic() + DONE_TIMEOUT
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=LOCAL_NAMES.products_bucket, Prefix=product)
+        if listed.get("KeyCount", 0):
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"no {product} after {DONE_TIMEOUT:.0f} s; worker journal:\n{_journal(name)}")
+    body = s3.get_object(Bucket=LOCAL_NAMES.products_bucket, Key=product)["Body"].read()
+    assert body.decode().splitlines() == ["boot-test/command-1", "spotcube", "observation bytes"]

@@ -25,11 +25,11 @@ def write(tmp_path: Path, doc: object) -> Path:
 
 
 def test_example_job_expands_per_observation() -> None:
+    """The example reads its input from SPOTCUBE_INPUT (the worker's verified local copy)."""
     job = JobDefinition.load(EXAMPLE)
     params = job.params_for("s3://raw/inputs/obs.tar")
-    assert params["argv"][-1] == "INPUT=s3://raw/inputs/obs.tar"
-    assert f"{EXAMPLE.parent}/Makefile" in params["argv"]
-    assert job.params["argv"][-1] == "INPUT={input}"  # the template is untouched
+    assert params["argv"] == ["make", "--no-print-directory", "-f", f"{EXAMPLE.parent}/Makefile"]
+    assert job.params["argv"][-1] == "{job_dir}/Makefile"  # the template is untouched
 
 
 def test_placeholders_replace_only_themselves(tmp_path: Path) -> None:
@@ -52,6 +52,8 @@ def test_placeholders_replace_only_themselves(tmp_path: Path) -> None:
         ({"kind": "command", "params": [], "argv": ["x"]}, "unknown key"),
         ({"schema": 2, "params": {"argv": ["x"]}}, "schema 2"),
         ({"params": ["x"]}, "params must be a JSON object"),
+        ({"params": {"argv": ["x"], "env": {"SPOTCUBE_INPUT": "a"}}}, "env sets SPOTCUBE_INPUT"),
+        ({"params": {"argv": ["x"], "fetch_input": 1}}, "fetch_input must be true or false"),
     ],
 )
 def test_bad_job_file_names_file_and_key(tmp_path: Path, doc: object, match: str) -> None:

@@ -12,14 +12,13 @@ carry WSClean's command line as HISTORY; it is the same in both runs (relative n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -102,26 +101,35 @@ STORM = (("flag.done", "notice"), ("calibrate.done", "sigkill"), ("apply.done", 
 
 
 def _stamps(instance_dir: Path) -> set[str]:
-    return {p.name for p in instance_dir.rglob("*.done")}
+    try:
+        return {p.name for p in instance_dir.rglob("*.done")}
+    except FileNotFoundError:  # a step removed or moved a folder while we walked it
+        return set()
 
 
-def _kill_orphans(instance_dir: Path) -> None:
-    """SIGKILL the pipeline processes a hard-killed worker left running in its folder.
+def _unvouched(s3: Any, bucket: str, layout: ObsLayout) -> list[str]:
+    """Stamps in the synced index whose listed outputs are not all in it, byte for byte.
 
-    The program runs in a session of its own (payload/jobs/command.py), so SIGKILLing the
-    worker does not end it; on AWS the instance's end would. Only processes whose working
-    directory lies under this test's instance folder are touched.
+    A stamp is ``sha256sum`` output; the index records each synced file's sha256. A restore
+    of the index must never bring back a stamp without the outputs it lists.
     """
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+
+    def get(key: str) -> bytes | None:
         try:
-            cwd = Path(os.readlink(proc / "cwd"))
-        except OSError:
-            continue
-        if cwd.is_relative_to(instance_dir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
+            body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        return body
+
+    raw = get(f"{layout.prefix}checkpoint/workdir-index.json")
+    files = {} if raw is None else json.loads(raw)["files"]
+    problems = []
+    for name in sorted(n for n in files if n.endswith(".done")):
+        for line in (get(layout.workdir_prefix + name) or b"").decode().splitlines():
+            digest, listed = line.split(maxsplit=1)
+            if files.get(listed, {}).get("sha256") != digest:
+                problems.append(f"{name} lists {listed}, which the index lacks or differs")
+    return problems
 
 
 @pytest.mark.slow
@@ -155,12 +163,19 @@ def test_pipeline_survives_reclamation_with_identical_images(
         )
         storm = list(STORM)
         struck: list[tuple[str, str, str]] = []
-        cleaned: set[str] = set()
+        checked: set[str] = set()
+        s3 = outputs.client("s3")
+        layout = ObsLayout(run_id, observations[0].obs_id)
         deadline = time.monotonic() + 900
         with fleet:
             while not run_status(outputs, run_id).finished:
                 assert time.monotonic() < deadline, f"not done after 900 s; struck {struck}"
                 fleet.tick()
+                for inst in fleet.instances:
+                    if inst.end_reason == "reclaimed" and inst.instance_id not in checked:
+                        # What the next attempt will restore: no stamp without its outputs.
+                        assert not _unvouched(s3, outputs.products_bucket, layout)
+                        checked.add(inst.instance_id)
                 for inst in fleet.running:
                     if storm and storm[0][0] in _stamps(root / inst.instance_id):
                         if inst.kill_at is not None:
@@ -171,10 +186,6 @@ def test_pipeline_survives_reclamation_with_identical_images(
                             inst.notice_at = fleet.now()  # the next tick publishes it
                         else:
                             inst.kill_at = fleet.now()  # the next tick SIGKILLs the worker
-                for inst in fleet.instances:
-                    if inst.end_reason == "reclaimed" and inst.instance_id not in cleaned:
-                        _kill_orphans(root / inst.instance_id)
-                        cleaned.add(inst.instance_id)
                 time.sleep(0.2)
         status = run_status(outputs, run_id)
         assert [o.state for o in status.observations] == ["done"], fleet.timeline.events

@@ -6,6 +6,7 @@ import ast
 import base64
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -129,19 +130,31 @@ def test_sync_survives_files_renamed_or_removed_by_the_program(cloud: str, tmp_p
 
 
 def test_settled_files_only(tmp_path: Path) -> None:
+    """Settled files are synced oldest first, and none before an older file that is not
+    settled (a step's stamp never before its outputs). Modification times are set
+    explicitly: a kernel with coarse timestamps gives files written in one tick equal times."""
     root = tmp_path / "work"
     root.mkdir()
     sync = WorkdirSync(store=None, prefix="p/", index_key="i", root=root)  # type: ignore[arg-type]
-    (root / "done.txt").write_text("final")
-    (root / "open.txt").write_text("partial")
+
+    def write(name: str, text: str, second: int) -> None:
+        (root / name).write_text(text)
+        os.utime(root / name, ns=(second * 10**9, second * 10**9))
+
+    write("done.txt", "final", 1)
+    write("open.txt", "partial", 2)
     held = {(root / "open.txt").resolve()}
     assert sync.scan(held) == []  # first sight: nothing is settled yet
-    (root / "growing.txt").write_text("1")
+    write("growing.txt", "1", 3)
     assert sync.scan(held) == ["done.txt"]  # open.txt is held open; growing.txt is new
-    (root / "growing.txt").write_text("12")
-    assert sorted(sync.scan(held)) == ["done.txt"]  # growing.txt changed since last scan
-    assert sorted(sync.scan(set())) == ["done.txt", "growing.txt"]  # open.txt just closed
-    assert sorted(sync.scan(set())) == ["done.txt", "growing.txt", "open.txt"]
+    write("growing.txt", "12", 4)
+    assert sync.scan(held) == ["done.txt"]  # growing.txt changed since last scan
+    # open.txt just closed, not settled yet: growing.txt, written after it, waits for it.
+    assert sync.scan(set()) == ["done.txt"]
+    assert sync.scan(set()) == ["done.txt", "open.txt", "growing.txt"]
+    write("early.txt", "old", 0)  # an old file appears (mv from scratch keeps its mtime)
+    assert sync.scan(set()) == []  # it is older than all: everything waits for it
+    assert sync.scan(set()) == ["early.txt", "done.txt", "open.txt", "growing.txt"]
 
 
 def test_command_params_validation() -> None:
