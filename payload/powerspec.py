@@ -34,6 +34,7 @@ from typing import Any
 import h5py
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
 from scipy.signal import windows
 
 from payload.beams import PrimaryBeam, parse_beam
@@ -44,7 +45,6 @@ from payload.psnorm import (
     BeamLattice,
     beam_lattice,
     cell_normalisation,
-    delay_correlation,
     fine_at,
     half_cell_maps,
     noise_fine,
@@ -208,6 +208,11 @@ class _Norm:
     q_o: dict[tuple[int, int], npt.NDArray[np.float64]]
     fine_e: npt.NDArray[np.float64]  # Q of each half on the half-cell grid (psnorm.noise_fine)
     fine_o: npt.NDArray[np.float64]
+    # The same per channel, transformed along frequency (numpy.fft.rfft: delay offsets
+    # 0 ... n_f // 2): the covariance of two delays of a cell pair, which is not the band
+    # total times the window's correlation when the cell's sampling changes across the band.
+    fine_t_e: npt.NDArray[np.complex64]
+    fine_t_o: npt.NDArray[np.complex64]
 
 
 def _normalisation(
@@ -218,7 +223,12 @@ def _normalisation(
     to_mk: npt.NDArray[np.float64],
     lattice: BeamLattice,
     df: float,
+    *,
+    noise_of: _Norm | None = None,
 ) -> _Norm:
+    """Band-averaged normalisation and noise maps of polarization ``p``; the noise maps
+    depend on the sampling only, and are taken from ``noise_of`` when given (a polarization
+    with the same sampling but another beam)."""
     grid, pol = cube.grid, cube.polarizations[p]
     shape = (grid.n, grid.n // 2 + 1)
     w2 = window**2
@@ -226,6 +236,10 @@ def _normalisation(
     n_ee, n_oo, n_eo = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     fine_e = np.zeros((2 * grid.n, grid.n + 1))
     fine_o = np.zeros((2 * grid.n, grid.n + 1))
+    n_f = len(cube.freq_hz)
+    # a_f^2 Q(f) channel by channel, then transformed along frequency in place
+    noise_shape = (n_f, 2 * grid.n, grid.n + 1) if noise_of is None else (0, 0, 0)
+    per_channel = {h: np.zeros(noise_shape, np.float32) for h in (0, 1)}
     taper = grid.taper()
     for c, freq in enumerate(cube.freq_hz):
         s_e, s_o = cube.sampling[0, p, c], cube.sampling[1, p, c]
@@ -237,9 +251,23 @@ def _normalisation(
         n_ee += share * ee
         n_oo += share * oo
         n_eo += share * eo
-        for half, fine in ((s_e, fine_e), (s_o, fine_o)):
-            if half.any():
-                fine += (df * window[c] * to_mk[c]) ** 2 * noise_fine(half, grid)
+        for h, half, fine in ((0, s_e, fine_e), (1, s_o, fine_o)):
+            if noise_of is None and half.any():
+                q = (df * window[c] * to_mk[c]) ** 2 * noise_fine(half, grid)
+                fine += q
+                per_channel[h][c] = q
+    if noise_of is not None:
+        return _Norm(
+            n_ee,
+            n_oo,
+            n_eo,
+            noise_of.q_e,
+            noise_of.q_o,
+            noise_of.fine_e,
+            noise_of.fine_o,
+            noise_of.fine_t_e,
+            noise_of.fine_t_o,
+        )
     return _Norm(
         n_ee,
         n_oo,
@@ -248,6 +276,8 @@ def _normalisation(
         half_cell_maps(fine_o, grid.n),
         fine_e,
         fine_o,
+        scipy.fft.rfft(per_channel.pop(0), axis=0).astype(np.complex64),
+        scipy.fft.rfft(per_channel.pop(1), axis=0).astype(np.complex64),
     )
 
 
@@ -265,17 +295,58 @@ def _shift3(array: npt.NDArray[Any], dt: int, dx: int, dy: int, fill: Any) -> np
 
 
 def _correlation(
-    q: dict[tuple[int, int], npt.NDArray[np.float64]], dx: int, dy: int, du: float, s: float
-) -> npt.NDArray[np.float64]:
-    """Noise correlation coefficient of cell (u, v) with cell (u + dx, v + dy)."""
-    base = q[0, 0]
-    mid = _shift3(q[dx % 2, dy % 2][None], 0, dx // 2, dy // 2, 0.0)[0]
+    mid_maps: dict[tuple[int, int], npt.NDArray[np.complex64]],
+    base: npt.NDArray[np.float64],
+    dx: int,
+    dy: int,
+    du: float,
+    s: float,
+) -> npt.NDArray[np.complex128]:
+    """Noise correlation coefficient of cell (u, v) with cell (u + dx, v + dy), at the delay
+    offset whose transformed Q is ``mid_maps`` (half-cell maps, :func:`half_cell_maps`);
+    ``base`` is each cell's band-total Q (its variance)."""
+    mid = _shift3(mid_maps[dx % 2, dy % 2][None], 0, dx // 2, dy // 2, 0.0)[0]
     partner = _shift3(base[None], 0, dx, dy, 0.0)[0]
     denom = np.sqrt(np.clip(base * partner, 0.0, None))
     gauss = math.exp(-((dx * du) ** 2 + (dy * du) ** 2) / (4.0 * s**2))
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(denom > 0, gauss * mid / denom, 0.0)
-    return np.asarray(np.clip(r, -1.0, 1.0))
+    return _clip_unit(r)
+
+
+def _clip_unit(r: npt.NDArray[Any]) -> npt.NDArray[np.complex128]:
+    """A correlation coefficient of magnitude at most 1 (rounding where Q is tiny)."""
+    size = np.abs(r)
+    return np.asarray(np.where(size > 1.0, r / np.where(size > 0, size, 1.0), r), np.complex128)
+
+
+def _delay_offsets(norm: _Norm, n_f: int) -> list[int]:
+    """Delay offsets at which the cells' noise is still correlated (numpy.fft order, signed).
+
+    The measure is the band-total-weighted mean over cells of |C_e(dt) C_o(dt)| / (C_e(0)
+    C_o(0)), which is the window's |R(dt)|^2 when every cell's sampling is constant across
+    the band; offsets where it is below CORRELATION_FLOOR are left out of the error sums.
+    """
+    base = float((norm.fine_e * norm.fine_o).sum())
+    if base <= 0:
+        return [0]
+    rho = [
+        float(np.abs(norm.fine_t_e[d].astype(np.complex128) * np.conj(norm.fine_t_o[d])).sum())
+        / base
+        for d in range(n_f // 2 + 1)
+    ]
+    return [d for d in range(-(n_f // 2), n_f - n_f // 2) if rho[abs(d)] > CORRELATION_FLOOR]
+
+
+def _delay_maps(
+    norm: _Norm, dt: int, n: int
+) -> tuple[dict[tuple[int, int], npt.NDArray[Any]], dict[tuple[int, int], npt.NDArray[Any]]]:
+    """Half-cell maps of each half's Q transformed to delay offset ``dt``. Only the product
+    of the two halves' (equally conjugated) values enters the errors, so -dt is dt."""
+    return (
+        half_cell_maps(norm.fine_t_e[abs(dt)], n),
+        half_cell_maps(norm.fine_t_o[abs(dt)], n),
+    )
 
 
 def _binned_variance(
@@ -284,18 +355,20 @@ def _binned_variance(
     n_bins: dict[str, int],
     norm: _Norm,
     grid: UVGrid,
-    delay_r2: npt.NDArray[np.float64],
 ) -> dict[str, npt.NDArray[np.float64]]:
     """``sum_ee' y_e y_e' Cov`` per bin for each binning, Cov the cross power's covariance.
 
     ``y`` is weight x per-cell noise scale on the (delay, u, v) grid; pairs of elements in
     the same bin are summed over offsets within the kernel's and the window's reach, each
-    unordered pair once (times 2).
+    unordered pair once (times 2). The covariance of cells i and j at delays tau and
+    tau + dt is ``Re[C_e C_o^*] / 2``, C of each half the transform of that pair's noise
+    covariance along frequency at dt (exact: not the band total times the window's
+    correlation, which is wrong where a cell's sampling changes across the band).
     """
     s = grid.kernel_sigma_lambda
     reach = max(1, math.ceil(3.1 * s / grid.du))
     n_f, n0, n1 = next(iter(y.values())).shape
-    dts = [d for d in range(-(n_f // 2), n_f - n_f // 2) if delay_r2[d % n_f] > CORRELATION_FLOOR]
+    dts = _delay_offsets(norm, n_f)
     out = {name: np.zeros(n_bins[name]) for name in y}
     offsets = [
         (dx, dy)
@@ -303,11 +376,7 @@ def _binned_variance(
         for dy in range(-reach, reach + 1)
         if math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2)) >= CORRELATION_FLOOR
     ]
-    correlations = {
-        (dx, dy): _correlation(norm.q_e, dx, dy, grid.du, s)
-        * _correlation(norm.q_o, dx, dy, grid.du, s)
-        for dx, dy in offsets
-    }
+    base_e, base_o = norm.q_e[0, 0], norm.q_o[0, 0]
     for dt in dts:
         # Delays whose partner dt away can share their bin at all (cylindrical bins hold
         # one |k_par| each, so only +-tau pairs near tau = 0 qualify when dt != 0).
@@ -317,6 +386,9 @@ def _binned_variance(
             )[0]
             for name, b in bins.items()
         }
+        if not any(len(r) for r in rows.values()):
+            continue
+        maps_e, maps_o = _delay_maps(norm, dt, grid.n)
         rolled = {name: np.roll(values, -dt, axis=0)[rows[name]] for name, values in y.items()}
         rolled_b = {name: np.roll(b, -dt, axis=0)[rows[name]] for name, b in bins.items()}
         picked = {name: values[rows[name]] for name, values in y.items()}
@@ -324,7 +396,7 @@ def _binned_variance(
         for dx, dy in offsets:
             if (dt, dx, dy) < (0, 0, 0):
                 continue  # counted with its mirror
-            factor = (1.0 if (dt, dx, dy) == (0, 0, 0) else 2.0) * delay_r2[dt % n_f] / 2.0
+            factor = (1.0 if (dt, dx, dy) == (0, 0, 0) else 2.0) / 2.0
             here = (
                 slice(None),
                 slice(max(-dx, 0), n0 - max(dx, 0)),
@@ -335,7 +407,9 @@ def _binned_variance(
                 slice(max(dx, 0), n0 + min(dx, 0)),
                 slice(max(dy, 0), n1 + min(dy, 0)),
             )
-            rr = correlations[dx, dy][here[1:]] * factor
+            r_e = _correlation(maps_e, base_e, dx, dy, grid.du, s)
+            r_o = _correlation(maps_o, base_o, dx, dy, grid.du, s)
+            rr = (r_e * np.conj(r_o)).real[here[1:]] * factor
             for name, values in picked.items():
                 if not len(rows[name]):
                     continue
@@ -345,7 +419,7 @@ def _binned_variance(
                     continue
                 term = values[here] * rolled[name][there] * rr[None]
                 out[name] += np.bincount(b[same], weights=term[same], minlength=n_bins[name])
-    _add_mirror_pairs(out, y, bins, n_bins, norm, grid, delay_r2, dts)
+    _add_mirror_pairs(out, y, bins, n_bins, norm, grid, dts)
     return out
 
 
@@ -356,7 +430,6 @@ def _add_mirror_pairs(
     n_bins: dict[str, int],
     norm: _Norm,
     grid: UVGrid,
-    delay_r2: npt.NDArray[np.float64],
     dts: list[int],
 ) -> None:
     """The pseudo-covariance E[G_i G_j] of cells near the v = 0 axis.
@@ -364,7 +437,8 @@ def _add_mirror_pairs(
     Each visibility is gridded at u_k and (conjugated) at -u_k, so a cell near the axis and
     one near its mirror (u_i + u_j ~ 0) hold the same noise, one conjugated:
     ``E[G_i G_j] = exp(-|u_i + u_j|^2 / 4 s^2) Q((u_i - u_j) / 2)``, and after the delay
-    transform it pairs tau with -tau (|R(tau_i + tau_j)|^2). Every ordered pair is met once.
+    transform it pairs tau with -tau: the transform of Q along frequency at tau_i + tau_j.
+    Every ordered pair is met once.
     """
     s = grid.kernel_sigma_lambda
     n = grid.n
@@ -384,25 +458,27 @@ def _add_mirror_pairs(
                 b2 = dy - b
                 if b2 > n // 2:
                     continue
-                rr = np.ones(len(a))
+                denoms = []
                 for fine in (norm.fine_e, norm.fine_o):
-                    mid = fine_at(fine, 2 * a - dx, np.full(len(a), 2 * b - dy))
                     qi = fine_at(fine, 2 * a, np.full(len(a), 2 * b))
                     qj = fine_at(fine, 2 * a2, np.full(len(a), 2 * b2))
-                    denom = np.sqrt(np.clip(qi * qj, 0.0, None))
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
-                    rr = rr * np.clip(r, -1.0, 1.0)
+                    denoms.append(np.sqrt(np.clip(qi * qj, 0.0, None)))
                 for dt in dts:
+                    rs = []
+                    for fine_t, denom in zip((norm.fine_t_e, norm.fine_t_o), denoms, strict=True):
+                        mid = fine_at(fine_t[abs(dt)], 2 * a - dx, np.full(len(a), 2 * b - dy))
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
+                        rs.append(_clip_unit(r))
+                    rr = (rs[0] * np.conj(rs[1])).real / 2.0
                     partner_t = (dt - np.arange(n_f)) % n_f
-                    factor = delay_r2[dt % n_f] / 2.0
                     for name, values in y.items():
                         here_b = bins[name][:, a, b]
                         there_b = bins[name][partner_t][:, a2, b2]
                         same = (here_b >= 0) & (here_b == there_b)
                         if not same.any():
                             continue
-                        term = values[:, a, b] * values[partner_t][:, a2, b2] * rr[None] * factor
+                        term = values[:, a, b] * values[partner_t][:, a2, b2] * rr[None]
                         out[name] += np.bincount(
                             here_b[same], weights=term[same], minlength=n_bins[name]
                         )
@@ -447,7 +523,6 @@ def compute_power_spectrum(
     b_pp = df * float((window**2).sum())
     to_mk = np.asarray([jy_to_mk_sr(f) for f in freq])
     taper_to = (window * to_mk * df)[:, None, None]
-    delay_r2 = delay_correlation(window)
 
     uu, vv = np.meshgrid(grid.u_lambda, grid.v_lambda, indexing="ij")
     # The v = 0 row holds each u < 0 cell's conjugate at +u: count it once.
@@ -508,6 +583,8 @@ def compute_power_spectrum(
     )
     lattice = lattice_all.select(reach_a2 > BEAM_FLOOR * float(reach_a2.max()))
     norms: dict[int, _Norm] = {}
+    # The error sums of one normalisation at sigma0 = 1: twins scale them by sigma0^2.
+    unit_variances: dict[int, dict[str, npt.NDArray[np.float64]]] = {}
     for p in range(n_pol):
         # Polarizations with the same sampling and the same beam share the normalisation.
         twin = next(
@@ -519,10 +596,22 @@ def compute_power_spectrum(
             ),
             None,
         )
+        same_sampling = next(
+            (q for q in norms if np.array_equal(cube.sampling[:, q], cube.sampling[:, p])), None
+        )
         norm = (
             norms[twin]
             if twin is not None
-            else _normalisation(cube, p, beam, window, to_mk, lattice, df)
+            else _normalisation(
+                cube,
+                p,
+                beam,
+                window,
+                to_mk,
+                lattice,
+                df,
+                noise_of=None if same_sampling is None else norms[same_sampling],
+            )
         )
         norms[p] = norm
         vt_e = np.fft.fft(cube.vis_halves[0, p] * taper_to, axis=0)
@@ -553,7 +642,6 @@ def compute_power_spectrum(
         )
         sigma0[p] = math.sqrt(var0) if var0 > 0 else 0.0
         v_e, v_o = var0 * norm.q_e[0, 0], var0 * norm.q_o[0, 0]
-        z = np.where(valid, np.sqrt(np.clip(v_e * v_o, 0, None)) * x2y / (b_pp * safe_eo), 0.0)
         noise_auto = np.where(valid, (v_e + v_o) * x2y / (b_pp * safe_tot), 0.0)
 
         # Bins: every (delay, cell) element carries a weight, so that a bin's value is the
@@ -606,15 +694,20 @@ def compute_power_spectrum(
         out["noise_sph"][p] = mean(
             np.broadcast_to(noise_auto, cross.shape), sph_bins["sph"], sph_w["sph"], n_sph
         )
-        z3 = np.broadcast_to(z[None], cross.shape)
-        variance = _binned_variance(
-            {"cyl": cyl_w * z3, "sph": sph_w["sph"] * z3, "win": sph_w["win"] * z3},
-            {"cyl": cyl_bin, "sph": sph_bins["sph"], "win": sph_bins["win"]},
-            {"cyl": n_cyl, "sph": n_sph, "win": n_sph},
-            norm,
-            grid,
-            delay_r2,
-        )
+        if id(norm) not in unit_variances:
+            # per-cell noise scale of the cross power at sigma0 = 1; valid cells and bins
+            # depend on the normalisation only, so twins share these sums
+            q_eo = np.clip(norm.q_e[0, 0] * norm.q_o[0, 0], 0, None)
+            z = np.where(valid, np.sqrt(q_eo) * x2y / (b_pp * safe_eo), 0.0)
+            z3 = np.broadcast_to(z[None], cross.shape)
+            unit_variances[id(norm)] = _binned_variance(
+                {"cyl": cyl_w * z3, "sph": sph_w["sph"] * z3, "win": sph_w["win"] * z3},
+                {"cyl": cyl_bin, "sph": sph_bins["sph"], "win": sph_bins["win"]},
+                {"cyl": n_cyl, "sph": n_sph, "win": n_sph},
+                norm,
+                grid,
+            )
+        variance = {name: var0**2 * v for name, v in unit_variances[id(norm)].items()}
         for name, key, shape in (
             ("cyl", "sigma_cyl", (n_k_bins, n_par)),
             ("sph", "sigma_sph", (n_sph,)),

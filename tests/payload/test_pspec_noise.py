@@ -26,7 +26,12 @@ from . import pspec_sim as sim
 pytestmark = pytest.mark.slow
 
 BAND = sim.Band(16, 167e6 - 8 * 200e3, 200e3)
-N_REALISATIONS = 24
+# Enough realisations that one bin's scatter is known to ~9 %: with 24, bins of few
+# independent modes scatter so much (a 1.6 and a 0.58 in one draw) that they looked like
+# errors of the model; 200 realisations put every bin at 0.90-1.15 (docs/imaging.md).
+N_REALISATIONS = 64
+# The auto power is an average over bins and realisations: fewer realisations do.
+N_AUTO_REALISATIONS = 24
 # Radiometer equation for one MWA tile at 167 MHz: SEFD = 2 k_B T_sys / A_eff with T_sys
 # ~ 250 K and A_eff ~ 21.5 m^2 (Tingay et al. 2013), over 200 kHz and 8 s; the complex
 # visibility's noise has E|n|^2 = SEFD^2 / (dnu tau) (each of re, im: SEFD / sqrt(2 dnu tau)).
@@ -36,14 +41,18 @@ FWHM_DEG = 25.0
 
 
 def _cube_of_realisations(
-    uvw: npt.NDArray[np.float64], times: npt.NDArray[np.int64], uv_max: float, seed: int
+    uvw: npt.NDArray[np.float64],
+    times: npt.NDArray[np.int64],
+    uv_max: float,
+    seed: int,
+    n_realisations: int = N_REALISATIONS,
 ) -> UVCube:
     params = ImagingParams.from_mapping({"uv_max_lambda": uv_max, "polarizations": ["I"]})
     grid = UVGrid.from_params(params)
     rng = np.random.default_rng(seed)
     halves = time_halves(times)
     parts = []
-    for _ in range(N_REALISATIONS):
+    for _ in range(n_realisations):
         shape = (len(uvw), BAND.n_freqs)
         noise = (rng.normal(size=shape) + 1j * rng.normal(size=shape)) * SIGMA_VIS_JY / math.sqrt(2)
         parts.append(
@@ -60,7 +69,7 @@ def _cube_of_realisations(
         np.concatenate([g.weights for g in parts], axis=1),
         np.concatenate([g.sampling for g in parts], axis=1),
         BAND.freq_hz,
-        tuple(f"r{i:02d}" for i in range(N_REALISATIONS)),
+        tuple(f"r{i:02d}" for i in range(n_realisations)),
         grid,
         params.stack_params(),
         f"gaussian:{FWHM_DEG:g}",
@@ -74,36 +83,52 @@ def tracked_noise() -> PowerSpectrum:
     return compute_power_spectrum(_cube_of_realisations(uvw, times, 40.0, seed=1), n_k_bins=10)
 
 
-def test_noise_sigma_matches_the_scatter_of_realisations(tracked_noise: PowerSpectrum) -> None:
-    """The quoted 1 sigma of each bin against the standard deviation over 24 realisations.
+def _scatter_over_sigma(
+    values: npt.NDArray[np.float64], sigma: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per bin: the standard deviation over realisations / the quoted sigma (rms over
+    realisations), and the sample kurtosis of the bin's values."""
+    flat_values = values.reshape(values.shape[0], -1)
+    flat_sigma = sigma.reshape(sigma.shape[0], -1)
+    have = np.all(np.isfinite(flat_values), axis=0) & np.all(flat_sigma > 0, axis=0)
+    kept = flat_values[:, have]
+    scatter = kept.std(axis=0, ddof=1)
+    quoted = np.sqrt((flat_sigma[:, have] ** 2).mean(axis=0))
+    pulls = (kept - kept.mean(axis=0)) / kept.std(axis=0)
+    return scatter / quoted, (pulls**4).mean(axis=0)
 
-    One bin's scatter over 24 realisations is itself uncertain by ~15 %, so the 15 % test is
-    on the ratio pooled over bins (sqrt of the mean of scatter^2 / sigma^2); each bin only has
-    to lie where 23 scatter^2 / sigma^2 is not beyond the chi^2(23) quantiles of 1e-4 and
-    1 - 1e-4 (there are ~100 cylindrical bins).
+
+def test_noise_sigma_matches_the_scatter_of_realisations(tracked_noise: PowerSpectrum) -> None:
+    """The quoted 1 sigma of every bin against the standard deviation over 64 realisations.
+
+    The 15 % test is on the ratio pooled over bins (sqrt of the mean of scatter^2 /
+    sigma^2). Every bin on its own must lie where its scatter^2 / sigma^2 is not beyond the
+    1e-4 and 1 - 1e-4 quantiles of chi^2(nu) / nu, nu = 2 / Var(s^2 / sigma^2) from the
+    textbook variance of a sample variance, ``Var(s^2) = sigma^4 (kappa / N - (N - 3) /
+    (N (N - 1)))`` (kappa the kurtosis, taken as the binning's mean sample kurtosis, at
+    least 3): nu = N - 1 for Gaussian values. A bin's cross power is a sum of products of
+    Gaussians, heavier-tailed than a Gaussian when the bin holds few independent modes
+    (measured kurtosis up to ~5), which widens the scatter of its scatter.
     """
-    low = math.sqrt(stats.chi2.ppf(1e-4, N_REALISATIONS - 1) / (N_REALISATIONS - 1))
-    high = math.sqrt(stats.chi2.ppf(1 - 1e-4, N_REALISATIONS - 1) / (N_REALISATIONS - 1))
     ps = tracked_noise
-    # Known limit of the error model, left out of the per-bin check (not of the pooled one):
-    # in the three lowest k_perp bins (|u| < 12 wavelengths here) sigma comes out up to 1.6
-    # times too small at the lowest k_par. Not the conjugate-mirror pseudo-covariance of
-    # cells near v = 0 (modelled; it changes these bins by ~3 %); cause not found.
-    first_checked = 3
-    for values, sigma in (
-        (ps.p_sph, ps.sigma_sph),
-        (ps.p_cyl[:, first_checked:], ps.sigma_cyl[:, first_checked:]),
-    ):
-        flat_values = values.reshape(N_REALISATIONS, -1)
-        flat_sigma = sigma.reshape(N_REALISATIONS, -1)
-        have = np.all(np.isfinite(flat_values), axis=0) & np.all(flat_sigma > 0, axis=0)
-        assert have.sum() >= 5
-        scatter = flat_values[:, have].std(axis=0, ddof=1)
-        quoted = np.sqrt((flat_sigma[:, have] ** 2).mean(axis=0))
-        ratio = scatter / quoted
+    n = N_REALISATIONS
+    checked = {
+        "cylindrical": (ps.p_cyl, ps.sigma_cyl),
+        "spherical": (ps.p_sph, ps.sigma_sph),
+        "spherical above the wedge": (ps.p_sph_window, ps.sigma_sph_window),
+    }
+    for name, (values, sigma) in checked.items():
+        ratio, kurtosis = _scatter_over_sigma(values, sigma)
+        assert len(ratio) >= 2, name
+        kappa = max(3.0, float(kurtosis.mean()))
+        nu = 2.0 / (kappa / n - (n - 3) / (n * (n - 1)))
+        low = math.sqrt(stats.chi2.ppf(1e-4, nu) / nu)
+        high = math.sqrt(stats.chi2.ppf(1 - 1e-4, nu) / nu)
         pooled = math.sqrt(float((ratio**2).mean()))
-        assert 0.85 <= pooled <= 1.15, ratio
-        assert np.all((ratio > low) & (ratio < high)), ratio
+        assert 0.85 <= pooled <= 1.15, (name, pooled, ratio)
+        assert np.all((ratio > low) & (ratio < high)), (name, low, high, ratio)
+    # every cylindrical bin with cells in it is checked, the lowest k_perp ones included
+    assert np.isfinite(ps.p_cyl[0, 0]).all()
 
 
 def test_cross_power_of_noise_is_zero_within_its_errors(tracked_noise: PowerSpectrum) -> None:
@@ -117,8 +142,14 @@ def test_cross_power_of_noise_is_zero_within_its_errors(tracked_noise: PowerSpec
 
 
 def test_noise_scale_is_the_radiometer_sigma(tracked_noise: PowerSpectrum) -> None:
-    """The sigma of one visibility that the even-odd difference implies is the injected one."""
-    np.testing.assert_allclose(tracked_noise.noise_sigma0_jy, SIGMA_VIS_JY, rtol=0.05)
+    """The sigma of one visibility that the even-odd difference implies is the injected one.
+
+    Each realisation's fit scatters by ~2.5 % (measured over 64): the mean over the
+    realisations is held to 2 %, each one to 10 % (4 of those standard deviations).
+    """
+    ratio = tracked_noise.noise_sigma0_jy / SIGMA_VIS_JY
+    assert float(ratio.mean()) == pytest.approx(1.0, abs=0.02)
+    np.testing.assert_allclose(ratio, 1.0, atol=0.1)
 
 
 def test_auto_power_of_noise_is_the_radiometer_level() -> None:
@@ -149,7 +180,8 @@ def test_auto_power_of_noise_is_the_radiometer_level() -> None:
     n_times = 8
     uvw = np.tile(uvw0[chosen], (n_times, 1))
     times = np.repeat(np.arange(n_times), len(chosen))
-    ps = compute_power_spectrum(_cube_of_realisations(uvw, times, 70.0, seed=2), n_k_bins=8)
+    cube = _cube_of_realisations(uvw, times, 70.0, seed=2, n_realisations=N_AUTO_REALISATIONS)
+    ps = compute_power_spectrum(cube, n_k_bins=8)
 
     scales = CosmoScales.at(float(BAND.freq_hz.mean()))
     window = blackman_harris(BAND.n_freqs)
