@@ -17,7 +17,9 @@ whole data set, ``|Vt_0 + Vt_1|^2 X^2 Y / (B_pp N_tot)``, is kept as ``*_auto`` 
 expected noise bias ``*_noise``. The thermal-noise 1 sigma of every bin (``sigma_*``) comes
 from the noise covariance of the gridded cells (:func:`payload.psnorm.noise_fine`), scaled to
 the even-odd difference, in which the sky cancels; it includes the correlation of
-neighbouring cells (through the kernel) and of neighbouring delays (through the window).
+neighbouring cells (through the kernel) and of neighbouring delays, the latter from the
+frequency transform of each cell pair's per-channel covariance (exact when a cell's sampling
+changes across the band, which the window's correlation alone is not).
 
 The horizon line is ``k_par = k_perp X / (Y nu)`` (delay |b|/c); ``wedge_buffer`` adds the
 window's main lobe (4 delay bins) and the gridding kernel's reach (3 sigma).
@@ -276,8 +278,8 @@ def _normalisation(
         half_cell_maps(fine_o, grid.n),
         fine_e,
         fine_o,
-        scipy.fft.rfft(per_channel.pop(0), axis=0).astype(np.complex64),
-        scipy.fft.rfft(per_channel.pop(1), axis=0).astype(np.complex64),
+        scipy.fft.rfft(per_channel.pop(0), axis=0).astype(np.complex64, copy=False),
+        scipy.fft.rfft(per_channel.pop(1), axis=0).astype(np.complex64, copy=False),
     )
 
 

@@ -181,7 +181,8 @@ def half_cell_maps(fine: npt.NDArray[Any], n: int) -> dict[tuple[int, int], npt.
 def fine_at(
     fine: npt.NDArray[Any], i2: npt.NDArray[np.int64], j2: npt.NDArray[np.int64]
 ) -> npt.NDArray[Any]:
-    """Q at half-cell indices, v of either sign (Q(-x) = Q(x): the sampling is Hermitian)."""
+    """Q at half-cell indices, v of either sign (Q(-x) = Q(x): the sampling is Hermitian,
+    channel by channel, so this holds for Q's transforms along frequency too)."""
     n2 = fine.shape[0]
     flip = j2 < 0
     ii = np.where(flip, (n2 - i2) % n2, i2 % n2)
@@ -192,7 +193,9 @@ def fine_at(
 
 def delay_correlation(window: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``|R(dt)|^2`` for every delay-bin offset (numpy.fft order): the noise correlation of
-    two delay bins of one cell, squared, after the window ``window``."""
+    two delay bins of one cell, squared, after the window ``window``, when the cell's
+    sampling is the same in every channel (the limit of the per-cell-pair correlation
+    :mod:`payload.powerspec` computes from the noise maps' frequency transforms)."""
     w2 = window**2
     r = np.fft.fft(w2) / w2.sum()
     return np.asarray(np.abs(r) ** 2)
