@@ -118,8 +118,9 @@ def main() -> int:
     n = args.realisations
     cube = UVCube(
         np.concatenate(vis, axis=1),
-        np.concatenate([first.weights] * n, axis=1),
-        np.concatenate([first.sampling] * n, axis=1),
+        # every realisation has the same weights and sampling: views, not copies
+        np.broadcast_to(first.weights, (2, n, *first.weights.shape[2:])),
+        np.broadcast_to(first.sampling, (2, n, *first.sampling.shape[2:])),
         band.freq_hz,
         tuple(f"r{i:04d}" for i in range(n)),
         grid,
