@@ -58,8 +58,10 @@ BH_MAIN_LOBE_BINS = 4
 # Cells whose even-odd normalisation is below this fraction of the largest are left out:
 # their power would be mostly noise divided by almost nothing.
 VALID_NORM_FRACTION = 1e-3
-# Correlations below this are left out of the error sums.
+# Correlations below this are left out of the error sums: delay and cell offsets where no
+# pair reaches CORRELATION_FLOOR, and within an offset cell pairs below PAIR_FLOOR.
 CORRELATION_FLOOR = 1e-2
+PAIR_FLOOR = 1e-3
 
 
 def blackman_harris(n: int) -> npt.NDArray[np.float64]:
@@ -351,6 +353,44 @@ def _delay_maps(
     )
 
 
+def _pair_reach(grid: UVGrid) -> float:
+    """Largest distance (wavelengths) between two valid cells whose noise can correlate.
+
+    Two cells share noise through visibilities whose kernel reaches both. A cell is valid
+    only if its normalisation exceeds VALID_NORM_FRACTION of the peak, which a visibility at
+    distance d gives only while K(d)^2 = exp(-d^2 / s^2) does: d < s sqrt(ln(1 /
+    VALID_NORM_FRACTION)). Where the coverage is sparse (one visibility near a cell) the
+    correlation of two such cells stays ~1 up to twice that, far beyond the kernel's own
+    exp(-d^2 / 4 s^2), so the kernel alone cannot bound the sums.
+    """
+    return 2.0 * grid.kernel_sigma_lambda * math.sqrt(math.log(1.0 / VALID_NORM_FRACTION))
+
+
+def _cell_offsets(norm: _Norm, grid: UVGrid, valid: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """Cell offsets at which some pair of valid cells has a noise correlation (product of
+    the two halves', band totals) of at least CORRELATION_FLOOR."""
+    s = grid.kernel_sigma_lambda
+    reach = _pair_reach(grid)
+    steps = max(1, math.ceil(reach / grid.du))
+    maps_e, maps_o = _delay_maps(norm, 0, grid.n)
+    n0, n1 = valid.shape
+    kept = []
+    for dx in range(-steps, steps + 1):
+        for dy in range(-steps, steps + 1):
+            if math.hypot(dx, dy) * grid.du > reach:
+                continue
+            here = (slice(max(-dx, 0), n0 - max(dx, 0)), slice(max(-dy, 0), n1 - max(dy, 0)))
+            there = (slice(max(dx, 0), n0 + min(dx, 0)), slice(max(dy, 0), n1 + min(dy, 0)))
+            both = valid[here] & valid[there]
+            if not both.any():
+                continue
+            r_e = _correlation(maps_e, norm.q_e[0, 0], dx, dy, grid.du, s)[here]
+            r_o = _correlation(maps_o, norm.q_o[0, 0], dx, dy, grid.du, s)[here]
+            if float(np.abs(r_e * np.conj(r_o))[both].max()) >= CORRELATION_FLOOR:
+                kept.append((dx, dy))
+    return kept
+
+
 def _binned_variance(
     y: dict[str, npt.NDArray[np.float64]],
     bins: dict[str, npt.NDArray[np.int64]],
@@ -368,16 +408,13 @@ def _binned_variance(
     correlation, which is wrong where a cell's sampling changes across the band).
     """
     s = grid.kernel_sigma_lambda
-    reach = max(1, math.ceil(3.1 * s / grid.du))
     n_f, n0, n1 = next(iter(y.values())).shape
     dts = _delay_offsets(norm, n_f)
     out = {name: np.zeros(n_bins[name]) for name in y}
-    offsets = [
-        (dx, dy)
-        for dx in range(-reach, reach + 1)
-        for dy in range(-reach, reach + 1)
-        if math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2)) >= CORRELATION_FLOOR
-    ]
+    valid = np.zeros((n0, n1), dtype=bool)
+    for values in y.values():
+        valid |= (values != 0).any(axis=0)
+    offsets = _cell_offsets(norm, grid, valid)
     base_e, base_o = norm.q_e[0, 0], norm.q_o[0, 0]
     for dt in dts:
         # Delays whose partner dt away can share their bin at all (cylindrical bins hold
@@ -411,15 +448,24 @@ def _binned_variance(
             )
             r_e = _correlation(maps_e, base_e, dx, dy, grid.du, s)
             r_o = _correlation(maps_o, base_o, dx, dy, grid.du, s)
-            rr = (r_e * np.conj(r_o)).real[here[1:]] * factor
+            rr = (r_e * np.conj(r_o)).real[here[1:]]
+            strong = np.abs(rr) >= PAIR_FLOOR
+            if not strong.any():
+                continue
+            # Far offsets correlate only a few cells (edges of the coverage, lone
+            # baselines): sum over those alone.
+            cells: Any = (
+                (slice(None), *np.nonzero(strong)) if strong.mean() < 0.5 else (slice(None),)
+            )
+            rr = rr[cells[1:]] * factor if len(cells) > 1 else rr * factor
             for name, values in picked.items():
                 if not len(rows[name]):
                     continue
-                b = picked_b[name][here]
-                same = (b >= 0) & (b == rolled_b[name][there])
+                b = picked_b[name][here][cells]
+                same = (b >= 0) & (b == rolled_b[name][there][cells])
                 if not same.any():
                     continue
-                term = values[here] * rolled[name][there] * rr[None]
+                term = values[here][cells] * rolled[name][there][cells] * rr[None]
                 out[name] += np.bincount(b[same], weights=term[same], minlength=n_bins[name])
     _add_mirror_pairs(out, y, bins, n_bins, norm, grid, dts)
     return out
@@ -445,13 +491,15 @@ def _add_mirror_pairs(
     s = grid.kernel_sigma_lambda
     n = grid.n
     n_f = next(iter(y.values())).shape[0]
-    reach = max(1, math.ceil(3.1 * s / grid.du))
+    # |u_i + u_j| within the reach of two valid cells' shared noise (see _pair_reach)
+    reach = _pair_reach(grid)
+    steps = max(1, math.ceil(reach / grid.du))
     cols = np.arange(n)
-    for dx in range(-reach, reach + 1):
-        for dy in range(0, reach + 1):
-            gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
-            if gauss2 < CORRELATION_FLOOR:
+    for dx in range(-steps, steps + 1):
+        for dy in range(0, steps + 1):
+            if math.hypot(dx, dy) * grid.du > reach:
                 continue
+            gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
             partner_cols = n - cols + dx
             ok = (partner_cols >= 0) & (partner_cols < n)
             a = cols[ok]
@@ -473,6 +521,8 @@ def _add_mirror_pairs(
                             r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
                         rs.append(_clip_unit(r))
                     rr = (rs[0] * np.conj(rs[1])).real / 2.0
+                    if not (2.0 * np.abs(rr) >= CORRELATION_FLOOR).any():
+                        continue
                     partner_t = (dt - np.arange(n_f)) % n_f
                     for name, values in y.items():
                         here_b = bins[name][:, a, b]
