@@ -523,14 +523,14 @@ def _add_mirror_pairs(
                     rr = (rs[0] * np.conj(rs[1])).real / 2.0
                     if not (2.0 * np.abs(rr) >= CORRELATION_FLOOR).any():
                         continue
-                    partner_t = (dt - np.arange(n_f)) % n_f
+                    partner_t = ((dt - np.arange(n_f)) % n_f)[:, None]
                     for name, values in y.items():
                         here_b = bins[name][:, a, b]
-                        there_b = bins[name][partner_t][:, a2, b2]
+                        there_b = bins[name][partner_t, a2[None], b2]
                         same = (here_b >= 0) & (here_b == there_b)
                         if not same.any():
                             continue
-                        term = values[:, a, b] * values[partner_t][:, a2, b2] * rr[None]
+                        term = values[:, a, b] * values[partner_t, a2[None], b2] * rr[None]
                         out[name] += np.bincount(
                             here_b[same], weights=term[same], minlength=n_bins[name]
                         )
