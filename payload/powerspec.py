@@ -17,7 +17,7 @@ whole data set, ``|Vt_0 + Vt_1|^2 X^2 Y / (B_pp N_tot)``, is kept as ``*_auto`` 
 expected noise bias ``*_noise``. The thermal-noise 1 sigma of every bin (``sigma_*``) comes
 from the noise covariance of the gridded cells (:func:`payload.psnorm.noise_fine`), scaled to
 the even-odd difference, in which the sky cancels; it includes the correlation of
-neighbouring cells (through the kernel) and of neighbouring delays, the latter from the
+cells sharing visibilities (through the kernel) and of neighbouring delays, the latter from the
 frequency transform of each cell pair's per-channel covariance (exact when a cell's sampling
 changes across the band, which the window's correlation alone is not).
 
