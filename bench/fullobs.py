@@ -93,7 +93,10 @@ def main() -> int:
     pols = 3
     halves_bytes = FULL_CHANNELS * pols * 2 * n * (n // 2 + 1) * (16 + 8)
     sampling_bytes = FULL_CHANNELS * pols * 2 * (2 * n) ** 2 * 4
-    combine_gib = (halves_bytes * 1.5 + sampling_bytes) / 2**30
+    # the error model's noise maps, per channel (float32) and their frequency transform
+    # (complex64), both halves, shared by polarizations with the same sampling (one set)
+    noise_map_bytes = 2 * (2 * n) * (n + 1) * (FULL_CHANNELS * 4 + (FULL_CHANNELS // 2 + 1) * 8)
+    combine_gib = (halves_bytes * 1.5 + sampling_bytes + noise_map_bytes) / 2**30
     cores_here = os.cpu_count() or 2
     hours_here = wall * FULL_CHANNELS / args.channels / 3600
     print(f"\n{args.channels} channels x {N_TILES} tiles x {N_TIMES} times x 4 pols:")

@@ -17,7 +17,9 @@ whole data set, ``|Vt_0 + Vt_1|^2 X^2 Y / (B_pp N_tot)``, is kept as ``*_auto`` 
 expected noise bias ``*_noise``. The thermal-noise 1 sigma of every bin (``sigma_*``) comes
 from the noise covariance of the gridded cells (:func:`payload.psnorm.noise_fine`), scaled to
 the even-odd difference, in which the sky cancels; it includes the correlation of
-neighbouring cells (through the kernel) and of neighbouring delays (through the window).
+cells sharing visibilities (through the kernel) and of neighbouring delays, the latter from the
+frequency transform of each cell pair's per-channel covariance (exact when a cell's sampling
+changes across the band, which the window's correlation alone is not).
 
 The horizon line is ``k_par = k_perp X / (Y nu)`` (delay |b|/c); ``wedge_buffer`` adds the
 window's main lobe (4 delay bins) and the gridding kernel's reach (3 sigma).
@@ -34,6 +36,7 @@ from typing import Any
 import h5py
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
 from scipy.signal import windows
 
 from payload.beams import PrimaryBeam, parse_beam
@@ -44,7 +47,6 @@ from payload.psnorm import (
     BeamLattice,
     beam_lattice,
     cell_normalisation,
-    delay_correlation,
     fine_at,
     half_cell_maps,
     noise_fine,
@@ -56,8 +58,10 @@ BH_MAIN_LOBE_BINS = 4
 # Cells whose even-odd normalisation is below this fraction of the largest are left out:
 # their power would be mostly noise divided by almost nothing.
 VALID_NORM_FRACTION = 1e-3
-# Correlations below this are left out of the error sums.
+# Correlations below this are left out of the error sums: delay and cell offsets where no
+# pair reaches CORRELATION_FLOOR, and within an offset cell pairs below PAIR_FLOOR.
 CORRELATION_FLOOR = 1e-2
+PAIR_FLOOR = 1e-3
 
 
 def blackman_harris(n: int) -> npt.NDArray[np.float64]:
@@ -208,6 +212,11 @@ class _Norm:
     q_o: dict[tuple[int, int], npt.NDArray[np.float64]]
     fine_e: npt.NDArray[np.float64]  # Q of each half on the half-cell grid (psnorm.noise_fine)
     fine_o: npt.NDArray[np.float64]
+    # The same per channel, transformed along frequency (numpy.fft.rfft: delay offsets
+    # 0 ... n_f // 2): the covariance of two delays of a cell pair, which is not the band
+    # total times the window's correlation when the cell's sampling changes across the band.
+    fine_t_e: npt.NDArray[np.complex64]
+    fine_t_o: npt.NDArray[np.complex64]
 
 
 def _normalisation(
@@ -218,7 +227,12 @@ def _normalisation(
     to_mk: npt.NDArray[np.float64],
     lattice: BeamLattice,
     df: float,
+    *,
+    noise_of: _Norm | None = None,
 ) -> _Norm:
+    """Band-averaged normalisation and noise maps of polarization ``p``; the noise maps
+    depend on the sampling only, and are taken from ``noise_of`` when given (a polarization
+    with the same sampling but another beam)."""
     grid, pol = cube.grid, cube.polarizations[p]
     shape = (grid.n, grid.n // 2 + 1)
     w2 = window**2
@@ -226,6 +240,10 @@ def _normalisation(
     n_ee, n_oo, n_eo = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     fine_e = np.zeros((2 * grid.n, grid.n + 1))
     fine_o = np.zeros((2 * grid.n, grid.n + 1))
+    n_f = len(cube.freq_hz)
+    # a_f^2 Q(f) channel by channel, then transformed along frequency in place
+    noise_shape = (n_f, 2 * grid.n, grid.n + 1) if noise_of is None else (0, 0, 0)
+    per_channel = {h: np.zeros(noise_shape, np.float32) for h in (0, 1)}
     taper = grid.taper()
     for c, freq in enumerate(cube.freq_hz):
         s_e, s_o = cube.sampling[0, p, c], cube.sampling[1, p, c]
@@ -237,9 +255,23 @@ def _normalisation(
         n_ee += share * ee
         n_oo += share * oo
         n_eo += share * eo
-        for half, fine in ((s_e, fine_e), (s_o, fine_o)):
-            if half.any():
-                fine += (df * window[c] * to_mk[c]) ** 2 * noise_fine(half, grid)
+        for h, half, fine in ((0, s_e, fine_e), (1, s_o, fine_o)):
+            if noise_of is None and half.any():
+                q = (df * window[c] * to_mk[c]) ** 2 * noise_fine(half, grid)
+                fine += q
+                per_channel[h][c] = q
+    if noise_of is not None:
+        return _Norm(
+            n_ee,
+            n_oo,
+            n_eo,
+            noise_of.q_e,
+            noise_of.q_o,
+            noise_of.fine_e,
+            noise_of.fine_o,
+            noise_of.fine_t_e,
+            noise_of.fine_t_o,
+        )
     return _Norm(
         n_ee,
         n_oo,
@@ -248,6 +280,8 @@ def _normalisation(
         half_cell_maps(fine_o, grid.n),
         fine_e,
         fine_o,
+        scipy.fft.rfft(per_channel.pop(0), axis=0).astype(np.complex64, copy=False),
+        scipy.fft.rfft(per_channel.pop(1), axis=0).astype(np.complex64, copy=False),
     )
 
 
@@ -265,17 +299,96 @@ def _shift3(array: npt.NDArray[Any], dt: int, dx: int, dy: int, fill: Any) -> np
 
 
 def _correlation(
-    q: dict[tuple[int, int], npt.NDArray[np.float64]], dx: int, dy: int, du: float, s: float
-) -> npt.NDArray[np.float64]:
-    """Noise correlation coefficient of cell (u, v) with cell (u + dx, v + dy)."""
-    base = q[0, 0]
-    mid = _shift3(q[dx % 2, dy % 2][None], 0, dx // 2, dy // 2, 0.0)[0]
+    mid_maps: dict[tuple[int, int], npt.NDArray[np.complex64]],
+    base: npt.NDArray[np.float64],
+    dx: int,
+    dy: int,
+    du: float,
+    s: float,
+) -> npt.NDArray[np.complex128]:
+    """Noise correlation coefficient of cell (u, v) with cell (u + dx, v + dy), at the delay
+    offset whose transformed Q is ``mid_maps`` (half-cell maps, :func:`half_cell_maps`);
+    ``base`` is each cell's band-total Q (its variance)."""
+    mid = _shift3(mid_maps[dx % 2, dy % 2][None], 0, dx // 2, dy // 2, 0.0)[0]
     partner = _shift3(base[None], 0, dx, dy, 0.0)[0]
     denom = np.sqrt(np.clip(base * partner, 0.0, None))
     gauss = math.exp(-((dx * du) ** 2 + (dy * du) ** 2) / (4.0 * s**2))
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(denom > 0, gauss * mid / denom, 0.0)
-    return np.asarray(np.clip(r, -1.0, 1.0))
+    return _clip_unit(r)
+
+
+def _clip_unit(r: npt.NDArray[Any]) -> npt.NDArray[np.complex128]:
+    """A correlation coefficient of magnitude at most 1 (rounding where Q is tiny)."""
+    size = np.abs(r)
+    return np.asarray(np.where(size > 1.0, r / np.where(size > 0, size, 1.0), r), np.complex128)
+
+
+def _delay_offsets(norm: _Norm, n_f: int) -> list[int]:
+    """Delay offsets at which the cells' noise is still correlated (numpy.fft order, signed).
+
+    The measure is the band-total-weighted mean over cells of |C_e(dt) C_o(dt)| / (C_e(0)
+    C_o(0)), which is the window's |R(dt)|^2 when every cell's sampling is constant across
+    the band; offsets where it is below CORRELATION_FLOOR are left out of the error sums.
+    """
+    base = float((norm.fine_e * norm.fine_o).sum())
+    if base <= 0:
+        return [0]
+    rho = [
+        float(np.abs(norm.fine_t_e[d].astype(np.complex128) * np.conj(norm.fine_t_o[d])).sum())
+        / base
+        for d in range(n_f // 2 + 1)
+    ]
+    return [d for d in range(-(n_f // 2), n_f - n_f // 2) if rho[abs(d)] > CORRELATION_FLOOR]
+
+
+def _delay_maps(
+    norm: _Norm, dt: int, n: int
+) -> tuple[dict[tuple[int, int], npt.NDArray[Any]], dict[tuple[int, int], npt.NDArray[Any]]]:
+    """Half-cell maps of each half's Q transformed to delay offset ``dt``. Only the product
+    of the two halves' (equally conjugated) values enters the errors, so -dt is dt."""
+    return (
+        half_cell_maps(norm.fine_t_e[abs(dt)], n),
+        half_cell_maps(norm.fine_t_o[abs(dt)], n),
+    )
+
+
+def _pair_reach(grid: UVGrid) -> float:
+    """Largest distance (wavelengths) between two valid cells whose noise can correlate.
+
+    Two cells share noise through visibilities whose kernel reaches both. A cell is valid
+    only if its normalisation exceeds VALID_NORM_FRACTION of the peak, which a visibility at
+    distance d gives only while K(d)^2 = exp(-d^2 / s^2) does: d < s sqrt(ln(1 /
+    VALID_NORM_FRACTION)). Where the coverage is sparse (one visibility near a cell) the
+    correlation of two such cells stays ~1 up to twice that, far beyond the kernel's own
+    exp(-d^2 / 4 s^2), so the kernel alone cannot bound the sums.
+    """
+    return 2.0 * grid.kernel_sigma_lambda * math.sqrt(math.log(1.0 / VALID_NORM_FRACTION))
+
+
+def _cell_offsets(norm: _Norm, grid: UVGrid, valid: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """Cell offsets at which some pair of valid cells has a noise correlation (product of
+    the two halves', band totals) of at least CORRELATION_FLOOR."""
+    s = grid.kernel_sigma_lambda
+    reach = _pair_reach(grid)
+    steps = max(1, math.ceil(reach / grid.du))
+    maps_e, maps_o = _delay_maps(norm, 0, grid.n)
+    n0, n1 = valid.shape
+    kept = []
+    for dx in range(-steps, steps + 1):
+        for dy in range(-steps, steps + 1):
+            if math.hypot(dx, dy) * grid.du > reach:
+                continue
+            here = (slice(max(-dx, 0), n0 - max(dx, 0)), slice(max(-dy, 0), n1 - max(dy, 0)))
+            there = (slice(max(dx, 0), n0 + min(dx, 0)), slice(max(dy, 0), n1 + min(dy, 0)))
+            both = valid[here] & valid[there]
+            if not both.any():
+                continue
+            r_e = _correlation(maps_e, norm.q_e[0, 0], dx, dy, grid.du, s)[here]
+            r_o = _correlation(maps_o, norm.q_o[0, 0], dx, dy, grid.du, s)[here]
+            if float(np.abs(r_e * np.conj(r_o))[both].max()) >= CORRELATION_FLOOR:
+                kept.append((dx, dy))
+    return kept
 
 
 def _binned_variance(
@@ -284,30 +397,25 @@ def _binned_variance(
     n_bins: dict[str, int],
     norm: _Norm,
     grid: UVGrid,
-    delay_r2: npt.NDArray[np.float64],
 ) -> dict[str, npt.NDArray[np.float64]]:
     """``sum_ee' y_e y_e' Cov`` per bin for each binning, Cov the cross power's covariance.
 
     ``y`` is weight x per-cell noise scale on the (delay, u, v) grid; pairs of elements in
     the same bin are summed over offsets within the kernel's and the window's reach, each
-    unordered pair once (times 2).
+    unordered pair once (times 2). The covariance of cells i and j at delays tau and
+    tau + dt is ``Re[C_e C_o^*] / 2``, C of each half the transform of that pair's noise
+    covariance along frequency at dt (exact: not the band total times the window's
+    correlation, which is wrong where a cell's sampling changes across the band).
     """
     s = grid.kernel_sigma_lambda
-    reach = max(1, math.ceil(3.1 * s / grid.du))
     n_f, n0, n1 = next(iter(y.values())).shape
-    dts = [d for d in range(-(n_f // 2), n_f - n_f // 2) if delay_r2[d % n_f] > CORRELATION_FLOOR]
+    dts = _delay_offsets(norm, n_f)
     out = {name: np.zeros(n_bins[name]) for name in y}
-    offsets = [
-        (dx, dy)
-        for dx in range(-reach, reach + 1)
-        for dy in range(-reach, reach + 1)
-        if math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2)) >= CORRELATION_FLOOR
-    ]
-    correlations = {
-        (dx, dy): _correlation(norm.q_e, dx, dy, grid.du, s)
-        * _correlation(norm.q_o, dx, dy, grid.du, s)
-        for dx, dy in offsets
-    }
+    valid = np.zeros((n0, n1), dtype=bool)
+    for values in y.values():
+        valid |= (values != 0).any(axis=0)
+    offsets = _cell_offsets(norm, grid, valid)
+    base_e, base_o = norm.q_e[0, 0], norm.q_o[0, 0]
     for dt in dts:
         # Delays whose partner dt away can share their bin at all (cylindrical bins hold
         # one |k_par| each, so only +-tau pairs near tau = 0 qualify when dt != 0).
@@ -317,6 +425,9 @@ def _binned_variance(
             )[0]
             for name, b in bins.items()
         }
+        if not any(len(r) for r in rows.values()):
+            continue
+        maps_e, maps_o = _delay_maps(norm, dt, grid.n)
         rolled = {name: np.roll(values, -dt, axis=0)[rows[name]] for name, values in y.items()}
         rolled_b = {name: np.roll(b, -dt, axis=0)[rows[name]] for name, b in bins.items()}
         picked = {name: values[rows[name]] for name, values in y.items()}
@@ -324,7 +435,7 @@ def _binned_variance(
         for dx, dy in offsets:
             if (dt, dx, dy) < (0, 0, 0):
                 continue  # counted with its mirror
-            factor = (1.0 if (dt, dx, dy) == (0, 0, 0) else 2.0) * delay_r2[dt % n_f] / 2.0
+            factor = (1.0 if (dt, dx, dy) == (0, 0, 0) else 2.0) / 2.0
             here = (
                 slice(None),
                 slice(max(-dx, 0), n0 - max(dx, 0)),
@@ -335,17 +446,28 @@ def _binned_variance(
                 slice(max(dx, 0), n0 + min(dx, 0)),
                 slice(max(dy, 0), n1 + min(dy, 0)),
             )
-            rr = correlations[dx, dy][here[1:]] * factor
+            r_e = _correlation(maps_e, base_e, dx, dy, grid.du, s)
+            r_o = _correlation(maps_o, base_o, dx, dy, grid.du, s)
+            rr = (r_e * np.conj(r_o)).real[here[1:]]
+            strong = np.abs(rr) >= PAIR_FLOOR
+            if not strong.any():
+                continue
+            # Far offsets correlate only a few cells (edges of the coverage, lone
+            # baselines): sum over those alone.
+            cells: Any = (
+                (slice(None), *np.nonzero(strong)) if strong.mean() < 0.5 else (slice(None),)
+            )
+            rr = rr[cells[1:]] * factor if len(cells) > 1 else rr * factor
             for name, values in picked.items():
                 if not len(rows[name]):
                     continue
-                b = picked_b[name][here]
-                same = (b >= 0) & (b == rolled_b[name][there])
+                b = picked_b[name][here][cells]
+                same = (b >= 0) & (b == rolled_b[name][there][cells])
                 if not same.any():
                     continue
-                term = values[here] * rolled[name][there] * rr[None]
+                term = values[here][cells] * rolled[name][there][cells] * rr[None]
                 out[name] += np.bincount(b[same], weights=term[same], minlength=n_bins[name])
-    _add_mirror_pairs(out, y, bins, n_bins, norm, grid, delay_r2, dts)
+    _add_mirror_pairs(out, y, bins, n_bins, norm, grid, dts)
     return out
 
 
@@ -356,7 +478,6 @@ def _add_mirror_pairs(
     n_bins: dict[str, int],
     norm: _Norm,
     grid: UVGrid,
-    delay_r2: npt.NDArray[np.float64],
     dts: list[int],
 ) -> None:
     """The pseudo-covariance E[G_i G_j] of cells near the v = 0 axis.
@@ -364,18 +485,21 @@ def _add_mirror_pairs(
     Each visibility is gridded at u_k and (conjugated) at -u_k, so a cell near the axis and
     one near its mirror (u_i + u_j ~ 0) hold the same noise, one conjugated:
     ``E[G_i G_j] = exp(-|u_i + u_j|^2 / 4 s^2) Q((u_i - u_j) / 2)``, and after the delay
-    transform it pairs tau with -tau (|R(tau_i + tau_j)|^2). Every ordered pair is met once.
+    transform it pairs tau with -tau: the transform of Q along frequency at tau_i + tau_j.
+    Every ordered pair is met once.
     """
     s = grid.kernel_sigma_lambda
     n = grid.n
     n_f = next(iter(y.values())).shape[0]
-    reach = max(1, math.ceil(3.1 * s / grid.du))
+    # |u_i + u_j| within the reach of two valid cells' shared noise (see _pair_reach)
+    reach = _pair_reach(grid)
+    steps = max(1, math.ceil(reach / grid.du))
     cols = np.arange(n)
-    for dx in range(-reach, reach + 1):
-        for dy in range(0, reach + 1):
-            gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
-            if gauss2 < CORRELATION_FLOOR:
+    for dx in range(-steps, steps + 1):
+        for dy in range(0, steps + 1):
+            if math.hypot(dx, dy) * grid.du > reach:
                 continue
+            gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
             partner_cols = n - cols + dx
             ok = (partner_cols >= 0) & (partner_cols < n)
             a = cols[ok]
@@ -384,25 +508,29 @@ def _add_mirror_pairs(
                 b2 = dy - b
                 if b2 > n // 2:
                     continue
-                rr = np.ones(len(a))
+                denoms = []
                 for fine in (norm.fine_e, norm.fine_o):
-                    mid = fine_at(fine, 2 * a - dx, np.full(len(a), 2 * b - dy))
                     qi = fine_at(fine, 2 * a, np.full(len(a), 2 * b))
                     qj = fine_at(fine, 2 * a2, np.full(len(a), 2 * b2))
-                    denom = np.sqrt(np.clip(qi * qj, 0.0, None))
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
-                    rr = rr * np.clip(r, -1.0, 1.0)
+                    denoms.append(np.sqrt(np.clip(qi * qj, 0.0, None)))
                 for dt in dts:
-                    partner_t = (dt - np.arange(n_f)) % n_f
-                    factor = delay_r2[dt % n_f] / 2.0
+                    rs = []
+                    for fine_t, denom in zip((norm.fine_t_e, norm.fine_t_o), denoms, strict=True):
+                        mid = fine_at(fine_t[abs(dt)], 2 * a - dx, np.full(len(a), 2 * b - dy))
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
+                        rs.append(_clip_unit(r))
+                    rr = (rs[0] * np.conj(rs[1])).real / 2.0
+                    if not (2.0 * np.abs(rr) >= CORRELATION_FLOOR).any():
+                        continue
+                    partner_t = ((dt - np.arange(n_f)) % n_f)[:, None]
                     for name, values in y.items():
                         here_b = bins[name][:, a, b]
-                        there_b = bins[name][partner_t][:, a2, b2]
+                        there_b = bins[name][partner_t, a2[None], b2]
                         same = (here_b >= 0) & (here_b == there_b)
                         if not same.any():
                             continue
-                        term = values[:, a, b] * values[partner_t][:, a2, b2] * rr[None] * factor
+                        term = values[:, a, b] * values[partner_t, a2[None], b2] * rr[None]
                         out[name] += np.bincount(
                             here_b[same], weights=term[same], minlength=n_bins[name]
                         )
@@ -447,7 +575,6 @@ def compute_power_spectrum(
     b_pp = df * float((window**2).sum())
     to_mk = np.asarray([jy_to_mk_sr(f) for f in freq])
     taper_to = (window * to_mk * df)[:, None, None]
-    delay_r2 = delay_correlation(window)
 
     uu, vv = np.meshgrid(grid.u_lambda, grid.v_lambda, indexing="ij")
     # The v = 0 row holds each u < 0 cell's conjugate at +u: count it once.
@@ -508,6 +635,8 @@ def compute_power_spectrum(
     )
     lattice = lattice_all.select(reach_a2 > BEAM_FLOOR * float(reach_a2.max()))
     norms: dict[int, _Norm] = {}
+    # The error sums of one normalisation at sigma0 = 1: twins scale them by sigma0^2.
+    unit_variances: dict[int, dict[str, npt.NDArray[np.float64]]] = {}
     for p in range(n_pol):
         # Polarizations with the same sampling and the same beam share the normalisation.
         twin = next(
@@ -519,10 +648,22 @@ def compute_power_spectrum(
             ),
             None,
         )
+        same_sampling = next(
+            (q for q in norms if np.array_equal(cube.sampling[:, q], cube.sampling[:, p])), None
+        )
         norm = (
             norms[twin]
             if twin is not None
-            else _normalisation(cube, p, beam, window, to_mk, lattice, df)
+            else _normalisation(
+                cube,
+                p,
+                beam,
+                window,
+                to_mk,
+                lattice,
+                df,
+                noise_of=None if same_sampling is None else norms[same_sampling],
+            )
         )
         norms[p] = norm
         vt_e = np.fft.fft(cube.vis_halves[0, p] * taper_to, axis=0)
@@ -553,7 +694,6 @@ def compute_power_spectrum(
         )
         sigma0[p] = math.sqrt(var0) if var0 > 0 else 0.0
         v_e, v_o = var0 * norm.q_e[0, 0], var0 * norm.q_o[0, 0]
-        z = np.where(valid, np.sqrt(np.clip(v_e * v_o, 0, None)) * x2y / (b_pp * safe_eo), 0.0)
         noise_auto = np.where(valid, (v_e + v_o) * x2y / (b_pp * safe_tot), 0.0)
 
         # Bins: every (delay, cell) element carries a weight, so that a bin's value is the
@@ -606,15 +746,20 @@ def compute_power_spectrum(
         out["noise_sph"][p] = mean(
             np.broadcast_to(noise_auto, cross.shape), sph_bins["sph"], sph_w["sph"], n_sph
         )
-        z3 = np.broadcast_to(z[None], cross.shape)
-        variance = _binned_variance(
-            {"cyl": cyl_w * z3, "sph": sph_w["sph"] * z3, "win": sph_w["win"] * z3},
-            {"cyl": cyl_bin, "sph": sph_bins["sph"], "win": sph_bins["win"]},
-            {"cyl": n_cyl, "sph": n_sph, "win": n_sph},
-            norm,
-            grid,
-            delay_r2,
-        )
+        if id(norm) not in unit_variances:
+            # per-cell noise scale of the cross power at sigma0 = 1; valid cells and bins
+            # depend on the normalisation only, so twins share these sums
+            q_eo = np.clip(norm.q_e[0, 0] * norm.q_o[0, 0], 0, None)
+            z = np.where(valid, np.sqrt(q_eo) * x2y / (b_pp * safe_eo), 0.0)
+            z3 = np.broadcast_to(z[None], cross.shape)
+            unit_variances[id(norm)] = _binned_variance(
+                {"cyl": cyl_w * z3, "sph": sph_w["sph"] * z3, "win": sph_w["win"] * z3},
+                {"cyl": cyl_bin, "sph": sph_bins["sph"], "win": sph_bins["win"]},
+                {"cyl": n_cyl, "sph": n_sph, "win": n_sph},
+                norm,
+                grid,
+            )
+        variance = {name: var0**2 * v for name, v in unit_variances[id(norm)].items()}
         for name, key, shape in (
             ("cyl", "sigma_cyl", (n_k_bins, n_par)),
             ("sph", "sigma_sph", (n_sph,)),

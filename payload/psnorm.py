@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -165,12 +166,10 @@ def noise_fine(sampling: npt.NDArray[np.floating], grid: UVGrid) -> npt.NDArray[
     return np.asarray(_rfft_to_uv(np.asarray(sampling, dtype=np.float64) * wide * scale).real)
 
 
-def half_cell_maps(
-    fine: npt.NDArray[np.float64], n: int
-) -> dict[tuple[int, int], npt.NDArray[np.float64]]:
+def half_cell_maps(fine: npt.NDArray[Any], n: int) -> dict[tuple[int, int], npt.NDArray[Any]]:
     """Q on the half-plane grid and half a cell beyond it: key ``(a, b)`` is Q at
     ``(u + a du / 2, v + b du / 2)``."""
-    padded = np.zeros((2 * n + 1, n + 2))
+    padded = np.zeros((2 * n + 1, n + 2), dtype=fine.dtype)
     padded[: 2 * n, : n + 1] = fine
     return {
         (a, b): np.asarray(padded[a : a + 2 * n : 2, b : b + n + 1 : 2][:, : n // 2 + 1])
@@ -180,9 +179,10 @@ def half_cell_maps(
 
 
 def fine_at(
-    fine: npt.NDArray[np.float64], i2: npt.NDArray[np.int64], j2: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
-    """Q at half-cell indices, v of either sign (Q(-x) = Q(x): the sampling is Hermitian)."""
+    fine: npt.NDArray[Any], i2: npt.NDArray[np.int64], j2: npt.NDArray[np.int64]
+) -> npt.NDArray[Any]:
+    """Q at half-cell indices, v of either sign (Q(-x) = Q(x): the sampling is Hermitian,
+    channel by channel, so this holds for Q's transforms along frequency too)."""
     n2 = fine.shape[0]
     flip = j2 < 0
     ii = np.where(flip, (n2 - i2) % n2, i2 % n2)
@@ -193,7 +193,9 @@ def fine_at(
 
 def delay_correlation(window: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``|R(dt)|^2`` for every delay-bin offset (numpy.fft order): the noise correlation of
-    two delay bins of one cell, squared, after the window ``window``."""
+    two delay bins of one cell, squared, after the window ``window``, when the cell's
+    sampling is the same in every channel (the limit of the per-cell-pair correlation
+    :mod:`payload.powerspec` computes from the noise maps' frequency transforms)."""
     w2 = window**2
     r = np.fft.fft(w2) / w2.sum()
     return np.asarray(np.abs(r) ** 2)
