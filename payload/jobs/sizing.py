@@ -30,8 +30,10 @@ PREPARED_BYTES = 24
 # the delay transforms of both halves, cross, auto and difference powers, k and bin
 # indices, bin weights), and per polarization the bins and weights kept for the output.
 # Measured with tracemalloc on 16-channel cubes of 128^2 and 256^2 cells: 284 bytes for
-# one polarization, 430 for three (docs/benchmarks.md, "Memory estimate").
-POWERSPEC_BYTES = 224
+# one polarization, 430 for three (docs/benchmarks.md, "Memory estimate"); with the error
+# model's per-cell-pair noise maps, 308 for one (polarizations of the same sampling share
+# them: 307 for three).
+POWERSPEC_BYTES = 240
 POWERSPEC_BYTES_PER_POL = 80
 # Bytes per pixel matplotlib holds while drawing image.png (resampled copies and the
 # RGBA buffers): measured 55-56 for 1024^2 and 2048^2 images.
