@@ -223,20 +223,26 @@ def test_a_pipe_inside_a_measurement_set_is_refused(
 
 @pytest.mark.skipif(
     os.geteuid() == 0 and shutil.which("setpriv") is None,
-    reason="root reads files whatever their mode, and setpriv is missing to drop it",
+    reason="root reads files whatever their mode, and setpriv is missing to drop that",
 )
 def test_an_unreadable_file_is_refused(tiny_obs: Observation) -> None:
-    """Run as ``nobody`` (root reads any file): a mode-000 file is one invalid line."""
+    """A mode-000 file is one invalid line.
+
+    As root the command runs without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (dropped from
+    the bounding set, so the exec'd interpreter never regains them): root then reads only
+    what a file's mode lets its owner read, while the checkout and the venv, wherever they
+    are and however private, stay readable (switching to ``nobody`` instead fails in a clone
+    under a 0700 directory before the command starts).
+    """
     with tempfile.TemporaryDirectory(prefix="unreadable-") as tmp:
         directory = Path(tmp)
-        directory.chmod(0o755)
         path = directory / "secret.uvh5"
         path.write_bytes(tiny_obs.path.read_bytes())
         path.chmod(0)
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        without_override = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
         command = [sys.executable, "-m", "payload", "image", str(path), "--out", str(directory)]
         result = subprocess.run(
-            [*(as_nobody if os.geteuid() == 0 else []), *command],
+            [*(without_override if os.geteuid() == 0 else []), *command],
             cwd=REPO,
             capture_output=True,
             text=True,
