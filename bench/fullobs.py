@@ -62,7 +62,7 @@ def main() -> int:
 
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    data = work / "fullshape.uvh5"
+    data = work / f"fullshape-{args.channels}ch.uvh5"  # reused only for the same shape
     if not data.exists():
         started = time.perf_counter()
         write_synthetic_observation(
