@@ -35,16 +35,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from payload.params import ImagingParams
-from payload.powerspec import blackman_harris, compute_power_spectrum
-from payload.reading import VisChunk
-from payload.uvcube import UVCube, UVGrid, grid_chunk, time_halves
+from payload.powerspec import blackman_harris
 from tests.payload import hera_reference as hera
 from tests.payload import pspec_sim as sim
 
 FWHM_DEG = 25.0
 BAND = sim.Band(32, 167e6 - 16 * 200e3, 200e3)
-SKY_NPIX, SKY_PIXSIZE = 200, 0.005
 AMPLITUDE = 1e4
 SKIES = {
     "white": lambda k: AMPLITUDE * np.ones_like(k),
@@ -55,44 +51,10 @@ SKIES = {
 def main() -> int:
     started = time.perf_counter()
     enu_ant, pairs = sim.short_baseline_pairs(110.0)
-    enu_bl = sim.short_baselines_enu(110.0)
     n_times, step = 8, 8.0
-    uvw, times = sim.track_uvw(enu_bl, n_times, step)
-    beam = sim.gaussian_beam_power(FWHM_DEG, SKY_NPIX, SKY_PIXSIZE, float(BAND.freq_hz.mean()))
-    vis = {
-        name: sim.predict(
-            uvw,
-            BAND,
-            sim.sky_cube(pk, BAND, npix=SKY_NPIX, pixsize=SKY_PIXSIZE, seed=7),
-            beam,
-            SKY_PIXSIZE,
-        )
-        for name, pk in SKIES.items()
-    }
-
-    # spotcube
-    params = ImagingParams.from_mapping({"uv_max_lambda": 70.0, "polarizations": ["XX", "YY"]})
-    grid = UVGrid.from_params(params)
-    chunk = VisChunk(
-        uvw_m=uvw,
-        freq_hz=BAND.freq_hz,
-        vis={"XX": vis["white"], "YY": vis["k^-2"]},
-        weights={p: np.ones(vis["white"].shape) for p in ("XX", "YY")},
-    )
-    gridded = grid_chunk(
-        chunk, grid, params, max_freq_hz=float(BAND.freq_hz.max()), halves=time_halves(times)
-    )
-    cube = UVCube(
-        gridded.vis,
-        gridded.weights,
-        gridded.sampling,
-        BAND.freq_hz,
-        ("XX", "YY"),
-        grid,
-        params.stack_params(),
-        f"gaussian:{FWHM_DEG:g}",
-    )
-    ps = compute_power_spectrum(cube, n_k_bins=16)
+    uvw, times, vis = sim.observe_skies(SKIES, BAND, FWHM_DEG, n_times, step)
+    # spotcube: the two skies as two polarizations of one cube (they share the sampling)
+    ps = sim.spectrum_of(uvw, times, BAND, {"XX": vis["white"], "YY": vis["k^-2"]}, FWHM_DEG)
     edges = ps.k_edges
     centres = 0.5 * (edges[:-1] + edges[1:])
 

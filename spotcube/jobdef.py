@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from payload.contracts import JOB_KINDS, JobMessage, check_id, run_record_key, utc_now
+from payload.contracts import JOB_KINDS, JobMessage, check_id, utc_now
 from payload.errors import InvalidInputError
 from payload.jobs.command import CommandParams
 from payload.records import RunRecord
 from spotcube.errors import UsageError
 from spotcube.stack import StackOutputs
-from spotcube.submit import Observation, new_run_id
+from spotcube.submit import Observation, new_run_id, publish_run
 
 SCHEMA = 1
 PLACEHOLDERS = ("{input}", "{job_dir}")
@@ -174,17 +174,7 @@ def submit_job(
             {"obs_id": m.obs_id, "input": m.input, "params_hash": m.params_hash} for m in messages
         ],
     )
-    s3 = outputs.client("s3")
-    s3.put_object(
-        Bucket=outputs.products_bucket,
-        Key=run_record_key(run_id),
-        Body=record.to_json(),
-        ContentType="application/json",
-        IfNoneMatch="*",
-    )
-    sqs = outputs.client("sqs")
-    for message in messages:
-        sqs.send_message(QueueUrl=outputs.job_queue_url, MessageBody=message.to_json())
+    publish_run(outputs, record, messages)
     return run_id, messages
 
 

@@ -220,6 +220,17 @@ def submit_run(
         submitted_at=utc_now(),
         observations=[{"obs_id": o.obs_id, "input": o.input} for o in observations],
     )
+    publish_run(outputs, record, messages)
+    return run_id, messages
+
+
+def publish_run(outputs: StackOutputs, record: RunRecord, messages: Sequence[JobMessage]) -> None:
+    """Write the run record (once: ``If-None-Match: *``), then queue the job messages.
+
+    The one writer of a run record: :func:`submit_run` and a job file's runs
+    (:func:`spotcube.jobdef.submit_job`, ``spotcube demo --job``) both come here.
+    """
+    run_id = record.run_id
     s3 = outputs.client("s3")
     try:
         s3.put_object(
@@ -245,7 +256,6 @@ def submit_run(
                 f"the job queue refused {len(result['Failed'])} message(s) of run {run_id}: "
                 f"{first.get('Code')}: {first.get('Message')}"
             )
-    return run_id, messages
 
 
 def read_run_record(outputs: StackOutputs, run_id: str) -> dict[str, Any] | None:

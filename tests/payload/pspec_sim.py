@@ -26,8 +26,11 @@ from pyuvdata.analytic_beam import GaussianBeam
 
 from payload.cosmology import CosmoScales, jy_to_mk_sr
 from payload.imaging import FLIPS
+from payload.params import ImagingParams
+from payload.powerspec import PowerSpectrum, compute_power_spectrum
 from payload.reading import VisChunk
 from payload.synth import mwa_phase1_tiles
+from payload.uvcube import UVCube, UVGrid, grid_chunk, time_halves
 
 MWA_LATITUDE_RAD = math.radians(-26.703319)
 C_M_S = 299_792_458.0
@@ -208,3 +211,69 @@ def windowed_model(
         return np.asarray(spec)
 
     return model
+
+
+def observe_skies(
+    skies: dict[str, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]],
+    band: Band,
+    fwhm_deg: float,
+    n_times: int,
+    step_s: float,
+    *,
+    npix: int = 200,
+    pixsize: float = 0.005,
+    seed: int = 7,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], dict[str, npt.NDArray[np.complex128]]]:
+    """uvw, time indices and visibilities of each powerbox sky (by name) through the beam.
+
+    The sky grid (``npix`` x ``pixsize``) differs from the estimator's image pixels (1 / 140).
+
+    MWA Phase I baselines shorter than 110 m tracked for ``n_times`` x ``step_s``; every sky
+    from the same seed, seen through a Gaussian power beam of ``fwhm_deg``.
+    """
+    uvw, times = track_uvw(short_baselines_enu(110.0), n_times, step_s)
+    beam = gaussian_beam_power(fwhm_deg, npix, pixsize, float(band.freq_hz.mean()))
+    vis = {
+        name: predict(
+            uvw, band, sky_cube(pk, band, npix=npix, pixsize=pixsize, seed=seed), beam, pixsize
+        )
+        for name, pk in skies.items()
+    }
+    return uvw, times, vis
+
+
+def spectrum_of(
+    uvw: npt.NDArray[np.float64],
+    times: npt.NDArray[np.int64],
+    band: Band,
+    vis_by_pol: dict[str, npt.NDArray[np.complex128]],
+    fwhm_deg: float,
+    n_k_bins: int = 16,
+) -> PowerSpectrum:
+    """spotcube's power spectrum of these visibilities (one sky per polarization, weight 1).
+
+    The uv cube goes up to 70 wavelengths; even and odd time samples are gridded apart.
+    """
+    pols = tuple(vis_by_pol)
+    params = ImagingParams.from_mapping({"uv_max_lambda": 70.0, "polarizations": list(pols)})
+    grid = UVGrid.from_params(params)
+    chunk = VisChunk(
+        uvw_m=uvw,
+        freq_hz=band.freq_hz,
+        vis=vis_by_pol,
+        weights={p: np.ones(v.shape) for p, v in vis_by_pol.items()},
+    )
+    gridded = grid_chunk(
+        chunk, grid, params, max_freq_hz=float(band.freq_hz.max()), halves=time_halves(times)
+    )
+    cube = UVCube(
+        gridded.vis,
+        gridded.weights,
+        gridded.sampling,
+        band.freq_hz,
+        pols,
+        grid,
+        params.stack_params(),
+        f"gaussian:{fwhm_deg:g}",
+    )
+    return compute_power_spectrum(cube, n_k_bins=n_k_bins)

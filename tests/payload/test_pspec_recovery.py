@@ -25,17 +25,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from payload.params import ImagingParams
-from payload.powerspec import PowerSpectrum, blackman_harris, compute_power_spectrum
-from payload.reading import VisChunk
-from payload.uvcube import UVCube, UVGrid, grid_chunk, time_halves
+from payload.powerspec import PowerSpectrum, blackman_harris
 
 from . import pspec_sim as sim
 
 pytestmark = pytest.mark.slow
 
 BAND = sim.Band(32, 167e6 - 16 * 200e3, 200e3)
-SKY_NPIX, SKY_PIXSIZE = 200, 0.005  # the estimator's image pixels are 1 / 140
 AMPLITUDE = 1e4  # mK^2 Mpc^3
 K_PIVOT = 0.2  # Mpc^-1: the k^-2 sky equals the white one there
 K_MIN_TESTED = 0.18
@@ -62,40 +58,9 @@ class Recovered:
 @pytest.fixture(scope="module", params=list(CASES))
 def recovered(request: pytest.FixtureRequest) -> Recovered:
     fwhm, n_times, step_s = CASES[request.param]
-    uvw, times = sim.track_uvw(sim.short_baselines_enu(110.0), n_times, step_s)
-    beam = sim.gaussian_beam_power(fwhm, SKY_NPIX, SKY_PIXSIZE, float(BAND.freq_hz.mean()))
-    vis = {
-        POL_OF_SKY[name]: sim.predict(
-            uvw,
-            BAND,
-            sim.sky_cube(pk, BAND, npix=SKY_NPIX, pixsize=SKY_PIXSIZE, seed=7),
-            beam,
-            SKY_PIXSIZE,
-        )
-        for name, pk in SKIES.items()
-    }
-    params = ImagingParams.from_mapping({"uv_max_lambda": 70.0, "polarizations": ["XX", "YY"]})
-    grid = UVGrid.from_params(params)
-    chunk = VisChunk(
-        uvw_m=uvw,
-        freq_hz=BAND.freq_hz,
-        vis=vis,
-        weights={p: np.ones(v.shape) for p, v in vis.items()},
-    )
-    gridded = grid_chunk(
-        chunk, grid, params, max_freq_hz=float(BAND.freq_hz.max()), halves=time_halves(times)
-    )
-    cube = UVCube(
-        gridded.vis,
-        gridded.weights,
-        gridded.sampling,
-        BAND.freq_hz,
-        ("XX", "YY"),
-        grid,
-        params.stack_params(),
-        f"gaussian:{fwhm:g}",
-    )
-    ps = compute_power_spectrum(cube, n_k_bins=16)
+    uvw, times, vis = sim.observe_skies(SKIES, BAND, fwhm, n_times, step_s)
+    vis_by_pol = {POL_OF_SKY[name]: v for name, v in vis.items()}
+    ps = sim.spectrum_of(uvw, times, BAND, vis_by_pol, fwhm)
     return Recovered(ps, np.sqrt(ps.k_edges[:-1] * ps.k_edges[1:]))
 
 

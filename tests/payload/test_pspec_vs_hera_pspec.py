@@ -27,10 +27,7 @@ import numpy.typing as npt
 import pytest
 
 from payload.cosmology import CosmoScales, jy_to_mk_sr
-from payload.params import ImagingParams
-from payload.powerspec import PowerSpectrum, blackman_harris, compute_power_spectrum
-from payload.reading import VisChunk
-from payload.uvcube import UVCube, UVGrid, grid_chunk, time_halves
+from payload.powerspec import PowerSpectrum, blackman_harris
 
 from . import hera_reference as hera
 from . import pspec_sim as sim
@@ -40,7 +37,6 @@ pytestmark = pytest.mark.slow
 FWHM_DEG = 25.0
 N_TIMES, STEP_S = 8, 8.0
 BAND = sim.Band(32, 167e6 - 16 * 200e3, 200e3)
-SKY_NPIX, SKY_PIXSIZE = 200, 0.005
 AMPLITUDE = 1e4  # mK^2 Mpc^3
 K_MIN_TESTED = 0.18
 SKIES: dict[str, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = {
@@ -60,40 +56,9 @@ class BothEstimates:
 @pytest.fixture(scope="module")
 def estimates() -> BothEstimates:
     enu_ant, pairs = sim.short_baseline_pairs(110.0)
-    uvw, times = sim.track_uvw(sim.short_baselines_enu(110.0), N_TIMES, STEP_S)
-    beam = sim.gaussian_beam_power(FWHM_DEG, SKY_NPIX, SKY_PIXSIZE, float(BAND.freq_hz.mean()))
-    vis = {
-        name: sim.predict(
-            uvw,
-            BAND,
-            sim.sky_cube(pk, BAND, npix=SKY_NPIX, pixsize=SKY_PIXSIZE, seed=7),
-            beam,
-            SKY_PIXSIZE,
-        )
-        for name, pk in SKIES.items()
-    }
-    params = ImagingParams.from_mapping({"uv_max_lambda": 70.0, "polarizations": ["XX", "YY"]})
-    grid = UVGrid.from_params(params)
-    chunk = VisChunk(
-        uvw_m=uvw,
-        freq_hz=BAND.freq_hz,
-        vis={POL_OF_SKY[name]: v for name, v in vis.items()},
-        weights={POL_OF_SKY[name]: np.ones(v.shape) for name, v in vis.items()},
-    )
-    gridded = grid_chunk(
-        chunk, grid, params, max_freq_hz=float(BAND.freq_hz.max()), halves=time_halves(times)
-    )
-    cube = UVCube(
-        gridded.vis,
-        gridded.weights,
-        gridded.sampling,
-        BAND.freq_hz,
-        ("XX", "YY"),
-        grid,
-        params.stack_params(),
-        f"gaussian:{FWHM_DEG:g}",
-    )
-    ours = compute_power_spectrum(cube, n_k_bins=16)
+    uvw, times, vis = sim.observe_skies(SKIES, BAND, FWHM_DEG, N_TIMES, STEP_S)
+    vis_by_pol = {POL_OF_SKY[name]: v for name, v in vis.items()}
+    ours = sim.spectrum_of(uvw, times, BAND, vis_by_pol, FWHM_DEG)
     theirs = {
         name: hera.spherical_power(v, enu_ant, pairs, N_TIMES, STEP_S, BAND, FWHM_DEG, ours.k_edges)
         for name, v in vis.items()
