@@ -1,9 +1,10 @@
 """Cost guard: a monthly budget on the owner's tag, and a brake that scales the fleet to zero.
 
 AWS Budgets refresh a few times a day, so they are the backstop; the faster trigger is a
-CloudWatch alarm on the fleet's instance-hours. Both publish to a brake topic whose only
-subscriber is the brake Lambda (infra/lambdas/brake.py); the human-facing alerts topic hears
-about it from the Lambda and from the budget's own notifications.
+CloudWatch alarm on the fleet's month-to-date spend at most, which a scheduled meter Lambda
+(infra/lambdas/meter.py) publishes every few minutes (ADR 0002). Both publish to a brake
+topic whose only subscriber is the brake Lambda (infra/lambdas/brake.py); the human-facing
+alerts topic hears about it from the Lambda and from the budget's own notifications.
 
 The budget filters on the ``Owner`` cost allocation tag, which must be active in the payer
 account. Activating it is deliberately not part of ``pulumi up``: on a fresh account the key
@@ -22,10 +23,10 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.alerts import AlertsArgs, AlertTopic
-from infra.config import BRAKE_WINDOW_HOURS, BudgetConfig
+from infra.config import BudgetConfig
 from infra.fleet import asg_arn_pattern, assume_role_policy
 from infra.iam import lambda_notify_and_log_statements
-from infra.lambdas import LAMBDA_DIR
+from infra.lambdas import LAMBDA_DIR, meter
 from infra.naming import StackNames
 from infra.tags import cost_tags
 
@@ -33,10 +34,7 @@ LAMBDA_RUNTIME = "python3.12"
 ACTUAL_THRESHOLDS = (50, 80, 100)
 FORECAST_THRESHOLD = 100
 BRAKE_THRESHOLD = 100  # actual spend at 100% brakes; a forecast only warns
-# A metric alarm's default evaluation window slides with each evaluation (CloudWatch User
-# Guide, "Alarm evaluation windows"); a 6-hour period stays within the 7-day limit on
-# period x evaluation periods (PutMetricAlarm, Period).
-BURN_WINDOW_SECONDS = BRAKE_WINDOW_HOURS * 3600
+METER_PERIOD_SECONDS = meter.METER_MINUTES * 60
 LOG_RETENTION_DAYS = 30
 
 
@@ -47,6 +45,7 @@ class CostGuardArgs:
     budget: BudgetConfig
     alerts_topic_arn: pulumi.Input[str]
     account_id: pulumi.Input[str]
+    on_demand_base: int = 0
 
 
 def budget_notifications(
@@ -111,6 +110,115 @@ def brake_policy(*, region: str, account_id: str, asg_name: str, alerts_topic_ar
             ],
         }
     )
+
+
+def meter_policy(*, region: str, account_id: str, function_name: str, alerts_topic_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    # Neither call supports resource-level permissions; PutMetricData is
+                    # narrowed to the stack's namespace by condition key.
+                    "Sid": "ReadGroupMetrics",
+                    "Effect": "Allow",
+                    "Action": ["cloudwatch:GetMetricData"],
+                    "Resource": ["*"],
+                },
+                {
+                    "Sid": "PublishSpend",
+                    "Effect": "Allow",
+                    "Action": ["cloudwatch:PutMetricData"],
+                    "Resource": ["*"],
+                    "Condition": {"StringEquals": {"cloudwatch:namespace": meter.NAMESPACE}},
+                },
+                *lambda_notify_and_log_statements(
+                    region=region,
+                    account_id=account_id,
+                    function_name=function_name,
+                    alerts_topic_arn=alerts_topic_arn,
+                ),
+            ],
+        }
+    )
+
+
+def _meter(
+    name: str, args: CostGuardArgs, child: pulumi.ResourceOptions, parent: pulumi.Resource
+) -> aws.lambda_.Function:
+    """The scheduled Lambda that publishes the month-to-date spend the alarm reads."""
+    names = args.names
+    function_name = f"{names.asg}-meter"
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-meter-logs",
+        name=f"/aws/lambda/{function_name}",
+        retention_in_days=LOG_RETENTION_DAYS,
+        tags=cost_tags(names),
+        opts=child,
+    )
+    role = aws.iam.Role(
+        f"{name}-meter",
+        assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+        description="spotcube meter: publish the fleet's month-to-date spend",
+        tags=cost_tags(names),
+        opts=child,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-meter",
+        role=role.id,
+        policy=pulumi.Output.all(args.account_id, args.alerts_topic_arn).apply(
+            lambda v: meter_policy(
+                region=args.region,
+                account_id=v[0],
+                function_name=function_name,
+                alerts_topic_arn=v[1],
+            )
+        ),
+        opts=child,
+    )
+    budget = args.budget
+    function = aws.lambda_.Function(
+        f"{name}-meter",
+        name=function_name,
+        role=role.arn,
+        runtime=LAMBDA_RUNTIME,
+        handler="meter.handler",
+        code=pulumi.AssetArchive({"meter.py": pulumi.FileAsset(str(LAMBDA_DIR / "meter.py"))}),
+        timeout=60,
+        memory_size=128,
+        environment={
+            "variables": {
+                "ASG_NAME": names.asg,
+                "ON_DEMAND_USD": f"{budget.on_demand_usd:.6f}",
+                "SPOT_BOUND_USD": f"{budget.spot_bound_usd:.6f}",
+                "ON_DEMAND_BASE": str(args.on_demand_base),
+            }
+        },
+        tags=cost_tags(names),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[log_group]),
+    )
+    rule = aws.cloudwatch.EventRule(
+        f"{name}-meter",
+        description="spotcube meter: the fleet's month-to-date spend for the brake's alarm",
+        schedule_expression=f"rate({meter.METER_MINUTES} minutes)",
+        tags=cost_tags(names),
+        opts=child,
+    )
+    permission = aws.lambda_.Permission(
+        f"{name}-meter-events",
+        action="lambda:InvokeFunction",
+        function=function.name,
+        principal="events.amazonaws.com",
+        source_arn=rule.arn,
+        opts=child,
+    )
+    aws.cloudwatch.EventTarget(
+        f"{name}-meter",
+        rule=rule.name,
+        arn=function.arn,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[permission]),
+    )
+    return function
 
 
 class CostGuard(pulumi.ComponentResource):
@@ -202,28 +310,29 @@ class CostGuard(pulumi.ComponentResource):
             endpoint=function.arn,
             opts=child,
         )
-        # The fast trigger: the group's in-service instances, sampled every minute and summed
-        # over one sliding window, are instance-minutes; above N instance-hours it brakes.
-        # N is reachable by construction (infra/config.py) and does not depend on a price.
-        hours = args.budget.brake_instance_hours
+        # The fast trigger: the meter publishes the fleet's month-to-date spend at most; the
+        # alarm brakes when it exceeds the budget (one home for both: infra/lambdas/meter.py).
+        meter_fn = _meter(name, args, child, self)
+        threshold = args.budget.brake_threshold_usd
         aws.cloudwatch.MetricAlarm(
             f"{name}-burn-rate",
             alarm_description=(
-                f"fleet ran more than {hours:g} instance-hours in the last "
-                f"{BRAKE_WINDOW_HOURS} h: the brake scales it to zero"
+                f"the fleet's month-to-date spend, priced at most, exceeds ${threshold:,.2f} "
+                "(the monthly budget): the brake scales it to zero"
             ),
-            namespace="AWS/AutoScaling",
-            metric_name="GroupInServiceInstances",
+            namespace=meter.NAMESPACE,
+            metric_name=meter.METRIC,
             dimensions={"AutoScalingGroupName": names.asg},
-            statistic="Sum",  # of 1-minute samples: instance-minutes in the window
-            period=BURN_WINDOW_SECONDS,
+            statistic="Maximum",
+            period=METER_PERIOD_SECONDS,
             evaluation_periods=1,
-            threshold=hours * 60,
+            threshold=threshold,
             comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
+            # No datapoint means no meter run; the meter's own errors alarm on its log.
+            treat_missing_data="missing",
             alarm_actions=[brake_topic.topic_arn, args.alerts_topic_arn],
             tags=cost_tags(names),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[meter_fn]),
         )
         self.budget_name = budget.name
         self.brake_function_arn = function.arn

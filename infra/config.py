@@ -17,6 +17,13 @@ from typing import Any
 
 from botocore.session import get_session
 
+# The instance table has one home, shared with `spotcube plan`'s prices.
+from infra.lambdas.meter import (
+    BRAKE_MARGIN,
+    brake_threshold_usd,
+    max_overshoot_usd,
+    spot_bound_usd,
+)
 from infra.lifecycle import (
     INSTANT_READ_CLASSES,
     MIN_STORAGE_DAYS,
@@ -29,8 +36,6 @@ from infra.lifecycle import (
 )
 from infra.naming import DEFAULT_VARIANT, VARIANT_NAME, StackNames
 from payload import contracts
-
-# The instance table has one home, shared with `spotcube plan`'s prices.
 from spotcube.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
 from spotcube.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, SIZES_NOT_MADE
 
@@ -48,13 +53,7 @@ MAX_BUDGET_USD = 100_000
 # (Budgets API reference, NotificationWithSubscribers).
 MAX_BUDGET_EMAILS = 10
 
-# The fast brake: instance-hours within a sliding window of this many hours (ADR 0002).
-BRAKE_WINDOW_HOURS = 6
-# Default brake: the instance-hours that would spend this share of the monthly budget at
-# on-demand prices, but never more than this share of what the full fleet can run in the
-# window, so that the alarm can always fire.
-BRAKE_BUDGET_SHARE = 0.25
-BRAKE_FLEET_SHARE = 0.5
+# The fast brake prices the fleet's month at most (infra/lambdas/meter.py, ADR 0002).
 
 # Valid but dangerous values: accepted, with a warning on every `pulumi up`.
 WARN_BUDGET_USD = 5_000
@@ -107,9 +106,13 @@ class InstanceShape:
 class BudgetConfig:
     monthly_usd: float
     emails: tuple[str, ...]
-    # Instance-hours within BRAKE_WINDOW_HOURS after which the brake fires, long before the
-    # budget's own data (refreshed a few times a day) would notice.
-    brake_instance_hours: float
+    # The fast brake (ADR 0002): the fleet's month-to-date spend, priced at most
+    # (on-demand for the base, min(on-demand, maxSpotPrice) for spot), above this brakes.
+    brake_threshold_usd: float = 0.0
+    on_demand_usd: float = 0.0
+    spot_bound_usd: float = 0.0
+    # The most the fleet spends between the crossing and its end (<= BRAKE_MARGIN x budget).
+    brake_overshoot_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -571,30 +574,37 @@ def _parse_budget(c: _Collector, b: dict[str, Any], fleet: FleetConfig) -> Budge
     for email in emails:
         if not _EMAIL.match(email):
             c.add("budget.emails", f"{email!r} is not an email address like name@example.org")
-    reachable = fleet.max_size * BRAKE_WINDOW_HOURS  # instance-hours of the full fleet
-    if b["brakeInstanceHours"] is None:
-        # Priced at on-demand, never at fleet.maxSpotPrice: a cap says nothing about what an
-        # hour costs ($50 would brake after one hour, $0.0001 never).
-        hourly = on_demand_hourly(fleet.shape) if fleet.shape.vcpus else 1.0
-        by_budget = monthly * BRAKE_BUDGET_SHARE / hourly
-        brake_hours = max(1.0, round(min(by_budget, reachable * BRAKE_FLEET_SHARE), 1))
-    else:
-        brake_hours = c.number(
-            "budget.brakeInstanceHours", b["brakeInstanceHours"], fix="give instance-hours"
+    if b["brakeInstanceHours"] is not None:
+        c.add(
+            "budget.brakeInstanceHours",
+            "was removed: the brake now fires when the fleet's month-to-date spend exceeds "
+            "budget.monthlyUsd (docs/adr/0002-budget-brake.md); delete the key",
         )
-        if brake_hours <= 0:
-            c.add(
-                "budget.brakeInstanceHours",
-                f"must be positive instance-hours within {BRAKE_WINDOW_HOURS} hours",
-            )
-        elif brake_hours >= reachable:
-            c.add(
-                "budget.brakeInstanceHours",
-                f"{brake_hours:g} can never be reached: fleet.maxSize {fleet.max_size} runs at "
-                f"most {reachable} instance-hours in {BRAKE_WINDOW_HOURS} hours; give less, "
-                "or null for the default",
-            )
-    return BudgetConfig(monthly_usd=monthly, emails=emails, brake_instance_hours=brake_hours)
+    on_demand = on_demand_hourly(fleet.shape) if fleet.shape.vcpus else 0.0
+    spot = spot_bound_usd(on_demand, fleet.max_spot_price)
+    overshoot = max_overshoot_usd(
+        max_size=fleet.max_size,
+        on_demand_usd=on_demand,
+        spot_bound_usd=spot,
+        on_demand_base=fleet.on_demand_base,
+        checkpoint_grace_seconds=fleet.checkpoint_grace_seconds,
+    )
+    if monthly > 0 and overshoot > BRAKE_MARGIN * monthly:
+        c.add(
+            "budget.monthlyUsd",
+            f"${monthly:,.2f} is too small for this fleet: {fleet.max_size} instances can spend "
+            f"${overshoot:,.2f} while the brake stops them, over {BRAKE_MARGIN:.0%} of the "
+            f"budget; give at least ${overshoot / BRAKE_MARGIN:,.0f} or a smaller "
+            "fleet.maxSize / fleet.maxSpotPrice",
+        )
+    return BudgetConfig(
+        monthly_usd=monthly,
+        emails=emails,
+        brake_threshold_usd=brake_threshold_usd(monthly),
+        on_demand_usd=on_demand,
+        spot_bound_usd=spot,
+        brake_overshoot_usd=overshoot,
+    )
 
 
 def _intent(c: _Collector, key: str, value: dict[str, Any], prefix: str) -> LifecycleIntent | None:

@@ -157,6 +157,7 @@ def build(config: StackConfig) -> dict[str, Any]:
             budget=config.budget,
             alerts_topic_arn=alerts.topic_arn,
             account_id=account,
+            on_demand_base=config.fleet.on_demand_base,
         ),
         # The brake acts on the group by name: it must exist before the brake can fire.
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[fleet]),

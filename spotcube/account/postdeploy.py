@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from infra.config import StackConfig
+from infra.lambdas import meter
 from infra.naming import PROJECT
 from spotcube.account.preflight import Account, check_cost_tags
 from spotcube.account.results import CheckResult, failed, passed, skipped, warned
@@ -250,6 +251,27 @@ def max_metric_value(alarm: dict[str, Any], max_size: int) -> float | None:
     return None
 
 
+def _judge_meter_alarm(
+    alarm: dict[str, Any], enabled_metrics: set[str], config: StackConfig
+) -> tuple[str, str] | None:
+    """(problem, fix) of the month-to-date spend alarm, or None when it can do its job."""
+    if meter.SOURCE_METRIC not in enabled_metrics:
+        return (
+            f"the group does not publish {meter.SOURCE_METRIC}: the meter prices nothing and "
+            "the alarm never fires",
+            "`pulumi up` (the group's enabled_metrics)",
+        )
+    threshold = float(alarm.get("Threshold", 0))
+    expected = config.budget.brake_threshold_usd
+    if abs(threshold - expected) > 0.005:
+        return (
+            f"threshold ${threshold:,.2f} is not the budget's ${expected:,.2f}: the stack "
+            "was deployed with another budget.monthlyUsd",
+            "`pulumi up` with this config",
+        )
+    return None
+
+
 def _judge_alarm(
     alarm: dict[str, Any], topic: str, enabled_metrics: set[str], config: StackConfig
 ) -> CheckResult:
@@ -263,7 +285,11 @@ def _judge_alarm(
             f"`aws cloudwatch enable-alarm-actions --alarm-names {alarm['AlarmName']}`",
         )
     metric = alarm.get("MetricName", "")
-    if metric.startswith("Group") and metric not in enabled_metrics:
+    if alarm.get("Namespace") == meter.NAMESPACE and metric == meter.METRIC:
+        problem = _judge_meter_alarm(alarm, enabled_metrics, config)
+        if problem is not None:
+            return failed(name, *problem)
+    elif metric.startswith("Group") and metric not in enabled_metrics:
         return failed(
             name,
             f"the group does not publish {metric}: the alarm never sees data",
@@ -276,7 +302,7 @@ def _judge_alarm(
             name,
             f"threshold {threshold:g} is unreachable: {config.fleet.max_size} instances reach "
             f"at most {ceiling:g} per {int(alarm['Period']) // 60} min",
-            "lower spotcube:budget.brakeInstanceHours, then `pulumi up`",
+            "`pulumi up` replaces it with the month-to-date spend alarm (ADR 0002)",
         )
     state = alarm.get("StateValue", "?")
     reach = (

@@ -16,7 +16,6 @@ FULL: dict[str, Any] = {
     "budget": {
         "monthlyUsd": 1200,
         "emails": ["bob@example.org", "pi@example.org"],
-        "brakeInstanceHours": 40,
     },
     "fleet": {
         "instanceTypes": ["c6i.8xlarge", "c6a.8xlarge", "c7i.8xlarge", "c5a.8xlarge"],

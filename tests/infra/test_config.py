@@ -44,9 +44,9 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     assert config.fleet.shape.vcpus == 16
     assert config.queue.max_receive_count == 5
     assert config.data.raw_bucket is None
-    # A quarter of $150 at m6i.4xlarge's on-demand $0.768/h is 48.8 instance-hours, more
-    # than half of what 10 instances run in 6 hours (30): the reachable bound wins.
-    assert config.budget.brake_instance_hours == 30
+    # The fast brake fires above the whole budget, pricing spot at on-demand (no cap).
+    assert config.budget.brake_threshold_usd == 150
+    assert config.budget.spot_bound_usd == config.budget.on_demand_usd == pytest.approx(0.768)
     assert [r.id for r in config.data.products.rules] == [
         "products-archive",
         "products-expire-small",
@@ -260,16 +260,16 @@ def test_comma_separated_lists_are_accepted() -> None:
             id="inf-price",
         ),
         pytest.param(
-            with_(budget__brakeInstanceHours=float("nan")),
-            "budget.brakeInstanceHours",
-            "finite",
-            id="nan-brake",
-        ),
-        pytest.param(
             with_(budget__brakeInstanceHours=60),
             "budget.brakeInstanceHours",
-            "can never be reached",
-            id="brake-unreachable",
+            "was removed",
+            id="brake-hours-removed",
+        ),
+        pytest.param(
+            with_(budget__monthlyUsd=20),
+            "budget.monthlyUsd",
+            "give at least $",
+            id="budget-too-small-to-stop-within-margin",
         ),
         pytest.param(with_(region="us-east-9"), "region", "did you mean 'us-east-", id="us-east-9"),
         pytest.param(
@@ -331,32 +331,12 @@ def test_null_means_keep_where_the_example_says_so() -> None:
     assert parse_config(with_(fleet__maxSize=None), stack="dev").fleet.max_size == 10
 
 
-@pytest.mark.parametrize("max_spot_price", [None, 0.0001, 0.3, 50])
-def test_brake_threshold_is_reachable_and_not_priced_by_the_spot_cap(
-    max_spot_price: float | None,
-) -> None:
-    """The fast brake sums in-service instances over 6 hours; with maxSize 10 it can never
-    exceed 60 instance-hours, so a threshold at or above that never fires. A spot *cap* says
-    nothing about what an hour costs: $50 would brake after one hour, $0.0001 never."""
-    raw = with_(fleet__maxSpotPrice=max_spot_price, budget__monthlyUsd=200)
-    config = parse_config(raw, stack="dev")
-    assert config.budget.brake_instance_hours < config.fleet.max_size * 6
-    assert (
-        config.budget.brake_instance_hours
-        == parse_config(with_(budget__monthlyUsd=200), stack="dev").budget.brake_instance_hours
-    )
-    # A small budget brakes earlier than half the fleet-window: $20 at m6i's $0.768/h is 6.5
-    # instance-hours in a quarter of it.
-    small = parse_config(with_(budget__monthlyUsd=20), stack="dev")
-    assert small.budget.brake_instance_hours == pytest.approx(20 * 0.25 / 0.768, abs=0.1)
-
-
 @pytest.mark.parametrize(
     ("raw", "key", "says"),
     [
         pytest.param(with_(budget__monthlyUsd=50000), "budget.monthlyUsd", "50,000", id="budget"),
         pytest.param(
-            with_(fleet__maxSize=100, fleet__onDemandBase=100),
+            with_(fleet__maxSize=100, fleet__onDemandBase=100, budget__monthlyUsd=1000),
             "fleet.onDemandBase",
             "100 on-demand instances",
             id="on-demand",

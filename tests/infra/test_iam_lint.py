@@ -26,7 +26,7 @@ KNOWN_FALSE_POSITIVES: dict[tuple[str, str, str], str] = {
             "a role's trust policy names a Principal and no Resource by design (IAM User "
             "Guide, role trust policies); parliament lints it as an identity policy"
         )
-        for role in ("fleet-worker", "cost-brake", "guards-quarantine")
+        for role in ("fleet-worker", "cost-brake", "cost-meter", "guards-quarantine")
     },
     ("guards-quarantine", "policy", "CREDENTIALS_EXPOSURE"): (
         "iam:UpdateAccessKey is the quarantine's job: it deactivates the leaked key"

@@ -265,11 +265,18 @@ def test_brake_is_wired_to_the_budget_and_the_alarm(built: Built) -> None:
     burn = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "burn-rate").inputs
     assert brake_topic in burn["alarmActions"]
     assert burn["dimensions"] == {"AutoScalingGroupName": names(config).asg}
-    # One sliding 6-hour window (CloudWatch's default evaluation window) of per-minute samples
-    # summed: instance-minutes. The full fleet must be able to cross it, or it never fires.
-    assert (burn["statistic"], burn["period"], burn["evaluationPeriods"]) == ("Sum", 21600, 1)
-    assert burn["threshold"] == config.budget.brake_instance_hours * 60
-    assert burn["threshold"] < config.fleet.max_size * 6 * 60
+    # The meter's month-to-date spend, one datapoint per meter run, against the whole budget.
+    assert (burn["namespace"], burn["metricName"]) == ("spotcube", "FleetMonthToDateUsd")
+    assert (burn["statistic"], burn["period"], burn["evaluationPeriods"]) == ("Maximum", 600, 1)
+    assert burn["threshold"] == config.budget.monthly_usd
+    assert burn["comparisonOperator"] == "GreaterThanThreshold"
+    meter = program.one("aws:lambda/function:Function", "meter").inputs
+    env = meter["environment"]["variables"]
+    assert env["ASG_NAME"] == names(config).asg
+    assert float(env["SPOT_BOUND_USD"]) == pytest.approx(config.budget.spot_bound_usd, abs=1e-6)
+    assert int(env["ON_DEMAND_BASE"]) == config.fleet.on_demand_base
+    rule = program.one("aws:cloudwatch/eventRule:EventRule", "meter").inputs
+    assert rule["scheduleExpression"] == "rate(10 minutes)"
     function = program.one("aws:lambda/function:Function", "brake")
     assert function.inputs["handler"] == "brake.handler"
     assert function.inputs["environment"]["variables"]["ASG_NAME"] == names(config).asg
@@ -290,7 +297,7 @@ def test_health_rule_in_us_east_1_invokes_quarantine(built: Built) -> None:
     assert pattern["detail"]["eventTypeCode"] == ["AWS_RISK_CREDENTIALS_EXPOSED"]
     function = program.one("aws:lambda/function:Function", "quarantine")
     assert function.inputs["region"] == "us-east-1"
-    target = program.one("aws:cloudwatch/eventTarget:EventTarget").inputs
+    target = program.one("aws:cloudwatch/eventTarget:EventTarget", "exposed-keys").inputs
     assert (target["region"], target["rule"], target["arn"]) == (
         "us-east-1",
         rule.outputs["name"],

@@ -16,9 +16,9 @@ from typing import Any
 
 import boto3
 
-from infra.budget import BURN_WINDOW_SECONDS
+from infra.budget import METER_PERIOD_SECONDS
 from infra.guards import health_event_pattern, launch_guard_policy
-from infra.lambdas import LAMBDA_DIR
+from infra.lambdas import LAMBDA_DIR, meter
 from infra.naming import StackNames
 from spotcube.local.motoserver import LOCAL_CREDENTIALS
 from spotcube.stack import StackOutputs
@@ -60,7 +60,7 @@ def deploy(
     owner: str = "alice",
     stack: str = "sandbox",
     max_size: int = 10,
-    brake_instance_hours: float = 50.0,
+    brake_threshold_usd: float | None = None,
     actual_usd: float = 0.0,
     limit_usd: float = 200.0,
     brake_state: str = "OK",
@@ -134,13 +134,13 @@ def deploy(
     alarm = "cost-burn-rate-3f1c2aa"  # Pulumi's auto-name: physical name + random suffix
     client("cloudwatch", endpoint).put_metric_alarm(
         AlarmName=alarm,
-        Namespace="AWS/AutoScaling",
-        MetricName="GroupInServiceInstances",
+        Namespace=meter.NAMESPACE,
+        MetricName=meter.METRIC,
         Dimensions=[{"Name": "AutoScalingGroupName", "Value": names.asg}],
-        Statistic="Sum",  # of 1-minute samples: instance-minutes in the window
-        Period=BURN_WINDOW_SECONDS,
+        Statistic="Maximum",
+        Period=METER_PERIOD_SECONDS,
         EvaluationPeriods=1,
-        Threshold=brake_instance_hours * 60,
+        Threshold=limit_usd if brake_threshold_usd is None else brake_threshold_usd,
         ComparisonOperator="GreaterThanThreshold",
         TreatMissingData="notBreaching",
         AlarmActions=[topic],

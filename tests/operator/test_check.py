@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from infra.lambdas import LAMBDA_DIR
+from infra.lambdas import LAMBDA_DIR, meter
 from infra.lambdas import brake as brake_module
 from spotcube.account.postdeploy import (
     check_brake_dry_run,
@@ -193,33 +193,30 @@ def test_brake_dry_run_through_the_handler(env: str, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize(
-    ("brake_hours", "expected"),
-    [(50.0, Status.PASS), (62.5, Status.FAIL)],
-    ids=["reachable", "issue-11-example-unreachable"],
+    ("threshold", "expected"),
+    [(200.0, Status.PASS), (400.0, Status.FAIL)],
+    ids=["the-budget", "stale-budget"],
 )
-def test_burn_alarm_must_be_reachable(
-    env: str, tmp_path: Path, brake_hours: float, expected: Status
+def test_spend_alarm_fires_at_the_configured_budget(
+    env: str, tmp_path: Path, threshold: float, expected: Status
 ) -> None:
-    """Sum of 1-minute GroupInServiceInstances samples over the 6-hour window: 10 instances
-    reach 3600 instance-minutes (60 instance-hours). Issue 11 item 11: the example config's
-    62.5 instance-hours could never be reached.
-    """
-    stack = deploy(env, brake_instance_hours=brake_hours)
+    """The month-to-date alarm brakes above the whole budget (ADR 0002); one deployed with
+    another budget (here twice the config's $200) lets the fleet overspend unseen."""
+    stack = deploy(env, brake_threshold_usd=threshold)
     results = by_name(check_brake_wiring(Aws(REGION), stack.outputs, config_for(tmp_path)))
     assert results["brake topic"].status is Status.PASS
     alarm = results[f"alarm {stack.alarm}"]
     assert alarm.status is expected, alarm
     if expected is Status.FAIL:
-        assert "threshold 3750 is unreachable" in alarm.detail
-        assert "at most 3600 per 360 min" in alarm.detail
+        assert "threshold $400.00 is not the budget's $200.00" in alarm.detail
 
 
 def test_alarm_blind_without_group_metrics(env: str, tmp_path: Path) -> None:
-    """Without the group's metrics collection the alarm sees no data and never fires."""
+    """Without the group's metrics collection the meter prices nothing and never brakes."""
     stack = deploy(env, group_metrics=False)
     results = by_name(check_brake_wiring(Aws(REGION), stack.outputs, config_for(tmp_path)))
     assert results[f"alarm {stack.alarm}"].status is Status.FAIL
-    assert "does not publish GroupInServiceInstances" in results[f"alarm {stack.alarm}"].detail
+    assert "does not publish GroupTotalInstances" in results[f"alarm {stack.alarm}"].detail
 
 
 def test_brake_topic_without_permission(env: str, tmp_path: Path) -> None:
@@ -363,7 +360,7 @@ def test_what_check_looks_for_is_what_infra_declares(tmp_path: Path) -> None:
     infra renames the brake, the worker log group or the quarantine Lambda, or changes the
     brake's budget notification or alarm, this fails before a user's `spotcube check` does.
     """
-    from spotcube.account.postdeploy import max_metric_value
+    from spotcube.account.postdeploy import _judge_meter_alarm
     from spotcube.account.resume import is_brake, is_rearm
     from spotcube.account.stackparts import (
         brake_function_name,
@@ -405,11 +402,13 @@ def test_what_check_looks_for_is_what_infra_declares(tmp_path: Path) -> None:
     assert burn, "no alarm on the fleet's group"
     for alarm in burn:
         shaped = {
+            "Namespace": alarm.inputs.get("namespace"),
             "MetricName": alarm.inputs.get("metricName"),
-            "Statistic": alarm.inputs.get("statistic"),
-            "Period": alarm.inputs.get("period"),
+            "Threshold": alarm.inputs.get("threshold"),
         }
-        assert max_metric_value(shaped, config.fleet.max_size) is not None, shaped
+        # check judges the declared alarm as the meter's and finds nothing wrong with it.
+        assert (shaped["Namespace"], shaped["MetricName"]) == (meter.NAMESPACE, meter.METRIC)
+        assert _judge_meter_alarm(shaped, {meter.SOURCE_METRIC}, config) is None, shaped
 
 
 @pytest.mark.parametrize(

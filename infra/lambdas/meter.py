@@ -1,0 +1,175 @@
+"""The spend meter: what the fleet has cost this month at most, published for the brake's alarm.
+
+AWS Budgets see a cost hours after it is incurred (ADR 0002), and a CloudWatch alarm can look
+back at most seven days, never "since the first of the month". So a scheduled Lambda (every
+``METER_MINUTES``) reads the group's ``GroupTotalInstances`` since 00:00 UTC on the first of the
+month (AWS Budgets' monthly period), prices every instance-minute at the most it can cost, and
+publishes the total as ``spotcube/FleetMonthToDateUsd``; the alarm fires when that exceeds the
+monthly budget. The pricing and the threshold live here only: the stack deploys them
+(infra/budget.py) and the month simulator evaluates them (spotcube/brakesim.py).
+
+The most an instance-hour can cost: on-demand for the group's on-demand base, and for spot
+``min(on-demand, fleet.maxSpotPrice)`` -- a spot instance is never charged above its maximum
+price, which defaults to the on-demand price (EC2 User Guide, "Spot Instance pricing").
+``GroupTotalInstances`` counts pending and terminating instances too (they bill), sampled every
+minute (EC2 Auto Scaling User Guide, "Amazon CloudWatch metrics for Amazon EC2 Auto Scaling"),
+so an hour's ``Sum`` is that hour's instance-minutes. Within an hour at most
+``60 x onDemandBase`` of them are on-demand (the base is filled first), which bounds the hour's
+cost from above without knowing which minutes they were.
+
+Environment: ``ASG_NAME``, ``ON_DEMAND_USD``, ``SPOT_BOUND_USD``, ``ON_DEMAND_BASE``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+NAMESPACE = "spotcube"
+METRIC = "FleetMonthToDateUsd"
+METER_MINUTES = 10  # the schedule; also the alarm's period (one datapoint per run)
+SOURCE_METRIC = "GroupTotalInstances"
+
+
+def spot_bound_usd(on_demand_usd: float, max_spot_price: float | None) -> float:
+    """The most a spot instance-hour of the group is charged."""
+    return on_demand_usd if max_spot_price is None else min(on_demand_usd, max_spot_price)
+
+
+def priced_usd(
+    hourly_instance_minutes: Iterable[float],
+    *,
+    on_demand_usd: float,
+    spot_bound_usd: float,
+    on_demand_base: int,
+) -> float:
+    """Upper bound of what the instance-minutes of each hour bucket cost, in USD."""
+    total = 0.0
+    for minutes in hourly_instance_minutes:
+        on_demand = min(minutes, 60.0 * on_demand_base)
+        total += (on_demand * on_demand_usd + (minutes - on_demand) * spot_bound_usd) / 60.0
+    return total
+
+
+def brake_threshold_usd(monthly_usd: float) -> float:
+    """The alarm brakes when the month's priced spend exceeds this (GreaterThanThreshold).
+
+    The whole budget: a month whose fleet fits the budget at the price bound never reaches it,
+    and the overshoot of one that does not is what the fleet spends while the brake acts
+    (:func:`reaction_minutes`), checked against ``BRAKE_MARGIN`` by infra/config.py.
+    """
+    return monthly_usd
+
+
+# How long after the priced spend crosses the threshold the fleet can go on billing: the
+# metric's publication delay (group metrics arrive within about 2 minutes; 5 allowed), one
+# meter period, the alarm's evaluation (every minute), SNS and the Lambda (1), then the
+# lifecycle hook's grace and the instance's shutdown (2).
+METRIC_DELAY_MINUTES = 5
+ALARM_MINUTES = 1
+ACTION_MINUTES = 1
+SHUTDOWN_MINUTES = 2
+# A fleet may stop this much above the budget, as a share of it; config refuses budgets
+# too small for the fleet to stop within it.
+BRAKE_MARGIN = 0.05
+# Capacity rebalancing may exceed the group's maximum by up to 10 % (EC2 Auto Scaling User
+# Guide, "Capacity Rebalancing").
+REBALANCE_HEADROOM = 0.10
+
+
+def reaction_minutes(checkpoint_grace_seconds: int) -> float:
+    return (
+        METRIC_DELAY_MINUTES
+        + METER_MINUTES
+        + ALARM_MINUTES
+        + ACTION_MINUTES
+        + checkpoint_grace_seconds / 60.0
+        + SHUTDOWN_MINUTES
+    )
+
+
+def max_overshoot_usd(
+    *,
+    max_size: int,
+    on_demand_usd: float,
+    spot_bound_usd: float,
+    on_demand_base: int,
+    checkpoint_grace_seconds: int,
+) -> float:
+    """The most the fleet spends between crossing the threshold and being gone."""
+    instances = max_size * (1 + REBALANCE_HEADROOM)
+    per_hour = (
+        min(on_demand_base, instances) * on_demand_usd
+        + max(instances - on_demand_base, 0) * spot_bound_usd
+    )
+    return per_hour * reaction_minutes(checkpoint_grace_seconds) / 60.0
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _hourly_minutes(cloudwatch: Any, asg_name: str, start: datetime, end: datetime) -> list[float]:
+    values: list[float] = []
+    kwargs: dict[str, Any] = {
+        "MetricDataQueries": [
+            {
+                "Id": "minutes",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/AutoScaling",
+                        "MetricName": SOURCE_METRIC,
+                        "Dimensions": [{"Name": "AutoScalingGroupName", "Value": asg_name}],
+                    },
+                    "Period": 3600,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        "StartTime": start,
+        "EndTime": end,
+    }
+    while True:
+        page = cloudwatch.get_metric_data(**kwargs)
+        for result in page["MetricDataResults"]:
+            values.extend(float(v) for v in result.get("Values", []))
+        token = page.get("NextToken")
+        if not token:
+            return values
+        kwargs["NextToken"] = token
+
+
+def handler(
+    event: dict[str, Any], context: Any = None, *, cloudwatch: Any = None
+) -> dict[str, Any]:
+    if cloudwatch is None:
+        import boto3
+
+        cloudwatch = boto3.client("cloudwatch")
+    asg_name = os.environ["ASG_NAME"]
+    now = datetime.now(UTC)
+    minutes = _hourly_minutes(cloudwatch, asg_name, month_start(now), now)
+    usd = priced_usd(
+        minutes,
+        on_demand_usd=float(os.environ["ON_DEMAND_USD"]),
+        spot_bound_usd=float(os.environ["SPOT_BOUND_USD"]),
+        on_demand_base=int(os.environ.get("ON_DEMAND_BASE", "0")),
+    )
+    cloudwatch.put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": METRIC,
+                "Dimensions": [{"Name": "AutoScalingGroupName", "Value": asg_name}],
+                "Timestamp": now,
+                "Value": usd,
+                "Unit": "None",
+            }
+        ],
+    )
+    report = {"asg": asg_name, "month_to_date_usd": round(usd, 4), "hours": len(minutes)}
+    print(json.dumps(report))
+    return report
