@@ -23,6 +23,7 @@ Environment: ``ASG_NAME``, ``ON_DEMAND_USD``, ``SPOT_BOUND_USD``, ``ON_DEMAND_BA
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -46,12 +47,21 @@ def priced_usd(
     spot_bound_usd: float,
     on_demand_base: int,
 ) -> float:
-    """Upper bound of what the instance-minutes of each hour bucket cost, in USD."""
+    """Upper bound of what the instance-minutes of each hour bucket cost, in whole cents.
+
+    Rounded down to the cent, like the budget's limit: a sum of per-minute prices carries
+    float rounding (552.96 comes out as 552.9600000000002) that must not brake a run which
+    fits its budget to the cent (tests/spotsim/test_brakesim.py, month boundary).
+    """
     total = 0.0
     for minutes in hourly_instance_minutes:
         on_demand = min(minutes, 60.0 * on_demand_base)
         total += (on_demand * on_demand_usd + (minutes - on_demand) * spot_bound_usd) / 60.0
-    return total
+    return math.floor(total * 100 + CENT_TOLERANCE) / 100
+
+
+# A millionth of a cent: far below any price, far above a float sum's rounding error.
+CENT_TOLERANCE = 1e-6
 
 
 def brake_threshold_usd(monthly_usd: float) -> float:
@@ -76,8 +86,13 @@ SHUTDOWN_MINUTES = 2
 # too small for the fleet to stop within it.
 BRAKE_MARGIN = 0.05
 # Capacity rebalancing may exceed the group's maximum by up to 10 % (EC2 Auto Scaling User
-# Guide, "Capacity Rebalancing").
-REBALANCE_HEADROOM = 0.10
+# Guide, "Capacity Rebalancing"); a fraction of an instance is a whole one.
+REBALANCE_HEADROOM_PERCENT = 10
+
+
+def most_instances(max_size: int) -> int:
+    """The most instances the group can run: its maximum plus rebalancing's headroom."""
+    return max_size + -(-max_size * REBALANCE_HEADROOM_PERCENT // 100)
 
 
 def reaction_minutes(checkpoint_grace_seconds: int) -> float:
@@ -100,7 +115,7 @@ def max_overshoot_usd(
     checkpoint_grace_seconds: int,
 ) -> float:
     """The most the fleet spends between crossing the threshold and being gone."""
-    instances = max_size * (1 + REBALANCE_HEADROOM)
+    instances = most_instances(max_size)
     per_hour = (
         min(on_demand_base, instances) * on_demand_usd
         + max(instances - on_demand_base, 0) * spot_bound_usd
