@@ -89,6 +89,7 @@ def brake_policy(*, region: str, account_id: str, asg_name: str, alerts_topic_ar
                     "Sid": "ScaleOwnGroupToZero",
                     "Effect": "Allow",
                     "Action": [
+                        "autoscaling:CreateOrUpdateTags",
                         "autoscaling:UpdateAutoScalingGroup",
                         "autoscaling:SetInstanceProtection",
                     ],

@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import FleetConfig
+from infra.iam import braked_group_statement
 from infra.naming import PROJECT, StackNames
 from infra.tags import asg_tags, cost_tags, launch_tag_specifications
 
@@ -130,6 +131,11 @@ def worker_policy(
             ],
             "Resource": [asg_arn_pattern(region, account_id, asg_name)],
         },
+        # Once braked, a worker between jobs must not protect itself again (it would survive
+        # desired=0 while jobs keep coming), nor stretch its lifecycle hook past the grace.
+        braked_group_statement(
+            ["autoscaling:SetInstanceProtection", "autoscaling:RecordLifecycleActionHeartbeat"]
+        ),
         {
             "Sid": "WriteLogs",
             "Effect": "Allow",
@@ -303,7 +309,11 @@ class SpotFleet(pulumi.ComponentResource):
             metrics_granularity="1Minute",
             tags=asg_tags(names),
             # Scaling policies and the brake own the desired capacity, not `pulumi up`.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
+            # The brake and `spotcube down` own min and max too: a `pulumi up --refresh` must
+            # not release the brake without re-arming the budget (ADR 0002).
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["desiredCapacity", "minSize", "maxSize"]
+            ),
         )
         # A resource of its own, not the group's initial_lifecycle_hooks: those apply only
         # when the group is created, so a later checkpointGraceSeconds would be ignored

@@ -33,7 +33,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.fleet import assume_role_policy
-from infra.iam import lambda_notify_and_log_statements
+from infra.iam import BRAKE_TAG, braked_group_statement, lambda_notify_and_log_statements
 from infra.lambdas import LAMBDA_DIR
 from infra.lambdas.quarantine import DEFAULT_POLICY_ARN, EVENT_TYPE
 from infra.naming import PROJECT, StackNames
@@ -63,12 +63,37 @@ SIDE_DOOR_ACTIONS = [
     "autoscaling:CreateLaunchConfiguration",
     "autoscaling:AttachInstances",
 ]
+# Auto Scaling writes that raise capacity past the group's maximum, change what it launches,
+# launch for the caller, or hide instances from the meter and the brake. Each is in the
+# Service Authorization Reference, "Actions, resources, and condition keys for Amazon EC2 Auto
+# Scaling" (tests/infra/test_program.py cites each line's reason; parliament checks names).
+CAPACITY_ACTIONS = [
+    "autoscaling:PutScheduledUpdateGroupAction",  # MaxSize at a time, recurring
+    "autoscaling:BatchPutScheduledUpdateGroupAction",
+    "autoscaling:StartInstanceRefresh",  # DesiredConfiguration: another template or types
+    "autoscaling:RollbackInstanceRefresh",  # back to an earlier template
+    "autoscaling:PutScalingPolicy",  # predictive IncreaseMaxCapacity raises MaxSize
+    "autoscaling:PutWarmPool",  # running or stopped instances beside the group
+    "autoscaling:LaunchInstances",  # launches into the group for the caller
+    "autoscaling:PutLifecycleHook",  # a long hook keeps braked instances billing
+    "autoscaling:SuspendProcesses",  # suspending Terminate makes the brake's desired=0 moot
+    "autoscaling:DisableMetricsCollection",  # the meter reads GroupTotalInstances
+    "autoscaling:DetachInstances",  # a detached instance runs on, outside group and meter
+    "autoscaling:EnterStandby",  # standby instances bill but are not GroupTotalInstances
+    "ec2:ImportInstance",  # VM import launches an instance
+    "ec2:RunScheduledInstances",
+]
+BRAKE_TAG_ACTIONS = ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"]
 # Commitments bill whether or not anything runs.
 COMMITMENT_ACTIONS = [
     "ec2:PurchaseReservedInstancesOffering",
     "ec2:PurchaseHostReservation",
     "ec2:AllocateHosts",
     "ec2:CreateCapacityReservation",
+    "ec2:CreateCapacityReservationFleet",
+    "ec2:PurchaseCapacityBlock",
+    "ec2:PurchaseScheduledInstances",
+    "ec2:AcceptReservedInstancesExchangeQuote",
     "savingsplans:CreateSavingsPlan",
 ]
 # Ways a guarded key could make an identity that carries no guard.
@@ -190,6 +215,20 @@ def launch_guard_policy(
             "Condition": {
                 "ForAnyValue:StringNotEquals": {"autoscaling:InstanceTypes": sorted(instance_types)}
             },
+        },
+        {
+            "Sid": "DenyGroupCapacityDoors",
+            "Effect": "Deny",
+            "Action": CAPACITY_ACTIONS,
+            "Resource": "*",
+        },
+        braked_group_statement(),
+        {
+            "Sid": "DenyTouchingTheBrakeTag",
+            "Effect": "Deny",
+            "Action": BRAKE_TAG_ACTIONS,
+            "Resource": "*",
+            "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": [BRAKE_TAG]}},
         },
         {"Sid": "DenyCommitments", "Effect": "Deny", "Action": COMMITMENT_ACTIONS, "Resource": "*"},
         {

@@ -26,3 +26,30 @@ def lambda_notify_and_log_statements(
             ],
         },
     ]
+
+
+# The brake tags the group; while the tag is on, nothing a guarded key or a worker does
+# brings capacity or scale-in protection back (ADR 0002). Only `spotcube resume`, run by the
+# deploying identity, removes it after re-arming the budget.
+BRAKE_TAG = "spotcube:brake"
+BRAKE_TAG_VALUE = "on"
+BRAKED_GROUP_ACTIONS = [
+    "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:ExecutePolicy",
+    "autoscaling:SetInstanceProtection",
+    "autoscaling:ExitStandby",
+    "autoscaling:ResumeProcesses",
+    "autoscaling:RecordLifecycleActionHeartbeat",
+]
+
+
+def braked_group_statement(actions: list[str] | None = None) -> dict[str, Any]:
+    """Deny ``actions`` on a group the brake has tagged (aws:ResourceTag on autoScalingGroup)."""
+    return {
+        "Sid": "DenyReleasingTheBrake",
+        "Effect": "Deny",
+        "Action": BRAKED_GROUP_ACTIONS if actions is None else actions,
+        "Resource": "*",
+        "Condition": {"StringEquals": {f"aws:ResourceTag/{BRAKE_TAG}": BRAKE_TAG_VALUE}},
+    }

@@ -9,9 +9,12 @@ Invoked with ``{"dry_run": true}`` (``spotcube check``) it changes nothing and r
 would do: each group, its current sizes, the sizes it would set and the instances whose
 scale-in protection it would lift.
 
-The brake changes the group outside Pulumi, so a plain ``pulumi up`` sees no difference and
-does not release it: Pulumi compares the program with its last recorded state, which still
-says max N. Releasing takes a refresh first (``spotcube resume``, or ``pulumi up --refresh``).
+Before resizing, the brake tags the group ``spotcube:brake=on``. While the tag is on, the
+launch guard (guarded keys) and the worker role deny every call that would bring capacity or
+scale-in protection back (infra/iam.py), so a worker between jobs cannot protect itself again
+and a stolen key cannot undo the brake. Pulumi ignores the group's sizes, so ``pulumi up``
+(with or without ``--refresh``) does not release it either: only ``spotcube resume``, run by
+the deploying identity, removes the tag, after re-arming the budget's notification.
 
 Environment: ``ASG_NAME``, ``ALERTS_TOPIC_ARN`` (optional).
 """
@@ -26,9 +29,15 @@ import boto3
 
 _BATCH = 50  # SetInstanceProtection accepts at most 50 instance ids per call
 BRAKED = {"min": 0, "max": 0, "desired": 0}
+# infra/iam.py BRAKE_TAG / BRAKE_TAG_VALUE (this file is deployed alone, so repeated here;
+# tests/infra/test_brake.py checks they agree).
+BRAKE_TAG = "spotcube:brake"
+BRAKE_TAG_VALUE = "on"
 RELEASE_HINT = (
-    "To resume, check the bill, then run `spotcube resume` (or `pulumi up --refresh`): a "
-    "plain `pulumi up` does not see the change the brake made and restores nothing."
+    "To resume, check the bill, then run `spotcube resume` with the identity that runs "
+    "`pulumi up`: it re-arms the budget's brake, removes the spotcube:brake tag and restores "
+    "the group. Nothing else releases it: `pulumi up` ignores the group's sizes, and guarded "
+    "keys and workers are denied while the tag is on."
 )
 
 
@@ -84,6 +93,18 @@ def plan_brake(asg_name: str, autoscaling: Any) -> dict[str, Any]:
 def apply_brake(asg_name: str, autoscaling: Any) -> dict[str, Any]:
     """Set min, max and desired capacity to zero and lift scale-in protection."""
     planned = plan_brake(asg_name, autoscaling)
+    # The tag first: from here on workers cannot re-protect themselves (infra/fleet.py).
+    autoscaling.create_or_update_tags(
+        Tags=[
+            {
+                "ResourceId": asg_name,
+                "ResourceType": "auto-scaling-group",
+                "Key": BRAKE_TAG,
+                "Value": BRAKE_TAG_VALUE,
+                "PropagateAtLaunch": False,
+            }
+        ]
+    )
     if planned["resize"]:
         autoscaling.update_auto_scaling_group(
             AutoScalingGroupName=asg_name, MinSize=0, MaxSize=0, DesiredCapacity=0

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.config import MAX_BUDGET_EMAILS, StackConfig
+from infra.iam import BRAKE_TAG, BRAKE_TAG_VALUE
 from spotcube.account.preflight import BUDGET_MAX_NOTIFICATIONS
 from spotcube.account.session import Aws
 from spotcube.account.stackparts import brake_function_arn, brake_topics, burn_alarms
@@ -222,6 +223,19 @@ def apply_resume(aws: Aws, plan: ResumePlan, *, account_id: str, emails: tuple[s
             StateValue="OK",
             StateReason="spotcube resume: re-armed after the operator released the brake",
         )
-    aws.client("autoscaling").update_auto_scaling_group(
+    autoscaling = aws.client("autoscaling")
+    # Last before the group grows: while the tag is on, guarded keys and workers are denied
+    # capacity and protection (infra/iam.py); removing it is the release.
+    autoscaling.delete_tags(
+        Tags=[
+            {
+                "ResourceId": plan.asg,
+                "ResourceType": "auto-scaling-group",
+                "Key": BRAKE_TAG,
+                "Value": BRAKE_TAG_VALUE,
+            }
+        ]
+    )
+    autoscaling.update_auto_scaling_group(
         AutoScalingGroupName=plan.asg, MinSize=0, MaxSize=plan.target_max
     )

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from infra import iam
 from infra.lambdas import brake
 from spotcube.local.motoserver import local_client
 from tests.infra.lambda_env import published, topic_with_inbox
@@ -94,18 +95,21 @@ def test_budget_notification_scales_the_group_to_zero(cloud: str, fleet: dict[st
     (notice,) = published(cloud, fleet["inbox"])
     assert ASG in notice["Subject"]
     assert "spotcube resume" in notice["Message"]
-    assert "pulumi up --refresh" in notice["Message"]
+    # A refresh restores the group but does not re-arm the budget: not a release (issue 20).
+    assert "pulumi up --refresh" not in notice["Message"]
+    tags = {t["Key"]: t["Value"] for t in after["Tags"]}  # type: ignore[attr-defined]
+    assert tags[iam.BRAKE_TAG] == iam.BRAKE_TAG_VALUE  # what the deny statements look for
 
 
-def test_a_plain_pulumi_up_is_not_offered_as_the_release() -> None:
-    """Pulumi diffs the program against its recorded state, not against AWS: after the brake
-    set MaxSize 0 outside Pulumi, the state still says N and a plain `pulumi up` sees no
-    change. `pulumi refresh` (or `pulumi up --refresh`) reads the real group first (Pulumi
-    CLI docs, pulumi refresh / pulumi up --refresh). The Lambda's message says so."""
+def test_only_resume_is_offered_as_the_release() -> None:
+    """`pulumi up --refresh` restores the group without re-arming the budget's notification
+    (AWS Budgets notify once per period): the message offers `spotcube resume` only, and the
+    tag it names is the one the deny statements test (the Lambda ships alone, so it repeats
+    infra/iam.py's constants)."""
     hint = brake.RELEASE_HINT
-    assert "--refresh" in hint
-    assert "plain `pulumi up`" in hint
-    assert "restores nothing" in hint
+    assert "--refresh" not in hint
+    assert "spotcube resume" in hint
+    assert (brake.BRAKE_TAG, brake.BRAKE_TAG_VALUE) == (iam.BRAKE_TAG, iam.BRAKE_TAG_VALUE)
 
 
 def test_dry_run_reports_what_it_would_do_and_changes_nothing(

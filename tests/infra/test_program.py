@@ -204,10 +204,18 @@ def test_worker_role_is_least_privilege(built: Built) -> None:
     policy = statements(
         program.one("aws:iam/rolePolicy:RolePolicy", "fleet-worker").inputs["policy"]
     )
-    for statement in policy:
-        assert statement["Effect"] == "Allow"
+    allows = [s for s in policy if s["Effect"] == "Allow"]
+    for statement in allows:
         assert "*" not in statement["Resource"]
         assert not any(a.endswith("*") for a in statement["Action"])
+    # The one Deny: once the brake tagged the group, a worker between jobs cannot protect
+    # itself again, nor hold its lifecycle hook past the grace (issue 20).
+    (deny,) = [s for s in policy if s["Effect"] == "Deny"]
+    assert set(deny["Action"]) == {
+        "autoscaling:SetInstanceProtection",
+        "autoscaling:RecordLifecycleActionHeartbeat",
+    }
+    assert deny["Condition"] == {"StringEquals": {"aws:ResourceTag/spotcube:brake": "on"}}
     writes = [s for s in policy if "s3:PutObject" in s["Action"]]
     assert [s["Resource"] for s in writes] == [
         [f"arn:aws:s3:::{names(config).products_bucket}/runs/*"]
@@ -445,6 +453,91 @@ def test_group_launches_a_pinned_template_version(built: Built) -> None:
     group = program.one("aws:autoscaling/group:Group").inputs
     spec = group["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"]
     assert spec["version"] == "1"  # the template's latest version, as a number
+
+
+# Every Auto Scaling write (botocore's model of the API) that a guarded key must not make,
+# with why; the Service Authorization Reference, "Actions, resources, and condition keys for
+# Amazon EC2 Auto Scaling" (docs.aws.amazon.com/service-authorization/latest/reference/
+# list_amazonec2autoscaling.html) lists each as an action of the autoScalingGroup resource.
+DENIED_ALWAYS = {
+    "PutScheduledUpdateGroupAction": "MaxSize/DesiredCapacity at a time; a recurrence "
+    "re-raises it after the one-shot brake (SAR lists autoscaling:MaxSize for it)",
+    "BatchPutScheduledUpdateGroupAction": "the same, several at once",
+    "StartInstanceRefresh": "DesiredConfiguration swaps the launch template and instance "
+    "types, with no autoscaling:InstanceTypes key to condition on",
+    "RollbackInstanceRefresh": "goes back to an earlier launch template",
+    "PutScalingPolicy": "predictive scaling's IncreaseMaxCapacity raises MaxSize itself",
+    "PutWarmPool": "a warm pool keeps running or stopped instances beside the group",
+    "LaunchInstances": "launches instances into the group for the caller",
+    "PutLifecycleHook": "a long hook keeps braked instances billing",
+    "SuspendProcesses": "suspending Terminate makes desired=0 terminate nothing",
+    "DisableMetricsCollection": "blinds the spend meter (GroupTotalInstances)",
+    "DetachInstances": "a detached instance runs on outside the group and the meter",
+    "EnterStandby": "standby instances bill but are not in GroupTotalInstances",
+    "AttachInstances": "adds any instance to the group",
+    "CreateAutoScalingGroup": "a second group, outside the meter",
+    "CreateLaunchConfiguration": "another launch configuration",
+}
+DENIED_WHILE_BRAKED = {
+    "UpdateAutoScalingGroup": "restores MaxSize (bounded by the guard's MaxSize otherwise)",
+    "SetDesiredCapacity": "restores capacity",
+    "ExecutePolicy": "runs a scaling policy",
+    "SetInstanceProtection": "a protected instance survives desired=0",
+    "ExitStandby": "returns an instance to service",
+    "ResumeProcesses": "undoes a suspension",
+    "RecordLifecycleActionHeartbeat": "holds a terminating instance past the grace",
+}
+HARMLESS = {
+    "AttachLoadBalancerTargetGroups": "traffic, not capacity",
+    "AttachLoadBalancers": "traffic, not capacity",
+    "AttachTrafficSources": "traffic, not capacity",
+    "DetachLoadBalancerTargetGroups": "traffic, not capacity",
+    "DetachLoadBalancers": "traffic, not capacity",
+    "DetachTrafficSources": "traffic, not capacity",
+    "BatchDeleteScheduledAction": "removes scheduled capacity",
+    "DeleteScheduledAction": "removes scheduled capacity",
+    "CancelInstanceRefresh": "stops a refresh",
+    "CompleteLifecycleAction": "lets a terminating instance go",
+    "DeleteAutoScalingGroup": "removes capacity",
+    "DeleteLaunchConfiguration": "removes a configuration",
+    "DeleteLifecycleHook": "instances then end without the grace: less billing",
+    "DeleteNotificationConfiguration": "notifications only",
+    "DeletePolicy": "removes a scaling policy",
+    "DeleteWarmPool": "removes instances",
+    "EnableMetricsCollection": "more metrics",
+    "PutAccountSetting": "account defaults for instance-refresh lifecycle policy display",
+    "PutNotificationConfiguration": "notifications only",
+    "SetInstanceHealth": "marking unhealthy replaces within the group's sizes",
+    "TerminateInstanceInAutoScalingGroup": "ends an instance (it may decrement desired)",
+    "CreateOrUpdateTags": "denied for the brake's tag key (DenyTouchingTheBrakeTag)",
+    "DeleteTags": "denied for the brake's tag key (DenyTouchingTheBrakeTag)",
+}
+
+
+def test_every_auto_scaling_write_is_judged(built: Built) -> None:
+    """A generator, not a list: every write operation botocore knows for Auto Scaling is either
+    denied to guarded keys (always, or while braked) or named harmless with a reason. A new
+    API (as LaunchInstances was) fails this test until someone decides."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("autoscaling")
+    writes = {o for o in model.operation_names if not o.startswith(("Describe", "Get"))}
+    judged = set(DENIED_ALWAYS) | set(DENIED_WHILE_BRAKED) | set(HARMLESS)
+    assert writes - judged == set()
+    _, program = built
+    guard = program.one("aws:iam/policy:Policy", "launch-guard")
+    by_sid = {s["Sid"]: s for s in statements(guard.inputs["policy"])}
+    unconditional = {
+        a for s in by_sid.values() if "Condition" not in s for a in s.get("Action", [])
+    }
+    for op in DENIED_ALWAYS:
+        assert f"autoscaling:{op}" in unconditional, op
+    braked = by_sid["DenyReleasingTheBrake"]
+    assert braked["Condition"] == {"StringEquals": {"aws:ResourceTag/spotcube:brake": "on"}}
+    assert {f"autoscaling:{op}" for op in DENIED_WHILE_BRAKED} <= set(braked["Action"])
+    tag = by_sid["DenyTouchingTheBrakeTag"]
+    assert tag["Condition"] == {"ForAnyValue:StringEquals": {"aws:TagKeys": ["spotcube:brake"]}}
+    assert set(tag["Action"]) == {"autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"}
 
 
 def test_launch_guard_closes_the_side_doors(built: Built) -> None:
