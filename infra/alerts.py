@@ -58,7 +58,9 @@ class AlertTopic(pulumi.ComponentResource):
         topic = aws.sns.Topic(
             f"{name}-topic", name=args.topic_name, tags=cost_tags(args.names), opts=child
         )
-        aws.sns.TopicPolicy(
+        # Kept: AWS Budgets can subscribe the topic only once this lets it publish, so the
+        # budget depends on it (a first deploy would otherwise race).
+        self.policy = aws.sns.TopicPolicy(
             f"{name}-publishers",
             arn=topic.arn,
             policy=pulumi.Output.all(topic.arn, account_id).apply(

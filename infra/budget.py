@@ -46,6 +46,8 @@ class CostGuardArgs:
     alerts_topic_arn: pulumi.Input[str]
     account_id: pulumi.Input[str]
     on_demand_base: int = 0
+    # The alerts topic's policy (lets AWS Budgets publish): the budget waits for it.
+    alerts_topic_policy: pulumi.Resource | None = None
 
 
 def budget_notifications(
@@ -251,7 +253,13 @@ class CostGuard(pulumi.ComponentResource):
                 args.alerts_topic_arn, brake_topic.topic_arn, args.budget.emails
             ),
             tags=cost_tags(names),
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[
+                    brake_topic.policy,
+                    *([args.alerts_topic_policy] if args.alerts_topic_policy else []),
+                ],
+            ),
         )
         function_name = f"{names.asg}-brake"
         log_group = aws.cloudwatch.LogGroup(

@@ -22,6 +22,7 @@ from infra.lambdas.meter import (
     BRAKE_MARGIN,
     brake_threshold_usd,
     max_overshoot_usd,
+    most_instances,
     spot_bound_usd,
 )
 from infra.lifecycle import (
@@ -54,6 +55,11 @@ MAX_BUDGET_USD = 100_000
 MAX_BUDGET_EMAILS = 10
 
 # The fast brake prices the fleet's month at most (infra/lambdas/meter.py, ADR 0002).
+# `spotcube bake --target aws` runs one build instance of packer/variables.pkr.hcl's
+# spot_instance_types (*.large: 2 vCPUs); a margin of one xlarge.
+BAKE_VCPUS = 4
+# Consecutive minutes the account's vCPUs must exceed guards.accountVcpus before the alarm.
+VCPU_ALARM_MINUTES = 3
 
 # Valid but dangerous values: accepted, with a warning on every `pulumi up`.
 WARN_BUDGET_USD = 5_000
@@ -69,6 +75,7 @@ _OWNER = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _INSTANCE_TYPE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+)$")
 
 CHECKPOINT_TAG = contracts.CHECKPOINT_TAG  # workers tag checkpoint objects with it
@@ -178,7 +185,7 @@ DEFAULTS: dict[str, Any] = {
     "region": "us-east-1",
     "ami": "latest",
     "variant": DEFAULT_VARIANT,
-    "budget": {"monthlyUsd": None, "emails": [], "brakeInstanceHours": None},
+    "budget": {"monthlyUsd": None, "emails": []},
     "fleet": {
         "instanceTypes": ["m6i.4xlarge", "m6a.4xlarge", "m5.4xlarge", "m5a.4xlarge", "m7i.4xlarge"],
         "maxSize": 10,
@@ -205,10 +212,17 @@ DEFAULTS: dict[str, Any] = {
     "guards": {"accountVcpus": None},
 }
 
+# Keys of earlier releases, with what replaced them.
+REMOVED_KEYS = {
+    "budget.brakeInstanceHours": (
+        "was removed: the brake now fires when the fleet's month-to-date spend exceeds "
+        "budget.monthlyUsd (docs/adr/0002-budget-brake.md); delete the key"
+    ),
+}
+
 # Keys whose null means something ("none", "keep", "computed"), not "use the default".
 NULLABLE = frozenset(
     {
-        "budget.brakeInstanceHours",
         "fleet.maxSpotPrice",
         "data.rawBucket",
         "data.checkpointExpireDays",
@@ -257,7 +271,9 @@ class _Collector:
             self.add(key, "must be an object (YAML mapping); see Pulumi.example.yaml")
             return merged
         for name in value:
-            if name not in default:
+            if f"{key}.{name}" in REMOVED_KEYS:
+                self.add(f"{key}.{name}", REMOVED_KEYS[f"{key}.{name}"])
+            elif name not in default:
                 self.add(f"{key}.{name}", did_you_mean(str(name), list(default)))
         for name, given in value.items():
             if name not in default:
@@ -422,7 +438,13 @@ def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
 def _parse_guards(c: _Collector, g: dict[str, Any], fleet: FleetConfig) -> GuardsConfig:
     fleet_vcpus = fleet.max_size * fleet.shape.vcpus
     if g["accountVcpus"] is None:
-        return GuardsConfig(account_vcpus=fleet_vcpus)
+        # Honest days run above maxSize x vCPUs: capacity rebalancing launches up to 10 %
+        # over the maximum before the old instances end (held by the lifecycle hook), and a
+        # bake adds its build instance. The alarm also wants VCPU_ALARM_MINUTES of excess,
+        # longer than a spot instance's 2-minute notice, so an interrupted instance and its
+        # replacement overlapping for a moment do not page.
+        honest = most_instances(fleet.max_size) * fleet.shape.vcpus + BAKE_VCPUS
+        return GuardsConfig(account_vcpus=honest)
     account_vcpus = c.integer(
         "guards.accountVcpus",
         g["accountVcpus"],
@@ -574,12 +596,6 @@ def _parse_budget(c: _Collector, b: dict[str, Any], fleet: FleetConfig) -> Budge
     for email in emails:
         if not _EMAIL.match(email):
             c.add("budget.emails", f"{email!r} is not an email address like name@example.org")
-    if b["brakeInstanceHours"] is not None:
-        c.add(
-            "budget.brakeInstanceHours",
-            "was removed: the brake now fires when the fleet's month-to-date spend exceeds "
-            "budget.monthlyUsd (docs/adr/0002-budget-brake.md); delete the key",
-        )
     on_demand = on_demand_hourly(fleet.shape) if fleet.shape.vcpus else 0.0
     spot = spot_bound_usd(on_demand, fleet.max_spot_price)
     overshoot = max_overshoot_usd(
@@ -685,7 +701,23 @@ def _parse_data(c: _Collector, d: dict[str, Any]) -> DataConfig:
         not isinstance(raw_bucket, str) or not _BUCKET.match(raw_bucket)
     ):
         c.add("data.rawBucket", f"{raw_bucket!r} is not an S3 bucket name; omit it to create one")
-    raw_prefix = str(d["rawPrefix"] or "")
+    elif raw_bucket is not None and _IP_ADDRESS.match(raw_bucket):
+        # S3 User Guide, "General purpose bucket naming rules": "Bucket names must not be
+        # formatted as an IP address (for example, 192.168.5.4)".
+        c.add(
+            "data.rawBucket",
+            f"{raw_bucket!r} is formatted as an IP address, which S3 bucket names may not be; "
+            "give the archive bucket's real name",
+        )
+    raw_prefix_raw = d["rawPrefix"]
+    if raw_prefix_raw is not None and not isinstance(raw_prefix_raw, str):
+        c.add(
+            "data.rawPrefix",
+            f'{raw_prefix_raw!r} is not one prefix: give a string such as "phase1/" '
+            "(one prefix per stack)",
+        )
+        raw_prefix_raw = ""
+    raw_prefix = raw_prefix_raw or ""
     if raw_prefix.startswith("/"):
         c.add("data.rawPrefix", "must not start with '/' (S3 keys have no leading slash)")
     products_intent = _intent(c, "data.products", d["products"], "runs/")

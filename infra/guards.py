@@ -32,6 +32,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.config import VCPU_ALARM_MINUTES
 from infra.fleet import assume_role_policy
 from infra.iam import BRAKE_TAG, braked_group_statement, lambda_notify_and_log_statements
 from infra.lambdas import LAMBDA_DIR
@@ -427,7 +428,8 @@ class KeyLeakGuard(pulumi.ComponentResource):
                 f"{args.account_vcpus} expected (spotcube:guards.accountVcpus)"
             ),
             metric_queries=vcpu_alarm_queries(),
-            evaluation_periods=1,
+            evaluation_periods=VCPU_ALARM_MINUTES,
+            datapoints_to_alarm=VCPU_ALARM_MINUTES,
             threshold=args.account_vcpus,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",

@@ -16,7 +16,14 @@ from infra.config import QueueConfig
 from infra.naming import StackNames
 from infra.tags import cost_tags
 
-RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: a paused (braked) run keeps its jobs
+# A message keeps its original enqueue timestamp when it moves to the dead-letter queue, so
+# the DLQ must keep messages longer than the source queue or a job that fails late expires
+# there at once (SQS Developer Guide, "Using dead-letter queues": "always set the retention
+# period of a dead-letter queue to be longer than the retention period of the original
+# queue"). The DLQ keeps the SQS maximum, 14 days; the job queue 10, so a job failing on its
+# last day still waits 4 days for someone to read why, and a braked run keeps its jobs 10 days.
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+JOB_RETENTION_SECONDS = 10 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class JobQueue(pulumi.ComponentResource):
         dlq = aws.sqs.Queue(
             f"{name}-dlq",
             name=names.dead_letter_queue,
-            message_retention_seconds=RETENTION_SECONDS,
+            message_retention_seconds=DLQ_RETENTION_SECONDS,
             sqs_managed_sse_enabled=True,
             tags=cost_tags(names),
             opts=child,
@@ -50,7 +57,7 @@ class JobQueue(pulumi.ComponentResource):
         jobs = aws.sqs.Queue(
             f"{name}-jobs",
             name=names.job_queue,
-            message_retention_seconds=RETENTION_SECONDS,
+            message_retention_seconds=JOB_RETENTION_SECONDS,
             visibility_timeout_seconds=args.queue.visibility_timeout_seconds,
             receive_wait_time_seconds=20,  # long polling: fewer empty (billed) receives
             sqs_managed_sse_enabled=True,

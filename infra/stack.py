@@ -158,6 +158,7 @@ def build(config: StackConfig) -> dict[str, Any]:
             alerts_topic_arn=alerts.topic_arn,
             account_id=account,
             on_demand_base=config.fleet.on_demand_base,
+            alerts_topic_policy=alerts.policy,
         ),
         # The brake acts on the group by name: it must exist before the brake can fire.
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[fleet]),

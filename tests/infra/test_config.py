@@ -260,6 +260,20 @@ def test_comma_separated_lists_are_accepted() -> None:
             id="inf-price",
         ),
         pytest.param(
+            with_(data__rawBucket="mwa-archive", data__rawPrefix=["phase1/"]),
+            "data.rawPrefix",
+            "is not one prefix",
+            id="raw-prefix-list-not-stringified",
+        ),
+        pytest.param(
+            # S3 User Guide, "General purpose bucket naming rules": not formatted as an IP
+            # address (for example, 192.168.5.4).
+            with_(data__rawBucket="192.168.5.4"),
+            "data.rawBucket",
+            "formatted as an IP address",
+            id="raw-bucket-ip-address",
+        ),
+        pytest.param(
             with_(budget__brakeInstanceHours=60),
             "budget.brakeInstanceHours",
             "was removed",

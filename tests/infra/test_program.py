@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,41 @@ def test_worker_role_is_least_privilege(built: Built) -> None:
     lifecycle = next(s for s in policy if "autoscaling:CompleteLifecycleAction" in s["Action"])
     assert lifecycle["Resource"][0].endswith(f"autoScalingGroupName/{names(config).asg}")
     assert "autoscaling:SetInstanceProtection" in lifecycle["Action"]
+
+
+def test_dead_letter_queue_outlives_the_job_queue(built: Built) -> None:
+    """A message keeps its original enqueue timestamp when it moves to the DLQ (SQS Developer
+    Guide, "Using dead-letter queues"): the DLQ's retention must be longer, within SQS's
+    maximum of 14 days (1,209,600 s)."""
+    _, program = built
+    jobs = program.one("aws:sqs/queue:Queue", "jobs").inputs["messageRetentionSeconds"]
+    dlq = program.one("aws:sqs/queue:Queue", "dlq").inputs["messageRetentionSeconds"]
+    assert jobs < dlq <= 1_209_600
+    assert dlq - jobs >= 3 * 86400  # a job failing on its last day is readable for days
+
+
+def test_budget_waits_for_the_topics_that_let_it_publish(built: Built) -> None:
+    """AWS Budgets must be allowed to publish to a topic before a notification can name it;
+    the budget depends on both topics' policies, so a first deploy cannot race."""
+    _, program = built
+    budget = program.one("aws:budgets/budget:Budget")
+    assert set(program.depends_on[budget.name]) >= {
+        "cost-brake-publishers",
+        "alerts-publishers",
+    }
+
+
+def test_account_vcpu_alarm_leaves_room_for_honest_days(built: Built) -> None:
+    """Rebalancing may run 10 % over maxSize (rounded up to an instance) and a bake adds a
+    build instance; the default threshold covers both, and three consecutive minutes over it
+    are needed, longer than a spot instance's 2-minute notice."""
+    config, program = built
+    alarm = program.one("aws:cloudwatch/metricAlarm:MetricAlarm", "account-vcpus").inputs
+    vcpus = config.fleet.shape.vcpus
+    max_size = config.fleet.max_size
+    honest_peak = (max_size + math.ceil(max_size / 10)) * vcpus + 2  # one *.large bake
+    assert alarm["threshold"] >= honest_peak
+    assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (3, 3)
 
 
 def test_queue_is_encrypted_with_a_dead_letter_alarm(built: Built) -> None:
