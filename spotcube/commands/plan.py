@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from spotcube.errors import CloudUnreachableError, RefusedError, UsageError
@@ -79,6 +80,12 @@ def register(subparsers: Any) -> None:
         help="compare with buying a cluster of the fleet's size (USD, then USD per year for "
         "power, cooling, staff): break-even time, Sabater et al. 2017 eq. 1",
     )
+    parser.add_argument(
+        "--budget-config",
+        type=Path,
+        metavar="FILE",
+        help="a stack's Pulumi.<stack>.yaml: say whether the run fits its budget and brake",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--plot", metavar="FILE", help="draw cost/turnaround against rate")
     add_stack_arguments(parser)
@@ -114,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
         print(planning.render_table(plan), end="")
         if verdict is not None:
             print(verdict.describe())
+        if args.budget_config is not None:
+            from spotcube.account import brakefit, stackconfig
+
+            config = stackconfig.from_file(args.budget_config)
+            print("\n".join(brakefit.plan_lines(config, plan.strategies)))
     if args.plot:
         from pathlib import Path
 

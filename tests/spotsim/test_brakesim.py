@@ -132,3 +132,25 @@ def test_budget_too_small_for_the_fleet_is_refused_with_the_amount() -> None:
     brakesim.stack_config(least, max_size=40)
     with pytest.raises(ConfigError, match=r"give at least \$"):
         brakesim.stack_config(least - 1, max_size=40)
+
+
+def test_plan_verdict_agrees_with_the_brake() -> None:
+    """`spotcube plan --budget-config` says what to set; set it and the simulated run is not
+    braked, one dollar less and it is."""
+    from spotcube.account.brakefit import brake_fit
+
+    probe = _seed_run(10_000.0)
+    hours = float(probe.month.counts.sum()) / 60
+    small = brakesim.stack_config(200.0)
+    verdict = brake_fit(small, instance_hours=hours, turnaround_hours=100.0)
+    assert not verdict.fits
+    assert not brake_fit(
+        brakesim.stack_config(verdict.least_budget_usd - 1),
+        instance_hours=hours,
+        turnaround_hours=100.0,
+    ).fits
+    assert not _seed_run(verdict.least_budget_usd).braked
+    assert _seed_run(verdict.least_budget_usd - 1).braked
+    assert verdict.spot_cap_usd is not None
+    capped = brakesim.stack_config(200.0, max_spot_price=verdict.spot_cap_usd)
+    assert brake_fit(capped, instance_hours=hours, turnaround_hours=100.0).fits
