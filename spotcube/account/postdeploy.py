@@ -32,7 +32,6 @@ from spotcube.account.stackparts import (
     burn_alarms,
     quarantine_function_name,
     stack_prefix,
-    worker_log_group,
 )
 from spotcube.stack import StackOutputs
 
@@ -561,37 +560,57 @@ def check_health_rule(aws: Aws, outputs: StackOutputs) -> CheckResult:
 def check_worker_logs(
     aws: Aws, outputs: StackOutputs, *, since: datetime | None = None
 ) -> CheckResult:
-    """Workers' logs reach CloudWatch Logs (after ``since`` when a self-test ran)."""
+    """Workers' logs reach where they are kept (after ``since`` when a self-test ran).
+
+    Workers ship each attempt's log to the products bucket (payload/logship.py,
+    ``runs/<run>/obs/<obs>/logs/attempt-<n>.log``), not to CloudWatch Logs: the image runs
+    no log agent. ``spotcube logs <run>`` reads them.
+    """
     name = "worker logs"
-    group = worker_log_group(outputs)
-    logs = aws.client("logs")
+    bucket = outputs.products_bucket
+    newest: dict[str, Any] | None = None
+    pages = (
+        aws.client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=bucket, Prefix="runs/", PaginationConfig={"MaxItems": LOG_SCAN_KEYS})
+    )
     try:
-        streams = logs.describe_log_streams(
-            logGroupName=group, orderBy="LastEventTime", descending=True, limit=1
-        )["logStreams"]
+        for page in pages:
+            for obj in page.get("Contents", []):
+                if LOG_KEY_PART in obj["Key"] and (
+                    newest is None or obj["LastModified"] > newest["LastModified"]
+                ):
+                    newest = obj
     except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
+        if error_code(exc) != "NoSuchBucket":
             raise
-        return failed(name, f"log group {group} does not exist", "`pulumi up`")
-    if not streams or "lastEventTimestamp" not in streams[0]:
+        return failed(name, f"products bucket {bucket} does not exist", "`pulumi up`")
+    if newest is None:
         result = skipped if since is None else failed
         return result(
             name,
-            f"{group} has no log events yet: no worker has run",
-            "run `spotcube check --selftest 1` to see a worker's logs arrive (a few cents)",
+            f"no attempt log under s3://{bucket}/runs/ yet: no worker has run",
+            "run `spotcube check --selftest 1` to see a worker ship its log (a few cents)",
         )
-    last = datetime.fromtimestamp(streams[0]["lastEventTimestamp"] / 1000, tz=UTC)
+    last = newest["LastModified"]
     age_h = (datetime.now(UTC) - last).total_seconds() / 3600
     if since is not None and last < since:
         return failed(
             name,
-            f"no worker logged since the self-test started ({last:%Y-%m-%d %H:%M} UTC last)",
-            "check the instance's CloudWatch agent and the worker unit (docs/infra.md)",
+            f"no worker shipped a log since the self-test started ({last:%Y-%m-%d %H:%M} UTC last)",
+            "on an instance, `journalctl -u spotcube-worker` shows why the worker did not "
+            "start or could not write to the products bucket",
         )
-    detail = f"last event {age_h:.1f} h ago in {streams[0]['logStreamName']}"
+    detail = f"last log {age_h:.1f} h ago: s3://{bucket}/{newest['Key']}"
     if since is None and age_h > LOGS_FRESH_HOURS:
-        return warned(name, detail, "fine if the fleet has been idle; else see docs/infra.md")
+        return warned(name, detail, "fine if the fleet has been idle; `spotcube logs <run>`")
     return passed(name, detail)
+
+
+# The worker's shipped logs (payload/layout.py ObsLayout.log); a check lists at most this many
+# keys under runs/ (one ListObjectsV2 page is 1,000).
+LOG_KEY_PART = "/logs/attempt-"
+LOG_SCAN_KEYS = 20_000
 
 
 def run_check(

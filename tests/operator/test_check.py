@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -268,22 +268,28 @@ def test_health_rule_target_and_state(env: str) -> None:
     assert "AWS_RISK_CREDENTIALS_EXPOSED" in result.detail
 
 
-def test_worker_logs(env: str) -> None:
+def test_worker_logs_are_read_where_workers_ship_them(env: str) -> None:
+    """Workers ship attempt logs to the products bucket (payload/logship.py); the image runs no
+    CloudWatch agent, so the check reads S3 (issue 20: it could never pass on CloudWatch)."""
+    from payload.layout import ObsLayout
+
     stack = deploy(env)
     aws = Aws(REGION)
+    s3 = client("s3", env)
+    bucket = stack.outputs.products_bucket
+    s3.create_bucket(Bucket=bucket)
     assert check_worker_logs(aws, stack.outputs).status is Status.SKIP
-    logs = client("logs", env)
-    group = f"/spotcube/{stack.names.prefix}/workers"
-    logs.create_log_stream(logGroupName=group, logStreamName="i-0abc/worker")
-    now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    logs.put_log_events(
-        logGroupName=group,
-        logStreamName="i-0abc/worker",
-        logEvents=[{"timestamp": now_ms, "message": "worker started"}],
-    )
-    assert check_worker_logs(aws, stack.outputs).status is Status.PASS
-    later = datetime.fromtimestamp(now_ms / 1000 + 60, tz=UTC)
-    assert check_worker_logs(aws, stack.outputs, since=later).status is Status.FAIL
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    key = ObsLayout("run-1", "obs-1").log(1)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"worker started\n")
+    result = check_worker_logs(aws, stack.outputs)
+    assert result.status is Status.PASS
+    assert key in result.detail
+    assert check_worker_logs(aws, stack.outputs, since=before).status is Status.PASS
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    late = check_worker_logs(aws, stack.outputs, since=later)
+    assert late.status is Status.FAIL
+    assert "journalctl -u spotcube-worker" in late.fix
 
 
 def test_selftest_times_out_with_the_likely_causes(env: str) -> None:
