@@ -19,6 +19,12 @@ VARIANT_TAG = "spotcube:variant"
 DEFAULT_VARIANT = "default"
 VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
+
+def image_config_hint(variant: str) -> str:
+    """What `spotcube bake` needs besides the region to bake ``variant``."""
+    return "" if variant == DEFAULT_VARIANT else f" --image-config <the file naming {variant}>"
+
+
 # S3 general purpose bucket names are 3..63 characters and global across every AWS account
 # of a partition (S3 User Guide, "General purpose bucket naming rules").
 MAX_BUCKET_NAME = 63

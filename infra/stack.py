@@ -17,7 +17,7 @@ from infra.budget import CostGuard, CostGuardArgs
 from infra.config import StackConfig, StackSetupError
 from infra.fleet import FleetArgs, SpotFleet
 from infra.guards import KeyLeakGuard, KeyLeakGuardArgs
-from infra.naming import DEFAULT_VARIANT, PROJECT, VARIANT_TAG
+from infra.naming import PROJECT, VARIANT_TAG, image_config_hint
 from infra.network import Network, NetworkArgs, zones_for_fleet
 from infra.queue import JobQueue, JobQueueArgs
 from infra.storage import Storage, StorageArgs
@@ -74,14 +74,10 @@ def ami_id(config: StackConfig, provider: aws.Provider) -> str:
         raise StackSetupError(
             f"spotcube:ami: 'latest' found no available AMI tagged Project={PROJECT} and "
             f"{VARIANT_TAG}={config.variant} in {config.region} owned by this account; run "
-            f"`spotcube bake --region {config.region}{_image_config_hint(config.variant)}` "
+            f"`spotcube bake --region {config.region}{image_config_hint(config.variant)}` "
             "first, or set spotcube:ami to an AMI id"
         )
     return str(found.ids[0])
-
-
-def _image_config_hint(variant: str) -> str:
-    return "" if variant == DEFAULT_VARIANT else f" --image-config <the file naming {variant}>"
 
 
 def account_id(provider: aws.Provider) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from infra.config import MAX_BUDGET_EMAILS, StackConfig
-from infra.naming import PROJECT
+from infra.naming import PROJECT, VARIANT_TAG, image_config_hint
 from spotcube.account.results import CheckResult, Status, failed, passed, skipped, warned
 from spotcube.account.session import Aws, error_code, error_message, first_call, run_checks
 
@@ -220,10 +220,13 @@ def check_ami(aws: Aws, config: StackConfig, root: Path | None) -> CheckResult:
         return passed(name, f"{config.ami} has this checkout's content hash {digest.short}")
     # `ami: latest` is the newest available AMI of the account tagged Project=spotcube
     # (infra/stack.py), which need not be the one baked from this checkout.
+    # Same filters as infra/stack.py ami_id: the variant too, or preflight passes where
+    # `pulumi up` then stops (issue 20).
     tagged = ec2.describe_images(
         Owners=["self"],
         Filters=[
             {"Name": "tag:Project", "Values": [PROJECT]},
+            {"Name": f"tag:{VARIANT_TAG}", "Values": [config.variant]},
             {"Name": "state", "Values": ["available"]},
         ],
     )["Images"]
@@ -231,8 +234,9 @@ def check_ami(aws: Aws, config: StackConfig, root: Path | None) -> CheckResult:
         return failed(
             name,
             f"no available AMI of this account in {config.region} is tagged "
-            f"Project={PROJECT}: `pulumi up` with ami: latest would stop",
-            f"{bake} (10-20 minutes, a few cents)",
+            f"Project={PROJECT} and {VARIANT_TAG}={config.variant}: `pulumi up` with "
+            "ami: latest would stop",
+            f"{bake}{image_config_hint(config.variant)} (10-20 minutes, a few cents)",
         )
     newest = max(tagged, key=lambda i: i.get("CreationDate", ""))
     tags = {t["Key"]: t["Value"] for t in newest.get("Tags", [])}

@@ -80,7 +80,7 @@ def use_recordings(monkeypatch: pytest.MonkeyPatch, *names: str) -> Iterator[Rep
         yield server
 
 
-def bake_image(endpoint: str, region: str = "us-east-1") -> str:
+def bake_image(endpoint: str, region: str = "us-east-1", variant: str = "default") -> str:
     """An AMI of this account tagged the way `spotcube bake --target aws` tags it."""
     ec2 = client("ec2", endpoint, region)
     image = ec2.register_image(
@@ -91,6 +91,7 @@ def bake_image(endpoint: str, region: str = "us-east-1") -> str:
         Tags=[
             {"Key": CONTENT_HASH_TAG, "Value": content_hash(repo_root()).hexdigest},
             {"Key": "Project", "Value": "spotcube"},
+            {"Key": "spotcube:variant", "Value": variant},
         ],
     )
     return str(image)
@@ -406,3 +407,19 @@ def test_bad_config_file_is_a_usage_error(
     assert expected in captured.err
     assert captured.out == ""
     assert "Traceback" not in captured.err
+
+
+def test_latest_image_must_be_of_the_stacks_variant(aws_env: str, tmp_path: Path) -> None:
+    """`ami: latest` picks the newest AMI tagged Project=spotcube *and* spotcube:variant=<the
+    stack's variant> (infra/stack.py ami_id); an image of another variant alone would let
+    preflight pass where `pulumi up` stops (issue 20)."""
+    from spotcube.account.preflight import check_ami
+
+    config = from_file(write_config(tmp_path))
+    assert config.variant == "default"
+    bake_image(aws_env, variant="radio-tools")
+    other_only = check_ami(Aws("us-east-1"), config, repo_root())
+    assert other_only.status is Status.FAIL
+    assert "spotcube:variant=default" in other_only.detail
+    bake_image(aws_env)
+    assert check_ami(Aws("us-east-1"), config, repo_root()).status is Status.PASS
