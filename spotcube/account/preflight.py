@@ -463,6 +463,36 @@ def _group_types(group: dict[str, Any]) -> list[str]:
     return [o["InstanceType"] for o in policy.get("Overrides", []) if "InstanceType" in o]
 
 
+# What the stack creates in us-east-1 whatever its region: AWS Health delivers
+# AWS_RISK_CREDENTIALS_EXPOSED there only, so the EventBridge rule and the quarantine Lambda
+# live there (infra/guards.py). One read of each service there, with the same credentials,
+# meets an Organization's region-deny SCP (aws:RequestedRegion) the way the create would.
+US_EAST_1_READS = (
+    ("events", "list_rules", {"Limit": 1}),
+    ("lambda", "list_functions", {"MaxItems": 1}),
+)
+
+
+def check_us_east_1(aws: Aws) -> CheckResult:
+    """The key-leak guard's us-east-1 parts are not refused by a region restriction."""
+    name = "us-east-1 for the key-leak guard"
+    for service, call, kwargs in US_EAST_1_READS:
+        try:
+            getattr(aws.client(service, region="us-east-1"), call)(**kwargs)
+        except ClientError as exc:
+            if not error_code(exc).startswith("AccessDenied"):
+                raise
+            return failed(
+                name,
+                f"{service}:{call} in us-east-1 is denied ({error_message(exc)}): `pulumi up` "
+                "cannot create the AWS Health rule and the quarantine Lambda there",
+                "ask your Organization's administrator to exempt events:*, lambda:* and "
+                "logs:* in us-east-1 from the region restriction for this account (AWS Health "
+                "reports exposed keys in us-east-1 only)",
+            )
+    return passed(name, "EventBridge and Lambda answer in us-east-1")
+
+
 def run_preflight(aws: Aws, config: StackConfig, root: Path | None) -> list[CheckResult]:
     """Every preflight check, in the order a reader fixes them."""
     account = first_call(aws, lambda: caller(aws))  # ends the command if unusable
@@ -483,6 +513,7 @@ def run_preflight(aws: Aws, config: StackConfig, root: Path | None) -> list[Chec
 
     checks: list[tuple[str, Callable[[], CheckResult | list[CheckResult]]]] = [
         ("region", lambda: check_region(aws, config)),
+        ("us-east-1 for the key-leak guard", lambda: check_us_east_1(aws)),
         ("instance types offered", lambda: check_instance_types(aws, config)),
         ("other spotcube stacks", stacks),
         ("vCPU quotas", lambda: check_vcpu_quotas(aws, config, shared_vcpus)),

@@ -423,3 +423,32 @@ def test_latest_image_must_be_of_the_stacks_variant(aws_env: str, tmp_path: Path
     assert "spotcube:variant=default" in other_only.detail
     bake_image(aws_env)
     assert check_ami(Aws("us-east-1"), config, repo_root()).status is Status.PASS
+
+
+def test_region_restriction_on_us_east_1_is_reported(aws_env: str) -> None:
+    """An Organization SCP that denies regions other than approved ones refuses the key-leak
+    guard's us-east-1 parts (the Health rule and the quarantine Lambda). The denial is the
+    error AWS returns for an SCP's explicit deny (IAM User Guide, "Troubleshoot access denied
+    error messages": "... with an explicit deny in a service control policy")."""
+    from botocore.stub import Stubber
+
+    from spotcube.account.preflight import check_us_east_1
+
+    aws = Aws("eu-west-1")
+    assert check_us_east_1(aws).status is Status.PASS  # moto answers: nothing restricts it
+    events = aws.client("events", region="us-east-1")
+    with Stubber(events) as stub:
+        stub.add_client_error(
+            "list_rules",
+            service_error_code="AccessDeniedException",
+            service_message=(
+                "User: arn:aws:iam::123456789012:user/alice is not authorized to perform: "
+                "events:ListRules with an explicit deny in a service control policy"
+            ),
+            http_status_code=400,
+        )
+        result = check_us_east_1(aws)
+    assert result.status is Status.FAIL
+    assert "events:list_rules in us-east-1 is denied" in result.detail
+    assert "service control policy" in result.detail
+    assert "us-east-1" in result.fix
