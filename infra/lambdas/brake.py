@@ -90,21 +90,15 @@ def plan_brake(asg_name: str, autoscaling: Any) -> dict[str, Any]:
     }
 
 
-def apply_brake(asg_name: str, autoscaling: Any) -> dict[str, Any]:
-    """Set min, max and desired capacity to zero and lift scale-in protection."""
+def apply_brake(asg_name: str, autoscaling: Any, *, hold: bool = False) -> dict[str, Any]:
+    """Set min, max and desired capacity to zero and lift scale-in protection.
+
+    ``hold`` (the brake, not `spotcube down`) first tags the group so that nothing but
+    `spotcube resume` with the deploying identity brings it back (module docstring).
+    """
     planned = plan_brake(asg_name, autoscaling)
-    # The tag first: from here on workers cannot re-protect themselves (infra/fleet.py).
-    autoscaling.create_or_update_tags(
-        Tags=[
-            {
-                "ResourceId": asg_name,
-                "ResourceType": "auto-scaling-group",
-                "Key": BRAKE_TAG,
-                "Value": BRAKE_TAG_VALUE,
-                "PropagateAtLaunch": False,
-            }
-        ]
-    )
+    if hold:
+        _tag_braked(asg_name, autoscaling)
     if planned["resize"]:
         autoscaling.update_auto_scaling_group(
             AutoScalingGroupName=asg_name, MinSize=0, MaxSize=0, DesiredCapacity=0
@@ -122,6 +116,21 @@ def apply_brake(asg_name: str, autoscaling: Any) -> dict[str, Any]:
         "previous": planned["current"],
         "unprotected": protected,
     }
+
+
+def _tag_braked(asg_name: str, autoscaling: Any) -> None:
+    # The tag first: from here on workers cannot re-protect themselves (infra/fleet.py).
+    autoscaling.create_or_update_tags(
+        Tags=[
+            {
+                "ResourceId": asg_name,
+                "ResourceType": "auto-scaling-group",
+                "Key": BRAKE_TAG,
+                "Value": BRAKE_TAG_VALUE,
+                "PropagateAtLaunch": False,
+            }
+        ]
+    )
 
 
 def dry_run(asg_name: str, autoscaling: Any) -> dict[str, Any]:
@@ -153,7 +162,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if not why:
         return {"changed": False, "skipped": "no alarm or budget notification in the event"}
     asg_name = os.environ["ASG_NAME"]
-    result = apply_brake(asg_name, boto3.client("autoscaling"))
+    result = apply_brake(asg_name, boto3.client("autoscaling"), hold=True)
     result["reasons"] = why
     topic = os.environ.get("ALERTS_TOPIC_ARN")
     if topic and result["changed"]:

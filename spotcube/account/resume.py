@@ -19,10 +19,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from infra.config import MAX_BUDGET_EMAILS, StackConfig
 from infra.iam import BRAKE_TAG, BRAKE_TAG_VALUE
 from spotcube.account.preflight import BUDGET_MAX_NOTIFICATIONS
-from spotcube.account.session import Aws
+from spotcube.account.session import Aws, error_code
 from spotcube.account.stackparts import brake_function_arn, brake_topics, burn_alarms
 from spotcube.errors import RefusedError, UsageError
 from spotcube.stack import StackOutputs
@@ -225,17 +227,32 @@ def apply_resume(aws: Aws, plan: ResumePlan, *, account_id: str, emails: tuple[s
         )
     autoscaling = aws.client("autoscaling")
     # Last before the group grows: while the tag is on, guarded keys and workers are denied
-    # capacity and protection (infra/iam.py); removing it is the release.
-    autoscaling.delete_tags(
-        Tags=[
-            {
-                "ResourceId": plan.asg,
-                "ResourceType": "auto-scaling-group",
-                "Key": BRAKE_TAG,
-                "Value": BRAKE_TAG_VALUE,
-            }
-        ]
+    # capacity and protection (infra/iam.py); removing it is the release. After `spotcube
+    # down` there is no tag, and a guarded user may resume.
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[plan.asg])
+    held = any(
+        t.get("Key") == BRAKE_TAG for g in groups["AutoScalingGroups"] for t in g.get("Tags", [])
     )
+    if held:
+        try:
+            autoscaling.delete_tags(
+                Tags=[
+                    {
+                        "ResourceId": plan.asg,
+                        "ResourceType": "auto-scaling-group",
+                        "Key": BRAKE_TAG,
+                        "Value": BRAKE_TAG_VALUE,
+                    }
+                ]
+            )
+        except ClientError as exc:
+            if not error_code(exc).startswith("AccessDenied"):
+                raise
+            raise RefusedError(
+                f"the brake holds {plan.asg} ({BRAKE_TAG}={BRAKE_TAG_VALUE}) and this identity "
+                "may not release it (the launch guard); the budget is re-armed. Run "
+                "`spotcube resume --profile <the profile that runs pulumi up>`"
+            ) from None
     autoscaling.update_auto_scaling_group(
         AutoScalingGroupName=plan.asg, MinSize=0, MaxSize=plan.target_max
     )

@@ -112,6 +112,26 @@ def test_armed_budget_only_restores_the_group(
     assert rearms(env, stack) == []
 
 
+def test_resume_releases_the_brakes_hold(env: str, tmp_path: Path) -> None:
+    """The brake Lambda tags the group spotcube:brake=on (what the launch guard's and the
+    worker role's denies test); resume removes it, then restores the group."""
+    from infra.iam import BRAKE_TAG
+    from infra.lambdas.brake import apply_brake
+
+    stack = deploy(env, actual_usd=20.0)
+    autoscaling = client("autoscaling", env)
+    apply_brake(stack.names.asg, autoscaling, hold=True)
+
+    def tags() -> dict[str, str]:
+        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[stack.names.asg])
+        return {t["Key"]: t["Value"] for t in group["AutoScalingGroups"][0].get("Tags", [])}
+
+    assert tags()[BRAKE_TAG] == "on"
+    assert main(["resume", *files(tmp_path, stack)]) == 0
+    assert BRAKE_TAG not in tags()
+    assert sizes(env, stack) == (0, 10, 0)
+
+
 def test_ringing_burn_alarm_refuses_unless_forced(
     env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
