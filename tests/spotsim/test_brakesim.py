@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infra.lambdas import meter
 from spotcube import brakesim
@@ -154,3 +156,27 @@ def test_plan_verdict_agrees_with_the_brake() -> None:
     assert verdict.spot_cap_usd is not None
     capped = brakesim.stack_config(200.0, max_spot_price=verdict.spot_cap_usd)
     assert brake_fit(capped, instance_hours=hours, turnaround_hours=100.0).fits
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 44), min_size=1, max_size=300),
+    base=st.integers(0, 5),
+    spot=st.floats(0.01, 0.768),
+)
+def test_meter_price_is_an_upper_bound_of_the_minute_by_minute_bill(
+    counts: list[int], base: int, spot: float
+) -> None:
+    """Independent oracle: bill each minute as the group would be billed (the base's
+    instances on-demand, the rest at the spot bound). The meter, which sees only hourly
+    sums, never prices less (the honest guarantee needs no more), and for a group without
+    an on-demand base it is exact to the cent (the hostile margin needs no less)."""
+    on_demand = 0.768
+    exact = sum(min(n, base) * on_demand + max(n - base, 0) * spot for n in counts) / 60
+    hours = np.add.reduceat(np.array(counts, dtype=float), np.arange(0, len(counts), 60))
+    priced = meter.priced_usd(
+        hours.tolist(), on_demand_usd=on_demand, spot_bound_usd=spot, on_demand_base=base
+    )
+    assert priced >= exact - 0.01  # rounded down to the cent
+    if base == 0:
+        assert priced == pytest.approx(exact, abs=0.01)
