@@ -17,6 +17,9 @@ from typing import Any
 
 from botocore.session import get_session
 
+# The instance table has one home, below the operator CLI that prices it (spotcube.instances).
+from infra.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
+from infra.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, SIZES_NOT_MADE
 from infra.lifecycle import (
     INSTANT_READ_CLASSES,
     MIN_STORAGE_DAYS,
@@ -29,10 +32,6 @@ from infra.lifecycle import (
 )
 from infra.naming import DEFAULT_VARIANT, VARIANT_NAME, StackNames
 from payload import contracts
-
-# The instance table has one home, shared with `spotcube plan`'s prices.
-from spotcube.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
-from spotcube.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, SIZES_NOT_MADE
 
 NAMESPACE = "spotcube"
 
