@@ -192,10 +192,10 @@ def simulated_models(inputs: PlanInputs) -> dict[str, RunModel]:
     recommended = min(
         recommended_interval(inputs.hazard.max_rate, inputs.checkpoint_cost), inputs.runtime
     )
-    return {
-        "spot, manual resubmission": inputs.manual(),
+    return {  # spotcube's own first: a refusal should be about the run the user would make
         "spot, spotcube": inputs.spotcube(),
         "spot, spotcube, recommended interval": inputs.spotcube(recommended),
+        "spot, manual resubmission": inputs.manual(),
     }
 
 
