@@ -121,6 +121,7 @@ def test_every_input_is_refused_or_simulates_within_its_bound(
     argv = ["plan", "--jobs", "3", "--runs", "5", "--runtime", runtime, "--rate", rate]
     argv += ["--interval", interval, "--overhead", overhead, "--checkpoint-cost", cost]
     args = build_parser().parse_args([*argv, "--manual-checkpoints", str(manual)])
+    refusal: SpotcubeError | None
     try:
         inputs = plan_command._inputs(args)
     except SpotcubeError as exc:
