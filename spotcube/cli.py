@@ -16,6 +16,7 @@ import sys
 import traceback
 import urllib.parse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from spotcube import __version__, commands
 from spotcube.errors import ExitStatus, SpotcubeError
@@ -61,8 +62,15 @@ _BUSY = frozenset(
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line like every other error (subparsers inherit)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitStatus.USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spotcube",
         description="Process interferometric observations on AWS spot instances.",
         epilog="Exit status: 0 ok, 1 internal error (a bug; --debug shows it), 2 usage, "

@@ -11,12 +11,10 @@ the profile's ``endpoint_url``): the tests point them at moto's server, users at
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -32,6 +30,7 @@ from botocore.exceptions import (
 )
 
 from spotcube.account.results import CheckResult, failed
+from spotcube.awssession import aws_session
 from spotcube.errors import CloudUnreachableError, RefusedError
 from spotcube.local.motoserver import LOCAL_CREDENTIALS
 
@@ -53,13 +52,6 @@ _BAD_CREDENTIAL_CODES = frozenset(
 _CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2})
 
 
-@functools.cache
-def _boto3_session(profile: str | None) -> boto3.Session:
-    """One session per profile and process: it caches the service models and endpoint
-    rules, which cost about half a second per client to load. Clients name their region."""
-    return boto3.Session(profile_name=profile)
-
-
 def _profile_words(profile: str | None) -> str:
     return f"profile {profile!r}" if profile else "the default credential chain"
 
@@ -76,7 +68,7 @@ class Aws:
 
     def __post_init__(self) -> None:
         try:
-            self._session = _boto3_session(self.profile)
+            self._session = aws_session(self.profile)  # shared with the stack commands
         except ProfileNotFound:
             raise CloudUnreachableError(
                 f"AWS profile {self.profile!r} is not in ~/.aws/config; "

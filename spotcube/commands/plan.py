@@ -287,15 +287,14 @@ def _prices(args: argparse.Namespace) -> Any:
 
 def _aws_prices(args: argparse.Namespace) -> Any:
     """Clients for live prices: AWS, or the local cloud when ``--endpoint`` is given."""
-    import boto3
-
+    from spotcube.awssession import aws_session
     from spotcube.local.motoserver import local_client
     from spotcube.prices import AwsPrices
 
     if args.endpoint:
         # moto serves spot price history but not the Price List API.
         return AwsPrices(local_client("ec2", args.endpoint), None, args.region)
-    session = boto3.Session(region_name=args.region)
+    session = aws_session(args.profile)
     if session.get_credentials() is None:
         raise CloudUnreachableError(
             "--aws-prices needs AWS credentials (none found); omit it to use the embedded "
@@ -303,5 +302,7 @@ def _aws_prices(args: argparse.Namespace) -> Any:
         )
     # the Price List API answers from us-east-1 for every region
     return AwsPrices(
-        session.client("ec2"), session.client("pricing", region_name="us-east-1"), args.region
+        session.client("ec2", region_name=args.region),
+        session.client("pricing", region_name="us-east-1"),
+        args.region,
     )
