@@ -31,7 +31,7 @@ BAD = "!bad-value"
 
 def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
     action = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
-    return dict(action.choices)
+    return dict(action.choices)  # type: ignore[arg-type]
 
 
 def converted_options() -> list[tuple[str, str]]:
