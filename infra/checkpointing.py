@@ -7,7 +7,7 @@ whose expected overhead is at most ``OVERHEAD_ALLOWANCE`` (5 %) above the optimu
 Young's first-order model ``C/τ + λτ/2`` that is ``τ* (k - sqrt(k² - 1))``, 0.73 of Daly's τ*,
 which cuts the work lost per termination by a quarter. On the seed workload (100 x 633 min at
 9 %/h on m5.4xlarge) Daly's τ* models at 1.103x the uninterrupted turnaround and 1.026x its
-cost; this rule at about 1.09x and 1.027x (tests/spotsim/test_stack_interval.py).
+cost; this rule (633 s) at 1.092x and 1.027x (tests/spotsim/test_stack_interval.py).
 
 One rule, used by the stack (``spotcube:fleet.checkpointIntervalSeconds`` defaults to it for
 ``fleet.interruptionPercentPerHour``) and by ``spotcube plan`` (which recommends it and models
