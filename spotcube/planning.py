@@ -64,6 +64,9 @@ MAX_MANUAL_CHECKPOINTS = 10_000
 # 50 keeps that stop out of reach: even a single-segment job (geometric terminations) passes
 # 2,000 with probability e^-40.
 MAX_EXPECTED_TERMINATIONS = 50
+# Checkpoints in one job: past this an interval is a typo (a checkpoint every 2.7 s of a
+# month-long job), and the simulator's segment counts must stay far inside int64.
+MAX_CHECKPOINTS_PER_JOB = 1_000_000
 # The stack's interval when no --config or --interval says otherwise (a stack's default).
 STACK_DEFAULT_INTERVAL_HOURS = stack_interval_seconds(PUBLISHED_PERCENT_PER_HOUR) / 3600
 STACK_DEFAULT_INTERVAL_SOURCE = (
@@ -174,6 +177,14 @@ def check_bounds(inputs: PlanInputs) -> None:
             f"{MAX_MANUAL_CHECKPOINTS}; by hand, a checkpoint every few minutes is spotcube"
         )
     for name, model in simulated_models(inputs).items():
+        if model.segments > MAX_CHECKPOINTS_PER_JOB:
+            rate = inputs.hazard.max_rate
+            best = recommended_interval(rate, inputs.checkpoint_cost) if rate else inputs.runtime
+            advice = _duration(max(best, inputs.runtime / MAX_CHECKPOINTS_PER_JOB))
+            raise ValueError(
+                f"under {name!r} a job would make {model.segments:,} checkpoints, more than "
+                f"{MAX_CHECKPOINTS_PER_JOB:,}; pass --interval {advice} or longer"
+            )
         if expected_terminations(model) > MAX_EXPECTED_TERMINATIONS:
             raise ValueError(_unfinishable(inputs, name, model))
     # Each simulated step makes one attempt in every run: the simulation's time grows with
@@ -192,11 +203,11 @@ def simulated_models(inputs: PlanInputs) -> dict[str, RunModel]:
     recommended = min(
         recommended_interval(inputs.hazard.max_rate, inputs.checkpoint_cost), inputs.runtime
     )
-    return {  # spotcube's own first: a refusal should be about the run the user would make
-        "spot, spotcube": inputs.spotcube(),
-        "spot, spotcube, recommended interval": inputs.spotcube(recommended),
-        "spot, manual resubmission": inputs.manual(),
-    }
+    models = {"spot, spotcube": inputs.spotcube()}  # first: a refusal is about the user's run
+    if recommended > 0:  # 0 (free checkpoints) means "continuously": make_plan simulates no row
+        models["spot, spotcube, recommended interval"] = inputs.spotcube(recommended)
+    models["spot, manual resubmission"] = inputs.manual()
+    return models
 
 
 def expected_terminations(model: RunModel) -> float:
