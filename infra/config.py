@@ -17,7 +17,15 @@ from typing import Any
 
 from botocore.session import get_session
 
-# The instance table has one home, shared with `spotcube plan`'s prices.
+# The instance table has one home, below the operator CLI that prices it (spotcube.instances).
+from infra.checkpointing import (
+    MAX_INTERVAL_SECONDS,
+    MIN_INTERVAL_SECONDS,
+    PUBLISHED_PERCENT_PER_HOUR,
+    stack_interval_seconds,
+)
+from infra.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
+from infra.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, SIZES_NOT_MADE
 from infra.lambdas.meter import (
     BRAKE_MARGIN,
     brake_threshold_usd,
@@ -37,8 +45,6 @@ from infra.lifecycle import (
 )
 from infra.naming import DEFAULT_VARIANT, VARIANT_NAME, StackNames
 from payload import contracts
-from spotcube.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
-from spotcube.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, SIZES_NOT_MADE
 
 NAMESPACE = "spotcube"
 
@@ -132,6 +138,10 @@ class FleetConfig:
     checkpoint_grace_seconds: int
     root_volume_gib: int
     capacity_rebalance: bool
+    # Spot interruptions the fleet's types see, and the checkpoint interval workers get for
+    # it (infra.checkpointing: Young/Daly unless fleet.checkpointIntervalSeconds says otherwise).
+    interruption_percent_per_hour: float = PUBLISHED_PERCENT_PER_HOUR
+    checkpoint_interval_seconds: int = stack_interval_seconds(PUBLISHED_PERCENT_PER_HOUR)
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,8 @@ DEFAULTS: dict[str, Any] = {
         "checkpointGraceSeconds": 300,
         "rootVolumeGib": 50,
         "capacityRebalance": True,
+        "interruptionPercentPerHour": PUBLISHED_PERCENT_PER_HOUR,
+        "checkpointIntervalSeconds": None,  # Young/Daly for interruptionPercentPerHour
     },
     "data": {
         "rawBucket": None,
@@ -224,6 +236,7 @@ REMOVED_KEYS = {
 NULLABLE = frozenset(
     {
         "fleet.maxSpotPrice",
+        "fleet.checkpointIntervalSeconds",
         "data.rawBucket",
         "data.checkpointExpireDays",
         "data.products.expireDays",
@@ -555,7 +568,42 @@ def _parse_fleet(c: _Collector, f: dict[str, Any]) -> FleetConfig:
             fix="use 8..2000 GiB",
         ),
         capacity_rebalance=c.boolean("fleet.capacityRebalance", f["capacityRebalance"]),
+        **_parse_checkpointing(c, f),
     )
+
+
+# The hazard a stack may state: above 90 %/h instances live minutes, and no plan helps.
+MAX_INTERRUPTION_PERCENT_PER_HOUR = 90.0
+
+
+def _parse_checkpointing(c: _Collector, f: dict[str, Any]) -> dict[str, Any]:
+    """The fleet's interruption rate and the checkpoint interval its workers are given."""
+    percent = c.number(
+        "fleet.interruptionPercentPerHour",
+        f["interruptionPercentPerHour"],
+        fix="give the spot interruption probability per hour in percent, e.g. 9 (the "
+        "published m5.4xlarge figure) or what `spotcube report` estimated from a run",
+    )
+    if not 0 <= percent <= MAX_INTERRUPTION_PERCENT_PER_HOUR:
+        c.add(
+            "fleet.interruptionPercentPerHour",
+            f"{percent:g} is outside 0..{MAX_INTERRUPTION_PERCENT_PER_HOUR:g} percent per hour; "
+            "give the fleet's measured or published rate, e.g. 9",
+        )
+        percent = PUBLISHED_PERCENT_PER_HOUR
+    given = f["checkpointIntervalSeconds"]
+    if given is None:
+        interval = stack_interval_seconds(percent)
+    else:
+        interval = c.integer(
+            "fleet.checkpointIntervalSeconds",
+            given,
+            low=MIN_INTERVAL_SECONDS,
+            high=MAX_INTERVAL_SECONDS,
+            fix=f"use {MIN_INTERVAL_SECONDS}..{MAX_INTERVAL_SECONDS} seconds, or omit it for "
+            "the Young/Daly interval of fleet.interruptionPercentPerHour",
+        )
+    return {"interruption_percent_per_hour": percent, "checkpoint_interval_seconds": interval}
 
 
 def _parse_budget(c: _Collector, b: dict[str, Any], fleet: FleetConfig) -> BudgetConfig:

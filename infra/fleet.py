@@ -19,6 +19,7 @@ from infra.config import FleetConfig
 from infra.iam import braked_group_statement
 from infra.naming import PROJECT, StackNames
 from infra.tags import asg_tags, cost_tags, launch_tag_specifications
+from payload.settings import env_name
 
 GP3_BASELINE_IOPS = 3000
 GP3_BASELINE_THROUGHPUT = 125  # MB/s
@@ -232,6 +233,8 @@ class SpotFleet(pulumi.ComponentResource):
                     "SPOTCUBE_PRODUCTS_BUCKET": v[2],
                     "SPOTCUBE_ASG_NAME": names.asg,
                     "SPOTCUBE_LIFECYCLE_HOOK": LIFECYCLE_HOOK,
+                    # the interval the stack's hazard calls for (spotcube:fleet.*, config.py)
+                    env_name("checkpoint_interval"): str(float(fleet.checkpoint_interval_seconds)),
                 }
             )
         )

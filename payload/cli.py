@@ -25,8 +25,13 @@ from payload.outcomes import Outcome
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m payload", description=__doc__)
     parser.add_argument("--version", action="version", version=f"spotcube-payload {__version__}")
+    # One debug flag, named as spotcube's; --traceback stays as its alias for old scripts.
     parser.add_argument(
-        "--traceback", action="store_true", help="on an error, print the Python traceback too"
+        "--debug",
+        "--traceback",
+        dest="debug",
+        action="store_true",
+        help="on an error, print the Python traceback too",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -40,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A :class:`PayloadError` exits with its outcome's code (65 invalid, 69 transient, 75
     preempted), as does a failure of the machine (no space, no memory: 69); anything else
-    is a bug and exits 70 with its innermost frames on the same line. ``--traceback``
-    prints the full traceback after the line.
+    is a bug and exits 70 with its innermost frames on the same line. ``--debug`` (alias
+    ``--traceback``) prints the full traceback after the line.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -62,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args,
             one_line(
                 f"internal error {type(exc).__name__}: {text} (at {frames}); "
-                "rerun with --traceback and report it"
+                "rerun with --debug and report it"
             ),
         )
         return UNEXPECTED_EXIT_CODE
@@ -71,5 +76,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(args: argparse.Namespace, line: str) -> None:
     print(f"payload {args.command}: {line}", file=sys.stderr)
-    if args.traceback:
+    if args.debug:
         traceback.print_exc()

@@ -8,13 +8,28 @@ scales the time-like ones. This module imports nothing heavy, so ``--help`` stay
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 # Seconds between manifest commits while chunks keep arriving (the work a slow link can lose).
 DEFAULT_CHECKPOINT_INTERVAL = 300.0
 DEFAULT_WORKDIR = Path("/var/lib/spotcube/work")
+
+
+ENV_PREFIX = "SPOTCUBE_"
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a :class:`WorkerConfig` field or its option.
+
+    ``checkpoint_interval`` and ``--checkpoint-interval`` both give
+    ``SPOTCUBE_CHECKPOINT_INTERVAL``: the worker reads it, the stack's user data writes it.
+    """
+    name = setting.lstrip("-").replace("-", "_")
+    if name not in {f.name for f in fields(WorkerConfig)}:
+        raise ValueError(f"{setting!r} is not a worker setting (payload.settings.WorkerConfig)")
+    return ENV_PREFIX + name.upper()
 
 
 @dataclass(frozen=True)

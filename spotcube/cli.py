@@ -16,53 +16,22 @@ import sys
 import traceback
 import urllib.parse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from spotcube import __version__, commands
+from spotcube.awserrors import BAD_CREDENTIALS, BUSY, DENIED, MISSING_RESOURCE
 from spotcube.errors import ExitStatus, SpotcubeError
 
-# ClientError codes that mean "these credentials cannot be used here".
-_BAD_CREDENTIALS = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "RequestExpired",
-        "AuthFailure",
-        "InvalidToken",
-    }
-)
-_DENIED = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AllAccessDisabled"}
-)
-# A stack resource that is not where the outputs say: a wrong endpoint or stack.
-_MISSING_RESOURCE = frozenset(
-    {
-        "NoSuchBucket",
-        "QueueDoesNotExist",
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "ValidationError",  # autoscaling: "AutoScalingGroup name not found"
-    }
-)
-_BUSY = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-        "503",
-        "500",
-    }
-)
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line like every other error (subparsers inherit)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitStatus.USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spotcube",
         description="Process interferometric observations on AWS spot instances.",
         epilog="Exit status: 0 ok, 1 internal error (a bug; --debug shows it), 2 usage, "
@@ -176,23 +145,23 @@ def _client_error(err: Exception, where: str, who: str) -> str:
     code = str(response.get("Error", {}).get("Code", ""))
     text = str(response.get("Error", {}).get("Message", "")) or str(err)
     operation = getattr(err, "operation_name", "a request")
-    if code in _BAD_CREDENTIALS:
+    if code in BAD_CREDENTIALS:
         return (
             f"{where} rejected {who} ({code}): refresh them (`aws sso login`, `aws configure`) "
             "or choose another AWS_PROFILE"
         )
-    if code in _DENIED:
+    if code in DENIED:
         return (
             f"{where} denied {operation} to {who} ({code}): they lack the permission, or the "
             "stack's brake or key-quarantine policy is attached to them"
         )
-    if code in _MISSING_RESOURCE or code in ("404", "NotFound"):
+    if code in MISSING_RESOURCE or code in ("404", "NotFound"):
         return (
             f"{where} has no such resource for {operation} ({code}: {text}): check --stack, "
             "--outputs or --endpoint, and that the stack is deployed (`pulumi up`) or the "
             "local cloud is the one `spotcube demo --hold` printed"
         )
-    if code in _BUSY:
+    if code in BUSY:
         return f"{where} is busy or failing ({code} on {operation}); try again in a minute"
     return f"{where} refused {operation} ({code or 'no code'}: {text})"
 

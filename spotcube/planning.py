@@ -11,8 +11,12 @@ Three strategies are simulated with :mod:`spotcube.spotsim` for the same jobs an
     the work plane: automatic requeue ``requeue_delay`` after a termination, a checkpoint every
     ``interval`` of progress (each costing ``checkpoint_cost``), optional on-demand fallback.
 
-and a fourth, spotcube with the Young/Daly interval, when that interval differs from the work
-plane's. Recommendations: the checkpoint interval (Young/Daly at the highest hazard given),
+and a fourth, spotcube with the recommended interval, when it differs from the work plane's.
+The work plane's interval is the one the stack deploys
+(``spotcube:fleet.checkpointIntervalSeconds``, by default
+:func:`infra.checkpointing.stack_interval_seconds` of its interruption rate), read from
+``--config`` or given with ``--interval``. Recommendations: the checkpoint interval
+(:func:`infra.checkpointing.recommended_interval` at the highest hazard given),
 the fleet cap (the smallest that keeps the p90 turnaround within ``--deadline``, by default
 within 10 % of an uncapped fleet's) and the budget (p99 of spotcube's cost plus 20 % for the
 storage, transfer and requests the model leaves out).
@@ -29,6 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from infra.checkpointing import (
+    CHECKPOINT_COST_SECONDS,
+    PUBLISHED_PERCENT_PER_HOUR,
+    recommended_interval,
+    stack_interval_seconds,
+)
 from spotcube import spotsim
 from spotcube.prices import PriceQuote
 from spotcube.spotsim import Hazard, RunModel
@@ -49,6 +59,19 @@ MAX_RUNTIME_HOURS = 24 * 31
 # at such rates says only "use on-demand", which a lower rate says as well.
 MAX_PERCENT_PER_HOUR = 90.0
 MAX_MANUAL_CHECKPOINTS = 10_000
+# A job terminated this often on average finishes in no useful time, and the simulator, which
+# stops at spotsim.MAX_TERMINATIONS_PER_JOB in any one job, would work long before saying so.
+# 50 keeps that stop out of reach: even a single-segment job (geometric terminations) passes
+# 2,000 with probability e^-40.
+MAX_EXPECTED_TERMINATIONS = 50
+# Checkpoints in one job: past this an interval is a typo (a checkpoint every 2.7 s of a
+# month-long job), and the simulator's segment counts must stay far inside int64.
+MAX_CHECKPOINTS_PER_JOB = 1_000_000
+# The stack's interval when no --config or --interval says otherwise (a stack's default).
+STACK_DEFAULT_INTERVAL_HOURS = stack_interval_seconds(PUBLISHED_PERCENT_PER_HOUR) / 3600
+STACK_DEFAULT_INTERVAL_SOURCE = (
+    f"a stack's default: fleet.interruptionPercentPerHour {PUBLISHED_PERCENT_PER_HOUR:g}"
+)
 
 
 def parse_duration(text: str, option: str) -> float:
@@ -117,10 +140,14 @@ def parse_rate(text: str, option: str = "--rate") -> Hazard:
     return Hazard(rates=tuple(rates), starts=tuple(starts))
 
 
-def check_bounds(
-    *, jobs: int, runs: int, runtime: float, hazard: Hazard, manual_checkpoints: int
-) -> None:
-    """Refuse a plan the simulation cannot answer in useful time; say what to change."""
+def check_bounds(inputs: PlanInputs) -> None:
+    """Refuse a plan the simulation cannot answer in useful time; say what to change.
+
+    Every bound is computed from the inputs before any simulation: the size of the run (jobs
+    and simulated runs) and, from :func:`expected_terminations`, how many attempts each job
+    would need under every strategy the plan simulates.
+    """
+    jobs, runs = inputs.jobs, inputs.runs
     max_jobs = math.isqrt(MAX_SIMULATION_WORK // MIN_RUNS)
     if jobs > max_jobs:
         raise ValueError(
@@ -133,22 +160,118 @@ def check_bounds(
             f"--runs {MAX_SIMULATION_WORK // (jobs * jobs)} or fewer (a run of many jobs varies "
             "little from one simulated run to the next)"
         )
-    if runtime > MAX_RUNTIME_HOURS:
+    if inputs.runtime > MAX_RUNTIME_HOURS:
         raise ValueError(
-            f"--runtime {runtime:,.6g} h is more than {MAX_RUNTIME_HOURS} h of compute for "
-            "one job; split the observation into several jobs"
+            f"--runtime of {inputs.runtime:,.6g} h is more than {MAX_RUNTIME_HOURS} h of "
+            "compute for one job; split the observation into several jobs"
         )
-    percent = spotsim.percent_from_hazard(hazard.max_rate)
+    percent = spotsim.percent_from_hazard(inputs.hazard.max_rate)
     if percent > MAX_PERCENT_PER_HOUR:
         raise ValueError(
             f"--rate of {percent:.6g}%/h is above {MAX_PERCENT_PER_HOUR:g}%/h: instances "
             "would live minutes; use on-demand, or another instance type or region"
         )
-    if manual_checkpoints > MAX_MANUAL_CHECKPOINTS:
+    if inputs.manual_checkpoints > MAX_MANUAL_CHECKPOINTS:
         raise ValueError(
-            f"--manual-checkpoints {manual_checkpoints} is more than "
+            f"--manual-checkpoints {inputs.manual_checkpoints} is more than "
             f"{MAX_MANUAL_CHECKPOINTS}; by hand, a checkpoint every few minutes is spotcube"
         )
+    for name, model in simulated_models(inputs).items():
+        if model.segments > MAX_CHECKPOINTS_PER_JOB:
+            rate = inputs.hazard.max_rate
+            best = recommended_interval(rate, inputs.checkpoint_cost) if rate else inputs.runtime
+            advice = _duration(max(best, inputs.runtime / MAX_CHECKPOINTS_PER_JOB))
+            raise ValueError(
+                f"under {name!r} a job would make {model.segments:,} checkpoints, more than "
+                f"{MAX_CHECKPOINTS_PER_JOB:,}; pass --interval {advice} or longer"
+            )
+        if expected_terminations(model) > MAX_EXPECTED_TERMINATIONS:
+            raise ValueError(_unfinishable(inputs, name, model))
+    # Each simulated step makes one attempt in every run: the simulation's time grows with
+    # the attempts a job needs, as measured for MAX_SIMULATION_WORK at about one termination.
+    attempts = max(1 + expected_terminations(m) for m in simulated_models(inputs).values())
+    if jobs * jobs * runs * attempts > 2 * MAX_SIMULATION_WORK:
+        fewer = max(1, int(2 * MAX_SIMULATION_WORK / (jobs * jobs * attempts)))
+        raise ValueError(
+            f"{jobs:,} jobs needing about {attempts:.3g} attempts each would take many "
+            f"minutes to simulate {runs:,} times; pass --runs {fewer} or fewer"
+        )
+
+
+def simulated_models(inputs: PlanInputs) -> dict[str, RunModel]:
+    """The spot strategies :func:`make_plan` simulates, by name."""
+    recommended = min(
+        recommended_interval(inputs.hazard.max_rate, inputs.checkpoint_cost), inputs.runtime
+    )
+    models = {"spot, spotcube": inputs.spotcube()}  # first: a refusal is about the user's run
+    if recommended > 0:  # 0 (free checkpoints) means "continuously": make_plan simulates no row
+        models["spot, spotcube, recommended interval"] = inputs.spotcube(recommended)
+    models["spot, manual resubmission"] = inputs.manual()
+    return models
+
+
+def expected_terminations(model: RunModel) -> float:
+    """Mean terminations of one job of ``model`` at its highest hazard (an upper bound).
+
+    Exact for a constant hazard λ: an attempt first survives the overhead ``o`` (probability
+    ``p0 = exp(-λ o)``), then each of the ``S`` segments of ``s`` = interval + checkpoint cost
+    (probability ``q = exp(-λ s)``), and a termination restarts from the last checkpoint. The
+    segment failures number ``S (1 - q) / q`` (negative binomial), and each restart, plus the
+    first attempt, fails its overhead ``(1 - p0) / p0`` times on average:
+    ``S (1 - q) / (q p0) + (1 - p0) / p0``. Counting the last segment's checkpoint too makes it
+    an upper bound; a piecewise hazard is bounded by its highest rate.
+    """
+    if model.on_demand_only:
+        return 0.0
+    rate = model.hazard.max_rate
+    segment = model._step + model.checkpoint_cost
+    exponent = rate * (model.overhead + segment)
+    if exponent > 700:  # exp would overflow: no attempt survives
+        expected = math.inf
+    else:
+        expected = model.segments * math.expm1(rate * segment) * math.exp(
+            rate * model.overhead
+        ) + math.expm1(rate * model.overhead)
+    if model.fallback_after is not None:
+        expected = min(expected, float(model.fallback_after))
+    return expected
+
+
+def _unfinishable(inputs: PlanInputs, strategy: str, model: RunModel) -> str:
+    """Why a strategy's jobs would not finish, and the input to change (never to its value)."""
+    rate = inputs.hazard.max_rate
+    life = 1 / rate
+    recommended = recommended_interval(rate, inputs.checkpoint_cost)
+    at_recommended = replace(model, interval=min(recommended, inputs.runtime))
+    why = (
+        f"under {strategy!r} a job would be terminated {_count(expected_terminations(model))} "
+        f"at {describe_hazard(inputs.hazard)}, where an instance lives {_hours(life)} on average"
+    )
+    if expected_terminations(at_recommended) <= MAX_EXPECTED_TERMINATIONS:
+        if model.policy == "manual":
+            count = math.ceil(inputs.runtime / recommended) - 1
+            return f"{why}; pass --manual-checkpoints {count} or more"
+        return f"{why}; pass --interval {_duration(recommended)} (recommended for this rate)"
+    # Even the best interval cannot help: start-up or checkpoint writing outlasts instances.
+    if rate * model.overhead >= rate * model.checkpoint_cost:
+        return (
+            f"{why}; each attempt spends --overhead starting: keep it well under "
+            f"{_hours(life)} (a few minutes is typical)"
+        )
+    return (
+        f"{why}; each checkpoint takes --checkpoint-cost to write: keep it well under "
+        f"{_hours(life)} (seconds to a minute is typical)"
+    )
+
+
+def _count(value: float) -> str:
+    return "without end" if not math.isfinite(value) else f"about {value:,.3g} times"
+
+
+def _duration(hours: float) -> str:
+    """``hours`` as a value ``--interval`` accepts: whole seconds, or minutes above two hours."""
+    seconds = max(1, round(hours * 3600))
+    return f"{round(seconds / 60)}m" if seconds >= 7200 else f"{seconds}s"
 
 
 def describe_hazard(hazard: Hazard) -> str:
@@ -176,13 +299,14 @@ class PlanInputs:
     fleet_cap: int | None = None
     manual_checkpoints: int = 2
     manual_lag: float = 4.0
-    interval: float = 300 / 3600  # the work plane's checkpoint interval
-    checkpoint_cost: float = 10 / 3600
+    interval: float = STACK_DEFAULT_INTERVAL_HOURS  # the work plane's checkpoint interval
+    checkpoint_cost: float = CHECKPOINT_COST_SECONDS / 3600
     requeue_delay: float = 3 / 60 + 5 / 3600  # ASG replacement + visibility reset
     fallback_after: int | None = None
     deadline: float | None = None
     runs: int = 1000
     seed: int = 0
+    interval_source: str = STACK_DEFAULT_INTERVAL_SOURCE  # where the work plane's interval is from
 
     def base(self) -> RunModel:
         return RunModel(
@@ -243,6 +367,7 @@ class Plan:
                 "manual_checkpoints": i.manual_checkpoints,
                 "manual_lag_hours": i.manual_lag,
                 "interval_hours": i.interval,
+                "interval_source": i.interval_source,
                 "checkpoint_cost_hours": i.checkpoint_cost,
                 "requeue_delay_hours": i.requeue_delay,
                 "fallback_after": i.fallback_after,
@@ -275,8 +400,9 @@ def make_plan(inputs: PlanInputs) -> Plan:
     ).summary(quantiles)
     spotcube_stats = spotsim.simulate(inputs.spotcube(), inputs.runs, seed=inputs.seed)
     summaries["spot, spotcube"] = spotcube_stats.summary(quantiles)
-    interval = spotsim.young_daly_interval(inputs.hazard.max_rate, inputs.checkpoint_cost)
-    interval = min(interval, inputs.runtime)
+    interval = min(
+        recommended_interval(inputs.hazard.max_rate, inputs.checkpoint_cost), inputs.runtime
+    )
     notes: list[str] = []
     if not math.isclose(interval, inputs.interval, rel_tol=0.05) and interval > 0:
         summaries["spot, spotcube, recommended interval"] = spotsim.simulate(
@@ -284,6 +410,12 @@ def make_plan(inputs: PlanInputs) -> Plan:
         ).summary(quantiles)
     if inputs.checkpoint_cost == 0:
         notes.append("checkpoint cost 0: Young/Daly says checkpoint continuously")
+    if not math.isclose(interval, inputs.interval, rel_tol=0.05) and interval > 0:
+        percent = spotsim.percent_from_hazard(inputs.hazard.max_rate)
+        notes.append(
+            f"to deploy the recommended interval, set spotcube:fleet.interruptionPercentPerHour "
+            f"to {percent:.3g} (or fleet.checkpointIntervalSeconds to {interval * 3600:.0f})"
+        )
     caps = _fleet_caps(inputs)
     target = inputs.deadline
     if target is None:
@@ -368,7 +500,8 @@ def render_table(plan: Plan, *, width: int = 110) -> str:
     )
     console.print(
         f"recommended checkpoint interval: {_hours(plan.recommended_interval)} "
-        f"(Young/Daly; the work plane uses {_hours(i.interval)})"
+        f"(Young/Daly, shortened for the slowest job; the work plane uses {_hours(i.interval)}, "
+        f"{i.interval_source})"
     )
     console.print(
         f"recommended fleet cap: {plan.recommended_fleet_cap} "

@@ -64,18 +64,13 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+# The interval rule the stack deploys (planning recommends the same one), re-exported here.
+from infra.checkpointing import hazard_from_percent as hazard_from_percent
+from infra.checkpointing import young_daly_interval as young_daly_interval
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 Policy = Literal["manual", "auto"]
-
-
-def hazard_from_percent(percent_per_hour: float) -> float:
-    """Constant hazard (per hour) equivalent to a probability ``percent_per_hour`` % per hour."""
-    if not 0.0 <= percent_per_hour < 100.0:
-        raise ValueError(
-            f"an hourly termination probability of {percent_per_hour}% is not in [0, 100)"
-        )
-    return -math.log1p(-percent_per_hour / 100.0)
 
 
 def percent_from_hazard(hazard_per_hour: float) -> float:
@@ -532,23 +527,3 @@ class _LoopRun:
             if terminated:
                 heapq.heappush(queue, (end + self.model.delay, job))
         self.rerun_rounds = max(self.terms)
-
-
-def young_daly_interval(hazard_per_hour: float, checkpoint_cost: float) -> float:
-    """Checkpoint interval (hours of progress) that minimises expected wall time.
-
-    Daly's higher-order refinement of Young's ``sqrt(2 C M)``, with ``M = 1/λ`` the mean time
-    between terminations and ``C`` the cost of one checkpoint (J. T. Daly, "A higher order
-    estimate of the optimum checkpoint interval for restart dumps", FGCS 22, 2006).
-
-    Returns ``inf`` when there are no terminations, and ``M`` when ``C >= 2 M``.
-    """
-    if hazard_per_hour < 0 or checkpoint_cost < 0:
-        raise ValueError("hazard and checkpoint cost must be non-negative")
-    if hazard_per_hour == 0:
-        return math.inf
-    mtbf = 1.0 / hazard_per_hour
-    if checkpoint_cost >= 2 * mtbf:
-        return mtbf
-    x = checkpoint_cost / (2 * mtbf)
-    return math.sqrt(2 * checkpoint_cost * mtbf) * (1 + math.sqrt(x) / 3 + x / 9) - checkpoint_cost

@@ -10,15 +10,16 @@ import argparse
 import json
 import shutil
 import subprocess
+import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
 from infra.naming import LOCAL_NAMES
+from spotcube.awssession import aws_session
 from spotcube.errors import CloudUnreachableError, UsageError
 from spotcube.local.motoserver import LOCAL_CREDENTIALS, LOCAL_REGION
 
@@ -43,9 +44,15 @@ class StackOutputs:
     alerts_topic_arn: str = ""
     launch_guard_policy_arn: str = ""  # infra.stack.EXTRA_OUTPUT_KEYS; read by `spotcube check`
     endpoint_url: str | None = None  # set only for the local cloud
+    # Not stack outputs: how this command reaches the stack. One session (spotcube.awssession)
+    # and one client per service for the whole command.
+    profile: str | None = field(default=None, compare=False)
+    _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def client(self, service: str) -> Any:
-        """A boto3 client for this stack (local credentials when on the local cloud)."""
+        """The command's boto3 client for this stack (local credentials on the local cloud)."""
+        if service in self._clients:
+            return self._clients[service]
         extra: dict[str, Any] = {}
         if self.endpoint_url:
             extra = {
@@ -53,13 +60,16 @@ class StackOutputs:
                 "config": LOCAL_CLIENT_CONFIG,
                 **LOCAL_CREDENTIALS,
             }
-        client = boto3.client(service, region_name=self.region, **extra)
+        # the local cloud takes its own credentials whatever the profile says
+        session = aws_session(None if self.endpoint_url else self.profile)
+        client = session.client(service, region_name=self.region, **extra)
         if self.endpoint_url:
             client.meta.events.register("after-call", _answered_like_aws(self.endpoint_url))
+        self._clients[service] = client
         return client
 
     def to_json(self) -> str:
-        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, indent=1)
+        return json.dumps({name: getattr(self, name) for name in _output_names()}, indent=1)
 
     @classmethod
     def from_mapping(cls, doc: dict[str, Any], *, source: str) -> StackOutputs:
@@ -69,11 +79,16 @@ class StackOutputs:
                 f"{source} lacks stack output(s) {', '.join(missing)}; is this a spotcube "
                 "stack, and has `pulumi up` finished?"
             )
-        known = {f.name for f in fields(cls)}
+        known = _output_names()
         values = {k: v for k, v in doc.items() if k in known and v is not None}
         values.setdefault("raw_bucket", "")
         values.setdefault("dead_letter_queue_url", "")
         return cls(**values)
+
+
+def _output_names() -> list[str]:
+    """The fields of :class:`StackOutputs` that are stack outputs (not how to reach them)."""
+    return [f.name for f in fields(StackOutputs) if f.name not in ("profile", "_clients")]
 
 
 # S3 answers every request with x-amz-request-id, the other services with x-amzn-RequestId;
@@ -119,12 +134,33 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
         "--outputs", type=Path, metavar="FILE", help="JSON of `pulumi stack output --json`"
     )
     where.add_argument(
-        "--endpoint", metavar="URL", help="the embedded local cloud (printed by `spotcube demo`)"
+        "--endpoint",
+        type=endpoint_url,
+        metavar="URL",
+        help="the embedded local cloud (printed by `spotcube demo`)",
+    )
+    group.add_argument(
+        "--profile", help="AWS profile (default: AWS_PROFILE, else the default credential chain)"
     )
 
 
+def endpoint_url(text: str) -> str:
+    """``--endpoint``'s value: an http(s) URL with a host, or a usage error naming the fix."""
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http(s) URL; pass the one `spotcube demo --hold` printed, "
+            "e.g. http://127.0.0.1:5000"
+        )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} has no valid port number") from None
+    return text.strip()
+
+
 def add_deployed_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    """The stack options, plus the stack's config file and the AWS profile (check, resume)."""
+    """The stack options, plus the stack's config file (check, resume)."""
     add_stack_arguments(parser)
     parser.add_argument(
         "--config",
@@ -132,11 +168,15 @@ def add_deployed_stack_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the stack's Pulumi.<stack>.yaml (default: `pulumi config` of --stack)",
     )
-    parser.add_argument("--profile", help="AWS profile (default: the default credential chain)")
 
 
 def resolve_outputs(args: argparse.Namespace) -> StackOutputs:
     """Stack outputs for the options added by :func:`add_stack_arguments`."""
+    outputs = _outputs(args)
+    return replace(outputs, profile=getattr(args, "profile", None))
+
+
+def _outputs(args: argparse.Namespace) -> StackOutputs:
     if getattr(args, "endpoint", None):
         return local_outputs(args.endpoint)
     if getattr(args, "outputs", None):

@@ -8,6 +8,7 @@ on AWS and on the local cloud.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.markup import escape
@@ -35,9 +36,20 @@ class ObsStatus:
     instance_id: str | None = None  # the instance of the open attempt, when running
     error: str | None = None  # from FAILED.json
     attempt_states: list[str] = field(default_factory=list)  # AttemptState of each, in order
+    # When the running attempt's instance last reported (its last manifest commit, else its
+    # start) and how long before this status that was. A SIGKILLed instance says nothing, so
+    # its attempt stays "running" until the next one starts: the age is what shows it died.
+    last_report: str | None = None
+    last_report_age_seconds: float | None = None
 
     @classmethod
-    def of(cls, obs: ObsState) -> ObsStatus:
+    def of(cls, obs: ObsState, now: datetime | None = None) -> ObsStatus:
+        last_report = age = None
+        if obs.phase is ObsPhase.RUNNING:
+            record = obs.attempts[-1].record
+            last_report = record.last_seen or record.start
+            seen = datetime.fromisoformat(last_report)  # records end in Z: UTC
+            age = max(0.0, ((now or datetime.now(UTC)) - seen).total_seconds())
         return cls(
             obs_id=obs.obs_id,
             state=obs.phase.value,
@@ -49,6 +61,8 @@ class ObsStatus:
             instance_id=obs.running_on,
             error=obs.error,
             attempt_states=[a.state.value for a in obs.attempts],
+            last_report=last_report,
+            last_report_age_seconds=age,
         )
 
 
@@ -87,12 +101,13 @@ class RunStatus:
         return doc
 
     @classmethod
-    def of(cls, run: RunState) -> RunStatus:
+    def of(cls, run: RunState, now: datetime | None = None) -> RunStatus:
+        now = now or datetime.now(UTC)
         return cls(
             run_id=run.run_id,
             kind=run.record.kind if run.record else None,
             submitted_at=run.record.submitted_at if run.record else None,
-            observations=[ObsStatus.of(o) for o in run.observations],
+            observations=[ObsStatus.of(o, now) for o in run.observations],
         )
 
 
@@ -135,6 +150,21 @@ def run_status(outputs: StackOutputs, run_id: str | None = None) -> RunStatus:
     return status
 
 
+def _instance(obs: ObsStatus) -> str:
+    """The running attempt's instance and when it last reported."""
+    if obs.instance_id is None or obs.last_report_age_seconds is None:
+        return obs.instance_id or ""
+    return f"{obs.instance_id} (last report {_age(obs.last_report_age_seconds)} ago)"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 _STATE_STYLE = {"done": "green", "failed": "bold red", "running": "cyan", "queued": "yellow"}
 
 
@@ -165,7 +195,7 @@ def render(status: RunStatus) -> Table:
             str(obs.attempts),
             str(obs.interruptions),
             f"{obs.lost_seconds:.1f}",
-            escape(obs.error or obs.instance_id or ""),  # an error may contain [brackets]
+            escape(obs.error or _instance(obs)),  # an error may contain [brackets]
         )
     dlq = (
         "no dead-letter queue output"

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from payload.settings import WorkerConfig
+from payload.settings import WorkerConfig, env_name
 
 log = logging.getLogger("payload.worker")
 
@@ -28,10 +28,6 @@ def options() -> list[tuple[str, type, Any, str]]:
         ("--" + f.name.replace("_", "-"), f.metadata["type"], f.default, f.metadata["help"])
         for f in dataclasses.fields(WorkerConfig)
     ]
-
-
-def env_name(flag: str) -> str:
-    return "SPOTCUBE_" + flag.lstrip("-").replace("-", "_").upper()
 
 
 def _parse_env(flag: str, kind: type, raw: str) -> Any:

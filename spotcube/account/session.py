@@ -11,12 +11,10 @@ the profile's ``endpoint_url``): the tests point them at moto's server, users at
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -32,32 +30,16 @@ from botocore.exceptions import (
 )
 
 from spotcube.account.results import CheckResult, failed
+from spotcube.awserrors import BAD_CREDENTIALS, DENIED
+from spotcube.awssession import aws_session
 from spotcube.errors import CloudUnreachableError, RefusedError
 from spotcube.local.motoserver import LOCAL_CREDENTIALS
 
 T = TypeVar("T")
 
-# Credentials that exist but cannot be used: every call would fail, so stop at the first.
-_BAD_CREDENTIAL_CODES = frozenset(
-    {
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-    }
-)
 # Short timeouts and two attempts: a check is a read, and a hung endpoint should be named
 # within seconds, not after botocore's default 60 s x 5 attempts.
 _CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2})
-
-
-@functools.cache
-def _boto3_session(profile: str | None) -> boto3.Session:
-    """One session per profile and process: it caches the service models and endpoint
-    rules, which cost about half a second per client to load. Clients name their region."""
-    return boto3.Session(profile_name=profile)
 
 
 def _profile_words(profile: str | None) -> str:
@@ -76,7 +58,7 @@ class Aws:
 
     def __post_init__(self) -> None:
         try:
-            self._session = _boto3_session(self.profile)
+            self._session = aws_session(self.profile)  # shared with the stack commands
         except ProfileNotFound:
             raise CloudUnreachableError(
                 f"AWS profile {self.profile!r} is not in ~/.aws/config; "
@@ -118,7 +100,7 @@ class Aws:
             return CloudUnreachableError("no AWS region set; pass --region or set AWS_REGION")
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in _BAD_CREDENTIAL_CODES:
+            if code in BAD_CREDENTIALS:  # every call would fail: stop at the first
                 return CloudUnreachableError(
                     f"AWS rejected the credentials of {_profile_words(self.profile)} ({code}); "
                     "renew them (`aws sso login`, or a new access key)"
@@ -178,7 +160,7 @@ def run_checks(
                 operation = exc.operation_name
                 fix = (
                     f"allow the caller {operation} (IAM), or run as an administrator"
-                    if error_code(exc) in ("AccessDenied", "AccessDeniedException")
+                    if error_code(exc) in DENIED
                     else "see the AWS error above"
                 )
                 outcome = failed(name, f"{operation}: {error_message(exc)}", fix)

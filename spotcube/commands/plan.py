@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from infra.checkpointing import CHECKPOINT_COST_SECONDS
 from spotcube.errors import CloudUnreachableError, RefusedError, UsageError
 from spotcube.stack import add_stack_arguments
 
@@ -46,10 +47,20 @@ def register(subparsers: Any) -> None:
         "--manual-lag", default="4h", help="time for a person to resubmit after a round (4h)"
     )
     parser.add_argument(
-        "--interval", default="300s", help="spotcube's checkpoint interval (300s, the work plane's)"
+        "--interval",
+        help="spotcube's checkpoint interval (default: the one the stack deploys: from --config, "
+        "else a stack's default for fleet.interruptionPercentPerHour 9)",
     )
     parser.add_argument(
-        "--checkpoint-cost", default="10s", help="wall time to write one checkpoint (10s)"
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the stack's Pulumi.<stack>.yaml: model the checkpoint interval it deploys",
+    )
+    parser.add_argument(
+        "--checkpoint-cost",
+        default=f"{CHECKPOINT_COST_SECONDS:g}s",
+        help=f"wall time to write one checkpoint ({CHECKPOINT_COST_SECONDS:g}s)",
     )
     parser.add_argument(
         "--requeue-delay",
@@ -73,6 +84,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--region", default="us-east-1", help="region for --aws-prices")
     parser.add_argument(
         "--speedup", type=float, default=1.0, help="time compression of a from:RUN_ID run (1)"
+    )
+    parser.add_argument(
+        "--cloud-price",
+        type=float,
+        metavar="USD_PER_HOUR",
+        help="with --cluster: what the cloud capacity costs you per hour, all in (instances, "
+        "disks), instead of the plan's simulated spot cost",
     )
     parser.add_argument(
         "--cluster",
@@ -106,11 +124,11 @@ def run(args: argparse.Namespace) -> int:
         from spotcube.breakeven import breakeven
 
         spotcube = plan.strategies["spot, spotcube"]
-        verdict = breakeven(
-            cluster,
-            cost_per_run=spotcube["cost"]["mean"],
-            turnaround_hours=spotcube["turnaround"]["mean"],
-        )
+        turnaround = spotcube["turnaround"]["mean"]
+        cost = spotcube["cost"]["mean"]
+        if args.cloud_price is not None:  # the price the user pays, for the same capacity
+            cost = args.cloud_price * turnaround
+        verdict = breakeven(cluster, cost_per_run=cost, turnaround_hours=turnaround)
     if args.json:
         doc = plan.to_dict()
         if verdict is not None:
@@ -127,8 +145,6 @@ def run(args: argparse.Namespace) -> int:
             config = stackconfig.from_file(args.budget_config)
             print("\n".join(brakefit.plan_lines(config, plan.strategies)))
     if args.plot:
-        from pathlib import Path
-
         try:
             planning.plot(inputs, Path(args.plot))
         except (OSError, ValueError) as exc:
@@ -155,49 +171,71 @@ def _inputs(args: argparse.Namespace) -> Any:
     for option, value in (
         ("--manual-checkpoints", args.manual_checkpoints),
         ("--fallback-after", args.fallback_after),
+        ("--seed", args.seed),
     ):
         if value is not None and value < 0:
             raise UsageError(f"{option} must not be negative")
     for option, price in (
         ("--spot-price", args.spot_price),
         ("--on-demand-price", args.on_demand_price),
+        ("--cloud-price", args.cloud_price),
     ):
         if price is not None and not (price >= 0 and math.isfinite(price)):
             raise UsageError(f"{option} must be a non-negative price per hour")
+    if args.cloud_price is not None and args.cluster is None:
+        raise UsageError("--cloud-price is compared with a cluster: give --cluster too")
+    if not (args.speedup > 0 and math.isfinite(args.speedup)):
+        raise UsageError("--speedup must be a positive number")
     runtime = duration("--runtime")
     if runtime <= 0:
         raise UsageError("--runtime must be positive")
-    interval = duration("--interval")
-    if interval <= 0:
-        raise UsageError("--interval must be positive")
-    hazard = _hazard(args)
-    try:
-        planning.check_bounds(
-            jobs=args.jobs,
-            runs=args.runs,
-            runtime=runtime,
-            hazard=hazard,
-            manual_checkpoints=args.manual_checkpoints,
-        )
-    except ValueError as exc:
-        raise RefusedError(str(exc)) from None
-    return planning.PlanInputs(
+    interval, interval_source = _interval(args, duration)
+    deadline = duration("--deadline") if args.deadline else None
+    if deadline is not None and deadline <= 0:
+        raise UsageError("--deadline must be positive")
+    inputs = planning.PlanInputs(
         jobs=args.jobs,
         runtime=runtime,
-        hazard=hazard,
+        hazard=_hazard(args),
         prices=_prices(args),
         overhead=duration("--overhead"),
         fleet_cap=args.fleet_cap,
         manual_checkpoints=args.manual_checkpoints,
         manual_lag=duration("--manual-lag"),
         interval=interval,
+        interval_source=interval_source,
         checkpoint_cost=duration("--checkpoint-cost"),
         requeue_delay=duration("--requeue-delay"),
         fallback_after=args.fallback_after,
-        deadline=duration("--deadline") if args.deadline else None,
+        deadline=deadline,
         runs=args.runs,
         seed=args.seed,
     )
+    try:
+        planning.check_bounds(inputs)
+    except ValueError as exc:
+        raise RefusedError(str(exc)) from None
+    return inputs
+
+
+def _interval(args: argparse.Namespace, duration: Any) -> tuple[float, str]:
+    """The work plane's checkpoint interval (hours) and where it comes from."""
+    from spotcube import planning
+
+    if args.interval is not None:
+        interval = duration("--interval")
+        if interval <= 0:
+            raise UsageError("--interval must be positive")
+        return interval, "--interval"
+    if args.config is not None:
+        from spotcube.account.stackconfig import from_file
+
+        fleet = from_file(args.config).fleet
+        return (
+            fleet.checkpoint_interval_seconds / 3600,
+            f"the stack's, from {args.config.name}",
+        )
+    return planning.STACK_DEFAULT_INTERVAL_HOURS, planning.STACK_DEFAULT_INTERVAL_SOURCE
 
 
 def _cluster(args: argparse.Namespace) -> Any:
@@ -260,15 +298,14 @@ def _prices(args: argparse.Namespace) -> Any:
 
 def _aws_prices(args: argparse.Namespace) -> Any:
     """Clients for live prices: AWS, or the local cloud when ``--endpoint`` is given."""
-    import boto3
-
+    from spotcube.awssession import aws_session
     from spotcube.local.motoserver import local_client
     from spotcube.prices import AwsPrices
 
     if args.endpoint:
         # moto serves spot price history but not the Price List API.
         return AwsPrices(local_client("ec2", args.endpoint), None, args.region)
-    session = boto3.Session(region_name=args.region)
+    session = aws_session(args.profile)
     if session.get_credentials() is None:
         raise CloudUnreachableError(
             "--aws-prices needs AWS credentials (none found); omit it to use the embedded "
@@ -276,5 +313,7 @@ def _aws_prices(args: argparse.Namespace) -> Any:
         )
     # the Price List API answers from us-east-1 for every region
     return AwsPrices(
-        session.client("ec2"), session.client("pricing", region_name="us-east-1"), args.region
+        session.client("ec2", region_name=args.region),
+        session.client("pricing", region_name="us-east-1"),
+        args.region,
     )

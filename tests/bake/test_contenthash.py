@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -73,12 +72,14 @@ def test_image_name_format() -> None:
     assert image_name("0.1.0", "0123456789abcdef" * 4) == "spotcube-payload-0.1.0-0123456789ab"
 
 
-def test_repository_hash_is_fast_and_covers_roles_and_template() -> None:
+def test_repository_hash_reads_only_the_image_inputs_and_covers_roles_and_template() -> None:
+    """The no-op bake hashes the image's inputs, never a build, cache or venv tree: its work
+    is bounded by the inputs, whatever else the checkout holds (state, not a stopwatch)."""
     root = repo_root()
-    started = time.monotonic()
     digest = content_hash(root)
-    assert time.monotonic() - started < 2.0  # the no-op bake has a 5 s budget in all
     files = {p.as_posix() for p in input_files(root)}
+    generated = (".venv/", "build/", ".git/", "__pycache__/", ".pytest_cache/", ".mypy_cache/")
+    assert not [f for f in files if any(part in f"{f}/" for part in generated)]
     assert "ansible/site.yml" in files
     assert "packer/source.pkr.hcl" in files
     assert "constraints.txt" in files

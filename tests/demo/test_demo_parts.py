@@ -175,9 +175,8 @@ def test_a_job_lost_to_the_dead_letter_queue_stops_the_wait(cloud: str, tmp_path
     )
     options = DemoOptions(out=tmp_path, timeout=60.0, poll=0.5)
     result = run_fleet(outputs, "stall", observations, fleet, options, Console(), "test")
-    assert result.stalled
+    assert result.stalled  # it ended because the job reached the DLQ, not at the timeout
     assert not result.timed_out
-    assert result.wall_seconds < 30
     assert result.status.dead_letter is not None
     assert result.status.dead_letter.visible == 1
     assert fleet.running == []  # the fleet was scaled to zero on the way out

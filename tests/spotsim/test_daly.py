@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from infra.checkpointing import stack_interval_seconds
 from spotcube.planning import PlanInputs
 from spotcube.prices import quote
 from spotcube.spotsim import Hazard, RunModel, hazard_from_percent, simulate, young_daly_interval
@@ -59,7 +60,8 @@ def test_spotcube_policy_beats_manual_resubmission_at_the_bad_month_rate() -> No
         hazard=Hazard.constant(hazard_from_percent(9.0)),
         prices=quote("m5.4xlarge"),
     )
-    assert inputs.interval == pytest.approx(300 / 3600)  # the work plane's checkpoint interval
+    # the work plane's checkpoint interval: what a default stack deploys at this rate
+    assert inputs.interval == pytest.approx(stack_interval_seconds(9.0) / 3600)
     manual = simulate(inputs.manual(), 500, seed=1)
     ours = simulate(inputs.spotcube(), 500, seed=1)
     on_demand = simulate(inputs.on_demand(), 1)

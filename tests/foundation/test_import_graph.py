@@ -1,0 +1,102 @@
+"""The packages' import graph keeps the contracts in pyproject.toml ([tool.importlinter]).
+
+Invariants: payload (the worker, at the bottom) imports nothing from infra or spotcube; infra
+(the stack) imports nothing from spotcube (the operator CLI on top); no two modules or
+subpackages of one package import each other, except the circles listed there with why.
+The graph is grimp's, built from the source as import-linter builds it for ``lint-imports``;
+the second group of tests adds one forbidden arrow to it and checks a contract breaks, so a
+contract that no longer checks anything fails here too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grimp
+import pytest
+from importlinter import configuration
+from importlinter.application import use_cases
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("payload", "infra", "spotcube")
+
+
+@pytest.fixture(scope="module")
+def options() -> use_cases.UserOptions:
+    configuration.configure()
+    options = use_cases.read_user_options(config_filename=str(ROOT / "pyproject.toml"))
+    use_cases._register_contract_types(options)  # as `lint-imports` does before checking
+    return options
+
+
+@pytest.fixture
+def graph_source() -> grimp.ImportGraph:
+    # A fresh graph per test (each may add an arrow); cache_dir=None writes nothing into the
+    # tree, and grimp reads the three packages in well under a second.
+    return grimp.build_graph(*PACKAGES, cache_dir=None)
+
+
+def broken_contracts(graph: grimp.ImportGraph, options: use_cases.UserOptions) -> list[str]:
+    report = use_cases._build_report(  # the pinned import-linter's own check of a given graph
+        graph=graph,
+        graph_building_duration=0,
+        user_options=options,
+        limit_to_contracts=(),
+        show_timings=False,
+        verbose=False,
+    )
+    assert not report.invalid_contract_options, report.invalid_contract_options
+    return sorted(
+        contract.name for contract, check in report.get_contracts_and_checks() if not check.kept
+    )
+
+
+def test_the_graph_is_read_from_this_tree(graph_source: grimp.ImportGraph) -> None:
+    """The graph is of the packages being tested, not of another checkout on the path."""
+    assert Path(grimp.__file__).exists()
+    import spotcube
+
+    assert Path(spotcube.__file__).resolve().parent == ROOT / "spotcube"
+    assert "spotcube.planning" in graph_source.modules
+
+
+def test_the_packages_keep_every_contract(
+    graph_source: grimp.ImportGraph, options: use_cases.UserOptions
+) -> None:
+    assert broken_contracts(graph_source, options) == []
+
+
+def test_there_are_contracts(options: use_cases.UserOptions) -> None:
+    kinds = {c["type"] for c in options.contracts_options}
+    assert {"layers", "acyclic_siblings"} <= kinds
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported", "contract"),
+    [
+        ("payload.store", "spotcube.cli", "layers"),
+        ("payload.settings", "infra.config", "layers"),
+        ("infra.config", "spotcube.instances", "layers"),  # the arrow this round removed
+        ("spotcube.prices", "spotcube.planning", "acyclic_siblings"),  # planning imports prices
+        ("payload.store", "payload.worker", "acyclic_siblings"),
+    ],
+    ids=[
+        "payload->spotcube",
+        "payload->infra",
+        "infra->spotcube",
+        "circle-spotcube",
+        "circle-payload",
+    ],
+)
+def test_a_forbidden_arrow_breaks_a_contract(
+    graph_source: grimp.ImportGraph,
+    options: use_cases.UserOptions,
+    importer: str,
+    imported: str,
+    contract: str,
+) -> None:
+    graph = graph_source
+    assert not graph.direct_import_exists(importer=importer, imported=imported)
+    graph.add_import(importer=importer, imported=imported)
+    names = {c["type"]: c["name"] for c in options.contracts_options}
+    assert names[contract] in broken_contracts(graph, options)
