@@ -241,7 +241,12 @@ def _unfinishable(inputs: PlanInputs, strategy: str, model: RunModel) -> str:
     """Why a strategy's jobs would not finish, and the input to change (never to its value)."""
     rate = inputs.hazard.max_rate
     life = 1 / rate
-    recommended = recommended_interval(rate, inputs.checkpoint_cost)
+    # Free checkpoints recommend 0 ("continuously"), which no model can run: the finest
+    # interval a plan accepts stands for it.
+    recommended = max(
+        recommended_interval(rate, inputs.checkpoint_cost),
+        inputs.runtime / MAX_CHECKPOINTS_PER_JOB,
+    )
     at_recommended = replace(model, interval=min(recommended, inputs.runtime))
     why = (
         f"under {strategy!r} a job would be terminated {_count(expected_terminations(model))} "
