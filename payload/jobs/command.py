@@ -2,11 +2,12 @@
 
 The program runs in a working directory restored from S3 at start. While it runs, files
 that are *closed and unchanged since the previous scan* are synced to S3 with their SHA-256,
-on the checkpoint interval, on a rebalance recommendation and on a termination notice; a
-file still open, or still changing, is never uploaded half-written. An index listing every
-synced file is written after the files it lists are durable (the manifest contract, applied
-to a directory). The program's own step files make it resumable: restored, it skips the
-steps whose outputs are there.
+on the checkpoint interval and on a rebalance recommendation. At a termination notice the
+program is frozen (SIGSTOP) and every file it is not writing is synced, however recently it
+was closed. A file still open for writing, or still changing, is never uploaded
+half-written. An index listing every synced file is written after the files it lists are
+durable (the manifest contract, applied to a directory). The program's own step files make
+it resumable: restored, it skips the steps whose outputs are there.
 
 Parameters (``message.params``)
 -------------------------------
@@ -224,6 +225,25 @@ class WorkdirSync:
             if rel in closed and rel in self._closed_before and self._previous.get(rel) == stat
         }
         self._previous, self._closed_before = now, closed
+        return self._ready(now, settled)
+
+    def scan_frozen(self, held: set[Path] | None) -> list[str]:
+        """Files to sync from a program that is frozen (SIGSTOP), oldest first.
+
+        Frozen, nothing changes, so the two-scan proof of :meth:`scan` is not needed: every
+        file not open for writing holds what the program finished writing, even one closed a
+        moment before the notice (a step's stamp written just now). A file open for writing
+        is a step's unfinished output; the files written after it wait, as in :meth:`scan`.
+        Without ``/proc`` (``held`` None) open files are unknown: :meth:`scan`'s rule applies.
+        """
+        if held is None:
+            return self.scan(None)
+        now = self.walk()
+        closed = {rel for rel in now if (self.root / rel).resolve() not in held}
+        return self._ready(now, closed)
+
+    def _ready(self, now: Mapping[str, FileStat], settled: set[str]) -> list[str]:
+        """The unsynced files of ``now`` that are settled and older than every unsettled one."""
         unsynced = {rel: stat for rel, stat in now.items() if self._unsynced(rel, stat)}
         waiting = [rel for rel in unsynced if rel not in settled]
         barrier = min((unsynced[rel][1] for rel in waiting), default=None)
@@ -291,18 +311,37 @@ def _oldest_first(files: Mapping[str, FileStat]) -> list[str]:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the program's session, then SIGKILL after a grace period."""
+    """SIGTERM the program's session, then SIGKILL after a grace period.
+
+    SIGCONT follows the SIGTERM: a session frozen at a notice (:func:`_freeze`) receives a
+    SIGTERM only once it runs again.
+    """
     for sig, wait in ((signal.SIGTERM, _STOP_SECONDS), (signal.SIGKILL, 5.0)):
         if process.poll() is not None:
             return
         try:
             os.killpg(process.pid, sig)
+            os.killpg(process.pid, signal.SIGCONT)
         except ProcessLookupError:
             return
         try:
             process.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
+
+
+def _freeze(process: subprocess.Popen[bytes]) -> None:
+    """SIGSTOP the program's process group: its files stay as they are while they upload.
+
+    The tether (the group's leader, ``process``) runs on at once: it writes nothing, and a
+    stopped tether could not act on the worker's death (its SIGUSR1 would wait for a SIGCONT
+    that nobody sends), leaving a frozen session behind a SIGKILLed worker.
+    """
+    try:
+        os.killpg(process.pid, signal.SIGSTOP)
+        os.kill(process.pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass  # it has just exited: nothing changes any more either
 
 
 def program_environment(
@@ -418,9 +457,14 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
         if watcher.terminating.is_set():
             # Program time since the last sync is at risk: what the next attempt may redo.
             at_risk = now - sync.last_sync
-            uploaded = sync.sync(sync.scan(files_open_for_writing(process.pid)))
+            # Frozen first, then every file it is not writing is final and goes to S3: a
+            # step finished a moment before the notice is not redone. (Synced by the
+            # periodic rule instead, a file closed since the previous scan waited for a
+            # second scan that never came, and the attempt handed back "0 settled files".)
+            _freeze(process)
+            uploaded = sync.sync(sync.scan_frozen(files_open_for_writing(process.pid)))
             run.attempt.lost_seconds = round(at_risk, 3)
-            log.warning("notice: synced %d settled files; stopping the program", uploaded)
+            log.warning("notice: synced %d finished files; stopping the program", uploaded)
             _stop(process)
             raise PreemptedError("termination notice during a command job")
         if now >= next_scan:
