@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,32 +109,70 @@ class CommandParams:
 FileStat = tuple[int, int]  # size, mtime_ns
 
 
-def files_open_for_writing(session: int) -> set[Path] | None:
-    """Files any process of ``session`` holds open for writing (Linux ``/proc``); None elsewhere.
+# A file open for writing -> when the earliest process holding it so started (Unix time).
+Holders = Mapping[Path, float]
+# Process start times come from clock ticks since boot; boot time from /proc/uptime (10 ms):
+# a file counts as unwritten by its holders only if it is older than their start by this much.
+_START_SLACK = 0.05
+
+
+def files_open_for_writing(session: int) -> dict[Path, float] | None:
+    """Files any process of ``session`` holds open for writing, each with the start time of
+    the earliest such process (Linux ``/proc``); None elsewhere.
 
     A file open only for reading (the next step reading the previous step's output) cannot
     change through that descriptor, so it does not keep the file from settling: its size and
-    mtime staying the same over two scans is the proof.
+    mtime staying the same over two scans is the proof. The start time tells a file written by
+    its holder from one only held: casacore opens every ``table.lock`` of a Measurement Set
+    read-write, even to read it (DP3 reading the flagged data), and writes nothing there.
     """
     proc = Path("/proc")
     if not (proc / "self" / "fd").is_dir():
         return None
-    held: set[Path] = set()
+    try:
+        booted = time.time() - float((proc / "uptime").read_text().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        booted, ticks = 0.0, 0  # unknown: every holder counts as a writer
+    held: dict[Path, float] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            # Field 6 of /proc/PID/stat is the session id; the comm field may hold spaces,
-            # so split after its closing parenthesis.
+            # Field 6 of /proc/PID/stat is the session id, field 22 the start time in clock
+            # ticks after boot; the comm field may hold spaces, so split after its closing
+            # parenthesis (the next field, 3, is then the first).
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[3]) != session:
                 continue
+            started = booted + int(fields[19]) / ticks if ticks else float("-inf")
             for fd in (entry / "fd").iterdir():
                 if _writable(entry / "fdinfo" / fd.name):
-                    held.add(Path(os.readlink(fd)))
+                    path = Path(os.readlink(fd))
+                    held[path] = min(held.get(path, float("inf")), started)
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we looked
     return held
+
+
+def _closed(
+    root: Path, now: Mapping[str, FileStat], held: Holders | AbstractSet[Path] | None
+) -> set[str]:
+    """The files of ``now`` that no process is writing.
+
+    Not open for writing, or open for writing but not modified since the earliest process
+    holding it so started: a write through its descriptor would have moved the mtime past
+    that start. ``held`` as a plain set (no start times) counts every holder as a writer.
+    """
+    if held is None:
+        return set(now)
+    started = held if isinstance(held, Mapping) else {}
+    closed = set()
+    for rel, (_size, mtime_ns) in now.items():
+        path = (root / rel).resolve()
+        if path not in held or mtime_ns / 1e9 < started.get(path, 0.0) - _START_SLACK:
+            closed.add(rel)
+    return closed
 
 
 def _writable(fdinfo: Path) -> bool:
@@ -206,7 +245,7 @@ class WorkdirSync:
                 found[path.relative_to(self.root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
         return found
 
-    def scan(self, held: set[Path] | None) -> list[str]:
+    def scan(self, held: Holders | AbstractSet[Path] | None) -> list[str]:
         """Files to sync now, oldest first: settled, and written before every unsettled file.
 
         Settled: closed for writing at the previous scan and now, with the same size and mtime.
@@ -218,7 +257,7 @@ class WorkdirSync:
         written after its latest write.
         """
         now = self.walk()
-        closed = {rel for rel in now if held is None or (self.root / rel).resolve() not in held}
+        closed = _closed(self.root, now, held)
         settled = {
             rel
             for rel, stat in now.items()
@@ -227,7 +266,7 @@ class WorkdirSync:
         self._previous, self._closed_before = now, closed
         return self._ready(now, settled)
 
-    def scan_frozen(self, held: set[Path] | None) -> list[str]:
+    def scan_frozen(self, held: Holders | None) -> list[str]:
         """Files to sync from a program that is frozen (SIGSTOP), oldest first.
 
         Frozen, nothing changes, so the two-scan proof of :meth:`scan` is not needed: every
@@ -239,8 +278,7 @@ class WorkdirSync:
         if held is None:
             return self.scan(None)
         now = self.walk()
-        closed = {rel for rel in now if (self.root / rel).resolve() not in held}
-        return self._ready(now, closed)
+        return self._ready(now, _closed(self.root, now, held))
 
     def _ready(self, now: Mapping[str, FileStat], settled: set[str]) -> list[str]:
         """The unsynced files of ``now`` that are settled and older than every unsettled one."""

@@ -213,6 +213,15 @@ def _unvouched(s3: Any, bucket: str, layout: ObsLayout) -> list[str]:
     return problems
 
 
+def _synced_names(s3: Any, bucket: str, layout: ObsLayout) -> set[str]:
+    """The files of the working directory that the synced index lists."""
+    try:
+        raw = s3.get_object(Bucket=bucket, Key=layout.workdir_index)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return set()
+    return set(json.loads(raw)["files"])
+
+
 @pytest.mark.slow
 def test_pipeline_survives_reclamation_with_identical_images(
     uninterrupted: Path,
@@ -254,8 +263,13 @@ def test_pipeline_survives_reclamation_with_identical_images(
                 fleet.tick()
                 for inst in fleet.instances:
                     if inst.end_reason == "reclaimed" and inst.instance_id not in checked:
-                        # What the next attempt will restore: no stamp without its outputs.
+                        # What the next attempt will restore: no stamp without its outputs,
+                        # and the step finished before a notice (not a SIGKILL) among them.
                         assert not _unvouched(s3, outputs.products_bucket, layout)
+                        kept = _synced_names(s3, outputs.products_bucket, layout)
+                        for stamp, how, victim in struck:
+                            if victim == inst.instance_id and how == "notice":
+                                assert stamp in kept, (stamp, sorted(kept))
                         checked.add(inst.instance_id)
                 for inst in fleet.running:
                     if storm and storm[0][0] in _stamps(root / inst.instance_id):

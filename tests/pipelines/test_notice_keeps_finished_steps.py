@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,47 @@ def test_steps_finished_before_a_notice_never_run_again(
         redone = {step: runs[step] for step in finished if max(runs[step]) > struck}
         assert not redone, (struck, redone)  # step -> the attempts that ran it
     assert plane.get(layout.product("steps.txt")) is not None
+
+
+# Holds `old.lock` read-write without writing it (as casacore holds every table.lock of a
+# Measurement Set it only reads) and writes `new.out` through another descriptor.
+HOLDER = r"""
+import os, pathlib, sys, time
+lock = open("old.lock", "r+")
+out = open("new.out", "w")
+out.write("partial")
+out.flush()
+pathlib.Path("holding").touch()
+time.sleep(60)
+"""
+
+
+def test_file_held_read_write_but_unwritten_counts_as_closed(tmp_path: Path) -> None:
+    """Open for writing is not being written: a file older than every process holding it so
+    is finished (its holders' writes would have moved its mtime past their start); a file
+    written through its descriptor is not."""
+    import os
+    import subprocess
+
+    from payload.jobs.command import _closed, files_open_for_writing
+
+    (tmp_path / "old.lock").write_text("lock state\n")
+    past = time.time() - 5
+    os.utime(tmp_path / "old.lock", (past, past))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for((tmp_path / "holding").exists, 30, "the holder")
+        held = files_open_for_writing(holder.pid)
+        assert held is not None
+        ours = {p.name for p in held if p.parent == tmp_path.resolve()}  # not pytest's fds
+        assert ours == {"old.lock", "new.out"}
+        now = {
+            name: (p.stat().st_size, p.stat().st_mtime_ns)
+            for name in ("old.lock", "new.out")
+            for p in [tmp_path / name]
+        }
+        assert _closed(tmp_path, now, held) == {"old.lock"}
+        assert _closed(tmp_path, now, set(held)) == set()  # no start times: both held
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
