@@ -42,6 +42,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
@@ -301,14 +302,18 @@ class WorkdirSync:
                 self._reported_barrier = oldest
         return _oldest_first(ready)
 
-    def sync(self, names: Iterable[str]) -> int:
+    def sync(self, names: Iterable[str], *, interrupt: threading.Event | None = None) -> int:
         """Upload ``names`` in order (verified), then the index; return how many were uploaded.
 
         A file that changed or vanished since the scan stops the sync there: the files after
         it (written later) wait for the next scan, as :meth:`scan` would have had them wait.
+        So does ``interrupt`` (a termination notice): the notice's own sync, of the frozen
+        program's files, must not wait behind a periodic one.
         """
         uploaded = 0
         for rel in names:
+            if interrupt is not None and interrupt.is_set():
+                break
             path = self.root / rel
             try:
                 before = path.stat()
@@ -511,7 +516,7 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
             due = now - sync.last_sync >= interval or watcher.rebalance.is_set()
             if ready and due:
                 watcher.rebalance.clear()
-                sync.sync(ready)
+                sync.sync(ready, interrupt=watcher.terminating)
             if (ready and due) or now - last_ship >= interval:
                 # The program's output, even while no file settles: a hard kill loses at
                 # most one interval of it.
