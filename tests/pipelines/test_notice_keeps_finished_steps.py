@@ -17,12 +17,15 @@ byte for byte) and each step's own record of the attempts that ran it, never log
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from payload.contracts import JobMessage, ObsLayout
 from payload.outcomes import Outcome
@@ -144,7 +147,6 @@ def test_file_held_read_write_but_unwritten_counts_as_closed(tmp_path: Path) -> 
     """Open for writing is not being written: a file older than every process holding it so
     is finished (its holders' writes would have moved its mtime past their start); a file
     written through its descriptor is not."""
-    import os
     import subprocess
 
     from payload.jobs.command import _closed, files_open_for_writing
@@ -169,3 +171,50 @@ def test_file_held_read_write_but_unwritten_counts_as_closed(tmp_path: Path) -> 
     finally:
         holder.kill()
         holder.wait(timeout=10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    files=st.lists(
+        st.tuples(st.integers(0, 50), st.sampled_from(["closed", "writing", "only-held"])),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_at_a_notice_exactly_the_finished_files_before_the_first_unfinished_sync(
+    files: list[tuple[int, str]],
+) -> None:
+    """Frozen program, any mix of files: a file goes to S3 iff it is finished (closed, or held
+    read-write but older than its holders) and older than every unfinished one, oldest first.
+
+    The second half is what keeps a stamp from reaching S3 before an output still being
+    written; the first, what keeps a step finished a moment ago from being redone.
+    """
+    import tempfile
+
+    from payload.jobs.command import WorkdirSync
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        started = 1_000.0  # when the holders of held files started (Unix seconds)
+        held: dict[Path, float] = {}
+        stats = {}
+        for number, (offset, state) in enumerate(files):
+            name = f"f{number:02d}"
+            (root / name).write_text(name)
+            # "only-held": written before its holder started; the others at `offset`.
+            second = started - 10 - offset if state == "only-held" else started + offset
+            os.utime(root / name, ns=(int(second * 1e9), int(second * 1e9)))
+            stats[name] = (int(second * 1e9), state)
+            if state != "closed":
+                held[(root / name).resolve()] = started
+        sync = WorkdirSync(store=None, prefix="p/", index_key="i", root=root)  # type: ignore[arg-type]
+        ready = sync.scan_frozen(held)
+        unfinished = [mtime for mtime, state in stats.values() if state == "writing"]
+        barrier = min(unfinished, default=None)
+        expected = sorted(
+            (name for name, (mtime, state) in stats.items()
+             if state != "writing" and (barrier is None or mtime < barrier)),
+            key=lambda name: (stats[name][0], name),
+        )  # fmt: skip
+        assert ready == expected
