@@ -31,7 +31,7 @@ from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec
 from spotcube.status import run_status
 from spotcube.submit import upload_inputs
 from tests.pipelines.conftest import tool_path
-from tests.pipelines.image_quality import measure, model_flux_jy
+from tests.pipelines.image_quality import measure, model_flux_jy, short_baseline_flux_jy
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "examples" / "mwa-pipeline"
@@ -143,6 +143,18 @@ def test_flux_scale_matches_the_sky_model(uninterrupted: Path) -> None:
     image = measure(uninterrupted / "products" / "mwa-image.fits")
     expected = model_flux_jy(PIPELINE / "fornax-a.skymodel")
     assert image.flux_jy == pytest.approx(expected, rel=0.05), image
+
+
+@pytest.mark.slow
+def test_image_flux_is_the_visibilities_flux(uninterrupted: Path) -> None:
+    """The restored image's aperture flux is, within 3%, the mean real Stokes I of the
+    calibrated visibilities on baselines under 10 wavelengths (image_quality.py): the same
+    data's flux by a path without WSClean. Measured: 722 Jy against 714 Jy (1.1%); an image
+    5% too bright or too faint fails.
+    """
+    image = measure(uninterrupted / "products" / "mwa-image.fits")
+    visibilities = short_baseline_flux_jy(uninterrupted / "calibrated.ms")
+    assert image.flux_jy == pytest.approx(visibilities, rel=0.03), (image, visibilities)
 
 
 @pytest.mark.slow
