@@ -6,7 +6,7 @@
 #   image    mmdebstrap, podman, runc, fuse-overlayfs  (local image bake, testinfra, boot test)
 #   packer   packer                                     (packer fmt / validate of packer/)
 #   wsclean  wsclean                                    (imaging benchmark peer)
-#   radio-tools  wsclean aoflagger casacore-tools make  (examples/mwa-pipeline and its tests;
+#   radio-tools  wsclean aoflagger casacore-tools casacore-data make  (examples/mwa-pipeline and its tests;
 #                DP3.py comes from pip: .venv/bin/pip install -c constraints.txt -e '.[pipelines]')
 set -euo pipefail
 
@@ -14,7 +14,7 @@ declare -A PACKAGES=(
   [image]="mmdebstrap podman runc fuse-overlayfs"
   [packer]="packer"
   [wsclean]="wsclean"
-  [radio-tools]="wsclean aoflagger casacore-tools make"
+  [radio-tools]="wsclean aoflagger casacore-tools casacore-data make"
 )
 declare -A COMMANDS=(
   [image]="mmdebstrap podman runc"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pkgutil
 import sys
 import traceback
 import urllib.parse
@@ -30,7 +29,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitStatus.USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full options of the one subcommand ``argv`` names.
+
+    Every other subcommand is a stub with its one-line help (read from its source, not
+    imported): ``spotcube --help`` and ``spotcube status`` import no other command's module.
+    Without ``argv`` (or when it names no command) only the stubs are built.
+    """
     parser = _Parser(
         prog="spotcube",
         description="Process interferometric observations on AWS spot instances.",
@@ -43,11 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the traceback behind an error message"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(subparsers)
+    chosen = _chosen_command(argv)
+    for name, summary in commands.summaries().items():
+        if name == chosen:
+            importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)
     for sub in subparsers.choices.values():
         # Accepted after the subcommand too (`spotcube status --debug`); SUPPRESS keeps a
         # subcommand without it from resetting a `spotcube --debug status`.
@@ -57,13 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option (the top-level
+    options take no values), if that word is a command."""
+    for word in argv or ():
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in commands.names() else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand (each sets ``func(args) -> int``) and return its exit status.
 
     Never raises: argparse's own exits become their status (2 for usage, 0 for ``--help``),
     and any exception becomes one line on stderr and a status from :func:`describe`.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage or help already

@@ -7,9 +7,12 @@ The file is a JSON object::
                 "products": ["products/*.fits"]}}
 
 In every string of ``params``, ``{input}`` becomes the observation's input URI and
-``{job_dir}`` the absolute folder of the job file (on the local cloud every instance shares
-this machine's files; on AWS the pipeline lives in the image, see docs/pipelines.md). Plain
-replacement, not ``str.format``: braces elsewhere (awk, shell) stay as they are.
+``{job_dir}`` the folder of the job file where the instances find it: this machine's folder
+on the local cloud (``spotcube demo --job``, ``spotcube submit --job --endpoint``), whose
+instances share this machine's files; ``/opt/spotcube/pipelines/<folder name>`` on AWS, where
+the image variant that lists the folder under ``pipelines`` put it (:meth:`JobDefinition.on_image`;
+docs/pipelines.md). Both go through :meth:`JobDefinition.params_for`. Plain replacement, not
+``str.format``: braces elsewhere (awk, shell) stay as they are.
 
 Directory inputs (a Measurement Set) are packed into a reproducible ``.tar`` first: same
 files, same bytes, so a rerun uploads the same object.
@@ -22,8 +25,8 @@ import os
 import sys
 import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from payload.contracts import JOB_KINDS, JobMessage, check_id, utc_now
@@ -36,6 +39,9 @@ from spotcube.submit import Observation, new_run_id, publish_run
 
 SCHEMA = 1
 PLACEHOLDERS = ("{input}", "{job_dir}")
+# Where an image variant puts each folder of its `pipelines` list (the pipelines role's
+# pipelines_root; tests/pipelines/test_job_on_image.py checks the two agree).
+IMAGE_PIPELINES_ROOT = PurePosixPath("/opt/spotcube/pipelines")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class JobDefinition:
     path: Path
     kind: str
     params: dict[str, Any]
+    job_dir: str = ""  # what {job_dir} becomes; the job file's folder when empty
 
     @classmethod
     def load(cls, path: Path) -> JobDefinition:
@@ -78,11 +85,21 @@ class JobDefinition:
                 raise UsageError(f"--job {path}: {exc}") from None
         return cls(path.resolve(), kind, params)
 
+    def on_image(self) -> JobDefinition:
+        """The job as an instance of a baked image runs it: ``{job_dir}`` is where the
+        variant's ``pipelines`` key put the job file's folder."""
+        return replace(self, job_dir=str(image_job_dir(self.path.parent)))
+
     def params_for(self, input_uri: str) -> dict[str, Any]:
         """The params of one observation: placeholders replaced in every string."""
-        values = {"{input}": input_uri, "{job_dir}": str(self.path.parent)}
+        values = {"{input}": input_uri, "{job_dir}": self.job_dir or str(self.path.parent)}
         expanded: dict[str, Any] = _expand(self.params, values)
         return expanded
+
+
+def image_job_dir(folder: Path) -> PurePosixPath:
+    """Where a pipeline folder lands on an image whose variant lists it: by its name."""
+    return IMAGE_PIPELINES_ROOT / folder.resolve().name
 
 
 def _expand(value: Any, values: Mapping[str, str]) -> Any:
@@ -192,4 +209,4 @@ def for_local_cloud(job: JobDefinition, outputs: StackOutputs) -> JobDefinition:
         env.setdefault("AWS_ENDPOINT_URL", outputs.endpoint_url)
     python_bin = str(Path(sys.executable).parent)
     env.setdefault("PATH", os.pathsep.join([python_bin, os.environ.get("PATH", os.defpath)]))
-    return JobDefinition(job.path, job.kind, {**job.params, "env": env})
+    return replace(job, params={**job.params, "env": env})

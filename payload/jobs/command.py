@@ -2,11 +2,12 @@
 
 The program runs in a working directory restored from S3 at start. While it runs, files
 that are *closed and unchanged since the previous scan* are synced to S3 with their SHA-256,
-on the checkpoint interval, on a rebalance recommendation and on a termination notice; a
-file still open, or still changing, is never uploaded half-written. An index listing every
-synced file is written after the files it lists are durable (the manifest contract, applied
-to a directory). The program's own step files make it resumable: restored, it skips the
-steps whose outputs are there.
+on the checkpoint interval and on a rebalance recommendation. At a termination notice the
+program is frozen (SIGSTOP) and every file it is not writing is synced, however recently it
+was closed. A file still open for writing, or still changing, is never uploaded
+half-written. An index listing every synced file is written after the files it lists are
+durable (the manifest contract, applied to a directory). The program's own step files make
+it resumable: restored, it skips the steps whose outputs are there.
 
 Parameters (``message.params``)
 -------------------------------
@@ -41,8 +42,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,32 +110,70 @@ class CommandParams:
 FileStat = tuple[int, int]  # size, mtime_ns
 
 
-def files_open_for_writing(session: int) -> set[Path] | None:
-    """Files any process of ``session`` holds open for writing (Linux ``/proc``); None elsewhere.
+# A file open for writing -> when the earliest process holding it so started (Unix time).
+Holders = Mapping[Path, float]
+# Process start times come from clock ticks since boot; boot time from /proc/uptime (10 ms):
+# a file counts as unwritten by its holders only if it is older than their start by this much.
+_START_SLACK = 0.05
+
+
+def files_open_for_writing(session: int) -> dict[Path, float] | None:
+    """Files any process of ``session`` holds open for writing, each with the start time of
+    the earliest such process (Linux ``/proc``); None elsewhere.
 
     A file open only for reading (the next step reading the previous step's output) cannot
     change through that descriptor, so it does not keep the file from settling: its size and
-    mtime staying the same over two scans is the proof.
+    mtime staying the same over two scans is the proof. The start time tells a file written by
+    its holder from one only held: casacore opens every ``table.lock`` of a Measurement Set
+    read-write, even to read it (DP3 reading the flagged data), and writes nothing there.
     """
     proc = Path("/proc")
     if not (proc / "self" / "fd").is_dir():
         return None
-    held: set[Path] = set()
+    try:
+        booted = time.time() - float((proc / "uptime").read_text().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        booted, ticks = 0.0, 0  # unknown: every holder counts as a writer
+    held: dict[Path, float] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            # Field 6 of /proc/PID/stat is the session id; the comm field may hold spaces,
-            # so split after its closing parenthesis.
+            # Field 6 of /proc/PID/stat is the session id, field 22 the start time in clock
+            # ticks after boot; the comm field may hold spaces, so split after its closing
+            # parenthesis (the next field, 3, is then the first).
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[3]) != session:
                 continue
+            started = booted + int(fields[19]) / ticks if ticks else float("-inf")
             for fd in (entry / "fd").iterdir():
                 if _writable(entry / "fdinfo" / fd.name):
-                    held.add(Path(os.readlink(fd)))
+                    path = Path(os.readlink(fd))
+                    held[path] = min(held.get(path, float("inf")), started)
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we looked
     return held
+
+
+def _closed(
+    root: Path, now: Mapping[str, FileStat], held: Holders | AbstractSet[Path] | None
+) -> set[str]:
+    """The files of ``now`` that no process is writing.
+
+    Not open for writing, or open for writing but not modified since the earliest process
+    holding it so started: a write through its descriptor would have moved the mtime past
+    that start. ``held`` as a plain set (no start times) counts every holder as a writer.
+    """
+    if held is None:
+        return set(now)
+    started = held if isinstance(held, Mapping) else {}
+    closed = set()
+    for rel, (_size, mtime_ns) in now.items():
+        path = (root / rel).resolve()
+        if path not in held or mtime_ns / 1e9 < started.get(path, 0.0) - _START_SLACK:
+            closed.add(rel)
+    return closed
 
 
 def _writable(fdinfo: Path) -> bool:
@@ -205,7 +246,7 @@ class WorkdirSync:
                 found[path.relative_to(self.root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
         return found
 
-    def scan(self, held: set[Path] | None) -> list[str]:
+    def scan(self, held: Holders | AbstractSet[Path] | None) -> list[str]:
         """Files to sync now, oldest first: settled, and written before every unsettled file.
 
         Settled: closed for writing at the previous scan and now, with the same size and mtime.
@@ -217,13 +258,31 @@ class WorkdirSync:
         written after its latest write.
         """
         now = self.walk()
-        closed = {rel for rel in now if held is None or (self.root / rel).resolve() not in held}
+        closed = _closed(self.root, now, held)
         settled = {
             rel
             for rel, stat in now.items()
             if rel in closed and rel in self._closed_before and self._previous.get(rel) == stat
         }
         self._previous, self._closed_before = now, closed
+        return self._ready(now, settled)
+
+    def scan_frozen(self, held: Holders | None) -> list[str]:
+        """Files to sync from a program that is frozen (SIGSTOP), oldest first.
+
+        Frozen, nothing changes, so the two-scan proof of :meth:`scan` is not needed: every
+        file not open for writing holds what the program finished writing, even one closed a
+        moment before the notice (a step's stamp written just now). A file open for writing
+        is a step's unfinished output; the files written after it wait, as in :meth:`scan`.
+        Without ``/proc`` (``held`` None) open files are unknown: :meth:`scan`'s rule applies.
+        """
+        if held is None:
+            return self.scan(None)
+        now = self.walk()
+        return self._ready(now, _closed(self.root, now, held))
+
+    def _ready(self, now: Mapping[str, FileStat], settled: set[str]) -> list[str]:
+        """The unsynced files of ``now`` that are settled and older than every unsettled one."""
         unsynced = {rel: stat for rel, stat in now.items() if self._unsynced(rel, stat)}
         waiting = [rel for rel in unsynced if rel not in settled]
         barrier = min((unsynced[rel][1] for rel in waiting), default=None)
@@ -243,14 +302,18 @@ class WorkdirSync:
                 self._reported_barrier = oldest
         return _oldest_first(ready)
 
-    def sync(self, names: Iterable[str]) -> int:
+    def sync(self, names: Iterable[str], *, interrupt: threading.Event | None = None) -> int:
         """Upload ``names`` in order (verified), then the index; return how many were uploaded.
 
         A file that changed or vanished since the scan stops the sync there: the files after
         it (written later) wait for the next scan, as :meth:`scan` would have had them wait.
+        So does ``interrupt`` (a termination notice): the notice's own sync, of the frozen
+        program's files, must not wait behind a periodic one.
         """
         uploaded = 0
         for rel in names:
+            if interrupt is not None and interrupt.is_set():
+                break
             path = self.root / rel
             try:
                 before = path.stat()
@@ -291,18 +354,37 @@ def _oldest_first(files: Mapping[str, FileStat]) -> list[str]:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the program's session, then SIGKILL after a grace period."""
+    """SIGTERM the program's session, then SIGKILL after a grace period.
+
+    SIGCONT follows the SIGTERM: a session frozen at a notice (:func:`_freeze`) receives a
+    SIGTERM only once it runs again.
+    """
     for sig, wait in ((signal.SIGTERM, _STOP_SECONDS), (signal.SIGKILL, 5.0)):
         if process.poll() is not None:
             return
         try:
             os.killpg(process.pid, sig)
+            os.killpg(process.pid, signal.SIGCONT)
         except ProcessLookupError:
             return
         try:
             process.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
+
+
+def _freeze(process: subprocess.Popen[bytes]) -> None:
+    """SIGSTOP the program's process group: its files stay as they are while they upload.
+
+    The tether (the group's leader, ``process``) runs on at once: it writes nothing, and a
+    stopped tether could not act on the worker's death (its SIGUSR1 would wait for a SIGCONT
+    that nobody sends), leaving a frozen session behind a SIGKILLed worker.
+    """
+    try:
+        os.killpg(process.pid, signal.SIGSTOP)
+        os.kill(process.pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass  # it has just exited: nothing changes any more either
 
 
 def program_environment(
@@ -418,9 +500,14 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
         if watcher.terminating.is_set():
             # Program time since the last sync is at risk: what the next attempt may redo.
             at_risk = now - sync.last_sync
-            uploaded = sync.sync(sync.scan(files_open_for_writing(process.pid)))
+            # Frozen first, then every file it is not writing is final and goes to S3: a
+            # step finished a moment before the notice is not redone. (Synced by the
+            # periodic rule instead, a file closed since the previous scan waited for a
+            # second scan that never came, and the attempt handed back "0 settled files".)
+            _freeze(process)
+            uploaded = sync.sync(sync.scan_frozen(files_open_for_writing(process.pid)))
             run.attempt.lost_seconds = round(at_risk, 3)
-            log.warning("notice: synced %d settled files; stopping the program", uploaded)
+            log.warning("notice: synced %d finished files; stopping the program", uploaded)
             _stop(process)
             raise PreemptedError("termination notice during a command job")
         if now >= next_scan:
@@ -429,7 +516,7 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
             due = now - sync.last_sync >= interval or watcher.rebalance.is_set()
             if ready and due:
                 watcher.rebalance.clear()
-                sync.sync(ready)
+                sync.sync(ready, interrupt=watcher.terminating)
             if (ready and due) or now - last_ship >= interval:
                 # The program's output, even while no file settles: a hard kill loses at
                 # most one interval of it.

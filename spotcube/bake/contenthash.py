@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spotcube.bake.variant import TOOLCHAIN_ROLES, ImageVariant
+from spotcube.bake.variant import PIPELINES_ROLE, TOOLCHAIN_ROLES, ImageVariant
 
 # Bump when the hashing scheme itself changes, so old images never match by accident.
 HASH_SCHEME = "spotcube-image-v1"
@@ -37,7 +37,9 @@ IMAGE_INPUTS = (
 _SKIPPED_SUFFIXES = (".pyc", ".pyo")
 IMAGE_NAME_PREFIX = "spotcube-payload"
 # Toolchain roles reach an image only through a variant that names them (see content_hash).
-_VARIANT_ONLY = frozenset(Path("ansible/roles") / name for name in TOOLCHAIN_ROLES)
+_VARIANT_ONLY = frozenset(
+    Path("ansible/roles") / name for name in (*TOOLCHAIN_ROLES, PIPELINES_ROLE)
+)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ def content_hash(root: Path, variant: ImageVariant | None = None) -> ContentHash
         count += 1
         tops = [("toolchain/" + n, root / "ansible" / "roles" / n) for n in variant.toolchains]
         tops += [("role/" + r.name, r) for r in variant.roles]
+        if variant.pipelines:
+            tops.append(("role/" + PIPELINES_ROLE, root / "ansible" / "roles" / PIPELINES_ROLE))
+        tops += [("pipeline/" + p.name, p) for p in variant.pipelines]
         for label, top in tops:
             if not top.is_dir():
                 raise FileNotFoundError(f"role {label} of variant {variant.name} is missing: {top}")

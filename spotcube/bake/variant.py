@@ -8,6 +8,7 @@ A variant file (``images/radio-tools.yaml`` is the example) says::
     pip_packages: [name==1.2.3]    # extra pip packages, each pinned
     pip_venv: /opt/spotcube/tools  # where they go ("payload" = the worker's own venv)
     roles: [../group/roles/fhd]    # the group's own Ansible roles, relative to this file
+    pipelines: [../examples/mwa-pipeline]  # job folders, copied to /opt/spotcube/pipelines/<name>
 
 Every error names the file and the key, in one line.
 """
@@ -33,7 +34,12 @@ PAYLOAD_VENV = "/opt/spotcube/venv"
 # Debian policy: lower case, digits, + - . ; at least two characters, starting alphanumeric.
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _KEYS = ("schema", "name", "description", "toolchains", "debian_packages", "pip_packages",
-         "pip_venv", "roles")  # fmt: skip
+         "pip_venv", "roles", "pipelines")  # fmt: skip
+# The role that copies a variant's pipelines (ansible/roles/pipelines); like a toolchain it
+# reaches an image only through a variant that has pipelines.
+PIPELINES_ROLE = "pipelines"
+# A pipeline folder's name is a path component on the image and in {job_dir}.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class VariantError(ValueError):
@@ -51,6 +57,7 @@ class ImageVariant:
     pip_packages: tuple[str, ...]
     pip_venv: str
     roles: tuple[Path, ...]  # absolute paths of the group's own roles
+    pipelines: tuple[Path, ...] = ()  # absolute paths of the job folders the image carries
 
     @classmethod
     def load(cls, path: Path) -> ImageVariant:
@@ -101,6 +108,13 @@ class ImageVariant:
                     f"{where}: roles: {entry} is not an Ansible role (no tasks/main.yml at {role})"
                 )
             roles.append(role)
+        pipelines = [_pipeline(path, entry, where) for entry in _strings(doc, "pipelines", where)]
+        names = [p.name for p in pipelines]
+        if len(set(names)) != len(names):
+            raise VariantError(
+                f"{where}: pipelines: two folders named alike ({', '.join(names)}); each lands "
+                "at /opt/spotcube/pipelines/<folder name>: rename one"
+            )
         return cls(
             path=path.resolve(),
             name=name,
@@ -109,11 +123,13 @@ class ImageVariant:
             pip_packages=tuple(pip),
             pip_venv=venv,
             roles=tuple(roles),
+            pipelines=tuple(pipelines),
         )
 
     def playbook_roles(self) -> list[str]:
         """What the playbook includes after the payload: toolchains by name, own roles by path."""
-        return [*self.toolchains, *(str(r) for r in self.roles)]
+        pipelines = [PIPELINES_ROLE] if self.pipelines else []
+        return [*self.toolchains, *(str(r) for r in self.roles), *pipelines]
 
     def extra_vars(self) -> dict[str, Any]:
         """Variables of the variant for ansible/site.yml and the image_extras role."""
@@ -122,7 +138,25 @@ class ImageVariant:
             "image_extras_debian_packages": list(self.debian_packages),
             "image_extras_pip_packages": list(self.pip_packages),
             "image_extras_pip_venv": self.pip_venv,
+            "pipelines_sources": [str(p) for p in self.pipelines],
         }
+
+
+def _pipeline(variant_file: Path, entry: str, where: str) -> Path:
+    """A pipeline folder named by ``entry`` (relative to the variant file): it must hold a
+    job file (``*.json``), the thing `spotcube submit --job` reads."""
+    folder = (variant_file.parent / entry).resolve()
+    if not folder.is_dir():
+        raise VariantError(f"{where}: pipelines: {entry} is not a folder ({folder})")
+    if not _FOLDER_NAME.fullmatch(folder.name):
+        raise VariantError(
+            f"{where}: pipelines: {entry}: name the folder with letters, digits, . _ - only"
+        )
+    if not any(folder.glob("*.json")):
+        raise VariantError(
+            f"{where}: pipelines: {entry} holds no job file (*.json, see docs/pipelines.md)"
+        )
+    return folder
 
 
 def _strings(doc: dict[str, Any], key: str, where: str) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 from payload.contracts import JOB_KINDS
 from spotcube.errors import UsageError
@@ -42,6 +44,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="one job parameter (VALUE parsed as JSON when it is JSON); repeatable",
     )
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="an input, as INPUT (repeatable; with --job folders such as Measurement Sets too)",
+    )
+    parser.add_argument(
+        "--job",
+        type=Path,
+        metavar="FILE",
+        help="run your own pipeline: the job file `spotcube demo --job` runs (JSON with kind "
+        "and params; {input} and {job_dir} replaced), one job per input. On AWS {job_dir} is "
+        "/opt/spotcube/pipelines/<the file's folder name>: bake an image variant that lists "
+        "the folder under `pipelines`; with --endpoint it is the folder here",
+    )
     parser.add_argument("--run-id", help="run id (default: run-<UTC time>-<random>)")
     parser.add_argument(
         "--selftest",
@@ -55,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.job is not None:
+        return _run_job(args)
     params = parse_params(args.params, args.param)
     outputs = resolve_outputs(args)
     if args.selftest is not None:
@@ -66,12 +87,44 @@ def run(args: argparse.Namespace) -> int:
         observations = [Observation(f"selftest-{i:03d}", uri) for i in range(args.selftest)]
         kind = "selftest"
     else:
-        observations = upload_inputs(outputs, args.inputs, log=_to_stderr)
+        observations = upload_inputs(outputs, [*args.inputs, *map(str, args.input)], log=_to_stderr)
         kind = args.kind
     run_id, messages = submit_run(
         outputs, observations, kind=kind, params=params, run_id=args.run_id
     )
     print(f"submitted {len(messages)} {kind} job(s) as run {run_id}", flush=True)
+    print(run_id)
+    return 0
+
+
+def _run_job(args: argparse.Namespace) -> int:
+    """``--job FILE``: the demo's job file on a stack, one job per input."""
+    # Imported here: the job file brings the command job's parameter check with it.
+    from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
+
+    conflicting = {
+        "--kind": args.kind != "image",
+        "--params": args.params,
+        "--param": args.param,
+        "--selftest": args.selftest is not None,
+    }
+    for option, given in conflicting.items():
+        if given:
+            raise UsageError(f"--job takes kind and params from {args.job}; drop {option}")
+    paths = [Path(p) for p in args.inputs if not p.startswith("s3://")] + list(args.input)
+    uris = [p for p in args.inputs if p.startswith("s3://")]
+    if not paths and not uris:
+        raise UsageError("--job needs --input: the files or folders to run it on")
+    job = JobDefinition.load(args.job)
+    outputs = resolve_outputs(args)
+    # The local cloud's instances are processes on this machine: they find the job's folder
+    # where it is. An AWS instance finds it where the image variant put it.
+    job = for_local_cloud(job, outputs) if outputs.endpoint_url else job.on_image()
+    with tempfile.TemporaryDirectory(prefix="spotcube-submit-") as packed:
+        inputs = prepare_inputs(paths, Path(packed))
+        observations = upload_inputs(outputs, [*map(str, inputs), *uris], log=_to_stderr)
+    run_id, messages = submit_job(outputs, observations, job, run_id=args.run_id)
+    print(f"submitted {len(messages)} {job.kind} job(s) of {args.job} as run {run_id}", flush=True)
     print(run_id)
     return 0
 

@@ -88,7 +88,8 @@ def test_example_variant_loads_and_feeds_ansible_and_packer() -> None:
     assert inputs.provenance()["variant"] == "radio-tools"
     assert inputs.digest.hexdigest != BakeInputs.read(repo_root()).digest.hexdigest
     variables = extra_vars(inputs, Path("/w.whl"), wheelhouse_dir="")
-    assert variables["spotcube_variant_roles"] == list(variant.toolchains)
+    # The example pipeline's folder rides along (ansible/roles/pipelines copies it).
+    assert variables["spotcube_variant_roles"] == [*variant.toolchains, "pipelines"]
     assert variables["payload_image_metadata"]["variant"] == "radio-tools"
     assert variables["payload_image_metadata"]["toolchains"] == list(variant.toolchains)
     assert variables["image_extras_debian_packages"] == ["make"]
