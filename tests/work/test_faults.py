@@ -20,7 +20,7 @@ def assert_done_like_reference(plane: Plane, message: JobMessage, data: bytes) -
     layout = ObsLayout(RUN, message.obs_id)
     done = json.loads(plane.get(layout.done) or b"{}")
     for name, expected in reference_products(message, data, plane.tmp).items():
-        assert plane.get(layout.product(name)) == expected, name
+        assert plane.product(layout, name) == expected, name
         assert done["products"][name]["size"] == len(expected)
 
 
