@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spotcube.local.motoserver import local_client, moto_server  # noqa: E402
-from tests.work.interleave import Interleaving  # noqa: E402
+from spotcube.local.motoserver import local_client, moto_server
+from tests.work.interleave import Interleaving
 
 
 def main() -> int:

@@ -34,6 +34,7 @@ its next request (or has finished), so the interleaving is the seed's, whatever 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -201,7 +202,11 @@ class Interleaving:
         key = f"{self.run_id}/{obs_id}.dat"
         etag = self.s3.put_object(Bucket=RAW, Key=key, Body=data)["ETag"]
         message = JobMessage.create(
-            run_id=self.run_id, obs_id=obs_id, input=f"s3://{RAW}/{key}", kind="selftest", params=params
+            run_id=self.run_id,
+            obs_id=obs_id,
+            input=f"s3://{RAW}/{key}",
+            kind="selftest",
+            params=params,
         )
         job = Job(obs_id, key, params, message, {etag: data})
         self.jobs[obs_id] = job
@@ -307,14 +312,13 @@ class Interleaving:
         if instance.thread is not None:
             instance.thread.join(timeout=30)
         if instance.message is not None:
-            try:
+            # A ClientError: already deleted by another instance that finished the job.
+            with contextlib.suppress(ClientError):
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url,
                     ReceiptHandle=instance.message["ReceiptHandle"],
                     VisibilityTimeout=0,
                 )
-            except ClientError:
-                pass  # already deleted by another instance that finished the job
         index = self.instances.index(instance)
         self.instances[index] = self._new_instance(index)
 
