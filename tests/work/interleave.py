@@ -379,6 +379,12 @@ class Interleaving:
         if verdict == "kill" and request.instance in self.instances:
             self._kill(request.instance)
 
+    def replace_input(self, job: Job) -> None:
+        self._replace_input(job)
+
+    def lie(self, job: Job) -> None:
+        self._lie(job)
+
     def _replace_input(self, job: Job) -> None:
         if job.replaced:
             return
@@ -397,6 +403,56 @@ class Interleaving:
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(body))
         job.lied = True
         self.trace.append(f"lie about the params of {job.obs_id}")
+
+    # --- scripted schedules (the regression tests) -----------------------------------
+
+    def deliver(self, index: int, message: dict[str, Any] | None = None) -> Instance:
+        """Start instance ``index`` on ``message`` (default: the next one the queue gives)."""
+        instance = self.instances[index]
+        message = message or self._receive()
+        assert message is not None, "nothing to deliver"
+        self._start(instance, message)
+        return instance
+
+    def advance(self, instance: Instance, until: Callable[[_Request], bool]) -> _Request:
+        """Grant ``instance``'s requests until one matches ``until``; return it, not granted."""
+        for _ in range(10_000):
+            self._settle()
+            with self.cond:
+                mine = [r for r in self.pending if r.instance is instance]
+            assert mine, f"{instance.name} finished before the point: {instance.outcomes}"
+            for request in mine:
+                if until(request):
+                    return request
+            self.grant(mine[0], "go")
+            self.check()
+        raise AssertionError("advance did not reach the point")
+
+    def drain(self, instance: Instance) -> None:
+        """Grant ``instance``'s requests until it has finished its job."""
+        for _ in range(10_000):
+            self._settle()
+            if not instance.busy:
+                return
+            with self.cond:
+                mine = [r for r in self.pending if r.instance is instance]
+            if mine:
+                self.grant(mine[0], "go")
+            self.check()
+        raise AssertionError(f"{instance.name} did not finish")
+
+    def calm(self, limit: int = 3000) -> None:
+        """Only grants and deliveries until everything has ended; then :meth:`finish`."""
+        for _ in range(limit):
+            if self.quiet():
+                break
+            self.step(chaos=False)
+        self.finish()
+
+    def purge_queue(self) -> None:
+        """Delete every message now in the queue (a scripted schedule's clean slate)."""
+        while (message := self._receive()) is not None:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     # --- invariants --------------------------------------------------------------------
 
