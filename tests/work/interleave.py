@@ -184,6 +184,7 @@ class Interleaving:
         self.done_seen: dict[str, bytes] = {}
         self.references: dict[tuple[str, str], dict[str, bytes]] = {}
         self._all: list[Instance] = []  # every instance ever started, the killed too
+        self.granted: list[tuple[str, str]] = []  # (operation, key) of every request let through
         # One run per seed: several seeds may share one moto server (bench/interleavings.py).
         self.run_id = f"ilv-{seed}"
         for bucket in (RAW, PRODUCTS):
@@ -371,6 +372,7 @@ class Interleaving:
         self.check()
 
     def grant(self, request: _Request, verdict: str) -> None:
+        self.granted.append((request.op, request.key))
         with self.cond:
             request.verdict = verdict
             if verdict == "kill":
