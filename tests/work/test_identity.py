@@ -152,3 +152,17 @@ def test_local_image_refuses_an_input_replaced_after_the_first_chunk(
     assert "changed while it was read" in err
     assert not (out / "provenance.json").exists()
     assert not list(out.glob("*.fits"))
+
+
+def test_attempt_products_are_not_products_to_a_key_parser() -> None:
+    """What a listing finds under attempts/ is never taken for the job's product."""
+    from payload.layout import KeyKind, ObsLayout, parse_key
+
+    layout = ObsLayout("r", "o")
+    key = layout.attempt_product("3-0123abcd", "image_cube.fits")
+    parsed = parse_key(key)
+    assert parsed is not None
+    assert parsed.kind is KeyKind.ATTEMPT_PRODUCT
+    assert parsed.name == "image_cube.fits"
+    with pytest.raises(ValueError, match="key-safe"):
+        layout.attempt_product("../x", "a")
