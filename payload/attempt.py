@@ -277,27 +277,26 @@ class JobAttempt:
                 stored = self.store.put_file(key, path)
                 listing[path.name] = {"key": key, "size": stored.size, "sha256": stored.sha256}
                 faultpoint("product-uploaded")
-            faultpoint("before-done")
-            done = DoneRecord(
-                run_id=self.message.run_id,
-                obs_id=self.message.obs_id,
-                params_hash=self.message.params_hash,
-                products=listing,
-                instance_id=self.identity.instance_id,
-                finished_at=utc_now(),
-                code_id=CODE_ID,
-                input_identity=self.input_identity,
-                attempt=self.token,
-            )
-            created = self.store.put_bytes(
-                self.layout.done,
-                done.to_json(),
-                if_none_match=True,
-                content_type="application/json",
-            )
         except BaseException:
             self._discard(listing)
             raise
+        faultpoint("before-done")
+        done = DoneRecord(
+            run_id=self.message.run_id,
+            obs_id=self.message.obs_id,
+            params_hash=self.message.params_hash,
+            products=listing,
+            instance_id=self.identity.instance_id,
+            finished_at=utc_now(),
+            code_id=CODE_ID,
+            input_identity=self.input_identity,
+            attempt=self.token,
+        )
+        # No clean-up if this write fails: a PUT whose answer was lost may have created DONE,
+        # and deleting what it lists would break it. Unlisted leftovers are never read.
+        created = self.store.put_bytes(
+            self.layout.done, done.to_json(), if_none_match=True, content_type="application/json"
+        )
         faultpoint("after-done")
         if not created and not self._done_is_ours():
             self._discard(listing)

@@ -4,7 +4,8 @@ Each simulated instance is a :class:`payload.worker.Worker` in a thread of this 
 its own S3 client wrapped so that *every S3 request is a scheduling point*: the request
 waits until the scheduler grants it, and the scheduler decides, from one seeded
 ``random.Random``, which instance moves next and what happens to its request — it goes
-through, it meets a 500 from S3 (the store's fault), or the instance is killed right there
+through, it meets a 500 from S3 (the store's fault), S3 does it but the answer is lost (the
+client retries what already happened), or the instance is killed right there
 (and never sends another byte: every later request of any of its threads dies too). Between
 requests the scheduler may also deliver a message from SQS (a real receive), deliver one a
 second time to another instance (a visibility expiry), stop an instance for a while (SIGSTOP:
@@ -106,7 +107,7 @@ class Instance:
 class GatedClient:
     """A boto3 S3 client whose requests wait for the scheduler's verdict."""
 
-    def __init__(self, client: Any, gate: Callable[[str, str], None]) -> None:
+    def __init__(self, client: Any, gate: Callable[[str, str], str]) -> None:
         self._client = client
         self._gate = gate
 
@@ -116,7 +117,10 @@ class GatedClient:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            self._gate(name, str(kwargs.get("Key", "")))
+            if self._gate(name, str(kwargs.get("Key", ""))) == "lost":
+                # S3 did it, the answer never arrived: the client retries what already happened.
+                attr(*args, **kwargs)
+                raise ConnectionError(f"injected: the answer to {name} was lost")
             return attr(*args, **kwargs)
 
         return call
@@ -218,8 +222,8 @@ class Interleaving:
         name = f"i-{self.seed}-{number}-{len(self.trace)}"
         holder: list[Instance] = []
 
-        def gate(op: str, key: str) -> None:
-            self._gate(holder[0], op, key)
+        def gate(op: str, key: str) -> str:
+            return self._gate(holder[0], op, key)
 
         config = WorkerConfig(
             queue_url=self.queue_url,
@@ -246,7 +250,7 @@ class Interleaving:
 
     # --- the gate (instance threads) ---------------------------------------------------
 
-    def _gate(self, instance: Instance, op: str, key: str) -> None:
+    def _gate(self, instance: Instance, op: str, key: str) -> str:
         with self.cond:
             if instance.dead:
                 raise Killed(instance.name)
@@ -268,6 +272,7 @@ class Interleaving:
                 },
                 op,
             )
+        return verdict
 
     def _run_instance(self, instance: Instance, message: dict[str, Any]) -> None:
         try:
@@ -366,7 +371,7 @@ class Interleaving:
             if chaos and roll < self.p["kill"]:
                 verdict = "kill"
             elif chaos and roll < self.p["kill"] + self.p["fault"]:
-                verdict = "fault"
+                verdict = rng.choice(["fault", "lost"])
             self.trace.append(f"{verdict} {request.instance.name} {request.op} {request.key}")
             self.grant(request, verdict)
         self.check()
