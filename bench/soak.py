@@ -266,6 +266,12 @@ def get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
     return data
 
 
+def product_key(s3: Any, bucket: str, layout: ObsLayout, name: str) -> str:
+    """The key DONE lists for product ``name`` (products live under attempts/; issue 18)."""
+    listing = json.loads(get_bytes(s3, bucket, layout.done) or b"{}").get("products", {})
+    return str(listing.get(name, {}).get("key") or layout.product(name))
+
+
 def verify(
     outputs: StackOutputs,
     jobs: dict[str, Job],
@@ -292,7 +298,7 @@ def verify(
         expected = job.expected or {}
         ours = {}
         for name in sorted(set(expected) | set(listing)):
-            data = get_bytes(s3, bucket, layout.product(name))
+            data = get_bytes(s3, bucket, product_key(s3, bucket, layout, name))
             if data is not None:
                 ours[name] = data
         digests = {name: product_digest(name, data) for name, data in ours.items()}
@@ -346,9 +352,10 @@ def damage(s3: Any, bucket: str, jobs: dict[str, Job]) -> None:
     first, second, third = sorted(jobs)[:3]
     layout = ObsLayout(RUN, first)
     name = sorted(jobs[first].expected or {"selftest.bin": ""})[0]
-    data = bytearray(get_bytes(s3, bucket, layout.product(name)) or b"\0")
+    key = product_key(s3, bucket, layout, name)
+    data = bytearray(get_bytes(s3, bucket, key) or b"\0")
     data[len(data) // 2] ^= 0x01
-    s3.put_object(Bucket=bucket, Key=layout.product(name), Body=bytes(data))
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(data))
     done = ObsLayout(RUN, second).done
     s3.put_object(Bucket=bucket, Key=done, Body=(get_bytes(s3, bucket, done) or b"") + b" ")
     s3.delete_object(Bucket=bucket, Key=ObsLayout(RUN, third).done)
@@ -390,7 +397,8 @@ def image_references(
         listing = json.loads(get_bytes(s3, outputs.products_bucket, layout.done) or b"{}")
         job.expected = {}
         for name in listing.get("products", {}):
-            data = get_bytes(s3, outputs.products_bucket, layout.product(name)) or b""
+            key = product_key(s3, outputs.products_bucket, layout, name)
+            data = get_bytes(s3, outputs.products_bucket, key) or b""
             kept = root / "products" / obs_id / name  # for a look when one differs
             kept.parent.mkdir(parents=True, exist_ok=True)
             kept.write_bytes(data)

@@ -13,11 +13,11 @@ Neither imports the worker.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,19 +25,23 @@ from typing import Any
 from payload.checkpoint import Checkpointer, load_manifest
 from payload.classify import failure_record, with_uris
 from payload.contracts import (
+    CODE_ID,
     Attempt,
     JobMessage,
     Manifest,
     ObsLayout,
     canonical_json,
+    check_params_hash,
     parse_s3_uri,
     utc_now,
 )
 from payload.errors import InvalidInputError, PayloadError, PreemptedError
 from payload.imds import InstanceIdentity
 from payload.inputs import restore as restore_input
+from payload.inputs import sha256_of_key
 from payload.jobs import JobContext, build_job
 from payload.jobs.base import ChunkedJob
+from payload.layout import KeyKind, parse_key
 from payload.logship import LogShipper
 from payload.outcomes import Outcome
 from payload.provenance import payload_git_commit
@@ -97,6 +101,9 @@ class JobAttempt:
         self.logs: LogShipper | None = None
         self.number = 0  # this attempt's place in the manifest, from 1; set by start()
         self.input_identity: dict[str, Any] = {}
+        # Names this attempt's private products prefix: unique even when two workers hold one
+        # message and pick the same attempt number.
+        self.token = uuid.uuid4().hex[:16]
         self.attempt = Attempt(
             instance_id=identity.instance_id,
             start=utc_now(),
@@ -113,8 +120,10 @@ class JobAttempt:
         Raises
         ------
         InvalidInputError
-            The input is missing, or the stored checkpoint belongs to other work.
+            The message's params_hash does not follow from its params and this code, the
+            input is missing, or the stored checkpoint belongs to other work.
         """
+        check_params_hash(self.message)  # before anything is written under the job's prefix
         self.input_identity = self._identify_input()
         manifest = load_manifest(self.store, self.layout, self.message, self.input_identity)
         manifest.attempts.append(self.attempt)
@@ -122,6 +131,7 @@ class JobAttempt:
         # Two workers holding one message (a visibility expiry) may pick the same number; the
         # later upload of that log wins. Numbers follow the manifest's order otherwise.
         number = self.number = len(manifest.attempts)
+        self.token = f"{number}-{self.token}"
         self.attempt.log = self.layout.log(number)
         self.logs = LogShipper(self.store, self.attempt.log, self.dir / f"attempt-{number}.log")
         self.logs.start()
@@ -149,26 +159,88 @@ class JobAttempt:
     def _identify_input(self) -> dict[str, Any]:
         if self.message.kind == "command" and not self.message.input.startswith("s3://"):
             return {"uri": self.message.input}
-        bucket, key = parse_s3_uri(self.message.input)
+        return self._head_input(self.message.input)
+
+    def _head_input(self, uri: str) -> dict[str, Any]:
+        """The input's identity as the store has it now: uri, ETag, size.
+
+        A content-keyed input whose object says (in the sha256 metadata spotcube submit wrote)
+        that it holds other bytes than its key names was overwritten after submit: that is
+        the input's fault, ``invalid`` at first sight rather than six downloads per attempt.
+        """
+        bucket, key = parse_s3_uri(uri)
         head = self.store_for(bucket).head(key)
         if head is None:
-            raise InvalidInputError(f"input {self.message.input} does not exist")
-        return {
-            "uri": self.message.input,
-            "etag": head.get("ETag"),
-            "size": head.get("ContentLength"),
-        }
+            raise InvalidInputError(f"input {uri} does not exist")
+        named = sha256_of_key(key)
+        stored = (head.get("Metadata") or {}).get("sha256")
+        if named and stored and stored != named:
+            raise InvalidInputError(
+                f"input {uri} was overwritten after submit: it holds bytes with sha256 "
+                f"{stored[:12]}, its key names {named[:12]}; submit the observation again"
+            )
+        return {"uri": uri, "etag": head.get("ETag"), "size": head.get("ContentLength")}
+
+    def verify_input(self) -> None:
+        """Refuse to combine chunks read from an input that changed during the job.
+
+        Called after the last chunk is read, before combine: the chunks of this job (this
+        attempt's and earlier attempts', which ``load_manifest`` matched to the same identity)
+        were all computed from the bytes the identity names only if the input still has it.
+        """
+        if "etag" not in self.input_identity:
+            return
+        now = self._head_input(self.message.input)
+        for name in ("etag", "size"):
+            if now.get(name) != self.input_identity.get(name):
+                raise InvalidInputError(
+                    f"input {self.message.input} changed while the job read it ({name} "
+                    f"{self.input_identity.get(name)} at start, {now.get(name)} after the last "
+                    "chunk); submit it again under a new run id"
+                )
 
     # --- what jobs use -----------------------------------------------------------------
 
     def fetch(self, uri: str) -> Path:
-        """Download an ``s3://`` input once per attempt, into the job's directory."""
+        """Download an ``s3://`` input once per attempt, into the job's directory.
+
+        The job's own input is downloaded only if it still has the ETag it had when the
+        attempt identified it (``If-Match``): a replacement in between is ``invalid`` at
+        once. A product of another observation (an ``integrate`` job's uv cubes) is read
+        through that observation's ``DONE``, the only place that says which object it is.
+        """
         if uri not in self._inputs:
             bucket, key = parse_s3_uri(uri)
             store = self.store_for(bucket)
+            if_match = None
+            if uri == self.message.input:
+                if_match = self.input_identity.get("etag")
+            elif bucket == self.store.bucket:
+                key = self._committed_product_key(uri, key)
             # Content-keyed inputs carry their name; folders arrive as an archive.
-            self._inputs[uri] = restore_input(store, key, self.dir / "input", uri=uri)
+            self._inputs[uri] = restore_input(
+                store, key, self.dir / "input", uri=uri, if_match=if_match
+            )
         return self._inputs[uri]
+
+    def _committed_product_key(self, uri: str, key: str) -> str:
+        """The key DONE lists for the product ``uri`` names (``.../products/<name>``)."""
+        parsed = parse_key(key)
+        if parsed is None or parsed.kind is not KeyKind.PRODUCT or parsed.layout is None:
+            return key
+        raw = self.store.get_bytes(parsed.layout.done)
+        if raw is None:
+            # Products of runs made before attempts had private prefixes have no listing.
+            if self.store.exists(key):
+                return key
+            raise InvalidInputError(
+                f"{uri}: observation {parsed.layout.run_id}/{parsed.layout.obs_id} is not DONE; "
+                "integrate its products once it is"
+            )
+        listed = DoneRecord.from_json(raw).product_key(parsed.name or "")
+        if listed is None:
+            raise InvalidInputError(f"{uri}: DONE of {parsed.layout.prefix} lists no such product")
+        return listed
 
     def context(self) -> JobContext:
         """What a chunked job may use besides its message."""
@@ -180,6 +252,7 @@ class JobAttempt:
                 "input_identity": canonical_json(self.input_identity),
                 "instance_id": self.identity.instance_id,
                 "git_commit": payload_git_commit(),
+                "code_id": CODE_ID,
                 **({"ami_id": ami} if (ami := self.identity.ami_id) else {}),
             },
         )
@@ -190,12 +263,24 @@ class JobAttempt:
             self.logs.ship()
 
     def publish(self, products: list[Path]) -> Outcome:
-        """Upload products, end the attempt in the manifest, then write ``DONE`` once."""
-        listing = {}
-        for path in products:
-            stored = self.store.put_file(self.layout.product(path.name), path)
-            listing[path.name] = {"key": stored.key, "size": stored.size, "sha256": stored.sha256}
-        self.end(Outcome.DONE)
+        """Upload products under this attempt's private prefix, then race for ``DONE``.
+
+        ``DONE`` is the one commit point: its conditional write (``If-None-Match: *``) names
+        the keys and sha256 it vouches for. The winner's attempt ends ``done``. A loser
+        deletes what it uploaded and ends ``superseded``: nothing it wrote is listed, and
+        nothing it does later can touch the keys another attempt's ``DONE`` lists.
+        """
+        listing: dict[str, dict[str, Any]] = {}
+        try:
+            for path in products:
+                key = self.layout.attempt_product(self.token, path.name)
+                stored = self.store.put_file(key, path)
+                listing[path.name] = {"key": key, "size": stored.size, "sha256": stored.sha256}
+                faultpoint("product-uploaded")
+        except BaseException:
+            self._discard(listing)
+            raise
+        faultpoint("before-done")
         done = DoneRecord(
             run_id=self.message.run_id,
             obs_id=self.message.obs_id,
@@ -203,21 +288,41 @@ class JobAttempt:
             products=listing,
             instance_id=self.identity.instance_id,
             finished_at=utc_now(),
+            code_id=CODE_ID,
+            input_identity=self.input_identity,
+            attempt=self.token,
         )
+        # No clean-up if this write fails: a PUT whose answer was lost may have created DONE,
+        # and deleting what it lists would break it. Unlisted leftovers are never read.
         created = self.store.put_bytes(
             self.layout.done, done.to_json(), if_none_match=True, content_type="application/json"
         )
-        if not created:
-            existing = json.loads(self.store.get_bytes(self.layout.done) or b"{}")
-            if existing.get("products") != listing:
-                log.error(
-                    "DONE of %s was written by another worker with other products: %s",
-                    self.layout.prefix,
-                    existing.get("products"),
-                )
-            else:
-                log.info("DONE was already written (another worker or our retry); products agree")
+        faultpoint("after-done")
+        if not created and not self._done_is_ours():
+            self._discard(listing)
+            log.warning(
+                "superseded: DONE of %s was written by another attempt first; this attempt's "
+                "%d products were deleted",
+                self.layout.prefix,
+                len(listing),
+            )
+            self.end(Outcome.SUPERSEDED)
+            return Outcome.SUPERSEDED
+        self.end(Outcome.DONE)
         return Outcome.DONE
+
+    def _done_is_ours(self) -> bool:
+        """Whether the stored DONE is this attempt's (a retried PUT finds its own first try)."""
+        raw = self.store.get_bytes(self.layout.done)
+        return raw is not None and DoneRecord.from_json(raw).attempt == self.token
+
+    def _discard(self, listing: dict[str, dict[str, Any]]) -> None:
+        """Delete this attempt's uploaded products (best effort: no reader takes them anyway)."""
+        for entry in listing.values():
+            try:
+                self.store.delete(entry["key"])
+            except Exception as exc:
+                log.warning("could not delete %s: %s", entry["key"], exc)
 
     # --- the end -----------------------------------------------------------------------
 
@@ -317,6 +422,7 @@ def run_chunked_job(run: JobAttempt) -> Outcome:
     if run.watcher.terminating.is_set():
         # Combining is new work too; the next instance does it from the manifest.
         raise PreemptedError("termination notice: products are left to the next instance")
+    run.verify_input()  # every chunk is read: the bytes they came from must still be there
     fetched = run.dir / "fetched"
     paths = {cid: ckpt.local_path(cid, fetched) for cid in job.chunk_ids()}
     return run.publish(job.combine(paths, run.dir / "products"))

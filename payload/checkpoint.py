@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest, ObsLayout, utc_now
+from payload.contracts import (
+    CODE_ID,
+    Attempt,
+    ChunkRecord,
+    JobMessage,
+    Manifest,
+    ObsLayout,
+    utc_now,
+)
 from payload.errors import InvalidInputError, TransientError
 from payload.settings import DEFAULT_CHECKPOINT_INTERVAL as DEFAULT_INTERVAL
 from payload.store import ObjectStore, faultpoint
@@ -44,6 +52,12 @@ def load_manifest(
     if raw is None:
         return Manifest.new(message, input_identity)
     manifest = Manifest.from_json(raw)
+    if manifest.code_id and manifest.code_id != CODE_ID:
+        raise InvalidInputError(
+            f"checkpoint s3://{store.bucket}/{layout.manifest} was made by payload code "
+            f"{manifest.code_id[:12]}, this worker runs {CODE_ID[:12]}: its chunks are not this "
+            "code's chunks. Submit under a new run id, or delete the checkpoint."
+        )
     if manifest.params_hash != message.params_hash:
         raise InvalidInputError(
             f"checkpoint s3://{store.bucket}/{layout.manifest} was made with params_hash "

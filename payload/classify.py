@@ -11,6 +11,7 @@ of its traceback so it can be found without the worker's logs.
 from __future__ import annotations
 
 import errno
+import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,22 @@ def one_line(text: str) -> str:
     return flat if len(flat) <= _MAX_LINE else flat[: _MAX_LINE - 3] + "..."
 
 
+# HDF5 (h5py) and some C libraries report a full disk as an OSError without errno, with
+# the C library's text in the message instead.
+_RESOURCE_TEXTS = (
+    *(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM)),
+    "errno = 28",
+    "errno = 122",
+)
+
+
 def is_resource_error(exc: BaseException) -> bool:
     """A failure of the machine or the network rather than of the input."""
     if isinstance(exc, MemoryError | ConnectionError | TimeoutError):
         return True
     if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+        return True
+    if isinstance(exc, OSError) and any(text in str(exc) for text in _RESOURCE_TEXTS):
         return True
     module = type(exc).__module__
     return module.startswith(("botocore", "urllib3", "boto3"))

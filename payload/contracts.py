@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payload import __version__
+from payload.codeid import current_code_identity
 from payload.errors import InvalidInputError
 
 # The S3 layout has its own module; these names stay importable from here for callers that
@@ -32,6 +33,9 @@ from payload.layout import (  # noqa: F401
 
 SCHEMA = 1
 JOB_KINDS = ("image", "integrate", "command", "selftest")
+# Taken when this module is imported, i.e. of the code this process runs: a source file
+# edited under a running worker must not change what the worker claims to be.
+CODE_ID = current_code_identity()
 
 
 def canonical_json(value: Any) -> str:
@@ -39,14 +43,45 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def params_hash(kind: str, params: Mapping[str, Any], *, payload_version: str = __version__) -> str:
-    """sha256 of the canonical JSON of kind, params and payload version.
+def params_hash(
+    kind: str,
+    params: Mapping[str, Any],
+    *,
+    payload_version: str = __version__,
+    code_id: str = CODE_ID,
+) -> str:
+    """sha256 of the canonical JSON of kind, params, payload version and code identity.
 
     A checkpoint is only resumed by a job whose hash matches: a change of parameters or of
-    the payload software means the finished chunks are not the chunks this job would make.
+    the payload's code (:mod:`payload.codeid`, not only its version string) means the
+    finished chunks are not the chunks this job would make.
     """
-    doc = {"kind": kind, "params": dict(params), "payload_version": payload_version}
+    doc = {
+        "kind": kind,
+        "params": dict(params),
+        "payload_version": payload_version,
+        "code_id": code_id,
+    }
     return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+
+
+def check_params_hash(message: JobMessage) -> str:
+    """Recompute the message's params hash here; refuse a message whose hash differs.
+
+    The worker never trusts the hash a message carries: it names the checkpoint a job may
+    resume and the identity DONE records, so a hash that does not follow from the params
+    (a re-sent message with other params, a submit from other payload code) would let a
+    product mix chunks of two parameter sets or two codes.
+    """
+    expected = params_hash(message.kind, message.params)
+    if message.params_hash != expected:
+        raise InvalidInputError(
+            f"job message {message.run_id}/{message.obs_id}: params_hash "
+            f"{str(message.params_hash)[:12]} does not follow from its params under this payload "
+            f"code ({CODE_ID[:12]}), which give {expected[:12]}; submit again with the code the "
+            "workers run"
+        )
+    return expected
 
 
 def utc_now() -> str:
@@ -198,6 +233,7 @@ class Manifest:
     chunks: dict[str, ChunkRecord] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     chunks_total: int | None = None  # how many chunks the job has, once a worker built it
+    code_id: str = ""  # payload.codeid of the code that made the chunks (also in params_hash)
     updated_at: str = field(default_factory=utc_now)
     schema: int = SCHEMA
 
@@ -209,6 +245,7 @@ class Manifest:
             kind=message.kind,
             params_hash=message.params_hash,
             input_identity=dict(input_identity),
+            code_id=CODE_ID,
         )
 
     def to_json(self) -> str:

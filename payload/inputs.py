@@ -38,7 +38,15 @@ class InputStore(Protocol):
 
     def head(self, key: str) -> dict[str, Any] | None: ...
 
-    def download_file(self, key: str, dest: Path, *, sha256: str | None = None) -> Path: ...
+    def download_file(
+        self,
+        key: str,
+        dest: Path,
+        *,
+        sha256: str | None = None,
+        if_match: str | None = None,
+        is_input: bool = False,
+    ) -> Path: ...
 
 
 def content_key(prefix: str, sha256: str) -> str:
@@ -91,12 +99,14 @@ def pack_directory(source: Path, out: IO[bytes]) -> None:
                 tar.addfile(info, stream)
 
 
-def restore(store: InputStore, key: str, dest_dir: Path, *, uri: str) -> Path:
+def restore(
+    store: InputStore, key: str, dest_dir: Path, *, uri: str, if_match: str | None = None
+) -> Path:
     """Download ``key`` into ``dest_dir`` under its original name; unpack a directory.
 
     An object without spotcube's metadata (an ``s3://`` URI of data already in S3) keeps the
     last part of its key as its name. A content key is checked against its digest on the
-    way down.
+    way down; ``if_match`` (an ETag) refuses an object replaced since it was identified.
 
     Raises
     ------
@@ -111,8 +121,16 @@ def restore(store: InputStore, key: str, dest_dir: Path, *, uri: str) -> Path:
     name = _safe_name(metadata.get(NAME_METADATA), fallback=key.rsplit("/", 1)[-1] or "input")
     target = dest_dir / name
     if metadata.get(FORM_METADATA) != FORM_TAR:
-        return store.download_file(key, target, sha256=sha256_of_key(key))
-    archive = store.download_file(key, dest_dir / f".{name}.tar", sha256=sha256_of_key(key))
+        return store.download_file(
+            key, target, sha256=sha256_of_key(key), if_match=if_match, is_input=True
+        )
+    archive = store.download_file(
+        key,
+        dest_dir / f".{name}.tar",
+        sha256=sha256_of_key(key),
+        if_match=if_match,
+        is_input=True,
+    )
     partial = dest_dir / f".{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:

@@ -9,7 +9,9 @@ one side looking in the wrong place. DESIGN.md, "S3 layout"::
     runs/<run>/obs/<obs>/checkpoint/chunks/<chunk>.<ext>  chunk files
     runs/<run>/obs/<obs>/checkpoint/workdir-index.json    WorkdirIndex (command jobs)
     runs/<run>/obs/<obs>/checkpoint/workdir/<path>        a command job's working files
-    runs/<run>/obs/<obs>/products/<name>                  final products
+    runs/<run>/obs/<obs>/attempts/<attempt>/products/<name>  an attempt's products (private
+                                                          until DONE names them)
+    runs/<run>/obs/<obs>/products/<name>                  (older runs: final products)
     runs/<run>/obs/<obs>/logs/attempt-<n>.log             each attempt's log, shipped live
     runs/<run>/obs/<obs>/DONE                             DoneRecord, written last, once
     runs/<run>/obs/<obs>/FAILED.json                      FailedRecord
@@ -87,7 +89,26 @@ class ObsLayout:
         return f"{self.prefix}products/"
 
     def product(self, name: str) -> str:
+        """Where products were written before attempts had their own prefix (older runs).
+
+        New products live under :meth:`attempt_product`; readers find them through ``DONE``.
+        """
         return f"{self.products_prefix}{name}"
+
+    @property
+    def attempts_prefix(self) -> str:
+        return f"{self.prefix}attempts/"
+
+    def attempt_product(self, attempt: str, name: str) -> str:
+        """Where attempt ``attempt`` (a unique token) writes product ``name``.
+
+        No reader takes an object here for the job's product unless ``DONE`` lists its key:
+        an attempt that loses the ``DONE`` race writes nothing anyone reads, and a late one
+        cannot overwrite what ``DONE`` lists, because no other attempt has its token.
+        """
+        if not ID_PATTERN.match(attempt):
+            raise ValueError(f"attempt token {attempt!r} is not a key-safe id")
+        return f"{self.attempts_prefix}{attempt}/products/{name}"
 
     @property
     def logs_prefix(self) -> str:
@@ -124,6 +145,7 @@ class KeyKind(enum.StrEnum):
     WORKDIR_INDEX = "workdir-index"
     WORKDIR_FILE = "workdir-file"
     PRODUCT = "product"
+    ATTEMPT_PRODUCT = "attempt-product"  # not the job's product unless DONE lists it
     LOG = "log"
     DONE = "done"
     FAILED = "failed"
@@ -182,6 +204,10 @@ def parse_key(key: str) -> ParsedKey | None:
         return None
     if rest[0] == "products" and len(rest) >= 2:
         return ParsedKey(KeyKind.PRODUCT, run_id, obs_id, "/".join(rest[1:]))
+    if rest[0] == "attempts" and len(rest) >= 4 and rest[2] == "products":
+        if ID_PATTERN.match(rest[1]):
+            return ParsedKey(KeyKind.ATTEMPT_PRODUCT, run_id, obs_id, "/".join(rest[3:]))
+        return None
     if rest[0] == "logs" and len(rest) == 2 and (match := _LOG_NAME.match(rest[1])):
         return ParsedKey(KeyKind.LOG, run_id, obs_id, match.group(1))
     if rest[:2] == ["checkpoint", "chunks"] and len(rest) == 3:

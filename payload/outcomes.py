@@ -1,4 +1,4 @@
-"""The four ways a job attempt can end (DESIGN.md, "Outcomes")."""
+"""The ways a job attempt can end (DESIGN.md, "Outcomes")."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ class Outcome(enum.StrEnum):
     PREEMPTED = "preempted"  # checkpoint durable; message visible again at once; unlimited
     TRANSIENT = "transient"  # retried with jittered backoff, a bounded number of times
     INVALID = "invalid"  # bad input or parameters: FAILED.json, message to the DLQ, no retry
+    # Another attempt's DONE won the conditional write: this attempt deleted what it wrote;
+    # the job is done, but not by this attempt, so the attempt must not say "done".
+    SUPERSEDED = "superseded"
 
     @property
     def exit_code(self) -> int:
@@ -25,4 +28,5 @@ _EXIT_CODES = {
     Outcome.PREEMPTED: 75,
     Outcome.TRANSIENT: 69,
     Outcome.INVALID: 65,
+    Outcome.SUPERSEDED: 76,  # EX_PROTOCOL: lost the commit race
 }

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from payload import __version__
+from payload.codeid import current_code_identity
 
 _UNKNOWN = "unknown"
+CODE_ID = current_code_identity()
 
 
 def local_git_commit() -> str:
@@ -72,6 +74,8 @@ def job_provenance(
     """Job-level provenance: the same for every attempt at a job."""
     return {
         "payload_version": __version__,
+        # What tells two codes apart (payload.codeid); the version string alone does not.
+        "code_id": CODE_ID,
         "job_kind": kind,
         "params_hash": params_hash,
         "input_identity": context_provenance.get("input_identity", _UNKNOWN),

@@ -40,6 +40,7 @@ class AttemptState(enum.StrEnum):
     KILLED = "killed"  # never ended, yet a later attempt exists or the observation finished
     TRANSIENT = "transient"
     INVALID = "invalid"
+    SUPERSEDED = "superseded"  # finished, lost the DONE race, deleted what it wrote
     UNKNOWN = "unknown"  # an end reason this payload version does not know
 
     @property
@@ -62,6 +63,7 @@ _BY_OUTCOME = {
     Outcome.PREEMPTED.value: AttemptState.PREEMPTED,
     Outcome.TRANSIENT.value: AttemptState.TRANSIENT,
     Outcome.INVALID.value: AttemptState.INVALID,
+    Outcome.SUPERSEDED.value: AttemptState.SUPERSEDED,
 }
 
 
@@ -140,7 +142,13 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class DoneRecord:
-    """Written last and once per observation: its products are final and listed here."""
+    """Written last and once per observation: the commit point of its products.
+
+    ``products`` names, for each product, the key of the object the winning attempt wrote
+    (under its private ``attempts/<token>/`` prefix) and its sha256; nothing writes those keys
+    again, so the listing stays true. Readers find products here, never by listing a prefix.
+    ``code_id`` and ``input_identity`` say which code and which input bytes made them.
+    """
 
     run_id: str
     obs_id: str
@@ -148,7 +156,16 @@ class DoneRecord:
     products: dict[str, dict[str, Any]]  # name -> key, size, sha256
     instance_id: str
     finished_at: str
+    code_id: str = ""  # payload.codeid of the code that made the products ("" before it existed)
+    input_identity: dict[str, Any] = field(default_factory=dict)
+    attempt: str = ""  # the token of the attempt that won
     schema: int = SCHEMA
+
+    def product_key(self, name: str) -> str | None:
+        """The stored key of product ``name``, or ``None`` if DONE does not list it."""
+        entry = self.products.get(name)
+        key = entry.get("key") if isinstance(entry, Mapping) else None
+        return key if isinstance(key, str) else None
 
     def to_json(self) -> bytes:
         return _dump(self)

@@ -37,7 +37,7 @@ from botocore.exceptions import (
 )
 
 from payload.contracts import CHECKPOINT_TAG, is_checkpoint_key
-from payload.errors import TransientError
+from payload.errors import InvalidInputError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -336,30 +336,58 @@ class ObjectStore:
                 return None
             raise
 
-    def download_file(self, key: str, dest: Path, *, sha256: str | None = None) -> Path:
+    def download_file(
+        self,
+        key: str,
+        dest: Path,
+        *,
+        sha256: str | None = None,
+        if_match: str | None = None,
+        is_input: bool = False,
+    ) -> Path:
         """Download ``key`` to ``dest`` through a temporary name; verify ``sha256`` if given.
 
         A digest mismatch is retried like a dropped connection (the bytes were damaged on
-        the way), then reported as transient.
+        the way). For a job's input (``is_input``), the same wrong digest twice is not damage
+        on the way but what the store holds, an input overwritten after submit: that is
+        :class:`InvalidInputError` at once. With ``if_match`` the object must still have that
+        ETag (S3 answers 412 otherwise): it was replaced, also ``invalid``.
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
+        wrong: set[str] = set()
+        extra = {"IfMatch": if_match} if if_match else {}
 
         def call() -> Path:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            response = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
             digest = hashlib.sha256()
             with tmp.open("wb") as out:
                 for block in response["Body"].iter_chunks(_READ_BLOCK):
                     digest.update(block)
                     out.write(block)
-            if sha256 is not None and digest.hexdigest() != sha256:
+            got = digest.hexdigest()
+            if sha256 is not None and got != sha256:
+                if is_input and got in wrong:
+                    raise InvalidInputError(
+                        f"s3://{self.bucket}/{key} holds bytes with sha256 {got[:12]}, not the "
+                        f"{sha256[:12]} it should (read twice): it was overwritten"
+                    )
+                wrong.add(got)
                 raise ConnectionError(
-                    f"s3://{self.bucket}/{key} has sha256 {digest.hexdigest()}, expected {sha256}"
+                    f"s3://{self.bucket}/{key} has sha256 {got}, expected {sha256}"
                 )
             tmp.replace(dest)
             return dest
 
-        return self._retry(call, f"GET {key}")
+        try:
+            return self._retry(call, f"GET {key}")
+        except ClientError as exc:
+            if if_match and error_code(exc) in {"PreconditionFailed", "412"}:
+                raise InvalidInputError(
+                    f"s3://{self.bucket}/{key} was replaced while this attempt read it (its ETag "
+                    f"is no longer {if_match}); submit it again under a new run id"
+                ) from None
+            raise
 
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix`` (paginated, bounded by the bucket's size)."""

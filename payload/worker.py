@@ -3,12 +3,16 @@
 One message is one observation. The worker classifies how each attempt ends
 (:class:`payload.outcomes.Outcome`) and acts on it:
 
-* ``done`` — products uploaded and verified, then ``DONE`` with ``If-None-Match: *``, then
-  the message is deleted.
+* ``done`` — products uploaded and verified under the attempt's private prefix, then
+  ``DONE`` (``If-None-Match: *``) naming them, then the message is deleted.
+* ``superseded`` — another attempt's ``DONE`` won the race: this attempt deleted its
+  products, the message is deleted (the job is done), and the log says "superseded".
 * ``preempted`` — a notice arrived: no new chunk starts, the current one finishes only if
   its measured time fits before the deadline minus a safety margin, the checkpoint is
   flushed and verified, the message is made visible at once, and the process exits.
-* ``transient`` — visibility set to a jittered backoff; after ``max_transient`` such
+* ``transient`` — the store's faults and the machine's state (a full disk, no memory): one
+  line, no traceback; visibility set to a jittered backoff so another instance may take
+  it; after ``max_transient`` such
   attempts (counted in the manifest, since preemptions also raise SQS's receive count) the
   job fails for good.
 * ``invalid`` — ``FAILED.json``, the message body to the DLQ, the message deleted.
@@ -27,6 +31,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from payload.attempt import JobAttempt, run_chunked_job
+from payload.classify import is_resource_error, reason
 from payload.contracts import JobMessage, ObsLayout
 from payload.errors import InvalidInputError, PayloadError, PreemptedError, TransientError
 from payload.heartbeat import VisibilityHeartbeat
@@ -90,6 +95,7 @@ class Worker:
         self.products = clients.store(config.products_bucket)
         self.rng = rng or random.Random()
         self.jobs_handled = 0
+        self.last_outcome: Outcome | None = None
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -110,12 +116,13 @@ class Worker:
             messages = self._receive(wait)
             if not messages:
                 continue
-            outcome = self.handle(messages[0])
+            outcome = self.last_outcome = self.handle(messages[0])
             self.jobs_handled += 1
             idle_since = time.monotonic()
             if outcome is Outcome.PREEMPTED:
                 return Outcome.PREEMPTED.exit_code
-        return 0
+        # A worker run for one job (max_jobs 1) must not exit 0 when its attempt lost the race.
+        return Outcome.SUPERSEDED.exit_code if self.last_outcome is Outcome.SUPERSEDED else 0
 
     def _receive(self, wait: int) -> list[dict[str, Any]]:
         try:
@@ -214,14 +221,22 @@ class Worker:
     ) -> Outcome:
         # Application errors that are not PayloadErrors are retried a bounded number of
         # times too: a bug looks like a transient failure until the bound says otherwise.
-        kind = "transient" if isinstance(exc, PayloadError) else f"unexpected {type(exc).__name__}"
+        # The machine's state (a full scratch disk, no memory) is no bug and no fault of the
+        # input: one line, and the job goes back for another instance.
+        expected = isinstance(exc, PayloadError) or is_resource_error(exc)
+        if isinstance(exc, PayloadError):
+            kind, text = "transient", str(exc)
+        elif is_resource_error(exc):
+            kind, text = "transient, this machine", reason(exc)
+        else:
+            kind, text = f"unexpected {type(exc).__name__}", str(exc)
         log.error(
             "job %s/%s failed (%s): %s",
             run.message.run_id,
             run.message.obs_id,
             kind,
-            exc,
-            exc_info=not isinstance(exc, PayloadError),
+            text,
+            exc_info=not expected,
         )
         run.end(Outcome.TRANSIENT)
         if run.manifest is not None:

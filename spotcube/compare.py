@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from payload.contracts import ObsLayout
+from payload.records import DoneRecord
 from spotcube.stack import StackOutputs
 
 # Keys of provenance.json that name where a product was made rather than what it is; they
@@ -26,13 +27,17 @@ PROVENANCE_FILES = frozenset({"provenance.json"})
 
 
 def _product_keys(s3: Any, bucket: str, layout: ObsLayout) -> dict[str, str]:
-    keys: dict[str, str] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=layout.products_prefix
-    ):
-        for item in page.get("Contents", []):
-            keys[item["Key"][len(layout.products_prefix) :]] = item["Key"]
-    return keys
+    """Product name -> key, as the observation's ``DONE`` lists them (none without ``DONE``).
+
+    Never a listing of a prefix: an attempt that lost the ``DONE`` race, or was killed before
+    it, may have left objects that are not the observation's products.
+    """
+    try:
+        raw = s3.get_object(Bucket=bucket, Key=layout.done)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return {}
+    done = DoneRecord.from_json(raw, what=f"s3://{bucket}/{layout.done}")
+    return {name: key for name in done.products if (key := done.product_key(name)) is not None}
 
 
 def _strip_volatile(value: Any) -> Any:

@@ -19,7 +19,7 @@ from payload.contracts import Attempt, Manifest
 from payload.errors import InvalidInputError
 from payload.layout import RUNS, KeyKind, ObsLayout, ParsedKey, parse_key, run_prefix
 from payload.layout import run_record_key as _run_record_key
-from payload.records import AttemptState, FailedRecord, RunRecord, attempt_states
+from payload.records import AttemptState, DoneRecord, FailedRecord, RunRecord, attempt_states
 
 
 class ObsPhase(enum.StrEnum):
@@ -61,6 +61,7 @@ class ObsState:
     kinds: set[KeyKind] = field(default_factory=set)  # what objects exist
     manifest: Manifest | None = None
     failed: FailedRecord | None = None
+    done_record: DoneRecord | None = None  # read when DONE exists: the products' one listing
     logs: dict[int, str] = field(default_factory=dict)  # attempt number -> key, as listed
     problems: list[str] = field(default_factory=list)  # records that could not be read
 
@@ -71,6 +72,18 @@ class ObsState:
     @property
     def done(self) -> bool:
         return KeyKind.DONE in self.kinds
+
+    @property
+    def products(self) -> dict[str, str]:
+        """Product name -> key, as DONE lists them: the only objects that are products.
+
+        Objects under ``attempts/`` that DONE does not list (an attempt killed before its
+        DONE write, or one that lost the race) are never the observation's products.
+        """
+        done = self.done_record
+        if done is None:
+            return {}
+        return {name: key for name in done.products if (key := done.product_key(name))}
 
     @property
     def has_failed(self) -> bool:
@@ -237,6 +250,13 @@ def _read_records(s3: Any, bucket: str, state: ObsState) -> None:
                 state.manifest = Manifest.from_json(raw)
             except (InvalidInputError, ValueError, TypeError) as exc:
                 state.problems.append(f"s3://{bucket}/{layout.manifest}: {exc}")
+    if state.done:
+        raw = _get(s3, bucket, layout.done)
+        if raw is not None:
+            try:
+                state.done_record = DoneRecord.from_json(raw, what=f"s3://{bucket}/{layout.done}")
+            except InvalidInputError as exc:
+                state.problems.append(str(exc))
     if state.has_failed:
         raw = _get(s3, bucket, layout.failed)
         if raw is not None:

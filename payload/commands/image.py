@@ -141,6 +141,39 @@ def _prepare_out(out: Path) -> None:
         ) from None
 
 
+def stat_signature(path: Path) -> list[tuple[str, int, int, int, int]]:
+    """(name, inode, size, mtime_ns, ctime_ns) of a file or of each file of a folder.
+
+    A replacement (a rename over the path) changes the inode; a rewrite in place changes the
+    times. Cheap enough to take before and after a run without reading the data.
+    """
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    out = []
+    for file in files:
+        st = file.stat()
+        name = "" if file == path else file.relative_to(path).as_posix()
+        out.append((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return out
+
+
+def verify_unchanged(
+    source: Path, signature: list[tuple[str, int, int, int, int]], identity: dict[str, Any]
+) -> None:
+    """Raise :class:`InvalidInputError` if ``source`` is no longer the file identified."""
+    from payload.provenance import file_identity
+
+    try:
+        now_signature = stat_signature(source)
+        now = file_identity(source) if now_signature == signature else None
+    except OSError as exc:
+        raise InvalidInputError(f"{source}: changed while it was read ({exc})") from None
+    if now is None or now["sha256"] != identity["sha256"]:
+        raise InvalidInputError(
+            f"{source}: changed while it was read (replaced or rewritten after the imaging "
+            "started); no products were written. Run again on a file nobody is writing."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from payload.inputcheck import check_input_path  # standard library only
     from payload.provenance import file_identity, local_git_commit
@@ -149,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
     check_input_path(args.input)
     _prepare_out(args.out)
     source = args.input.resolve()
+    # Taken before any byte is read: the hash below runs beside the first chunk, so only
+    # this signature is sure to describe the file the first chunk reads.
+    signature = stat_signature(source)
     # Hash the input and ask git for the commit while the heavy modules import: hashing,
     # file reads and the subprocess run without the GIL, the imports need it.
     background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provenance")
@@ -213,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
             if not paths[chunk_id].exists():
                 job.run_chunk(chunk_id, paths[chunk_id])
             progress.advance(task)
+        # Every chunk re-opens the input by path: it must still be the file identified at
+        # the start, or the cube would mix two observations under one provenance.
+        verify_unchanged(source, signature, identity.result())
         warm.join()
         combine = progress.add_task("writing products", total=1)
         products = job.combine(paths, out)

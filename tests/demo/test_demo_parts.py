@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from payload.contracts import ObsLayout
+from payload.records import DoneRecord
 from spotcube.cli import main
 from spotcube.commands.demo import parse_rate
 from spotcube.compare import download_and_verify, product_digest
@@ -117,9 +118,12 @@ def test_verification_catches_a_product_that_differs(cloud: str, tmp_path: Path)
     s3 = outputs.client("s3")
 
     def put(run: str, obs: str, name: str, body: bytes) -> None:
-        s3.put_object(
-            Bucket=outputs.products_bucket, Key=ObsLayout(run, obs).product(name), Body=body
-        )
+        # Products are found through DONE, which names their keys (docs/work-plane.md).
+        layout = ObsLayout(run, obs)
+        key = layout.attempt_product("1-a", name)
+        s3.put_object(Bucket=outputs.products_bucket, Key=key, Body=body)
+        done = DoneRecord(run, obs, "h", {name: {"key": key}}, "i-1", "t")
+        s3.put_object(Bucket=outputs.products_bucket, Key=layout.done, Body=done.to_json())
 
     for run in ("run", "ref"):
         put(run, "same", "image.fits", b"pixels")

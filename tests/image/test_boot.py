@@ -18,6 +18,7 @@ import pytest
 
 from infra.naming import LOCAL_NAMES
 from payload.contracts import JobMessage, ObsLayout
+from payload.records import DoneRecord
 from spotcube.local.motoserver import LOCAL_REGION, local_client
 from tests.image.conftest import PODMAN, LocalBake, podman_reason
 
@@ -132,14 +133,17 @@ def test_worker_runs_a_command_job_with_its_context(booted: Booted) -> None:
         params={"argv": ["/bin/sh", "-c", script]},
     )
     sqs.send_message(QueueUrl=queue_url, MessageBody=message.to_json())
-    product = ObsLayout(message.run_id, message.obs_id).product("seen.txt")
+    done = ObsLayout(message.run_id, message.obs_id).done  # products are found through DONE
     deadline = time.monotonic() + DONE_TIMEOUT
     while time.monotonic() < deadline:
-        listed = s3.list_objects_v2(Bucket=LOCAL_NAMES.products_bucket, Prefix=product)
+        listed = s3.list_objects_v2(Bucket=LOCAL_NAMES.products_bucket, Prefix=done)
         if listed.get("KeyCount", 0):
             break
         time.sleep(2)
     else:
-        pytest.fail(f"no {product} after {DONE_TIMEOUT:.0f} s; worker journal:\n{_journal(name)}")
+        pytest.fail(f"no {done} after {DONE_TIMEOUT:.0f} s; worker journal:\n{_journal(name)}")
+    raw = s3.get_object(Bucket=LOCAL_NAMES.products_bucket, Key=done)["Body"].read()
+    product = DoneRecord.from_json(raw).product_key("seen.txt")
+    assert product is not None
     body = s3.get_object(Bucket=LOCAL_NAMES.products_bucket, Key=product)["Body"].read()
     assert body.decode().splitlines() == ["boot-test/command-1", "spotcube", "observation bytes"]

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from payload.contracts import ObsLayout
+from payload.records import DoneRecord
 from spotcube.demo import DemoOptions, worker_args
 from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
 from spotcube.local.cloud import local_cloud
@@ -319,8 +320,13 @@ def test_pipeline_survives_reclamation_with_identical_images(
         assert len(reasons) >= 3, reasons
         assert reasons[-1] == "done", reasons
         s3 = outputs.client("s3")
+        layout = ObsLayout(run_id, observations[0].obs_id)
+        done = DoneRecord.from_json(
+            s3.get_object(Bucket=outputs.products_bucket, Key=layout.done)["Body"].read()
+        )
         for name in IMAGES:
-            key = ObsLayout(run_id, observations[0].obs_id).product(name)
+            key = done.product_key(name)  # products are found through DONE
+            assert key is not None, name
             body = s3.get_object(Bucket=outputs.products_bucket, Key=key)["Body"].read()
             assert body == (uninterrupted / "products" / name).read_bytes(), (name, reasons)
 

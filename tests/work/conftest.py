@@ -18,6 +18,7 @@ import pytest
 from payload.contracts import JobMessage, ObsLayout
 from payload.jobs.base import JobContext
 from payload.jobs.selftest import SelfTestJob
+from payload.records import DoneRecord
 from spotcube.local.imds import ImdsEmulator
 from spotcube.local.motoserver import local_client
 
@@ -115,6 +116,14 @@ class Plane:
         except self.s3.exceptions.NoSuchKey:
             return None
         return body
+
+    def product(self, layout: ObsLayout, name: str) -> bytes | None:
+        """Product ``name`` of an observation, found the one way readers may: through DONE."""
+        raw = self.get(layout.done)
+        if raw is None:
+            return None
+        key = DoneRecord.from_json(raw).product_key(name)
+        return None if key is None else self.get(key)
 
     def manifest(self, obs_id: str) -> dict[str, Any] | None:
         raw = self.get(ObsLayout(RUN, obs_id).manifest)

@@ -53,7 +53,7 @@ def test_command_runs_to_done(plane: Plane) -> None:
     worker = plane.start_worker("--max-jobs", "1")
     assert worker.wait(timeout=60) == 0, plane.log_of()
     layout = ObsLayout(RUN, "cmd-a")
-    assert plane.get(layout.product("result.txt")) == expected_result(3)
+    assert plane.product(layout, "result.txt") == expected_result(3)
     assert json.loads(plane.get(layout.done) or b"{}")["products"]["result.txt"]["size"] > 0
     index = json.loads(plane.get(f"{layout.prefix}checkpoint/workdir-index.json") or b"{}")
     assert "steps/002.txt" in index["files"]
@@ -84,7 +84,7 @@ def test_command_interrupted_resumes_from_synced_steps(plane: Plane, imds: ImdsE
     time.sleep(0.1)
     rescuer = plane.start_worker("--max-jobs", "1", name="rescuer")
     assert rescuer.wait(timeout=60) == 0, plane.log_of("rescuer")
-    assert plane.get(layout.product("result.txt")) == expected_result(steps)
+    assert plane.product(layout, "result.txt") == expected_result(steps)
     redone = {p.name for p in ran.iterdir()}
     # Synced steps were not run again; at most the steps not yet settled were redone.
     assert not (redone & {Path(name).stem for name in synced})

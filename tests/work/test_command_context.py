@@ -72,7 +72,7 @@ def test_program_sees_its_context(plane: Plane) -> None:
         assert seen["SPOTCUBE_INSTANCE_ID"]
         assert "SPOTCUBE_LOG_JSON" not in seen
         assert "SPOTCUBE_PRODUCTS_BUCKET" not in seen
-    assert json.loads(plane.get(ObsLayout(RUN, "obs-ctx").product("seen.json")) or b"{}") == second
+    assert json.loads(plane.product(ObsLayout(RUN, "obs-ctx"), "seen.json") or b"{}") == second
 
 
 @pytest.mark.parametrize(
@@ -215,4 +215,4 @@ def test_sigusr1_to_the_group_is_not_mistaken_for_the_worker_dying(plane: Plane)
     plane.sqs.send_message(QueueUrl=plane.queue_url, MessageBody=message.to_json())
     worker = plane.start_worker("--max-jobs", "1")
     assert worker.wait(timeout=60) == 0, plane.log_of()
-    assert plane.get(ObsLayout(RUN, "obs-usr1").product("alive.txt")) == b"still here\n"
+    assert plane.product(ObsLayout(RUN, "obs-usr1"), "alive.txt") == b"still here\n"

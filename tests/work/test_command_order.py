@@ -77,7 +77,7 @@ def test_kill_between_uploads_publishes_no_stamp(plane: Plane) -> None:
     rescuer = plane.start_worker("--max-jobs", "1", name="rescuer")
     assert rescuer.wait(timeout=60) == 0, plane.log_of("rescuer")
     assert sorted(p.name for p in ran.iterdir()) == ["step-ran-1", "step-ran-2"]
-    product = plane.get(ObsLayout(RUN, "obs-order").product("out.dat")) or b""
+    product = plane.product(ObsLayout(RUN, "obs-order"), "out.dat") or b""
     assert len(product) == 200_000
     index = _index(plane, "obs-order")
     assert {"a-step.done", "z-output.dat"} <= set(index)

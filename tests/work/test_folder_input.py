@@ -62,7 +62,7 @@ def test_worker_restores_and_images_a_measurement_set_folder(plane: Plane, tiny_
 
     reference = ImageJob(make_context(tiny_ms, PARAMS, plane.tmp / "ref-work"))
     products = {p.name: p for p in run_job(reference, plane.tmp / "ref-chunks", plane.tmp / "ref")}
-    ours = plane.get(layout.product("image_cube.fits"))
+    ours = plane.product(layout, "image_cube.fits")
     assert ours is not None
     with fits.open(io.BytesIO(ours)) as got, fits.open(products["image_cube.fits"]) as ref:
         for a, b in zip(got, ref, strict=True):

@@ -49,14 +49,16 @@ def test_image_then_integrate_through_the_worker(plane: Plane, tmp_path: Path) -
     layout = ObsLayout(RUN, "field-sum")
     assert plane.get(layout.done) is not None
     cubes = []
-    for name, key in [
-        *zip(observations, cube_keys, strict=True),
-        ("sum", layout.product("uvcube.h5")),
+    # The cubes as their DONE lists them (the URIs name products/<name>; the worker resolves
+    # them through DONE the same way).
+    for name, cube_layout in [
+        *((obs, ObsLayout(RUN, obs)) for obs in observations),
+        ("sum", layout),
     ]:
         local = tmp_path / f"{name}.h5"
-        local.write_bytes(plane.get(key) or b"")
+        local.write_bytes(plane.product(cube_layout, "uvcube.h5") or b"")
         cubes.append(UVCube.read(local))
     *parts, total = cubes
     np.testing.assert_allclose(total.vis, sum(c.vis for c in parts), rtol=1e-12)
     np.testing.assert_allclose(total.weights, sum(c.weights for c in parts), rtol=1e-12)
-    assert plane.get(layout.product("powerspec.h5")) is not None
+    assert plane.product(layout, "powerspec.h5") is not None

@@ -25,7 +25,7 @@ def finish_elsewhere(plane: Plane, obs_id: str, message_data: bytes, message: ob
     assert plane.get(layout.done) is not None
     reference = reference_products(message, message_data, plane.tmp)  # type: ignore[arg-type]
     for name, data in reference.items():
-        assert plane.get(layout.product(name)) == data, name
+        assert plane.product(layout, name) == data, name
 
 
 def preempted_attempt(plane: Plane, obs_id: str) -> dict[str, object]:
@@ -125,7 +125,7 @@ def test_rebalance_checkpoints_and_keeps_working(plane: Plane, imds: ImdsEmulato
     assert [a["reason"] for a in manifest["attempts"]] == ["done"]
     layout = ObsLayout(RUN, "obs-rb")
     reference = reference_products(message, data, plane.tmp)
-    assert plane.get(layout.product("selftest.bin")) == reference["selftest.bin"]
+    assert plane.product(layout, "selftest.bin") == reference["selftest.bin"]
 
 
 @pytest.mark.parametrize("how", ["sigterm", "asg-lifecycle"])

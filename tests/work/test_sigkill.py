@@ -112,7 +112,7 @@ def test_sigkill_after_notice(plane: Plane, seed: int, tmp_path: Path) -> None:
     reference = reference_products(message, data, tmp_path)
     assert set(done["products"]) == set(reference)
     for name, expected in reference.items():
-        assert plane.get(layout.product(name)) == expected, name
+        assert plane.product(layout, name) == expected, name
     # Work lost = chunks both computed: at most the chunk in progress, the chunks of one
     # checkpoint interval, and one whose upload the kill cut short.
     rescuer_log = plane.log_of("rescuer")
@@ -120,10 +120,11 @@ def test_sigkill_after_notice(plane: Plane, seed: int, tmp_path: Path) -> None:
     assert len(lost) <= 1 + math.ceil(INTERVAL / CHUNK_SECONDS) + 1, (lost, victim_log)
     resumed = _resumed(rescuer_log)
     assert resumed + len(_computed_chunks(rescuer_log)) == chunks
-    # Only checkpoint, products, attempt logs and DONE under the observation; no queued job.
+    # Only checkpoint, attempts' products, attempt logs and DONE under the observation; no
+    # queued job.
     for key in plane.list_keys(layout.prefix):
         assert (
-            key.startswith((layout.checkpoint_prefix, layout.products_prefix, layout.logs_prefix))
+            key.startswith((layout.checkpoint_prefix, layout.attempts_prefix, layout.logs_prefix))
             or key == layout.done
         ), key
     # A kill between the hand-back's send and its delete leaves a duplicate message, the

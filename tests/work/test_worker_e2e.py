@@ -24,7 +24,7 @@ def test_job_runs_to_done_with_reference_products(plane: Plane, imds: ImdsEmulat
     done = json.loads(plane.get(layout.done) or b"{}")
     reference = reference_products(message, b"abc" * 1000, plane.tmp)
     for name, data in reference.items():
-        assert plane.get(layout.product(name)) == data
+        assert plane.product(layout, name) == data
         assert done["products"][name]["size"] == len(data)
     manifest = plane.manifest("obs-a")
     assert manifest is not None
