@@ -29,9 +29,14 @@ from tests.clirunner import run_cli
 BAD = "!bad-value"
 
 
-def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
-    action = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
     return dict(action.choices)  # type: ignore[arg-type]
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every subcommand's full parser (the CLI builds only the named one's options)."""
+    return {name: _choices(build_parser([name]))[name] for name in _choices(build_parser())}
 
 
 def converted_options() -> list[tuple[str, str]]:
