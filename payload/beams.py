@@ -121,9 +121,10 @@ class PrimaryBeam:
             above = rho2 < 1.0
             za = np.arcsin(np.sqrt(np.clip(rho2, 0.0, 1.0)))
             az = np.arctan2(l_dir, m_dir) % (2 * math.pi)  # from north through east
-        # the reference direction, zenith, goes first: the beam is divided by its value there
-        za = np.concatenate([[0.0], za])
-        az = np.concatenate([[0.0], az])
+        # the reference direction, zenith, goes first: the beam is divided by its value there;
+        # directions below the horizon are not evaluated (hyperbeam refuses them)
+        za = np.concatenate([[0.0], za[above]])
+        az = np.concatenate([[0.0], az[above]])
         values = self._evaluate(az, za, float(freq_hz), pol)
         if self.kind == "mwa" and (frame is not None and frame.fixed):
             centre = float(self._evaluate(az[:1], za[:1], float(freq_hz), pol, zenith=True)[0])
@@ -136,7 +137,9 @@ class PrimaryBeam:
             centre = float(values[0])
         if not centre > 0:
             raise InvalidInputError(f"primary beam {self.spec!r} is zero at the phase centre")
-        return np.where(above, values[1:] / centre, 0.0)
+        out = np.zeros(l_dir.shape)
+        out[above] = values[1:] / centre
+        return out
 
     def _evaluate(
         self,

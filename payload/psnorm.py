@@ -278,7 +278,8 @@ def check_beam_fits(
     Raises InvalidInputError with a one-line reason and what to change.
     """
     half_field = grid.n // 2 * grid.pixsize
-    omegas = []
+    omegas: list[float] = []
+    sigmas: list[float] = []
     for freq in freqs_hz:
         sky = whole_sky_integrals(beam, freq, "I", half_field=half_field, frame=frame)
         if sky.omega_pp <= 0:
@@ -286,21 +287,24 @@ def check_beam_fits(
                 f"primary beam {beam.spec!r} is zero above the horizon at {freq / 1e6:.1f} MHz"
             )
         if sky.outside_fraction > MAX_OUTSIDE_FRACTION:
-            largest_cell = 1.0 / (2.0 * sky.half_field_needed)
+            # rounded down, so that the advice is enough
+            largest_cell = math.floor(100.0 / (2.0 * sky.half_field_needed)) / 100.0
             raise InvalidInputError(
                 f"primary beam {beam.spec!r}: {sky.outside_fraction:.1%} of int A^2 at "
                 f"{freq / 1e6:.1f} MHz lies outside the uv grid's field (|l|, |m| < "
-                f"{half_field:.2f}); use uv_cell_lambda <= {largest_cell:.2g} (--uv-cell)"
+                f"{half_field:.2f}); use uv_cell_lambda <= {largest_cell:g} (--uv-cell)"
             )
-        sigma = math.sqrt(sky.omega_pp / (math.pi * sky.peak**2))
-        if frame is not None and frame.drift_rad > MAX_DRIFT_SIGMA * sigma:
-            longest_s = frame.duration_s * MAX_DRIFT_SIGMA * sigma / frame.drift_rad
-            raise InvalidInputError(
-                f"primary beam {beam.spec!r} is fixed on the ground and the sky drifts "
-                f"{math.degrees(frame.drift_rad):.1f} deg through it in {frame.duration_s:.0f} s "
-                f"(more than {MAX_DRIFT_SIGMA:g} x its {math.degrees(sigma):.1f} deg sigma at "
-                f"{freq / 1e6:.1f} MHz): split the observation into pieces of at most "
-                f"{longest_s:.0f} s"
-            )
+        sigmas.append(math.sqrt(sky.omega_pp / (math.pi * sky.peak**2)))
         omegas.append(sky.omega_pp)
+    # the narrowest beam of the band binds
+    sigma = min(sigmas)
+    if frame is not None and frame.drift_rad > MAX_DRIFT_SIGMA * sigma:
+        longest_s = frame.duration_s * MAX_DRIFT_SIGMA * sigma / frame.drift_rad
+        raise InvalidInputError(
+            f"primary beam {beam.spec!r} is fixed on the ground and the sky drifts "
+            f"{math.degrees(frame.drift_rad):.1f} deg through it in {frame.duration_s:.0f} s "
+            f"(more than {MAX_DRIFT_SIGMA:g} x its {math.degrees(sigma):.1f} deg Gaussian-"
+            f"equivalent sigma): split the observation into pieces of at most "
+            f"{math.floor(longest_s):.0f} s"
+        )
     return omegas
