@@ -67,6 +67,29 @@ CORRELATION_FLOOR = 1e-2
 PAIR_FLOOR = 1e-3
 
 
+BEAM_NORMALISATION = (
+    "A is the power pattern; a dish is 1 at its pointing centre; an MWA tile is "
+    "mwa_hyperbeam's pattern over the zenith response of the zenith-pointed tile; "
+    "omega_pp_sr = int A^2 dl dm over the sky above the horizon"
+)
+
+
+def _describe(frame: BeamFrame | None) -> str:
+    """The beam's frame as written in powerspec.h5 (``beam_frame``)."""
+    if frame is None or not frame.fixed:
+        return "tracking the phase centre"
+    return json.dumps(
+        {
+            "fixed_on_ground": True,
+            "latitude_deg": round(math.degrees(frame.latitude_rad), 6),
+            "hour_angle_deg": round(math.degrees(frame.hour_angle_rad), 6),
+            "dec_deg": round(math.degrees(frame.dec_rad), 6),
+            "duration_s": round(frame.duration_s, 3),
+        },
+        sort_keys=True,
+    )
+
+
 def blackman_harris(n: int) -> npt.NDArray[np.float64]:
     """Symmetric 4-term Blackman-Harris window of ``n`` samples (scipy's)."""
     return np.asarray(windows.blackmanharris(n, sym=True), dtype=np.float64)
@@ -107,6 +130,7 @@ class PowerSpectrum:
     primary_beam: str
     omega_pp: float  # int A^2 (sr) at the band centre, for reference
     bandwidth_pp_hz: float
+    beam_frame: str = "tracking the phase centre"  # JSON of the BeamFrame, when fixed
     # Per polarization: the spherical bin and weight of every (delay, u, v) element, and
     # k_perp of every cell; not written, used to bin a model the way the data were binned.
     elements: list[dict[str, npt.NDArray[Any]]] = field(default_factory=list, repr=False)
@@ -180,6 +204,8 @@ class PowerSpectrum:
             handle.attrs["horizon_slope"] = self.horizon_slope
             handle.attrs["wedge_buffer_per_mpc"] = self.wedge_buffer
             handle.attrs["omega_pp_sr"] = self.omega_pp
+            handle.attrs["beam_normalisation"] = BEAM_NORMALISATION
+            handle.attrs["beam_frame"] = self.beam_frame
             handle.attrs["bandwidth_pp_hz"] = self.bandwidth_pp_hz
             for key in sorted(attrs):
                 handle.attrs[key] = attrs[key]
@@ -818,5 +844,6 @@ def compute_power_spectrum(
         primary_beam=beam.spec,
         omega_pp=beam_omega_pp(beam, grid, scales.freq_hz, "I", frame=frame),
         bandwidth_pp_hz=b_pp,
+        beam_frame=_describe(frame),
         elements=elements,
     )
