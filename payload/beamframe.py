@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from payload.errors import InvalidInputError
+
 if TYPE_CHECKING:
     from payload.beams import PrimaryBeam
 
@@ -92,31 +94,36 @@ class BeamFrame:
 DRIFT_SCAN_TELESCOPES = ("HERA",)
 
 
-def frame_from_uvh5(path: Path, *, ra_deg: float, dec_deg: float, fixed: bool) -> BeamFrame:
-    """The frame of an observation: site latitude, phase centre hour angle at the middle time
-    (local sidereal time from the file, ``ra_deg``/``dec_deg`` as the reader reports them:
-    for unprojected data the zenith of the middle time) and the span of its times.
+def frame_from_uvh5(path: Path, *, ra_deg: float, dec_deg: float) -> BeamFrame:
+    """The frame of a beam fixed on the ground: site latitude, the phase centre's hour angle
+    at the middle time (local sidereal time from the file; ``ra_deg``/``dec_deg`` as the
+    reader reports them, for unprojected data the zenith of the middle time) and the span of
+    the times. Raises InvalidInputError, one line, if the file does not say.
 
     Precession between the catalogue (ICRS) and apparent positions, a fraction of a degree,
     is left out: it moves the beam by that much across the field.
     """
     from pyuvdata import UVData
 
-    uvd = UVData.from_file(str(path), read_data=False)
-    times, index = np.unique(uvd.time_array, return_index=True)
-    lsts = np.asarray(uvd.lst_array)[index]
+    try:
+        uvd = UVData.from_file(str(path), read_data=False)
+        times, index = np.unique(uvd.time_array, return_index=True)
+        lsts = np.asarray(uvd.lst_array, dtype=np.float64)[index]
+        integration_s = float(np.median(np.asarray(uvd.integration_time, dtype=np.float64)))
+        latitude = float(uvd.telescope.location.lat.rad)
+    except Exception as exc:  # any reader failure: the file cannot place the beam
+        raise InvalidInputError(
+            f"{path}: cannot place the fixed primary beam on the sky ({type(exc).__name__} "
+            "reading time_array, lst_array or the telescope location); the file must hold them"
+        ) from None
     middle = len(times) // 2
-    duration_s = float(times[-1] - times[0]) * 86400.0 + float(
-        np.median(np.asarray(uvd.integration_time))
-    )
-    latitude = float(uvd.telescope.location.lat.rad)
+    duration_s = float(times[-1] - times[0]) * 86400.0 + integration_s
     hour_angle = (float(lsts[middle]) - math.radians(ra_deg) + math.pi) % (2 * math.pi) - math.pi
     return BeamFrame(
         latitude_rad=latitude,
         hour_angle_rad=hour_angle,
         dec_rad=math.radians(dec_deg),
         duration_s=duration_s,
-        fixed=fixed,
     )
 
 

@@ -157,18 +157,18 @@ class ImageJob:
         )
 
     @cached_property
-    def beam_frame(self) -> BeamFrame:
-        """Where the beam sits relative to the phase centre; refuses (InvalidInputError) a
-        beam the power spectrum cannot normalise (:func:`payload.psnorm.check_beam_fits`)."""
+    def beam_frame(self) -> BeamFrame | None:
+        """Where a beam fixed on the ground sits relative to the phase centre (None: it
+        tracks the phase centre); refuses (InvalidInputError) a beam the power spectrum
+        cannot normalise (:func:`payload.psnorm.check_beam_fits`)."""
         from payload.psnorm import check_beam_fits
 
         info = self.info
-        frame = frame_from_uvh5(
-            info.path,
-            ra_deg=info.phase_center_ra_deg,
-            dec_deg=info.phase_center_dec_deg,
-            fixed=is_fixed_on_ground(self.beam, info.telescope),
-        )
+        frame = None
+        if is_fixed_on_ground(self.beam, info.telescope):
+            frame = frame_from_uvh5(
+                info.path, ra_deg=info.phase_center_ra_deg, dec_deg=info.phase_center_dec_deg
+            )
         band = (float(info.freq_hz.min()), float(info.freq_hz.max()))
         check_beam_fits(self.beam, band, UVGrid.from_params(self.params), frame=frame)
         return frame
