@@ -164,7 +164,8 @@ def main(argv: list[str]) -> int:
                 cell = run_cell(beam_name, mode, grid, seed=500 + 10 * b)
                 took = time.perf_counter() - start
                 if "refused" in cell:
-                    row = f"refused: {cell['refused']} | -"
+                    reason = cell["refused"].replace("|", "\\|")  # a Markdown cell
+                    row = f"refused: {reason} | -"
                 else:
                     row = f"{verdict(cell['input'])} | {verdict(cell['delay'])}"
                 print(
