@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,26 @@ def test_a_tracking_beam_over_an_hour_is_accepted() -> None:
     grid = UVGrid(du=1.0, n=140, taper_sigma_l=0.15)
     frame = _drift_frame(3600.0, fixed=False)
     check_beam_fits(parse_beam("gaussian:12"), (150e6,), grid, frame=frame)
+
+
+def test_powerspec_h5_records_the_beam_convention_and_frame(tmp_path: Path) -> None:
+    """A reader can trace omega_pp_sr to its convention and the beam to where it was."""
+    import json
+
+    import h5py
+
+    from . import pspec_sim as sim
+
+    band = sim.Band(8, 167e6, 200e3)
+    white = {"white": lambda k: 1e4 * np.ones_like(k)}
+    uvw, times, vis = sim.observe_skies(white, band, 25.0, 4, 8.0, npix=100, pixsize=0.01)
+    frame = _drift_frame(32.0)
+    ps = sim.spectrum_of(uvw, times, band, {"XX": vis["white"]}, 25.0, frame=frame)
+    ps.write(tmp_path / "powerspec.h5", attrs={})
+    with h5py.File(tmp_path / "powerspec.h5", "r") as handle:
+        assert "zenith" in handle.attrs["beam_normalisation"]
+        recorded = json.loads(handle.attrs["beam_frame"])
+        assert handle.attrs["omega_pp_sr"] == pytest.approx(ps.omega_pp)
+    assert recorded["fixed_on_ground"] is True
+    assert recorded["duration_s"] == pytest.approx(32.0)
+    assert recorded["latitude_deg"] == pytest.approx(-30.72)
