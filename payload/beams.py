@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from payload.beamframe import BeamFrame
 from payload.errors import InvalidInputError
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -60,6 +61,9 @@ class PrimaryBeam:
     size: float = 0.0  # FWHM in degrees (gaussian) or diameter in metres (airy)
     reference_hz: float | None = None  # gaussian: frequency of ``size``; None: fixed
     delays: tuple[int, ...] = ()
+    # False for ``mwa`` without delays (given or in the file): where the tile pointed is
+    # unknown, and the beam is taken to be the zenith pattern centred on the phase centre.
+    pointing_known: bool = field(default=True, compare=False)
 
     @property
     def spec(self) -> str:
@@ -96,38 +100,72 @@ class PrimaryBeam:
         m_dir: npt.NDArray[np.float64],
         freq_hz: float,
         pol: str = "I",
+        *,
+        frame: BeamFrame | None = None,
     ) -> npt.NDArray[np.float64]:
-        """A(l, m) at ``freq_hz`` for polarization ``pol`` (XX, YY or I): 1 at (0, 0)."""
+        """A(l, m) at ``freq_hz`` for polarization ``pol`` (XX, YY or I).
+
+        Without ``frame`` (or with a tracking one) the beam is centred on the phase centre
+        and is 1 there. With a ``frame`` fixed on the ground, each direction is evaluated at
+        its true azimuth and zenith angle; the beam is then 1 at the zenith of its
+        zenith-pointed self (a dish's peak; for an MWA tile, the beamformer's gain towards
+        zenith with all delays 0, so a tile pointed off zenith peaks below 1, as calibrated
+        MWA data see it).
+        """
         l_dir = np.asarray(l_dir, dtype=np.float64).ravel()
         m_dir = np.asarray(m_dir, dtype=np.float64).ravel()
-        rho2 = l_dir**2 + m_dir**2
-        above = rho2 < 1.0
-        za = np.arcsin(np.sqrt(np.clip(rho2, 0.0, 1.0)))
-        az = np.arctan2(l_dir, m_dir) % (2 * math.pi)  # from north through east
-        za = np.concatenate([[0.0], za])  # the centre, to normalise
-        az = np.concatenate([[0.0], az])
+        if frame is not None and frame.fixed:
+            az, za, above = frame.to_az_za(l_dir, m_dir)
+        else:
+            rho2 = l_dir**2 + m_dir**2
+            above = rho2 < 1.0
+            za = np.arcsin(np.sqrt(np.clip(rho2, 0.0, 1.0)))
+            az = np.arctan2(l_dir, m_dir) % (2 * math.pi)  # from north through east
+        # the reference direction, zenith, goes first: the beam is divided by its value there;
+        # directions below the horizon are not evaluated (hyperbeam refuses them)
+        za = np.concatenate([[0.0], za[above]])
+        az = np.concatenate([[0.0], az[above]])
+        values = self._evaluate(az, za, float(freq_hz), pol)
+        if self.kind == "mwa" and (frame is not None and frame.fixed):
+            centre = float(self._evaluate(az[:1], za[:1], float(freq_hz), pol, zenith=True)[0])
+        elif self.kind == "mwa" and any(self.delays):
+            raise InvalidInputError(
+                f"primary beam {self.spec!r} points off zenith: the power spectrum needs the "
+                "phase centre's hour angle and declination (a uvh5 input with lst_array)"
+            )
+        else:
+            centre = float(values[0])
+        if not centre > 0:
+            raise InvalidInputError(f"primary beam {self.spec!r} is zero at the phase centre")
+        out = np.zeros(l_dir.shape)
+        out[above] = values[1:] / centre
+        return out
+
+    def _evaluate(
+        self,
+        az: npt.NDArray[np.float64],
+        za: npt.NDArray[np.float64],
+        freq_hz: float,
+        pol: str,
+        *,
+        zenith: bool = False,
+    ) -> npt.NDArray[np.float64]:
+        """The field package's power pattern (unnormalised) at these az/za; ``zenith``: an
+        MWA tile with all delays 0 (the reference of the fixed-beam convention)."""
         if self.kind == "mwa":
+            delays = [0] * MWA_DIPOLES if zenith else list(self.delays)
             jones = np.asarray(
-                self._model.calc_jones_array(
-                    az, za, float(freq_hz), list(self.delays), [1.0] * MWA_DIPOLES, True
-                )
+                self._model.calc_jones_array(az, za, freq_hz, delays, [1.0] * MWA_DIPOLES, True)
             )
             xx = np.abs(jones[:, 0]) ** 2 + np.abs(jones[:, 1]) ** 2
             yy = np.abs(jones[:, 2]) ** 2 + np.abs(jones[:, 3]) ** 2
-            values = {"XX": xx, "YY": yy}.get(pol, 0.5 * (xx + yy))
         else:
             # pyuvdata's power beam: (axis, feed-pair pol, freq, direction); pols xx, yy, ...
             beam = np.asarray(
-                self._model.power_eval(
-                    az_array=az, za_array=za, freq_array=np.asarray([float(freq_hz)])
-                )
+                self._model.power_eval(az_array=az, za_array=za, freq_array=np.asarray([freq_hz]))
             ).real
             xx, yy = beam[0, 0, 0], beam[0, 1, 0]
-            values = {"XX": xx, "YY": yy}.get(pol, 0.5 * (xx + yy))
-        centre = float(values[0])
-        if not centre > 0:
-            raise InvalidInputError(f"primary beam {self.spec!r} is zero at the phase centre")
-        return np.where(above, values[1:] / centre, 0.0)
+        return np.asarray({"XX": xx, "YY": yy}.get(pol, 0.5 * (xx + yy)), dtype=np.float64)
 
 
 def parse_beam(spec: str, *, metadata_delays: tuple[int, ...] | None = None) -> PrimaryBeam:
@@ -149,8 +187,9 @@ def parse_beam(spec: str, *, metadata_delays: tuple[int, ...] | None = None) -> 
             raise _bad(spec, "the diameter must be positive")
         return PrimaryBeam("airy", size=diameter)
     if text == "mwa":
-        delays = metadata_delays if metadata_delays is not None else (0,) * MWA_DIPOLES
-        return PrimaryBeam("mwa", delays=tuple(int(d) for d in delays))
+        if metadata_delays is None:
+            return PrimaryBeam("mwa", delays=(0,) * MWA_DIPOLES, pointing_known=False)
+        return PrimaryBeam("mwa", delays=tuple(int(d) for d in metadata_delays))
     if text.startswith("mwa:"):
         parts = text[4:].split(",")
         if len(parts) != MWA_DIPOLES or not all(p.strip().isdigit() for p in parts):

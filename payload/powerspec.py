@@ -39,6 +39,7 @@ import numpy.typing as npt
 import scipy.fft
 from scipy.signal import windows
 
+from payload.beamframe import BeamFrame
 from payload.beams import PrimaryBeam, parse_beam
 from payload.cosmology import CosmoScales, jy_to_mk_sr
 from payload.errors import InvalidInputError
@@ -47,9 +48,11 @@ from payload.psnorm import (
     BeamLattice,
     beam_lattice,
     cell_normalisation,
+    check_beam_fits,
     fine_at,
     half_cell_maps,
     noise_fine,
+    whole_sky_integrals,
 )
 from payload.uvcube import UVCube, UVGrid
 
@@ -62,6 +65,29 @@ VALID_NORM_FRACTION = 1e-3
 # pair reaches CORRELATION_FLOOR, and within an offset cell pairs below PAIR_FLOOR.
 CORRELATION_FLOOR = 1e-2
 PAIR_FLOOR = 1e-3
+
+
+BEAM_NORMALISATION = (
+    "A is the power pattern; a dish is 1 at its pointing centre; an MWA tile is "
+    "mwa_hyperbeam's pattern over the zenith response of the zenith-pointed tile; "
+    "omega_pp_sr = int A^2 dl dm over the sky above the horizon"
+)
+
+
+def _describe(frame: BeamFrame | None) -> str:
+    """The beam's frame as written in powerspec.h5 (``beam_frame``)."""
+    if frame is None or not frame.fixed:
+        return "tracking the phase centre"
+    return json.dumps(
+        {
+            "fixed_on_ground": True,
+            "latitude_deg": round(math.degrees(frame.latitude_rad), 6),
+            "hour_angle_deg": round(math.degrees(frame.hour_angle_rad), 6),
+            "dec_deg": round(math.degrees(frame.dec_rad), 6),
+            "duration_s": round(frame.duration_s, 3),
+        },
+        sort_keys=True,
+    )
 
 
 def blackman_harris(n: int) -> npt.NDArray[np.float64]:
@@ -104,6 +130,7 @@ class PowerSpectrum:
     primary_beam: str
     omega_pp: float  # int A^2 (sr) at the band centre, for reference
     bandwidth_pp_hz: float
+    beam_frame: str = "tracking the phase centre"  # JSON of the BeamFrame, when fixed
     # Per polarization: the spherical bin and weight of every (delay, u, v) element, and
     # k_perp of every cell; not written, used to bin a model the way the data were binned.
     elements: list[dict[str, npt.NDArray[Any]]] = field(default_factory=list, repr=False)
@@ -177,6 +204,8 @@ class PowerSpectrum:
             handle.attrs["horizon_slope"] = self.horizon_slope
             handle.attrs["wedge_buffer_per_mpc"] = self.wedge_buffer
             handle.attrs["omega_pp_sr"] = self.omega_pp
+            handle.attrs["beam_normalisation"] = BEAM_NORMALISATION
+            handle.attrs["beam_frame"] = self.beam_frame
             handle.attrs["bandwidth_pp_hz"] = self.bandwidth_pp_hz
             for key in sorted(attrs):
                 handle.attrs[key] = attrs[key]
@@ -193,12 +222,12 @@ def _channel_width(freq_hz: npt.NDArray[np.float64]) -> float:
     return float(steps[0])
 
 
-def beam_omega_pp(beam: PrimaryBeam, grid: UVGrid, freq_hz: float, pol: str) -> float:
-    """``int A^2 dOmega`` (flat sky) on the grid's image pixels."""
-    lm = (np.arange(grid.n) - grid.n // 2) * grid.pixsize
-    ll, mm = np.meshgrid(lm, lm, indexing="ij")
-    a = beam.power(ll.ravel(), mm.ravel(), freq_hz, pol)
-    return float((a**2).sum() * grid.pixsize**2)
+def beam_omega_pp(
+    beam: PrimaryBeam, grid: UVGrid, freq_hz: float, pol: str, *, frame: BeamFrame | None = None
+) -> float:
+    """``int A^2 dl dm`` (sr) over the whole sky above the horizon (see :mod:`payload.psnorm`)."""
+    half_field = grid.n // 2 * grid.pixsize
+    return whole_sky_integrals(beam, freq_hz, pol, half_field=half_field, frame=frame).omega_pp
 
 
 @dataclass
@@ -228,6 +257,7 @@ def _normalisation(
     lattice: BeamLattice,
     df: float,
     *,
+    frame: BeamFrame | None,
     noise_of: _Norm | None = None,
 ) -> _Norm:
     """Band-averaged normalisation and noise maps of polarization ``p``; the noise maps
@@ -249,7 +279,7 @@ def _normalisation(
         s_e, s_o = cube.sampling[0, p, c], cube.sampling[1, p, c]
         if not (s_e.any() or s_o.any()):
             continue
-        a2 = beam.power(lattice.l_dir, lattice.m_dir, float(freq), pol) ** 2
+        a2 = beam.power(lattice.l_dir, lattice.m_dir, float(freq), pol, frame=frame) ** 2
         ee, oo, eo = cell_normalisation((s_e, s_o), grid, lattice, a2, taper=taper)
         share = w2[c] / total
         n_ee += share * ee
@@ -558,11 +588,18 @@ def spherical_edges(
 
 
 def compute_power_spectrum(
-    cube: UVCube, *, n_k_bins: int = 16, beam: PrimaryBeam | None = None
+    cube: UVCube,
+    *,
+    n_k_bins: int = 16,
+    beam: PrimaryBeam | None = None,
+    frame: BeamFrame | None = None,
 ) -> PowerSpectrum:
     """Cylindrical (k_perp, k_par) and spherical power spectra of a uv cube.
 
-    ``beam`` defaults to the one the cube records.
+    ``beam`` defaults to the one the cube records; ``frame`` places it on the sky (None: the
+    beam tracks the phase centre). Refuses, with InvalidInputError, a beam that reaches
+    beyond the uv grid's field or that the sky drifts through during the observation
+    (:func:`payload.psnorm.check_beam_fits`).
     """
     beam = parse_beam(cube.primary_beam) if beam is None else beam
     grid = cube.grid
@@ -626,12 +663,11 @@ def compute_power_spectrum(
     sigma0 = np.zeros(n_pol)
     elements: list[dict[str, npt.NDArray[Any]]] = []
     f_top = float(freq.max())
-    lattice_all = beam_lattice(
-        grid, omega_pp=min(beam_omega_pp(beam, grid, float(f), "I") for f in (freq[0], f_top))
-    )
+    edges_pp = check_beam_fits(beam, (float(freq[0]), f_top), grid, frame=frame)
+    lattice_all = beam_lattice(grid, omega_pp=min(edges_pp))
     reach_a2 = np.maximum(
-        beam.power(lattice_all.l_dir, lattice_all.m_dir, float(freq[0]), "I") ** 2,
-        beam.power(lattice_all.l_dir, lattice_all.m_dir, f_top, "I") ** 2,
+        beam.power(lattice_all.l_dir, lattice_all.m_dir, float(freq[0]), "I", frame=frame) ** 2,
+        beam.power(lattice_all.l_dir, lattice_all.m_dir, f_top, "I", frame=frame) ** 2,
     )
     lattice = lattice_all.select(reach_a2 > BEAM_FLOOR * float(reach_a2.max()))
     norms: dict[int, _Norm] = {}
@@ -662,6 +698,7 @@ def compute_power_spectrum(
                 to_mk,
                 lattice,
                 df,
+                frame=frame,
                 noise_of=None if same_sampling is None else norms[same_sampling],
             )
         )
@@ -805,7 +842,8 @@ def compute_power_spectrum(
         horizon_slope=slope,
         wedge_buffer=buffer,
         primary_beam=beam.spec,
-        omega_pp=beam_omega_pp(beam, grid, scales.freq_hz, "I"),
+        omega_pp=beam_omega_pp(beam, grid, scales.freq_hz, "I", frame=frame),
         bandwidth_pp_hz=b_pp,
+        beam_frame=_describe(frame),
         elements=elements,
     )

@@ -42,6 +42,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
+from payload.beamframe import BeamFrame
+from payload.beams import PrimaryBeam
+from payload.errors import InvalidInputError
 from payload.uvcube import UVGrid
 
 # Aliases of C must sit beyond the pairs a cell couples: visibilities within KERNEL_REACH
@@ -51,6 +54,18 @@ KERNEL_REACH = 3.5
 C_REACH = 4.0
 # Beam directions where A^2 is below this fraction of its peak are left out of the sum.
 BEAM_FLOOR = 1e-6
+# The whole-sky integrals of the beam: a grid of WHOLE_SKY_STEPS x WHOLE_SKY_STEPS directions
+# over -1 <= l, m <= 1 (0.11 degrees at zenith; the narrowest beam the payload knows, airy:14
+# at 250 MHz, has A^2 of ~3 degrees FWHM, so ~30 samples across it).
+WHOLE_SKY_STEPS = 1024
+# Refusals (each would bias P(k) by about this fraction, see docs/imaging.md):
+# the share of int A^2 outside the uv grid's field, which the per-cell normalisation's
+# lattice does not reach (P comes out 1 / (1 - share) too high) ...
+MAX_OUTSIDE_FRACTION = 0.01
+# ... and the drift of a fixed beam across the sky, in units of the beam's Gaussian-equivalent
+# sigma: even and odd samples a drift D apart share exp(-D^2 / 4 sigma^2) of their power, and
+# over a uniform drift the pairs lose D^2 / (24 sigma^2) on average: 1 % at 0.5 sigma.
+MAX_DRIFT_SIGMA = 0.5
 # Directions transformed together (memory: BATCH x n x n complex numbers, three times).
 BATCH = 32
 
@@ -199,3 +214,97 @@ def delay_correlation(window: npt.NDArray[np.float64]) -> npt.NDArray[np.float64
     w2 = window**2
     r = np.fft.fft(w2) / w2.sum()
     return np.asarray(np.abs(r) ** 2)
+
+
+@dataclass(frozen=True)
+class SkyIntegrals:
+    """Integrals of the power beam A over the sky above the horizon, in ``dl dm``."""
+
+    omega_p: float  # int A
+    omega_pp: float  # int A^2
+    peak: float  # max A
+    outside_fraction: float  # share of int A^2 beyond |l| or |m| > half_field
+    half_field_needed: float  # the half field that would leave MAX_OUTSIDE_FRACTION out
+
+
+def whole_sky_integrals(
+    beam: PrimaryBeam,
+    freq_hz: float,
+    pol: str,
+    *,
+    half_field: float,
+    frame: BeamFrame | None = None,
+) -> SkyIntegrals:
+    """int A and int A^2 over ``l^2 + m^2 < 1`` (midpoint rule), whatever the uv grid.
+
+    The measure is ``dl dm``, the one in which a visibility is the Fourier transform of the
+    beam-weighted sky (``docs/imaging.md``, *Primary beam*), and the one the per-cell
+    normalisation's lattice sums in.
+    """
+    step = 2.0 / WHOLE_SKY_STEPS
+    axis = -1.0 + step * (np.arange(WHOLE_SKY_STEPS) + 0.5)
+    ll, mm = np.meshgrid(axis, axis, indexing="ij")
+    disk = ll**2 + mm**2 < 1.0
+    a = np.zeros(ll.shape)
+    a[disk] = beam.power(ll[disk], mm[disk], freq_hz, pol, frame=frame)
+    a2 = a**2
+    omega_pp = float(a2.sum()) * step**2
+    reach = np.maximum(np.abs(ll), np.abs(mm))
+    outside = float(a2[reach > half_field].sum()) * step**2
+    # the smallest half field whose square holds all but MAX_OUTSIDE_FRACTION of int A^2
+    order = np.argsort(reach, axis=None)
+    cumulative = np.cumsum(a2.ravel()[order])
+    needed_at = int(np.searchsorted(cumulative, (1.0 - MAX_OUTSIDE_FRACTION) * cumulative[-1]))
+    needed = float(reach.ravel()[order][min(needed_at, order.size - 1)])
+    return SkyIntegrals(
+        omega_p=float(a.sum()) * step**2,
+        omega_pp=omega_pp,
+        peak=float(a.max()),
+        outside_fraction=outside / omega_pp if omega_pp > 0 else 0.0,
+        half_field_needed=needed,
+    )
+
+
+def check_beam_fits(
+    beam: PrimaryBeam,
+    freqs_hz: tuple[float, ...],
+    grid: UVGrid,
+    *,
+    frame: BeamFrame | None = None,
+) -> list[float]:
+    """``int A^2`` at each of ``freqs_hz``, after refusing a beam the estimator cannot
+    normalise: one that reaches beyond the uv grid's field, or one the sky drifts through.
+
+    Raises InvalidInputError with a one-line reason and what to change.
+    """
+    half_field = grid.n // 2 * grid.pixsize
+    omegas: list[float] = []
+    sigmas: list[float] = []
+    for freq in freqs_hz:
+        sky = whole_sky_integrals(beam, freq, "I", half_field=half_field, frame=frame)
+        if sky.omega_pp <= 0:
+            raise InvalidInputError(
+                f"primary beam {beam.spec!r} is zero above the horizon at {freq / 1e6:.1f} MHz"
+            )
+        if sky.outside_fraction > MAX_OUTSIDE_FRACTION:
+            # rounded down, so that the advice is enough
+            largest_cell = math.floor(100.0 / (2.0 * sky.half_field_needed)) / 100.0
+            raise InvalidInputError(
+                f"primary beam {beam.spec!r}: {sky.outside_fraction:.1%} of int A^2 at "
+                f"{freq / 1e6:.1f} MHz lies outside the uv grid's field (|l|, |m| < "
+                f"{half_field:.2f}); use uv_cell_lambda <= {largest_cell:g} (--uv-cell)"
+            )
+        sigmas.append(math.sqrt(sky.omega_pp / (math.pi * sky.peak**2)))
+        omegas.append(sky.omega_pp)
+    # the narrowest beam of the band binds
+    sigma = min(sigmas)
+    if frame is not None and frame.drift_rad > MAX_DRIFT_SIGMA * sigma:
+        longest_s = frame.duration_s * MAX_DRIFT_SIGMA * sigma / frame.drift_rad
+        raise InvalidInputError(
+            f"primary beam {beam.spec!r} is fixed on the ground and the sky drifts "
+            f"{math.degrees(frame.drift_rad):.1f} deg through it in {frame.duration_s:.0f} s "
+            f"(more than {MAX_DRIFT_SIGMA:g} x its {math.degrees(sigma):.1f} deg Gaussian-"
+            f"equivalent sigma): split the observation into pieces of at most "
+            f"{math.floor(longest_s):.0f} s"
+        )
+    return omegas

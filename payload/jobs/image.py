@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from payload.beamframe import BeamFrame, frame_from_uvh5, is_fixed_on_ground
 from payload.beams import PrimaryBeam, mwa_delays_from_uvh5, resolve_beam
 from payload.errors import InvalidInputError
 from payload.fitsio import FileSegment, Segment, write_cube
@@ -156,6 +157,23 @@ class ImageJob:
         )
 
     @cached_property
+    def beam_frame(self) -> BeamFrame | None:
+        """Where a beam fixed on the ground sits relative to the phase centre (None: it
+        tracks the phase centre); refuses (InvalidInputError) a beam the power spectrum
+        cannot normalise (:func:`payload.psnorm.check_beam_fits`)."""
+        from payload.psnorm import check_beam_fits
+
+        info = self.info
+        frame = None
+        if is_fixed_on_ground(self.beam, info.telescope):
+            frame = frame_from_uvh5(
+                info.path, ra_deg=info.phase_center_ra_deg, dec_deg=info.phase_center_dec_deg
+            )
+        band = (float(info.freq_hz.min()), float(info.freq_hz.max()))
+        check_beam_fits(self.beam, band, UVGrid.from_params(self.params), frame=frame)
+        return frame
+
+    @cached_property
     def halves(self) -> npt.NDArray[np.int8]:
         """Even (0) or odd (1) time sample of every cross-correlation row, in read order."""
         try:
@@ -204,8 +222,8 @@ class ImageJob:
         reading the cubes back.
         """
         # The beam is only used by combine; resolving it now makes a telescope without a
-        # default beam fail on the first chunk, not after all of them.
-        _ = self.beam
+        # default beam, or a beam the power spectrum refuses, fail on the first chunk.
+        _ = self.beam_frame
         chunk = self._read(chunk_id)
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -457,7 +475,9 @@ class ImageJob:
             observations=[json.loads(identity) if identity.startswith("{") else identity],
         )
         cube.write(staging / "uvcube.h5", attrs=attrs)
-        ps = compute_power_spectrum(cube, n_k_bins=params.n_k_bins, beam=self.beam)
+        ps = compute_power_spectrum(
+            cube, n_k_bins=params.n_k_bins, beam=self.beam, frame=self.beam_frame
+        )
         ps.write(staging / "powerspec.h5", attrs=attrs)
         show = self._shown()
         total = float(data["weight_sum"][show].sum())

@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import ducc0
 import numpy as np
@@ -24,6 +25,7 @@ import numpy.typing as npt
 import powerbox
 from pyuvdata.analytic_beam import GaussianBeam
 
+from payload.beamframe import BeamFrame
 from payload.cosmology import CosmoScales, jy_to_mk_sr
 from payload.imaging import FLIPS
 from payload.params import ImagingParams
@@ -69,21 +71,27 @@ def short_baseline_pairs(
 
 
 def track_uvw(
-    enu: npt.NDArray[np.float64], n_times: int, step_s: float
+    enu: npt.NDArray[np.float64],
+    n_times: int,
+    step_s: float,
+    *,
+    hour_angle_rad: float = 0.0,
+    dec_rad: float | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """uvw (m) of every baseline at ``n_times`` times centred on transit, and time indices.
+    """uvw (m) of every baseline at ``n_times`` times centred on ``hour_angle_rad``, and
+    time indices.
 
-    The field is at declination = latitude, so it passes through zenith at transit.
+    By default the field is at declination = latitude, so it passes through zenith at transit.
     """
     lat = MWA_LATITUDE_RAD
-    dec = lat
+    dec = lat if dec_rad is None else dec_rad
     e, n, up = enu[:, 0], enu[:, 1], enu[:, 2]
     x = -math.sin(lat) * n + math.cos(lat) * up
     y = e
     z = math.cos(lat) * n + math.sin(lat) * up
     rows, times = [], []
     for t in range(n_times):
-        ha = (t - (n_times - 1) / 2) * step_s * SIDEREAL_RAD_PER_S
+        ha = hour_angle_rad + (t - (n_times - 1) / 2) * step_s * SIDEREAL_RAD_PER_S
         u = math.sin(ha) * x + math.cos(ha) * y
         v = -math.sin(dec) * math.cos(ha) * x + math.sin(dec) * math.sin(ha) * y + math.cos(dec) * z
         w = math.cos(dec) * math.cos(ha) * x - math.cos(dec) * math.sin(ha) * y + math.sin(dec) * z
@@ -249,13 +257,21 @@ def spectrum_of(
     vis_by_pol: dict[str, npt.NDArray[np.complex128]],
     fwhm_deg: float,
     n_k_bins: int = 16,
+    *,
+    beam_spec: str | None = None,
+    frame: BeamFrame | None = None,
+    extra_params: Mapping[str, Any] | None = None,
 ) -> PowerSpectrum:
     """spotcube's power spectrum of these visibilities (one sky per polarization, weight 1).
 
-    The uv cube goes up to 70 wavelengths; even and odd time samples are gridded apart.
+    The uv cube goes up to 70 wavelengths; even and odd time
+    samples are gridded apart. The beam is a ``fwhm_deg`` Gaussian unless ``beam_spec``;
+    ``extra_params`` are more imaging parameters (``uv_cell_lambda``, ...).
     """
     pols = tuple(vis_by_pol)
-    params = ImagingParams.from_mapping({"uv_max_lambda": 70.0, "polarizations": list(pols)})
+    params = ImagingParams.from_mapping(
+        {"uv_max_lambda": 70.0, "polarizations": list(pols), **(extra_params or {})}
+    )
     grid = UVGrid.from_params(params)
     chunk = VisChunk(
         uvw_m=uvw,
@@ -274,6 +290,111 @@ def spectrum_of(
         pols,
         grid,
         params.stack_params(),
-        f"gaussian:{fwhm_deg:g}",
+        beam_spec or f"gaussian:{fwhm_deg:g}",
     )
-    return compute_power_spectrum(cube, n_k_bins=n_k_bins)
+    return compute_power_spectrum(cube, n_k_bins=n_k_bins, frame=frame)
+
+
+@dataclass(frozen=True)
+class PointedSky:
+    """A snapshot of MWA baselines phased to where the tiles point, and the beam on the sky grid.
+
+    Geometry by astropy (SIN-projection WCS for the sky pixels, ``AltAz`` at the MWA for
+    their azimuth and zenith angle, apparent sidereal time for the hour angle), the beam by
+    mwa_hyperbeam's own API: nothing of spotcube's :mod:`payload.beamframe` or
+    :mod:`payload.beams`.
+    """
+
+    uvw_m: npt.NDArray[np.float64]
+    times: npt.NDArray[np.int64]
+    beams: dict[str, npt.NDArray[np.float64]]  # XX, YY: A on the sky grid, 1 at zenith
+    # for zero delays
+    hour_angle_rad: float
+    dec_rad: float
+    pointing_za_deg: float
+
+
+def pointed_mwa_snapshot(
+    delays: tuple[int, ...],
+    freq_hz: float,
+    *,
+    n_times: int,
+    step_s: float,
+    npix: int,
+    pixsize: float,
+    jd: float = 2459001.75,
+) -> PointedSky:
+    """The tile pattern of ``delays`` on a sky grid around its own peak, at time ``jd``."""
+    import mwa_hyperbeam
+    from astropy import units
+    from astropy.coordinates import TETE, AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+    from astropy.wcs import WCS
+
+    from payload.sites import MWA_LATITUDE_DEG, MWA_LONGITUDE_DEG, install_offline_sites
+
+    install_offline_sites()
+    model = mwa_hyperbeam.AnalyticBeam()
+    # the peak of the pattern: a coarse then a fine search in az / za
+    best = (-1.0, 0.0, 0.0)
+    for az_deg in np.arange(0.0, 360.0, 1.0):
+        za = np.radians(np.arange(0.0, 40.0, 0.1))
+        jones = np.asarray(
+            model.calc_jones_array(
+                np.full(za.shape, math.radians(az_deg)), za, freq_hz, list(delays), [1.0] * 16, True
+            )
+        )
+        power = 0.5 * (np.abs(jones[:, :2]) ** 2).sum(axis=1) + 0.5 * (
+            np.abs(jones[:, 2:]) ** 2
+        ).sum(axis=1)
+        i = int(power.argmax())
+        if power[i] > best[0]:
+            best = (float(power[i]), float(az_deg), math.degrees(float(za[i])))
+    _, az_p, za_p = best
+    location = EarthLocation.from_geodetic(MWA_LONGITUDE_DEG, MWA_LATITUDE_DEG, 377.83)
+    when = Time(jd, format="jd", scale="utc")
+    frame = AltAz(obstime=when, location=location)
+    centre = SkyCoord(az=az_p * units.deg, alt=(90.0 - za_p) * units.deg, frame=frame).icrs
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    wcs.wcs.crval = [centre.ra.deg, centre.dec.deg]
+    wcs.wcs.crpix = [npix // 2 + 1, npix // 2 + 1]
+    # l grows with RA (east): the first axis's pixel step is -pixsize in the FITS convention
+    wcs.wcs.cdelt = [-math.degrees(pixsize), math.degrees(pixsize)]
+    lm = (np.arange(npix) - npix // 2) * pixsize
+    ll, mm = np.meshgrid(lm, lm, indexing="ij")
+    on_sky = ll**2 + mm**2 < 1.0
+    ra, dec = wcs.wcs_pix2world(
+        -ll[on_sky] / pixsize + npix // 2, mm[on_sky] / pixsize + npix // 2, 0
+    )
+    altaz = SkyCoord(ra=ra * units.deg, dec=dec * units.deg, frame="icrs").transform_to(frame)
+    above = np.asarray(altaz.alt.deg) > 0
+    az = np.radians(np.asarray(altaz.az.deg))[above]
+    za = np.radians(90.0 - np.asarray(altaz.alt.deg))[above]
+
+    def pattern(
+        d: list[int], a: npt.NDArray[np.float64], z: npt.NDArray[np.float64], pol: str
+    ) -> Any:
+        jones = np.asarray(model.calc_jones_array(a, z, freq_hz, d, [1.0] * 16, True))
+        columns = slice(0, 2) if pol == "XX" else slice(2, 4)
+        return (np.abs(jones[:, columns]) ** 2).sum(axis=1)
+
+    beams = {}
+    for pol in ("XX", "YY"):
+        zenith = float(pattern([0] * 16, np.zeros(1), np.zeros(1), pol)[0])
+        values = np.zeros(int(on_sky.sum()))
+        values[above] = pattern(list(delays), az, za, pol) / zenith
+        beams[pol] = np.zeros(ll.shape)
+        beams[pol][on_sky] = values
+    # the hour angle is counted on the true equator and equinox of the date
+    apparent = SkyCoord(ra=centre.ra, dec=centre.dec, frame="icrs").transform_to(TETE(obstime=when))
+    lst = when.sidereal_time("apparent", longitude=location.lon).rad
+    hour_angle = (lst - float(apparent.ra.rad) + math.pi) % (2 * math.pi) - math.pi
+    uvw, times = track_uvw(
+        short_baselines_enu(110.0),
+        n_times,
+        step_s,
+        hour_angle_rad=hour_angle,
+        dec_rad=float(apparent.dec.rad),
+    )
+    return PointedSky(uvw, times, beams, hour_angle, float(apparent.dec.rad), za_p)

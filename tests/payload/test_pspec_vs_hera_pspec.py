@@ -12,8 +12,8 @@ dominates and the two bin k_perp differently: per cell against each baseline's |
 the band centre) the two agree per bin within 10 % — they weight modes differently (one
 spectrum per uv cell against one per baseline and time), so each bin holds a different sample
 of the same sky, a few per cent of sample variance; and hera_pspec's cosmology lacks
-radiation and neutrinos (~0.3 %). Measured 2026-11-27: the largest per-bin difference 3.6 %,
-the means over the bins 0.99 (spotcube / hera_pspec) for both skies.
+radiation and neutrinos (+0.8 % in X^2 Y). Measured 2026-11-27: the largest per-bin
+difference 3.6 %, the means over the bins 0.99 (spotcube / hera_pspec) for both skies.
 """
 
 from __future__ import annotations
