@@ -27,11 +27,11 @@ from rich.console import Console
 from payload import __version__ as payload_version
 from payload.records import AttemptState
 from payload.settings import WorkerConfig
-from spotcube.compare import download_and_verify
 from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
+from spotcube.demoverify import verify_run
 from spotcube.errors import UsageError
 from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
-from spotcube.local.cloud import local_cloud
+from spotcube.local.cloud import isolated_queues, local_cloud
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSchedule
 from spotcube.local.timeline import Timeline, plot_timeline
 from spotcube.runstate import read_run
@@ -348,17 +348,26 @@ def run_demo(
             "spot",
         )
         console.print(render(main.status))
-        ref_id = _submit(outputs, observations, options, params, job, f"{run_id}-reference")
+        # The reference must not be able to finish the spot run's jobs: the spot fleet is
+        # stopped (``run_fleet`` left its ``with``), its queue is purged, and the reference
+        # gets a queue of its own, so none of its workers can receive a spot-run message.
+        discard_queue(outputs)
+        ref_outputs = isolated_queues(
+            outputs, "reference", max_receive_count=DEMO_MAX_RECEIVE_COUNT
+        )
+        ref_id = _submit(ref_outputs, observations, options, params, job, f"{run_id}-reference")
         console.print(
             f"reference: the same {len(observations)} job(s) uninterrupted on "
-            f"{options.reference_workers} worker(s) as run {ref_id}"
+            f"{options.reference_workers} worker(s) as run {ref_id}, on a queue of its own"
         )
         quiet = InterruptionModel(rate_per_hour=0.0, speedup=options.speedup)
         reference = run_fleet(
-            outputs,
+            ref_outputs,
             ref_id,
             observations,
-            _fleet(outputs, out / "instances" / ref_id, options.reference_workers, quiet, options),
+            _fleet(
+                ref_outputs, out / "instances" / ref_id, options.reference_workers, quiet, options
+            ),
             options,
             console,
             "ref ",
@@ -366,9 +375,10 @@ def run_demo(
         obs_ids = [o.obs_id for o in observations]
         # products/ holds this run only: a previous demo's observations must not linger
         shutil.rmtree(out / "products", ignore_errors=True)
-        products = download_and_verify(outputs, run_id, ref_id, obs_ids, out / "products")
+        spot_instances = {i.instance_id for i in main.fleet.instances}
+        verdicts = verify_run(outputs, run_id, ref_id, obs_ids, spot_instances, out / "products")
         report = build_report(
-            options, main, reference, products, outputs, time.monotonic() - started
+            options, main, reference, verdicts, outputs, time.monotonic() - started
         )
         save_attempt_logs(report, outputs, out)
         figures = write_figures(report, main, out)
@@ -383,6 +393,14 @@ def run_demo(
             except KeyboardInterrupt:
                 pass
     return report
+
+
+def discard_queue(outputs: StackOutputs) -> None:
+    """Purge the spot run's queue and DLQ once its fleet is stopped: nothing is left to take."""
+    sqs = outputs.client("sqs")
+    for url in (outputs.job_queue_url, outputs.dead_letter_queue_url):
+        if url:
+            sqs.purge_queue(QueueUrl=url)
 
 
 def _submit(
@@ -436,4 +454,6 @@ def summarise(report: dict[str, Any], out: Path, console: Console) -> None:
     )
     progress = report["progress"]
     console.print(f"[red]{progress['message']}" if progress["outpaced"] else progress["message"])
+    if not report["outcome"]["ok"]:
+        console.print(f"[red]demo failed: {report['outcome']['cause']}", soft_wrap=True)
     console.print(f"products, report.md, report.json and figures in {out}/")

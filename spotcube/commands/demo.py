@@ -151,5 +151,5 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 
 def run(args: argparse.Namespace) -> int:
     report = run_demo(options_from_args(args))
-    ok = report["done"] == report["observations"] and report["verified_identical"]
-    return ExitStatus.OK if ok else ExitStatus.FAILED
+    # One verdict (spotcube.demoreport.outcome), the same report.md shows and summarise prints.
+    return ExitStatus.OK if report["outcome"]["ok"] else ExitStatus.FAILED
