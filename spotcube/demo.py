@@ -51,6 +51,10 @@ DEMO_MAX_RECEIVE_COUNT = 20
 # Polls in a row with unfinished observations but no job queued, in flight or running:
 # the rest can only be in the dead-letter queue, and waiting longer cannot help.
 STALL_POLLS = 3
+# What one chunk of a demo observation stands for on AWS: DESIGN.md's MWA observation took
+# 633 min on a 16-vCPU instance, and the demo preset cuts an observation into 4 chunks.
+CHUNK_WORK_HOURS = 633 / 60 / 4
+PACINGS = ("work", "wall")
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,22 @@ class DemoOptions:
     timeout: float = 600.0
     poll: float = 1.0
     hold: bool = False
-    # Tests: interrupt at seeded amounts of work instead of wall-clock lifetimes, so a slow
-    # machine sees the same interruptions (spotcube.local.fleet.WorkSchedule).
+    # "work": instances are interrupted at seeded counts of computed chunks, at
+    # ``interrupt_rate`` per hour of work (a chunk standing for ``chunk_work_hours``), so a
+    # loaded machine sees the same storm as an idle one. "wall": lifetimes on the wall clock
+    # times ``speedup`` (the only choice for --job runs, whose commands compute no chunks).
+    paced_by: str = "work"
+    chunk_work_hours: float = CHUNK_WORK_HOURS
+    # Tests: an explicit schedule (spotcube.local.fleet.WorkSchedule) instead of either.
     schedule: WorkSchedule | None = None
+
+    def storm(self) -> WorkSchedule | None:
+        """The work schedule of the spot phase (None: wall-clock lifetimes)."""
+        if self.schedule is not None:
+            return self.schedule
+        if self.paced_by == "work" and self.job is None and self.interrupt_rate > 0:
+            return WorkSchedule.paced(self.interrupt_rate, self.chunk_work_hours)
+        return None
 
 
 @dataclass
@@ -320,8 +337,12 @@ def run_demo(
         console.print(
             f"submitted {len(observations)} {options.kind} job(s) as run {run_id}; "
             f"{options.workers} spot workers, interruptions at "
-            f"{percent_from_hazard(options.interrupt_rate):.1f}%/h, "
-            f"clock x{options.speedup:g}"
+            f"{percent_from_hazard(options.interrupt_rate):.1f}%/h "
+            + (
+                f"of work (a chunk stands for {options.chunk_work_hours:.2f} h)"
+                if options.storm() is not None
+                else f"on the wall clock x{options.speedup:g}"
+            )
         )
         model = InterruptionModel(
             rate_per_hour=options.interrupt_rate,
@@ -341,7 +362,7 @@ def run_demo(
                 options.workers,
                 model,
                 options,
-                options.schedule,
+                options.storm(),
             ),
             options,
             console,

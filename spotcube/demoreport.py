@@ -236,6 +236,8 @@ def build_report(
             "reference_workers": options.reference_workers,
             "interrupt_rate_per_hour": options.interrupt_rate,
             "speedup": options.speedup,
+            "paced_by": "work" if options.storm() is not None else "wall",
+            "chunk_work_hours": options.chunk_work_hours,
             "seed": options.seed,
             "notice_seconds_simulated": options.notice_seconds,
             "notice_seconds_wall": main.fleet.model.notice_real,
@@ -284,8 +286,13 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"- observations: {report['observations']} ({report['kind']}); done in the spot "
         f"phase {report['done']}, failed {report['failed']}" + _timed_out_note(report["phases"]),
         f"- fleet: {s['workers']} workers, interruption chance "
-        f"{percent_from_hazard(s['interrupt_rate_per_hour']):.1f}% per instance-hour, "
-        f"clock compressed {s['speedup']:g}x, seed {s['seed']}",
+        f"{percent_from_hazard(s['interrupt_rate_per_hour']):.1f}% per instance-hour"
+        + (
+            f" of work (interruptions counted in chunks, one chunk = {s['chunk_work_hours']:.2f} h)"
+            if s["paced_by"] == "work"
+            else f" on the wall clock compressed {s['speedup']:g}x"
+        )
+        + f", seed {s['seed']}",
         f"- spot interruptions: {report['instances_reclaimed']} instances reclaimed "
         f"({report['spot_notices']} notices, {report['instances_launched']} instances launched); "
         f"{report['attempts_interrupted']} job attempts interrupted (preempted or killed)",
