@@ -41,6 +41,17 @@ from spotcube.status import RunStatus, render, run_status
 from spotcube.submit import Observation, submit_run, upload_inputs
 
 FIGURE_PRODUCTS = ("image.png", "powerspec.png")
+# What one run writes into --out (inputs/ is a cache kept across runs).
+RUN_OUTPUTS = (
+    "report.md",
+    "report.json",
+    "timeline.png",
+    *FIGURE_PRODUCTS,
+    "products",
+    "logs",
+    "instances",
+    "moto.log",
+)
 # EC2 spot price the simulated bill uses unless --spot-price says otherwise (us-east-1,
 # m5.4xlarge, order of magnitude of 2024-2025 prices; the report labels it simulated).
 DEFAULT_INSTANCE_TYPE = "m5.4xlarge"
@@ -148,6 +159,21 @@ def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dic
             partial.replace(path)  # an interrupted synthesis leaves no half file behind
         paths.append(path)
     return paths, synth.preset_params(options.preset) | params
+
+
+def clear_previous_run(out: Path) -> None:
+    """Remove what an earlier demo left in ``out``, except the synthesised inputs (a cache).
+
+    Whatever this run leaves, finished or interrupted, is then this run's alone: no report
+    or figure of an earlier run stands beside an interrupted run's logs, and ``instances/``
+    (every worker's scratch) does not pile up run after run.
+    """
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 # --- running a fleet ------------------------------------------------------------------------
@@ -317,6 +343,7 @@ def run_demo(
     started = time.monotonic()
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
+    clear_previous_run(out)
     with local_cloud(
         log_path=out / "moto.log", max_receive_count=DEMO_MAX_RECEIVE_COUNT
     ) as outputs:

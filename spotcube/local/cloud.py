@@ -161,6 +161,9 @@ def moto_process(log_path: Path | None = None, *, start_timeout: float = 30.0) -
                 stdout=log,
                 stderr=log,
                 preexec_fn=die_with_parent,
+                # Not in the terminal's process group: Ctrl-C reaches the demo alone, which
+                # stops its workers first and this server last (they still need it).
+                start_new_session=True,
             )
             endpoint = f"http://127.0.0.1:{port}"
             if _wait_until_serving(endpoint, process, start_timeout):

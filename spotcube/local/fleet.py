@@ -21,6 +21,7 @@ import ctypes
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -299,6 +300,9 @@ class Fleet:
             stderr=subprocess.STDOUT,
             env=env,
             preexec_fn=die_with_parent,
+            # Ctrl-C in the terminal reaches the demo alone; it stops the workers itself
+            # (SIGTERM: they hand their jobs back) while the local cloud is still up.
+            start_new_session=True,
         )
         now = self.now()
         instance = Instance(
@@ -389,6 +393,11 @@ class Fleet:
         inst.end_reason = reason
         inst.log.close()
         inst.imds.stop()
+        # An instance that ends takes its disk with it; its log (beside it) stays. Without
+        # this, every reclaimed instance's scratch piled up in the demo's folder.
+        shutil.rmtree(self.spec.root / inst.instance_id, ignore_errors=True)
+        if inst.work_marker is not None:
+            inst.work_marker.unlink(missing_ok=True)
         kind = {"reclaimed": "kill", "exited": "exit", "stopped": "stop"}[reason]
         if record:
             self.timeline.add(now, kind, inst.instance_id, f"exit code {inst.exit_code}")
