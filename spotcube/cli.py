@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Sequence
 
 from spotcube import __version__, commands
+from spotcube.didyoumean import SuggestingParser
 from spotcube.errors import ExitStatus, SpotcubeError
 
 # ClientError codes that mean "these credentials cannot be used here".
@@ -62,7 +63,7 @@ _BUSY = frozenset(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SuggestingParser(
         prog="spotcube",
         description="Process interferometric observations on AWS spot instances.",
         epilog="Exit status: 0 ok, 1 internal error (a bug; --debug shows it), 2 usage, "
@@ -73,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback behind an error message"
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=SuggestingParser
+    )
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
