@@ -89,6 +89,7 @@ def progress_facts(run: RunState, main: PhaseResult) -> dict[str, Any]:
     reclaimed = {i.instance_id: i.end_reason == "reclaimed" for i in main.fleet.instances}
     return assess(
         lives_with_idle_instances(manifests, reclaimed),
+        finished=bool(run.observations) and all(o.done for o in run.observations),
         remedy="Lower --speedup or --interrupt-rate: an instance must live longer than a "
         "worker needs to start and finish a chunk",
     ).to_dict()

@@ -162,7 +162,10 @@ def summarise(
         report.hazard_per_hour = report.terminations / report.exposure_hours
         low, high = poisson_interval(report.terminations)
         report.hazard_interval = (low / report.exposure_hours, high / report.exposure_hours)
-    report.progress = assess_manifests(o.manifest for o in observed if o.manifest).to_dict()
+    report.progress = assess_manifests(
+        (o.manifest for o in observed if o.manifest),
+        finished=bool(run.observations) and all(o.done for o in run.observations),
+    ).to_dict()
     return report
 
 
