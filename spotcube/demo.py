@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 
@@ -332,6 +333,18 @@ def _fleet(
     )
 
 
+def demo_console(file: IO[str] | None = None) -> Console:
+    """The demo's console: a line is never wrapped when the output is piped.
+
+    rich assumes 80 columns without a terminal, which broke the ``spotcube status --endpoint
+    URL`` line a user copies, and tables; piped output keeps its lines whole instead.
+    """
+    stream = file if file is not None else sys.stdout
+    if stream.isatty():
+        return Console(file=file)
+    return Console(file=file, soft_wrap=True, width=160)
+
+
 def run_demo(
     options: DemoOptions,
     console: Console | None = None,
@@ -339,7 +352,7 @@ def run_demo(
     on_cloud: Callable[[StackOutputs], None] | None = None,
 ) -> dict[str, Any]:
     """Run the demo end to end and return report.json's content (also written to disk)."""
-    console = console or Console()
+    console = console or demo_console()
     started = time.monotonic()
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
