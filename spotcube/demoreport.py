@@ -253,7 +253,7 @@ def build_report(
     return report
 
 
-def _hazard_line(hazard: dict[str, Any]) -> list[str]:
+def _hazard_line(hazard: dict[str, Any], paced_by: str = "wall") -> list[str]:
     if not hazard.get("available") or not hazard.get("hazard_interval_95"):
         return []
     low, high = hazard["hazard_interval_95"]
@@ -263,6 +263,12 @@ def _hazard_line(hazard: dict[str, Any]) -> list[str]:
         f"{hazard['terminations']} terminations in {hazard['exposure_hours_simulated']:.2f} "
         "simulated job-hours; the fleet drew lifetimes at "
         f"{hazard['configured_rate_per_hour']:.3f}/h"
+        + (
+            " of work (chunk-paced: this machine's chunk took a different time than the "
+            "2.64 h a chunk stands for, so the two rates need not agree)"
+            if paced_by == "work"
+            else ""
+        )
     ]
 
 
@@ -306,7 +312,7 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"simulated instance-hours): ${cost['cost_usd_simulated']:.2f} "
         f"(uninterrupted reference: ${ref['cost_usd_simulated']:.2f}). Not a bill: the "
         "demo's clock runs fast, so instance time is scaled by the speedup.",
-        *_hazard_line(report["hazard_from_manifests"]),
+        *_hazard_line(report["hazard_from_manifests"], s["paced_by"]),
         f"- progress: {'**' if report['progress']['outpaced'] else ''}"
         f"{report['progress']['message']}{'**' if report['progress']['outpaced'] else ''}",
         f"- verified_identical: **{str(report['verified_identical']).lower()}** — every "
