@@ -15,7 +15,7 @@ TEST_SYSTEM_PARTS ?= image packer radio-tools
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint secret-scan pytest system-deps bench hooks clean help
+.PHONY: python-version demo test lint secret-scan pytest system-deps bench hooks clean help
 
 help:
 	@echo "make demo   - run spotcube on the embedded local cloud (results in ./spotcube-demo)"
@@ -25,15 +25,29 @@ help:
 	@echo "make bench  - benchmarks in bench/ (prints ratios; see docs/benchmarks.md)"
 	@echo "make hooks  - install the pre-commit secret scanner into .git/hooks"
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+# Checked before anything is installed: pip's resolver would otherwise fail on an old
+# Python with a ResolutionImpossible that never names the version (pyproject: >=3.11).
+PYTHON_CHECK := import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
 
-$(VENV)/.installed-demo: $(INPUTS) | $(BIN)/python
-	$(PIP) install -c constraints.txt -e '.[local]'
+python-version:
+	@$(PYTHON) -c '$(PYTHON_CHECK)' 2>/dev/null || { \
+	  echo "spotcube needs Python 3.11 or newer; PYTHON=$(PYTHON) is $$( ($(PYTHON) --version 2>/dev/null || echo 'not runnable') | head -n 1). Install python3.11+ and run: make PYTHON=python3.11 $(MAKECMDGOALS)"; \
+	  exit 1; }
+
+# A venv whose install failed is removed, so the next run (say with another PYTHON) starts
+# clean instead of failing the same way until `make clean`. The marker files are written
+# only after a successful install.
+$(BIN)/python: | python-version
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
+$(VENV)/.installed-demo: $(INPUTS) | python-version $(BIN)/python
+	$(PIP) install -c constraints.txt -e '.[local]' || { rm -rf $(VENV); \
+	  echo "install failed: .venv removed; fix the error above and run make again"; exit 1; }
 	touch $@
 
-$(VENV)/.installed-dev: $(INPUTS) | $(BIN)/python
-	$(PIP) install -c constraints.txt -e '.[local,infra,dev,pipelines]'
+$(VENV)/.installed-dev: $(INPUTS) | python-version $(BIN)/python
+	$(PIP) install -c constraints.txt -e '.[local,infra,dev,pipelines]' || { rm -rf $(VENV); \
+	  echo "install failed: .venv removed; fix the error above and run make again"; exit 1; }
 	touch $@ $(VENV)/.installed-demo
 
 demo: $(VENV)/.installed-demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -21,9 +22,28 @@ from payload.classify import (
 from payload.errors import PayloadError
 from payload.outcomes import Outcome
 
+_ROLE = re.compile(r":(?:class|func|mod|data|attr|meth|exc|obj|ref):`(~?)([^`<]+?)(?:\s*<[^>]*>)?`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_text(text: str | None) -> str | None:
+    """A docstring as a terminal shows it: Sphinx roles and literals without their markup.
+
+    The subcommands' descriptions are their modules' docstrings, written for the API docs;
+    ``--help`` should say ``ImageJob``, not ``:class:`~payload.jobs.image.ImageJob```.
+    """
+    if text is None:
+        return None
+
+    def role(match: re.Match[str]) -> str:
+        target = match.group(2).strip()
+        return target.rsplit(".", 1)[-1] if match.group(1) else target
+
+    return _LITERAL.sub(r"\1", _ROLE.sub(role, text))
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m payload", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m payload", description=plain_text(__doc__))
     parser.add_argument("--version", action="version", version=f"spotcube-payload {__version__}")
     # One debug flag, named as spotcube's; --traceback stays as its alias for old scripts.
     parser.add_argument(
@@ -37,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"{commands.__name__}.{info.name}").register(subparsers)
+    for sub in subparsers.choices.values():
+        sub.description = plain_text(sub.description)
+        for action in sub._actions:
+            action.help = plain_text(action.help)
     return parser
 
 

@@ -7,6 +7,8 @@ explicitly (no software version string or timestamp that could differ between ru
 from __future__ import annotations
 
 import math
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -68,12 +70,51 @@ def plot_power_spectrum(ps: PowerSpectrum, path: Path, *, pol_index: int = 0) ->
         ax_sph.loglog(centres[good], noise[good], ":", color="0.3", lw=1, label="auto noise bias")
     ax_sph.set_xscale("log")
     ax_sph.set_yscale("log")
+    limits = spherical_ylim(
+        ps.p_sph[pol_index], ps.p_sph_window[pol_index], auto, noise,
+        upper=(ps.p_sph[pol_index] + ps.sigma_sph[pol_index],
+               ps.p_sph_window[pol_index] + ps.sigma_sph_window[pol_index]),
+    )  # fmt: skip
+    if limits is not None:
+        ax_sph.set_ylim(*limits)
     ax_sph.set_xlabel("$k$ [Mpc$^{-1}$]")
     ax_sph.set_ylabel("P(k) [mK$^2$ Mpc$^3$]")
-    ax_sph.set_title(f"Spherical power, 1$\\sigma$ thermal noise; beam {ps.primary_beam}")
+    ax_sph.set_title(
+        wrapped_title(f"Spherical power, 1$\\sigma$ thermal noise; beam {ps.primary_beam}"),
+        fontsize=9,
+    )
     ax_sph.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+# Characters per title line at fontsize 9 on one of the figure's two panels.
+TITLE_WIDTH = 62
+# Decades shown below the smallest / above the largest plotted value on the log axis.
+Y_MARGIN = 3.0
+
+
+def wrapped_title(text: str, width: int = TITLE_WIDTH) -> str:
+    """A title broken into lines that fit one panel (an MWA beam names 16 dipole delays)."""
+    return textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False)
+
+
+def spherical_ylim(
+    *series: npt.NDArray[np.float64], upper: Sequence[npt.NDArray[np.float64]] = ()
+) -> tuple[float, float] | None:
+    """Log-axis limits that show every plotted value (|P| of negatives too) and error top.
+
+    Lower error bars are left out: on a log axis a bar reaching towards zero dragged the axis
+    down to 1e-4 when the power is 1e8, leaving the data a thin line at the top.
+    """
+    magnitudes = [np.abs(np.asarray(a, dtype=float)) for a in series]
+    tops = [np.asarray(a, dtype=float) for a in upper]
+    values = np.concatenate([m[np.isfinite(m) & (m > 0)] for m in magnitudes] or [np.empty(0)])
+    if values.size == 0:
+        return None
+    highs = np.concatenate([t[np.isfinite(t) & (t > 0)] for t in tops] or [np.empty(0)])
+    high = max(float(values.max()), float(highs.max()) if highs.size else 0.0)
+    return float(values.min()) / Y_MARGIN, high * Y_MARGIN
 
 
 def _plot_with_errors(

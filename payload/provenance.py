@@ -116,10 +116,21 @@ def write_provenance_json(
     "Values"), by reason.
     """
     doc = {
-        **provenance,
+        # FITS cards and HDF5 attributes need strings; JSON keeps JSON values as values
+        **{key: _json_value(value) for key, value in provenance.items()},
         "params": dict(params),
         "products": products,
         "instance_id": instance_id,
         **({"flagged_by_value_rule": dict(flagged)} if flagged is not None else {}),
     }
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def _json_value(value: Any) -> Any:
+    """A provenance string that holds a JSON object or list, as that object or list."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

@@ -19,13 +19,16 @@ from typing import NoReturn
 
 from spotcube import __version__, commands
 from spotcube.awserrors import BAD_CREDENTIALS, BUSY, DENIED, MISSING_RESOURCE
+from spotcube.didyoumean import SuggestingParser
 from spotcube.errors import ExitStatus, SpotcubeError
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line like every other error (subparsers inherit)."""
+class _Parser(SuggestingParser):
+    """argparse, with a usage error as one line like every other error (subparsers inherit),
+    ending with the closest valid spelling of a misspelt option or choice."""
 
     def error(self, message: str) -> NoReturn:
+        message = self.suggest(message)
         self.exit(ExitStatus.USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 

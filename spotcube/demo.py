@@ -16,22 +16,23 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 
 from payload import __version__ as payload_version
 from payload.records import AttemptState
 from payload.settings import WorkerConfig
-from spotcube.compare import download_and_verify
 from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
+from spotcube.demoverify import verify_run
 from spotcube.errors import UsageError
 from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
-from spotcube.local.cloud import local_cloud
+from spotcube.local.cloud import isolated_queues, local_cloud
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSchedule
 from spotcube.local.timeline import Timeline, plot_timeline
 from spotcube.runstate import read_run
@@ -41,6 +42,17 @@ from spotcube.status import RunStatus, render, run_status
 from spotcube.submit import Observation, submit_run, upload_inputs
 
 FIGURE_PRODUCTS = ("image.png", "powerspec.png")
+# What one run writes into --out (inputs/ is a cache kept across runs).
+RUN_OUTPUTS = (
+    "report.md",
+    "report.json",
+    "timeline.png",
+    *FIGURE_PRODUCTS,
+    "products",
+    "logs",
+    "instances",
+    "moto.log",
+)
 # EC2 spot price the simulated bill uses unless --spot-price says otherwise (us-east-1,
 # m5.4xlarge, order of magnitude of 2024-2025 prices; the report labels it simulated).
 DEFAULT_INSTANCE_TYPE = "m5.4xlarge"
@@ -51,6 +63,10 @@ DEMO_MAX_RECEIVE_COUNT = 20
 # Polls in a row with unfinished observations but no job queued, in flight or running:
 # the rest can only be in the dead-letter queue, and waiting longer cannot help.
 STALL_POLLS = 3
+# What one chunk of a demo observation stands for on AWS: DESIGN.md's MWA observation took
+# 633 min on a 16-vCPU instance, and the demo preset cuts an observation into 4 chunks.
+CHUNK_WORK_HOURS = 633 / 60 / 4
+PACINGS = ("work", "wall")
 
 
 @dataclass(frozen=True)
@@ -77,9 +93,22 @@ class DemoOptions:
     timeout: float = 600.0
     poll: float = 1.0
     hold: bool = False
-    # Tests: interrupt at seeded amounts of work instead of wall-clock lifetimes, so a slow
-    # machine sees the same interruptions (spotcube.local.fleet.WorkSchedule).
+    # "work": instances are interrupted at seeded counts of computed chunks, at
+    # ``interrupt_rate`` per hour of work (a chunk standing for ``chunk_work_hours``), so a
+    # loaded machine sees the same storm as an idle one. "wall": lifetimes on the wall clock
+    # times ``speedup`` (the only choice for --job runs, whose commands compute no chunks).
+    paced_by: str = "work"
+    chunk_work_hours: float = CHUNK_WORK_HOURS
+    # Tests: an explicit schedule (spotcube.local.fleet.WorkSchedule) instead of either.
     schedule: WorkSchedule | None = None
+
+    def storm(self) -> WorkSchedule | None:
+        """The work schedule of the spot phase (None: wall-clock lifetimes)."""
+        if self.schedule is not None:
+            return self.schedule
+        if self.paced_by == "work" and self.job is None and self.interrupt_rate > 0:
+            return WorkSchedule.paced(self.interrupt_rate, self.chunk_work_hours)
+        return None
 
 
 @dataclass
@@ -131,6 +160,21 @@ def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dic
             partial.replace(path)  # an interrupted synthesis leaves no half file behind
         paths.append(path)
     return paths, synth.preset_params(options.preset) | params
+
+
+def clear_previous_run(out: Path) -> None:
+    """Remove what an earlier demo left in ``out``, except the synthesised inputs (a cache).
+
+    Whatever this run leaves, finished or interrupted, is then this run's alone: no report
+    or figure of an earlier run stands beside an interrupted run's logs, and ``instances/``
+    (every worker's scratch) does not pile up run after run.
+    """
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 # --- running a fleet ------------------------------------------------------------------------
@@ -289,6 +333,18 @@ def _fleet(
     )
 
 
+def demo_console(file: IO[str] | None = None) -> Console:
+    """The demo's console: a line is never wrapped when the output is piped.
+
+    rich assumes 80 columns without a terminal, which broke the ``spotcube status --endpoint
+    URL`` line a user copies, and tables; piped output keeps its lines whole instead.
+    """
+    stream = file if file is not None else sys.stdout
+    if stream.isatty():
+        return Console(file=file)
+    return Console(file=file, soft_wrap=True, width=160)
+
+
 def run_demo(
     options: DemoOptions,
     console: Console | None = None,
@@ -296,10 +352,11 @@ def run_demo(
     on_cloud: Callable[[StackOutputs], None] | None = None,
 ) -> dict[str, Any]:
     """Run the demo end to end and return report.json's content (also written to disk)."""
-    console = console or Console()
+    console = console or demo_console()
     started = time.monotonic()
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
+    clear_previous_run(out)
     with local_cloud(
         log_path=out / "moto.log", max_receive_count=DEMO_MAX_RECEIVE_COUNT
     ) as outputs:
@@ -320,8 +377,12 @@ def run_demo(
         console.print(
             f"submitted {len(observations)} {options.kind} job(s) as run {run_id}; "
             f"{options.workers} spot workers, interruptions at "
-            f"{percent_from_hazard(options.interrupt_rate):.1f}%/h, "
-            f"clock x{options.speedup:g}"
+            f"{percent_from_hazard(options.interrupt_rate):.1f}%/h "
+            + (
+                f"of work (a chunk stands for {options.chunk_work_hours:.2f} h)"
+                if options.storm() is not None
+                else f"on the wall clock x{options.speedup:g}"
+            )
         )
         model = InterruptionModel(
             rate_per_hour=options.interrupt_rate,
@@ -341,24 +402,33 @@ def run_demo(
                 options.workers,
                 model,
                 options,
-                options.schedule,
+                options.storm(),
             ),
             options,
             console,
             "spot",
         )
         console.print(render(main.status))
-        ref_id = _submit(outputs, observations, options, params, job, f"{run_id}-reference")
+        # The reference must not be able to finish the spot run's jobs: the spot fleet is
+        # stopped (``run_fleet`` left its ``with``), its queue is purged, and the reference
+        # gets a queue of its own, so none of its workers can receive a spot-run message.
+        discard_queue(outputs)
+        ref_outputs = isolated_queues(
+            outputs, "reference", max_receive_count=DEMO_MAX_RECEIVE_COUNT
+        )
+        ref_id = _submit(ref_outputs, observations, options, params, job, f"{run_id}-reference")
         console.print(
             f"reference: the same {len(observations)} job(s) uninterrupted on "
-            f"{options.reference_workers} worker(s) as run {ref_id}"
+            f"{options.reference_workers} worker(s) as run {ref_id}, on a queue of its own"
         )
         quiet = InterruptionModel(rate_per_hour=0.0, speedup=options.speedup)
         reference = run_fleet(
-            outputs,
+            ref_outputs,
             ref_id,
             observations,
-            _fleet(outputs, out / "instances" / ref_id, options.reference_workers, quiet, options),
+            _fleet(
+                ref_outputs, out / "instances" / ref_id, options.reference_workers, quiet, options
+            ),
             options,
             console,
             "ref ",
@@ -366,9 +436,10 @@ def run_demo(
         obs_ids = [o.obs_id for o in observations]
         # products/ holds this run only: a previous demo's observations must not linger
         shutil.rmtree(out / "products", ignore_errors=True)
-        products = download_and_verify(outputs, run_id, ref_id, obs_ids, out / "products")
+        spot_instances = {i.instance_id for i in main.fleet.instances}
+        verdicts = verify_run(outputs, run_id, ref_id, obs_ids, spot_instances, out / "products")
         report = build_report(
-            options, main, reference, products, outputs, time.monotonic() - started
+            options, main, reference, verdicts, outputs, time.monotonic() - started
         )
         save_attempt_logs(report, outputs, out)
         figures = write_figures(report, main, out)
@@ -383,6 +454,14 @@ def run_demo(
             except KeyboardInterrupt:
                 pass
     return report
+
+
+def discard_queue(outputs: StackOutputs) -> None:
+    """Purge the spot run's queue and DLQ once its fleet is stopped: nothing is left to take."""
+    sqs = outputs.client("sqs")
+    for url in (outputs.job_queue_url, outputs.dead_letter_queue_url):
+        if url:
+            sqs.purge_queue(QueueUrl=url)
 
 
 def _submit(
@@ -436,4 +515,6 @@ def summarise(report: dict[str, Any], out: Path, console: Console) -> None:
     )
     progress = report["progress"]
     console.print(f"[red]{progress['message']}" if progress["outpaced"] else progress["message"])
+    if not report["outcome"]["ok"]:
+        console.print(f"[red]demo failed: {report['outcome']['cause']}", soft_wrap=True)
     console.print(f"products, report.md, report.json and figures in {out}/")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spotcube.demoverify import ObsVerdict
 from spotcube.progress import assess, lives_with_idle_instances
 from spotcube.runreport import summarise
 from spotcube.runstate import RunState, read_object, read_run
@@ -88,6 +89,7 @@ def progress_facts(run: RunState, main: PhaseResult) -> dict[str, Any]:
     reclaimed = {i.instance_id: i.end_reason == "reclaimed" for i in main.fleet.instances}
     return assess(
         lives_with_idle_instances(manifests, reclaimed),
+        finished=bool(run.observations) and all(o.done for o in run.observations),
         remedy="Lower --speedup or --interrupt-rate: an instance must live longer than a "
         "worker needs to start and finish a chunk",
     ).to_dict()
@@ -106,20 +108,77 @@ def simulated_cost(instance_seconds: float, options: DemoOptions) -> dict[str, A
     }
 
 
+def phase_facts(phase: PhaseResult, done: int, observations: int) -> dict[str, Any]:
+    """One fleet phase; ``timed_out`` only when its deadline came with work unfinished.
+
+    ``done`` is counted from the same run read as the rest of the report, so "timed out"
+    can never stand next to "all done".
+    """
+    return {
+        "run_id": phase.run_id,
+        "done": done,
+        "wall_time_seconds": round(phase.wall_seconds, 2),
+        "timed_out": phase.timed_out and done < observations,
+        "stalled_in_dead_letter_queue": phase.stalled and done < observations,
+    }
+
+
+def outcome(report: dict[str, Any]) -> dict[str, Any]:
+    """Did the demo show what it claims? ``ok`` and, when not, the first real cause.
+
+    Order matters: a spot phase that did not finish is the cause even when verification
+    fails too (nothing finished cannot be compared), and its message names the progress
+    verdict, which says whether the fleet was outpaced or merely slow.
+    """
+    n = report["observations"]
+    spot, ref = report["phases"]["spot"], report["phases"]["reference"]
+    if report["done"] < n:
+        why = (
+            f"timed out after {spot['wall_time_seconds']:.0f} s"
+            if spot["timed_out"]
+            else "jobs stuck in the dead-letter queue"
+            if spot["stalled_in_dead_letter_queue"]
+            else f"{report['failed']} failed"
+        )
+        return {
+            "ok": False,
+            "cause": f"spot phase finished {report['done']}/{n} observations ({why}); "
+            f"{report['progress']['message']}",
+        }
+    if ref["done"] < n:
+        why = "timed out" if ref["timed_out"] else "did not finish"
+        return {
+            "ok": False,
+            "cause": f"reference run {why} with {ref['done']}/{n} done: nothing to compare with",
+        }
+    bad = [o for o in report["per_observation"] if not o["identical"]]
+    if bad:
+        return {"ok": False, "cause": f"{bad[0]['obs_id']} not verified: {bad[0]['verdict']}"}
+    return {"ok": True, "cause": ""}
+
+
 def build_report(
     options: DemoOptions,
     main: PhaseResult,
     reference: PhaseResult,
-    products: dict[str, dict[str, Any]],
+    verdicts: Sequence[ObsVerdict],
     outputs: StackOutputs,
     total_wall: float,
 ) -> dict[str, Any]:
-    """report.json: the facts of the demo, each traceable to the manifests or the fleet."""
-    run = read_run(outputs.client("s3"), outputs.products_bucket, main.run_id)
+    """report.json: the facts of the demo, each traceable to the manifests or the fleet.
+
+    report.md is rendered from this dict alone (:func:`render_markdown`), so the two cannot
+    disagree; each fact is computed once here (an observation's ``identical`` is its
+    verdict, and ``verified_identical`` is the conjunction of those).
+    """
+    s3 = outputs.client("s3")
+    run = read_run(s3, outputs.products_bucket, main.run_id)
+    ref_run = read_run(s3, outputs.products_bucket, reference.run_id)
+    by_obs = {v.obs_id: v for v in verdicts}
     details = attempt_facts(run)
     per_obs = []
     for obs in run.observations:
-        prods = products.get(obs.obs_id, {})
+        verdict = by_obs.get(obs.obs_id)
         per_obs.append(
             {
                 "obs_id": obs.obs_id,
@@ -130,27 +189,36 @@ def build_report(
                 "lost_chunk_seconds": round(obs.lost_seconds, 3),
                 "instances": [a.record.instance_id for a in obs.attempts],
                 "attempts_detail": details[obs.obs_id],
-                "products": prods,
-                "identical": bool(prods) and all(p.get("identical") for p in prods.values()),
+                "done_by": verdict.done_by if verdict else None,
+                "done_in_spot_phase": bool(verdict and verdict.from_spot_phase),
+                "products": verdict.products if verdict else {},
+                "identical": bool(verdict and verdict.verified),
+                "verdict": (verdict.reason or "identical to the reference")
+                if verdict
+                else "not compared",
             }
         )
     lost = sum(o.lost_seconds for o in run.observations)
-    done = sum(1 for o in run.observations if o.done)
-    verified = (
-        done == len(per_obs)
-        and reference.status.count("done") == len(per_obs)
-        and all(o["identical"] for o in per_obs)
-    )
-    return {
+    # Done means: DONE written by an instance of the spot phase (see spotcube.demoverify).
+    done = sum(1 for o in per_obs if o["done_in_spot_phase"])
+    ref_done = sum(1 for o in ref_run.observations if o.done)
+    n = len(per_obs)
+    phases = {
+        "spot": phase_facts(main, done, n),
+        "reference": phase_facts(reference, ref_done, n),
+    }
+    report: dict[str, Any] = {
         "schema": 1,
         "run_id": main.run_id,
         "reference_run_id": reference.run_id,
         "kind": run.record.kind if run.record else main.status.kind,
-        "observations": len(per_obs),
+        "observations": n,
         "done": done,
         "failed": sum(1 for o in run.observations if o.has_failed),
-        "timed_out": main.timed_out or reference.timed_out,
-        "stalled_in_dead_letter_queue": main.stalled or reference.stalled,
+        "phases": phases,
+        "timed_out": phases["spot"]["timed_out"] or phases["reference"]["timed_out"],
+        "stalled_in_dead_letter_queue": phases["spot"]["stalled_in_dead_letter_queue"]
+        or phases["reference"]["stalled_in_dead_letter_queue"],
         "instances_reclaimed": main.fleet.interruptions(),
         "spot_notices": len(main.fleet.timeline.of_kind("notice")),
         "instances_launched": len(main.fleet.instances),
@@ -161,7 +229,7 @@ def build_report(
         "total_wall_time_seconds": round(total_wall, 2),
         "cost": simulated_cost(main.fleet.instance_seconds(), options),
         "reference_cost": simulated_cost(reference.fleet.instance_seconds(), options),
-        "verified_identical": verified,
+        "verified_identical": n > 0 and ref_done == n and all(o["identical"] for o in per_obs),
         "hazard_from_manifests": manifest_hazard(run, options),
         "progress": progress_facts(run, main),
         "settings": {
@@ -169,6 +237,8 @@ def build_report(
             "reference_workers": options.reference_workers,
             "interrupt_rate_per_hour": options.interrupt_rate,
             "speedup": options.speedup,
+            "paced_by": "work" if options.storm() is not None else "wall",
+            "chunk_work_hours": options.chunk_work_hours,
             "seed": options.seed,
             "notice_seconds_simulated": options.notice_seconds,
             "notice_seconds_wall": main.fleet.model.notice_real,
@@ -179,9 +249,11 @@ def build_report(
         "per_observation": per_obs,
         "timeline": main.fleet.timeline.to_list(),
     }
+    report["outcome"] = outcome(report)
+    return report
 
 
-def _hazard_line(hazard: dict[str, Any]) -> list[str]:
+def _hazard_line(hazard: dict[str, Any], paced_by: str = "wall") -> list[str]:
     if not hazard.get("available") or not hazard.get("hazard_interval_95"):
         return []
     low, high = hazard["hazard_interval_95"]
@@ -191,7 +263,22 @@ def _hazard_line(hazard: dict[str, Any]) -> list[str]:
         f"{hazard['terminations']} terminations in {hazard['exposure_hours_simulated']:.2f} "
         "simulated job-hours; the fleet drew lifetimes at "
         f"{hazard['configured_rate_per_hour']:.3f}/h"
+        + (
+            " of work (chunk-paced: this machine's chunk took a different time than the "
+            "2.64 h a chunk stands for, so the two rates need not agree)"
+            if paced_by == "work"
+            else ""
+        )
     ]
+
+
+def _timed_out_note(phases: dict[str, dict[str, Any]]) -> str:
+    notes = [
+        f"{name} phase **timed out** with {p['done']} done"
+        for name, p in phases.items()
+        if p["timed_out"]
+    ]
+    return " — " + "; ".join(notes) if notes else ""
 
 
 def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
@@ -201,12 +288,18 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
     lines = [
         f"# spotcube demo: run {report['run_id']}",
         "",
-        f"- observations: {report['observations']} ({report['kind']}); done "
-        f"{report['done']}, failed {report['failed']}"
-        + (" — **timed out**" if report["timed_out"] else ""),
+        f"- outcome: **{'ok' if report['outcome']['ok'] else 'FAILED'}**"
+        + (f" — {report['outcome']['cause']}" if report["outcome"]["cause"] else ""),
+        f"- observations: {report['observations']} ({report['kind']}); done in the spot "
+        f"phase {report['done']}, failed {report['failed']}" + _timed_out_note(report["phases"]),
         f"- fleet: {s['workers']} workers, interruption chance "
-        f"{percent_from_hazard(s['interrupt_rate_per_hour']):.1f}% per instance-hour, "
-        f"clock compressed {s['speedup']:g}x, seed {s['seed']}",
+        f"{percent_from_hazard(s['interrupt_rate_per_hour']):.1f}% per instance-hour"
+        + (
+            f" of work (interruptions counted in chunks, one chunk = {s['chunk_work_hours']:.2f} h)"
+            if s["paced_by"] == "work"
+            else f" on the wall clock compressed {s['speedup']:g}x"
+        )
+        + f", seed {s['seed']}",
         f"- spot interruptions: {report['instances_reclaimed']} instances reclaimed "
         f"({report['spot_notices']} notices, {report['instances_launched']} instances launched); "
         f"{report['attempts_interrupted']} job attempts interrupted (preempted or killed)",
@@ -219,21 +312,21 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"simulated instance-hours): ${cost['cost_usd_simulated']:.2f} "
         f"(uninterrupted reference: ${ref['cost_usd_simulated']:.2f}). Not a bill: the "
         "demo's clock runs fast, so instance time is scaled by the speedup.",
-        *_hazard_line(report["hazard_from_manifests"]),
+        *_hazard_line(report["hazard_from_manifests"], s["paced_by"]),
         f"- progress: {'**' if report['progress']['outpaced'] else ''}"
         f"{report['progress']['message']}{'**' if report['progress']['outpaced'] else ''}",
         f"- verified_identical: **{str(report['verified_identical']).lower()}** — every "
         f"product compared with reference run {report['reference_run_id']} (sha256; "
         "provenance.json without instance and run fields)",
         "",
-        "| observation | state | chunks | attempts | interrupted | lost s | identical |",
+        "| observation | state | chunks | attempts | interrupted | lost s | verified |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for o in report["per_observation"]:
         lines.append(
             f"| {o['obs_id']} | {o['state']} | {o['chunks']} | {o['attempts']} | "
             f"{o['attempts_interrupted']} | {o['lost_chunk_seconds']:.1f} | "
-            f"{'yes' if o['identical'] else 'NO'} |"
+            f"{'yes' if o['identical'] else 'NO: ' + o['verdict']} |"
         )
     lines += ["", "## Attempt logs", ""]
     for o in report["per_observation"]:

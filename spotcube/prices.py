@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spotcube import instances
+from spotcube.didyoumean import did_you_mean
 
 TABLE_DATE = "2024"
 TABLE_SOURCE = (
@@ -112,7 +113,8 @@ def quote(
     if on_demand is None:
         known = ", ".join(sorted(EMBEDDED))
         raise ValueError(
-            f"no price known for instance type {instance_type!r}: give --on-demand-price and "
+            f"no price known for instance type {instance_type!r}"
+            f"{did_you_mean(instance_type, EMBEDDED)}: give --on-demand-price and "
             f"--spot-price, or --aws-prices with credentials (embedded: {known})"
         )
     spot_source = "--spot-price"

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from payload.contracts import Manifest
+from payload.contracts import Attempt, Manifest
 from payload.outcomes import Outcome
 
 # Fewer interrupted lives than this say nothing either way (one unlucky early notice).
@@ -35,7 +35,7 @@ class InstanceLife:
 
     instance_id: str
     interrupted: bool
-    chunks_done: int
+    chunks_done: int  # units of durable work (durable_work): chunks, DONE, synced files
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,18 @@ class ProgressAssessment:
         return asdict(self)
 
 
+def durable_work(kind: str, attempt: Attempt) -> int:
+    """Units of work ``attempt`` made durable: every kind counts, not only chunks.
+
+    Chunks it committed; its ``DONE`` (the products, counted as one unit); and for a
+    ``command`` job, which has no chunks, the working directory it synced when it handed the
+    job back on a notice (``preempted`` means that sync was made durable).
+    """
+    published = attempt.reason == Outcome.DONE.value
+    synced = kind == "command" and attempt.reason == Outcome.PREEMPTED.value
+    return attempt.chunks_done + int(published) + int(synced)
+
+
 def lives_from_manifests(manifests: Iterable[Manifest]) -> list[InstanceLife]:
     """Instance lives as the manifests record them (one per instance id).
 
@@ -63,40 +75,54 @@ def lives_from_manifests(manifests: Iterable[Manifest]) -> list[InstanceLife]:
         for index, attempt in enumerate(attempts):
             cut_off = attempt.end is None and index < len(attempts) - 1
             interrupted = attempt.reason == Outcome.PREEMPTED.value or cut_off
-            was_interrupted, chunks = lives.get(attempt.instance_id, (False, 0))
+            was_interrupted, work = lives.get(attempt.instance_id, (False, 0))
             lives[attempt.instance_id] = (
                 was_interrupted or interrupted,
-                chunks + attempt.chunks_done,
+                work + durable_work(manifest.kind, attempt),
             )
     return [InstanceLife(i, interrupted, chunks) for i, (interrupted, chunks) in lives.items()]
 
 
-def assess(lives: Iterable[InstanceLife], *, remedy: str = "") -> ProgressAssessment:
-    """Apply the rule of this module to ``lives``; ``remedy`` ends the message when outpaced."""
+def assess(
+    lives: Iterable[InstanceLife], *, remedy: str = "", finished: bool = False
+) -> ProgressAssessment:
+    """Apply the rule of this module to ``lives``; ``remedy`` ends the message when outpaced.
+
+    ``finished``: every observation is done, so the fleet got where it was going, however
+    many lives were wasted on the way; no warning then.
+    """
     interrupted = [life for life in lives if life.interrupted]
     empty = sum(1 for life in interrupted if life.chunks_done == 0)
-    outpaced = len(interrupted) >= MIN_INTERRUPTED and empty >= STALL_SHARE * len(interrupted)
+    outpaced = (
+        not finished
+        and len(interrupted) >= MIN_INTERRUPTED
+        and empty >= STALL_SHARE * len(interrupted)
+    )
     if outpaced:
         message = (
             f"no progress: {empty} of {len(interrupted)} interrupted instances were reclaimed "
-            "before they made a chunk durable; instances are reclaimed faster than workers "
-            "start and finish a chunk" + (f". {remedy}" if remedy else "")
+            "before they made any work durable (a chunk, synced files or DONE); instances are "
+            "reclaimed faster than workers start and finish a unit of work"
+            + (f". {remedy}" if remedy else "")
         )
     elif not interrupted:
         message = "no instance was interrupted"
     else:
         message = (
             f"{len(interrupted) - empty} of {len(interrupted)} interrupted instances made "
-            "chunks durable before they were reclaimed"
+            "work durable before they were reclaimed"
         )
     return ProgressAssessment(len(interrupted), empty, outpaced, message)
 
 
-def assess_manifests(manifests: Iterable[Manifest]) -> ProgressAssessment:
+def assess_manifests(
+    manifests: Iterable[Manifest], *, finished: bool = False
+) -> ProgressAssessment:
     """The verdict from a run's manifests alone (``spotcube report``)."""
     return assess(
         lives_from_manifests(manifests),
         remedy="Use instance types or zones with fewer interruptions, or smaller chunks",
+        finished=finished,
     )
 
 

@@ -162,7 +162,10 @@ def summarise(
         report.hazard_per_hour = report.terminations / report.exposure_hours
         low, high = poisson_interval(report.terminations)
         report.hazard_interval = (low / report.exposure_hours, high / report.exposure_hours)
-    report.progress = assess_manifests(o.manifest for o in observed if o.manifest).to_dict()
+    report.progress = assess_manifests(
+        (o.manifest for o in observed if o.manifest),
+        finished=bool(run.observations) and all(o.done for o in run.observations),
+    ).to_dict()
     return report
 
 
@@ -191,16 +194,25 @@ def summarise_run(
 
     Raises
     ------
+    NothingYetError
+        If the run exists but no job has written a manifest yet.
     LookupError
-        If the run has no manifests in the bucket.
+        If the bucket holds nothing of the run.
     """
     try:
         run = read_run(s3, bucket, run_id)
     except LookupError:
-        run = RunState(run_id, None, [])
+        raise LookupError(f"run {run_id!r} not found in s3://{bucket}/") from None
     if not any(o.manifest is not None for o in run.observations):
-        raise LookupError(f"run {run_id!r} has no checkpoint manifests in s3://{bucket}/")
+        raise NothingYetError(
+            f"run {run_id}: nothing yet; no job has written a checkpoint manifest "
+            f"({len(run.observations)} observation(s) submitted). Try again once workers run"
+        )
     return summarise(run, speedup=speedup, price=price)
+
+
+class NothingYetError(LookupError):
+    """The run exists, but there is nothing to report on: a state, not an error."""
 
 
 def _parse_time(text: str) -> datetime:

@@ -266,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
     provenance = json.loads((out / "provenance.json").read_text())
     if "beyond_grid" in provenance:
         # visibilities left out as beyond the image or uv cube grid: say so, never silently
-        summary["beyond_grid"] = json.loads(provenance["beyond_grid"])
+        beyond = provenance["beyond_grid"]  # an object (older payloads: JSON text)
+        summary["beyond_grid"] = json.loads(beyond) if isinstance(beyond, str) else beyond
     if not args.quiet:
         print(json.dumps(summary, indent=1))
     return 0

@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spotcube.runreport import spot_price_lookup, summarise_run
+    from spotcube.runreport import NothingYetError, spot_price_lookup, summarise_run
     from spotcube.stack import resolve_outputs
 
     if not args.speedup > 0:
@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
             speedup=args.speedup,
             price=spot_price_lookup(default=args.spot_price),
         )
+    except NothingYetError as exc:
+        print(str(exc))  # a correct command on a young run: not a usage error
+        return 0
     except LookupError as exc:
         raise UsageError(str(exc)) from None
     if args.json:

@@ -7,6 +7,7 @@ so ``submit``, ``status`` and the worker run the code paths they run on AWS.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -50,19 +51,13 @@ def provision(
     for bucket in (outputs.raw_bucket, outputs.products_bucket):
         if not _bucket_exists(s3, bucket):
             s3.create_bucket(Bucket=bucket)
-    sqs = local_client("sqs", endpoint)
-    dlq_url = sqs.create_queue(QueueName=LOCAL_NAMES.dead_letter_queue)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
-    queue_url = sqs.create_queue(
-        QueueName=LOCAL_NAMES.job_queue,
-        Attributes={
-            "RedrivePolicy": json.dumps(redrive),
-            "VisibilityTimeout": str(visibility_timeout),
-        },
-    )["QueueUrl"]
+    queue_url, dlq_url = _create_queue_pair(
+        endpoint,
+        LOCAL_NAMES.job_queue,
+        LOCAL_NAMES.dead_letter_queue,
+        max_receive_count=max_receive_count,
+        visibility_timeout=visibility_timeout,
+    )
     # The outputs are computed from naming rules; a mismatch would mean submit/status on
     # --endpoint look at different queues than the demo created.
     if (queue_url, dlq_url) != (outputs.job_queue_url, outputs.dead_letter_queue_url):
@@ -71,6 +66,50 @@ def provision(
             f"{outputs.job_queue_url}, {outputs.dead_letter_queue_url}"
         )
     return outputs
+
+
+def _create_queue_pair(
+    endpoint: str, name: str, dlq_name: str, *, max_receive_count: int, visibility_timeout: int
+) -> tuple[str, str]:
+    """A job queue ``name`` whose messages go to ``dlq_name`` after ``max_receive_count``."""
+    sqs = local_client("sqs", endpoint)
+    dlq_url = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+    queue_url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "RedrivePolicy": json.dumps(redrive),
+            "VisibilityTimeout": str(visibility_timeout),
+        },
+    )["QueueUrl"]
+    return queue_url, dlq_url
+
+
+def isolated_queues(
+    outputs: StackOutputs,
+    suffix: str,
+    *,
+    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT,
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT,
+) -> StackOutputs:
+    """The same stack with a job queue and DLQ of its own (``<queue>-<suffix>``).
+
+    The demo's reference run uses it: a worker of the reference can then never receive a
+    message of the interrupted run, so the reference cannot finish the spot run's jobs.
+    """
+    if not outputs.endpoint_url:
+        raise ValueError("isolated queues are made on the local cloud only")
+    queue_url, dlq_url = _create_queue_pair(
+        outputs.endpoint_url,
+        f"{LOCAL_NAMES.job_queue}-{suffix}",
+        f"{LOCAL_NAMES.dead_letter_queue}-{suffix}",
+        max_receive_count=max_receive_count,
+        visibility_timeout=visibility_timeout,
+    )
+    return dataclasses.replace(outputs, job_queue_url=queue_url, dead_letter_queue_url=dlq_url)
 
 
 def _bucket_exists(s3: Any, bucket: str) -> bool:
@@ -122,6 +161,9 @@ def moto_process(log_path: Path | None = None, *, start_timeout: float = 30.0) -
                 stdout=log,
                 stderr=log,
                 preexec_fn=die_with_parent,
+                # Not in the terminal's process group: Ctrl-C reaches the demo alone, which
+                # stops its workers first and this server last (they still need it).
+                start_new_session=True,
             )
             endpoint = f"http://127.0.0.1:{port}"
             if _wait_until_serving(endpoint, process, start_timeout):

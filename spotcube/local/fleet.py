@@ -21,6 +21,7 @@ import ctypes
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,6 +95,9 @@ WORK_POINTS = ("chunk-computed", "multipart-part", "multipart-complete", "manife
 HOLD_FOR_KILL_SECONDS = 120.0
 # How often the fleet looks for work markers: a notice then comes at most this late.
 WORK_POLL_SECONDS = 0.05
+# After the worker was answered its notice, how long it stays held at the work point, so its
+# watcher thread has set the flag its job loop checks before the next chunk starts.
+NOTICE_SEEN_SLACK = 0.3
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,11 @@ class WorkSchedule:
     # An instance that drew a point its jobs never reach (a multipart point, small jobs) is
     # interrupted at this many computed chunks instead, so every instance ends.
     backstop_chunks: int | None = None
+    # Set by :meth:`paced`: the hazard per arrival at the point. The arrival is then drawn
+    # from an exponential lifetime counted in arrivals (rounded up to the next one) instead
+    # of uniformly from ``arrivals``, so the interruption rate per unit of work is the
+    # market's rate per hour of work.
+    hazard_per_arrival: float | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.points) - set(WORK_POINTS)
@@ -124,10 +133,30 @@ class WorkSchedule:
         if not 0.0 <= self.notice_fraction <= 1.0:
             raise ValueError(f"notice_fraction {self.notice_fraction!r} must be in 0..1")
 
+    @classmethod
+    def paced(cls, rate_per_hour: float, work_hours_per_chunk: float) -> WorkSchedule:
+        """A storm paced by chunks: ``rate_per_hour`` per hour of work, a chunk being
+        ``work_hours_per_chunk`` of an instance's time on AWS.
+
+        The n-th computed chunk of an instance is where its lifetime (exponential, in
+        chunks) runs out; the notice comes there and the worker reacts as to any notice.
+        """
+        if not (rate_per_hour > 0 and work_hours_per_chunk > 0):
+            raise ValueError("a paced storm needs a positive rate and chunk duration")
+        return cls(
+            points=("chunk-computed",),
+            notice_fraction=1.0,
+            hazard_per_arrival=rate_per_hour * work_hours_per_chunk,
+        )
+
     def draw(self, rng: random.Random) -> tuple[str, int, bool]:
         """(point, arrival, by_notice) for a new instance."""
         point = rng.choice(self.points)
-        arrival = rng.randint(*self.arrivals)
+        if self.hazard_per_arrival is None:
+            arrival = rng.randint(*self.arrivals)
+        else:
+            lifetime = rng.expovariate(self.hazard_per_arrival)  # in chunks of work
+            arrival = max(1, math.ceil(lifetime))
         return point, arrival, rng.random() < self.notice_fraction
 
     def faultpoint_spec(self, point: str, arrival: int, *, hold: float, marker: Path) -> str:
@@ -181,6 +210,7 @@ class Instance:
     work_point: str | None = None
     kill_at_point: bool = False
     reached: str = ""  # "point:arrival" the worker wrote when it got there
+    release_at: float | None = None  # when to let a worker held at its point go on
 
     @property
     def alive(self) -> bool:
@@ -256,7 +286,10 @@ class Fleet:
             kill_at_point = not by_notice
             marker = self.spec.root / f"{instance_id}.reached"
             marker.unlink(missing_ok=True)
-            hold = 0.0 if by_notice else HOLD_FOR_KILL_SECONDS
+            # Held at the point either way: for a kill until the SIGKILL; for a notice until
+            # the worker has seen it (``tick``), so it reacts at the drawn work and not some
+            # chunks later on a fast machine.
+            hold = HOLD_FOR_KILL_SECONDS
             env["SPOTCUBE_FAULTPOINT"] = self.schedule.faultpoint_spec(
                 point, arrival, hold=hold, marker=marker
             )
@@ -267,6 +300,9 @@ class Fleet:
             stderr=subprocess.STDOUT,
             env=env,
             preexec_fn=die_with_parent,
+            # Ctrl-C in the terminal reaches the demo alone; it stops the workers itself
+            # (SIGTERM: they hand their jobs back) while the local cloud is still up.
+            start_new_session=True,
         )
         now = self.now()
         instance = Instance(
@@ -301,6 +337,7 @@ class Fleet:
                         self._end(inst, "reclaimed", now, record=False)
                         continue
                     inst.notice_at = now
+            self._release_if_noticed(inst, now)
             if inst.noticed_at is None and now >= inst.notice_at and code is None:
                 inst.imds.schedule_interruption(self.model.notice_real, action="terminate")
                 inst.noticed_at = now
@@ -319,6 +356,18 @@ class Fleet:
             for _ in due:
                 self._launch()
 
+    def _release_if_noticed(self, inst: Instance, now: float) -> None:
+        """Let a worker held at its work point go on once it has been served its notice."""
+        marker = inst.work_marker
+        if marker is None or inst.noticed_at is None or inst.kill_at_point:
+            return
+        if inst.release_at is None:
+            served = getattr(inst.imds, "notice_served", None)
+            if served is None or served.is_set():
+                inst.release_at = now + NOTICE_SEEN_SLACK
+        if inst.release_at is not None and now >= inst.release_at:
+            marker.unlink(missing_ok=True)
+
     def seconds_to_next_event(self) -> float:
         """Wall-clock seconds until the next notice, reclaim or launch (inf: none planned).
 
@@ -329,8 +378,11 @@ class Fleet:
         times = list(self._pending_launches)
         for inst in self.running:
             times.append(inst.kill_at if inst.kill_at is not None else inst.notice_at)
-            if inst.work_marker is not None and inst.noticed_at is None:
-                times.append(now + WORK_POLL_SECONDS)  # a work point may be reached any time
+            if inst.work_marker is not None and (
+                inst.noticed_at is None or inst.work_marker.exists()
+            ):
+                # a work point may be reached, or a held worker be released, any time
+                times.append(now + WORK_POLL_SECONDS)
         return max(0.0, min(times, default=math.inf) - now)
 
     def _end(self, inst: Instance, reason: str, now: float, *, record: bool = True) -> None:
@@ -341,6 +393,11 @@ class Fleet:
         inst.end_reason = reason
         inst.log.close()
         inst.imds.stop()
+        # An instance that ends takes its disk with it; its log (beside it) stays. Without
+        # this, every reclaimed instance's scratch piled up in the demo's folder.
+        shutil.rmtree(self.spec.root / inst.instance_id, ignore_errors=True)
+        if inst.work_marker is not None:
+            inst.work_marker.unlink(missing_ok=True)
         kind = {"reclaimed": "kill", "exited": "exit", "stopped": "stop"}[reason]
         if record:
             self.timeline.add(now, kind, inst.instance_id, f"exit code {inst.exit_code}")

@@ -62,6 +62,9 @@ class ImdsEmulator(LoopbackServer):
         self._lifecycle = "InService"
         self._fail_status: int | None = None
         self.requests = 0  # metadata GETs served, so tests can see the watcher polls
+        # Set once the worker has been answered a published spot notice: the fleet holds a
+        # worker at its scheduled work point until then, so it reacts at that point.
+        self.notice_served = threading.Event()
 
     # --- control -----------------------------------------------------------------------
 
@@ -170,11 +173,14 @@ class ImdsEmulator(LoopbackServer):
         if not handler.path.startswith(_META):
             self._reply(handler, 404)
             return
-        body = self._metadata(handler.path[len(_META) :])
+        path = handler.path[len(_META) :]
+        body = self._metadata(path)
         if body is None:
             self._reply(handler, 404)
         else:
             self._reply(handler, 200, body)
+            if path.rstrip("/") == "spot/instance-action":
+                self.notice_served.set()
 
     def _metadata(self, path: str) -> str | None:
         with self._lock:

@@ -65,6 +65,7 @@ def plot_timeline(timeline: Timeline, path: Path, *, title: str, speedup: float)
     row = {iid: i for i, iid in enumerate(ids)}
     end_time = max((e.t for e in timeline.events), default=1.0) or 1.0
     fig, ax = plt.subplots(figsize=(11, 2.2 + 0.4 * max(len(ids), 1)), dpi=110)
+    labelled: set[bool] = set()
     for iid in ids:
         events = [e for e in timeline.events if e.instance_id == iid]
         start = next(e.t for e in events if e.kind == "launch")
@@ -78,7 +79,12 @@ def plot_timeline(timeline: Timeline, path: Path, *, title: str, speedup: float)
             height=0.5,
             color="#f4a6a6" if killed else "#a6c8f4",
             edgecolor="#555555",
+            # one legend entry per kind of life, not one per instance
+            label=None
+            if killed in labelled
+            else ("instance life, reclaimed" if killed else "instance life, not reclaimed"),
         )
+        labelled.add(killed)
     obs_ids = sorted({e.detail.split("/")[0] for e in timeline.of_kind("chunk")})
     cmap = plt.get_cmap("tab10")
     colour = {obs: cmap(i % 10) for i, obs in enumerate(obs_ids)}

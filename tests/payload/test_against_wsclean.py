@@ -304,7 +304,7 @@ def test_beyond_grid_report_equals_what_wsclean_left_out(imaged: Callable[[str],
     """spotcube's ``beyond_grid.image`` report: what WSClean gridded on the fine grid and
     not on the coarse one, for the polarization with most left out (XX and YY here)."""
     fine, coarse = imaged("fine"), imaged("coarse")
-    fine_report = json.loads(fine.provenance()["beyond_grid"])["image"]
+    fine_report = fine.provenance()["beyond_grid"]["image"]
     assert fine_report["visibilities"] == 0
     assert fine_report["weight_fraction"] == 0.0
     left_out = {}
@@ -312,7 +312,7 @@ def test_beyond_grid_report_equals_what_wsclean_left_out(imaged: Callable[[str],
         (n_all, w_all), (n_kept, w_kept) = _wsclean_kept(fine, pol), _wsclean_kept(coarse, pol)
         left_out[pol] = (n_all - n_kept, (w_all - w_kept) / w_all)
     count, fraction = max(left_out.values(), key=lambda item: item[1])
-    report = json.loads(coarse.provenance()["beyond_grid"])["image"]
+    report = coarse.provenance()["beyond_grid"]["image"]
     assert count > 0  # the coarse grid does leave visibilities out, or this proves nothing
     assert report["visibilities"] == count
     assert report["weight_fraction"] == pytest.approx(fraction, rel=1e-9)

@@ -93,7 +93,7 @@ def test_a_coarse_grid_keeps_the_flux_of_a_source_between_pixels() -> None:
 
 def test_products_report_the_beyond_grid_visibilities(tiny_products: dict[str, Path]) -> None:
     provenance = json.loads(tiny_products["provenance.json"].read_text())
-    report = json.loads(provenance["beyond_grid"])
+    report = provenance["beyond_grid"]  # a JSON object, not JSON text in a string
     for part in ("image", "uv"):
         assert report[part]["visibilities"] >= 0
         assert 0.0 <= report[part]["weight_fraction"] < 1.0

@@ -120,7 +120,7 @@ def test_speedup_rescales_durations_and_hazard(s3: Any, small_run: str) -> None:
 
 
 def test_missing_run_is_a_lookup_error(s3: Any) -> None:
-    with pytest.raises(LookupError, match="no checkpoint manifests"):
+    with pytest.raises(LookupError, match="not found"):
         summarise_run(s3, BUCKET, "nope")
 
 
@@ -170,7 +170,7 @@ def test_report_cli_text_and_json(
 
 def test_report_cli_errors(cloud: str, s3: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "missing", "--endpoint", cloud]) == 2
-    assert "no checkpoint manifests" in capsys.readouterr().err
+    assert "run 'missing' not found" in capsys.readouterr().err
     assert main(["report", "missing", "--endpoint", cloud, "--speedup", "0"]) == 2
     assert "--speedup" in capsys.readouterr().err
 
@@ -199,3 +199,22 @@ def test_a_killed_attempt_lasts_until_its_last_commit(s3: Any) -> None:
     assert report.instance_hours == pytest.approx(1.5 + 1.0)
     assert report.hazard_per_hour == pytest.approx(1 / 2.5)
     assert report.estimated_cost == pytest.approx(2.5 * 0.432)
+
+
+def test_report_on_a_run_without_manifests_says_nothing_yet(
+    cloud: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Submitted, no job started: a correct command on a young run, not a usage error."""
+    from spotcube.local.cloud import provision
+    from spotcube.submit import Observation, submit_run
+
+    outputs = provision(cloud)
+    obs = [Observation(f"o{i}", f"s3://{outputs.raw_bucket}/x") for i in range(2)]
+    run_id = submit_run(outputs, obs, kind="selftest")[0]
+    assert main(["report", run_id, "--endpoint", cloud]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.splitlines() == [
+        f"run {run_id}: nothing yet; no job has written a checkpoint manifest "
+        "(2 observation(s) submitted). Try again once workers run"
+    ]
