@@ -66,7 +66,7 @@ def test_unfinishable_inputs_are_refused_before_simulating(
 def test_the_advised_interval_is_accepted(no_simulation: None) -> None:
     result = run_cli([*SEED, "--interval", "0.001s"])
     advised = re.search(r"pass --interval (\S+)", result.stderr).group(1)  # type: ignore[union-attr]
-    args = build_parser().parse_args([*SEED, "--interval", advised])
+    args = build_parser(SEED).parse_args([*SEED, "--interval", advised])
     plan_command._inputs(args)  # no refusal
 
 
@@ -126,7 +126,7 @@ def test_every_input_is_refused_or_simulates_within_its_bound(
 ) -> None:
     argv = ["plan", "--jobs", "3", "--runs", "5", "--runtime", runtime, "--rate", rate]
     argv += ["--interval", interval, "--overhead", overhead, "--checkpoint-cost", cost]
-    args = build_parser().parse_args([*argv, "--manual-checkpoints", str(manual)])
+    args = build_parser(argv).parse_args([*argv, "--manual-checkpoints", str(manual)])
     refusal: SpotcubeError | None
     try:
         inputs = plan_command._inputs(args)
