@@ -46,6 +46,8 @@ class CostGuardArgs:
     alerts_topic_arn: pulumi.Input[str]
     account_id: pulumi.Input[str]
     on_demand_base: int = 0
+    # The fleet's instance types: the meter prices spot minutes at their Spot prices.
+    instance_types: tuple[str, ...] = ()
     # The alerts topic's policy (lets AWS Budgets publish): the budget waits for it.
     alerts_topic_policy: pulumi.Resource | None = None
 
@@ -129,6 +131,13 @@ def meter_policy(*, region: str, account_id: str, function_name: str, alerts_top
                     "Resource": ["*"],
                 },
                 {
+                    # The Spot prices the meter bills spot minutes at (no resource level).
+                    "Sid": "ReadSpotPrices",
+                    "Effect": "Allow",
+                    "Action": ["ec2:DescribeSpotPriceHistory"],
+                    "Resource": ["*"],
+                },
+                {
                     "Sid": "PublishSpend",
                     "Effect": "Allow",
                     "Action": ["cloudwatch:PutMetricData"],
@@ -195,6 +204,7 @@ def _meter(
                 "ON_DEMAND_USD": f"{budget.on_demand_usd:.6f}",
                 "SPOT_BOUND_USD": f"{budget.spot_bound_usd:.6f}",
                 "ON_DEMAND_BASE": str(args.on_demand_base),
+                "INSTANCE_TYPES": ",".join(args.instance_types),
             }
         },
         tags=cost_tags(names),

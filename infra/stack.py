@@ -154,6 +154,7 @@ def build(config: StackConfig) -> dict[str, Any]:
             alerts_topic_arn=alerts.topic_arn,
             account_id=account,
             on_demand_base=config.fleet.on_demand_base,
+            instance_types=config.fleet.instance_types,
             alerts_topic_policy=alerts.policy,
         ),
         # The brake acts on the group by name: it must exist before the brake can fire.

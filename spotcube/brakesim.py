@@ -40,6 +40,7 @@ from infra.lambdas import meter
 from spotcube.spotsim import Hazard
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 SEED_JOBS = 100
 SEED_WORK_MINUTES = 633  # one MWA observation on a 16-vCPU instance (DESIGN.md)
 BOOT_MINUTES = 2
@@ -159,23 +160,40 @@ class MonthVerdict:
 
 
 def meter_value(
-    counts: IntArray, month_begin: int, now: int, budget: BudgetConfig, base: int
+    counts: IntArray,
+    month_begin: int,
+    now: int,
+    budget: BudgetConfig,
+    base: int,
+    spot_hourly: FloatArray | None = None,
 ) -> float:
-    """What the meter publishes at minute ``now``: the month's visible samples, hour buckets."""
+    """What the meter publishes at minute ``now``: the month's visible samples, hour buckets,
+    spot minutes at ``spot_hourly`` (the market's highest Spot price of each hour of the
+    span, as DescribeSpotPriceHistory gives the meter; None: at the price cap)."""
     visible_end = max(month_begin, now - meter.METRIC_DELAY_MINUTES)
     samples = counts[month_begin:visible_end].astype(float)
     pad = (-len(samples)) % 60
     hourly = np.concatenate([samples, np.zeros(pad)]).reshape(-1, 60).sum(axis=1)
+    first_hour = month_begin // 60  # months begin on the hour
+    prices = None
+    if spot_hourly is not None:
+        prices = spot_hourly[first_hour : first_hour + len(hourly)].tolist()
     return meter.priced_usd(
         hourly.tolist(),
         on_demand_usd=budget.on_demand_usd,
         spot_bound_usd=budget.spot_bound_usd,
         on_demand_base=base,
+        hourly_spot_usd=prices,
     )
 
 
 def first_fire(
-    counts: IntArray, begin: int, end: int, budget: BudgetConfig, base: int
+    counts: IntArray,
+    begin: int,
+    end: int,
+    budget: BudgetConfig,
+    base: int,
+    spot_hourly: FloatArray | None = None,
 ) -> int | None:
     """The first meter run in [begin, end) whose value the alarm finds above its threshold.
 
@@ -186,7 +204,7 @@ def first_fire(
     threshold = budget.brake_threshold_usd
 
     def fires(i: int) -> bool:
-        return meter_value(counts, begin, ticks[i], budget, base) > threshold
+        return meter_value(counts, begin, ticks[i], budget, base, spot_hourly) > threshold
 
     if not ticks or not fires(len(ticks) - 1):
         return None
@@ -215,26 +233,49 @@ def brake(counts: IntArray, fired: int, fleet: FleetConfig) -> IntArray:
 
 
 def evaluate(
-    counts: IntArray, span: Span, budget: BudgetConfig, fleet: FleetConfig
+    counts: IntArray,
+    span: Span,
+    budget: BudgetConfig,
+    fleet: FleetConfig,
+    spot_hourly: FloatArray | None = None,
 ) -> list[MonthVerdict]:
     """Each month of ``counts`` through the brake as deployed; a brake holds to the end."""
     verdicts: list[MonthVerdict] = []
     base = fleet.on_demand_base
     for month, (begin, end) in enumerate(span.month_bounds()):
-        fired = first_fire(counts, begin, end, budget, base)
+        fired = first_fire(counts, begin, end, budget, base, spot_hourly)
         if fired is not None:
             counts = brake(counts, fired, fleet)
-        priced = meter_value(counts, begin, end + meter.METRIC_DELAY_MINUTES, budget, base)
+        priced = meter_value(
+            counts, begin, end + meter.METRIC_DELAY_MINUTES, budget, base, spot_hourly
+        )
         verdicts.append(MonthVerdict(month, priced, fired, budget.brake_threshold_usd))
     return verdicts
 
 
-def month_spend(counts: IntArray, span: Span, budget: BudgetConfig, base: int) -> list[float]:
-    """Each month's instance-minutes priced at most, with no brake."""
+def month_spend(
+    counts: IntArray,
+    span: Span,
+    budget: BudgetConfig,
+    base: int,
+    spot_hourly: FloatArray | None = None,
+) -> list[float]:
+    """Each month's instance-minutes priced as the meter prices them, with no brake."""
     return [
-        meter_value(counts, b, e + meter.METRIC_DELAY_MINUTES, budget, base)
+        meter_value(counts, b, e + meter.METRIC_DELAY_MINUTES, budget, base, spot_hourly)
         for b, e in span.month_bounds()
     ]
+
+
+def spot_market(rng: np.random.Generator, span: Span, on_demand_usd: float) -> FloatArray:
+    """An hourly Spot price: a level of 25-70 % of on-demand (AWS's "up to 90 % off"; the
+    seed group paid about 40 %) that drifts by up to +-20 % over the span, never above
+    on-demand."""
+    hours = -(-span.minutes // 60)
+    level = on_demand_usd * float(rng.uniform(0.25, 0.7))
+    steps = rng.normal(0.0, 0.01, size=hours).cumsum()
+    drift = np.clip(steps, -0.2, 0.2)
+    return np.minimum(level * (1.0 + drift), on_demand_usd)
 
 
 def span_of(year: int, month: int, months: int) -> Span:
@@ -288,6 +329,9 @@ class Month:
     counts: IntArray
     config: StackConfig
     span: Span
+    # The market's highest Spot price of each hour (None: priced at the cap, as before the
+    # meter read Spot price history).
+    spot_hourly: FloatArray | None = None
 
 
 def _fleet(rng: np.random.Generator) -> dict[str, Any]:
@@ -331,10 +375,12 @@ def honest_month(rng: np.random.Generator, span: Span) -> Month:
     story, intervals = _honest_intervals(rng, span, fleet["max_size"])
     counts = counts_of(intervals, span.minutes)
     probe = stack_config(MAX_BUDGET_USD, **fleet)
-    spend = max(month_spend(counts, span, probe.budget, fleet["on_demand_base"]))
+    market = spot_market(rng, span, probe.budget.on_demand_usd)
+    # Honest means the real bill fits: spot minutes at the market price, not at the cap.
+    spend = max(month_spend(counts, span, probe.budget, fleet["on_demand_base"], market))
     slack = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.0, 0.3))
     budget = max(spend * (1 + slack), smallest_budget(**fleet))
-    return Month("honest", story, counts, stack_config(budget, **fleet), span)
+    return Month("honest", story, counts, stack_config(budget, **fleet), span, market)
 
 
 def hostile_month(rng: np.random.Generator, span: Span) -> Month:
@@ -351,10 +397,12 @@ def hostile_month(rng: np.random.Generator, span: Span) -> Month:
         intervals += loop_intervals(rng, start=start, cap=cap, until=span.minutes)
     counts = counts_of(intervals, span.minutes)
     probe = stack_config(MAX_BUDGET_USD, **fleet)
-    spend = max(month_spend(counts, span, probe.budget, fleet["on_demand_base"]))
+    market = spot_market(rng, span, probe.budget.on_demand_usd)
+    spend = max(month_spend(counts, span, probe.budget, fleet["on_demand_base"], market))
     low = smallest_budget(**fleet)
     budget = float(rng.uniform(low, max(low, 0.9 * spend)))
-    return Month("hostile", story, counts, stack_config(round(budget, 2), **fleet), span)
+    config = stack_config(round(budget, 2), **fleet)
+    return Month("hostile", story, counts, config, span, market)
 
 
 @dataclass(frozen=True)
@@ -388,7 +436,8 @@ class Judgement:
 
 def judge(month: Month) -> Judgement:
     fleet = month.config.fleet
-    return Judgement(month, evaluate(month.counts, month.span, month.config.budget, fleet))
+    verdicts = evaluate(month.counts, month.span, month.config.budget, fleet, month.spot_hourly)
+    return Judgement(month, verdicts)
 
 
 def generate(seed: int, count: int, *, year: int = 2026, months: int = 2) -> list[Month]:

@@ -1,6 +1,7 @@
 """The fast brake as deployed, on simulated months (ADR 0002; long version: bench/brake_month.py).
 
-Invariants: a month whose fleet fits the budget at the price bound is never braked; no month
+Invariants: a month whose real bill (spot minutes at the market's Spot price, as the meter
+reads it from DescribeSpotPriceHistory) fits the budget is never braked; no month
 ends more than ``BRAKE_MARGIN`` over the budget, whatever runs; the brake fires at the first
 meter run whose month-to-date value exceeds the budget, not a cent earlier.
 """
@@ -42,6 +43,27 @@ def _seed_run(budget_usd: float, seed: int = 3) -> brakesim.Judgement:
     counts = brakesim.counts_of(intervals, span.minutes)
     config = brakesim.stack_config(budget_usd)
     return brakesim.judge(brakesim.Month("honest", "seed", counts, config, span))
+
+
+def test_seed_workload_billed_at_the_spot_market_is_not_braked_by_its_on_demand_price() -> None:
+    """The seed workload at a Spot price of 40 % of on-demand, on a budget that fits its real
+    bill but not the same minutes at on-demand: it runs unbraked. (Before the meter read the
+    Spot price history it priced spot at the cap, on-demand by default, and braked it.)"""
+    probe = _seed_run(10_000.0)
+    span, counts = probe.month.span, probe.month.counts
+    on_demand = probe.month.config.budget.on_demand_usd
+    market = np.full(-(-span.minutes // 60), 0.4 * on_demand)
+    minutes = int(counts.sum())
+    real_bill = minutes / 60 * 0.4 * on_demand  # computed here, not by the meter
+    budget = math.ceil(real_bill * 1.05)
+    assert minutes / 60 * on_demand > budget  # at the cap this month would be braked
+    config = brakesim.stack_config(budget)
+    month = brakesim.Month("honest", "seed-at-market", counts, config, span, market)
+    judged = brakesim.judge(month)
+    assert not judged.braked
+    assert judged.verdicts[0].priced_usd == pytest.approx(real_bill, abs=0.01)
+    capped = brakesim.judge(brakesim.Month("honest", "seed-at-cap", counts, config, span))
+    assert capped.braked
 
 
 def test_seed_workload_runs_at_its_cost_and_brakes_a_cent_below() -> None:
