@@ -1,11 +1,11 @@
 """Does a planned run fit the stack's budget and its fast brake? (`spotcube plan --config`)
 
 The fast brake (ADR 0002) fires when the fleet's month-to-date spend, priced at most
-(on-demand for the on-demand base, ``min(on-demand, fleet.maxSpotPrice)`` for spot), exceeds
-``budget.monthlyUsd``. A run fits when its instance-hours, priced the same way, stay within the
-budget -- assuming it falls in one calendar month and nothing else of the fleet runs that
-month. What it really costs at spot prices is less; the brake cannot know spot prices, so it
-is this bound that decides.
+(on-demand for the on-demand base; spot minutes at the hour's highest Spot price of the
+fleet's types, capped at ``min(on-demand, fleet.maxSpotPrice)``), exceeds
+``budget.monthlyUsd``. A run fits when its instance-hours, priced the same way at the plan's
+spot price, stay within the budget -- assuming it falls in one calendar month, nothing else of
+the fleet runs that month, and the market stays at the plan's price (the verdict says so).
 """
 
 from __future__ import annotations
@@ -43,12 +43,20 @@ class BrakeFit:
         return [f"{head}: does NOT fit, the brake would stop it; set " + " or ".join(fixes)]
 
 
-def brake_fit(config: StackConfig, *, instance_hours: float, turnaround_hours: float) -> BrakeFit:
-    """``instance_hours`` of a run lasting ``turnaround_hours`` on ``config``'s fleet."""
+def brake_fit(
+    config: StackConfig,
+    *,
+    instance_hours: float,
+    turnaround_hours: float,
+    spot_usd: float | None = None,
+) -> BrakeFit:
+    """``instance_hours`` of a run lasting ``turnaround_hours`` on ``config``'s fleet, spot
+    hours at ``spot_usd`` (the market price the plan assumes; None: at the cap)."""
     budget = config.budget
     base_hours = min(instance_hours, config.fleet.on_demand_base * turnaround_hours)
     spot_hours = instance_hours - base_hours
-    bound = base_hours * budget.on_demand_usd + spot_hours * budget.spot_bound_usd
+    spot_price = budget.spot_bound_usd if spot_usd is None else min(spot_usd, budget.spot_bound_usd)
+    bound = base_hours * budget.on_demand_usd + spot_hours * spot_price
     # Whole dollars, rounded up: a budget that fits to the cent fits (GreaterThanThreshold).
     least = max(math.ceil(bound), math.ceil(budget.brake_overshoot_usd / meter.BRAKE_MARGIN))
     cap: float | None = None
@@ -64,7 +72,10 @@ def brake_fit(config: StackConfig, *, instance_hours: float, turnaround_hours: f
 
 
 def plan_lines(
-    config: StackConfig, strategies: dict[str, dict[str, dict[str, float]]]
+    config: StackConfig,
+    strategies: dict[str, dict[str, dict[str, float]]],
+    *,
+    spot_usd: float | None = None,
 ) -> list[str]:
     """The verdict for a `spotcube plan` result: its p99 run under spotcube's policy."""
     run = strategies["spot, spotcube"]
@@ -72,5 +83,12 @@ def plan_lines(
         config,
         instance_hours=run["instance_hours"]["p99"],
         turnaround_hours=run["turnaround"]["p99"],
+        spot_usd=spot_usd,
     )
-    return [line.replace("the run's", "the p99 run's") for line in fit.lines()]
+    lines = [line.replace("the run's", "the p99 run's") for line in fit.lines()]
+    if spot_usd is not None:
+        lines.append(
+            f"  (spot at the plan's ${spot_usd:.4g}/h; the brake bills each hour's highest "
+            "Spot price of the fleet's types, so a dearer market brakes sooner)"
+        )
+    return lines

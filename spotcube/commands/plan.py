@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
             from spotcube.account import brakefit, stackconfig
 
             config = stackconfig.from_file(args.budget_config)
-            print("\n".join(brakefit.plan_lines(config, plan.strategies)))
+            lines = brakefit.plan_lines(config, plan.strategies, spot_usd=inputs.prices.spot)
+            print("\n".join(lines))
     if args.plot:
         try:
             planning.plot(inputs, Path(args.plot))

@@ -202,3 +202,27 @@ def test_meter_price_is_an_upper_bound_of_the_minute_by_minute_bill(
     assert priced >= exact - 0.01  # rounded down to the cent
     if base == 0:
         assert priced == pytest.approx(exact, abs=0.01)
+
+
+def test_plan_verdict_at_the_market_price_agrees_with_the_brake() -> None:
+    """With the plan's spot price the verdict's least budget runs the seed workload unbraked
+    when the market is at that price, and a dollar less brakes it."""
+    from spotcube.account.brakefit import brake_fit
+
+    probe = _seed_run(10_000.0)
+    span, counts = probe.month.span, probe.month.counts
+    spot = 0.4 * probe.month.config.budget.on_demand_usd
+    market = np.full(-(-span.minutes // 60), spot)
+    hours = float(counts.sum()) / 60
+    verdict = brake_fit(
+        brakesim.stack_config(200.0), instance_hours=hours, turnaround_hours=100.0, spot_usd=spot
+    )
+    at_cap = brake_fit(brakesim.stack_config(200.0), instance_hours=hours, turnaround_hours=100.0)
+    assert verdict.least_budget_usd < at_cap.least_budget_usd
+
+    def judged(budget: float) -> brakesim.Judgement:
+        config = brakesim.stack_config(budget)
+        return brakesim.judge(brakesim.Month("honest", "seed", counts, config, span, market))
+
+    assert not judged(verdict.least_budget_usd).braked
+    assert judged(verdict.least_budget_usd - 1).braked
