@@ -5,27 +5,33 @@ proxy in front of moto) and a fleet of real ``python -m payload worker`` process
 fleet interrupts instances on a schedule counted in work done (``WorkSchedule``): most are
 SIGKILLed while held inside a multipart part upload, a multipart completion, a manifest
 write or right after a computed chunk; the rest get a spot notice and are SIGKILLed at its
-deadline if still up. Meanwhile the proxy answers a fraction of S3 requests with 500/503 or
-cuts the connection before or after forwarding, some instances' IMDS answers 500 for a while
-or forgets its tokens, and some jobs are delivered twice (at submission, and again after
-they are done). Jobs are fed until the target number of interruptions has happened; then
-the fleet drains the queue without further interruptions.
+deadline if still up. The proxy (``bench/killproxy.py``) holds one in ``--proxy-hold-every``
+product PUTs, ``DONE`` PUTs and message deletes and the soak kills the sender there: halfway
+through a product's body, between the products and ``DONE``, between ``DONE`` and the delete;
+or it SIGSTOPs the sender at a product PUT and SIGCONTs it ``--late-seconds`` later, after
+another worker took the job (a late worker). Meanwhile the proxy answers a fraction of S3
+requests with 500/503 or cuts the connection before or after forwarding, some instances'
+IMDS answers 500 for a while or forgets its tokens, and some jobs are delivered twice. Jobs
+are fed until the target number of interruptions has happened, however long that takes (a
+``--max-seconds`` cap, if given and hit, fails the soak); then the fleet drains the queue
+without further interruptions.
 
 What the work plane claims is not trusted. At the end every job's products are downloaded
 and compared by sha256 with an uninterrupted reference computed outside the work plane:
-selftest products by running the job's own chunks and combine in this process, image
-products by an uninterrupted run of the same jobs on a quiet fleet with no faults (compared
-as ``spotcube demo`` does, provenance without its instance and run fields). ``DONE`` markers
-are read when they first appear and again at the end: one that changed was written twice.
+selftest products by running the job's own chunks and combine in this process; image
+products (``--image-jobs`` over ``--image-inputs`` observations and three parameter sets) by
+``python -m payload image`` on the same file, compared by their arrays (HDF5 datasets, FITS
+data). ``DONE`` markers are read when they first appear and again at the end: one that changed
+was written twice; a ``DONE`` whose listing disagrees with the stored bytes is corrupt.
 
 The last line printed is one JSON object: ``interruptions``, ``jobs``, ``done``, ``lost``
 (jobs without DONE at the end), ``corrupt`` (a product that differs from its reference, or a
 DONE whose listing disagrees with the stored bytes), ``duplicate_done``, ``identical`` (jobs
-whose every product equals the reference), and the details (kills by work point, faults,
-wall time). Exit status 0 when nothing was lost, corrupt or done twice and every job is
-identical.
+whose every product equals the reference), and the details (kills by work point, proxy
+holds, late workers, faults, wall time). Exit status 0 when the target was reached and
+nothing was lost, corrupt or done twice and every job is identical.
 
-    python bench/soak.py                       # 1,000 interruptions (about 10 min, 2 cores)
+    python bench/soak.py                       # 1,000 interruptions
     python bench/soak.py --interruptions 30    # the short version tests/work/test_soak.py runs
     python bench/soak.py --interruptions 30 --negative-control   # must report 1, 1, 1
 """
@@ -36,7 +42,12 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
+import os
+import queue
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,12 +58,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.killproxy import HOLDS, KillingProxy, pid_of_client  # noqa: E402
 from payload.contracts import JobMessage, ObsLayout  # noqa: E402
 from payload.jobs.base import JobContext  # noqa: E402
 from payload.jobs.selftest import SelfTestJob  # noqa: E402
 from spotcube.compare import product_digest  # noqa: E402
 from spotcube.local.cloud import local_cloud  # noqa: E402
-from spotcube.local.faultproxy import FaultProxy  # noqa: E402
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSchedule  # noqa: E402
 from spotcube.local.imds import ImdsEmulator  # noqa: E402
 from spotcube.stack import StackOutputs  # noqa: E402
@@ -70,6 +81,12 @@ POINTS = (
     + ("manifest-write",) * 3
     + ("multipart-part",) * 2
     + ("multipart-complete",) * 2
+)
+# Image jobs cycle through the inputs, then through these parameter sets (on the tiny preset's).
+IMAGE_PARAM_SETS: tuple[dict[str, Any], ...] = (
+    {},
+    {"weighting": "uniform", "chunk_channels": 8},
+    {"polarizations": ["XX", "I"], "chunk_channels": 2},
 )
 # Worker options on a fast clock (as tests/work/conftest.py gives its workers).
 # The IMDS is polled every 0.5 s, not 0.1 s: that spares the two cores 4 workers x 3 paths x
@@ -159,18 +176,32 @@ class Feeder:
         self.duplicates = 0
         self.big = 0
         self.images = 0
-        self._image_input: Path | None = None
+        self._image_inputs: dict[int, Path] = {}
 
     def _send(self, message: JobMessage) -> None:
         self.sqs.send_message(QueueUrl=self.outputs.job_queue_url, MessageBody=message.to_json())
 
-    def _image_file(self) -> Path:
-        if self._image_input is None:
+    def _image_file(self, which: int) -> Path:
+        """One of ``--image-inputs`` different tiny observations (seeded skies and noise)."""
+        if which not in self._image_inputs:
             from payload import synth
 
-            self._image_input = self.tmp / "tiny.uvh5"
-            synth.write_preset(self._image_input, "tiny", seed=self.args.seed)
-        return self._image_input
+            path = self.tmp / f"tiny-{which}.uvh5"
+            synth.write_preset(path, "tiny", noise_jy=0.05, seed=self.args.seed * 100 + which)
+            self._image_inputs[which] = path
+        return self._image_inputs[which]
+
+    def image_job(self) -> tuple[bytes, dict[str, Any], str]:
+        """The next image job's input bytes, params and input name: inputs x parameter sets."""
+        from payload import synth
+
+        n = self.images
+        which = n % self.args.image_inputs
+        params = (
+            dict(synth.preset_params("tiny"))
+            | IMAGE_PARAM_SETS[(n // self.args.image_inputs) % len(IMAGE_PARAM_SETS)]
+        )
+        return self._image_file(which).read_bytes(), params, f"tiny-{which}"
 
     def submit(self, count: int) -> None:
         for _ in range(count):
@@ -178,12 +209,9 @@ class Feeder:
             obs_id = f"obs-{index:05d}"
             # Image and big jobs at fixed places in the stream, so a short soak has them too.
             if self.images < self.args.image_jobs and index % 12 == 5:
-                from payload import synth
-
+                data, params, name = self.image_job()
                 self.images += 1
-                kind, data = "image", self._image_file().read_bytes()
-                params = synth.preset_params("tiny")
-                key = f"soak/{obs_id}.uvh5"
+                kind, key = "image", f"soak/{name}.uvh5"
             else:
                 kind, data, key = "selftest", self.rng.randbytes(256), f"soak/{obs_id}.dat"
                 if self.big < self.args.big_jobs and index % 8 == 3:
@@ -301,7 +329,14 @@ def verify(
             data = get_bytes(s3, bucket, product_key(s3, bucket, layout, name))
             if data is not None:
                 ours[name] = data
-        digests = {name: product_digest(name, data) for name, data in ours.items()}
+        if job.message.kind == "image":
+            digests = {
+                name: d
+                for name, data in ours.items()
+                if (d := science_digest(name, data)) is not None
+            }
+        else:
+            digests = {name: product_digest(name, data) for name, data in ours.items()}
         # The work plane's own claim (DONE's listing) must agree with the stored bytes...
         claims_ok = all(
             name in ours and hashlib.sha256(ours[name]).hexdigest() == entry.get("sha256")
@@ -361,49 +396,94 @@ def damage(s3: Any, bucket: str, jobs: dict[str, Job]) -> None:
     s3.delete_object(Bucket=bucket, Key=ObsLayout(RUN, third).done)
 
 
-def image_references(
-    outputs: StackOutputs, feeder: Feeder, root: Path, timeout: float
-) -> dict[str, float]:
-    """Run the image jobs again on a quiet fleet (no faults); fill in their expected digests."""
+# Image params as ``python -m payload image`` options (the params the soak uses).
+_CLI_OPTIONS = {
+    "chunk_channels": "--chunk-channels",
+    "image_size": "--image-size",
+    "weighting": "--weighting",
+    "polarizations": "--polarizations",
+    "nthreads": "--threads",
+}
+
+
+def science_digest(name: str, data: bytes) -> str | None:
+    """sha256 of a product's numbers: HDF5 datasets, FITS data; None for what is not compared.
+
+    The reference is made by ``python -m payload image`` on a local file, so its headers and
+    provenance name another input path and identity than the worker's; the arrays must be
+    the same bits. ``image.png`` draws those arrays; provenance is checked by DONE's listing.
+    """
+    import io
+
+    if name.endswith(".h5"):
+        import h5py
+
+        parts: list[bytes] = []
+        with h5py.File(io.BytesIO(data), "r") as handle:
+            handle.visititems(
+                lambda key, obj: (
+                    parts.append(key.encode() + obj[()].tobytes())
+                    if isinstance(obj, h5py.Dataset)
+                    else None
+                )
+            )
+        return hashlib.sha256(b"".join(parts)).hexdigest()
+    if name.endswith(".fits"):
+        from astropy.io import fits
+
+        with fits.open(io.BytesIO(data)) as hdul:
+            arrays = b"".join(h.data.tobytes() for h in hdul if h.data is not None)
+        return hashlib.sha256(arrays).hexdigest()
+    return None
+
+
+def image_references(feeder: Feeder, root: Path) -> dict[str, float]:
+    """Image each (input, params) of the soak with ``python -m payload image``, uninterrupted.
+
+    Outside the work plane: no queue, no S3, no worker; the CLI's own chunk loop on the very
+    file the soak uploaded. Fills in every image job's expected science digests.
+    """
     images = {o: j for o, j in feeder.jobs.items() if j.message.kind == "image"}
-    if not images:
-        return {"seconds": 0.0}
     started = time.monotonic()
-    for obs_id, job in images.items():
-        reference = JobMessage.create(
-            run_id=REFERENCE_RUN,
-            obs_id=obs_id,
-            input=job.message.input,
-            kind="image",
-            params=job.message.params,
+    made: dict[tuple[str, str], dict[str, str]] = {}
+    for job in images.values():
+        identity = (
+            hashlib.sha256(job.data).hexdigest(),
+            json.dumps(job.message.params, sort_keys=True),
         )
-        feeder._send(reference)
-    s3 = outputs.client("s3")
-    quiet = Fleet(
-        spec=WorkerSpec(outputs=outputs, root=root, extra_args=WORKER_ARGS),
-        size=min(2, len(images)),  # each worker imports the imaging stack: no idle one
-        model=InterruptionModel(rate_per_hour=0.0),
-    )
-
-    def all_done() -> bool:
-        return len(done_markers(s3, outputs.products_bucket, REFERENCE_RUN, images)) == len(images)
-
-    with quiet:
-        finished = run_fleet_until(quiet, all_done, timeout)
-    if not finished:
-        raise SystemExit(f"soak: the image reference run did not finish in {timeout:g} s")
-    for obs_id, job in images.items():
-        layout = ObsLayout(REFERENCE_RUN, obs_id)
-        listing = json.loads(get_bytes(s3, outputs.products_bucket, layout.done) or b"{}")
-        job.expected = {}
-        for name in listing.get("products", {}):
-            key = product_key(s3, outputs.products_bucket, layout, name)
-            data = get_bytes(s3, outputs.products_bucket, key) or b""
-            kept = root / "products" / obs_id / name  # for a look when one differs
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            kept.write_bytes(data)
-            job.expected[name] = product_digest(name, data)
-    return {"seconds": round(time.monotonic() - started, 1)}
+        if identity not in made:
+            folder = root / f"ref-{len(made)}"
+            folder.mkdir(parents=True, exist_ok=True)
+            source = folder / "input.uvh5"
+            source.write_bytes(job.data)
+            command = [
+                sys.executable,
+                "-m",
+                "payload",
+                "image",
+                str(source),
+                "--out",
+                str(folder / "products"),
+                "--quiet",
+            ]
+            for key, value in job.message.params.items():
+                if key not in _CLI_OPTIONS:
+                    raise SystemExit(f"soak: image param {key!r} has no CLI option in _CLI_OPTIONS")
+                shown = ",".join(value) if isinstance(value, list) else str(value)
+                command += [_CLI_OPTIONS[key], shown]
+            env = dict(os.environ, PYTHONPATH=str(REPO))
+            run = subprocess.run(
+                command, cwd=REPO, env=env, capture_output=True, text=True, check=False
+            )
+            if run.returncode != 0:
+                raise SystemExit(f"soak: the image reference failed: {run.stderr.strip()[-300:]}")
+            made[identity] = {
+                p.name: digest
+                for p in sorted((folder / "products").iterdir())
+                if p.is_file() and (digest := science_digest(p.name, p.read_bytes())) is not None
+            }
+        job.expected = made[identity]
+    return {"seconds": round(time.monotonic() - started, 1), "references": len(made)}
 
 
 def soak(args: argparse.Namespace) -> dict[str, Any]:
@@ -423,9 +503,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         s3 = outputs.client("s3")
         faulty: dict[str, FaultyImds] = {}
         imds_modes: Counter[str] = Counter()
-        with FaultProxy(
-            outputs.endpoint_url or "", rate=args.s3_fault_rate, seed=args.seed
+        with KillingProxy(
+            outputs.endpoint_url or "",
+            rate=args.s3_fault_rate,
+            seed=args.seed,
+            every=args.proxy_hold_every,
+            holds=HOLDS,
         ) as proxy:
+            proxy_port = int(proxy.endpoint.rsplit(":", 1)[-1])
             through_proxy = dataclasses.replace(outputs, endpoint_url=proxy.endpoint)
             fleet = Fleet(
                 spec=WorkerSpec(
@@ -452,7 +537,43 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             next_list = [0.0]  # when to list the DONE markers next
             first_seen: dict[str, str] = {}
 
+            stopped: list[tuple[Any, float]] = []  # (instance, when to SIGCONT it)
+            late = Counter[str]()
+
+            def handle_holds() -> None:
+                """Kill the sender of each held request, or stop it for a late wake-up."""
+                now = time.monotonic()
+                for inst, wake in list(stopped):
+                    if now >= wake:
+                        stopped.remove((inst, wake))
+                        if inst.process.poll() is None:
+                            os.kill(inst.process.pid, signal.SIGCONT)
+                            late["woken"] += 1
+                while True:
+                    try:
+                        held = proxy.held.get_nowait()
+                    except queue.Empty:
+                        return
+                    workers = {i.process.pid: i for i in fleet.running}
+                    pid = pid_of_client(held.client_port, proxy_port, workers)
+                    inst = workers.get(pid) if pid is not None else None
+                    if inst is None:  # the sender is gone already (killed, exited)
+                        held.released.set()
+                        continue
+                    if held.kind == "late":
+                        os.kill(inst.process.pid, signal.SIGSTOP)
+                        # Longer than the visibility timeout: another worker takes the job.
+                        stopped.append((inst, time.monotonic() + args.late_seconds))
+                        late["stopped"] += 1
+                    else:
+                        fleet.timeline.add(
+                            fleet.now(), "kill", inst.instance_id, f"at proxy-{held.kind}:1"
+                        )
+                        fleet._end(inst, "reclaimed", fleet.now(), record=False)
+                    held.released.set()
+
             def between() -> None:
+                handle_holds()
                 for instance_id, imds in list(faulty.items()):
                     imds.tick(rng)
                     if imds.mode == "recovered":
@@ -474,10 +595,15 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
             feeder.submit(2 * args.workers)
             with fleet:
-                reached = run_fleet_until(fleet, feed_or_stop, args.max_seconds, between)
+                # Interruptions are counted in work: the soak ends at the target however long
+                # that takes. A --max-seconds cap, if given and hit, fails the soak.
+                cap = args.max_seconds if args.max_seconds > 0 else math.inf
+                reached = run_fleet_until(fleet, feed_or_stop, cap, between)
                 soak_seconds = time.monotonic() - started
-                # Drain: replacements run without a schedule; the faults stay on.
+                # Drain: replacements run without a schedule or held requests; S3 faults stay on,
+                # stopped workers are woken on time.
                 fleet.schedule = None
+                proxy.enabled = False
 
                 def all_done() -> bool:
                     pending = [o for o in feeder.jobs if o not in first_seen]
@@ -486,7 +612,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
                 drained = run_fleet_until(fleet, all_done, args.drain_seconds, between)
             injected = dict(proxy.injected)
-        reference = image_references(outputs, feeder, out / "reference", args.drain_seconds)
+            holds = dict(proxy.counts)
+        reference = image_references(feeder, out / "reference")
         if args.negative_control:
             damage(s3, outputs.products_bucket, feeder.jobs)
         result = verify(outputs, feeder.jobs, first_seen, out)
@@ -504,8 +631,11 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "duplicate_done": result["duplicate_done"],
         "identical": result["identical"],
         "target_reached": reached,
+        "wall_clock_cap_hit": not reached and args.max_seconds > 0,
         "drained": drained,
         "sigkilled_in_work_point": dict(sorted(kills.items())),
+        "proxy_holds": holds,
+        "late_workers": dict(late),
         "noticed": len(fleet.timeline.of_kind("notice")),
         "sigkilled_at_notice_deadline": fleet.sigkilled() - sum(kills.values()),
         "instances": len(fleet.instances),
@@ -515,6 +645,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "s3_faults": injected,
         "imds_faulty_instances": dict(imds_modes),
         "image_reference_seconds": reference["seconds"],
+        "image_references": reference.get("references", 0),
+        "image_inputs": len(feeder._image_inputs),
         "soak_seconds": round(soak_seconds, 1),
         "wall_seconds": round(time.monotonic() - started, 1),
         "seed": args.seed,
@@ -539,8 +671,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--notice-fraction", type=float, default=0.15)
     parser.add_argument("--duplicate-fraction", type=float, default=0.1)
     parser.add_argument("--big-jobs", type=int, default=24, help="multipart-sized jobs")
-    parser.add_argument("--image-jobs", type=int, default=6, help="tiny image jobs")
-    parser.add_argument("--max-seconds", type=float, default=900.0, help="soak time limit")
+    parser.add_argument("--image-jobs", type=int, default=9, help="tiny image jobs")
+    parser.add_argument(
+        "--image-inputs", type=int, default=3, help="different observations the image jobs use"
+    )
+    parser.add_argument(
+        "--proxy-hold-every",
+        type=int,
+        default=4,
+        help="hold one in N product PUTs, DONE PUTs and message deletes at the proxy and kill "
+        "(or stop, for a late wake-up) the worker that sent it (default 4)",
+    )
+    parser.add_argument(
+        "--late-seconds", type=float, default=6.0, help="how long a late worker stays stopped"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0.0,
+        help="wall-clock cap of the soak phase (default none); hitting it fails the soak",
+    )
     parser.add_argument("--drain-seconds", type=float, default=240.0)
     parser.add_argument("--out", type=Path, help="work folder (default: a new temp folder)")
     parser.add_argument(

@@ -138,6 +138,13 @@ class ObservationInfo:
     max_uv_m: float  # longest projected cross-correlation baseline (metres)
     telescope: str
     direct: bool = False  # chunks are read with h5py alone (payload.uvh5), not pyuvdata
+    # The file's channel index of each channel of ``freq_hz`` (which is in increasing
+    # frequency): a file may store its channels descending or in any order, and a chunk is a
+    # range of frequencies, not of storage positions. ``None``: stored increasing.
+    channel_order: npt.NDArray[np.intp] | None = None
+    # For each baseline-time row, the row it repeats (same antennas, same time), or -1.
+    # ``None``: no row repeats another. See :func:`_drop_repeated_rows`.
+    repeats: npt.NDArray[np.intp] | None = None
 
     @property
     def n_freqs(self) -> int:
@@ -398,10 +405,12 @@ def _info_from(
     with _problem_of(shown):
         validation.check_phase_centre(entry)
     uvw = header.uvw_array[header.ant_1_array != header.ant_2_array]
+    order = np.argsort(header.freq_array, kind="stable")
+    stored_increasing = bool((order == np.arange(order.size)).all())
     return ObservationInfo(
         path=path,
         source=shown,
-        freq_hz=header.freq_array,
+        freq_hz=header.freq_array[order],
         channel_width_hz=float(np.median(np.abs(header.channel_width))),
         n_baselines=header.n_bls,
         n_times=header.n_times,
@@ -412,7 +421,33 @@ def _info_from(
         max_uv_m=float(np.hypot(uvw[:, 0], uvw[:, 1]).max()),
         telescope=header.telescope_name,
         direct=direct,
+        channel_order=None if stored_increasing else order,
+        repeats=_repeated_rows(path, shown, header),
     )
+
+
+def _repeated_rows(path: Path, shown: Path, header: Header) -> npt.NDArray[np.intp] | None:
+    """For each row, the earlier row with the same antennas and time, or -1; None if none.
+
+    Times are compared exactly: a repeated row is a copy (files concatenated, a correlator
+    writing an integration twice), which repeats the time bit for bit.
+    """
+    try:
+        with h5py.File(path, "r") as handle:
+            times = np.asarray(handle["Header/time_array"][()], dtype=np.float64).ravel()
+    except (OSError, KeyError) as exc:
+        raise _fail(shown, f"times cannot be read ({exc})") from None
+    if times.shape != header.ant_1_array.shape:
+        return None  # a row count mismatch is reported where the times are used
+    keys = np.rec.fromarrays(
+        [header.ant_1_array.astype(np.int64), header.ant_2_array.astype(np.int64), times]
+    )
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if first.size == keys.size:
+        return None
+    repeats = first[inverse.ravel()].astype(np.intp)
+    repeats[repeats == np.arange(repeats.size)] = -1
+    return repeats
 
 
 def _zenith_time(uvd: UVData) -> float:
@@ -507,12 +542,94 @@ def read_chunk(info: ObservationInfo, channels: range, polarizations: tuple[str,
 
 
 def _read_slab(info: ObservationInfo, channels: range, pol_codes: list[int]) -> Slab:
-    """Channels and polarizations of every baseline-time, through h5py or pyuvdata."""
-    if info.direct:
-        return uvh5.read_slab(info.path, channels, pol_codes)
-    uvd = _read_uvdata(
-        info.path, freq_chans=np.arange(channels.start, channels.stop), polarizations=pol_codes
+    """Channels (of ``info.freq_hz``) and polarizations of every baseline-time.
+
+    Read through h5py or pyuvdata from wherever the file stores those channels, then put in
+    increasing frequency, so a file stored descending or permuted gives the very arrays its
+    sorted twin gives; repeated baseline-times are reduced to one (:func:`_drop_repeated_rows`).
+    """
+    stored: range | npt.NDArray[np.intp] = channels
+    if info.channel_order is not None:
+        stored = np.sort(info.channel_order[channels.start : channels.stop])
+        if stored[-1] - stored[0] + 1 == stored.size:  # a block (e.g. descending): a slice
+            stored = range(int(stored[0]), int(stored[-1]) + 1)
+    slab = _in_frequency_order(_read_stored(info, stored, pol_codes))
+    return _drop_repeated_rows(info, slab)
+
+
+def _in_frequency_order(slab: Slab) -> Slab:
+    order = np.argsort(slab.freq_array, kind="stable")
+    if (order == np.arange(order.size)).all():
+        return slab
+    return Slab(
+        freq_array=slab.freq_array[order],
+        ant_1_array=slab.ant_1_array,
+        ant_2_array=slab.ant_2_array,
+        uvw_array=slab.uvw_array,
+        polarization_array=slab.polarization_array,
+        data=slab.data[:, order],
+        flags=slab.flags[:, order],
+        nsamples=slab.nsamples[:, order],
     )
+
+
+def _drop_repeated_rows(info: ObservationInfo, slab: Slab) -> Slab:
+    """One copy of each baseline-time: exact repeats flagged, conflicting ones refused.
+
+    The rule (docs/imaging.md, "Repeated baseline-times"): a row that repeats an earlier
+    row's antennas and time is the same measurement written twice. If it is identical
+    (uvw, visibilities, flags, nsamples; NaN equals NaN) it is flagged here, so it counts
+    once: gridding both copies would double its weight and leave the noise a factor sqrt(2)
+    off in the error model. If it differs, the file holds two answers for one measurement
+    and no rule can pick one: the input is invalid, named with an example.
+    """
+    if info.repeats is None:
+        return slab
+    rows = np.flatnonzero(info.repeats >= 0)
+    firsts = info.repeats[rows]
+    same = np.ones(rows.size, dtype=bool)
+    for array in (slab.uvw_array, slab.data, slab.flags, slab.nsamples):
+        a, b = array[rows].reshape(rows.size, -1), array[firsts].reshape(rows.size, -1)
+        equal = (a == b) | (_nan(a) & _nan(b))
+        same &= equal.all(axis=1)
+    if not same.all():
+        row = int(rows[np.flatnonzero(~same)[0]])
+        with h5py.File(info.path, "r") as handle:
+            time = float(np.asarray(handle["Header/time_array"][()]).ravel()[row])
+        raise _fail(
+            info.source,
+            f"holds {int((~same).sum())} baseline-time(s) twice with different values (e.g. "
+            f"antennas {int(slab.ant_1_array[row])}-{int(slab.ant_2_array[row])} at JD "
+            f"{time:.8f}, rows {int(info.repeats[row])} and {row}); keep one copy of each",
+        )
+    flags = np.array(slab.flags, copy=True)
+    flags[rows] = True
+    return Slab(
+        freq_array=slab.freq_array,
+        ant_1_array=slab.ant_1_array,
+        ant_2_array=slab.ant_2_array,
+        uvw_array=slab.uvw_array,
+        polarization_array=slab.polarization_array,
+        data=slab.data,
+        flags=flags,
+        nsamples=slab.nsamples,
+    )
+
+
+def _nan(array: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    if np.issubdtype(array.dtype, np.inexact):
+        return np.isnan(array)
+    return np.zeros(array.shape, dtype=bool)
+
+
+def _read_stored(
+    info: ObservationInfo, stored: range | npt.NDArray[np.intp], pol_codes: list[int]
+) -> Slab:
+    """Channels at file positions ``stored`` (increasing), through h5py or pyuvdata."""
+    if info.direct:
+        return uvh5.read_slab(info.path, stored, pol_codes)
+    freq_chans = np.arange(stored.start, stored.stop) if isinstance(stored, range) else stored
+    uvd = _read_uvdata(info.path, freq_chans=freq_chans, polarizations=pol_codes)
     if not info.projected:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

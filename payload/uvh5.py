@@ -173,18 +173,27 @@ def _header(handle: h5py.File) -> Header | None:
     )
 
 
-def read_slab(path: Path, channels: range, polarizations: npt.ArrayLike) -> Slab:
+def read_slab(
+    path: Path, channels: range | npt.NDArray[np.intp], polarizations: npt.ArrayLike
+) -> Slab:
     """Channels ``channels`` and the given polarization codes, in the file's order.
 
-    Reads one hyperslab per dataset: the channel range of the polarizations asked for
-    (pyuvdata chunks the datasets by polarization, so XX and YY of four polarizations
-    is half the reading and decompressing). h5py's errors (a truncated file, a bad
-    compression filter) reach the caller.
+    ``channels`` is a range, or increasing file channel indices (a chunk of a file whose
+    frequencies are not stored in increasing order, :mod:`payload.reading`). Reads one
+    hyperslab per dataset: the channels of the polarizations asked for (pyuvdata chunks the
+    datasets by polarization, so XX and YY of four polarizations is half the reading and
+    decompressing). h5py's errors (a truncated file, a bad compression filter) reach the
+    caller.
     """
     wanted = set(int(p) for p in np.asarray(polarizations).ravel())
+    if isinstance(channels, range):
+        chans: slice | list[int] = slice(channels.start, channels.stop)
+    else:
+        # h5py takes one increasing index list per selection (slower than a slice).
+        chans = [int(c) for c in channels]
     with h5py.File(path, "r") as handle:
         header = handle["Header"]
-        freq = np.asarray(header["freq_array"][channels.start : channels.stop], dtype=np.float64)
+        freq = np.asarray(header["freq_array"][()], dtype=np.float64).ravel()[chans]
         ant_1, ant_2 = (np.asarray(header[key][()]) for key in ("ant_1_array", "ant_2_array"))
         uvw = np.asarray(header["uvw_array"][()], dtype=np.float64)
         codes = np.asarray(header["polarization_array"][()])
@@ -192,7 +201,7 @@ def read_slab(path: Path, channels: range, polarizations: npt.ArrayLike) -> Slab
         # The polarizations from the first to the last one asked for: a slice (h5py's index
         # lists are many times slower), then the ones in between dropped here.
         first, end = (keep[0], keep[-1] + 1) if keep else (0, 0)
-        span = np.s_[:, channels.start : channels.stop, first:end]
+        span = np.s_[:, chans, first:end]
         data = handle["Data/visdata"][span]
         flags = handle["Data/flags"][span]
         nsamples = handle["Data/nsamples"][span]

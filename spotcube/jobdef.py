@@ -31,6 +31,7 @@ from typing import Any
 
 from payload.contracts import JOB_KINDS, JobMessage, check_id, utc_now
 from payload.errors import InvalidInputError
+from payload.jobparams import check_job_params
 from payload.jobs.command import CommandParams
 from payload.records import RunRecord
 from spotcube.errors import UsageError
@@ -165,6 +166,8 @@ def submit_job(
     run_id = run_id or new_run_id()
     try:
         check_id(run_id, "--run-id")
+        for o in observations:  # what a worker would refuse, refused before anything is sent
+            check_job_params(job.kind, job.params_for(o.input))
         messages = [
             JobMessage.create(
                 run_id=run_id,

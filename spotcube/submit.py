@@ -26,12 +26,13 @@ from payload.contracts import (
     utc_now,
 )
 from payload.errors import InvalidInputError
+from payload.inputcheck import check_input_path
+from payload.jobparams import check_job_params
 from payload.records import RunRecord
 from spotcube.errors import RefusedError, UsageError
+from spotcube.publish import publish_run, refuse_other_content, submission_key
 from spotcube.stack import StackOutputs
 
-# SQS SendMessageBatch takes at most ten entries.
-_BATCH = 10
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # Extensions stripped when an observation id is derived from a file name.
 _DATA_SUFFIXES = (
@@ -67,6 +68,132 @@ def obs_id_for(name: str) -> str:
     return obs_id[:128]
 
 
+def plan_inputs(inputs: Sequence[str]) -> list[tuple[str, str]]:
+    """Each input with its observation id, every input checked before any is uploaded.
+
+    Raises :class:`UsageError` naming the input at fault: a local path that is missing,
+    unreadable, empty or no regular file or folder (:func:`payload.inputcheck.check_input_path`,
+    the worker's own check), a malformed ``s3://`` URI, or two inputs that would get the same
+    observation id.
+    """
+    if not inputs:
+        raise UsageError("no inputs given: name files, folders or s3:// URIs to process")
+    planned: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for item in inputs:
+        obs_id = obs_id_for(item)
+        if obs_id in seen:
+            raise UsageError(
+                f"inputs {seen[obs_id]} and {item} both give observation id {obs_id!r}; "
+                "rename one of them"
+            )
+        seen[obs_id] = item
+        try:
+            if item.startswith("s3://"):
+                parse_s3_uri(item)
+            elif not Path(item).exists() and not Path(item).is_symlink():
+                raise InvalidInputError(f"{item}: no such file or folder")
+            else:
+                check_input_path(Path(item))
+        except InvalidInputError as exc:
+            raise UsageError(f"input {exc}") from None
+        planned.append((obs_id, item))
+    return planned
+
+
+def check_stack(outputs: StackOutputs, *, raw_bucket: bool) -> None:
+    """Refuse a stack whose products bucket, job queue or (if needed) raw bucket is missing.
+
+    Called before anything is uploaded, so a submit to a half-deployed or torn-down stack
+    writes nothing. Credential and connection errors propagate to the CLI's one-line map.
+    """
+    s3 = outputs.client("s3")
+    buckets = [("products", outputs.products_bucket)]
+    if raw_bucket:
+        if not outputs.raw_bucket:
+            raise RefusedError(
+                "the stack has no raw bucket output; pass s3:// URIs of data already in S3"
+            )
+        buckets.append(("raw", outputs.raw_bucket))
+    for role, name in buckets:
+        try:
+            s3.head_bucket(Bucket=name)
+        except s3.exceptions.ClientError as exc:
+            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise RefusedError(
+                    f"the stack's {role} bucket {name} does not exist; deploy the stack "
+                    "(pulumi up, or spotcube demo for the local cloud) before submitting"
+                ) from None
+            raise
+    sqs = outputs.client("sqs")
+    try:
+        sqs.get_queue_attributes(QueueUrl=outputs.job_queue_url, AttributeNames=["QueueArn"])
+    except sqs.exceptions.ClientError as exc:
+        if _code(exc) in ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"):
+            raise RefusedError(
+                f"the stack's job queue {outputs.job_queue_url} does not exist; deploy the "
+                "stack (pulumi up, or spotcube demo for the local cloud) before submitting"
+            ) from None
+        raise
+
+
+def check_s3_inputs(outputs: StackOutputs, planned: Sequence[tuple[str, str]]) -> None:
+    """Refuse an ``s3://`` input that does not exist or that the stack's credentials cannot read."""
+    s3 = outputs.client("s3")
+    for _, item in planned:
+        if not item.startswith("s3://"):
+            continue
+        bucket, key = parse_s3_uri(item)
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+        except s3.exceptions.ClientError as exc:
+            code = _code(exc)
+            if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                raise UsageError(f"input {item}: no such object") from None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise RefusedError(
+                    f"input {item}: access denied to these credentials; grant read access "
+                    "to the stack (and the instances' role) or copy the data to the raw bucket"
+                ) from None
+            raise
+
+
+def check_run_id_free(
+    outputs: StackOutputs,
+    run_id: str,
+    *,
+    kind: str,
+    params: Mapping[str, Any],
+    obs_ids: Sequence[str],
+) -> None:
+    """Refuse, before any upload, a run id already used for another kind, params or inputs.
+
+    The same run id with the same content passes: it resumes (or confirms) that submit.
+    """
+    s3 = outputs.client("s3")
+    wanted = {"kind": kind, "params": dict(params), "obs_ids": list(obs_ids)}
+    for key in (run_record_key(run_id), submission_key(run_id)):
+        try:
+            raw = s3.get_object(Bucket=outputs.products_bucket, Key=key)["Body"].read()
+        except s3.exceptions.ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                continue
+            raise
+        doc = json.loads(raw)
+        record = doc.get("record", doc)  # the intent wraps the record
+        stored = {
+            "kind": record.get("kind"),
+            "params": record.get("params"),
+            "obs_ids": [o.get("obs_id") for o in record.get("observations", [])],
+        }
+        refuse_other_content(run_id, stored, wanted)
+        return
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def upload_inputs(
     outputs: StackOutputs, inputs: Sequence[str], *, log: Callable[[str], None] | None = None
 ) -> list[Observation]:
@@ -77,37 +204,20 @@ def upload_inputs(
     already stored are not uploaded again. A folder (a Measurement Set, an MWA raw file set)
     is stored as one archive that the worker restores. ``log`` hears one line per input.
 
-    Raises :class:`UsageError` naming the input at fault (missing path, two inputs that
-    would get the same observation id) and :class:`RefusedError` when the stack has no raw
-    bucket.
+    Every input is checked (:func:`plan_inputs`) before the first is uploaded. Raises
+    :class:`UsageError` naming the input at fault and :class:`RefusedError` when the stack
+    has no raw bucket.
     """
-    if not inputs:
-        raise UsageError("no inputs given: name files, folders or s3:// URIs to process")
     observations: list[Observation] = []
-    seen: dict[str, str] = {}
-    for item in inputs:
-        obs_id = obs_id_for(item)
-        if obs_id in seen:
-            raise UsageError(
-                f"inputs {seen[obs_id]} and {item} both give observation id {obs_id!r}; "
-                "rename one of them"
-            )
-        seen[obs_id] = item
+    for obs_id, item in plan_inputs(inputs):
         if item.startswith("s3://"):
-            try:
-                parse_s3_uri(item)
-            except InvalidInputError as exc:
-                raise UsageError(f"input {exc}") from None
             observations.append(Observation(obs_id, item))
             continue
-        path = Path(item)
-        if not path.exists():
-            raise UsageError(f"input {item}: no such file or folder")
         if not outputs.raw_bucket:
             raise RefusedError(
                 "the stack has no raw bucket output; pass s3:// URIs of data already in S3"
             )
-        uri, uploaded = store_input(outputs, path)
+        uri, uploaded = store_input(outputs, Path(item))
         if log is not None:
             log(f"{item}: {'uploaded' if uploaded else 'already stored'} as {uri}")
         observations.append(Observation(obs_id, uri))
@@ -186,22 +296,31 @@ def parse_params(text: str | None, pairs: Sequence[str] = ()) -> dict[str, Any]:
     return params
 
 
-def submit_run(
-    outputs: StackOutputs,
+def check_run_options(kind: str, params: Mapping[str, Any], run_id: str | None) -> None:
+    """Refuse params or a run id the worker would refuse, by the worker's own validators.
+
+    Raises :class:`UsageError` with the validator's one line (``--params``/``--run-id``).
+    """
+    try:
+        if run_id is not None:
+            check_id(run_id, "--run-id")
+        check_job_params(kind, params)
+    except InvalidInputError as exc:
+        raise UsageError(f"{exc}") from None
+
+
+def build_run(
     observations: Sequence[Observation],
     *,
     kind: str,
     params: Mapping[str, Any] | None = None,
     run_id: str | None = None,
-) -> tuple[str, list[JobMessage]]:
-    """Record the run in the products bucket and send one job message per observation.
-
-    The run record is written first and with ``If-None-Match: *``: a run id is used once,
-    and ``spotcube status`` can list observations that no worker has touched yet.
-    """
+) -> tuple[RunRecord, list[JobMessage]]:
+    """The run record and one job message per observation, checked as a worker checks them."""
     run_id = run_id or new_run_id()
+    params = dict(params or {})
+    check_run_options(kind, params, run_id)
     try:
-        check_id(run_id, "--run-id")
         messages = [
             JobMessage.create(
                 run_id=run_id, obs_id=o.obs_id, input=o.input, kind=kind, params=params
@@ -215,47 +334,30 @@ def submit_run(
     record = RunRecord(
         run_id=run_id,
         kind=kind,
-        params=dict(params or {}),
+        params=params,
         params_hash=messages[0].params_hash,
         submitted_at=utc_now(),
         observations=[{"obs_id": o.obs_id, "input": o.input} for o in observations],
     )
-    publish_run(outputs, record, messages)
-    return run_id, messages
+    return record, messages
 
 
-def publish_run(outputs: StackOutputs, record: RunRecord, messages: Sequence[JobMessage]) -> None:
-    """Write the run record (once: ``If-None-Match: *``), then queue the job messages.
+def submit_run(
+    outputs: StackOutputs,
+    observations: Sequence[Observation],
+    *,
+    kind: str,
+    params: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> tuple[str, list[JobMessage]]:
+    """Record the run and send one job message per observation, all or nothing.
 
-    The one writer of a run record: :func:`submit_run` and a job file's runs
-    (:func:`spotcube.jobdef.submit_job`, ``spotcube demo --job``) both come here.
+    :func:`spotcube.publish.publish_run` is the protocol: a submit that fails halfway is
+    finished by the same call with the same run id; another content under that id is refused.
     """
-    run_id = record.run_id
-    s3 = outputs.client("s3")
-    try:
-        s3.put_object(
-            Bucket=outputs.products_bucket,
-            Key=run_record_key(run_id),
-            Body=record.to_json(),
-            ContentType="application/json",
-            IfNoneMatch="*",
-        )
-    except s3.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("PreconditionFailed", "412"):
-            raise RefusedError(f"run {run_id} already exists; choose another --run-id") from None
-        raise
-    sqs = outputs.client("sqs")
-    for start in range(0, len(messages), _BATCH):
-        batch = messages[start : start + _BATCH]
-        entries = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(batch)]
-        result = sqs.send_message_batch(QueueUrl=outputs.job_queue_url, Entries=entries)
-        if result.get("Failed"):
-            first = result["Failed"][0]
-            raise RefusedError(
-                f"the job queue refused {len(result['Failed'])} message(s) of run {run_id}: "
-                f"{first.get('Code')}: {first.get('Message')}"
-            )
+    record, messages = build_run(observations, kind=kind, params=params, run_id=run_id)
+    published = publish_run(outputs, record, messages)
+    return record.run_id, published.messages or messages
 
 
 def read_run_record(outputs: StackOutputs, run_id: str) -> dict[str, Any] | None:

@@ -12,9 +12,15 @@ from spotcube.errors import UsageError
 from spotcube.stack import add_stack_arguments, resolve_outputs
 from spotcube.submit import (
     Observation,
+    build_run,
+    check_run_id_free,
+    check_run_options,
+    check_s3_inputs,
+    check_stack,
     parse_params,
+    plan_inputs,
+    publish_run,
     selftest_input,
-    submit_run,
     upload_inputs,
 )
 
@@ -77,22 +83,45 @@ def run(args: argparse.Namespace) -> int:
     if args.job is not None:
         return _run_job(args)
     params = parse_params(args.params, args.param)
-    outputs = resolve_outputs(args)
+    inputs = [*args.inputs, *map(str, args.input)]
+    # Everything a worker would refuse is refused before anything is uploaded or written:
+    # options first (no cloud needed), then the stack, then the inputs and the run id.
     if args.selftest is not None:
         if args.inputs:
             raise UsageError("--selftest takes no INPUT; drop the inputs or the option")
         if args.selftest < 1:
             raise UsageError(f"--selftest {args.selftest}: give at least 1 job")
-        uri = selftest_input(outputs)
-        observations = [Observation(f"selftest-{i:03d}", uri) for i in range(args.selftest)]
-        kind = "selftest"
+        kind, planned = "selftest", []
     else:
-        observations = upload_inputs(outputs, [*args.inputs, *map(str, args.input)], log=_to_stderr)
-        kind = args.kind
-    run_id, messages = submit_run(
-        outputs, observations, kind=kind, params=params, run_id=args.run_id
-    )
-    print(f"submitted {len(messages)} {kind} job(s) as run {run_id}", flush=True)
+        kind, planned = args.kind, plan_inputs(inputs)
+    check_run_options(kind, params, args.run_id)
+    outputs = resolve_outputs(args)
+    local = args.selftest is not None or any(not item.startswith("s3://") for _, item in planned)
+    check_stack(outputs, raw_bucket=local)
+    check_s3_inputs(outputs, planned)
+    if args.run_id is not None:
+        obs_ids = [obs_id for obs_id, _ in planned] or _selftest_ids(args.selftest)
+        check_run_id_free(outputs, args.run_id, kind=kind, params=params, obs_ids=obs_ids)
+    if args.selftest is not None:
+        uri = selftest_input(outputs)
+        observations = [Observation(o, uri) for o in _selftest_ids(args.selftest)]
+    else:
+        observations = upload_inputs(outputs, inputs, log=_to_stderr)
+    record, messages = build_run(observations, kind=kind, params=params, run_id=args.run_id)
+    run_id = record.run_id
+    if args.run_id is None:
+        _to_stderr(f"run id {run_id}: should this submit fail, repeat it with --run-id {run_id}")
+    published = publish_run(outputs, record, messages)
+    if published.already:
+        print(f"run {run_id} was already submitted; nothing sent", flush=True)
+    elif published.resumed:
+        print(
+            f"resumed run {run_id}: sent the {published.sent_now} of "
+            f"{len(published.messages)} {kind} job(s) an earlier submit had not sent",
+            flush=True,
+        )
+    else:
+        print(f"submitted {len(messages)} {kind} job(s) as run {run_id}", flush=True)
     print(run_id)
     return 0
 
@@ -127,6 +156,10 @@ def _run_job(args: argparse.Namespace) -> int:
     print(f"submitted {len(messages)} {job.kind} job(s) of {args.job} as run {run_id}", flush=True)
     print(run_id)
     return 0
+
+
+def _selftest_ids(count: int) -> list[str]:
+    return [f"selftest-{i:03d}" for i in range(count)]
 
 
 def _to_stderr(line: str) -> None:

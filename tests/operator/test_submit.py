@@ -80,8 +80,14 @@ def test_a_run_id_is_used_once(
 ) -> None:
     argv = ["submit", "--endpoint", stack, str(two_files[0]), "--run-id", "r1"]
     assert main(argv) == 0
-    assert main(argv) == 3  # refused: the run id is taken
-    assert "run r1 already exists" in capsys.readouterr().err
+    # The same submit again confirms the run and sends nothing; other content is refused.
+    assert main(argv) == 0
+    assert "run r1 was already submitted; nothing sent" in capsys.readouterr().out
+    assert len(_receive_all(stack, f"{stack}/123456789012/spotcube-local-demo-jobs")) == 1
+    assert main([*argv, "--param", "image_size=64"]) == 3
+    assert "run r1 already exists with other params" in capsys.readouterr().err
+    assert main(["submit", "--endpoint", stack, str(two_files[1]), "--run-id", "r1"]) == 3
+    assert "run r1 already exists with other obs_ids" in capsys.readouterr().err
 
 
 def test_selftest_submits_n_jobs_on_one_uploaded_input(stack: str) -> None:
@@ -94,6 +100,9 @@ def test_selftest_submits_n_jobs_on_one_uploaded_input(stack: str) -> None:
 
 def test_s3_uris_are_used_in_place(stack: str) -> None:
     uri = "s3://group-archive/mwa/1061316296.uvfits"
+    s3 = local_client("s3", stack)
+    s3.create_bucket(Bucket="group-archive")
+    s3.put_object(Bucket="group-archive", Key="mwa/1061316296.uvfits", Body=b"data")
     assert main(["submit", "--endpoint", stack, uri, "--run-id", "arch"]) == 0
     (message,) = _receive_all(stack, f"{stack}/123456789012/spotcube-local-demo-jobs")
     assert (message.input, message.obs_id) == (uri, "1061316296")
