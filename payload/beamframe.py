@@ -21,15 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from payload.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from payload.beams import PrimaryBeam
 
 SIDEREAL_RAD_PER_S = 2.0 * math.pi / 86164.0905
 
@@ -125,17 +121,3 @@ def frame_from_uvh5(path: Path, *, ra_deg: float, dec_deg: float) -> BeamFrame:
         dec_rad=math.radians(dec_deg),
         duration_s=duration_s,
     )
-
-
-def is_fixed_on_ground(beam: PrimaryBeam, telescope: str) -> bool:
-    """Whether this beam, on this telescope, stays put on the ground while the sky moves.
-
-    An MWA tile does, where its delays are known (given, or in the file); without them the
-    tile is taken to point at the phase centre. A Gaussian or Airy beam does on a drift-scan
-    array (HERA, pointed at zenith); on any other telescope it is taken to track the phase
-    centre.
-    """
-    if beam.kind == "mwa":
-        return beam.pointing_known
-    name = telescope.strip().upper()
-    return any(name.startswith(t) for t in DRIFT_SCAN_TELESCOPES)

@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from payload.beamframe import BeamFrame
+from payload.beamframe import DRIFT_SCAN_TELESCOPES, BeamFrame
 from payload.errors import InvalidInputError
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -234,3 +234,17 @@ def mwa_delays_from_uvh5(path: Path) -> tuple[int, ...] | None:
     except (OSError, KeyError, ValueError, TypeError, AttributeError):
         return None
     return None
+
+
+def is_fixed_on_ground(beam: PrimaryBeam, telescope: str) -> bool:
+    """Whether this beam, on this telescope, stays put on the ground while the sky moves.
+
+    An MWA tile does, where its delays are known (given, or in the file); without them the
+    tile is taken to point at the phase centre. A Gaussian or Airy beam does on a drift-scan
+    array (HERA, pointed at zenith); on any other telescope it is taken to track the phase
+    centre.
+    """
+    if beam.kind == "mwa":
+        return beam.pointing_known
+    name = telescope.strip().upper()
+    return any(name.startswith(t) for t in DRIFT_SCAN_TELESCOPES)

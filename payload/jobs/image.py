@@ -31,8 +31,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from payload.beamframe import BeamFrame, frame_from_uvh5, is_fixed_on_ground
-from payload.beams import PrimaryBeam, mwa_delays_from_uvh5, resolve_beam
+from payload.beamframe import BeamFrame, frame_from_uvh5
+from payload.beams import PrimaryBeam, is_fixed_on_ground, mwa_delays_from_uvh5, resolve_beam
 from payload.errors import InvalidInputError
 from payload.fitsio import FileSegment, Segment, write_cube
 from payload.imaging import ImageGeometry, choose_geometry, image_chunk
