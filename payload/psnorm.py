@@ -58,6 +58,7 @@ BEAM_FLOOR = 1e-6
 # over -1 <= l, m <= 1 (0.11 degrees at zenith; the narrowest beam the payload knows, airy:14
 # at 250 MHz, has A^2 of ~3 degrees FWHM, so ~30 samples across it).
 WHOLE_SKY_STEPS = 1024
+SKY_ROWS_PER_BLOCK = 64  # rows of the sky grid evaluated at once (64 x 1024 directions)
 # Refusals (each would bias P(k) by about this fraction, see docs/imaging.md):
 # the share of int A^2 outside the uv grid's field, which the per-cell normalisation's
 # lattice does not reach (P comes out 1 / (1 - share) too high) ...
@@ -241,25 +242,40 @@ def whole_sky_integrals(
     beam-weighted sky (``docs/imaging.md``, *Primary beam*), and the one the per-cell
     normalisation's lattice sums in.
     """
-    step = 2.0 / WHOLE_SKY_STEPS
-    axis = -1.0 + step * (np.arange(WHOLE_SKY_STEPS) + 0.5)
-    ll, mm = np.meshgrid(axis, axis, indexing="ij")
-    disk = ll**2 + mm**2 < 1.0
-    a = np.zeros(ll.shape)
-    a[disk] = beam.power(ll[disk], mm[disk], freq_hz, pol, frame=frame)
-    a2 = a**2
-    omega_pp = float(a2.sum()) * step**2
-    reach = np.maximum(np.abs(ll), np.abs(mm))
-    outside = float(a2[reach > half_field].sum()) * step**2
+    n = WHOLE_SKY_STEPS
+    step = 2.0 / n
+    axis = -1.0 + step * (np.arange(n) + 0.5)
+    # max(|l|, |m|) takes n/2 values, step x (rank + 1/2): int A^2 summed per rank gives the
+    # outside share and the half field needed exactly, without holding the whole sky (a
+    # row block at a time keeps this a few MiB instead of hundreds: tests/payload/
+    # test_memory_estimate.py measures the job around it).
+    rank = (np.abs(np.arange(n) + 0.5 - n / 2) - 0.5).astype(np.int64)
+    a2_by_rank = np.zeros(n // 2)
+    omega_p = 0.0
+    peak = 0.0
+    for first in range(0, n, SKY_ROWS_PER_BLOCK):
+        rows = slice(first, min(n, first + SKY_ROWS_PER_BLOCK))
+        ll = np.broadcast_to(axis[rows, None], (rows.stop - rows.start, n))
+        mm = np.broadcast_to(axis[None, :], ll.shape)
+        disk = ll**2 + mm**2 < 1.0
+        if not disk.any():
+            continue
+        a = beam.power(ll[disk], mm[disk], freq_hz, pol, frame=frame)
+        omega_p += float(a.sum())
+        peak = max(peak, float(a.max()))
+        reach_rank = np.maximum(rank[rows, None], rank[None, :])[disk]
+        a2_by_rank += np.bincount(reach_rank, weights=a**2, minlength=n // 2)
+    reach = step * (np.arange(n // 2) + 0.5)
+    omega_pp = float(a2_by_rank.sum()) * step**2
+    outside = float(a2_by_rank[reach > half_field].sum()) * step**2
     # the smallest half field whose square holds all but MAX_OUTSIDE_FRACTION of int A^2
-    order = np.argsort(reach, axis=None)
-    cumulative = np.cumsum(a2.ravel()[order])
+    cumulative = np.cumsum(a2_by_rank)
     needed_at = int(np.searchsorted(cumulative, (1.0 - MAX_OUTSIDE_FRACTION) * cumulative[-1]))
-    needed = float(reach.ravel()[order][min(needed_at, order.size - 1)])
+    needed = float(reach[min(needed_at, reach.size - 1)])
     return SkyIntegrals(
-        omega_p=float(a.sum()) * step**2,
+        omega_p=omega_p * step**2,
         omega_pp=omega_pp,
-        peak=float(a.max()),
+        peak=peak,
         outside_fraction=outside / omega_pp if omega_pp > 0 else 0.0,
         half_field_needed=needed,
     )

@@ -29,7 +29,7 @@ from payload.errors import InvalidInputError
 from payload.inputcheck import check_input_path
 from payload.jobparams import check_job_params
 from payload.records import RunRecord
-from spotcube.errors import RefusedError, UsageError
+from spotcube.errors import CloudUnreachableError, RefusedError, UsageError
 from spotcube.publish import publish_run, refuse_other_content, submission_key
 from spotcube.stack import StackOutputs
 
@@ -104,9 +104,13 @@ def plan_inputs(inputs: Sequence[str]) -> list[tuple[str, str]]:
 def check_stack(outputs: StackOutputs, *, raw_bucket: bool) -> None:
     """Refuse a stack whose products bucket, job queue or (if needed) raw bucket is missing.
 
+    A missing stack resource is the CLI's "unreachable" (exit 5), as for every command: the
+    endpoint, outputs or stack name point where the stack is not.
+
     Called before anything is uploaded, so a submit to a half-deployed or torn-down stack
     writes nothing. Credential and connection errors propagate to the CLI's one-line map.
     """
+    where = outputs.endpoint_url or "AWS"
     s3 = outputs.client("s3")
     buckets = [("products", outputs.products_bucket)]
     if raw_bucket:
@@ -120,8 +124,8 @@ def check_stack(outputs: StackOutputs, *, raw_bucket: bool) -> None:
             s3.head_bucket(Bucket=name)
         except s3.exceptions.ClientError as exc:
             if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
-                raise RefusedError(
-                    f"the stack's {role} bucket {name} does not exist; deploy the stack "
+                raise CloudUnreachableError(
+                    f"the stack's {role} bucket {name} does not exist at {where}; deploy the stack "
                     "(pulumi up, or spotcube demo for the local cloud) before submitting"
                 ) from None
             raise
@@ -130,9 +134,10 @@ def check_stack(outputs: StackOutputs, *, raw_bucket: bool) -> None:
         sqs.get_queue_attributes(QueueUrl=outputs.job_queue_url, AttributeNames=["QueueArn"])
     except sqs.exceptions.ClientError as exc:
         if _code(exc) in ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"):
-            raise RefusedError(
-                f"the stack's job queue {outputs.job_queue_url} does not exist; deploy the "
-                "stack (pulumi up, or spotcube demo for the local cloud) before submitting"
+            raise CloudUnreachableError(
+                f"the stack's job queue {outputs.job_queue_url} does not exist at {where}; "
+                "deploy the stack (pulumi up, or spotcube demo for the local cloud) before "
+                "submitting"
             ) from None
         raise
 

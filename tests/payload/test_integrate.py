@@ -67,10 +67,12 @@ def test_integration_is_bit_identical_across_runs(cubes: list[Path], tmp_path: P
 def test_cubes_on_another_grid_are_refused(
     cubes: list[Path], tiny_obs: Observation, tmp_path: Path
 ) -> None:
-    params = dict(tiny_obs.params, uv_cell_lambda=2.0)
+    # 1.5, not 2: a coarser cell would leave the MWA beam outside the uv grid's field, which
+    # the image job now refuses before any cube exists (docs/imaging.md).
+    params = dict(tiny_obs.params, uv_cell_lambda=1.5)
     job = ImageJob(make_context(tiny_obs.path, params, tmp_path / "w"))
     other = next(p for p in run_job(job, tmp_path / "c", tmp_path / "o") if p.name == "uvcube.h5")
-    with pytest.raises(InvalidInputError, match=r"uv_cell_lambda is 2\.0 but 1\.0"):
+    with pytest.raises(InvalidInputError, match=r"uv_cell_lambda is 1\.5 but 1\.0"):
         _integrate([cubes[0], other], tmp_path / "bad", 2)
 
 

@@ -367,7 +367,10 @@ def test_submit_job_runs_the_demos_job_file_on_a_stack(
         assert [o.state for o in status.observations] == ["done"]
         s3 = outputs.client("s3")
         layout = ObsLayout("submitted-job", status.observations[0].obs_id)
+        done_raw = s3.get_object(Bucket=outputs.products_bucket, Key=layout.done)["Body"].read()
+        done = DoneRecord.from_json(done_raw)  # products are read the one way: through DONE
         for name in IMAGES:
-            key = layout.product(name)
+            key = done.product_key(name)
+            assert key is not None, name
             body = s3.get_object(Bucket=outputs.products_bucket, Key=key)["Body"].read()
             assert body == (uninterrupted / "products" / name).read_bytes(), name

@@ -127,7 +127,7 @@ def test_steps_finished_before_a_notice_never_run_again(
     for struck, finished in strikes_at:
         redone = {step: runs[step] for step in finished if max(runs[step]) > struck}
         assert not redone, (struck, redone)  # step -> the attempts that ran it
-    assert plane.get(layout.product("steps.txt")) is not None
+    assert plane.product(layout, "steps.txt") is not None  # through DONE
 
 
 # Holds `old.lock` read-write without writing it (as casacore holds every table.lock of a
