@@ -22,13 +22,22 @@ declare -A COMMANDS=(
   [wsclean]="wsclean"
   [radio-tools]="wsclean aoflagger taql make"
 )
+# Packages with no command to look for (data): checked with dpkg.
+declare -A DATA_PACKAGES=(
+  [radio-tools]="casacore-data"
+)
 
 wanted=()
 for part in "$@"; do
   [[ -n "${PACKAGES[$part]:-}" ]] || { echo "system-deps: unknown part '$part' (image, packer, wsclean, radio-tools)" >&2; exit 2; }
+  missing=0
   for cmd in ${COMMANDS[$part]}; do
-    command -v "$cmd" >/dev/null || { wanted+=(${PACKAGES[$part]}); break; }
+    command -v "$cmd" >/dev/null || { missing=1; break; }
   done
+  for pkg in ${DATA_PACKAGES[$part]:-}; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing=1
+  done
+  [[ $missing -eq 0 ]] || wanted+=(${PACKAGES[$part]})
 done
 [[ ${#wanted[@]} -eq 0 ]] && exit 0
 

@@ -280,6 +280,10 @@ class Interleaving:
             instance.outcomes.append(outcome.value)
         except Killed:
             instance.outcomes.append("killed")
+        except BaseException as exc:
+            # Recorded, so an assertion on outcomes names what escaped the worker.
+            instance.outcomes.append(f"escaped {type(exc).__name__}: {exc}")
+            raise
 
     # --- scheduling --------------------------------------------------------------------
 
