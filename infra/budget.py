@@ -24,18 +24,17 @@ import pulumi_aws as aws
 
 from infra.alerts import AlertsArgs, AlertTopic
 from infra.config import BudgetConfig
-from infra.fleet import asg_arn_pattern, assume_role_policy
+from infra.fleet import asg_arn_pattern
 from infra.iam import lambda_notify_and_log_statements
-from infra.lambdas import LAMBDA_DIR, meter
+from infra.lambdafn import stack_lambda
+from infra.lambdas import meter
 from infra.naming import StackNames
 from infra.tags import cost_tags
 
-LAMBDA_RUNTIME = "python3.12"
 ACTUAL_THRESHOLDS = (50, 80, 100)
 FORECAST_THRESHOLD = 100
 BRAKE_THRESHOLD = 100  # actual spend at 100% brakes; a forecast only warns
 METER_PERIOD_SECONDS = meter.METER_MINUTES * 60
-LOG_RETENTION_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -161,23 +160,13 @@ def _meter(
     """The scheduled Lambda that publishes the month-to-date spend the alarm reads."""
     names = args.names
     function_name = f"{names.asg}-meter"
-    log_group = aws.cloudwatch.LogGroup(
-        f"{name}-meter-logs",
-        name=f"/aws/lambda/{function_name}",
-        retention_in_days=LOG_RETENTION_DAYS,
-        tags=cost_tags(names),
-        opts=child,
-    )
-    role = aws.iam.Role(
+    budget = args.budget
+    function = stack_lambda(
         f"{name}-meter",
-        assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+        parent=parent,
+        function_name=function_name,
         description="spotcube meter: publish the fleet's month-to-date spend",
-        tags=cost_tags(names),
-        opts=child,
-    )
-    aws.iam.RolePolicy(
-        f"{name}-meter",
-        role=role.id,
+        module="meter",
         policy=pulumi.Output.all(args.account_id, args.alerts_topic_arn).apply(
             lambda v: meter_policy(
                 region=args.region,
@@ -186,29 +175,14 @@ def _meter(
                 alerts_topic_arn=v[1],
             )
         ),
-        opts=child,
-    )
-    budget = args.budget
-    function = aws.lambda_.Function(
-        f"{name}-meter",
-        name=function_name,
-        role=role.arn,
-        runtime=LAMBDA_RUNTIME,
-        handler="meter.handler",
-        code=pulumi.AssetArchive({"meter.py": pulumi.FileAsset(str(LAMBDA_DIR / "meter.py"))}),
-        timeout=60,
-        memory_size=128,
         environment={
-            "variables": {
-                "ASG_NAME": names.asg,
-                "ON_DEMAND_USD": f"{budget.on_demand_usd:.6f}",
-                "SPOT_BOUND_USD": f"{budget.spot_bound_usd:.6f}",
-                "ON_DEMAND_BASE": str(args.on_demand_base),
-                "INSTANCE_TYPES": ",".join(args.instance_types),
-            }
+            "ASG_NAME": names.asg,
+            "ON_DEMAND_USD": f"{budget.on_demand_usd:.6f}",
+            "SPOT_BOUND_USD": f"{budget.spot_bound_usd:.6f}",
+            "ON_DEMAND_BASE": str(args.on_demand_base),
+            "INSTANCE_TYPES": ",".join(args.instance_types),
         },
         tags=cost_tags(names),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[log_group]),
     )
     rule = aws.cloudwatch.EventRule(
         f"{name}-meter",
@@ -272,23 +246,12 @@ class CostGuard(pulumi.ComponentResource):
             ),
         )
         function_name = f"{names.asg}-brake"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-brake-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=LOG_RETENTION_DAYS,
-            tags=cost_tags(names),
-            opts=child,
-        )
-        role = aws.iam.Role(
+        function = stack_lambda(
             f"{name}-brake",
-            assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+            parent=self,
+            function_name=function_name,
             description="spotcube brake: scale the stack's fleet to zero",
-            tags=cost_tags(names),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-brake",
-            role=role.id,
+            module="brake",
             policy=pulumi.Output.all(args.account_id, args.alerts_topic_arn).apply(
                 lambda v: brake_policy(
                     region=args.region,
@@ -297,22 +260,8 @@ class CostGuard(pulumi.ComponentResource):
                     alerts_topic_arn=v[1],
                 )
             ),
-            opts=child,
-        )
-        function = aws.lambda_.Function(
-            f"{name}-brake",
-            name=function_name,
-            role=role.arn,
-            runtime=LAMBDA_RUNTIME,
-            handler="brake.handler",
-            code=pulumi.AssetArchive({"brake.py": pulumi.FileAsset(str(LAMBDA_DIR / "brake.py"))}),
-            timeout=60,
-            memory_size=128,
-            environment={
-                "variables": {"ASG_NAME": names.asg, "ALERTS_TOPIC_ARN": args.alerts_topic_arn}
-            },
+            environment={"ASG_NAME": names.asg, "ALERTS_TOPIC_ARN": args.alerts_topic_arn},
             tags=cost_tags(names),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
         aws.lambda_.Permission(
             f"{name}-brake-sns",

@@ -33,16 +33,13 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import VCPU_ALARM_MINUTES
-from infra.fleet import assume_role_policy
 from infra.iam import BRAKE_TAG, braked_group_statement, lambda_notify_and_log_statements
-from infra.lambdas import LAMBDA_DIR
+from infra.lambdafn import stack_lambda
 from infra.lambdas.quarantine import DEFAULT_POLICY_ARN, EVENT_TYPE
 from infra.naming import PROJECT, StackNames
 from infra.tags import cost_tags
 
 HEALTH_REGION = "us-east-1"  # where AWS Health delivers account-wide risk events
-LAMBDA_RUNTIME = "python3.12"
-LOG_RETENTION_DAYS = 30
 LAUNCH_ACTIONS = ["ec2:RunInstances"]
 # Launch paths no guarded user needs: the fleet launches through its Auto Scaling group,
 # whose service-linked role this policy does not restrict. EC2 Fleet (maintain/request) and
@@ -330,49 +327,21 @@ class KeyLeakGuard(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         names = args.names
         function_name = f"{names.prefix}-quarantine"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-quarantine-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=LOG_RETENTION_DAYS,
-            region=HEALTH_REGION,
-            tags=cost_tags(names),
-            opts=child,
-        )
-        role = aws.iam.Role(
+        function = stack_lambda(
             f"{name}-quarantine",
-            assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+            parent=self,
+            function_name=function_name,
             description="spotcube: deactivate and quarantine exposed access keys",
-            tags=cost_tags(names),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-quarantine",
-            role=role.id,
+            module="quarantine",
             policy=pulumi.Output.all(account_id, args.alerts_topic_arn).apply(
                 lambda v: quarantine_policy(v[0], v[1], function_name)
             ),
-            opts=child,
-        )
-        function = aws.lambda_.Function(
-            f"{name}-quarantine",
-            name=function_name,
-            region=HEALTH_REGION,
-            role=role.arn,
-            runtime=LAMBDA_RUNTIME,
-            handler="quarantine.handler",
-            code=pulumi.AssetArchive(
-                {"quarantine.py": pulumi.FileAsset(str(LAMBDA_DIR / "quarantine.py"))}
-            ),
-            timeout=60,
-            memory_size=128,
             environment={
-                "variables": {
-                    "ALERTS_TOPIC_ARN": args.alerts_topic_arn,
-                    "QUARANTINE_POLICY_ARN": DEFAULT_POLICY_ARN,
-                }
+                "ALERTS_TOPIC_ARN": args.alerts_topic_arn,
+                "QUARANTINE_POLICY_ARN": DEFAULT_POLICY_ARN,
             },
             tags=cost_tags(names),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+            region=HEALTH_REGION,
         )
         rule = aws.cloudwatch.EventRule(
             f"{name}-exposed-keys",
