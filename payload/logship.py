@@ -78,7 +78,15 @@ class LogShipper:
         return True
 
     def close(self) -> None:
-        """Ship a last time and stop capturing."""
-        self.ship()
-        logging.getLogger().removeHandler(self._handler)
-        self._handler.close()
+        """Ship a last time and stop capturing.
+
+        The handler comes off the root logger even when the last upload is interrupted (an
+        instance dying mid-request, Ctrl-C): left there, it would copy every later job's log
+        into this attempt's file, and once the attempt's directory is cleaned up Python's
+        ``FileHandler`` re-opening it raises into whatever code logs next.
+        """
+        try:
+            self.ship()
+        finally:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler.close()

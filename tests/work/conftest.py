@@ -4,6 +4,7 @@ worker processes (``python -m payload worker``) each with its own IMDS emulator.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -26,6 +27,22 @@ REPO = Path(__file__).resolve().parents[2]
 RAW = "work-raw"
 PRODUCTS = "work-products"
 RUN = "run1"
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_outlives_its_test() -> Iterator[None]:
+    """Every attempt log handler a test's workers add comes off the root logger by its end.
+
+    A leaked one writes later jobs' lines into a finished attempt's file and, once that file's
+    directory is gone, raises into the next test that logs: the failure then shows far from
+    its cause (it did, in CI).
+    """
+    before = list(logging.getLogger().handlers)
+    yield
+    leaked = [h for h in logging.getLogger().handlers if h not in before]
+    for handler in leaked:
+        logging.getLogger().removeHandler(handler)
+    assert not leaked, f"log handlers left on the root logger: {leaked}"
 
 
 @dataclass

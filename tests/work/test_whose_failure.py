@@ -96,3 +96,28 @@ def test_a_content_keyed_input_overwritten_after_submit_is_invalid_at_first_sigh
     assert worker.outcomes == [Outcome.INVALID.value]
     gets = sum(1 for r in run.granted if r == ("get_object", key))
     assert gets <= 2, gets
+
+
+class _DyingStore:
+    """The products bucket as an instance sees it when it dies mid-upload."""
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        raise KeyboardInterrupt  # a BaseException, like the harness's Killed
+
+
+def test_an_attempt_log_interrupted_at_its_last_upload_stops_capturing(tmp_path: Path) -> None:
+    """Found by CI: an instance killed during the last log upload left its handler on the root
+    logger; once the attempt's directory was gone, every later job's first log line raised
+    FileNotFoundError (four later tests failed with that test's path in the message)."""
+    from payload.logship import LogShipper
+
+    path = tmp_path / "obs" / "attempt-1.log"
+    shipper = LogShipper(_DyingStore(), "runs/r/obs/o/logs/attempt-1.log", path).start()  # type: ignore[arg-type]
+    logging.getLogger("payload.worker").warning("written before the kill")
+    with pytest.raises(KeyboardInterrupt):
+        shipper.close()
+    assert shipper._handler not in logging.getLogger().handlers
+    path.unlink()
+    path.parent.rmdir()
+    logging.getLogger("payload.worker").warning("a later job logs")  # must not raise
+    assert not path.parent.exists()
