@@ -293,7 +293,8 @@ class JobAttempt:
             attempt=self.token,
         )
         # No clean-up if this write fails: a PUT whose answer was lost may have created DONE,
-        # and deleting what it lists would break it. Unlisted leftovers are never read.
+        # and deleting what it lists would break it. Unlisted leftovers are never read, and
+        # the attempt whose DONE stands deletes them (_sweep_other_attempts).
         created = self.store.put_bytes(
             self.layout.done, done.to_json(), if_none_match=True, content_type="application/json"
         )
@@ -308,8 +309,30 @@ class JobAttempt:
             )
             self.end(Outcome.SUPERSEDED)
             return Outcome.SUPERSEDED
+        self._sweep_other_attempts()
         self.end(Outcome.DONE)
         return Outcome.DONE
+
+    def _sweep_other_attempts(self) -> None:
+        """Delete what other attempts left under ``attempts/``, once this one's ``DONE`` stands.
+
+        An instance reclaimed or killed mid-upload never runs its own clean-up, and its
+        partial products (image cubes: gigabytes) would be billed until the run is deleted.
+        After ``DONE`` exists no other attempt can commit, so nothing outside this attempt's
+        prefix can ever be read; a late attempt still uploading loses the ``DONE`` race and
+        deletes its own. Best effort: a failure here costs storage, never a product.
+        """
+        mine = f"{self.layout.attempts_prefix}{self.token}/"
+        try:
+            keys = self.store.list_keys(self.layout.attempts_prefix)
+            others = [key for key in keys if not key.startswith(mine)]
+            for key in others:
+                self.store.delete(key)
+        except Exception as exc:
+            log.warning("could not delete other attempts' leftovers: %s", exc)
+            return
+        if others:
+            log.info("deleted %d objects left by other attempts", len(others))
 
     def _done_is_ours(self) -> bool:
         """Whether the stored DONE is this attempt's (a retried PUT finds its own first try)."""

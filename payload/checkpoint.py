@@ -320,6 +320,18 @@ class Checkpointer:
             )
 
     def _run(self) -> None:
+        try:
+            self._upload_until_stopped()
+        except BaseException as exc:
+            # Whatever ends this thread early must reach the worker: a flush waiting on
+            # chunks no thread will upload would hang the instance, protected from
+            # scale-in, until someone noticed the bill.
+            with self._state:
+                self.error = self.error or exc
+                self._state.notify_all()
+            raise
+
+    def _upload_until_stopped(self) -> None:
         # Ends when stop() enqueues None; each wait is bounded so flags are re-checked.
         while True:
             try:

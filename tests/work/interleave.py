@@ -321,6 +321,9 @@ class Interleaving:
         # so it cannot extend the visibility we are about to expire.
         if instance.thread is not None:
             instance.thread.join(timeout=30)
+            # An invariant too: a worker whose instance died must not be left waiting on
+            # work no thread will do (it once hung in flush after its uploader was killed).
+            assert not instance.thread.is_alive(), f"{instance.name} hangs after its kill"
         if instance.message is not None:
             # A ClientError: already deleted by another instance that finished the job.
             with contextlib.suppress(ClientError):

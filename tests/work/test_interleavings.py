@@ -9,11 +9,14 @@ invariants after every step. ``bench/interleavings.py`` runs many more seeds.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from payload.attempt import JobAttempt
+from payload.checkpoint import Checkpointer
 from spotcube.local.motoserver import local_client
 from tests.work.interleave import Interleaving
 
@@ -116,3 +119,59 @@ def test_late_worker_loses_the_done_race_and_leaves_nothing(make) -> None:
         json.loads(run._get(done_key) or b"{}")["attempt"]
     }
     run.calm()
+
+
+def test_an_attempt_killed_mid_upload_leaves_nothing_once_another_commits(make) -> None:
+    """Reclaimed after one product reached its private prefix, before the rest and DONE.
+
+    Its own clean-up never runs; the attempt whose DONE stands deletes the leftover, so the
+    killed attempt's products are not billed until the run is deleted.
+    """
+    run = make(103, scripted=True)
+    job = run.submit("obs-k", {"chunks": 2, "chunk_bytes": 400, "chunk_seconds": 0}, b"K" * 64)
+    first = run.deliver(0)
+    prefix = f"runs/{run.run_id}/obs/{job.obs_id}/attempts/"
+
+    def stored() -> set[str]:
+        listed = run.s3.list_objects_v2(Bucket="ilv-products", Prefix=prefix)
+        return {o["Key"] for o in listed.get("Contents", [])}
+
+    upload = run.advance(first, lambda r: r.key.startswith(prefix) and bool(stored()))
+    left = stored()
+    run.grant(upload, "kill")
+    run.calm()
+    done = json.loads(run._get(f"runs/{run.run_id}/obs/{job.obs_id}/DONE") or b"{}")
+    assert not left & {entry["key"] for entry in done["products"].values()}
+    assert stored() == {entry["key"] for entry in done["products"].values()}
+
+
+def test_an_instance_killed_at_a_chunk_upload_does_not_hang_its_worker(
+    make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the leaked-handler check: killed at a chunk upload (the checkpointer thread)
+    while its main thread waited in flush, the worker waited there forever for chunks no
+    thread would upload.
+
+    On AWS that is an instance kept busy, protected from scale-in, while nothing moves. Now
+    the uploader's end reaches flush, and the attempt ends like any other killed one.
+    """
+    flushing = threading.Event()
+    flush = Checkpointer.flush
+
+    def flush_seen(self: Checkpointer, timeout: float | None = None) -> float:
+        flushing.set()
+        return flush(self, timeout)
+
+    monkeypatch.setattr(Checkpointer, "flush", flush_seen)
+    # The main thread goes from its last chunk straight to flush (no log upload between).
+    monkeypatch.setattr(JobAttempt, "ship_log", lambda self: None)
+    run = make(104, scripted=True)
+    job = run.submit("obs-u", {"chunks": 3, "chunk_bytes": 300, "chunk_seconds": 0}, b"U" * 64)
+    first = run.deliver(0)
+    chunks = f"runs/{run.run_id}/obs/{job.obs_id}/checkpoint/chunks/"
+    upload = run.advance(first, lambda r: r.key.startswith(chunks) and flushing.is_set())
+    run.grant(upload, "kill")
+    assert first.thread is not None and not first.thread.is_alive(), "the worker hangs"
+    assert first.outcomes == ["killed"]
+    run.calm()
+    assert run.summary()["job:done"] == 1
