@@ -86,7 +86,14 @@ def test_less_time_than_one_chunk_abandons_it(plane: Plane, imds: ImdsEmulator) 
     imds.schedule_interruption(in_seconds=0.7)
     assert worker.wait(timeout=30) == Outcome.PREEMPTED.exit_code, plane.log_of()
     attempt = preempted_attempt(plane, "obs-n2")
-    assert 0 < float(attempt["lost_seconds"]) < 1.0  # type: ignore[arg-type]
+    # The chunk under way was abandoned, not finished: it cost time (how much depends on the
+    # machine, so no bound), and it was never computed, so every computed chunk is durable.
+    assert float(attempt["lost_seconds"]) > 0  # type: ignore[arg-type]
+    computed = {e["chunk"] for e in plane.events(event="chunk.computed")}
+    manifest = plane.manifest("obs-n2")
+    assert manifest is not None
+    assert computed == set(manifest["chunks"])
+    assert len(computed) == attempt["chunks_done"] < 4
     finish_elsewhere(plane, "obs-n2", data, message)
 
 
