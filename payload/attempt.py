@@ -143,6 +143,7 @@ class JobAttempt:
             self.identity.instance_id,
             self.identity.instance_type,
             self.identity.availability_zone,
+            extra={"event": "attempt.started", "attempt": number},
         )
         ckpt = Checkpointer(
             self.store,
@@ -306,6 +307,7 @@ class JobAttempt:
                 "%d products were deleted",
                 self.layout.prefix,
                 len(listing),
+                extra={"event": "attempt.superseded", "attempt": self.number},
             )
             self.end(Outcome.SUPERSEDED)
             return Outcome.SUPERSEDED
@@ -378,8 +380,17 @@ class JobAttempt:
                 notice.seconds_left(),
                 len(self.manifest.chunks),
                 lost,
+                extra={
+                    "event": "notice.checkpoint_durable",
+                    "source": notice.source,
+                    "chunks": len(self.manifest.chunks),
+                },
             )
-        log.info("attempt ended: %s", outcome.value)
+        log.info(
+            "attempt ended: %s",
+            outcome.value,
+            extra={"event": "attempt.ended", "attempt": self.number, "outcome": outcome.value},
+        )
         self.ship_log()  # after the checkpoint: on a notice the checkpoint matters more
 
     def local_inputs(self) -> dict[str, str]:
@@ -439,6 +450,7 @@ def run_chunked_job(run: JobAttempt) -> Outcome:
             "resuming from the manifest: %d chunks durable, %d attempts before this",
             len(run.manifest.chunks),
             len(run.manifest.attempts) - 1,
+            extra={"event": "attempt.resumed", "chunks": len(run.manifest.chunks)},
         )
     _run_chunks(run, job, ckpt)
     ckpt.flush()
@@ -461,7 +473,12 @@ def _run_chunks(run: JobAttempt, job: ChunkedJob, ckpt: Checkpointer) -> None:
             raise PreemptedError("termination notice: no new chunk starts")
         out = chunk_dir / f"{chunk_id}.{job.chunk_suffix}"
         seconds = _supervise(run, job, chunk_id, out, ckpt)
-        log.info("chunk %s computed in %.2f s", chunk_id, seconds)
+        log.info(
+            "chunk %s computed in %.2f s",
+            chunk_id,
+            seconds,
+            extra={"event": "chunk.computed", "chunk": chunk_id},
+        )
         # Fault tests count their interruption schedule in chunks (store.faultpoint).
         faultpoint("chunk-computed")
         ckpt.submit(chunk_id, out, seconds)

@@ -270,6 +270,7 @@ class Checkpointer:
                 "manifest committed: %d chunks durable (%.2f s)",
                 len(self.manifest.chunks),
                 self.stats.last_commit_seconds,
+                extra={"event": "checkpoint.committed", "chunks": len(self.manifest.chunks)},
             )
 
     def _write_manifest(self) -> None:

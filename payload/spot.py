@@ -97,7 +97,10 @@ class SpotWatcher:
 
     def start(self) -> SpotWatcher:
         if self.client is None:
-            log.warning("no instance metadata service: running without spot notices")
+            log.warning(
+                "no instance metadata service: running without spot notices",
+                extra={"event": "spot.unwatched"},
+            )
             return self
         self._thread = threading.Thread(target=self._run, name="spot-watcher", daemon=True)
         self._thread.start()
@@ -126,6 +129,7 @@ class SpotWatcher:
             notice.source,
             notice.detail,
             notice.seconds_left(),
+            extra={"event": "spot.notice", "source": notice.source},
         )
         self.terminating.set()
 
@@ -141,7 +145,12 @@ class SpotWatcher:
                 body = self.client.get(path)
             except ImdsError as exc:
                 self.errors += 1
-                log.error("IMDS poll of %s failed (not a notice): %s", path, exc)
+                log.error(
+                    "IMDS poll of %s failed (not a notice): %s",
+                    path,
+                    exc,
+                    extra={"event": "spot.poll_failed", "path": path},
+                )
                 continue
             if body is not None:
                 try:
@@ -153,6 +162,7 @@ class SpotWatcher:
                         path,
                         body[:200],
                         exc,
+                        extra={"event": "spot.poll_failed", "path": path},
                     )
 
     def _on_instance_action(self, body: str) -> None:
@@ -164,7 +174,11 @@ class SpotWatcher:
     def _on_rebalance(self, body: str) -> None:
         if body != self._rebalance_seen:
             self._rebalance_seen = body
-            log.warning("rebalance recommendation (%s): checkpointing now", body)
+            log.warning(
+                "rebalance recommendation (%s): checkpointing now",
+                body,
+                extra={"event": "spot.rebalance"},
+            )
             self.rebalance.set()
 
     def _on_lifecycle(self, body: str) -> None:

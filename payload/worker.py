@@ -106,11 +106,13 @@ class Worker:
         # the idle time, or returns on a notice.
         while self.config.max_jobs is None or self.jobs_handled < self.config.max_jobs:
             if self.watcher.terminating.is_set():
-                log.warning("termination notice while idle: exiting")
+                log.warning(
+                    "termination notice while idle: exiting", extra={"event": "worker.exit_notice"}
+                )
                 return Outcome.PREEMPTED.exit_code
             idle = time.monotonic() - idle_since
             if idle >= self.config.idle_exit:
-                log.info("idle for %.0f s: exiting", idle)
+                log.info("idle for %.0f s: exiting", idle, extra={"event": "worker.exit_idle"})
                 return 0
             wait = int(min(self.config.poll_wait, max(1.0, self.config.idle_exit - idle)))
             messages = self._receive(wait)
@@ -155,7 +157,7 @@ class Worker:
         try:
             message = JobMessage.from_json(body)
         except InvalidInputError as exc:
-            log.error("poison message (not a job): %s", exc)
+            log.error("poison message (not a job): %s", exc, extra={"event": "message.poison"})
             self._dead_letter(body, receipt)
             return Outcome.INVALID
         layout = ObsLayout(message.run_id, message.obs_id)
@@ -170,6 +172,7 @@ class Worker:
                 "%s/%s is already DONE; dropping the duplicate message",
                 message.run_id,
                 message.obs_id,
+                extra={"event": "job.duplicate", "run": message.run_id, "obs": message.obs_id},
             )
             self._delete(receipt)
             return Outcome.DONE
@@ -200,7 +203,13 @@ class Worker:
             return Outcome.PREEMPTED
         except InvalidInputError as exc:
             heartbeat.stop()
-            log.error("job %s/%s is invalid: %s", message.run_id, message.obs_id, exc)
+            log.error(
+                "job %s/%s is invalid: %s",
+                message.run_id,
+                message.obs_id,
+                exc,
+                extra={"event": "job.invalid", "run": message.run_id, "obs": message.obs_id},
+            )
             run.end(Outcome.INVALID)
             self._write_failed(run, exc)
             self._dead_letter(body, receipt)
@@ -213,7 +222,18 @@ class Worker:
             self._protect(False)
             run.cleanup()
         self._delete(receipt)
-        log.info("job %s/%s: %s", message.run_id, message.obs_id, outcome.value)
+        log.info(
+            "job %s/%s: %s",
+            message.run_id,
+            message.obs_id,
+            outcome.value,
+            extra={
+                "event": "job.ended",
+                "run": message.run_id,
+                "obs": message.obs_id,
+                "outcome": outcome.value,
+            },
+        )
         return outcome
 
     def _transient(
@@ -237,6 +257,7 @@ class Worker:
             kind,
             text,
             exc_info=not expected,
+            extra={"event": "job.transient", "run": run.message.run_id, "obs": run.message.obs_id},
         )
         run.end(Outcome.TRANSIENT)
         if run.manifest is not None:
@@ -250,6 +271,12 @@ class Worker:
                 run.message.run_id,
                 run.message.obs_id,
                 tries,
+                extra={
+                    "event": "job.failed",
+                    "run": run.message.run_id,
+                    "obs": run.message.obs_id,
+                    "tries": tries,
+                },
             )
             self._write_failed(run, exc)
             self._dead_letter(body, receipt)

@@ -61,17 +61,32 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+# Attributes every LogRecord has: whatever else a record carries came from a log call's
+# ``extra`` (its ``event`` name and fields, docs/work-plane.md "Log events").
+_PLAIN_RECORD = logging.LogRecord("", 0, "", 0, "", None, None)
+_RECORD_ATTRIBUTES = frozenset(vars(_PLAIN_RECORD)) | {"message", "asctime", "taskName"}
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and a record's event fields.
+
+    The ``event`` name and its fields are the stable part, for machines (tests, log queries);
+    the message is prose for people and may be reworded.
+    """
+
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
+        doc: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in doc:
+                doc[key] = value
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
+        return json.dumps(doc, default=str)
 
 
 def _setup_logging(as_json: bool) -> None:
@@ -150,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         identity.instance_type,
         identity.availability_zone,
         config.queue_url,
+        extra={"event": "worker.started", "instance_id": identity.instance_id},
     )
     try:
         return Worker(config, clients, watcher, identity).run()

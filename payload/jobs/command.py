@@ -298,6 +298,7 @@ class WorkdirSync:
                     "files written after %s wait until it settles (it is open for writing or "
                     "changing); a file that stays open long delays the sync of later ones",
                     oldest,
+                    extra={"event": "workdir.held", "file": oldest},
                 )
                 self._reported_barrier = oldest
         return _oldest_first(ready)

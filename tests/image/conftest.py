@@ -61,19 +61,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @dataclass(frozen=True)
 class LocalBake:
-    """The session's local image and what baking it cost.
+    """The session's local image and what a second bake of it did.
 
     ``metadata`` is read right after the bake, ``tree_hash`` is the content hash of the tree
     just before it, and ``noop_*`` describe a second bake of the unchanged tree (``None`` when
-    someone changed the tree in between, which makes a rebake correct, not a no-op).
+    someone changed the tree in between, which makes a rebake correct, not a no-op):
+    ``noop_rewrote`` names the image files it wrote, which a no-op leaves as they were.
     """
 
     rootfs: Path
     metadata: dict[str, Any]
     tree_hash: str
-    bake_seconds: float
-    noop_seconds: float | None
+    noop_rewrote: list[str] | None
     noop_output: str | None
+
+
+def _image_files(out_dir: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time (ns) of what every bake writes: the files at the top of
+    its output (bake.log first of all, metadata, tarball) and the image's provenance record.
+
+    A bake that does work rewrites them; comparing them, not timing the bake, tells a no-op
+    from a rebuild on however loaded a machine.
+    """
+    paths = [p for p in out_dir.iterdir() if p.is_file()]
+    paths.append(out_dir / "rootfs" / "etc" / "spotcube" / "image.json")
+    return {
+        str(p.relative_to(out_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in paths
+        if p.exists()
+    }
 
 
 def _skip_reason() -> str | None:
@@ -106,28 +122,28 @@ def local_bake(request: pytest.FixtureRequest) -> LocalBake:
     config = request.config.getoption("image_config")
     variant = ("--image-config", str(Path(config).resolve())) if config else ()
     tree_hash = _spotcube("--print-hash", *variant).stdout.strip()
-    started = time.monotonic()
     baked = _spotcube("--target", "local", "--check-idempotence", *variant)
-    bake_seconds = time.monotonic() - started
     if baked.returncode != 0:
         pytest.fail(f"spotcube bake --target local failed:\n{baked.stdout}\n{baked.stderr}")
     out_dir = Path(baked.stdout.split("rootfs:", 1)[1].split()[0]).parent
     metadata = json.loads((out_dir / "metadata.json").read_text())
     # A second bake of the same tree must notice there is nothing to do.
-    noop_seconds: float | None = None
+    noop_rewrote: list[str] | None = None
     noop_output: str | None = None
     if _spotcube("--print-hash", *variant).stdout.strip() == metadata["content_hash"]:
-        started = time.monotonic()
+        before = _image_files(out_dir)
         noop = _spotcube("--target", "local", *variant)
-        noop_seconds = time.monotonic() - started
         assert noop.returncode == 0, noop.stderr
+        after = _image_files(out_dir)
+        noop_rewrote = sorted(
+            k for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+        )
         noop_output = noop.stdout
     return LocalBake(
         rootfs=out_dir / "rootfs",
         metadata=metadata,
         tree_hash=tree_hash,
-        bake_seconds=bake_seconds,
-        noop_seconds=noop_seconds,
+        noop_rewrote=noop_rewrote,
         noop_output=noop_output,
     )
 

@@ -117,6 +117,9 @@ class Plane:
             "5",
             "--preload",  # selftest jobs only: skip importing the imaging stack in each worker
             "",
+            # Tests read what a worker did from its log's event fields (Plane.events), never
+            # from its prose, which is for people and may be reworded.
+            "--log-json",
             *args,
         ]
         log = (self.tmp / f"{name}.log").open("ab")
@@ -126,6 +129,33 @@ class Plane:
 
     def log_of(self, name: str = "w") -> str:
         return (self.tmp / f"{name}.log").read_text()
+
+    def events(self, name: str = "w", event: str | None = None) -> list[dict[str, Any]]:
+        """Worker ``name``'s structured log events so far, oldest first (all, or one kind).
+
+        Lines that are not JSON (a crashing interpreter's traceback) are skipped; a log with
+        no event at all fails, so a negative check cannot pass on a log it could not read.
+        """
+        path = self.tmp / f"{name}.log"
+        docs = []
+        for line in path.read_text().splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and "event" in doc:
+                docs.append(doc)
+        if not docs:
+            raise AssertionError(f"no structured event in {path} yet (is it --log-json?)")
+        return [d for d in docs if event is None or d["event"] == event]
+
+    def has_event(self, name: str, event: str, **fields: Any) -> bool:
+        """Whether worker ``name`` has logged ``event`` with these field values (for waits)."""
+        try:
+            found = self.events(name, event)
+        except AssertionError:
+            return False  # started, not yet at its first event
+        return any(all(d.get(k) == v for k, v in fields.items()) for d in found)
 
     def get(self, key: str) -> bytes | None:
         try:

@@ -46,7 +46,7 @@ def test_busy_worker_is_protected_from_scale_in(plane: Plane) -> None:
     # The group name comes from the instance's metadata tag, as on AWS.
     with ImdsEmulator(instance_id=instance_id, asg_name=GROUP) as imds:
         worker = plane.start_worker("--max-jobs", "1", imds=imds)
-        wait_for(lambda: "computed" in plane.log_of(), 30, "the first chunk")
+        wait_for(lambda: plane.has_event("w", "chunk.computed"), 30, "the first chunk")
         assert _protected(autoscaling, instance_id), plane.log_of()
         assert worker.wait(timeout=60) == 0, plane.log_of()
     assert not _protected(autoscaling, instance_id)

@@ -131,7 +131,8 @@ def test_stamp_waits_for_an_output_still_open(plane: Plane) -> None:
     assert {"early.dat", "output.dat", "step.done"} <= set(index)
     body = plane.get(ObsLayout(RUN, "obs-held").workdir_prefix + "output.dat")
     assert body == b"part one\npart two\n"
-    assert "files written after output.dat wait until it settles" in plane.log_of()
+    # The worker said why the later files waited, naming the file that held them.
+    assert "output.dat" in [e["file"] for e in plane.events(event="workdir.held")]
 
 
 # The next step reads the previous step's output and keeps it open (as DP3 does its msin).

@@ -83,8 +83,9 @@ def test_bad_inputs_fail_once_as_invalid_naming_the_s3_input(plane: Plane, tmp_p
         assert words in message, message
         assert [a["reason"] for a in failed["attempts"]] == ["invalid"]
         assert plane.get(layout.done) is None
-    assert log.count("is invalid") == len(CASES)
-    assert "transient" not in log
+    # Each refused once, at once: no transient retry before the refusal.
+    assert sorted(e["obs"] for e in plane.events(event="job.invalid")) == sorted(CASES), log
+    assert plane.events(event="job.transient") == [], log
 
 
 def test_a_replaced_input_never_resumes_the_old_inputs_chunks(plane: Plane) -> None:

@@ -28,6 +28,16 @@ def finish_elsewhere(plane: Plane, obs_id: str, message_data: bytes, message: ob
         assert plane.product(layout, name) == data, name
 
 
+def two_chunks_computed(plane: Plane) -> bool:
+    """The worker is mid-job: its second chunk is computed (not yet necessarily durable).
+
+    Its event, not the store: a durable chunk comes a checkpoint interval later, which
+    leaves the job less work to be interrupted in, and what a notice makes durable is
+    what the tests then check in the store.
+    """
+    return plane.has_event("w", "chunk.computed", chunk="1")
+
+
 def preempted_attempt(plane: Plane, obs_id: str) -> dict[str, object]:
     manifest = plane.manifest(obs_id)
     assert manifest is not None
@@ -54,7 +64,10 @@ def test_notice_during_chunk_finishes_it_and_hands_back(plane: Plane, imds: Imds
     assert 1 <= len(manifest["chunks"]) < 8
     assert attempt["chunks_done"] == len(manifest["chunks"])
     assert attempt["instance_type"] == imds.instance_type
-    assert "checkpoint durable" in plane.log_of()
+    # The worker's own account of the notice agrees with the store.
+    [durable] = plane.events(event="notice.checkpoint_durable")
+    assert durable["source"] == "spot"
+    assert durable["chunks"] == len(manifest["chunks"])
     # Handed back at once (a fresh copy), not after the visibility timeout.
     received = plane.sqs.receive_message(
         QueueUrl=plane.queue_url, WaitTimeSeconds=0, VisibilityTimeout=0
@@ -78,7 +91,14 @@ def test_less_time_than_one_chunk_abandons_it(plane: Plane, imds: ImdsEmulator) 
     imds.schedule_interruption(in_seconds=0.7)
     assert worker.wait(timeout=30) == Outcome.PREEMPTED.exit_code, plane.log_of()
     attempt = preempted_attempt(plane, "obs-n2")
-    assert 0 < float(attempt["lost_seconds"]) < 1.0  # type: ignore[arg-type]
+    # The chunk under way was abandoned, not finished: it cost time (how much depends on the
+    # machine, so no bound), and it was never computed, so every computed chunk is durable.
+    assert float(attempt["lost_seconds"]) > 0  # type: ignore[arg-type]
+    computed = {e["chunk"] for e in plane.events(event="chunk.computed")}
+    manifest = plane.manifest("obs-n2")
+    assert manifest is not None
+    assert computed == set(manifest["chunks"])
+    assert len(computed) == attempt["chunks_done"] < 4
     finish_elsewhere(plane, "obs-n2", data, message)
 
 
@@ -114,12 +134,12 @@ def test_rebalance_checkpoints_and_keeps_working(plane: Plane, imds: ImdsEmulato
     params = {"chunks": 10, "chunk_seconds": 0.3, "chunk_bytes": 2048}
     message = plane.submit("obs-rb", params, data=data)
     worker = plane.start_worker("--max-jobs", "1", imds=imds)
-    wait_for(lambda: "chunk 1 computed" in plane.log_of(), 30, "two chunks")
+    wait_for(lambda: two_chunks_computed(plane), 30, "two chunks")
     imds.recommend_rebalance()
-    wait_for(lambda: "rebalance recommendation" in plane.log_of(), 5, "the recommendation")
+    wait_for(lambda: plane.has_event("w", "spot.rebalance"), 5, "the recommendation")
     # A recommendation is not a notice: the job runs on to DONE in this one attempt.
     assert worker.wait(timeout=60) == 0, plane.log_of()
-    assert "termination notice" not in plane.log_of()
+    assert plane.events(event="spot.notice") == []
     manifest = plane.manifest("obs-rb")
     assert manifest is not None
     assert [a["reason"] for a in manifest["attempts"]] == ["done"]
@@ -137,14 +157,14 @@ def test_sigterm_and_asg_scale_in_hand_the_job_back(
         f"obs-{how}", {"chunks": 8, "chunk_seconds": 0.3, "chunk_bytes": 1024}, data=data
     )
     worker = plane.start_worker(imds=imds)
-    wait_for(lambda: "chunk 1 computed" in plane.log_of(), 30, "two chunks")
+    wait_for(lambda: two_chunks_computed(plane), 30, "two chunks")
     if how == "sigterm":
         worker.send_signal(signal.SIGTERM)
     else:
         imds.set_lifecycle_state("Terminated")
     assert worker.wait(timeout=30) == Outcome.PREEMPTED.exit_code, plane.log_of()
     source = "sigterm" if how == "sigterm" else "asg"
-    assert f"termination notice from {source}" in plane.log_of()
+    assert [e["source"] for e in plane.events(event="spot.notice")] == [source]
     attempt = preempted_attempt(plane, f"obs-{how}")
     assert int(attempt["chunks_done"]) >= 2  # type: ignore[call-overload]
     finish_elsewhere(plane, f"obs-{how}", data, message)

@@ -26,7 +26,7 @@ def test_preempted_more_often_than_max_receive_count_is_not_dead_lettered(plane:
         name = f"p{round_}"
         worker = plane.start_worker(name=name)
         # this worker's own progress, so SIGTERM lands after its handler is installed
-        wait_for(lambda n=name: "computed" in plane.log_of(n), 30, f"a chunk on {name}")
+        wait_for(lambda n=name: plane.has_event(n, "chunk.computed"), 30, f"a chunk on {name}")
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == Outcome.PREEMPTED.exit_code, plane.log_of(f"p{round_}")
     assert plane.queue_depth(plane.dlq_url) == 0

@@ -40,19 +40,14 @@ BIG = 5 * 1024 * 1024 + 4096  # two parts at the workers' 5 MiB part size
 HOLD = 60  # seconds a worker waits at its point: the kill lands inside however slow we are
 
 
-def _computed_chunks(log: str) -> set[str]:
-    return {
-        line.split("chunk ", 1)[1].split()[0]
-        for line in log.splitlines()
-        if " computed in " in line
-    }
+def _computed_chunks(plane: Plane, name: str) -> set[str]:
+    return {e["chunk"] for e in plane.events(name, "chunk.computed")}
 
 
-def _resumed(log: str) -> int:
-    for line in log.splitlines():
-        if "resuming from the manifest: " in line:
-            return int(line.split("resuming from the manifest: ", 1)[1].split()[0])
-    return 0
+def _resumed(plane: Plane, name: str) -> int:
+    """Chunks worker ``name`` found durable when it started (0 when it began afresh)."""
+    resumed = plane.events(name, "attempt.resumed")
+    return int(resumed[0]["chunks"]) if resumed else 0
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -89,7 +84,7 @@ def test_sigkill_after_notice(plane: Plane, seed: int, tmp_path: Path) -> None:
         # The rescuer starts now so its start-up overlaps the victim's last moments.
         rescuer = plane.start_worker("--max-jobs", "1", "--idle-exit", "30", name="rescuer")
         wait_for(
-            lambda: victim.poll() is not None or "termination notice" in plane.log_of("victim"),
+            lambda: victim.poll() is not None or plane.has_event("victim", "spot.notice"),
             30,
             "the notice",
         )
@@ -104,7 +99,8 @@ def test_sigkill_after_notice(plane: Plane, seed: int, tmp_path: Path) -> None:
     else:
         assert victim.returncode == -signal.SIGKILL, "the kill must land inside " + point
     victim_log = plane.log_of("victim")
-    assert "termination notice from spot" in victim_log or victim.returncode == 75
+    notices = [e["source"] for e in plane.events("victim", "spot.notice")]
+    assert notices == ["spot"] or victim.returncode == 75, victim_log
 
     assert rescuer.wait(timeout=120) == 0, plane.log_of("rescuer")
     layout = ObsLayout(RUN, obs_id)
@@ -115,11 +111,10 @@ def test_sigkill_after_notice(plane: Plane, seed: int, tmp_path: Path) -> None:
         assert plane.product(layout, name) == expected, name
     # Work lost = chunks both computed: at most the chunk in progress, the chunks of one
     # checkpoint interval, and one whose upload the kill cut short.
-    rescuer_log = plane.log_of("rescuer")
-    lost = _computed_chunks(victim_log) & _computed_chunks(rescuer_log)
+    lost = _computed_chunks(plane, "victim") & _computed_chunks(plane, "rescuer")
     assert len(lost) <= 1 + math.ceil(INTERVAL / CHUNK_SECONDS) + 1, (lost, victim_log)
-    resumed = _resumed(rescuer_log)
-    assert resumed + len(_computed_chunks(rescuer_log)) == chunks
+    resumed = _resumed(plane, "rescuer")
+    assert resumed + len(_computed_chunks(plane, "rescuer")) == chunks, plane.log_of("rescuer")
     # Only checkpoint, attempts' products, attempt logs and DONE under the observation; no
     # queued job.
     for key in plane.list_keys(layout.prefix):
@@ -133,8 +128,8 @@ def test_sigkill_after_notice(plane: Plane, seed: int, tmp_path: Path) -> None:
         sweeper = plane.start_worker("--max-jobs", "1", "--idle-exit", "10", name="sweeper")
         assert sweeper.wait(timeout=60) == 0, plane.log_of("sweeper")
         sweeper_log = plane.log_of("sweeper")
-        assert "is already DONE; dropping the duplicate message" in sweeper_log, sweeper_log
-        assert not _computed_chunks(sweeper_log)
+        assert len(plane.events("sweeper", "job.duplicate")) == 1, sweeper_log
+        assert not _computed_chunks(plane, "sweeper")
         assert json.loads(plane.get(layout.done) or b"{}") == done  # DONE is written once
     assert plane.queue_depth() == 0
     attempts = (plane.manifest(obs_id) or {})["attempts"]
