@@ -17,6 +17,8 @@ from typing import Any
 
 from botocore.session import get_session
 
+from contract.layout import RUNS  # workers tag checkpoint objects with it
+
 # The instance table has one home, below the operator CLI that prices it (spotcube.instances).
 from infra.checkpointing import (
     MAX_INTERVAL_SECONDS,
@@ -44,7 +46,6 @@ from infra.lifecycle import (
     plan,
 )
 from infra.naming import DEFAULT_VARIANT, VARIANT_NAME, StackNames
-from payload import contracts
 
 NAMESPACE = "spotcube"
 
@@ -83,8 +84,6 @@ _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _INSTANCE_TYPE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+)$")
-
-CHECKPOINT_TAG = contracts.CHECKPOINT_TAG  # workers tag checkpoint objects with it
 
 
 @dataclass(frozen=True)
@@ -768,7 +767,7 @@ def _parse_data(c: _Collector, d: dict[str, Any]) -> DataConfig:
     raw_prefix = raw_prefix_raw or ""
     if raw_prefix.startswith("/"):
         c.add("data.rawPrefix", "must not start with '/' (S3 keys have no leading slash)")
-    products_intent = _intent(c, "data.products", d["products"], "runs/")
+    products_intent = _intent(c, "data.products", d["products"], RUNS)
     products = _plan(c, "data.products", products_intent, "products")
     raw_intent = _intent(c, "data.raw", d["raw"], "")
     if raw_bucket is not None and raw_intent is not None and raw_intent.transitions:

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from contract.layout import RUNS
 from infra.config import FleetConfig
 from infra.iam import braked_group_statement
 from infra.naming import PROJECT, StackNames
@@ -95,14 +96,14 @@ def worker_policy(
                 "s3:AbortMultipartUpload",
                 "s3:ListMultipartUploadParts",
             ],
-            "Resource": [f"{products_bucket_arn}/runs/*"],
+            "Resource": [f"{products_bucket_arn}/{RUNS}*"],
         },
         {
             "Sid": "ListOwnProducts",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": [products_bucket_arn],
-            "Condition": {"StringLike": {"s3:prefix": ["runs/*"]}},
+            "Condition": {"StringLike": {"s3:prefix": [f"{RUNS}*"]}},
         },
         {
             "Sid": "ConsumeJobs",

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contract.layout import KeyKind, parse_key
 from payload.checkpoint import Checkpointer, load_manifest
 from payload.classify import failure_record, with_uris
 from payload.contracts import (
@@ -41,7 +42,6 @@ from payload.inputs import restore as restore_input
 from payload.inputs import sha256_of_key
 from payload.jobs import JobContext, build_job
 from payload.jobs.base import ChunkedJob
-from payload.layout import KeyKind, parse_key
 from payload.logship import LogShipper
 from payload.outcomes import Outcome
 from payload.provenance import payload_git_commit

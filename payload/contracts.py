@@ -16,13 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from payload import __version__
-from payload.codeid import current_code_identity
-from payload.errors import InvalidInputError
-
 # The S3 layout has its own module; these names stay importable from here for callers that
 # predate it.
-from payload.layout import (  # noqa: F401
+from contract.layout import (  # noqa: F401
     CHECKPOINT_TAG,
     ID_PATTERN,
     ObsLayout,
@@ -30,6 +26,9 @@ from payload.layout import (  # noqa: F401
     run_prefix,
     run_record_key,
 )
+from payload import __version__
+from payload.codeid import current_code_identity
+from payload.errors import InvalidInputError
 
 SCHEMA = 1
 JOB_KINDS = ("image", "integrate", "command", "selftest")

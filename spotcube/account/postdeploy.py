@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.layout import RUNS
 from infra.config import StackConfig
 from infra.lambdas import meter
 from infra.naming import PROJECT
@@ -572,7 +573,7 @@ def check_worker_logs(
     pages = (
         aws.client("s3")
         .get_paginator("list_objects_v2")
-        .paginate(Bucket=bucket, Prefix="runs/", PaginationConfig={"MaxItems": LOG_SCAN_KEYS})
+        .paginate(Bucket=bucket, Prefix=RUNS, PaginationConfig={"MaxItems": LOG_SCAN_KEYS})
     )
     try:
         for page in pages:
@@ -607,7 +608,7 @@ def check_worker_logs(
     return passed(name, detail)
 
 
-# The worker's shipped logs (payload/layout.py ObsLayout.log); a check lists at most this many
+# The worker's shipped logs (contract/layout.py ObsLayout.log); a check lists at most this many
 # keys under runs/ (one ListObjectsV2 page is 1,000).
 LOG_KEY_PART = "/logs/attempt-"
 LOG_SCAN_KEYS = 20_000

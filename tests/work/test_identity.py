@@ -167,7 +167,7 @@ def test_local_image_refuses_an_input_replaced_after_the_first_chunk(
 
 def test_attempt_products_are_not_products_to_a_key_parser() -> None:
     """What a listing finds under attempts/ is never taken for the job's product."""
-    from payload.layout import KeyKind, ObsLayout, parse_key
+    from contract.layout import KeyKind, ObsLayout, parse_key
 
     layout = ObsLayout("r", "o")
     key = layout.attempt_product("3-0123abcd", "image_cube.fits")
