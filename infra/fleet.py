@@ -16,11 +16,11 @@ import pulumi
 import pulumi_aws as aws
 
 from contract.layout import RUNS
+from contract.settings import env_name
 from infra.config import FleetConfig
 from infra.iam import braked_group_statement
 from infra.naming import PROJECT, StackNames
 from infra.tags import asg_tags, cost_tags, launch_tag_specifications
-from payload.settings import env_name
 
 GP3_BASELINE_IOPS = 3000
 GP3_BASELINE_THROUGHPUT = 125  # MB/s
@@ -226,14 +226,14 @@ class SpotFleet(pulumi.ComponentResource):
         ).apply(
             lambda v: worker_user_data(
                 {
-                    # Names of payload/commands/worker.py's options (SPOTCUBE_<FLAG>).
+                    # The worker's settings by their variables (contract.settings.env_name).
                     "AWS_DEFAULT_REGION": args.region,
-                    "SPOTCUBE_REGION": args.region,
-                    "SPOTCUBE_QUEUE_URL": v[0],
-                    "SPOTCUBE_DLQ_URL": v[1],
-                    "SPOTCUBE_PRODUCTS_BUCKET": v[2],
-                    "SPOTCUBE_ASG_NAME": names.asg,
-                    "SPOTCUBE_LIFECYCLE_HOOK": LIFECYCLE_HOOK,
+                    env_name("region"): args.region,
+                    env_name("queue_url"): v[0],
+                    env_name("dlq_url"): v[1],
+                    env_name("products_bucket"): v[2],
+                    env_name("asg_name"): names.asg,
+                    env_name("lifecycle_hook"): LIFECYCLE_HOOK,
                     # the interval the stack's hazard calls for (spotcube:fleet.*, config.py)
                     env_name("checkpoint_interval"): str(float(fleet.checkpoint_interval_seconds)),
                 }

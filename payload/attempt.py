@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.layout import KeyKind, parse_key
+from contract.settings import AttemptSettings
 from payload.checkpoint import Checkpointer, load_manifest
 from payload.classify import failure_record, with_uris
 from payload.contracts import (
@@ -46,7 +47,6 @@ from payload.logship import LogShipper
 from payload.outcomes import Outcome
 from payload.provenance import payload_git_commit
 from payload.records import DoneRecord, FailedRecord
-from payload.settings import AttemptSettings
 from payload.spot import SpotWatcher
 from payload.store import ObjectStore, faultpoint
 

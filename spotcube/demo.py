@@ -25,9 +25,9 @@ from typing import IO, Any
 
 from rich.console import Console
 
+from contract.settings import WorkerConfig
 from payload import __version__ as payload_version
 from payload.records import AttemptState
-from payload.settings import WorkerConfig
 from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
 from spotcube.demoverify import verify_run
 from spotcube.errors import UsageError
@@ -292,7 +292,7 @@ def _progress_line(status: RunStatus, fleet: Fleet) -> str:
 def worker_args(options: DemoOptions) -> list[str]:
     """Worker options on the demo's compressed clock.
 
-    The worker's defaults (:class:`payload.settings.WorkerConfig`) are AWS time scales (a
+    The worker's defaults (:class:`contract.settings.WorkerConfig`) are AWS time scales (a
     300 s checkpoint interval, a 10 s safety margin before the deadline, 30 s retry backoff);
     the demo divides them by the speedup, with floors that keep the local processes from
     spinning.

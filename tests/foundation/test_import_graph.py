@@ -78,7 +78,7 @@ def test_there_are_contracts(options: use_cases.UserOptions) -> None:
     ("importer", "imported", "contract"),
     [
         ("payload.store", "spotcube.cli", "layers"),
-        ("payload.settings", "infra.config", "layers"),
+        ("payload.worker", "infra.config", "layers"),
         ("infra.config", "spotcube.instances", "layers"),  # the arrow this round removed
         ("spotcube.prices", "spotcube.planning", "acyclic_siblings"),  # planning imports prices
         ("payload.store", "payload.worker", "acyclic_siblings"),
