@@ -15,8 +15,8 @@ import pulumi
 import pulumi_aws as aws
 
 from contract.layout import CHECKPOINT_TAG
+from contract.names import StackNames
 from infra.lifecycle import LifecyclePlan, LifecycleRule, housekeeping_rules
-from infra.naming import StackNames
 from infra.tags import cost_tags
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from botocore.session import get_session
 
 from contract.layout import RUNS  # workers tag checkpoint objects with it
+from contract.names import DEFAULT_VARIANT, VARIANT_NAME, StackNames
 
 # The instance table has one home, below the operator CLI that prices it (spotcube.instances).
 from infra.checkpointing import (
@@ -45,7 +46,6 @@ from infra.lifecycle import (
     Transition,
     plan,
 )
-from infra.naming import DEFAULT_VARIANT, VARIANT_NAME, StackNames
 
 NAMESPACE = "spotcube"
 

@@ -16,10 +16,10 @@ import pulumi
 import pulumi_aws as aws
 
 from contract.layout import RUNS
+from contract.names import StackNames
 from contract.settings import env_name
 from infra.config import FleetConfig
 from infra.iam import braked_group_statement
-from infra.naming import PROJECT, StackNames
 from infra.tags import asg_tags, cost_tags, launch_tag_specifications
 
 GP3_BASELINE_IOPS = 3000
@@ -185,7 +185,7 @@ class SpotFleet(pulumi.ComponentResource):
 
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
-            name=f"/{PROJECT}/{names.prefix}/workers",
+            name=names.worker_log_group,
             retention_in_days=LOG_RETENTION_DAYS,
             tags=cost_tags(names),
             opts=child,

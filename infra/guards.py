@@ -32,11 +32,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from contract.names import PROJECT, StackNames
 from infra.config import VCPU_ALARM_MINUTES
 from infra.iam import BRAKE_TAG, braked_group_statement, lambda_notify_and_log_statements
 from infra.lambdafn import stack_lambda
 from infra.lambdas.quarantine import DEFAULT_POLICY_ARN, EVENT_TYPE
-from infra.naming import PROJECT, StackNames
 from infra.tags import cost_tags
 
 HEALTH_REGION = "us-east-1"  # where AWS Health delivers account-wide risk events
@@ -326,7 +326,7 @@ class KeyLeakGuard(pulumi.ComponentResource):
         super().__init__("spotcube:infra:KeyLeakGuard", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         names = args.names
-        function_name = f"{names.prefix}-quarantine"
+        function_name = names.quarantine_function
         function = stack_lambda(
             f"{name}-quarantine",
             parent=self,

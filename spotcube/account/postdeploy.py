@@ -22,7 +22,6 @@ from botocore.exceptions import ClientError
 from contract.layout import RUNS
 from infra.config import StackConfig
 from infra.lambdas import meter
-from infra.naming import PROJECT
 from spotcube.account.preflight import Account, check_cost_tags
 from spotcube.account.results import CheckResult, failed, passed, skipped, warned
 from spotcube.account.session import Aws, error_code, run_checks
@@ -400,7 +399,7 @@ def launch_cases(config: StackConfig) -> list[LaunchCase]:
     region = config.region
     other = next(r for r in FOREIGN_REGIONS if r != region)
     allowed_type = config.fleet.instance_types[0]
-    tags = {"Project": PROJECT, "Owner": config.owner, "Stack": config.stack}
+    tags = config.names.cost_tags  # what the fleet's launches carry
     return [
         LaunchCase("the fleet's own launch", "ec2:RunInstances", region, allowed_type, tags, False),
         LaunchCase(f"launch in {other}", "ec2:RunInstances", other, allowed_type, tags, True),

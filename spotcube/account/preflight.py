@@ -16,8 +16,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.names import PROJECT, VARIANT_TAG, image_config_hint
 from infra.config import MAX_BUDGET_EMAILS, StackConfig
-from infra.naming import PROJECT, VARIANT_TAG, image_config_hint
 from spotcube.account.results import CheckResult, Status, failed, passed, skipped, warned
 from spotcube.account.session import Aws, error_code, error_message, first_call, run_checks
 

@@ -1,7 +1,7 @@
 """The embedded local cloud: moto over HTTP with the buckets and queues the stack declares.
 
 ``spotcube demo`` and the tests provision the same resource names as ``pulumi up``
-(:data:`infra.naming.LOCAL_NAMES`) and hand out the same :class:`~spotcube.stack.StackOutputs`,
+(:data:`contract.names.LOCAL_NAMES`) and hand out the same :class:`~spotcube.stack.StackOutputs`,
 so ``submit``, ``status`` and the worker run the code paths they run on AWS.
 """
 
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infra.naming import LOCAL_NAMES
+from contract.names import LOCAL_NAMES
 from spotcube.local.motoserver import local_client, moto_server
 from spotcube.stack import StackOutputs, local_outputs
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from infra.naming import LOCAL_NAMES
+from contract.names import LOCAL_NAMES
 from payload.contracts import JobMessage, ObsLayout
 from payload.records import DoneRecord
 from spotcube.local.motoserver import LOCAL_REGION, local_client

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from contract.names import OUTPUT_KEYS, StackNames
 from infra.config import StackConfig, StackSetupError, parse_config
 from infra.fleet import GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT
-from infra.naming import OUTPUT_KEYS, StackNames
 from infra.policy.rules import COST_TYPES
 from infra.stack import EXTRA_OUTPUT_KEYS
 from tests.infra.configs import MINIMAL
