@@ -13,6 +13,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from contract.costfacts import OWNER_TAG, PROJECT_TAG, STACK_TAG
+
 PROJECT = "spotcube"
 # Image variants (`spotcube bake --image-config`): the AMI tag that names the variant, the
 # name of the plain payload image, and what a name may be (it goes into AMI tags, directory
@@ -140,7 +142,7 @@ class StackNames:
     @property
     def cost_tags(self) -> dict[str, str]:
         """Tags on everything that costs money (and cost-allocation tags for the budget)."""
-        return {"Project": PROJECT, "Owner": self.owner, "Stack": self.stack}
+        return {PROJECT_TAG: PROJECT, OWNER_TAG: self.owner, STACK_TAG: self.stack}
 
 
 def bucket_name(owner: str, stack: str, account_id: str, kind: str) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from contract.costfacts import OWNER_TAG
 from contract.names import StackNames
 from infra.alerts import AlertsArgs, AlertTopic
 from infra.config import BudgetConfig
@@ -234,7 +235,7 @@ class CostGuard(pulumi.ComponentResource):
             limit_amount=f"{args.budget.monthly_usd:.2f}",
             limit_unit="USD",
             time_unit="MONTHLY",
-            cost_filters=[{"name": "TagKeyValue", "values": [f"user:Owner${names.owner}"]}],
+            cost_filters=[{"name": "TagKeyValue", "values": [f"user:{OWNER_TAG}${names.owner}"]}],
             notifications=budget_notifications(
                 args.alerts_topic_arn, brake_topic.topic_arn, args.budget.emails
             ),

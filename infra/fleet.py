@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from contract.costfacts import GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT_MBPS
 from contract.layout import RUNS
 from contract.names import StackNames
 from contract.settings import env_name
@@ -22,8 +23,6 @@ from infra.config import FleetConfig
 from infra.iam import braked_group_statement
 from infra.tags import asg_tags, cost_tags, launch_tag_specifications
 
-GP3_BASELINE_IOPS = 3000
-GP3_BASELINE_THROUGHPUT = 125  # MB/s
 ROOT_DEVICE = "/dev/xvda"  # Debian 12 AMIs' root device name
 LIFECYCLE_HOOK = "checkpoint-before-termination"
 LOG_RETENTION_DAYS = 30  # never-expiring log groups are a slow, silent bill
@@ -262,7 +261,7 @@ class SpotFleet(pulumi.ComponentResource):
                         volume_type="gp3",
                         volume_size=fleet.root_volume_gib,
                         iops=GP3_BASELINE_IOPS,
-                        throughput=GP3_BASELINE_THROUGHPUT,
+                        throughput=GP3_BASELINE_THROUGHPUT_MBPS,
                         encrypted="true",
                         delete_on_termination="true",
                     ),

@@ -32,6 +32,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from contract.costfacts import OWNER_TAG
 from contract.names import PROJECT, StackNames
 from infra.config import VCPU_ALARM_MINUTES
 from infra.iam import BRAKE_TAG, braked_group_statement, lambda_notify_and_log_statements
@@ -189,7 +190,7 @@ def launch_guard_policy(
             "Effect": "Deny",
             "Action": LAUNCH_ACTIONS,
             "Resource": instance_arn,
-            "Condition": {"StringNotEquals": {"aws:RequestTag/Owner": names.owner}},
+            "Condition": {"StringNotEquals": {f"aws:RequestTag/{OWNER_TAG}": names.owner}},
         },
         {
             "Sid": "DenyLaunchSideDoors",

@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from contract.costfacts import PROJECT_TAG
 from contract.names import PROJECT, VARIANT_TAG, image_config_hint
 from infra.alerts import AlertsArgs, AlertTopic
 from infra.budget import CostGuard, CostGuardArgs
@@ -61,7 +62,7 @@ def ami_id(config: StackConfig, provider: aws.Provider) -> str:
     found = aws.ec2.get_ami_ids(
         owners=["self"],
         filters=[
-            {"name": "tag:Project", "values": [PROJECT]},
+            {"name": f"tag:{PROJECT_TAG}", "values": [PROJECT]},
             # Every bake tags its variant (`default` for the plain payload image), so a stack
             # never runs another variant's image by accident.
             {"name": f"tag:{VARIANT_TAG}", "values": [config.variant]},

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.costfacts import OWNER_TAG
 from contract.layout import RUNS
 from infra.config import StackConfig
 from infra.lambdas import meter
@@ -412,7 +413,7 @@ def launch_cases(config: StackConfig) -> list[LaunchCase]:
             "ec2:RunInstances",
             region,
             allowed_type,
-            {**tags, "Owner": "someone-else"},
+            {**tags, OWNER_TAG: "someone-else"},
             True,
         ),
         LaunchCase("CreateFleet", "ec2:CreateFleet", region, allowed_type, tags, True),

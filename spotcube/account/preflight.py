@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.costfacts import COST_TAG_KEYS, PROJECT_TAG
 from contract.names import PROJECT, VARIANT_TAG, image_config_hint
 from infra.config import MAX_BUDGET_EMAILS, StackConfig
 from spotcube.account.results import CheckResult, Status, failed, passed, skipped, warned
@@ -28,7 +29,6 @@ ON_DEMAND_STANDARD_VCPU_QUOTA = "L-1216C47A"  # Running On-Demand Standard ... i
 # AWS Budgets: "A budget can have up to ten notifications" (Budgets API reference,
 # Notification); the 10 emails per notification are infra.config.MAX_BUDGET_EMAILS.
 BUDGET_MAX_NOTIFICATIONS = 10
-COST_TAG_KEYS = ("Owner", "Project", "Stack")
 COST_EXPLORER_REGION = "us-east-1"  # Cost Explorer's only endpoint
 
 
@@ -225,7 +225,7 @@ def check_ami(aws: Aws, config: StackConfig, root: Path | None) -> CheckResult:
     tagged = ec2.describe_images(
         Owners=["self"],
         Filters=[
-            {"Name": "tag:Project", "Values": [PROJECT]},
+            {"Name": f"tag:{PROJECT_TAG}", "Values": [PROJECT]},
             {"Name": f"tag:{VARIANT_TAG}", "Values": [config.variant]},
             {"Name": "state", "Values": ["available"]},
         ],
@@ -421,7 +421,7 @@ def other_stacks(aws: Aws, config: StackConfig) -> tuple[CheckResult, int]:
     name = "other spotcube stacks"
     groups: list[dict[str, Any]] = []
     paginator = aws.client("autoscaling").get_paginator("describe_auto_scaling_groups")
-    for page in paginator.paginate(Filters=[{"Name": "tag:Project", "Values": [PROJECT]}]):
+    for page in paginator.paginate(Filters=[{"Name": f"tag:{PROJECT_TAG}", "Values": [PROJECT]}]):
         groups.extend(page["AutoScalingGroups"])
     others = [g for g in groups if g["AutoScalingGroupName"] != config.names.asg]
     if not others:

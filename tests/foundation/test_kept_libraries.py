@@ -102,19 +102,3 @@ def test_pinned_versions_reads_pep_508_lines(tmp_path: Path) -> None:
         "requests": "2.32.3",
         "attrs": "25.1.0",
     }
-
-
-def test_gp3_and_tag_facts_agree_with_their_users() -> None:
-    """Until infra imports spotcube.costfacts, its copies must say the same."""
-    from infra import fleet, naming
-    from infra.policy import rules
-    from spotcube import costfacts
-
-    assert fleet.GP3_BASELINE_IOPS == rules.GP3_IOPS == costfacts.GP3_BASELINE_IOPS
-    assert (
-        fleet.GP3_BASELINE_THROUGHPUT
-        == rules.GP3_THROUGHPUT
-        == costfacts.GP3_BASELINE_THROUGHPUT_MBPS
-    )
-    names = naming.StackNames(owner="o", stack="s")
-    assert set(rules.REQUIRED_TAGS) == set(costfacts.COST_TAG_KEYS) == set(names.cost_tags)
