@@ -2,7 +2,8 @@
 
 Every problem is collected and reported at once, each naming its key and the fix, so a user
 fixes their ``Pulumi.<stack>.yaml`` in one pass instead of one ``pulumi up`` per mistake.
-Defaults live here and nowhere else; ``Pulumi.example.yaml`` documents the same values.
+Defaults live here and nowhere else (or, for those the embedded local cloud shares, in the
+``contract`` package); ``Pulumi.example.yaml`` documents the same values.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 from botocore.session import get_session
 
-from contract.layout import RUNS  # workers tag checkpoint objects with it
+from contract.layout import RUNS
 from contract.names import DEFAULT_VARIANT, VARIANT_NAME, StackNames
+from contract.queue import DEFAULT_MAX_RECEIVE_COUNT  # the local cloud's default too
 
 # The instance table has one home, below the operator CLI that prices it (spotcube.instances).
 from infra.checkpointing import (
@@ -219,7 +221,7 @@ DEFAULTS: dict[str, Any] = {
         # Raw data we create: kept in Standard (it is read again for every run).
         "raw": {"transitions": [], "expireDays": None, "minTransitionBytes": 131072},
     },
-    "queue": {"maxReceiveCount": 5, "visibilityTimeoutSeconds": 900},
+    "queue": {"maxReceiveCount": DEFAULT_MAX_RECEIVE_COUNT, "visibilityTimeoutSeconds": 900},
     "guards": {"accountVcpus": None},
 }
 

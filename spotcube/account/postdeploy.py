@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from contract.costfacts import OWNER_TAG
+from contract.health import EXPOSED_KEYS_EVENT_TYPE, HEALTH_REGION
 from contract.layout import RUNS
 from infra.config import StackConfig
 from infra.lambdas import meter
@@ -36,8 +37,6 @@ from spotcube.account.stackparts import (
 )
 from spotcube.stack import StackOutputs
 
-HEALTH_REGION = "us-east-1"  # infra/guards.py: AWS Health's account-wide events arrive there
-EXPOSED_KEYS_EVENT = "AWS_RISK_CREDENTIALS_EXPOSED"
 # A type no spotcube fleet lists, and a region to stand for "any other region".
 FOREIGN_TYPE = "p4d.24xlarge"
 FOREIGN_REGIONS = ("ap-southeast-2", "eu-west-1")
@@ -530,7 +529,7 @@ def check_health_rule(aws: Aws, outputs: StackOutputs) -> CheckResult:
     function = quarantine_function_name(outputs)
     for page in events.get_paginator("list_rules").paginate():
         for rule in page["Rules"]:
-            if EXPOSED_KEYS_EVENT not in rule.get("EventPattern", ""):
+            if EXPOSED_KEYS_EVENT_TYPE not in rule.get("EventPattern", ""):
                 continue
             targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
             mine = [t for t in targets if t["Arn"].endswith(f":function:{function}")]
@@ -553,7 +552,7 @@ def check_health_rule(aws: Aws, outputs: StackOutputs) -> CheckResult:
             return passed(name, f"{rule['Name']} ({HEALTH_REGION}) -> {function}, enabled")
     return failed(
         name,
-        f"no EventBridge rule in {HEALTH_REGION} sends {EXPOSED_KEYS_EVENT} to {function}",
+        f"no EventBridge rule in {HEALTH_REGION} sends {EXPOSED_KEYS_EVENT_TYPE} to {function}",
         "`pulumi up` (AWS Health delivers these events in us-east-1 only)",
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from contract.costfacts import COST_TAG_KEYS, PROJECT_TAG
+from contract.health import HEALTH_REGION
 from contract.names import PROJECT, VARIANT_TAG, image_config_hint
 from infra.config import MAX_BUDGET_EMAILS, StackConfig
 from spotcube.account.results import CheckResult, Status, failed, passed, skipped, warned
@@ -475,22 +476,22 @@ US_EAST_1_READS = (
 
 def check_us_east_1(aws: Aws) -> CheckResult:
     """The key-leak guard's us-east-1 parts are not refused by a region restriction."""
-    name = "us-east-1 for the key-leak guard"
+    name = f"{HEALTH_REGION} for the key-leak guard"
     for service, call, kwargs in US_EAST_1_READS:
         try:
-            getattr(aws.client(service, region="us-east-1"), call)(**kwargs)
+            getattr(aws.client(service, region=HEALTH_REGION), call)(**kwargs)
         except ClientError as exc:
             if not error_code(exc).startswith("AccessDenied"):
                 raise
             return failed(
                 name,
-                f"{service}:{call} in us-east-1 is denied ({error_message(exc)}): `pulumi up` "
-                "cannot create the AWS Health rule and the quarantine Lambda there",
+                f"{service}:{call} in {HEALTH_REGION} is denied ({error_message(exc)}): "
+                "`pulumi up` cannot create the AWS Health rule and the quarantine Lambda there",
                 "ask your Organization's administrator to exempt events:*, lambda:* and "
-                "logs:* in us-east-1 from the region restriction for this account (AWS Health "
-                "reports exposed keys in us-east-1 only)",
+                f"logs:* in {HEALTH_REGION} from the region restriction for this account (AWS "
+                f"Health reports exposed keys in {HEALTH_REGION} only)",
             )
-    return passed(name, "EventBridge and Lambda answer in us-east-1")
+    return passed(name, f"EventBridge and Lambda answer in {HEALTH_REGION}")
 
 
 def run_preflight(aws: Aws, config: StackConfig, root: Path | None) -> list[CheckResult]:
@@ -513,7 +514,7 @@ def run_preflight(aws: Aws, config: StackConfig, root: Path | None) -> list[Chec
 
     checks: list[tuple[str, Callable[[], CheckResult | list[CheckResult]]]] = [
         ("region", lambda: check_region(aws, config)),
-        ("us-east-1 for the key-leak guard", lambda: check_us_east_1(aws)),
+        (f"{HEALTH_REGION} for the key-leak guard", lambda: check_us_east_1(aws)),
         ("instance types offered", lambda: check_instance_types(aws, config)),
         ("other spotcube stacks", stacks),
         ("vCPU quotas", lambda: check_vcpu_quotas(aws, config, shared_vcpus)),

@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from contract.names import LOCAL_NAMES
+from contract.queue import DEFAULT_MAX_RECEIVE_COUNT
 from spotcube.local.motoserver import local_client, moto_server
 from spotcube.stack import StackOutputs, local_outputs
 
-# A message received this many times goes to the dead-letter queue: the stack's default.
-# SQS counts every receive, including those of attempts that were preempted, so a run with
-# many interruptions (the demo) passes a larger value.
-DEFAULT_MAX_RECEIVE_COUNT = 5
 # How long a received job stays hidden. A SIGKILLed worker cannot hand its job back, so on
 # the local cloud this is short: the job comes back to the queue soon after a hard kill.
 DEFAULT_VISIBILITY_TIMEOUT = 20
