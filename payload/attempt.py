@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contract.jobs import JobKind
 from contract.layout import KeyKind, parse_key
 from contract.settings import AttemptSettings
 from payload.checkpoint import Checkpointer, load_manifest
@@ -157,7 +158,7 @@ class JobAttempt:
         return ckpt
 
     def _identify_input(self) -> dict[str, Any]:
-        if self.message.kind == "command" and not self.message.input.startswith("s3://"):
+        if self.message.kind == JobKind.COMMAND and not self.message.input.startswith("s3://"):
             return {"uri": self.message.input}
         return self._head_input(self.message.input)
 

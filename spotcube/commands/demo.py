@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from contract.jobs import JobKind
 from spotcube.demo import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_SPOT_PRICE,
@@ -20,7 +21,7 @@ from spotcube.submit import parse_params
 # `command` jobs need a command line, not an observation: the demo runs the others.
 # Kinds that run on one synthetic or given observation each; `integrate` (the second stage,
 # which sums the uv cubes of image jobs) and `command` need inputs of another shape.
-DEMO_KINDS = ("image", "selftest")
+DEMO_KINDS = (JobKind.IMAGE.value, JobKind.SELFTEST.value)
 
 
 def parse_rate(text: str) -> float:

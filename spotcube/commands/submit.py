@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from payload.contracts import JOB_KINDS
+from contract.jobs import JOB_KINDS, JobKind
 from spotcube.errors import UsageError
 from spotcube.stack import add_stack_arguments, resolve_outputs
 from spotcube.submit import (
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stack_arguments(parser)
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder or s3:// URI")
-    parser.add_argument("--kind", choices=JOB_KINDS, default="image", help="job kind")
+    parser.add_argument("--kind", choices=JOB_KINDS, default=JobKind.IMAGE.value, help="job kind")
     parser.add_argument(
         "--params", metavar="JSON", help="job params as a JSON object, or @FILE to read one"
     )

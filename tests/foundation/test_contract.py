@@ -19,6 +19,7 @@ import pytest
 
 import contract
 from contract import names
+from contract.jobs import CHUNKED_KINDS, JobKind
 from contract.settings import env_name
 from infra.lambdafn import lambda_code
 
@@ -88,3 +89,11 @@ def test_the_stack_names_are_the_deployed_ones() -> None:
 def test_the_worker_variables_the_stack_writes(setting: str, variable: str) -> None:
     """Images already baked read these names from /etc/spotcube/worker.env."""
     assert env_name(setting) == variable
+
+
+def test_every_chunked_kind_has_its_job() -> None:
+    """The worker has code for each chunked kind the contract names, and for no other."""
+    from payload.jobs import CHUNKED_JOBS
+
+    assert set(CHUNKED_JOBS) == CHUNKED_KINDS
+    assert JobKind.COMMAND not in CHUNKED_KINDS
