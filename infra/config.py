@@ -18,19 +18,23 @@ from typing import Any
 
 from botocore.session import get_session
 
+# The instance table (shapes and prices) has one home, shared with `spotcube plan`.
+from contract.instances import (
+    FAMILY_GIB_PER_VCPU,
+    SIZE_VCPUS,
+    SIZES_NOT_MADE,
+    shape_on_demand_usd_per_hour,
+)
+from contract.instances import shape as _shape
 from contract.layout import RUNS
 from contract.names import DEFAULT_VARIANT, VARIANT_NAME, StackNames
 from contract.queue import DEFAULT_MAX_RECEIVE_COUNT  # the local cloud's default too
-
-# The instance table has one home, below the operator CLI that prices it (spotcube.instances).
 from infra.checkpointing import (
     MAX_INTERVAL_SECONDS,
     MIN_INTERVAL_SECONDS,
     PUBLISHED_PERCENT_PER_HOUR,
     stack_interval_seconds,
 )
-from infra.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
-from infra.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, SIZES_NOT_MADE
 from infra.lambdas.meter import (
     BRAKE_MARGIN,
     brake_threshold_usd,
@@ -50,11 +54,6 @@ from infra.lifecycle import (
 )
 
 NAMESPACE = "spotcube"
-
-# Typical on-demand list price per vCPU-hour by memory per vCPU (us-east-1, Linux, 6th
-# generation Intel: c6i.large $0.085/h, m6i.large $0.096/h, r6i.large $0.126/h, 2 vCPUs).
-# Spot never bills more than on-demand, so instance-hours times this bound what they cost.
-ON_DEMAND_USD_PER_VCPU_HOUR: dict[int, float] = {2: 0.0425, 4: 0.048, 8: 0.063}
 
 MAX_FLEET_SIZE = 100  # beyond this a typo (1000 for 10) is likelier than a real need
 MIN_INSTANCE_TYPES = 3  # spot diversification: fewer pools means more interruptions
@@ -85,7 +84,6 @@ _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Z
 _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-_INSTANCE_TYPE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -339,19 +337,14 @@ class _Collector:
 
 def on_demand_hourly(shape: InstanceShape) -> float:
     """Typical on-demand USD per hour of one instance of ``shape`` (us-east-1)."""
-    per_vcpu = round(shape.memory_gib / shape.vcpus) if shape.vcpus else 4
-    nearest = min(ON_DEMAND_USD_PER_VCPU_HOUR, key=lambda gib: abs(gib - per_vcpu))
-    return shape.vcpus * ON_DEMAND_USD_PER_VCPU_HOUR[nearest]
+    return shape_on_demand_usd_per_hour(shape.vcpus, shape.memory_gib)
 
 
 def instance_shape(instance_type: str) -> InstanceShape | None:
-    """vCPUs and memory of a known x86_64 type, or None if the type is not in the table."""
-    match = _INSTANCE_TYPE.match(instance_type)
-    if not match or match[1] not in FAMILY_GIB_PER_VCPU or match[2] not in SIZE_VCPUS:
-        return None
-    vcpus = SIZE_VCPUS[match[2]]
-    per_vcpu = _EXCEPTIONS_GIB.get(match[1], FAMILY_GIB_PER_VCPU[match[1]])
-    return InstanceShape(vcpus=vcpus, memory_gib=vcpus * per_vcpu)
+    """vCPUs and memory of a type AWS makes in the table (:func:`contract.instances.shape`),
+    or None."""
+    known = _shape(instance_type)
+    return None if known is None else InstanceShape(vcpus=known[0], memory_gib=known[1])
 
 
 def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:

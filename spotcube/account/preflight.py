@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from contract.costfacts import COST_TAG_KEYS, PROJECT_TAG
 from contract.health import HEALTH_REGION
+from contract.instances import shape
 from contract.names import PROJECT, VARIANT_TAG, image_config_hint
 from infra.config import MAX_BUDGET_EMAILS, StackConfig
 from spotcube.account.results import CheckResult, Status, failed, passed, skipped, warned
@@ -427,14 +428,12 @@ def other_stacks(aws: Aws, config: StackConfig) -> tuple[CheckResult, int]:
     others = [g for g in groups if g["AutoScalingGroupName"] != config.names.asg]
     if not others:
         return passed(name, f"none in {config.region}"), 0
-    from infra.config import instance_shape
-
     vcpus = 0
     described: list[str] = []
     for group in others:
         types = _group_types(group)
-        shape = next((s for s in map(instance_shape, types) if s is not None), None)
-        per = shape.vcpus if shape else 0
+        known = next((s for s in map(shape, types) if s is not None), None)
+        per = known[0] if known else 0  # vCPUs
         vcpus += per * int(group.get("MaxSize", 0))
         described.append(f"{group['AutoScalingGroupName']} (max {group.get('MaxSize')})")
     own = config.fleet.max_size * config.fleet.shape.vcpus

@@ -19,6 +19,7 @@ import pytest
 
 import contract
 from contract import names
+from contract.instances import ON_DEMAND_USD_PER_HOUR, shape_on_demand_usd_per_hour
 from contract.jobs import CHUNKED_KINDS, JobKind
 from contract.settings import env_name
 from infra.lambdafn import lambda_code
@@ -97,3 +98,21 @@ def test_every_chunked_kind_has_its_job() -> None:
 
     assert set(CHUNKED_JOBS) == CHUNKED_KINDS
     assert JobKind.COMMAND not in CHUNKED_KINDS
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "memory_gib", "reference", "usd"),
+    [
+        (16, 32.0, "c6i.4xlarge", 0.68),
+        (16, 64.0, "m6i.4xlarge", 0.768),
+        (16, 128.0, "r6i.4xlarge", 1.008),
+    ],
+    ids=["2GiB-per-vCPU", "4GiB-per-vCPU", "8GiB-per-vCPU"],
+)
+def test_the_stack_prices_a_shape_from_the_one_price_table(
+    vcpus: int, memory_gib: float, reference: str, usd: float
+) -> None:
+    """The brake's price of a fleet's shape is the reference type's row of the table plan
+    reads: the same figures the per-vCPU bands held before they were derived."""
+    assert shape_on_demand_usd_per_hour(vcpus, memory_gib) == ON_DEMAND_USD_PER_HOUR[reference]
+    assert ON_DEMAND_USD_PER_HOUR[reference] == usd

@@ -79,7 +79,7 @@ def test_there_are_contracts(options: use_cases.UserOptions) -> None:
     [
         ("payload.store", "spotcube.cli", "layers"),
         ("payload.worker", "infra.config", "layers"),
-        ("infra.config", "spotcube.instances", "layers"),  # the arrow this round removed
+        ("infra.config", "spotcube.prices", "layers"),
         ("spotcube.prices", "spotcube.planning", "acyclic_siblings"),  # planning imports prices
         ("payload.store", "payload.worker", "acyclic_siblings"),
         ("contract", "payload.store", "layers"),

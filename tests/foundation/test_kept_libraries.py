@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from scipy.stats import poisson
 
-from infra.config import DEFAULTS, instance_shape
+from contract import instances
+from infra.config import DEFAULTS
 from payload.provenance import file_identity
-from spotcube import instances, prices
+from spotcube import prices
 from spotcube.bake.provenance import pinned_versions
 from spotcube.estimates import poisson_interval
 
@@ -41,13 +42,6 @@ def test_interval_meets_its_definition(count: int, confidence: float) -> None:
         assert poisson.sf(count - 1, low) == pytest.approx(tail, rel=1e-6)
     else:
         assert low == 0.0
-
-
-def test_every_priced_type_has_the_shape_infra_checks() -> None:
-    for name, info in prices.EMBEDDED.items():
-        shape = instance_shape(name)
-        assert shape is not None, name
-        assert (shape.vcpus, shape.memory_gib) == (info.vcpus, info.memory_gib), name
 
 
 def test_the_default_fleet_is_priced() -> None:
