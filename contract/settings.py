@@ -23,6 +23,9 @@ DEFAULT_PART_SIZE_MIB = 8
 
 
 ENV_PREFIX = "SPOTCUBE_"
+# Not a setting: names fault points a test's worker pauses at (payload.store.faultpoint); the
+# local fleet and the tests set it, production never does.
+FAULTPOINT_ENV = ENV_PREFIX + "FAULTPOINT"
 
 
 def env_name(setting: str) -> str:

@@ -36,7 +36,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from contract.settings import DEFAULT_PART_SIZE_MIB
+from contract.settings import DEFAULT_PART_SIZE_MIB, FAULTPOINT_ENV
 from payload.contracts import CHECKPOINT_TAG, is_checkpoint_key
 from payload.errors import InvalidInputError, TransientError
 
@@ -231,7 +231,7 @@ def faultpoint(name: str) -> None:
     a chunk: counting arrivals makes the kill land at the same work on a slow machine as on
     a fast one. Unset (always, in production) it costs one dictionary lookup.
     """
-    spec = os.environ.get("SPOTCUBE_FAULTPOINT")
+    spec = os.environ.get(FAULTPOINT_ENV)
     if not spec:
         return
     with _FAULTPOINT_LOCK:
