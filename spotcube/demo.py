@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
+from contract.jobs import JobKind
 from contract.settings import WorkerConfig
 from payload import __version__ as payload_version
 from payload.records import AttemptState
@@ -77,7 +78,7 @@ class DemoOptions:
     workers: int = 2
     observations: int = 4
     inputs: tuple[Path, ...] = ()
-    kind: str = "image"
+    kind: str = JobKind.IMAGE.value
     job: Path | None = None  # a job definition file (spotcube.jobdef): the user's own pipeline
     preset: str = "demo"
     params: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +132,7 @@ def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dic
     params = dict(options.params)
     if options.inputs:
         return list(options.inputs), params
-    if options.kind == "selftest":
+    if options.kind == JobKind.SELFTEST:
         folder = options.out / "inputs"
         folder.mkdir(parents=True, exist_ok=True)
         paths = []

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from contract.costfacts import OWNER_TAG
 from contract.health import EXPOSED_KEYS_EVENT_TYPE, HEALTH_REGION
+from contract.jobs import JobKind
 from contract.layout import RUNS
 from infra.config import StackConfig
 from infra.lambdas import meter
@@ -672,7 +673,7 @@ def run_selftest(
     run_id, _ = submit_run(
         outputs,
         [Observation(f"selftest-{i:03d}", uri) for i in range(jobs)],
-        kind="selftest",
+        kind=JobKind.SELFTEST.value,
     )
     deadline = clock() + timeout_seconds
     while True:

@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run your own pipeline: a job definition (JSON with kind and params; {input} "
         "and {job_dir} are replaced), one job per --input; see examples/mwa-pipeline/job.json",
     )
-    parser.add_argument("--kind", choices=DEMO_KINDS, default="image", help="job kind")
+    parser.add_argument("--kind", choices=DEMO_KINDS, default=JobKind.IMAGE.value, help="job kind")
     parser.add_argument("--preset", default="demo", help="synthetic preset (tiny, demo, ...)")
     parser.add_argument("--params", metavar="JSON", help="extra job params (JSON or @FILE)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--selftest takes no INPUT; drop the inputs or the option")
         if args.selftest < 1:
             raise UsageError(f"--selftest {args.selftest}: give at least 1 job")
-        kind, planned = "selftest", []
+        kind, planned = JobKind.SELFTEST.value, []
     else:
         kind, planned = args.kind, plan_inputs(inputs)
     check_run_options(kind, params, args.run_id)
@@ -132,7 +132,7 @@ def _run_job(args: argparse.Namespace) -> int:
     from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
 
     conflicting = {
-        "--kind": args.kind != "image",
+        "--kind": args.kind != JobKind.IMAGE,
         "--params": args.params,
         "--param": args.param,
         "--selftest": args.selftest is not None,
