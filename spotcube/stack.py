@@ -18,10 +18,10 @@ from typing import Any
 
 from botocore.config import Config
 
+from contract.localcloud import LOCAL_CREDENTIALS, LOCAL_REGION
 from contract.names import LOCAL_NAMES
 from spotcube.awssession import aws_session
 from spotcube.errors import CloudUnreachableError, UsageError
-from spotcube.local.motoserver import LOCAL_CREDENTIALS, LOCAL_REGION
 
 # A loopback endpoint that refuses a connection is down, not busy: botocore's legacy retries
 # (5 attempts, backoff up to ~15 s) would only delay the one-line "cannot reach" message.

@@ -82,6 +82,8 @@ def test_there_are_contracts(options: use_cases.UserOptions) -> None:
         ("infra.config", "spotcube.prices", "layers"),
         ("spotcube.prices", "spotcube.planning", "acyclic_siblings"),  # planning imports prices
         ("payload.store", "payload.worker", "acyclic_siblings"),
+        # Broken when the local cloud's region and keys moved to contract.localcloud.
+        ("spotcube.stack", "spotcube.local.motoserver", "acyclic_siblings"),
         ("contract", "payload.store", "layers"),
         ("contract", "infra.stack", "layers"),
         ("contract", "boto3", "forbidden"),
@@ -93,6 +95,7 @@ def test_there_are_contracts(options: use_cases.UserOptions) -> None:
         "infra->spotcube",
         "circle-spotcube",
         "circle-payload",
+        "circle-stack-local",
         "contract->payload",
         "contract->infra",
         "contract->boto3",

@@ -16,11 +16,11 @@ from typing import Any
 
 import boto3
 
+from contract.localcloud import LOCAL_CREDENTIALS
 from contract.names import StackNames
 from infra.budget import METER_PERIOD_SECONDS
 from infra.guards import health_event_pattern, launch_guard_policy
 from infra.lambdas import LAMBDA_DIR, meter
-from spotcube.local.motoserver import LOCAL_CREDENTIALS
 from spotcube.stack import StackOutputs
 
 ACCOUNT = "123456789012"  # moto's default account
