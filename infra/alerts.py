@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.naming import StackNames
+from contract.names import StackNames
 from infra.tags import cost_tags
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import CHECKPOINT_TAG
+from contract.layout import CHECKPOINT_TAG
+from contract.names import StackNames
 from infra.lifecycle import LifecyclePlan, LifecycleRule, housekeeping_rules
-from infra.naming import StackNames
 from infra.tags import cost_tags
 
 

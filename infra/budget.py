@@ -22,13 +22,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from contract.costfacts import OWNER_TAG
+from contract.names import StackNames
 from infra.alerts import AlertsArgs, AlertTopic
 from infra.config import BudgetConfig
 from infra.fleet import asg_arn_pattern
 from infra.iam import lambda_notify_and_log_statements
 from infra.lambdafn import stack_lambda
 from infra.lambdas import meter
-from infra.naming import StackNames
 from infra.tags import cost_tags
 
 ACTUAL_THRESHOLDS = (50, 80, 100)
@@ -83,7 +84,9 @@ def budget_notifications(
     return notes
 
 
-def brake_policy(*, region: str, account_id: str, asg_name: str, alerts_topic_arn: str) -> str:
+def brake_policy(
+    *, region: str, account_id: str, asg_name: str, function_name: str, alerts_topic_arn: str
+) -> str:
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -108,7 +111,7 @@ def brake_policy(*, region: str, account_id: str, asg_name: str, alerts_topic_ar
                 *lambda_notify_and_log_statements(
                     region=region,
                     account_id=account_id,
-                    function_name=f"{asg_name}-brake",
+                    function_name=function_name,
                     alerts_topic_arn=alerts_topic_arn,
                 ),
             ],
@@ -159,7 +162,7 @@ def _meter(
 ) -> aws.lambda_.Function:
     """The scheduled Lambda that publishes the month-to-date spend the alarm reads."""
     names = args.names
-    function_name = f"{names.asg}-meter"
+    function_name = names.meter_function
     budget = args.budget
     function = stack_lambda(
         f"{name}-meter",
@@ -221,7 +224,7 @@ class CostGuard(pulumi.ComponentResource):
         names = args.names
         brake_topic = AlertTopic(
             f"{name}-brake",
-            AlertsArgs(names=names, emails=(), topic_name=f"{names.prefix}-brake"),
+            AlertsArgs(names=names, emails=(), topic_name=names.brake_topic),
             account_id=args.account_id,
             opts=child,
         )
@@ -232,7 +235,7 @@ class CostGuard(pulumi.ComponentResource):
             limit_amount=f"{args.budget.monthly_usd:.2f}",
             limit_unit="USD",
             time_unit="MONTHLY",
-            cost_filters=[{"name": "TagKeyValue", "values": [f"user:Owner${names.owner}"]}],
+            cost_filters=[{"name": "TagKeyValue", "values": [f"user:{OWNER_TAG}${names.owner}"]}],
             notifications=budget_notifications(
                 args.alerts_topic_arn, brake_topic.topic_arn, args.budget.emails
             ),
@@ -245,7 +248,7 @@ class CostGuard(pulumi.ComponentResource):
                 ],
             ),
         )
-        function_name = f"{names.asg}-brake"
+        function_name = names.brake_function
         function = stack_lambda(
             f"{name}-brake",
             parent=self,
@@ -257,6 +260,7 @@ class CostGuard(pulumi.ComponentResource):
                     region=args.region,
                     account_id=v[0],
                     asg_name=names.asg,
+                    function_name=function_name,
                     alerts_topic_arn=v[1],
                 )
             ),

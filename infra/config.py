@@ -2,7 +2,8 @@
 
 Every problem is collected and reported at once, each naming its key and the fix, so a user
 fixes their ``Pulumi.<stack>.yaml`` in one pass instead of one ``pulumi up`` per mistake.
-Defaults live here and nowhere else; ``Pulumi.example.yaml`` documents the same values.
+Defaults live here and nowhere else (or, for those the embedded local cloud shares, in the
+``contract`` package); ``Pulumi.example.yaml`` documents the same values.
 """
 
 from __future__ import annotations
@@ -17,15 +18,23 @@ from typing import Any
 
 from botocore.session import get_session
 
-# The instance table has one home, below the operator CLI that prices it (spotcube.instances).
+# The instance table (shapes and prices) has one home, shared with `spotcube plan`.
+from contract.instances import (
+    FAMILY_GIB_PER_VCPU,
+    SIZE_VCPUS,
+    SIZES_NOT_MADE,
+    shape_on_demand_usd_per_hour,
+)
+from contract.instances import shape as _shape
+from contract.layout import RUNS
+from contract.names import DEFAULT_VARIANT, VARIANT_NAME, StackNames
+from contract.queue import DEFAULT_MAX_RECEIVE_COUNT  # the local cloud's default too
 from infra.checkpointing import (
     MAX_INTERVAL_SECONDS,
     MIN_INTERVAL_SECONDS,
     PUBLISHED_PERCENT_PER_HOUR,
     stack_interval_seconds,
 )
-from infra.instances import EXCEPTIONS_GIB_PER_VCPU as _EXCEPTIONS_GIB
-from infra.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, SIZES_NOT_MADE
 from infra.lambdas.meter import (
     BRAKE_MARGIN,
     brake_threshold_usd,
@@ -43,15 +52,8 @@ from infra.lifecycle import (
     Transition,
     plan,
 )
-from infra.naming import DEFAULT_VARIANT, VARIANT_NAME, StackNames
-from payload import contracts
 
 NAMESPACE = "spotcube"
-
-# Typical on-demand list price per vCPU-hour by memory per vCPU (us-east-1, Linux, 6th
-# generation Intel: c6i.large $0.085/h, m6i.large $0.096/h, r6i.large $0.126/h, 2 vCPUs).
-# Spot never bills more than on-demand, so instance-hours times this bound what they cost.
-ON_DEMAND_USD_PER_VCPU_HOUR: dict[int, float] = {2: 0.0425, 4: 0.048, 8: 0.063}
 
 MAX_FLEET_SIZE = 100  # beyond this a typo (1000 for 10) is likelier than a real need
 MIN_INSTANCE_TYPES = 3  # spot diversification: fewer pools means more interruptions
@@ -82,9 +84,6 @@ _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Z
 _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-_INSTANCE_TYPE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+)$")
-
-CHECKPOINT_TAG = contracts.CHECKPOINT_TAG  # workers tag checkpoint objects with it
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ DEFAULTS: dict[str, Any] = {
         # Raw data we create: kept in Standard (it is read again for every run).
         "raw": {"transitions": [], "expireDays": None, "minTransitionBytes": 131072},
     },
-    "queue": {"maxReceiveCount": 5, "visibilityTimeoutSeconds": 900},
+    "queue": {"maxReceiveCount": DEFAULT_MAX_RECEIVE_COUNT, "visibilityTimeoutSeconds": 900},
     "guards": {"accountVcpus": None},
 }
 
@@ -338,19 +337,14 @@ class _Collector:
 
 def on_demand_hourly(shape: InstanceShape) -> float:
     """Typical on-demand USD per hour of one instance of ``shape`` (us-east-1)."""
-    per_vcpu = round(shape.memory_gib / shape.vcpus) if shape.vcpus else 4
-    nearest = min(ON_DEMAND_USD_PER_VCPU_HOUR, key=lambda gib: abs(gib - per_vcpu))
-    return shape.vcpus * ON_DEMAND_USD_PER_VCPU_HOUR[nearest]
+    return shape_on_demand_usd_per_hour(shape.vcpus, shape.memory_gib)
 
 
 def instance_shape(instance_type: str) -> InstanceShape | None:
-    """vCPUs and memory of a known x86_64 type, or None if the type is not in the table."""
-    match = _INSTANCE_TYPE.match(instance_type)
-    if not match or match[1] not in FAMILY_GIB_PER_VCPU or match[2] not in SIZE_VCPUS:
-        return None
-    vcpus = SIZE_VCPUS[match[2]]
-    per_vcpu = _EXCEPTIONS_GIB.get(match[1], FAMILY_GIB_PER_VCPU[match[1]])
-    return InstanceShape(vcpus=vcpus, memory_gib=vcpus * per_vcpu)
+    """vCPUs and memory of a type AWS makes in the table (:func:`contract.instances.shape`),
+    or None."""
+    known = _shape(instance_type)
+    return None if known is None else InstanceShape(vcpus=known[0], memory_gib=known[1])
 
 
 def parse_config(raw: Mapping[str, Any], *, stack: str) -> StackConfig:
@@ -768,7 +762,7 @@ def _parse_data(c: _Collector, d: dict[str, Any]) -> DataConfig:
     raw_prefix = raw_prefix_raw or ""
     if raw_prefix.startswith("/"):
         c.add("data.rawPrefix", "must not start with '/' (S3 keys have no leading slash)")
-    products_intent = _intent(c, "data.products", d["products"], "runs/")
+    products_intent = _intent(c, "data.products", d["products"], RUNS)
     products = _plan(c, "data.products", products_intent, "products")
     raw_intent = _intent(c, "data.raw", d["raw"], "")
     if raw_bucket is not None and raw_intent is not None and raw_intent.transitions:

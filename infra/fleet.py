@@ -15,14 +15,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from contract.costfacts import GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT_MBPS
+from contract.layout import RUNS
+from contract.names import StackNames
+from contract.settings import env_name
 from infra.config import FleetConfig
 from infra.iam import braked_group_statement
-from infra.naming import PROJECT, StackNames
 from infra.tags import asg_tags, cost_tags, launch_tag_specifications
-from payload.settings import env_name
 
-GP3_BASELINE_IOPS = 3000
-GP3_BASELINE_THROUGHPUT = 125  # MB/s
 ROOT_DEVICE = "/dev/xvda"  # Debian 12 AMIs' root device name
 LIFECYCLE_HOOK = "checkpoint-before-termination"
 LOG_RETENTION_DAYS = 30  # never-expiring log groups are a slow, silent bill
@@ -95,14 +95,14 @@ def worker_policy(
                 "s3:AbortMultipartUpload",
                 "s3:ListMultipartUploadParts",
             ],
-            "Resource": [f"{products_bucket_arn}/runs/*"],
+            "Resource": [f"{products_bucket_arn}/{RUNS}*"],
         },
         {
             "Sid": "ListOwnProducts",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": [products_bucket_arn],
-            "Condition": {"StringLike": {"s3:prefix": ["runs/*"]}},
+            "Condition": {"StringLike": {"s3:prefix": [f"{RUNS}*"]}},
         },
         {
             "Sid": "ConsumeJobs",
@@ -184,7 +184,7 @@ class SpotFleet(pulumi.ComponentResource):
 
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
-            name=f"/{PROJECT}/{names.prefix}/workers",
+            name=names.worker_log_group,
             retention_in_days=LOG_RETENTION_DAYS,
             tags=cost_tags(names),
             opts=child,
@@ -225,14 +225,14 @@ class SpotFleet(pulumi.ComponentResource):
         ).apply(
             lambda v: worker_user_data(
                 {
-                    # Names of payload/commands/worker.py's options (SPOTCUBE_<FLAG>).
+                    # The worker's settings by their variables (contract.settings.env_name).
                     "AWS_DEFAULT_REGION": args.region,
-                    "SPOTCUBE_REGION": args.region,
-                    "SPOTCUBE_QUEUE_URL": v[0],
-                    "SPOTCUBE_DLQ_URL": v[1],
-                    "SPOTCUBE_PRODUCTS_BUCKET": v[2],
-                    "SPOTCUBE_ASG_NAME": names.asg,
-                    "SPOTCUBE_LIFECYCLE_HOOK": LIFECYCLE_HOOK,
+                    env_name("region"): args.region,
+                    env_name("queue_url"): v[0],
+                    env_name("dlq_url"): v[1],
+                    env_name("products_bucket"): v[2],
+                    env_name("asg_name"): names.asg,
+                    env_name("lifecycle_hook"): LIFECYCLE_HOOK,
                     # the interval the stack's hazard calls for (spotcube:fleet.*, config.py)
                     env_name("checkpoint_interval"): str(float(fleet.checkpoint_interval_seconds)),
                 }
@@ -261,7 +261,7 @@ class SpotFleet(pulumi.ComponentResource):
                         volume_type="gp3",
                         volume_size=fleet.root_volume_gib,
                         iops=GP3_BASELINE_IOPS,
-                        throughput=GP3_BASELINE_THROUGHPUT,
+                        throughput=GP3_BASELINE_THROUGHPUT_MBPS,
                         encrypted="true",
                         delete_on_termination="true",
                     ),

@@ -32,14 +32,15 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from contract.costfacts import OWNER_TAG
+from contract.health import EXPOSED_KEYS_EVENT_TYPE, HEALTH_REGION
+from contract.names import PROJECT, StackNames
 from infra.config import VCPU_ALARM_MINUTES
 from infra.iam import BRAKE_TAG, braked_group_statement, lambda_notify_and_log_statements
 from infra.lambdafn import stack_lambda
-from infra.lambdas.quarantine import DEFAULT_POLICY_ARN, EVENT_TYPE
-from infra.naming import PROJECT, StackNames
+from infra.lambdas.quarantine import DEFAULT_POLICY_ARN
 from infra.tags import cost_tags
 
-HEALTH_REGION = "us-east-1"  # where AWS Health delivers account-wide risk events
 LAUNCH_ACTIONS = ["ec2:RunInstances"]
 # Launch paths no guarded user needs: the fleet launches through its Auto Scaling group,
 # whose service-linked role this policy does not restrict. EC2 Fleet (maintain/request) and
@@ -139,7 +140,7 @@ def health_event_pattern() -> str:
         {
             "source": ["aws.health"],
             "detail-type": ["AWS Health Event"],
-            "detail": {"service": ["RISK"], "eventTypeCode": [EVENT_TYPE]},
+            "detail": {"service": ["RISK"], "eventTypeCode": [EXPOSED_KEYS_EVENT_TYPE]},
         }
     )
 
@@ -189,7 +190,7 @@ def launch_guard_policy(
             "Effect": "Deny",
             "Action": LAUNCH_ACTIONS,
             "Resource": instance_arn,
-            "Condition": {"StringNotEquals": {"aws:RequestTag/Owner": names.owner}},
+            "Condition": {"StringNotEquals": {f"aws:RequestTag/{OWNER_TAG}": names.owner}},
         },
         {
             "Sid": "DenyLaunchSideDoors",
@@ -326,7 +327,7 @@ class KeyLeakGuard(pulumi.ComponentResource):
         super().__init__("spotcube:infra:KeyLeakGuard", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         names = args.names
-        function_name = f"{names.prefix}-quarantine"
+        function_name = names.quarantine_function
         function = stack_lambda(
             f"{name}-quarantine",
             parent=self,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from contract.layout import RUNS
+
 # Minimum storage duration in days: removing an object from the class earlier (delete,
 # overwrite or transition out) is billed as if it had stayed this long.
 MIN_STORAGE_DAYS: dict[str, int] = {
@@ -389,7 +391,7 @@ def housekeeping_rules(
         rules.append(
             LifecycleRule(
                 id="expire-checkpoints",
-                prefix="runs/",
+                prefix=RUNS,
                 expire_days=checkpoint_expire_days,
                 tag=checkpoint_tag,
             )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from contract.names import StackNames
 from infra.config import StackSetupError
-from infra.naming import StackNames
 from infra.tags import cost_tags
 
 VPC_CIDR = "10.42.0.0/16"

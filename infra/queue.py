@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from contract.names import StackNames
 from infra.config import QueueConfig
-from infra.naming import StackNames
 from infra.tags import cost_tags
 
 # A message keeps its original enqueue timestamp when it moves to the dead-letter queue, so

@@ -12,12 +12,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from contract.costfacts import PROJECT_TAG
+from contract.names import PROJECT, VARIANT_TAG, image_config_hint
 from infra.alerts import AlertsArgs, AlertTopic
 from infra.budget import CostGuard, CostGuardArgs
 from infra.config import StackConfig, StackSetupError
 from infra.fleet import FleetArgs, SpotFleet
 from infra.guards import KeyLeakGuard, KeyLeakGuardArgs
-from infra.naming import PROJECT, VARIANT_TAG, image_config_hint
 from infra.network import Network, NetworkArgs, zones_for_fleet
 from infra.queue import JobQueue, JobQueueArgs
 from infra.storage import Storage, StorageArgs
@@ -61,7 +62,7 @@ def ami_id(config: StackConfig, provider: aws.Provider) -> str:
     found = aws.ec2.get_ami_ids(
         owners=["self"],
         filters=[
-            {"name": "tag:Project", "values": [PROJECT]},
+            {"name": f"tag:{PROJECT_TAG}", "values": [PROJECT]},
             # Every bake tags its variant (`default` for the plain payload image), so a stack
             # never runs another variant's image by accident.
             {"name": f"tag:{VARIANT_TAG}", "values": [config.variant]},
@@ -89,7 +90,7 @@ def account_id(provider: aws.Provider) -> str:
 def build(config: StackConfig) -> dict[str, Any]:
     """Declare every resource of the stack; return its outputs.
 
-    The keys are ``infra.naming.OUTPUT_KEYS`` (what the operator CLI reads) plus
+    The keys are ``contract.names.OUTPUT_KEYS`` (what the operator CLI reads) plus
     ``EXTRA_OUTPUT_KEYS``.
     """
     provider = aws.Provider(

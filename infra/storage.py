@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pulumi
 
+from contract.names import StackNames
 from infra.bucket import DataBucket, DataBucketArgs
 from infra.config import DataConfig
-from infra.naming import StackNames
 
 
 @dataclass(frozen=True)

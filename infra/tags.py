@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pulumi_aws as aws
 
-from infra.naming import StackNames
+from contract.names import StackNames
 
 # What the launch template tags at launch. Not "spot-instances-request": a spot request is
 # not billed (its instance is), and EC2 rejects every on-demand launch of a template that

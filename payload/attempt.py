@@ -22,6 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contract.jobs import JobKind
+from contract.layout import KeyKind, parse_key
+from contract.settings import AttemptSettings
 from payload.checkpoint import Checkpointer, load_manifest
 from payload.classify import failure_record, with_uris
 from payload.contracts import (
@@ -41,12 +44,10 @@ from payload.inputs import restore as restore_input
 from payload.inputs import sha256_of_key
 from payload.jobs import JobContext, build_job
 from payload.jobs.base import ChunkedJob
-from payload.layout import KeyKind, parse_key
 from payload.logship import LogShipper
 from payload.outcomes import Outcome
 from payload.provenance import payload_git_commit
 from payload.records import DoneRecord, FailedRecord
-from payload.settings import AttemptSettings
 from payload.spot import SpotWatcher
 from payload.store import ObjectStore, faultpoint
 
@@ -158,7 +159,7 @@ class JobAttempt:
         return ckpt
 
     def _identify_input(self) -> dict[str, Any]:
-        if self.message.kind == "command" and not self.message.input.startswith("s3://"):
+        if self.message.kind == JobKind.COMMAND and not self.message.input.startswith("s3://"):
             return {"uri": self.message.input}
         return self._head_input(self.message.input)
 

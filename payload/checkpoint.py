@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract.settings import DEFAULT_CHECKPOINT_INTERVAL as DEFAULT_INTERVAL
 from payload.contracts import (
     CODE_ID,
     Attempt,
@@ -29,7 +30,6 @@ from payload.contracts import (
     utc_now,
 )
 from payload.errors import InvalidInputError, TransientError
-from payload.settings import DEFAULT_CHECKPOINT_INTERVAL as DEFAULT_INTERVAL
 from payload.store import ObjectStore, faultpoint
 
 log = logging.getLogger(__name__)

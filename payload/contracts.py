@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from payload import __version__
-from payload.codeid import current_code_identity
-from payload.errors import InvalidInputError
+from contract.jobs import JOB_KINDS, JobKind
 
 # The S3 layout has its own module; these names stay importable from here for callers that
 # predate it.
-from payload.layout import (  # noqa: F401
+from contract.layout import (  # noqa: F401
     CHECKPOINT_TAG,
     ID_PATTERN,
     ObsLayout,
@@ -30,9 +28,11 @@ from payload.layout import (  # noqa: F401
     run_prefix,
     run_record_key,
 )
+from payload import __version__
+from payload.codeid import current_code_identity
+from payload.errors import InvalidInputError
 
 SCHEMA = 1
-JOB_KINDS = ("image", "integrate", "command", "selftest")
 # Taken when this module is imported, i.e. of the code this process runs: a source file
 # edited under a running worker must not change what the worker claims to be.
 CODE_ID = current_code_identity()
@@ -159,7 +159,7 @@ class JobMessage:
             raise InvalidInputError(
                 f"job kind {self.kind!r} is unknown; expected one of {', '.join(JOB_KINDS)}"
             )
-        if self.kind != "command":
+        if self.kind != JobKind.COMMAND:
             parse_s3_uri(self.input)
         if not isinstance(self.params, Mapping):
             raise InvalidInputError("job params must be a JSON object")

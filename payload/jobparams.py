@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from payload.contracts import JOB_KINDS, JobMessage, params_hash
+from contract.jobs import JOB_KINDS, JobKind
+from payload.contracts import JobMessage, params_hash
 from payload.errors import InvalidInputError
 
 
@@ -25,19 +26,19 @@ def check_job_params(kind: str, params: Mapping[str, Any]) -> None:
         )
     if not isinstance(params, Mapping):
         raise InvalidInputError("job params must be a JSON object")
-    if kind == "image":
+    if kind == JobKind.IMAGE:
         from payload.params import ImagingParams  # what ImageJob.__init__ calls
 
         ImagingParams.from_mapping(params)
-    elif kind == "integrate":
+    elif kind == JobKind.INTEGRATE:
         from payload.jobs.integrate import parse_params  # what IntegrateJob.__init__ calls
 
         parse_params(params)
-    elif kind == "command":
+    elif kind == JobKind.COMMAND:
         from payload.jobs.command import CommandParams  # what run_command_job calls
 
         CommandParams.parse(params)
-    elif kind == "selftest":
+    elif kind == JobKind.SELFTEST:
         # SelfTestJob checks its params in its constructor and touches nothing else there
         # (the input is fetched by its first chunk), so building one is the check itself.
         from payload.jobs.base import JobContext

@@ -3,7 +3,7 @@
 On AWS a reclaimed or failed instance takes its disk with it. The worker therefore writes
 everything logged during an attempt (and a command job's program output) to a local file and
 uploads the whole file to ``runs/<run>/obs/<obs>/logs/attempt-<n>.log``
-(:meth:`payload.layout.ObsLayout.log`) when the attempt starts, at every chunk boundary (or
+(:meth:`contract.layout.ObsLayout.log`) when the attempt starts, at every chunk boundary (or
 workdir sync of a command job) and when it ends, after its checkpoint is durable: on a notice
 the checkpoint comes first, the log second. A SIGKILLed attempt keeps what was shipped
 before the kill. ``spotcube logs`` reads these objects.

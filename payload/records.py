@@ -3,7 +3,7 @@
 Each record has one writer and is read through these classes by everyone else:
 
 ============== ========================================= =====================================
-record         key (:mod:`payload.layout`)               writer
+record         key (:mod:`contract.layout`)              writer
 ============== ========================================= =====================================
 RunRecord      ``runs/<run>/run.json``                   ``spotcube submit`` (submit_run)
 Manifest       ``.../checkpoint/manifest.json``          the checkpointer (payload.checkpoint)

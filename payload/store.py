@@ -36,6 +36,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from contract.settings import DEFAULT_PART_SIZE_MIB, FAULTPOINT_ENV
 from payload.contracts import CHECKPOINT_TAG, is_checkpoint_key
 from payload.errors import InvalidInputError, TransientError
 
@@ -44,9 +45,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MIB = 1024 * 1024
-# S3's smallest non-final part is 5 MiB; 8 MiB parts keep the part count low for
-# checkpoint-sized files while still letting several parts travel at once.
-DEFAULT_PART_SIZE = 8 * MIB
+DEFAULT_PART_SIZE = DEFAULT_PART_SIZE_MIB * MIB  # the worker's setting (why 8: contract.settings)
 DEFAULT_CONCURRENCY = 8
 _READ_BLOCK = MIB
 _MAX_PAGES = 10_000  # ten million keys: far beyond one observation's prefix
@@ -232,7 +231,7 @@ def faultpoint(name: str) -> None:
     a chunk: counting arrivals makes the kill land at the same work on a slow machine as on
     a fast one. Unset (always, in production) it costs one dictionary lookup.
     """
-    spec = os.environ.get("SPOTCUBE_FAULTPOINT")
+    spec = os.environ.get(FAULTPOINT_ENV)
     if not spec:
         return
     with _FAULTPOINT_LOCK:

@@ -30,6 +30,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.settings import WorkerConfig
 from payload.attempt import JobAttempt, run_chunked_job
 from payload.classify import is_resource_error, reason
 from payload.contracts import JobMessage, ObsLayout
@@ -38,7 +39,6 @@ from payload.heartbeat import VisibilityHeartbeat
 from payload.imds import InstanceIdentity
 from payload.jobs.command import run_command_job
 from payload.outcomes import Outcome
-from payload.settings import WorkerConfig
 from payload.spot import SpotWatcher
 from payload.store import DEFAULT_PART_SIZE, ObjectStore, with_retries
 

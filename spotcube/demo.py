@@ -25,9 +25,10 @@ from typing import IO, Any
 
 from rich.console import Console
 
+from contract.jobs import JobKind
+from contract.settings import WorkerConfig
 from payload import __version__ as payload_version
 from payload.records import AttemptState
-from payload.settings import WorkerConfig
 from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
 from spotcube.demoverify import verify_run
 from spotcube.errors import UsageError
@@ -77,7 +78,7 @@ class DemoOptions:
     workers: int = 2
     observations: int = 4
     inputs: tuple[Path, ...] = ()
-    kind: str = "image"
+    kind: str = JobKind.IMAGE.value
     job: Path | None = None  # a job definition file (spotcube.jobdef): the user's own pipeline
     preset: str = "demo"
     params: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +132,7 @@ def make_inputs(options: DemoOptions, console: Console) -> tuple[list[Path], dic
     params = dict(options.params)
     if options.inputs:
         return list(options.inputs), params
-    if options.kind == "selftest":
+    if options.kind == JobKind.SELFTEST:
         folder = options.out / "inputs"
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -292,7 +293,7 @@ def _progress_line(status: RunStatus, fleet: Fleet) -> str:
 def worker_args(options: DemoOptions) -> list[str]:
     """Worker options on the demo's compressed clock.
 
-    The worker's defaults (:class:`payload.settings.WorkerConfig`) are AWS time scales (a
+    The worker's defaults (:class:`contract.settings.WorkerConfig`) are AWS time scales (a
     300 s checkpoint interval, a 10 s safety margin before the deadline, 30 s retry backoff);
     the demo divides them by the speedup, with floors that keep the local processes from
     spinning.

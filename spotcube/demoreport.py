@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contract.jobs import JobKind
 from spotcube.demoverify import ObsVerdict
 from spotcube.progress import assess, lives_with_idle_instances
 from spotcube.runreport import summarise
@@ -244,7 +245,9 @@ def build_report(
             "notice_seconds_wall": main.fleet.model.notice_real,
             "replacement_seconds_wall": main.fleet.model.replacement_real,
             "replacement_delay_simulated": options.replacement_delay,
-            "preset": None if options.inputs or options.kind == "selftest" else options.preset,
+            "preset": None
+            if options.inputs or options.kind == JobKind.SELFTEST
+            else options.preset,
         },
         "per_observation": per_obs,
         "timeline": main.fleet.timeline.to_list(),

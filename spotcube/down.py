@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract.names import PROJECT
 from infra.lambdas.brake import apply_brake
 from infra.lifecycle import ARCHIVE_OVERHEAD_BYTES, PRICE_PER_GB_MONTH
-from infra.naming import PROJECT
 from spotcube.errors import RefusedError
 from spotcube.runstate import list_keys, observations_from_keys
 from spotcube.stack import StackOutputs
@@ -46,7 +46,7 @@ class BucketUsage:
 
 
 def is_stack_bucket(bucket: str) -> bool:
-    """Whether ``bucket`` follows the names a stack gives its own buckets (infra.naming)."""
+    """Whether ``bucket`` follows the names a stack gives its own buckets (contract.names)."""
     return bucket.startswith(f"{PROJECT}-") and bucket.endswith(("-raw", "-products"))
 
 

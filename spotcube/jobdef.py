@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from payload.contracts import JOB_KINDS, JobMessage, check_id, utc_now
+from contract.jobs import JOB_KINDS, JobKind
+from payload.contracts import JobMessage, check_id, utc_now
 from payload.errors import InvalidInputError
 from payload.jobparams import check_job_params
 from payload.jobs.command import CommandParams
@@ -70,13 +71,13 @@ class JobDefinition:
         unknown = sorted(set(doc) - {"schema", "kind", "params", "description"})
         if unknown:
             raise UsageError(f"--job {path}: unknown key(s) {', '.join(unknown)}")
-        kind = doc.get("kind", "command")
+        kind = doc.get("kind", JobKind.COMMAND.value)
         if kind not in JOB_KINDS:
             raise UsageError(f"--job {path}: kind {kind!r} is not one of {', '.join(JOB_KINDS)}")
         params = doc.get("params", {})
         if not isinstance(params, dict):
             raise UsageError(f"--job {path}: params must be a JSON object")
-        if kind == "command":
+        if kind == JobKind.COMMAND:
             argv = params.get("argv")
             if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
                 raise UsageError(f"--job {path}: params.argv must be a non-empty list of strings")
@@ -205,7 +206,7 @@ def for_local_cloud(job: JobDefinition, outputs: StackOutputs) -> JobDefinition:
     not the endpoint (the worker gets that as an option); and the payload's Python comes
     first on PATH, as ``/opt/spotcube/venv/bin`` would on an instance that puts it there.
     """
-    if job.kind != "command":
+    if job.kind != JobKind.COMMAND:
         return job
     env = dict(job.params.get("env") or {})
     if outputs.endpoint_url:

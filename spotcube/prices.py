@@ -17,14 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spotcube import instances
+from contract import instances
 from spotcube.didyoumean import did_you_mean
 
-TABLE_DATE = "2024"
-TABLE_SOURCE = (
-    "AWS EC2 on-demand list prices, Linux, us-east-1 (unchanged since launch; checked 2024); "
-    "spot m5.4xlarge $0.432/h as published for the MWA runs"
-)
 PUBLISHED_SPOT_RATIO = (
     instances.PUBLISHED_SPOT_USD_PER_HOUR["m5.4xlarge"]
     / instances.ON_DEMAND_USD_PER_HOUR["m5.4xlarge"]
@@ -46,7 +41,7 @@ def _embedded() -> dict[str, InstanceInfo]:
     for name, on_demand in instances.ON_DEMAND_USD_PER_HOUR.items():
         known = instances.shape(name)
         if known is None:  # a priced type must have a shape: a table edit went wrong
-            raise AssertionError(f"{name} is priced in spotcube.instances but has no shape")
+            raise AssertionError(f"{name} is priced in contract.instances but has no shape")
         vcpus, memory = known
         spot = instances.PUBLISHED_SPOT_USD_PER_HOUR.get(name)
         table[name] = InstanceInfo(vcpus, memory, on_demand, spot=spot)
@@ -103,7 +98,7 @@ def quote(
         If the on-demand price is neither given, nor found on AWS, nor in the table.
     """
     info = EMBEDDED.get(instance_type)
-    table = f"embedded table ({TABLE_DATE})"
+    table = f"embedded table ({instances.PRICE_TABLE_DATE})"
     od_source = "--on-demand-price"
     if on_demand is None and aws is not None:
         on_demand = aws.on_demand(instance_type)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from contract.jobs import JobKind
 from payload.contracts import Attempt, Manifest
 from payload.outcomes import Outcome
 
@@ -59,7 +60,7 @@ def durable_work(kind: str, attempt: Attempt) -> int:
     job back on a notice (``preempted`` means that sync was made durable).
     """
     published = attempt.reason == Outcome.DONE.value
-    synced = kind == "command" and attempt.reason == Outcome.PREEMPTED.value
+    synced = kind == JobKind.COMMAND and attempt.reason == Outcome.PREEMPTED.value
     return attempt.chunks_done + int(published) + int(synced)
 
 

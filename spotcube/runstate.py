@@ -2,7 +2,7 @@
 
 ``spotcube status``, ``report``, ``logs``, ``down`` and the demo's report are views of the
 :class:`RunState` this module reads: one listing of the run's prefix taken apart by
-:func:`payload.layout.parse_key`, then the typed records of :mod:`payload.records`. Attempts
+:func:`contract.layout.parse_key`, then the typed records of :mod:`payload.records`. Attempts
 are classified once, by :func:`payload.records.attempt_states`, so the views agree on what
 was interrupted, what failed and what is still running.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from contract.layout import RUNS, KeyKind, ObsLayout, ParsedKey, parse_key, run_prefix
+from contract.layout import run_record_key as _run_record_key
 from payload.contracts import Attempt, Manifest
 from payload.errors import InvalidInputError
-from payload.layout import RUNS, KeyKind, ObsLayout, ParsedKey, parse_key, run_prefix
-from payload.layout import run_record_key as _run_record_key
 from payload.records import AttemptState, DoneRecord, FailedRecord, RunRecord, attempt_states
 
 

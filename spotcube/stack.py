@@ -18,10 +18,10 @@ from typing import Any
 
 from botocore.config import Config
 
-from infra.naming import LOCAL_NAMES
+from contract.localcloud import LOCAL_CREDENTIALS, LOCAL_REGION
+from contract.names import LOCAL_NAMES
 from spotcube.awssession import aws_session
 from spotcube.errors import CloudUnreachableError, UsageError
-from spotcube.local.motoserver import LOCAL_CREDENTIALS, LOCAL_REGION
 
 # A loopback endpoint that refuses a connection is down, not busy: botocore's legacy retries
 # (5 attempts, backoff up to ~15 s) would only delay the one-line "cannot reach" message.
@@ -30,7 +30,7 @@ LOCAL_CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """The stack outputs the operator CLI relies on (``infra.naming.OUTPUT_KEYS``)."""
+    """The stack outputs the operator CLI relies on (``contract.names.OUTPUT_KEYS``)."""
 
     region: str
     raw_bucket: str
@@ -110,7 +110,7 @@ def _answered_like_aws(endpoint: str) -> Callable[..., None]:
 
 
 def local_outputs(endpoint: str) -> StackOutputs:
-    """Outputs of the embedded local cloud at ``endpoint`` (names from ``infra.naming``)."""
+    """Outputs of the embedded local cloud at ``endpoint`` (names from ``contract.names``)."""
     base = endpoint.rstrip("/")
     # moto's SQS serves queue URLs as <endpoint>/<account>/<name>; 123456789012 is its account.
     account = "123456789012"

@@ -18,8 +18,10 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+# The zip ships the contract package beside this file (infra/lambdafn.py).
+from contract.health import EXPOSED_KEYS_EVENT_TYPE as EVENT_TYPE
+
 DEFAULT_POLICY_ARN = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"
-EVENT_TYPE = "AWS_RISK_CREDENTIALS_EXPOSED"
 _KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")
 
 

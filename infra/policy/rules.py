@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contract.costfacts import COST_TAG_KEYS, GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT_MBPS
 from infra.lifecycle import (
     MIN_ARCHIVE_OBJECT_BYTES,
     TRANSITION_DEFAULT_MINIMUM_OBJECT_SIZE,
@@ -20,9 +21,6 @@ from infra.lifecycle import (
     check_intent,
 )
 
-REQUIRED_TAGS = ("Owner", "Project", "Stack")
-GP3_IOPS = 3000
-GP3_THROUGHPUT = 125
 SPOT_STRATEGY = "price-capacity-optimized"
 MIN_SPOT_TYPES = 3
 LAUNCH_TAGGED = ("instance", "volume", "network-interface")
@@ -62,8 +60,8 @@ Props = Mapping[str, Any]
 class Limits:
     """What the pack allows beyond the defaults (the pack's config)."""
 
-    max_iops: int = GP3_IOPS
-    max_throughput: int = GP3_THROUGHPUT
+    max_iops: int = GP3_BASELINE_IOPS
+    max_throughput: int = GP3_BASELINE_THROUGHPUT_MBPS
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ def imdsv2(type_: str, props: Props, limits: Limits) -> list[str]:
 
 def _missing_tags(tags: Any) -> list[str]:
     present = tags if isinstance(tags, Mapping) else {}
-    return [key for key in REQUIRED_TAGS if not present.get(key)]
+    return [key for key in COST_TAG_KEYS if not present.get(key)]
 
 
 def required_tags(type_: str, props: Props, limits: Limits) -> list[str]:
@@ -254,12 +252,12 @@ def _volume_problems(where: str, ebs: Mapping[str, Any], limits: Limits) -> list
         if int(ebs.get("iops") or 0) > limits.max_iops:
             problems.append(
                 f"{where}: {ebs['iops']} IOPS exceeds the {limits.max_iops} allowed "
-                f"(gp3 includes {GP3_IOPS}; more is billed)"
+                f"(gp3 includes {GP3_BASELINE_IOPS}; more is billed)"
             )
         if int(ebs.get("throughput") or 0) > limits.max_throughput:
             problems.append(
                 f"{where}: {ebs['throughput']} MB/s exceeds the {limits.max_throughput} "
-                f"allowed (gp3 includes {GP3_THROUGHPUT}; more is billed)"
+                f"allowed (gp3 includes {GP3_BASELINE_THROUGHPUT_MBPS}; more is billed)"
             )
     if str(ebs.get("encrypted", "")).lower() != "true":
         problems.append(f"{where}: volume is not encrypted")

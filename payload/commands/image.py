@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from contract.jobs import JobKind
 from payload.contracts import JobMessage, canonical_json
 from payload.errors import InvalidInputError
 
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         run_id="local",
         obs_id=obs_id if obs_id[0].isalnum() else f"o{obs_id}"[:128],
         input=LOCAL_PREFIX + str(source).lstrip("/"),
-        kind="image",
+        kind=JobKind.IMAGE.value,
         params=params_from_args(args),
     )
     out: Path = args.out

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from contract.jobs import JobKind
 from payload.commands.image import LOCAL_PREFIX, local_fetch
 from payload.contracts import JobMessage, canonical_json
 from payload.errors import InvalidInputError
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         run_id="local",
         obs_id="integrated",
         input=uris[0],
-        kind="integrate",
+        kind=JobKind.INTEGRATE.value,
         params={
             "uvcubes": uris,
             "cubes_per_chunk": args.cubes_per_chunk,

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from payload.settings import WorkerConfig, env_name
+from contract.settings import WorkerConfig, env_name
 
 log = logging.getLogger("payload.worker")
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 
+from contract.jobs import CHUNKED_KINDS, JobKind
 from payload.errors import InvalidInputError
 from payload.jobs.base import ChunkedJob, JobContext, JobFactory
 
 __all__ = ["ChunkedJob", "JobContext", "JobFactory", "build_job", "preload_job_kinds"]
 
-CHUNKED_KINDS: dict[str, str] = {
-    "image": "payload.jobs.image:ImageJob",
-    "integrate": "payload.jobs.integrate:IntegrateJob",
-    "selftest": "payload.jobs.selftest:SelfTestJob",
+# The code of each chunked kind (contract.jobs.CHUNKED_KINDS names them).
+CHUNKED_JOBS: dict[str, str] = {
+    JobKind.IMAGE: "payload.jobs.image:ImageJob",
+    JobKind.INTEGRATE: "payload.jobs.integrate:IntegrateJob",
+    JobKind.SELFTEST: "payload.jobs.selftest:SelfTestJob",
 }
 
 
@@ -26,7 +28,7 @@ def build_job(context: JobContext) -> ChunkedJob:
     """Instantiate the chunked job named by ``context.message.kind``."""
     kind = context.message.kind
     try:
-        target = CHUNKED_KINDS[kind]
+        target = CHUNKED_JOBS[kind]
     except KeyError:
         raise InvalidInputError(
             f"job kind {kind!r} is not a chunked job; chunked kinds are "
@@ -49,4 +51,4 @@ def preload_job_kinds(kinds: Iterable[str]) -> None:
                 f"cannot preload job kind {kind!r}: chunked kinds are "
                 f"{', '.join(sorted(CHUNKED_KINDS))}"
             )
-        importlib.import_module(CHUNKED_KINDS[kind].partition(":")[0])
+        importlib.import_module(CHUNKED_JOBS[kind].partition(":")[0])

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contract.settings import ENV_PREFIX
 from payload.errors import InvalidInputError, PreemptedError, TransientError
 from payload.outcomes import Outcome
 from payload.records import WorkdirIndex
@@ -63,7 +64,9 @@ log = logging.getLogger(__name__)
 
 _MAX_FILES = 100_000  # a working directory with more files than this is a mistake
 _STOP_SECONDS = 10.0
-CONTEXT_PREFIX = "SPOTCUBE_"  # the job's context in the program's environment
+# The job's context in the program's environment: the worker's own prefix, so that the worker's
+# settings are left out (inside the program SPOTCUBE_* means this job).
+CONTEXT_PREFIX = ENV_PREFIX
 TETHER = Path(__file__).with_name("tether.py")
 
 

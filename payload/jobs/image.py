@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from contract.jobs import JobKind
 from payload.beamframe import BeamFrame, frame_from_uvh5
 from payload.beams import PrimaryBeam, is_fixed_on_ground, mwa_delays_from_uvh5, resolve_beam
 from payload.errors import InvalidInputError
@@ -126,7 +127,7 @@ class ImageJob:
         self.context = context
         self.params = ImagingParams.from_mapping(context.message.params)
         self.provenance = job_provenance(
-            context.provenance, params_hash=context.message.params_hash, kind="image"
+            context.provenance, params_hash=context.message.params_hash, kind=JobKind.IMAGE.value
         )
         # The next chunk's visibilities, being read while this chunk is gridded (see _read).
         self._prefetch: tuple[str, Future[VisChunk]] | None = None

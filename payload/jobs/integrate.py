@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from contract.jobs import JobKind
 from payload.beams import parse_beam
 from payload.errors import InvalidInputError
 from payload.jobs.base import JobContext
@@ -76,7 +77,9 @@ class IntegrateJob:
             context.message.params
         )
         self.provenance = job_provenance(
-            context.provenance, params_hash=context.message.params_hash, kind="integrate"
+            context.provenance,
+            params_hash=context.message.params_hash,
+            kind=JobKind.INTEGRATE.value,
         )
 
     def chunk_ids(self) -> list[str]:

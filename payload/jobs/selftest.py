@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from contract.jobs import JobKind
 from payload.errors import InvalidInputError
 from payload.jobs.base import JobContext
 
@@ -106,7 +107,7 @@ class SelfTestJob:
         # Provenance but nothing instance-specific: products must be bit-identical wherever
         # the job ran.
         doc = {
-            "kind": "selftest",
+            "kind": JobKind.SELFTEST.value,
             "input": self.context.message.input,
             "params_hash": self.context.message.params_hash,
             "chunks": chunk_digests,

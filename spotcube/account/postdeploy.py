@@ -19,9 +19,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.costfacts import OWNER_TAG
+from contract.health import EXPOSED_KEYS_EVENT_TYPE, HEALTH_REGION
+from contract.jobs import JobKind
+from contract.layout import RUNS
 from infra.config import StackConfig
 from infra.lambdas import meter
-from infra.naming import PROJECT
 from spotcube.account.preflight import Account, check_cost_tags
 from spotcube.account.results import CheckResult, failed, passed, skipped, warned
 from spotcube.account.session import Aws, error_code, run_checks
@@ -35,8 +38,6 @@ from spotcube.account.stackparts import (
 )
 from spotcube.stack import StackOutputs
 
-HEALTH_REGION = "us-east-1"  # infra/guards.py: AWS Health's account-wide events arrive there
-EXPOSED_KEYS_EVENT = "AWS_RISK_CREDENTIALS_EXPOSED"
 # A type no spotcube fleet lists, and a region to stand for "any other region".
 FOREIGN_TYPE = "p4d.24xlarge"
 FOREIGN_REGIONS = ("ap-southeast-2", "eu-west-1")
@@ -399,7 +400,7 @@ def launch_cases(config: StackConfig) -> list[LaunchCase]:
     region = config.region
     other = next(r for r in FOREIGN_REGIONS if r != region)
     allowed_type = config.fleet.instance_types[0]
-    tags = {"Project": PROJECT, "Owner": config.owner, "Stack": config.stack}
+    tags = config.names.cost_tags  # what the fleet's launches carry
     return [
         LaunchCase("the fleet's own launch", "ec2:RunInstances", region, allowed_type, tags, False),
         LaunchCase(f"launch in {other}", "ec2:RunInstances", other, allowed_type, tags, True),
@@ -412,7 +413,7 @@ def launch_cases(config: StackConfig) -> list[LaunchCase]:
             "ec2:RunInstances",
             region,
             allowed_type,
-            {**tags, "Owner": "someone-else"},
+            {**tags, OWNER_TAG: "someone-else"},
             True,
         ),
         LaunchCase("CreateFleet", "ec2:CreateFleet", region, allowed_type, tags, True),
@@ -529,7 +530,7 @@ def check_health_rule(aws: Aws, outputs: StackOutputs) -> CheckResult:
     function = quarantine_function_name(outputs)
     for page in events.get_paginator("list_rules").paginate():
         for rule in page["Rules"]:
-            if EXPOSED_KEYS_EVENT not in rule.get("EventPattern", ""):
+            if EXPOSED_KEYS_EVENT_TYPE not in rule.get("EventPattern", ""):
                 continue
             targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
             mine = [t for t in targets if t["Arn"].endswith(f":function:{function}")]
@@ -552,7 +553,7 @@ def check_health_rule(aws: Aws, outputs: StackOutputs) -> CheckResult:
             return passed(name, f"{rule['Name']} ({HEALTH_REGION}) -> {function}, enabled")
     return failed(
         name,
-        f"no EventBridge rule in {HEALTH_REGION} sends {EXPOSED_KEYS_EVENT} to {function}",
+        f"no EventBridge rule in {HEALTH_REGION} sends {EXPOSED_KEYS_EVENT_TYPE} to {function}",
         "`pulumi up` (AWS Health delivers these events in us-east-1 only)",
     )
 
@@ -572,7 +573,7 @@ def check_worker_logs(
     pages = (
         aws.client("s3")
         .get_paginator("list_objects_v2")
-        .paginate(Bucket=bucket, Prefix="runs/", PaginationConfig={"MaxItems": LOG_SCAN_KEYS})
+        .paginate(Bucket=bucket, Prefix=RUNS, PaginationConfig={"MaxItems": LOG_SCAN_KEYS})
     )
     try:
         for page in pages:
@@ -607,7 +608,7 @@ def check_worker_logs(
     return passed(name, detail)
 
 
-# The worker's shipped logs (payload/layout.py ObsLayout.log); a check lists at most this many
+# The worker's shipped logs (contract/layout.py ObsLayout.log); a check lists at most this many
 # keys under runs/ (one ListObjectsV2 page is 1,000).
 LOG_KEY_PART = "/logs/attempt-"
 LOG_SCAN_KEYS = 20_000
@@ -672,7 +673,7 @@ def run_selftest(
     run_id, _ = submit_run(
         outputs,
         [Observation(f"selftest-{i:03d}", uri) for i in range(jobs)],
-        kind="selftest",
+        kind=JobKind.SELFTEST.value,
     )
     deadline = clock() + timeout_seconds
     while True:

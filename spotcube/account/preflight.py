@@ -16,8 +16,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.costfacts import COST_TAG_KEYS, PROJECT_TAG
+from contract.health import HEALTH_REGION
+from contract.instances import shape
+from contract.names import PROJECT, VARIANT_TAG, image_config_hint
 from infra.config import MAX_BUDGET_EMAILS, StackConfig
-from infra.naming import PROJECT, VARIANT_TAG, image_config_hint
 from spotcube.account.results import CheckResult, Status, failed, passed, skipped, warned
 from spotcube.account.session import Aws, error_code, error_message, first_call, run_checks
 
@@ -28,7 +31,6 @@ ON_DEMAND_STANDARD_VCPU_QUOTA = "L-1216C47A"  # Running On-Demand Standard ... i
 # AWS Budgets: "A budget can have up to ten notifications" (Budgets API reference,
 # Notification); the 10 emails per notification are infra.config.MAX_BUDGET_EMAILS.
 BUDGET_MAX_NOTIFICATIONS = 10
-COST_TAG_KEYS = ("Owner", "Project", "Stack")
 COST_EXPLORER_REGION = "us-east-1"  # Cost Explorer's only endpoint
 
 
@@ -225,7 +227,7 @@ def check_ami(aws: Aws, config: StackConfig, root: Path | None) -> CheckResult:
     tagged = ec2.describe_images(
         Owners=["self"],
         Filters=[
-            {"Name": "tag:Project", "Values": [PROJECT]},
+            {"Name": f"tag:{PROJECT_TAG}", "Values": [PROJECT]},
             {"Name": f"tag:{VARIANT_TAG}", "Values": [config.variant]},
             {"Name": "state", "Values": ["available"]},
         ],
@@ -421,19 +423,17 @@ def other_stacks(aws: Aws, config: StackConfig) -> tuple[CheckResult, int]:
     name = "other spotcube stacks"
     groups: list[dict[str, Any]] = []
     paginator = aws.client("autoscaling").get_paginator("describe_auto_scaling_groups")
-    for page in paginator.paginate(Filters=[{"Name": "tag:Project", "Values": [PROJECT]}]):
+    for page in paginator.paginate(Filters=[{"Name": f"tag:{PROJECT_TAG}", "Values": [PROJECT]}]):
         groups.extend(page["AutoScalingGroups"])
     others = [g for g in groups if g["AutoScalingGroupName"] != config.names.asg]
     if not others:
         return passed(name, f"none in {config.region}"), 0
-    from infra.config import instance_shape
-
     vcpus = 0
     described: list[str] = []
     for group in others:
         types = _group_types(group)
-        shape = next((s for s in map(instance_shape, types) if s is not None), None)
-        per = shape.vcpus if shape else 0
+        known = next((s for s in map(shape, types) if s is not None), None)
+        per = known[0] if known else 0  # vCPUs
         vcpus += per * int(group.get("MaxSize", 0))
         described.append(f"{group['AutoScalingGroupName']} (max {group.get('MaxSize')})")
     own = config.fleet.max_size * config.fleet.shape.vcpus
@@ -475,22 +475,22 @@ US_EAST_1_READS = (
 
 def check_us_east_1(aws: Aws) -> CheckResult:
     """The key-leak guard's us-east-1 parts are not refused by a region restriction."""
-    name = "us-east-1 for the key-leak guard"
+    name = f"{HEALTH_REGION} for the key-leak guard"
     for service, call, kwargs in US_EAST_1_READS:
         try:
-            getattr(aws.client(service, region="us-east-1"), call)(**kwargs)
+            getattr(aws.client(service, region=HEALTH_REGION), call)(**kwargs)
         except ClientError as exc:
             if not error_code(exc).startswith("AccessDenied"):
                 raise
             return failed(
                 name,
-                f"{service}:{call} in us-east-1 is denied ({error_message(exc)}): `pulumi up` "
-                "cannot create the AWS Health rule and the quarantine Lambda there",
+                f"{service}:{call} in {HEALTH_REGION} is denied ({error_message(exc)}): "
+                "`pulumi up` cannot create the AWS Health rule and the quarantine Lambda there",
                 "ask your Organization's administrator to exempt events:*, lambda:* and "
-                "logs:* in us-east-1 from the region restriction for this account (AWS Health "
-                "reports exposed keys in us-east-1 only)",
+                f"logs:* in {HEALTH_REGION} from the region restriction for this account (AWS "
+                f"Health reports exposed keys in {HEALTH_REGION} only)",
             )
-    return passed(name, "EventBridge and Lambda answer in us-east-1")
+    return passed(name, f"EventBridge and Lambda answer in {HEALTH_REGION}")
 
 
 def run_preflight(aws: Aws, config: StackConfig, root: Path | None) -> list[CheckResult]:
@@ -513,7 +513,7 @@ def run_preflight(aws: Aws, config: StackConfig, root: Path | None) -> list[Chec
 
     checks: list[tuple[str, Callable[[], CheckResult | list[CheckResult]]]] = [
         ("region", lambda: check_region(aws, config)),
-        ("us-east-1 for the key-leak guard", lambda: check_us_east_1(aws)),
+        (f"{HEALTH_REGION} for the key-leak guard", lambda: check_us_east_1(aws)),
         ("instance types offered", lambda: check_instance_types(aws, config)),
         ("other spotcube stacks", stacks),
         ("vCPU quotas", lambda: check_vcpu_quotas(aws, config, shared_vcpus)),

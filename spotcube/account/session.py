@@ -29,11 +29,11 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from contract.localcloud import LOCAL_CREDENTIALS
 from spotcube.account.results import CheckResult, failed
 from spotcube.awserrors import BAD_CREDENTIALS, DENIED
 from spotcube.awssession import aws_session
 from spotcube.errors import CloudUnreachableError, RefusedError
-from spotcube.local.motoserver import LOCAL_CREDENTIALS
 
 T = TypeVar("T")
 

@@ -1,36 +1,34 @@
 """Find a deployed stack's guard parts from its outputs: the brake, its topic, the alarms.
 
-Physical names follow infra/ (the brake Lambda is ``<asg>-brake``, the worker log group
-``/spotcube/<prefix>/workers``, the quarantine Lambda ``<prefix>-quarantine``); everything
-else is found by what it is wired to, never by Pulumi's generated names.
+Physical names are the stack's own (:mod:`contract.names`: the brake Lambda, the workers' log
+group, the quarantine Lambda), found from the prefix of the fleet's name in the outputs;
+everything else is found by what it is wired to, never by Pulumi's generated names.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from infra.naming import PROJECT
+from contract import names
 from spotcube.account.session import Aws
 from spotcube.stack import StackOutputs
-
-ASG_SUFFIX = "-fleet"  # infra.naming.StackNames.asg
 
 
 def stack_prefix(outputs: StackOutputs) -> str:
     """``spotcube-<owner>-<stack>``, the prefix of every physical name of the stack."""
-    return outputs.asg_name.removesuffix(ASG_SUFFIX)
+    return names.stack_prefix_of_asg(outputs.asg_name)
 
 
 def brake_function_name(outputs: StackOutputs) -> str:
-    return f"{outputs.asg_name}-brake"  # infra/budget.py
+    return names.brake_function_name(stack_prefix(outputs))
 
 
 def worker_log_group(outputs: StackOutputs) -> str:
-    return f"/{PROJECT}/{stack_prefix(outputs)}/workers"  # infra/fleet.py
+    return names.worker_log_group_name(stack_prefix(outputs))
 
 
 def quarantine_function_name(outputs: StackOutputs) -> str:
-    return f"{stack_prefix(outputs)}-quarantine"  # infra/guards.py
+    return names.quarantine_function_name(stack_prefix(outputs))
 
 
 def brake_function_arn(aws: Aws, outputs: StackOutputs) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # The files a wheel is built from (a subset of the content-hash inputs).
-WHEEL_SOURCES = ("pyproject.toml", "README.md", "payload", "spotcube", "infra")
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "contract", "payload", "spotcube", "infra")
 
 
 class BuildError(RuntimeError):

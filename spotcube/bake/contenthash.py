@@ -1,10 +1,10 @@
 """The content hash of an image: the one place that decides whether a rebake is needed.
 
 Every input that shapes the image is hashed: the Ansible roles, the Packer template, the
-payload source (the wheel is built from ``payload/``, ``spotcube/`` and ``infra/`` with the
-metadata of ``pyproject.toml``), the constraints file and the base image selector. The local
-target, the AWS target and Packer's tags all use :func:`content_hash`, so an AMI and a local
-image baked from the same tree carry the same hash.
+payload source (the wheel is built from ``contract/``, ``payload/``, ``spotcube/`` and
+``infra/`` with the metadata of ``pyproject.toml``), the constraints file and the base image
+selector. The local target, the AWS target and Packer's tags all use :func:`content_hash`, so
+an AMI and a local image baked from the same tree carry the same hash.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ BASE_IMAGE_SELECTOR = "debian-12-bookworm-amd64"
 IMAGE_INPUTS = (
     "ansible",
     "packer",
+    "contract",
     "payload",
     "spotcube",
     "infra",

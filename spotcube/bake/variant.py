@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
-from infra.naming import DEFAULT_VARIANT, VARIANT_NAME
+from contract.names import DEFAULT_VARIANT, VARIANT_NAME
 
 # Roles under ansible/roles/ that a variant may name as toolchains. They are not part of the
 # default image, so they are not among its content-hash inputs either: editing one rebakes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from contract.jobs import JobKind
 from spotcube.demo import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_SPOT_PRICE,
@@ -20,7 +21,7 @@ from spotcube.submit import parse_params
 # `command` jobs need a command line, not an observation: the demo runs the others.
 # Kinds that run on one synthetic or given observation each; `integrate` (the second stage,
 # which sums the uv cubes of image jobs) and `command` need inputs of another shape.
-DEMO_KINDS = ("image", "selftest")
+DEMO_KINDS = (JobKind.IMAGE.value, JobKind.SELFTEST.value)
 
 
 def parse_rate(text: str) -> float:
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run your own pipeline: a job definition (JSON with kind and params; {input} "
         "and {job_dir} are replaced), one job per --input; see examples/mwa-pipeline/job.json",
     )
-    parser.add_argument("--kind", choices=DEMO_KINDS, default="image", help="job kind")
+    parser.add_argument("--kind", choices=DEMO_KINDS, default=JobKind.IMAGE.value, help="job kind")
     parser.add_argument("--preset", default="demo", help="synthetic preset (tiny, demo, ...)")
     parser.add_argument("--params", metavar="JSON", help="extra job params (JSON or @FILE)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from payload.contracts import JOB_KINDS
+from contract.jobs import JOB_KINDS, JobKind
 from spotcube.errors import UsageError
 from spotcube.stack import add_stack_arguments, resolve_outputs
 from spotcube.submit import (
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stack_arguments(parser)
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder or s3:// URI")
-    parser.add_argument("--kind", choices=JOB_KINDS, default="image", help="job kind")
+    parser.add_argument("--kind", choices=JOB_KINDS, default=JobKind.IMAGE.value, help="job kind")
     parser.add_argument(
         "--params", metavar="JSON", help="job params as a JSON object, or @FILE to read one"
     )
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--selftest takes no INPUT; drop the inputs or the option")
         if args.selftest < 1:
             raise UsageError(f"--selftest {args.selftest}: give at least 1 job")
-        kind, planned = "selftest", []
+        kind, planned = JobKind.SELFTEST.value, []
     else:
         kind, planned = args.kind, plan_inputs(inputs)
     check_run_options(kind, params, args.run_id)
@@ -132,7 +132,7 @@ def _run_job(args: argparse.Namespace) -> int:
     from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
 
     conflicting = {
-        "--kind": args.kind != "image",
+        "--kind": args.kind != JobKind.IMAGE,
         "--params": args.params,
         "--param": args.param,
         "--selftest": args.selftest is not None,

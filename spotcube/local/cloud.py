@@ -1,7 +1,7 @@
 """The embedded local cloud: moto over HTTP with the buckets and queues the stack declares.
 
 ``spotcube demo`` and the tests provision the same resource names as ``pulumi up``
-(:data:`infra.naming.LOCAL_NAMES`) and hand out the same :class:`~spotcube.stack.StackOutputs`,
+(:data:`contract.names.LOCAL_NAMES`) and hand out the same :class:`~spotcube.stack.StackOutputs`,
 so ``submit``, ``status`` and the worker run the code paths they run on AWS.
 """
 
@@ -20,14 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infra.naming import LOCAL_NAMES
+from contract.names import LOCAL_NAMES
+from contract.queue import DEFAULT_MAX_RECEIVE_COUNT
 from spotcube.local.motoserver import local_client, moto_server
 from spotcube.stack import StackOutputs, local_outputs
 
-# A message received this many times goes to the dead-letter queue: the stack's default.
-# SQS counts every receive, including those of attempts that were preempted, so a run with
-# many interruptions (the demo) passes a larger value.
-DEFAULT_MAX_RECEIVE_COUNT = 5
 # How long a received job stays hidden. A SIGKILLed worker cannot hand its job back, so on
 # the local cloud this is short: the job comes back to the queue soon after a hard kill.
 DEFAULT_VISIBILITY_TIMEOUT = 20

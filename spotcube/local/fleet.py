@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from contract.settings import FAULTPOINT_ENV
 from spotcube.local.motoserver import local_environment
 from spotcube.local.timeline import Timeline
 from spotcube.stack import StackOutputs
@@ -290,7 +291,7 @@ class Fleet:
             # the worker has seen it (``tick``), so it reacts at the drawn work and not some
             # chunks later on a fast machine.
             hold = HOLD_FOR_KILL_SECONDS
-            env["SPOTCUBE_FAULTPOINT"] = self.schedule.faultpoint_spec(
+            env[FAULTPOINT_ENV] = self.schedule.faultpoint_spec(
                 point, arrival, hold=hold, marker=marker
             )
         process = subprocess.Popen(

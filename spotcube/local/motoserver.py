@@ -9,9 +9,7 @@ from typing import Any
 
 import boto3
 
-LOCAL_REGION = "us-east-1"
-# moto accepts any credentials; these only keep botocore from searching for real ones.
-LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+from contract.localcloud import LOCAL_CREDENTIALS, LOCAL_REGION
 
 
 def local_environment() -> dict[str, str]:

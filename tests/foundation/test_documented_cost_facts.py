@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import pytest
 
+from contract import costfacts
 from infra import lifecycle
-from spotcube import costfacts
 
 KB = 1024
 

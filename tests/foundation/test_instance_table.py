@@ -2,7 +2,7 @@
 
 moto ships ``ec2/resources/instance_types.json.gz``, the ``DescribeInstanceTypes`` answers
 recorded from AWS (moto's scripts/ec2_get_instance_type_offerings.py fetches them with
-boto3). Every type :func:`spotcube.instances.shape` accepts must be one EC2 makes, with the
+boto3). Every type :func:`contract.instances.shape` accepts must be one EC2 makes, with the
 vCPUs and memory EC2 states: a fleet of a type AWS does not make fails at launch, and a
 wrong shape lets a job onto an instance it does not fit.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from spotcube.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, shape
+from contract.instances import FAMILY_GIB_PER_VCPU, SIZE_VCPUS, shape
 
 
 @pytest.fixture(scope="module")

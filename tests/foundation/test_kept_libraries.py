@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from scipy.stats import poisson
 
-from infra.config import DEFAULTS, instance_shape
+from contract import instances
+from infra.config import DEFAULTS
 from payload.provenance import file_identity
-from spotcube import instances, prices
+from spotcube import prices
 from spotcube.bake.provenance import pinned_versions
 from spotcube.estimates import poisson_interval
 
@@ -41,13 +42,6 @@ def test_interval_meets_its_definition(count: int, confidence: float) -> None:
         assert poisson.sf(count - 1, low) == pytest.approx(tail, rel=1e-6)
     else:
         assert low == 0.0
-
-
-def test_every_priced_type_has_the_shape_infra_checks() -> None:
-    for name, info in prices.EMBEDDED.items():
-        shape = instance_shape(name)
-        assert shape is not None, name
-        assert (shape.vcpus, shape.memory_gib) == (info.vcpus, info.memory_gib), name
 
 
 def test_the_default_fleet_is_priced() -> None:
@@ -102,19 +96,3 @@ def test_pinned_versions_reads_pep_508_lines(tmp_path: Path) -> None:
         "requests": "2.32.3",
         "attrs": "25.1.0",
     }
-
-
-def test_gp3_and_tag_facts_agree_with_their_users() -> None:
-    """Until infra imports spotcube.costfacts, its copies must say the same."""
-    from infra import fleet, naming
-    from infra.policy import rules
-    from spotcube import costfacts
-
-    assert fleet.GP3_BASELINE_IOPS == rules.GP3_IOPS == costfacts.GP3_BASELINE_IOPS
-    assert (
-        fleet.GP3_BASELINE_THROUGHPUT
-        == rules.GP3_THROUGHPUT
-        == costfacts.GP3_BASELINE_THROUGHPUT_MBPS
-    )
-    names = naming.StackNames(owner="o", stack="s")
-    assert set(rules.REQUIRED_TAGS) == set(costfacts.COST_TAG_KEYS) == set(names.cost_tags)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.naming import LOCAL_NAMES
+from contract.names import LOCAL_NAMES
 from spotcube.cli import build_parser
 from spotcube.errors import ExitStatus
 from spotcube.local.cloud import provision

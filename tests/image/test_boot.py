@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from infra.naming import LOCAL_NAMES
+from contract.localcloud import LOCAL_REGION
+from contract.names import LOCAL_NAMES
 from payload.contracts import JobMessage, ObsLayout
 from payload.records import DoneRecord
-from spotcube.local.motoserver import LOCAL_REGION, local_client
+from spotcube.local.motoserver import local_client
 from tests.image.conftest import PODMAN, LocalBake, podman_reason
 
 pytestmark = [pytest.mark.image, pytest.mark.boot, pytest.mark.slow, pytest.mark.timeout(1800)]

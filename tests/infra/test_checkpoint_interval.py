@@ -18,10 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.settings import env_name
 from infra.checkpointing import MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS, stack_interval_seconds
 from infra.config import ConfigError, parse_config
 from payload.cli import build_parser
-from payload.settings import env_name
 from tests.clirunner import run_cli
 from tests.infra.configs import MINIMAL
 from tests.infra.program import run_program

@@ -208,6 +208,8 @@ def test_instance_shapes() -> None:
     assert instance_shape("c6i.4xlarge") != instance_shape("m6i.4xlarge")
     assert instance_shape("m6g.4xlarge") is None  # Graviton: the AMI is x86_64
     assert instance_shape("nonsense") is None
+    # One shape function with plan (contract.instances): a size AWS does not make is refused.
+    assert instance_shape("c5.8xlarge") is None
 
 
 def test_comma_separated_lists_are_accepted() -> None:

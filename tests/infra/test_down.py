@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.naming import LOCAL_NAMES
+from contract.names import LOCAL_NAMES
 from payload.contracts import ObsLayout
 from spotcube.cli import main
 from spotcube.down import monthly_cost

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from infra.config import CHECKPOINT_TAG, ConfigError, parse_config
+from contract.layout import CHECKPOINT_TAG
+from infra.config import ConfigError, parse_config
 from infra.lifecycle import (
     LIFECYCLE_LAG_DAYS,
     TRANSITION_CLASSES,

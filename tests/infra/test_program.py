@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from contract.costfacts import GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT_MBPS
+from contract.names import OUTPUT_KEYS, StackNames
 from infra.config import StackConfig, StackSetupError, parse_config
-from infra.fleet import GP3_BASELINE_IOPS, GP3_BASELINE_THROUGHPUT
-from infra.naming import OUTPUT_KEYS, StackNames
 from infra.policy.rules import COST_TYPES
 from infra.stack import EXTRA_OUTPUT_KEYS
 from tests.infra.configs import MINIMAL
@@ -84,7 +84,7 @@ def test_launch_template_requires_imdsv2_and_free_gp3(built: Built) -> None:
     (root,) = template["blockDeviceMappings"]
     assert root["ebs"]["volumeType"] == "gp3"
     assert root["ebs"]["iops"] == GP3_BASELINE_IOPS
-    assert root["ebs"]["throughput"] == GP3_BASELINE_THROUGHPUT
+    assert root["ebs"]["throughput"] == GP3_BASELINE_THROUGHPUT_MBPS
     assert root["ebs"]["encrypted"] == "true"
     assert root["ebs"]["volumeSize"] == config.fleet.root_volume_gib
 

@@ -1,7 +1,7 @@
 """A deployed spotcube stack's guard parts, made on moto's server the way infra/ declares them.
 
 What the brake, the alarms, the guard and the Health rule look like after ``pulumi up``: the
-physical names of infra/naming.py, the launch-guard document and the Health event pattern of
+physical names of contract/names.py, the launch-guard document and the Health event pattern of
 infra/guards.py, the brake Lambda's own code. Pulumi cannot run here, so the resources are
 made with boto3; everything ``spotcube check`` and ``resume`` read is real moto state.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 import boto3
 
+from contract.localcloud import LOCAL_CREDENTIALS
+from contract.names import StackNames
 from infra.budget import METER_PERIOD_SECONDS
 from infra.guards import health_event_pattern, launch_guard_policy
 from infra.lambdas import LAMBDA_DIR, meter
-from infra.naming import StackNames
-from spotcube.local.motoserver import LOCAL_CREDENTIALS
 from spotcube.stack import StackOutputs
 
 ACCOUNT = "123456789012"  # moto's default account

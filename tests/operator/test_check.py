@@ -271,7 +271,7 @@ def test_health_rule_target_and_state(env: str) -> None:
 def test_worker_logs_are_read_where_workers_ship_them(env: str) -> None:
     """Workers ship attempt logs to the products bucket (payload/logship.py); the image runs no
     CloudWatch agent, so the check reads S3 (issue 20: it could never pass on CloudWatch)."""
-    from payload.layout import ObsLayout
+    from contract.layout import ObsLayout
 
     stack = deploy(env)
     aws = Aws(REGION)

@@ -19,6 +19,7 @@ import boto3
 import pytest
 import yaml
 
+from contract.localcloud import LOCAL_CREDENTIALS
 from infra.config import StackConfig
 from spotcube.account.preflight import bucket_names, check_budget
 from spotcube.account.results import Status
@@ -28,7 +29,6 @@ from spotcube.bake.aws import CONTENT_HASH_TAG
 from spotcube.bake.contenthash import content_hash
 from spotcube.bake.provenance import repo_root
 from spotcube.cli import main
-from spotcube.local.motoserver import LOCAL_CREDENTIALS
 from tests.operator.replay import ReplayServer, replay
 
 EXAMPLE = repo_root() / "Pulumi.example.yaml"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.layout import KeyKind, ObsLayout, is_checkpoint_key, parse_key
 from payload.contracts import Attempt
 from payload.errors import InvalidInputError
-from payload.layout import KeyKind, ObsLayout, is_checkpoint_key, parse_key
 from payload.records import (
     AttemptState,
     DoneRecord,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from infra.naming import LOCAL_NAMES
+from contract.names import LOCAL_NAMES
 from payload.contracts import Attempt, ChunkRecord, Manifest, ObsLayout
 from spotcube.cli import main
 from spotcube.estimates import poisson_interval

@@ -48,11 +48,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.settings import WorkerConfig
 from payload.contracts import JobMessage, ObsLayout, params_hash
 from payload.imds import InstanceIdentity
 from payload.outcomes import Outcome
 from payload.records import DoneRecord
-from payload.settings import WorkerConfig
 from payload.spot import SpotWatcher
 from payload.worker import Clients, Worker
 from tests.work.conftest import reference_products

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import payload
-from payload.codeid import PACKAGE_ROOT, code_identity
+from payload.codeid import CONTRACT_ROOT, PACKAGE_ROOT, code_identity
 from payload.contracts import CODE_ID, JobMessage, check_params_hash, params_hash
 from payload.errors import InvalidInputError
 
@@ -71,6 +71,17 @@ def test_any_edit_of_any_payload_source_changes_the_code_identity(
     # The release string is not what tells the codes apart.
     assert params_hash("image", {}, code_id=after) != params_hash("image", {}, code_id=before)
     assert payload.__version__ == "0.1.0"
+
+
+def test_an_edit_of_the_contract_changes_the_code_identity(tmp_path: Path) -> None:
+    """The worker reads its layout and settings from the contract package: it is code too."""
+    assert code_identity() == code_identity(PACKAGE_ROOT, CONTRACT_ROOT)
+    copy = tmp_path / "contract"
+    shutil.copytree(CONTRACT_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_identity(PACKAGE_ROOT, copy)
+    init = copy / "__init__.py"
+    init.write_bytes(init.read_bytes() + b"#")
+    assert code_identity(PACKAGE_ROOT, copy) != before
 
 
 def test_a_new_source_file_changes_the_code_identity(tree: Path) -> None:
@@ -156,7 +167,7 @@ def test_local_image_refuses_an_input_replaced_after_the_first_chunk(
 
 def test_attempt_products_are_not_products_to_a_key_parser() -> None:
     """What a listing finds under attempts/ is never taken for the job's product."""
-    from payload.layout import KeyKind, ObsLayout, parse_key
+    from contract.layout import KeyKind, ObsLayout, parse_key
 
     layout = ObsLayout("r", "o")
     key = layout.attempt_product("3-0123abcd", "image_cube.fits")

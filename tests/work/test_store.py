@@ -211,7 +211,7 @@ def _tags(store: ObjectStore, key: str) -> dict[str, str]:
 def test_checkpoint_objects_carry_the_lifecycle_tag(
     store: ObjectStore, tmp_path: Path, size: int
 ) -> None:
-    # The stack's checkpoint-expiry rule selects this tag (infra/config.py CHECKPOINT_TAG).
+    # The stack's checkpoint-expiry rule selects this tag (contract/layout.py CHECKPOINT_TAG).
     path = tmp_path / "chunk.bin"
     path.write_bytes(random.Random(size).randbytes(size))
     chunk_key = "runs/r/obs/o/checkpoint/chunks/c000.bin"

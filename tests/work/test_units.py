@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.settings import DEFAULT_CHECKPOINT_INTERVAL
 from infra.config import parse_config
 from payload.checkpoint import merge_manifests
 from payload.cli import build_parser
@@ -22,7 +23,6 @@ from payload.jobs import build_job
 from payload.jobs.base import JobContext
 from payload.jobs.command import CommandParams, WorkdirSync
 from payload.jobs.selftest import SelfTestJob, chunk_bytes_for
-from payload.settings import DEFAULT_CHECKPOINT_INTERVAL
 from payload.store import ObjectStore, s3_client
 from spotcube.local.motoserver import local_client
 from tests.infra.configs import ALL

@@ -1,9 +1,11 @@
-"""The worker's settings and their defaults, in one place.
+"""The worker's settings, their defaults and their environment variables, in one place.
 
 :class:`WorkerConfig` is the only home of a worker default: ``python -m payload worker``
 builds one option per field from it (:mod:`payload.commands.worker`, each also read from
-``SPOTCUBE_<FIELD>``), the stack's user data sets some of them by those names, and the demo
-scales the time-like ones. This module imports nothing heavy, so ``--help`` stays fast.
+``SPOTCUBE_<FIELD>``), the stack's user data (infra/fleet.py) sets some of them by the names
+:func:`env_name` gives, and the demo scales the time-like ones. It is in the contract because
+the worker reads these names and the stack writes them. This module imports nothing heavy, so
+``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ from typing import Any
 # Seconds between manifest commits while chunks keep arriving (the work a slow link can lose).
 DEFAULT_CHECKPOINT_INTERVAL = 300.0
 DEFAULT_WORKDIR = Path("/var/lib/spotcube/work")
+# S3's smallest non-final part is 5 MiB; 8 MiB parts keep the part count low for
+# checkpoint-sized files while still letting several parts travel at once.
+DEFAULT_PART_SIZE_MIB = 8
 
 
 ENV_PREFIX = "SPOTCUBE_"
+# Not a setting: names fault points a test's worker pauses at (payload.store.faultpoint); the
+# local fleet and the tests set it, production never does.
+FAULTPOINT_ENV = ENV_PREFIX + "FAULTPOINT"
 
 
 def env_name(setting: str) -> str:
@@ -28,7 +36,7 @@ def env_name(setting: str) -> str:
     """
     name = setting.lstrip("-").replace("-", "_")
     if name not in {f.name for f in fields(WorkerConfig)}:
-        raise ValueError(f"{setting!r} is not a worker setting (payload.settings.WorkerConfig)")
+        raise ValueError(f"{setting!r} is not a worker setting (contract.settings.WorkerConfig)")
     return ENV_PREFIX + name.upper()
 
 
@@ -85,7 +93,9 @@ class WorkerConfig:
     )
     asg_name: str | None = _setting(None, str, "Auto Scaling group (default: the instance's tag)")
     lifecycle_hook: str | None = _setting(None, str, "terminating lifecycle hook to complete")
-    part_size_mib: int = _setting(8, int, "multipart part size (MiB, at least 5)")
+    part_size_mib: int = _setting(
+        DEFAULT_PART_SIZE_MIB, int, "multipart part size (MiB, at least 5)"
+    )
     preload: str = _setting(
         "image,integrate", str, "job kinds to import before polling ('' for none)"
     )

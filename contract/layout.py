@@ -16,8 +16,9 @@ one side looking in the wrong place. DESIGN.md, "S3 layout"::
     runs/<run>/obs/<obs>/DONE                             DoneRecord, written last, once
     runs/<run>/obs/<obs>/FAILED.json                      FailedRecord
 
-This module is pure string handling with no imports from the rest of the package, so every
-other module may import it.
+This module is pure string handling (part of the ``contract`` package, standard library only),
+so the worker, the stack (the lifecycle rule and the workers' IAM policy name ``RUNS``) and the
+operator CLI all import it.
 """
 
 from __future__ import annotations

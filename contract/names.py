@@ -1,8 +1,10 @@
 """Names shared by the Pulumi stack, the embedded local cloud and the operator CLI.
 
 Pure code, no Pulumi import: ``spotcube demo`` creates the same buckets and queues on its
-local cloud that ``pulumi up`` declares on AWS, and ``spotcube submit/status/down`` find them
-through the stack outputs named here.
+local cloud that ``pulumi up`` declares on AWS, ``spotcube submit/status/down`` find them
+through the stack outputs named here, and ``spotcube check`` finds the brake, the quarantine
+Lambda and the workers' log group by the names the stack gave them (the functions below take
+the stack's prefix, which the operator recovers from the fleet's name in the outputs).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+
+from contract.costfacts import OWNER_TAG, PROJECT_TAG, STACK_TAG
 
 PROJECT = "spotcube"
 # Image variants (`spotcube bake --image-config`): the AMI tag that names the variant, the
@@ -46,6 +50,33 @@ OUTPUT_KEYS = (
 )
 
 
+ASG_SUFFIX = "-fleet"
+
+
+def stack_prefix_of_asg(asg_name: str) -> str:
+    """``spotcube-<owner>-<stack>`` from the fleet's group name (the ``asg_name`` output)."""
+    return asg_name.removesuffix(ASG_SUFFIX)
+
+
+def brake_function_name(prefix: str) -> str:
+    """The brake Lambda, named after the group it scales to zero."""
+    return f"{prefix}{ASG_SUFFIX}-brake"
+
+
+def meter_function_name(prefix: str) -> str:
+    """The spend meter Lambda, named after the group whose spend it publishes."""
+    return f"{prefix}{ASG_SUFFIX}-meter"
+
+
+def quarantine_function_name(prefix: str) -> str:
+    return f"{prefix}-quarantine"
+
+
+def worker_log_group_name(prefix: str) -> str:
+    """The CloudWatch log group the workers' journald output goes to."""
+    return f"/{PROJECT}/{prefix}/workers"
+
+
 @dataclass(frozen=True)
 class StackNames:
     """Physical names of a stack's resources, derived from owner and stack name."""
@@ -78,7 +109,27 @@ class StackNames:
 
     @property
     def asg(self) -> str:
-        return f"{self.prefix}-fleet"
+        return f"{self.prefix}{ASG_SUFFIX}"
+
+    @property
+    def brake_function(self) -> str:
+        return brake_function_name(self.prefix)
+
+    @property
+    def brake_topic(self) -> str:
+        return f"{self.prefix}-brake"
+
+    @property
+    def meter_function(self) -> str:
+        return meter_function_name(self.prefix)
+
+    @property
+    def quarantine_function(self) -> str:
+        return quarantine_function_name(self.prefix)
+
+    @property
+    def worker_log_group(self) -> str:
+        return worker_log_group_name(self.prefix)
 
     @property
     def budget(self) -> str:
@@ -91,7 +142,7 @@ class StackNames:
     @property
     def cost_tags(self) -> dict[str, str]:
         """Tags on everything that costs money (and cost-allocation tags for the budget)."""
-        return {"Project": PROJECT, "Owner": self.owner, "Stack": self.stack}
+        return {PROJECT_TAG: PROJECT, OWNER_TAG: self.owner, STACK_TAG: self.stack}
 
 
 def bucket_name(owner: str, stack: str, account_id: str, kind: str) -> str:
