@@ -171,7 +171,8 @@ def test_an_instance_killed_at_a_chunk_upload_does_not_hang_its_worker(
     chunks = f"runs/{run.run_id}/obs/{job.obs_id}/checkpoint/chunks/"
     upload = run.advance(first, lambda r: r.key.startswith(chunks) and flushing.is_set())
     run.grant(upload, "kill")
-    assert first.thread is not None and not first.thread.is_alive(), "the worker hangs"
+    assert first.thread is not None
+    assert not first.thread.is_alive(), "the worker hangs"
     assert first.outcomes == ["killed"]
     run.calm()
     assert run.summary()["job:done"] == 1
