@@ -75,7 +75,16 @@ def test_ctrl_c_is_one_line_exit_130_and_a_clean_stop(tmp_path: Path, target: st
             os.killpg(demo.pid, signal.SIGINT)
         else:
             demo.send_signal(signal.SIGINT)
-        _, stderr = demo.communicate(timeout=120)  # bounds a hang only
+        try:
+            _, stderr = demo.communicate(timeout=120)  # bounds a hang only
+        except subprocess.TimeoutExpired:
+            alive = _alive_with(workers_dir)
+            os.killpg(demo.pid, signal.SIGKILL)
+            _, stderr = demo.communicate()
+            pytest.fail(
+                f"the demo still ran 120 s after SIGINT ({target}); workers alive then: "
+                f"{alive}; its stderr ends: {stderr[-1500:]!r}"
+            )
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
