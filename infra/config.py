@@ -23,7 +23,7 @@ from contract.instances import (
     FAMILY_GIB_PER_VCPU,
     SIZE_VCPUS,
     SIZES_NOT_MADE,
-    shape_on_demand_usd_per_hour,
+    fleet_on_demand_usd_per_hour,
 )
 from contract.instances import shape as _shape
 from contract.layout import RUNS
@@ -335,9 +335,9 @@ class _Collector:
         return False
 
 
-def on_demand_hourly(shape: InstanceShape) -> float:
-    """Typical on-demand USD per hour of one instance of ``shape`` (us-east-1)."""
-    return shape_on_demand_usd_per_hour(shape.vcpus, shape.memory_gib)
+def on_demand_hourly(shape: InstanceShape, instance_types: tuple[str, ...]) -> float:
+    """The most one instance of the fleet bills per hour on-demand (its dearest type)."""
+    return fleet_on_demand_usd_per_hour(instance_types, shape.vcpus, shape.memory_gib)
 
 
 def instance_shape(instance_type: str) -> InstanceShape | None:
@@ -515,7 +515,7 @@ def _parse_fleet(c: _Collector, f: dict[str, Any]) -> FleetConfig:
     )
     if on_demand_base > max_size:
         c.add("fleet.onDemandBase", f"{on_demand_base} exceeds fleet.maxSize {max_size}")
-    on_demand = on_demand_hourly(shape) if shape.vcpus else 0.0
+    on_demand = on_demand_hourly(shape, types) if shape.vcpus else 0.0
     if on_demand_base > WARN_ON_DEMAND_BASE:
         c.warn(
             "fleet.onDemandBase",
@@ -638,7 +638,7 @@ def _parse_budget(c: _Collector, b: dict[str, Any], fleet: FleetConfig) -> Budge
     for email in emails:
         if not _EMAIL.match(email):
             c.add("budget.emails", f"{email!r} is not an email address like name@example.org")
-    on_demand = on_demand_hourly(fleet.shape) if fleet.shape.vcpus else 0.0
+    on_demand = on_demand_hourly(fleet.shape, fleet.instance_types) if fleet.shape.vcpus else 0.0
     spot = spot_bound_usd(on_demand, fleet.max_spot_price)
     overshoot = max_overshoot_usd(
         max_size=fleet.max_size,
