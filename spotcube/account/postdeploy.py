@@ -352,13 +352,20 @@ def check_budget_brake(aws: Aws, outputs: StackOutputs, account: Account) -> Che
             "the topic of the brake Lambda: reaching the budget would only send email",
             "`pulumi up` (or `pulumi refresh` then `pulumi up` if it was changed by hand)",
         )
-    rearms = [n for n in notes if is_rearm(n) and n.get("NotificationState") != "ALARM"]
-    if brake.get("NotificationState") == "ALARM" and not rearms:
+    if brake.get("NotificationState") == "ALARM":
         return warned(
             name,
             "the 100% notification has fired this month; Budgets notify once per period, so "
             "it will not brake again before the month ends",
-            "`spotcube resume --allow-usd N` re-arms it at the spend so far plus N",
+            "raise spotcube:budget.monthlyUsd above this month's spend, `pulumi up`, then "
+            "`spotcube resume` re-arms it",
+        )
+    if any(map(is_rearm, notes)):
+        return warned(
+            name,
+            "an absolute-amount notification an earlier `spotcube resume --allow-usd` added is "
+            "still there; `pulumi up --refresh` deletes it",
+            "run `spotcube resume` (it removes it and re-arms the 100% notification instead)",
         )
     return passed(
         name, f"{outputs.budget_name}: the 100% actual-spend notification is armed, to the brake"

@@ -4,36 +4,40 @@ Why a command and not ``pulumi up``: the brake (and ``spotcube down``) change th
 Pulumi, so ``pulumi up`` sees no difference and restores nothing. And why re-arm: AWS Budgets
 notifies once per budget period; a notification that has fired stays in ``ALARM`` until the
 period ends (Budgets API reference, ``Notification.NotificationState``), so after a mid-month
-release the 100 % brake would not fire again this month. ``resume`` adds one notification of
-its own, an absolute amount above the spend so far, whose only new subscriber is the brake
-topic (and the alert emails). Its notifications are the ``ACTUAL``/``ABSOLUTE_VALUE`` ones;
-Pulumi declares only ``PERCENTAGE`` notifications, so each ``resume`` replaces its previous one
-and never touches Pulumi's.
+release the 100 % brake would not fire again this month.
+
+How it re-arms: it deletes the fired 100 % notification and creates it again, the same
+threshold and the same subscribers. The budget then holds exactly the notifications Pulumi
+declares (infra/budget.py), so ``pulumi refresh`` and ``pulumi up`` find nothing to change and
+cannot undo the re-arm. (Until issue 20, ``resume --allow-usd`` added an absolute notification
+of its own, which Pulumi does not declare: a later ``pulumi up --refresh`` deleted it and the
+brake was off for the rest of the month. Such leftovers are removed here.) A new notification
+over a spend already past it would fire at once, so ``resume`` refuses while the month's spend
+has reached the budget: raise ``budget.monthlyUsd`` first, which the burn-rate alarm, in
+``ALARM`` while the priced spend exceeds the budget, needs as well.
 
 The order matters: the brake is armed before the group may grow.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.config import MAX_BUDGET_EMAILS, StackConfig
+from infra.config import StackConfig
 from infra.iam import BRAKE_TAG, BRAKE_TAG_VALUE
-from spotcube.account.preflight import BUDGET_MAX_NOTIFICATIONS
 from spotcube.account.session import Aws, error_code
 from spotcube.account.stackparts import brake_function_arn, brake_topics, burn_alarms
-from spotcube.errors import RefusedError, UsageError
+from spotcube.errors import RefusedError
 from spotcube.stack import StackOutputs
 
 BRAKE_PERCENT = 100.0  # infra/budget.py BRAKE_THRESHOLD: the notification that brakes
 
 
 def is_rearm(notification: dict[str, Any]) -> bool:
-    """A notification ``resume`` made (Pulumi's are all percentages)."""
+    """A notification an earlier ``resume --allow-usd`` made (Pulumi's are all percentages)."""
     return (
         notification.get("NotificationType") == "ACTUAL"
         and notification.get("ThresholdType") == "ABSOLUTE_VALUE"
@@ -58,8 +62,9 @@ class ResumePlan:
     limit_usd: float
     actual_usd: float
     brake_state: str  # the 100 % notification: OK, ALARM, or missing
-    brake_topic: str
-    rearm_at_usd: float | None  # the new notification's amount; None: none needed
+    # the fired 100 % notification as described, to delete and create again; None: armed
+    rearm: dict[str, Any] | None
+    rearm_subscribers: tuple[dict[str, str], ...] = ()
     stale_rearms: tuple[dict[str, Any], ...] = ()
     alarms_to_reset: tuple[str, ...] = ()
 
@@ -82,13 +87,31 @@ def _notifications(aws: Aws, account_id: str, name: str) -> list[dict[str, Any]]
     return found
 
 
+def _notification_key(notification: dict[str, Any]) -> dict[str, Any]:
+    """What names a notification in the Budgets API, to create it again (unfired)."""
+    return {
+        k: notification[k]
+        for k in ("NotificationType", "ComparisonOperator", "Threshold", "ThresholdType")
+    }
+
+
+def _as_described(notification: dict[str, Any]) -> dict[str, Any]:
+    """The notification as DescribeNotificationsForBudget returned it, state included (a
+    member of the API's ``Notification``), to delete exactly that one."""
+    return {**_notification_key(notification), **_state_of(notification)}
+
+
+def _state_of(notification: dict[str, Any]) -> dict[str, Any]:
+    state = notification.get("NotificationState")
+    return {} if state is None else {"NotificationState": state}
+
+
 def plan_resume(
     aws: Aws,
     outputs: StackOutputs,
     config: StackConfig,
     *,
     account_id: str,
-    allow_usd: float | None,
     force: bool = False,
 ) -> ResumePlan:
     """What ``resume`` would do; raise :class:`RefusedError` when resuming now is unsafe."""
@@ -127,28 +150,26 @@ def plan_resume(
     actual = float(budget.get("CalculatedSpend", {}).get("ActualSpend", {}).get("Amount", 0.0))
     notes = _notifications(aws, account_id, outputs.budget_name)
     brakes = [n for n in notes if is_brake(n)]
-    state = brakes[0].get("NotificationState", "OK") if brakes else "missing"
-    stale = tuple(n for n in notes if is_rearm(n))
-    period_spent = state == "ALARM" or actual >= limit
-    rearm: float | None = None
-    if allow_usd is not None:
-        if not math.isfinite(allow_usd) or allow_usd <= 0:
-            raise UsageError(f"--allow-usd {allow_usd:g}: give a positive amount of USD")
-        rearm = round(actual + allow_usd, 2)
-    elif period_spent:
-        if actual < limit:
-            rearm = limit  # the limit was raised after the brake: brake at the new limit
-        else:
-            raise RefusedError(
-                f"actual spend ${actual:.2f} has reached the ${limit:.2f} budget, and its brake "
-                "notification has fired for this month (Budgets notify once per period). Pass "
-                "--allow-usd N to allow N more dollars this month (the brake fires again at "
-                f"${actual:.2f} + N), or raise spotcube:budget.monthlyUsd and `pulumi up` first"
-            )
-    if rearm is not None and len(notes) - len(stale) + 1 > BUDGET_MAX_NOTIFICATIONS:
+    if not brakes:
         raise RefusedError(
-            f"budget {outputs.budget_name} has {len(notes)} notifications; AWS Budgets allows "
-            f"{BUDGET_MAX_NOTIFICATIONS}: remove one that spotcube did not make"
+            f"budget {outputs.budget_name} has no 100% actual-spend notification, so nothing "
+            "would brake at the budget: run `pulumi up` (it creates it), then resume"
+        )
+    state = str(brakes[0].get("NotificationState", "OK"))
+    if actual >= limit:
+        raise RefusedError(
+            f"actual spend ${actual:.2f} has reached the ${limit:.2f} budget: a brake re-armed "
+            "now would fire at once, and the burn-rate alarm stays in ALARM. Raise "
+            f"spotcube:budget.monthlyUsd above {actual:.2f} and run `pulumi up`, then resume"
+        )
+    rearm: dict[str, Any] | None = None
+    subscribers: tuple[dict[str, str], ...] = ()
+    if state == "ALARM":
+        rearm = _as_described(brakes[0])
+        # The subscribers infra/budget.py declares for it: the brake's topic and the emails.
+        subscribers = (
+            {"SubscriptionType": "SNS", "Address": topics[0]},
+            *({"SubscriptionType": "EMAIL", "Address": e} for e in config.budget.emails),
         )
     return ResumePlan(
         asg=outputs.asg_name,
@@ -157,10 +178,10 @@ def plan_resume(
         budget=outputs.budget_name,
         limit_usd=limit,
         actual_usd=actual,
-        brake_state=str(state),
-        brake_topic=topics[0],
-        rearm_at_usd=rearm,
-        stale_rearms=stale if rearm is not None else (),
+        brake_state=state,
+        rearm=rearm,
+        rearm_subscribers=subscribers,
+        stale_rearms=tuple(n for n in notes if is_rearm(n)),
         alarms_to_reset=tuple(ringing),
     )
 
@@ -172,11 +193,14 @@ def describe(plan: ResumePlan) -> list[str]:
         f"month; its 100% brake notification is {plan.brake_state}"
     ]
     for stale in plan.stale_rearms:
-        lines.append(f"remove the earlier re-arm notification at ${float(stale['Threshold']):.2f}")
-    if plan.rearm_at_usd is not None:
         lines.append(
-            f"re-arm: the brake fires when actual spend exceeds ${plan.rearm_at_usd:.2f} "
-            "this month (a new notification to the brake topic and the alert emails)"
+            f"remove the notification at ${float(stale['Threshold']):.2f} an earlier resume "
+            "added (Pulumi does not declare it; the 100% one brakes)"
+        )
+    if plan.rearm is not None:
+        lines.append(
+            f"re-arm: create the 100% notification again, same subscribers; the brake fires "
+            f"when actual spend exceeds ${plan.limit_usd:.2f} this month"
         )
     else:
         lines.append("the budget brake is armed: nothing to re-arm")
@@ -190,33 +214,25 @@ def describe(plan: ResumePlan) -> list[str]:
     return lines
 
 
-def apply_resume(aws: Aws, plan: ResumePlan, *, account_id: str, emails: tuple[str, ...]) -> None:
+def apply_resume(aws: Aws, plan: ResumePlan, *, account_id: str) -> None:
     """Re-arm first, then let the group grow."""
     budgets = aws.client("budgets", region="us-east-1")
     for stale in plan.stale_rearms:
         budgets.delete_notification(
-            AccountId=account_id,
-            BudgetName=plan.budget,
-            Notification={
-                k: stale[k]
-                for k in ("NotificationType", "ComparisonOperator", "Threshold", "ThresholdType")
-            },
+            AccountId=account_id, BudgetName=plan.budget, Notification=_as_described(stale)
         )
-    if plan.rearm_at_usd is not None:
-        subscribers = [{"SubscriptionType": "SNS", "Address": plan.brake_topic}]
-        subscribers += [
-            {"SubscriptionType": "EMAIL", "Address": e} for e in emails[:MAX_BUDGET_EMAILS]
-        ]
+    if plan.rearm is not None:
+        # Deleted and created again: a new notification starts unfired. If the create fails,
+        # the budget lacks the 100 % notification; `resume` then refuses until `pulumi up`
+        # creates it again, and the group stays at zero meanwhile.
+        budgets.delete_notification(
+            AccountId=account_id, BudgetName=plan.budget, Notification=plan.rearm
+        )
         budgets.create_notification(
             AccountId=account_id,
             BudgetName=plan.budget,
-            Notification={
-                "NotificationType": "ACTUAL",
-                "ComparisonOperator": "GREATER_THAN",
-                "Threshold": plan.rearm_at_usd,
-                "ThresholdType": "ABSOLUTE_VALUE",
-            },
-            Subscribers=subscribers,
+            Notification=_notification_key(plan.rearm),
+            Subscribers=list(plan.rearm_subscribers),
         )
     cloudwatch = aws.client("cloudwatch")
     for alarm in plan.alarms_to_reset:

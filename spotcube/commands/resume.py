@@ -17,17 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "notification that fired will not fire again), then restore the group's sizes "
             "from the stack config. `pulumi up` cannot do this: the brake changed the group "
             "outside Pulumi. Refuses while the burn-rate alarm is still in ALARM, or when the "
-            "month's budget is spent and --allow-usd is not given."
+            "month's spend has reached the budget (raise spotcube:budget.monthlyUsd and "
+            "`pulumi up` first). The re-armed notification is the one Pulumi declares, so a "
+            "later `pulumi up --refresh` keeps it."
         ),
     )
     add_deployed_stack_arguments(parser)
-    parser.add_argument(
-        "--allow-usd",
-        type=float,
-        metavar="USD",
-        help="allow this many more dollars this month: the brake fires again above the "
-        "spend so far plus USD",
-    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -54,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
             outputs,
             config,
             account_id=account.account_id,
-            allow_usd=args.allow_usd,
             force=args.force,
         ),
     )
@@ -65,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     refuse_on_error(
         aws,
-        lambda: apply_resume(aws, plan, account_id=account.account_id, emails=config.budget.emails),
+        lambda: apply_resume(aws, plan, account_id=account.account_id),
     )
     print(f"resumed: {plan.asg} may grow to {plan.target_max} instances")
     return 0

@@ -250,7 +250,32 @@ def test_spent_budget_brake_warns(env: str, monkeypatch: pytest.MonkeyPatch) -> 
     with recorded(monkeypatch, env, "budget-subscribers-brake"):
         result = check_budget_brake(Aws(REGION), stack.outputs, ME)
     assert result.status is Status.WARN
-    assert "spotcube resume --allow-usd" in result.fix
+    assert "budget.monthlyUsd" in result.fix
+    assert "spotcube resume" in result.fix
+
+
+def test_a_notification_pulumi_does_not_declare_warns(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An absolute-amount re-arm left by `resume --allow-usd` (before issue 20): the next
+    `pulumi up --refresh` deletes it, so check says so while the brake still looks armed."""
+    stack = deploy(env, actual_usd=20.0)
+    client("budgets", env).create_notification(
+        AccountId=ACCOUNT,
+        BudgetName=stack.names.budget,
+        Notification={
+            "NotificationType": "ACTUAL",
+            "ComparisonOperator": "GREATER_THAN",
+            "Threshold": 280.0,
+            "ThresholdType": "ABSOLUTE_VALUE",
+        },
+        Subscribers=[{"SubscriptionType": "SNS", "Address": stack.brake_topic}],
+    )
+    with recorded(monkeypatch, env, "budget-subscribers-brake"):
+        result = check_budget_brake(Aws(REGION), stack.outputs, ME)
+    assert result.status is Status.WARN
+    assert "pulumi up --refresh" in result.detail
+    assert "spotcube resume" in result.fix
 
 
 def test_health_rule_target_and_state(env: str) -> None:

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from spotcube.account.stackconfig import from_file
 from spotcube.cli import main
 from tests.operator.deployed import ACCOUNT, Deployed, client, deploy
+from tests.operator.replay import replay
 from tests.operator.test_preflight import write_config
 
 
@@ -53,46 +55,156 @@ def env(cloud: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return cloud
 
 
-def test_spent_month_is_refused_without_an_allowance(
+def notifications(endpoint: str, stack: Deployed) -> dict[tuple[Any, ...], str]:
+    """The budget's notifications as the Budgets API names them, and whether each has fired:
+    what ``pulumi refresh`` reads back (moto does not answer for subscribers; the one test
+    that needs them reads the requests)."""
+    found = {}
+    for n in client("budgets", endpoint).describe_notifications_for_budget(
+        AccountId=ACCOUNT, BudgetName=stack.names.budget
+    )["Notifications"]:
+        key = tuple(
+            (k, n[k])
+            for k in ("NotificationType", "ComparisonOperator", "Threshold", "ThresholdType")
+        )
+        assert key not in found, f"two notifications {key}"
+        found[key] = n.get("NotificationState", "OK")
+    return found
+
+
+BRAKE_KEY = (
+    ("NotificationType", "ACTUAL"),
+    ("ComparisonOperator", "GREATER_THAN"),
+    ("Threshold", 100.0),
+    ("ThresholdType", "PERCENTAGE"),
+)
+
+
+def add_legacy_rearm(endpoint: str, stack: Deployed, usd: float) -> None:
+    """What `spotcube resume --allow-usd` added before issue 20 (and Pulumi does not declare)."""
+    client("budgets", endpoint).create_notification(
+        AccountId=ACCOUNT,
+        BudgetName=stack.names.budget,
+        Notification={
+            "NotificationType": "ACTUAL",
+            "ComparisonOperator": "GREATER_THAN",
+            "Threshold": usd,
+            "ThresholdType": "ABSOLUTE_VALUE",
+        },
+        Subscribers=[{"SubscriptionType": "SNS", "Address": stack.brake_topic}],
+    )
+
+
+def test_spent_month_is_refused_until_the_budget_is_raised(
     env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """$230 of $200 spent, the 100 % notification in ALARM: resuming would run unbraked."""
+    """$230 of $200 spent: a re-armed brake would fire at once (and the burn-rate alarm,
+    whose threshold is the budget, stays in ALARM), so the one way on is a higher budget."""
     stack = deploy(env, actual_usd=230.0, brake_state="ALARM")
     braked(env, stack)
+    before = notifications(env, stack)
     status = main(["resume", *files(tmp_path, stack)])
     err = capsys.readouterr().err
     assert status == 3
-    assert "--allow-usd" in err
+    assert "budget.monthlyUsd above 230.00" in err
     assert "$230.00" in err
     assert err.count("\n") == 1
     assert sizes(env, stack) == (0, 0, 0)
-    assert rearms(env, stack) == []
+    assert notifications(env, stack) == before
 
 
-def test_allowance_rearms_then_restores_and_replaces_its_own_notification(
-    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_rearm_is_the_notification_pulumi_declares(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stack = deploy(env, actual_usd=230.0, brake_state="ALARM")
+    """The 100 % notification fired at $200; the limit is now $400 and $230 spent. Resume
+    creates the same notification again, unfired, with the subscribers the Pulumi program
+    declares for it: `pulumi up --refresh` then has nothing to change (it deleted the absolute
+    notification the old `--allow-usd` added, disarming the brake for the month)."""
+    from tests.infra.program import run_program
+
+    stack = deploy(env, actual_usd=230.0, limit_usd=400.0, brake_state="ALARM")
+    deployed = set(notifications(env, stack))
     braked(env, stack)
     args = files(tmp_path, stack)
-    assert main(["resume", *args, "--allow-usd", "50"]) == 0
-    out = capsys.readouterr().out
-    assert "exceeds $280.00" in out
-    assert "max 10" in out
+    # moto does not answer DescribeSubscribersForNotification: the request shows them.
+    with replay(fallback=env) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BUDGETS", server.endpoint)
+        assert main(["resume", *args]) == 0
+    assert "exceeds $400.00" in capsys.readouterr().out
+    after = notifications(env, stack)
+    assert set(after) == deployed
+    assert after[BRAKE_KEY] == "OK"
     assert sizes(env, stack) == (0, 10, 0)
-    [first] = rearms(env, stack)
-    assert first["NotificationType"] == "ACTUAL"
-    assert float(first["Threshold"]) == 280.0
-    assert first["ComparisonOperator"] == "GREATER_THAN"
-    # A second release replaces the first re-arm instead of piling up (10 per budget).
+
+    [created] = [f for op, f in server.requests if op.endswith("CreateNotification")]
+    [deleted] = [f for op, f in server.requests if op.endswith("DeleteNotification")]
+    assert deleted["Notification"] == {**created["Notification"], "NotificationState": "ALARM"}
+    sns = [s["Address"] for s in created["Subscribers"] if s["SubscriptionType"] == "SNS"]
+    emails = [s["Address"] for s in created["Subscribers"] if s["SubscriptionType"] == "EMAIL"]
+    assert sns == [stack.brake_topic]
+
+    # What the program declares for the notification it re-created (under Pulumi's mocks).
+    # An AMI id: the mocks then need no image lookup (as test_check's program test does).
+    (tmp_path / "program").mkdir()
+    config = from_file(write_config(tmp_path / "program", {"ami": "ami-0123456789abcdef0"}))
+    [budget] = run_program(config).of_type("aws:budgets/budget:Budget")
+    [declared] = [
+        n
+        for n in budget.inputs["notifications"]
+        if {
+            "NotificationType": n["notificationType"],
+            "ComparisonOperator": n["comparisonOperator"],
+            "Threshold": float(n["threshold"]),
+            "ThresholdType": n["thresholdType"],
+        }
+        == created["Notification"]
+    ]
+    assert emails == list(declared["subscriberEmailAddresses"])
+    assert len(declared["subscriberSnsTopicArns"]) == 1
+
+
+def test_a_legacy_rearm_is_removed(
+    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = deploy(env, actual_usd=20.0)
+    deployed = notifications(env, stack)
+    add_legacy_rearm(env, stack, 280.0)
     braked(env, stack)
-    assert main(["resume", *args, "--allow-usd", "20"]) == 0
-    assert [float(n["Threshold"]) for n in rearms(env, stack)] == [250.0]
-    # Pulumi's four percentage notifications are untouched.
-    notes = client("budgets", env).describe_notifications_for_budget(
-        AccountId=ACCOUNT, BudgetName=stack.names.budget
-    )["Notifications"]
-    assert sum(n.get("ThresholdType") == "PERCENTAGE" for n in notes) == 4
+    assert main(["resume", *files(tmp_path, stack)]) == 0
+    assert "earlier resume added" in capsys.readouterr().out
+    assert rearms(env, stack) == []
+    assert notifications(env, stack) == deployed
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["", "legacy-rearm"])
+@pytest.mark.parametrize("fired", [False, True], ids=["armed", "fired"])
+@pytest.mark.parametrize(
+    ("actual", "limit"), [(20.0, 200.0), (230.0, 200.0), (230.0, 400.0), (200.0, 200.0)]
+)
+def test_resume_either_refuses_untouched_or_leaves_the_declared_brake_armed(
+    env: str, tmp_path: Path, actual: float, limit: float, fired: bool, legacy: bool
+) -> None:
+    """The invariant over budget states, whatever resume decides: refused, nothing changed;
+    released, the budget's notifications are exactly the deployed (Pulumi-declared) ones, the
+    brake unfired; and only then the group's maximum is restored."""
+    state = "ALARM" if fired or actual > limit else "OK"
+    stack = deploy(env, actual_usd=actual, limit_usd=limit, brake_state=state)
+    deployed = set(notifications(env, stack))
+    if legacy:
+        add_legacy_rearm(env, stack, actual + 50.0)
+    braked(env, stack)
+    before = notifications(env, stack)
+    status = main(["resume", *files(tmp_path, stack)])
+    if status == 0:
+        after = notifications(env, stack)
+        assert set(after) == deployed
+        assert after[BRAKE_KEY] == "OK"
+        assert sizes(env, stack) == (0, 10, 0)
+    else:
+        assert status == 3
+        assert notifications(env, stack) == before
+        assert sizes(env, stack) == (0, 0, 0)
+    assert (status == 0) == (actual < limit)
 
 
 def test_armed_budget_only_restores_the_group(
@@ -150,16 +262,6 @@ def test_ringing_burn_alarm_refuses_unless_forced(
     assert sizes(env, stack) == (0, 10, 0)
 
 
-def test_raised_limit_rearms_at_the_new_limit(
-    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The 100 % notification fired at $200, the limit is now $400 and $230 spent."""
-    stack = deploy(env, actual_usd=230.0, limit_usd=400.0, brake_state="ALARM")
-    braked(env, stack)
-    assert main(["resume", *files(tmp_path, stack)]) == 0
-    assert [float(n["Threshold"]) for n in rearms(env, stack)] == [400.0]
-
-
 def test_missing_group_is_refused_in_one_line(
     env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -180,20 +282,30 @@ def test_outputs_json_round_trip(env: str, tmp_path: Path) -> None:
     assert doc["launch_guard_policy_arn"].endswith("-launch-guard")
 
 
-@pytest.mark.parametrize("amount", ["nan", "inf", "-5", "0"])
-def test_allowance_must_be_a_positive_amount(
-    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], amount: str
+def test_missing_brake_notification_is_refused(
+    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A NaN or infinite threshold would reach AWS Budgets; refuse it before any change."""
-    stack = deploy(env, actual_usd=230.0, brake_state="ALARM")
+    """No 100 % notification (deleted by hand, or a re-arm cut short): nothing would brake at
+    the budget, so the group stays at zero until `pulumi up` creates it again."""
+    stack = deploy(env, actual_usd=20.0)
+    client("budgets", env).delete_notification(
+        AccountId=ACCOUNT,
+        BudgetName=stack.names.budget,
+        Notification={
+            "NotificationType": "ACTUAL",
+            "ComparisonOperator": "GREATER_THAN",
+            "Threshold": 100.0,
+            "ThresholdType": "PERCENTAGE",
+            "NotificationState": "OK",  # moto matches the state too
+        },
+    )
+    assert BRAKE_KEY not in notifications(env, stack)
     braked(env, stack)
-    status = main(["resume", *files(tmp_path, stack), "--allow-usd", amount])
+    assert main(["resume", *files(tmp_path, stack)]) == 3
     err = capsys.readouterr().err
-    assert status == 2
-    assert "--allow-usd" in err
-    assert err.count("\n") == 1
+    assert "no 100% actual-spend notification" in err
+    assert "`pulumi up`" in err
     assert sizes(env, stack) == (0, 0, 0)
-    assert rearms(env, stack) == []
 
 
 def test_unreachable_endpoint_changes_nothing(
