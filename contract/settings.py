@@ -88,6 +88,9 @@ class WorkerConfig:
     )
     safety_margin: float = _setting(10.0, float, "seconds kept free before a deadline")
     spot_poll_interval: float = _setting(2.0, float, "seconds between IMDS polls")
+    imds_probe_seconds: float = _setting(
+        30.0, float, "keep trying to reach IMDS this long at start, then run without notices"
+    )
     sigterm_grace: float = _setting(
         100.0, float, "deadline after SIGTERM (below systemd's stop timeout)"
     )

@@ -117,13 +117,33 @@ class ImdsClient:
         raise ImdsError(f"IMDS GET {url_path} answered {status}")
 
     def reachable(self) -> bool:
-        """True if a token can be fetched (a quick probe at worker start)."""
+        """True if a token can be fetched now (one try)."""
         try:
             self.token()
         except ImdsError as exc:
             log.debug("IMDS probe failed: %s", exc)
             return False
         return True
+
+    def probe(self, window_s: float) -> bool:
+        """True once a token can be fetched, trying for up to ``window_s`` seconds.
+
+        One failed try is not "no metadata service": IMDS can be throttled (HTTP 429) or slow
+        while an instance boots, and on a loaded machine the local cloud's emulator answers
+        late. Judged on one try, a worker would run its whole life without spot notices and
+        lose its checkpoint at the first reclaim. Off EC2 (no IMDS at all) this costs
+        ``window_s`` at start; ``AWS_EC2_METADATA_DISABLED=true`` skips it.
+        """
+        deadline = time.monotonic() + window_s
+        pause = 0.25
+        while True:
+            if self.reachable():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, 2.0)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     endpoint = endpoint_from_env()
     if endpoint is not None:
         client = ImdsClient(endpoint)
-        if client.reachable():
+        if client.probe(args.imds_probe_seconds):
             try:
                 identity = InstanceIdentity.from_imds(client)
                 imds = client

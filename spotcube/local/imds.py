@@ -61,6 +61,8 @@ class ImdsEmulator(LoopbackServer):
         self._rebalance: str | None = None
         self._lifecycle = "InService"
         self._fail_status: int | None = None
+        self._tokens_refused_until = 0.0  # time.monotonic()
+        self._token_refusal = 429
         self.requests = 0  # metadata GETs served, so tests can see the watcher polls
         # Set once the worker has been answered a published spot notice: the fleet holds a
         # worker at its scheduled work point until then, so it reacts at that point.
@@ -112,6 +114,13 @@ class ImdsEmulator(LoopbackServer):
         with self._lock:
             self._fail_status = status
 
+    def refuse_tokens_for(self, seconds: float, status: int = 429) -> None:
+        """Answer token PUTs with ``status`` for ``seconds`` from now: IMDS throttled (429,
+        EC2 User Guide, "Query throttling") or not yet up while the instance boots."""
+        with self._lock:
+            self._tokens_refused_until = time.monotonic() + seconds
+            self._token_refusal = status
+
     def expire_tokens(self) -> None:
         """Forget every token, as if all had expired (tests of the client's refresh)."""
         with self._lock:
@@ -133,6 +142,11 @@ class ImdsEmulator(LoopbackServer):
             handler.rfile.read(length)
         if handler.path != "/latest/api/token":
             self._reply(handler, 404)
+            return
+        with self._lock:
+            refused = time.monotonic() < self._tokens_refused_until
+        if refused:
+            self._reply(handler, self._token_refusal)
             return
         if handler.headers.get("X-Forwarded-For"):
             # AWS refuses token requests that went through a proxy.

@@ -126,11 +126,31 @@ def test_imds_answering_500_is_no_notice(plane: Plane, imds: ImdsEmulator) -> No
     assert plane.events(event="spot.notice") == []
 
 
+def test_imds_slow_to_answer_at_start_still_watches(plane: Plane, imds: ImdsEmulator) -> None:
+    """Issue 23: under load, workers judged IMDS absent on one failed token request and ran
+    their whole life without spot notices. Refused for the first 2 s, it is still found: the
+    worker watches for notices and records the instance IMDS names."""
+    data = b"late-imds" * 10
+    message = plane.submit("lateimds", PARAMS, data=data)
+    imds.refuse_tokens_for(2.0)
+    worker = plane.start_worker("--max-jobs", "1", imds=imds)
+    assert worker.wait(timeout=60) == 0, plane.log_of()
+    assert_done_like_reference(plane, message, data)
+    assert plane.events(event="spot.unwatched") == []
+    manifest = plane.manifest("lateimds")
+    assert manifest is not None
+    assert manifest["attempts"][0]["instance_id"] == imds.instance_id
+
+
 def test_unreachable_imds_runs_without_notices(plane: Plane) -> None:
     data = b"laptop" * 10
     message = plane.submit("laptop", PARAMS, data=data)
     worker = plane.start_worker(
-        "--max-jobs", "1", env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9"}
+        "--max-jobs",
+        "1",
+        "--imds-probe-seconds",
+        "1",
+        env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9"},
     )
     assert worker.wait(timeout=60) == 0, plane.log_of()
     assert_done_like_reference(plane, message, data)

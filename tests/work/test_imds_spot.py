@@ -83,6 +83,22 @@ def test_instance_action_document_like_aws(imds: ImdsEmulator) -> None:
         imds.schedule_interruption(1, action="reboot")
 
 
+def test_probe_waits_out_a_throttled_imds() -> None:
+    """IMDS answering 429 to token requests for a while (throttled, or slow to come up while
+    the instance boots): one try says "unreachable", the probe keeps trying and gets there."""
+    with ImdsEmulator() as imds:
+        imds.refuse_tokens_for(1.5)
+        client = ImdsClient(imds.endpoint)
+        assert not client.reachable()
+        assert client.probe(window_s=60.0)
+        assert client.get("instance-id") == imds.instance_id
+
+
+def test_probe_gives_up_where_there_is_no_imds() -> None:
+    client = ImdsClient("http://127.0.0.1:9", timeout=0.2)
+    assert not client.probe(window_s=0.6)
+
+
 def test_endpoint_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.delenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", raising=False)
