@@ -96,20 +96,25 @@ class DemoOptions:
     hold: bool = False
     # "work": instances are interrupted at seeded counts of computed chunks, at
     # ``interrupt_rate`` per hour of work (a chunk standing for ``chunk_work_hours``), so a
-    # loaded machine sees the same storm as an idle one. "wall": lifetimes on the wall clock
-    # times ``speedup`` (the only choice for --job runs, whose commands compute no chunks).
+    # loaded machine sees the same storm as an idle one; --job runs, whose commands compute
+    # no chunks, draw the wall-clock lifetimes in CPU seconds of each instance's worker and
+    # programs instead. "wall": lifetimes on the wall clock times ``speedup``.
     paced_by: str = "work"
     chunk_work_hours: float = CHUNK_WORK_HOURS
     # Tests: an explicit schedule (spotcube.local.fleet.WorkSchedule) instead of either.
     schedule: WorkSchedule | None = None
 
     def storm(self) -> WorkSchedule | None:
-        """The work schedule of the spot phase (None: wall-clock lifetimes)."""
+        """The work schedule of the spot phase (None: lifetimes on :meth:`clock`)."""
         if self.schedule is not None:
             return self.schedule
         if self.paced_by == "work" and self.job is None and self.interrupt_rate > 0:
             return WorkSchedule.paced(self.interrupt_rate, self.chunk_work_hours)
         return None
+
+    def clock(self) -> str:
+        """What the spot phase's lifetimes count when there is no work schedule."""
+        return "cpu" if self.paced_by == "work" and self.job is not None else "wall"
 
 
 @dataclass
@@ -324,6 +329,7 @@ def _fleet(
     model: InterruptionModel,
     options: DemoOptions,
     schedule: WorkSchedule | None = None,
+    clock: str = "wall",
 ) -> Fleet:
     return Fleet(
         spec=WorkerSpec(outputs=outputs, root=root, extra_args=worker_args(options)),
@@ -331,6 +337,7 @@ def _fleet(
         model=model,
         instance_type=options.instance_type,
         schedule=schedule,
+        clock=clock,
     )
 
 
@@ -404,6 +411,7 @@ def run_demo(
                 model,
                 options,
                 options.storm(),
+                options.clock(),
             ),
             options,
             console,

@@ -82,16 +82,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=2400.0,
         help="simulated seconds per wall-clock second (default 2400): scales the spot notice, "
-        "the replacement delay and the simulated bill, and with --paced-by wall the "
-        "lifetimes (at 9%%/h an instance is then reclaimed about every 16 s)",
+        "the replacement delay and the simulated bill, and with --paced-by wall (or --job) "
+        "the lifetimes (at 9%%/h an instance is then reclaimed about every 16 s of wall "
+        "clock, or of CPU)",
     )
     parser.add_argument(
         "--paced-by",
         choices=PACINGS,
         default="work",
-        help="what the interruption clock counts: 'work' (default; computed chunks, so the "
-        "same seed interrupts the same work on a fast or a loaded machine) or 'wall' "
-        "(wall clock x --speedup; --job runs always use it)",
+        help="what the interruption clock counts: 'work' (default; computed chunks, or for "
+        "--job runs the CPU seconds of each instance's programs, so the same seed interrupts "
+        "the same work on a fast or a loaded machine) or 'wall' (wall clock x --speedup)",
     )
     parser.add_argument(
         "--seed",

@@ -7,11 +7,14 @@ wall clock for these draws and for the two-minute notice. At the end of its life
 instance gets a spot notice through its IMDS, and at the notice deadline the process is
 SIGKILLed, as AWS does. Like an ASG, the fleet launches a replacement after a delay.
 
-Wall-clock lifetimes suit the demo (the user watches a market), but on a slow or loaded
-machine the same seed then interrupts less work. Tests and ``bench/soak.py`` use a
-:class:`WorkSchedule` instead: each instance is interrupted when its worker reaches a seeded
-work point for the n-th time (a computed chunk, a multipart part, a manifest write; see
-``payload.store.faultpoint``), so the same seed interrupts the same work on any machine.
+Wall-clock lifetimes suit a market the user watches, but on a slow or loaded machine the
+same seed then interrupts less work. Two clocks count work instead. A :class:`WorkSchedule`
+interrupts an instance when its worker reaches a seeded work point for the n-th time (a
+computed chunk, a multipart part, a manifest write; see ``payload.store.faultpoint``): the
+same seed interrupts the same work on any machine (the demo, tests, ``bench/soak.py``).
+Command jobs compute no chunks; for them ``clock="cpu"`` draws the same exponential
+lifetimes in CPU seconds of the instance's process tree (``spotcube.local.cpuclock``), so a
+loaded machine reclaims an instance after the same work, later on the wall clock.
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from contract.settings import FAULTPOINT_ENV
+from spotcube.local import cpuclock
 from spotcube.local.motoserver import local_environment
 from spotcube.local.timeline import Timeline
 from spotcube.stack import StackOutputs
 
+# How often the CPU clock of running instances is read (a /proc scan).
+CPU_POLL_SECONDS = 0.2
 # AWS gives about two minutes between the spot notice and the reclaim.
 NOTICE_SECONDS = 120.0
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f")
@@ -200,7 +206,9 @@ class Instance:
     process: subprocess.Popen[bytes]
     log: IO[bytes]
     launched_at: float
-    notice_at: float  # fleet time of the spot notice (inf: never)
+    notice_at: float  # fleet time of the spot notice (inf: never, or not yet known)
+    # clock="cpu": the notice comes when the process tree has used this many CPU seconds
+    notice_cpu: float = math.inf
     noticed_at: float | None = None
     kill_at: float | None = None
     ended_at: float | None = None
@@ -236,7 +244,10 @@ class Fleet:
     instance_type: str = "m5.4xlarge"
     imds_factory: Callable[[str, str, str], Any] = _default_imds_factory
     timeline: Timeline = field(default_factory=Timeline)
-    schedule: WorkSchedule | None = None  # None: wall-clock lifetimes from ``model``
+    schedule: WorkSchedule | None = None  # None: lifetimes from ``model`` on ``clock``
+    # Without a schedule, what ``model``'s lifetimes count: "wall" seconds, or "cpu" seconds
+    # of each instance's worker and the programs it runs (command jobs: paced by work).
+    clock: str = "wall"
     worker_env: Mapping[str, str] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
     _rng: random.Random = field(init=False)
@@ -247,6 +258,10 @@ class Fleet:
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ValueError(f"fleet size {self.size} must be at least 1")
+        if self.clock not in ("wall", "cpu"):
+            raise ValueError(f"fleet clock {self.clock!r} is not 'wall' or 'cpu'")
+        if self.clock == "cpu" and not cpuclock.available():
+            raise ValueError("a CPU-paced fleet reads /proc: Linux only (use clock='wall')")
         self._rng = random.Random(self.model.seed)
 
     def now(self) -> float:
@@ -280,7 +295,12 @@ class Fleet:
             env.update(local_environment())
         env.update(self.worker_env)
         marker, point, kill_at_point, notice_after = None, None, False, math.inf
-        if self.schedule is None:
+        notice_cpu = math.inf
+        if self.schedule is None and self.clock == "cpu":
+            # the same draw, read as CPU seconds: a machine at full speed and one core of
+            # work per instance sees the wall-clock storm; a loaded one, the same work's
+            notice_cpu = self.model.draw_notice_after(self._rng)
+        elif self.schedule is None:
             notice_after = self.model.draw_notice_after(self._rng)
         else:
             point, arrival, by_notice = self.schedule.draw(self._rng)
@@ -315,6 +335,7 @@ class Fleet:
             log=log,
             launched_at=now,
             notice_at=now + notice_after,
+            notice_cpu=notice_cpu,
             work_marker=marker,
             work_point=point,
             kill_at_point=kill_at_point,
@@ -339,6 +360,13 @@ class Fleet:
                         continue
                     inst.notice_at = now
             self._release_if_noticed(inst, now)
+            if (
+                inst.noticed_at is None
+                and code is None
+                and math.isfinite(inst.notice_cpu)
+                and cpuclock.tree_cpu_seconds(inst.process.pid) >= inst.notice_cpu
+            ):
+                inst.notice_at = now
             if inst.noticed_at is None and now >= inst.notice_at and code is None:
                 inst.imds.schedule_interruption(self.model.notice_real, action="terminate")
                 inst.noticed_at = now
@@ -384,6 +412,8 @@ class Fleet:
             ):
                 # a work point may be reached, or a held worker be released, any time
                 times.append(now + WORK_POLL_SECONDS)
+            if inst.noticed_at is None and math.isfinite(inst.notice_cpu):
+                times.append(now + CPU_POLL_SECONDS)  # its CPU clock runs out some time
         return max(0.0, min(times, default=math.inf) - now)
 
     def _end(self, inst: Instance, reason: str, now: float, *, record: bool = True) -> None:
