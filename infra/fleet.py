@@ -180,8 +180,23 @@ class SpotFleet(pulumi.ComponentResource):
     ) -> None:
         super().__init__("spotcube:infra:SpotFleet", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        names, fleet = args.names, args.fleet
+        role, profile = self._worker_identity(name, args, child)
+        template = self._launch_template(name, args, profile, child)
+        group, hook = self._group(name, args, template)
+        self._scaling(name, args, group, pulumi.ResourceOptions(parent=self, depends_on=[hook]))
+        self.asg_name = group.name
+        self.asg_arn = group.arn
+        self.launch_template_id = template.id
+        self.role_name = role.name
+        self.register_outputs(
+            {"asg_name": group.name, "launch_template_id": template.id, "role": role.name}
+        )
 
+    def _worker_identity(
+        self, name: str, args: FleetArgs, child: pulumi.ResourceOptions
+    ) -> tuple[aws.iam.Role, aws.iam.InstanceProfile]:
+        """What a worker may do: its log group, role, policy and instance profile."""
+        names = args.names
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=names.worker_log_group,
@@ -220,6 +235,17 @@ class SpotFleet(pulumi.ComponentResource):
         profile = aws.iam.InstanceProfile(
             f"{name}-worker", role=role.name, tags=cost_tags(names), opts=child
         )
+        return role, profile
+
+    def _launch_template(
+        self,
+        name: str,
+        args: FleetArgs,
+        profile: aws.iam.InstanceProfile,
+        child: pulumi.ResourceOptions,
+    ) -> aws.ec2.LaunchTemplate:
+        """What an instance is: image, profile, the worker's settings, IMDS and disk."""
+        names, fleet = args.names, args.fleet
         user_data = pulumi.Output.all(
             args.job_queue_url, args.dead_letter_queue_url, args.products_bucket
         ).apply(
@@ -238,7 +264,7 @@ class SpotFleet(pulumi.ComponentResource):
                 }
             )
         )
-        template = aws.ec2.LaunchTemplate(
+        return aws.ec2.LaunchTemplate(
             f"{name}-template",
             name_prefix=f"{names.prefix}-",
             image_id=args.ami_id,
@@ -271,6 +297,13 @@ class SpotFleet(pulumi.ComponentResource):
             tags=cost_tags(names),
             opts=child,
         )
+
+    def _group(
+        self, name: str, args: FleetArgs, template: aws.ec2.LaunchTemplate
+    ) -> tuple[aws.autoscaling.Group, aws.autoscaling.LifecycleHook]:
+        """How many and which: the spot group and its termination hook."""
+        names, fleet = args.names, args.fleet
+        child = pulumi.ResourceOptions(parent=self)
         asg = aws.autoscaling
         distribution = asg.GroupMixedInstancesPolicyInstancesDistributionArgs(
             on_demand_base_capacity=fleet.on_demand_base,
@@ -331,14 +364,7 @@ class SpotFleet(pulumi.ComponentResource):
             default_result="CONTINUE",
             opts=child,
         )
-        self._scaling(name, args, group, pulumi.ResourceOptions(parent=self, depends_on=[hook]))
-        self.asg_name = group.name
-        self.asg_arn = group.arn
-        self.launch_template_id = template.id
-        self.role_name = role.name
-        self.register_outputs(
-            {"asg_name": group.name, "launch_template_id": template.id, "role": role.name}
-        )
+        return group, hook
 
     def _scaling(
         self,
