@@ -35,6 +35,7 @@ from spotcube.errors import UsageError
 from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
 from spotcube.local.cloud import isolated_queues, local_cloud
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSchedule
+from spotcube.local.inimage import IMAGE_PATH
 from spotcube.local.timeline import Timeline, plot_timeline
 from spotcube.runstate import read_run
 from spotcube.spotsim import hazard_from_percent, percent_from_hazard
@@ -103,6 +104,8 @@ class DemoOptions:
     chunk_work_hours: float = CHUNK_WORK_HOURS
     # Tests: an explicit schedule (spotcube.local.fleet.WorkSchedule) instead of either.
     schedule: WorkSchedule | None = None
+    # A locally baked image's root filesystem: workers (both phases) run inside it.
+    rootfs: Path | None = None
 
     def storm(self) -> WorkSchedule | None:
         """The work schedule of the spot phase (None: lifetimes on :meth:`clock`)."""
@@ -332,7 +335,9 @@ def _fleet(
     clock: str = "wall",
 ) -> Fleet:
     return Fleet(
-        spec=WorkerSpec(outputs=outputs, root=root, extra_args=worker_args(options)),
+        spec=WorkerSpec(
+            outputs=outputs, root=root, extra_args=worker_args(options), rootfs=options.rootfs
+        ),
         size=size,
         model=model,
         instance_type=options.instance_type,
@@ -376,7 +381,11 @@ def run_demo(
             on_cloud(outputs)
         job = None
         if options.job is not None:
-            job = for_local_cloud(JobDefinition.load(options.job), outputs)
+            definition = JobDefinition.load(options.job)
+            if options.rootfs is None:
+                job = for_local_cloud(definition, outputs)
+            else:  # where the image's variant put the job's folder, the image's PATH
+                job = for_local_cloud(definition.on_image(), outputs, path=IMAGE_PATH)
             paths, params = prepare_inputs(options.inputs, out / "inputs"), job.params
         else:
             paths, params = make_inputs(options, console)

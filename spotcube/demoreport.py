@@ -238,7 +238,9 @@ def build_report(
             "reference_workers": options.reference_workers,
             "interrupt_rate_per_hour": options.interrupt_rate,
             "speedup": options.speedup,
-            "paced_by": "work" if options.storm() is not None else "wall",
+            # chunks counted by a work schedule; a --job run's CPU seconds; or the wall clock
+            "paced_by": "work" if options.storm() is not None else options.clock(),
+            "in_image": None if options.rootfs is None else str(options.rootfs),
             "chunk_work_hours": options.chunk_work_hours,
             "seed": options.seed,
             "notice_seconds_simulated": options.notice_seconds,

@@ -199,12 +199,15 @@ def submit_job(
     return run_id, messages
 
 
-def for_local_cloud(job: JobDefinition, outputs: StackOutputs) -> JobDefinition:
+def for_local_cloud(
+    job: JobDefinition, outputs: StackOutputs, *, path: str | None = None
+) -> JobDefinition:
     """The job as a local instance runs it: its program's boto3 reaches the local cloud.
 
     The program inherits the worker's environment, which carries the local credentials but
     not the endpoint (the worker gets that as an option); and the payload's Python comes
     first on PATH, as ``/opt/spotcube/venv/bin`` would on an instance that puts it there.
+    ``path``: the PATH to give instead (an instance inside a baked image: the image's).
     """
     if job.kind != JobKind.COMMAND:
         return job
@@ -212,5 +215,6 @@ def for_local_cloud(job: JobDefinition, outputs: StackOutputs) -> JobDefinition:
     if outputs.endpoint_url:
         env.setdefault("AWS_ENDPOINT_URL", outputs.endpoint_url)
     python_bin = str(Path(sys.executable).parent)
-    env.setdefault("PATH", os.pathsep.join([python_bin, os.environ.get("PATH", os.defpath)]))
+    host_path = os.pathsep.join([python_bin, os.environ.get("PATH", os.defpath)])
+    env.setdefault("PATH", path if path is not None else host_path)
     return replace(job, params={**job.params, "env": env})

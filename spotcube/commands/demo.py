@@ -116,6 +116,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--hold", action="store_true", help="keep the local cloud up afterwards (Ctrl-C ends)"
     )
+    parser.add_argument(
+        "--in-image",
+        type=Path,
+        metavar="DIR",
+        help="run every worker, and the programs of its jobs, inside this locally baked image "
+        "(the folder `spotcube bake --target local` prints; Linux, root): the demo then "
+        "checks what AWS will run, the variant's tools included",
+    )
     parser.set_defaults(func=run)
 
 
@@ -145,6 +153,17 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
             raise UsageError(f"--input {path}: no such file")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a folder")
+    rootfs = None
+    if args.in_image is not None:
+        from spotcube.local import inimage
+
+        try:
+            rootfs = inimage.find_rootfs(args.in_image)
+            inimage.check_current(rootfs)
+            if args.job is not None:
+                inimage.check_job_dir(rootfs, JobDefinition.load(args.job))
+        except inimage.ImageError as exc:
+            raise UsageError(str(exc)) from None
     return DemoOptions(
         out=args.out,
         workers=args.workers,
@@ -163,6 +182,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         spot_price=args.spot_price,
         timeout=args.timeout,
         hold=args.hold,
+        rootfs=rootfs,
     )
 
 

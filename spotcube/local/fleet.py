@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from contract.settings import FAULTPOINT_ENV
-from spotcube.local import cpuclock
+from spotcube.local import cpuclock, inimage
 from spotcube.local.motoserver import local_environment
 from spotcube.local.timeline import Timeline
 from spotcube.stack import StackOutputs
@@ -182,17 +182,24 @@ class WorkerSpec:
     root: Path  # per-instance workdirs and logs go under here
     extra_args: Sequence[str] = ()
     python: str = sys.executable
+    # A baked image's root filesystem: the worker runs inside it (spotcube.local.inimage),
+    # sharing only its instance folder with this machine, instead of on the host.
+    rootfs: Path | None = None
 
     def command(self, workdir: Path) -> list[str]:
         o = self.outputs
-        cmd = [self.python, "-m", "payload", "worker"]
+        python = self.python if self.rootfs is None else inimage.IMAGE_PYTHON
+        cmd = [python, "-m", "payload", "worker"]
         cmd += ["--queue-url", o.job_queue_url, "--products-bucket", o.products_bucket]
         cmd += ["--region", o.region, "--workdir", str(workdir)]
         if o.dead_letter_queue_url:
             cmd += ["--dlq-url", o.dead_letter_queue_url]
         if o.endpoint_url:
             cmd += ["--endpoint-url", o.endpoint_url]
-        return cmd + list(self.extra_args)
+        cmd += list(self.extra_args)
+        if self.rootfs is not None:
+            return inimage.launcher_command(self.rootfs, workdir.parent, cmd)
+        return cmd
 
 
 @dataclass
@@ -305,7 +312,8 @@ class Fleet:
         else:
             point, arrival, by_notice = self.schedule.draw(self._rng)
             kill_at_point = not by_notice
-            marker = self.spec.root / f"{instance_id}.reached"
+            # in the instance's folder: a worker inside an image shares only that one
+            marker = workdir / "reached"
             marker.unlink(missing_ok=True)
             # Held at the point either way: for a kill until the SIGKILL; for a notice until
             # the worker has seen it (``tick``), so it reacts at the drawn work and not some
