@@ -13,7 +13,7 @@ interrupts an instance when its worker reaches a seeded work point for the n-th 
 computed chunk, a multipart part, a manifest write; see ``payload.store.faultpoint``): the
 same seed interrupts the same work on any machine (the demo, tests, ``bench/soak.py``).
 Command jobs compute no chunks; for them ``clock="cpu"`` draws the same exponential
-lifetimes in CPU seconds of the instance's process tree (``spotcube.local.cpuclock``), so a
+lifetimes in CPU seconds of the programs the worker runs (``spotcube.local.cpuclock``), so a
 loaded machine reclaims an instance after the same work, later on the wall clock.
 """
 
@@ -372,7 +372,8 @@ class Fleet:
                 inst.noticed_at is None
                 and code is None
                 and math.isfinite(inst.notice_cpu)
-                and cpuclock.tree_cpu_seconds(inst.process.pid) >= inst.notice_cpu
+                and cpuclock.tree_cpu_seconds(inst.process.pid, programs_only=True)
+                >= inst.notice_cpu
             ):
                 inst.notice_at = now
             if inst.noticed_at is None and now >= inst.notice_at and code is None:

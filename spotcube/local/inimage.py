@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -117,10 +118,16 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True)
 
 
-def _enter(rootfs: Path, shared: Path, argv: list[str]) -> None:
-    """In the child (PID 1 of the new namespace): mounts, root, user, then the worker."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _enter(rootfs: Path, shared: Path, argv: list[str], parent_alive: int) -> None:
+    """In the child (PID 1 of the new namespace): mounts, root, user, then the worker.
+
+    ``parent_alive``: the read end of a pipe the launcher holds open; at EOF it is gone.
+    """
+    _die_with_parent()
     # Nothing mounted here may show on the host (systemd makes / shared).
     _mount("--make-rprivate", "/")
     scratch = shared / "image-overlay"
@@ -141,6 +148,12 @@ def _enter(rootfs: Path, shared: Path, argv: list[str]) -> None:
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
+    # Again after the change of user, which clears it (prctl(2)); kept across execve. The
+    # worker dies with the launcher, and with it, PID 1 of its namespace, every process it
+    # started. A launcher killed in the moment between the two is seen on the pipe.
+    _die_with_parent()
+    if select.select([parent_alive], [], [], 0)[0]:
+        os._exit(1)
     env = {**os.environ, "HOME": "/var/lib/spotcube", "USER": IMAGE_USER, "PATH": IMAGE_PATH}
     os.execve(argv[0], argv, env)
 
@@ -158,10 +171,12 @@ def main(args: list[str]) -> int:
         errno = ctypes.get_errno()
         print(f"inimage: unshare failed ({os.strerror(errno)}): needs root", file=sys.stderr)
         return 1
+    parent_alive, alive = os.pipe()  # not inherited by the worker (close-on-exec)
     child = os.fork()
     if child == 0:
+        os.close(alive)
         try:
-            _enter(rootfs, shared, argv)
+            _enter(rootfs, shared, argv, parent_alive)
         except (OSError, subprocess.CalledProcessError, ImageError) as exc:
             detail = (
                 exc.stderr.decode().strip()
@@ -170,6 +185,7 @@ def main(args: list[str]) -> int:
             )
             print(f"inimage: cannot start the worker in {rootfs}: {detail}", file=sys.stderr)
         os._exit(1)
+    os.close(parent_alive)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda sig, _frame: os.kill(child, sig))
     _, status = os.waitpid(child, 0)

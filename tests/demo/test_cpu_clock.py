@@ -89,6 +89,50 @@ def test_tree_cpu_is_what_the_processes_used(tmp_path: Path) -> None:
     assert reported - 0.05 <= measured <= reported + 0.6
 
 
+# A stand-in for a worker (its command line ends "-m payload worker") that burns CPU itself,
+# runs one program to its end (reaped) and leaves a second one running.
+WORKER = r"""
+import multiprocessing as mp, sys, time
+def burn(seconds, out):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    open(out, "w").write(repr(time.process_time()))
+    if out.endswith("live"):
+        time.sleep(30)
+if __name__ == "__main__":
+    base = sys.argv[1]
+    burn(0.5, base + ".worker")
+    ended = mp.get_context("fork").Process(target=burn, args=(0.6, base + ".ended"))
+    ended.start()
+    ended.join()
+    mp.get_context("fork").Process(target=burn, args=(0.4, base + ".live")).start()
+    time.sleep(30)
+"""
+
+
+def test_programs_only_leaves_out_the_worker(tmp_path: Path) -> None:
+    """A worker's start costs CPU that stands for no work; its programs' CPU is the clock."""
+    base = tmp_path / "cpu"
+    process = subprocess.Popen([sys.executable, "-c", WORKER, str(base), "-m", "payload", "worker"])
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "cpu.live").exists():
+            assert time.monotonic() < deadline, "the probe processes did not finish"
+            time.sleep(0.05)
+        programs = float((tmp_path / "cpu.ended").read_text()) + float(
+            (tmp_path / "cpu.live").read_text()
+        )
+        worker = float((tmp_path / "cpu.worker").read_text())
+        measured = cpuclock.tree_cpu_seconds(process.pid, programs_only=True)
+        everything = cpuclock.tree_cpu_seconds(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+    assert programs - 0.05 <= measured <= programs + 0.3
+    assert everything >= measured + worker - 0.05
+
+
 @dataclass(frozen=True)
 class BurnerSpec(WorkerSpec):
     """Instances whose "worker" is the burner above."""
