@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from payload.contracts import JobMessage, ObsLayout
+from contract.layout import ObsLayout
 from payload.outcomes import Outcome
+from payload.records import JobMessage
 from spotcube.cli import main
 from spotcube.demo import DemoOptions
 from spotcube.demoreport import attempt_facts, manifest_hazard
