@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import hashlib
 import json
 import types
@@ -166,7 +165,13 @@ def from_doc(cls: type[_R], doc: Any, what: str) -> _R:
     if not isinstance(doc, Mapping):
         raise InvalidInputError(f"{what} must be a JSON object, not {type(doc).__name__}")
     hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    every = dataclasses.fields(cls)  # type: ignore[arg-type]
+    # A field outside __init__ is a constant of the record (a tag such as "available"): a
+    # document that says otherwise is another record.
+    for f in every:
+        if not f.init and f.name in doc and doc[f.name] != f.default:
+            raise InvalidInputError(f"{what}: {f.name} is {doc[f.name]!r}, not {f.default!r}")
+    fields = {f.name: f for f in every if f.init}
     missing = [
         name
         for name, f in fields.items()
@@ -199,9 +204,15 @@ def to_doc(record: Any) -> Any:
     return record
 
 
-@functools.cache
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a record class (once per class: parsing is hot in status)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _value(hint: Any, value: Any, what: str) -> Any:
@@ -213,9 +224,13 @@ def _value(hint: Any, value: Any, what: str) -> Any:
         args = typing.get_args(hint)
         if value == {} and type(None) in args and any(dataclasses.is_dataclass(a) for a in args):
             return None  # an identity as versions whose default was an empty dict wrote it
-        for arg in args:
-            if dataclasses.is_dataclass(arg):
+        records = [arg for arg in args if dataclasses.is_dataclass(arg)]
+        for arg in records:  # the first record the value is (a union of tagged records)
+            try:
                 return _value(arg, value, what)
+            except InvalidInputError:
+                if arg is records[-1]:
+                    raise
         return value
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_doc(hint, value, what)

@@ -92,7 +92,7 @@ def test_the_parts_of_stored_documents_are_records() -> None:
 
 def test_an_end_reason_only_a_newer_payload_knows_is_kept_and_unknown() -> None:
     manifest = Manifest.from_json(_fixture("manifest-unknown-reason.json"))
-    first, _, running = manifest.attempts
+    first = manifest.attempts[0]
     assert first.reason == "hibernated"
     assert first.outcome is None
     states = attempt_states(manifest.attempts, finished=False)
