@@ -5,7 +5,9 @@ the records were typed (a selftest job preempted once then done, a ``command`` j
 workdir index, a job failed after two transient attempts, an input that does not exist) and by
 hand for what a newer payload may write (an end reason this payload does not know, fields it
 does not have). A record must read each of them and, for the same content, write the same bytes:
-a worker of this version rewrites manifests that workers of the previous version read.
+a worker of this version rewrites manifests that workers of the previous version read. The
+demo's report.json and report.md (a selftest demo of the previous version) are rendered from
+one record now, and must not change either.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from payload.records import (
     RunRecord,
     WorkdirIndex,
     attempt_states,
+    from_doc,
 )
+from spotcube.demoreport import DemoReport, HazardEstimate, HazardUnavailable, render_markdown
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 
@@ -61,6 +65,7 @@ def _fixture(name: str) -> bytes:
 
 def test_every_fixture_is_covered() -> None:
     extra = {"manifest-newer-writer.json", "failed-old-count.json"}  # read, not byte-equal
+    extra |= {"demo-report.json", "demo-report.md"}
     assert {p.name for p in FIXTURES.iterdir()} == set(REDUMP) | extra
 
 
@@ -131,3 +136,20 @@ def test_a_document_from_before_input_identities_keeps_its_bytes(cls: Any, name:
 
 def test_an_attempt_built_with_an_outcome_string_holds_the_outcome() -> None:
     assert Attempt("i-1", "t", end="t", reason="preempted").reason is Outcome.PREEMPTED
+
+
+def test_the_demo_report_is_written_and_rendered_from_one_record_as_before() -> None:
+    raw = _fixture("demo-report.json").decode()
+    report = from_doc(DemoReport, json.loads(raw), "report.json")
+    assert isinstance(report.hazard_from_manifests, HazardEstimate)
+    assert report.to_json() == raw
+    markdown = render_markdown(report, ["timeline.png"])
+    assert markdown == _fixture("demo-report.md").decode()
+
+
+def test_a_tagged_part_is_read_as_the_record_its_tag_names() -> None:
+    doc = json.loads(_fixture("demo-report.json"))
+    doc["hazard_from_manifests"] = {"available": False, "reason": "no manifests"}
+    report = from_doc(DemoReport, doc, "report.json")
+    assert report.hazard_from_manifests == HazardUnavailable(reason="no manifests")
+    assert json.loads(report.to_json())["hazard_from_manifests"] == doc["hazard_from_manifests"]
