@@ -47,6 +47,8 @@ def _message(raw: bytes) -> bytes:
 REDUMP: dict[str, Callable[[bytes], bytes]] = {
     "job-message.json": _message,
     "run.json": lambda raw: RunRecord.from_json(raw).to_json(),
+    # spotcube submit --job: each observation with its own params hash
+    "run-job.json": lambda raw: RunRecord.from_json(raw).to_json(),
     "manifest-selftest.json": lambda raw: Manifest.from_json(raw).to_json(),
     "manifest-command.json": lambda raw: Manifest.from_json(raw).to_json(),
     "manifest-failed.json": lambda raw: Manifest.from_json(raw).to_json(),
