@@ -36,9 +36,10 @@ import boto3
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contract.layout import ObsLayout  # noqa: E402
 from payload import __version__  # noqa: E402
 from payload.checkpoint import Checkpointer  # noqa: E402
-from payload.contracts import Attempt, JobMessage, Manifest, ObsLayout, utc_now  # noqa: E402
+from payload.records import Attempt, InputIdentity, JobMessage, Manifest, utc_now  # noqa: E402
 from payload.store import ObjectStore, s3_client  # noqa: E402
 
 NOTICE_SECONDS = 120.0
@@ -86,9 +87,8 @@ def spotcube_checkpoint(endpoint: str, path: Path, index: int) -> float:
     message = JobMessage.create(
         run_id="bench", obs_id=f"obs{index}", input="s3://raw/x", kind="selftest", params={}
     )
-    manifest = Manifest.new(message, {"uri": message.input})
-    attempt = Attempt(instance_id="i-bench", start=utc_now())
-    manifest.attempts.append(attempt)
+    manifest = Manifest.new(message, InputIdentity(uri=message.input))
+    attempt = Attempt(instance_id="i-bench", start=utc_now())  # the checkpointer appends it
     ckpt = Checkpointer(
         store,
         ObsLayout("bench", f"obs{index}"),

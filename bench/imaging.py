@@ -101,7 +101,7 @@ CHUNK_SCRIPT = textwrap.dedent(
     import json, sys, threading, time
     from pathlib import Path
     from payload.commands.image import local_fetch, LOCAL_PREFIX
-    from payload.contracts import JobMessage
+    from payload.records import JobMessage
     from payload.jobs.base import JobContext
     from payload.jobs.image import ImageJob
     obs, out = sys.argv[1], Path(sys.argv[2])
@@ -273,8 +273,8 @@ def main() -> int:
     shape = make_observation(obs, args.n_times, args.n_freqs)
 
     from payload.commands.image import LOCAL_PREFIX, local_fetch
-    from payload.contracts import JobMessage
     from payload.jobs.base import JobContext
+    from payload.records import JobMessage
 
     message = JobMessage.create(
         run_id="bench", obs_id="obs", input=LOCAL_PREFIX + str(obs).lstrip("/"), kind="image"

@@ -59,9 +59,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.killproxy import HOLDS, KillingProxy, pid_of_client  # noqa: E402
-from payload.contracts import JobMessage, ObsLayout  # noqa: E402
+from contract.layout import ObsLayout  # noqa: E402
 from payload.jobs.base import JobContext  # noqa: E402
 from payload.jobs.selftest import SelfTestJob  # noqa: E402
+from payload.records import JobMessage  # noqa: E402
 from spotcube.compare import product_digest  # noqa: E402
 from spotcube.local.cloud import local_cloud  # noqa: E402
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSchedule  # noqa: E402

@@ -20,24 +20,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from contract.jobs import JobKind
-from contract.layout import KeyKind, parse_key
+from contract.layout import KeyKind, ObsLayout, parse_key
 from contract.settings import AttemptSettings
 from payload.checkpoint import Checkpointer, load_manifest
 from payload.classify import failure_record, with_uris
-from payload.contracts import (
-    CODE_ID,
-    Attempt,
-    JobMessage,
-    Manifest,
-    ObsLayout,
-    canonical_json,
-    check_params_hash,
-    parse_s3_uri,
-    utc_now,
-)
 from payload.errors import InvalidInputError, PayloadError, PreemptedError
 from payload.imds import InstanceIdentity
 from payload.inputs import restore as restore_input
@@ -47,7 +35,21 @@ from payload.jobs.base import ChunkedJob
 from payload.logship import LogShipper
 from payload.outcomes import Outcome
 from payload.provenance import payload_git_commit
-from payload.records import DoneRecord, FailedRecord
+from payload.records import (
+    CODE_ID,
+    Attempt,
+    DoneRecord,
+    FailedRecord,
+    InputIdentity,
+    JobMessage,
+    Manifest,
+    ProductEntry,
+    canonical_json,
+    check_params_hash,
+    parse_s3_uri,
+    to_doc,
+    utc_now,
+)
 from payload.spot import SpotWatcher
 from payload.store import ObjectStore, faultpoint
 
@@ -58,8 +60,7 @@ class AbandonedChunkError(PreemptedError):
     """The chunk in progress cannot finish before the deadline; ``lost`` seconds thrown away."""
 
     def __init__(self, lost: float) -> None:
-        super().__init__(f"chunk abandoned at the deadline after {lost:.1f} s")
-        self.lost = lost
+        super().__init__(f"chunk abandoned at the deadline after {lost:.1f} s", lost=lost)
 
 
 class JobAttempt:
@@ -101,16 +102,11 @@ class JobAttempt:
         self.checkpointer: Checkpointer | None = None
         self.logs: LogShipper | None = None
         self.number = 0  # this attempt's place in the manifest, from 1; set by start()
-        self.input_identity: dict[str, Any] = {}
+        self.input_identity: InputIdentity | None = None  # set by start()
         # Names this attempt's private products prefix: unique even when two workers hold one
         # message and pick the same attempt number.
         self.token = uuid.uuid4().hex[:16]
-        self.attempt = Attempt(
-            instance_id=identity.instance_id,
-            start=utc_now(),
-            instance_type=identity.instance_type,
-            availability_zone=identity.availability_zone,
-        )
+        self.started_at = utc_now()
         self._inputs: dict[str, Path] = {}
 
     # --- start -------------------------------------------------------------------------
@@ -127,14 +123,29 @@ class JobAttempt:
         check_params_hash(self.message)  # before anything is written under the job's prefix
         self.input_identity = self._identify_input()
         manifest = load_manifest(self.store, self.layout, self.message, self.input_identity)
-        manifest.attempts.append(self.attempt)
-        self.manifest = manifest
         # Two workers holding one message (a visibility expiry) may pick the same number; the
         # later upload of that log wins. Numbers follow the manifest's order otherwise.
-        number = self.number = len(manifest.attempts)
+        number = self.number = len(manifest.attempts) + 1
         self.token = f"{number}-{self.token}"
-        self.attempt.log = self.layout.log(number)
-        self.logs = LogShipper(self.store, self.attempt.log, self.dir / f"attempt-{number}.log")
+        attempt = Attempt(
+            instance_id=self.identity.instance_id,
+            start=self.started_at,
+            instance_type=self.identity.instance_type,
+            availability_zone=self.identity.availability_zone,
+            log=self.layout.log(number),
+        )
+        # Appends the attempt: from here on the checkpointer is the manifest's one writer.
+        ckpt = Checkpointer(
+            self.store,
+            self.layout,
+            manifest,
+            attempt,
+            interval=self.settings.checkpoint_interval,
+        )
+        self.manifest = manifest
+        self.logs = LogShipper(
+            self.store, self.layout.log(number), self.dir / f"attempt-{number}.log"
+        )
         self.logs.start()
         log.info(
             "attempt %d at %s/%s on %s (%s, %s)",
@@ -146,24 +157,17 @@ class JobAttempt:
             self.identity.availability_zone,
             extra={"event": "attempt.started", "attempt": number},
         )
-        ckpt = Checkpointer(
-            self.store,
-            self.layout,
-            manifest,
-            self.attempt,
-            interval=self.settings.checkpoint_interval,
-        )
         self.checkpointer = ckpt.start()
         ckpt.commit()  # records this attempt at once: the hazard estimate counts it
         self.ship_log()
         return ckpt
 
-    def _identify_input(self) -> dict[str, Any]:
+    def _identify_input(self) -> InputIdentity:
         if self.message.kind == JobKind.COMMAND and not self.message.input.startswith("s3://"):
-            return {"uri": self.message.input}
+            return InputIdentity(uri=self.message.input)
         return self._head_input(self.message.input)
 
-    def _head_input(self, uri: str) -> dict[str, Any]:
+    def _head_input(self, uri: str) -> InputIdentity:
         """The input's identity as the store has it now: uri, ETag, size.
 
         A content-keyed input whose object says (in the sha256 metadata spotcube submit wrote)
@@ -181,7 +185,7 @@ class JobAttempt:
                 f"input {uri} was overwritten after submit: it holds bytes with sha256 "
                 f"{stored[:12]}, its key names {named[:12]}; submit the observation again"
             )
-        return {"uri": uri, "etag": head.get("ETag"), "size": head.get("ContentLength")}
+        return InputIdentity(uri=uri, etag=head.get("ETag"), size=head.get("ContentLength"))
 
     def verify_input(self) -> None:
         """Refuse to combine chunks read from an input that changed during the job.
@@ -190,14 +194,15 @@ class JobAttempt:
         attempt's and earlier attempts', which ``load_manifest`` matched to the same identity)
         were all computed from the bytes the identity names only if the input still has it.
         """
-        if "etag" not in self.input_identity:
+        then = self.input_identity
+        if then is None or then.etag is None:
             return
         now = self._head_input(self.message.input)
         for name in ("etag", "size"):
-            if now.get(name) != self.input_identity.get(name):
+            if getattr(now, name) != getattr(then, name):
                 raise InvalidInputError(
                     f"input {self.message.input} changed while the job read it ({name} "
-                    f"{self.input_identity.get(name)} at start, {now.get(name)} after the last "
+                    f"{getattr(then, name)} at start, {getattr(now, name)} after the last "
                     "chunk); submit it again under a new run id"
                 )
 
@@ -216,7 +221,7 @@ class JobAttempt:
             store = self.store_for(bucket)
             if_match = None
             if uri == self.message.input:
-                if_match = self.input_identity.get("etag")
+                if_match = self.input_identity.etag if self.input_identity else None
             elif bucket == self.store.bucket:
                 key = self._committed_product_key(uri, key)
             # Content-keyed inputs carry their name; folders arrive as an archive.
@@ -251,7 +256,7 @@ class JobAttempt:
             workdir=self.dir,
             fetch=self.fetch,
             provenance={
-                "input_identity": canonical_json(self.input_identity),
+                "input_identity": canonical_json(to_doc(self.input_identity or {})),
                 "instance_id": self.identity.instance_id,
                 "git_commit": payload_git_commit(),
                 "code_id": CODE_ID,
@@ -272,12 +277,12 @@ class JobAttempt:
         deletes what it uploaded and ends ``superseded``: nothing it wrote is listed, and
         nothing it does later can touch the keys another attempt's ``DONE`` lists.
         """
-        listing: dict[str, dict[str, Any]] = {}
+        listing: dict[str, ProductEntry] = {}
         try:
             for path in products:
                 key = self.layout.attempt_product(self.token, path.name)
                 stored = self.store.put_file(key, path)
-                listing[path.name] = {"key": key, "size": stored.size, "sha256": stored.sha256}
+                listing[path.name] = ProductEntry(key=key, size=stored.size, sha256=stored.sha256)
                 faultpoint("product-uploaded")
         except BaseException:
             self._discard(listing)
@@ -342,13 +347,13 @@ class JobAttempt:
         raw = self.store.get_bytes(self.layout.done)
         return raw is not None and DoneRecord.from_json(raw).attempt == self.token
 
-    def _discard(self, listing: dict[str, dict[str, Any]]) -> None:
+    def _discard(self, listing: dict[str, ProductEntry]) -> None:
         """Delete this attempt's uploaded products (best effort: no reader takes them anyway)."""
         for entry in listing.values():
             try:
-                self.store.delete(entry["key"])
+                self.store.delete(entry.key)
             except Exception as exc:
-                log.warning("could not delete %s: %s", entry["key"], exc)
+                log.warning("could not delete %s: %s", entry.key, exc)
 
     # --- the end -----------------------------------------------------------------------
 
@@ -356,11 +361,9 @@ class JobAttempt:
         """Close this attempt in the manifest, make it durable (best effort), ship the log."""
         if self.manifest is None or self.checkpointer is None:
             return
-        self.attempt.end = utc_now()
-        self.attempt.reason = outcome.value
-        self.attempt.lost_seconds = round(self.attempt.lost_seconds + lost, 3)
-        notice = self.watcher.notice
         ckpt = self.checkpointer
+        ckpt.end_attempt(outcome, lost=lost)
+        notice = self.watcher.notice
         try:
             remaining = None
             if outcome is Outcome.PREEMPTED and notice is not None:
@@ -427,7 +430,7 @@ def write_failed(
         **failure_record(exc),  # class, one-line message, outcome; frames of a bug
         instance_id=instance_id,
         failed_at=utc_now(),
-        attempts=[vars(a) for a in manifest.attempts] if manifest else [],
+        attempts=list(manifest.attempts) if manifest else [],
     )
     try:
         store.put_bytes(layout.failed, record.to_json(), content_type="application/json")

@@ -10,26 +10,28 @@ most the chunk in progress plus one interval of chunks whose uploads were behind
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract.layout import ObsLayout
 from contract.settings import DEFAULT_CHECKPOINT_INTERVAL as DEFAULT_INTERVAL
-from payload.contracts import (
+from payload.errors import InvalidInputError, TransientError
+from payload.outcomes import Outcome
+from payload.records import (
     CODE_ID,
     Attempt,
     ChunkRecord,
+    InputIdentity,
     JobMessage,
     Manifest,
-    ObsLayout,
     utc_now,
 )
-from payload.errors import InvalidInputError, TransientError
 from payload.store import ObjectStore, faultpoint
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ _COMMIT_TRIES = 5
 
 
 def load_manifest(
-    store: ObjectStore, layout: ObsLayout, message: JobMessage, input_identity: Mapping[str, Any]
+    store: ObjectStore, layout: ObsLayout, message: JobMessage, input_identity: InputIdentity
 ) -> Manifest:
     """The observation's manifest, or a new one; refuse one made for other work.
 
@@ -64,13 +66,14 @@ def load_manifest(
             f"{manifest.params_hash[:12]}, this job has {message.params_hash[:12]}: its chunks "
             "are not this job's chunks. Submit under a new run id, or delete the checkpoint."
         )
-    for name in ("etag", "size", "sha256"):
-        old, new = manifest.input_identity.get(name), input_identity.get(name)
-        if old is not None and new is not None and old != new:
-            raise InvalidInputError(
-                f"input {message.input} changed since the checkpoint was made ({name} {old} "
-                f"then, {new} now); submit under a new run id"
-            )
+    then = manifest.input_identity
+    name = None if then is None else input_identity.changed_from(then)
+    if then is not None and name is not None:
+        raise InvalidInputError(
+            f"input {message.input} changed since the checkpoint was made ({name} "
+            f"{getattr(then, name)} then, {getattr(input_identity, name)} now); submit under "
+            "a new run id"
+        )
     return manifest
 
 
@@ -125,7 +128,10 @@ class Checkpointer:
     manifest : Manifest
         Loaded or new; this object owns it from now on.
     attempt : Attempt
-        This instance's attempt, already appended to ``manifest.attempts``.
+        This instance's attempt, which the checkpointer appends to ``manifest.attempts``.
+        From then on it is the attempt's one writer: chunks committed and the end are
+        recorded by its methods, under the lock a commit holds, so no commit ever writes
+        an attempt half-way through a change.
     chunk_suffix : str
         File extension of chunk objects; may be set after construction, before the first
         chunk is submitted (the job that knows it is built after the attempt is recorded).
@@ -146,7 +152,8 @@ class Checkpointer:
         self.store = store
         self.layout = layout
         self.manifest = manifest
-        self.attempt = attempt
+        self._attempt = attempt
+        manifest.attempts.append(attempt)
         self.chunk_suffix = chunk_suffix
         self.interval = interval
         self.stats = CheckpointStats()
@@ -167,6 +174,30 @@ class Checkpointer:
                 self.stats.chunk_seconds.append(record.seconds)
 
     # --- the worker's side -------------------------------------------------------------
+
+    @property
+    def attempt(self) -> Attempt:
+        """This instance's attempt as the manifest has it now."""
+        return self._attempt
+
+    def end_attempt(self, outcome: Outcome, *, lost: float = 0.0) -> Attempt:
+        """Record how this attempt ended and the compute it threw away (``lost`` seconds).
+
+        In memory only; the next commit (:meth:`flush`) makes it durable.
+        """
+        with self._commit_lock:
+            attempt = self._attempt
+            return self._replace_attempt(
+                end=utc_now(), reason=outcome, lost_seconds=round(attempt.lost_seconds + lost, 3)
+            )
+
+    def _replace_attempt(self, **changes: Any) -> Attempt:
+        """Change this attempt in the manifest; the caller holds ``_commit_lock``."""
+        old = self._attempt
+        new = self._attempt = dataclasses.replace(old, **changes)
+        attempts = self.manifest.attempts
+        attempts[next(i for i, a in enumerate(attempts) if a is old)] = new
+        return new
 
     def start(self) -> Checkpointer:
         self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
@@ -253,12 +284,12 @@ class Checkpointer:
             self.manifest.chunks.update(fresh)
             if fresh:
                 faultpoint("manifest-write")
-            self.attempt.chunks_done += len(fresh)
-            self.attempt.last_seen = utc_now()
+            done = self._attempt.chunks_done
+            self._replace_attempt(chunks_done=done + len(fresh), last_seen=utc_now())
             try:
                 self._write_manifest()
             except BaseException:
-                self.attempt.chunks_done -= len(fresh)
+                self._replace_attempt(chunks_done=done)
                 raise
             with self._state:
                 for cid in fresh:
@@ -289,9 +320,10 @@ class Checkpointer:
                 etag = None if found is None else found[1]
             else:
                 etag = self._etag
+            self.manifest.updated_at = utc_now()
             written = self.store.put_conditional(
                 key,
-                self.manifest.to_json().encode(),
+                self.manifest.to_json(),
                 if_match=etag,
                 if_none_match=etag is None,
                 content_type="application/json",

@@ -31,6 +31,14 @@ class TransientError(PayloadError):
 
 
 class PreemptedError(PayloadError):
-    """The instance is being reclaimed; the job must be handed back to the queue."""
+    """The instance is being reclaimed; the job must be handed back to the queue.
+
+    ``lost`` is the compute, in seconds, the hand-back throws away (a chunk abandoned at the
+    deadline, a command's run since its last sync); the worker records it in the attempt.
+    """
 
     outcome = Outcome.PREEMPTED
+
+    def __init__(self, *args: object, lost: float = 0.0) -> None:
+        super().__init__(*args)
+        self.lost = lost

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.jobs import JOB_KINDS, JobKind
-from payload.contracts import JobMessage, params_hash
 from payload.errors import InvalidInputError
+from payload.records import JobMessage, params_hash
 
 
 def check_job_params(kind: str, params: Mapping[str, Any]) -> None:

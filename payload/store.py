@@ -36,8 +36,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from contract.layout import CHECKPOINT_TAG, is_checkpoint_key
 from contract.settings import DEFAULT_PART_SIZE_MIB, FAULTPOINT_ENV
-from payload.contracts import CHECKPOINT_TAG, is_checkpoint_key
 from payload.errors import InvalidInputError, TransientError
 
 log = logging.getLogger(__name__)

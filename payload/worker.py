@@ -30,15 +30,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.layout import ObsLayout
 from contract.settings import WorkerConfig
 from payload.attempt import JobAttempt, run_chunked_job
 from payload.classify import is_resource_error, reason
-from payload.contracts import JobMessage, ObsLayout
 from payload.errors import InvalidInputError, PayloadError, PreemptedError, TransientError
 from payload.heartbeat import VisibilityHeartbeat
 from payload.imds import InstanceIdentity
 from payload.jobs.command import run_command_job
 from payload.outcomes import Outcome
+from payload.records import JobMessage
 from payload.spot import SpotWatcher
 from payload.store import DEFAULT_PART_SIZE, ObjectStore, with_retries
 
@@ -197,7 +198,7 @@ class Worker:
             outcome = (run_command_job if message.kind == "command" else run_chunked_job)(run)
         except PreemptedError as exc:
             heartbeat.stop()
-            run.end(Outcome.PREEMPTED, lost=getattr(exc, "lost", 0.0))
+            run.end(Outcome.PREEMPTED, lost=exc.lost)
             self._hand_back(body, receipt)
             self._complete_lifecycle()
             return Outcome.PREEMPTED
@@ -261,7 +262,7 @@ class Worker:
         )
         run.end(Outcome.TRANSIENT)
         if run.manifest is not None:
-            tries = sum(1 for a in run.manifest.attempts if a.reason == Outcome.TRANSIENT.value)
+            tries = sum(1 for a in run.manifest.attempts if a.outcome is Outcome.TRANSIENT)
         else:
             # No manifest (S3 itself failing): SQS's receive count is the best bound we have.
             tries = receive_count

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from payload.contracts import ObsLayout
+from contract.layout import ObsLayout
 from payload.records import DoneRecord
 from spotcube.stack import StackOutputs
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import sys
 import time
@@ -29,7 +28,7 @@ from contract.jobs import JobKind
 from contract.settings import WorkerConfig
 from payload import __version__ as payload_version
 from payload.records import AttemptState
-from spotcube.demoreport import build_report, render_markdown, save_attempt_logs
+from spotcube.demoreport import DemoReport, build_report, render_markdown, save_attempt_logs
 from spotcube.demoverify import verify_run
 from spotcube.errors import UsageError
 from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job
@@ -363,8 +362,8 @@ def run_demo(
     console: Console | None = None,
     *,
     on_cloud: Callable[[StackOutputs], None] | None = None,
-) -> dict[str, Any]:
-    """Run the demo end to end and return report.json's content (also written to disk)."""
+) -> DemoReport:
+    """Run the demo end to end and return its report (also written to disk as report.json)."""
     console = console or demo_console()
     started = time.monotonic()
     out = options.out
@@ -461,7 +460,7 @@ def run_demo(
         )
         save_attempt_logs(report, outputs, out)
         figures = write_figures(report, main, out)
-        (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out / "report.json").write_text(report.to_json())
         (out / "report.md").write_text(render_markdown(report, figures))
         summarise(report, out, console)
         if options.hold:
@@ -496,22 +495,22 @@ def _submit(
     return submit_run(outputs, observations, kind=options.kind, params=params, run_id=run_id)[0]
 
 
-def write_figures(report: dict[str, Any], main: PhaseResult, out: Path) -> list[str]:
+def write_figures(report: DemoReport, main: PhaseResult, out: Path) -> list[str]:
     """timeline.png, plus image.png/powerspec.png of the first observation that has them."""
     names = []
     plot_timeline(
         main.fleet.timeline,
         out / "timeline.png",
         title=(
-            f"run {main.run_id}: {report['instances_reclaimed']} instances reclaimed, "
-            f"{report['done']}/{report['observations']} done"
+            f"run {main.run_id}: {report.instances_reclaimed} instances reclaimed, "
+            f"{report.done}/{report.observations} done"
         ),
         speedup=main.fleet.model.speedup,
     )
     names.append("timeline.png")
     for figure in FIGURE_PRODUCTS:
-        for obs in report["per_observation"]:
-            source = out / "products" / obs["obs_id"] / figure
+        for obs in report.per_observation:
+            source = out / "products" / obs.obs_id / figure
             if source.is_file():
                 shutil.copyfile(source, out / figure)
                 names.append(figure)
@@ -519,20 +518,20 @@ def write_figures(report: dict[str, Any], main: PhaseResult, out: Path) -> list[
     return names
 
 
-def summarise(report: dict[str, Any], out: Path, console: Console) -> None:
-    cost = report["cost"]
-    verdict = "[green]true[/green]" if report["verified_identical"] else "[red]false[/red]"
+def summarise(report: DemoReport, out: Path, console: Console) -> None:
+    cost = report.cost
+    verdict = "[green]true[/green]" if report.verified_identical else "[red]false[/red]"
     console.print(
-        f"done {report['done']}/{report['observations']}, failed {report['failed']}, "
-        f"{report['instances_reclaimed']} instances reclaimed, "
-        f"{report['attempts_interrupted']} attempts interrupted, "
-        f"{report['lost_chunk_seconds']:.1f} lost chunk-seconds, "
-        f"wall time {report['total_wall_time_seconds']:.1f} s, simulated cost "
-        f"${cost['cost_usd_simulated']:.2f} ({cost['instance_type']} spot); "
+        f"done {report.done}/{report.observations}, failed {report.failed}, "
+        f"{report.instances_reclaimed} instances reclaimed, "
+        f"{report.attempts_interrupted} attempts interrupted, "
+        f"{report.lost_chunk_seconds:.1f} lost chunk-seconds, "
+        f"wall time {report.total_wall_time_seconds:.1f} s, simulated cost "
+        f"${cost.cost_usd_simulated:.2f} ({cost.instance_type} spot); "
         f"verified_identical {verdict}"
     )
-    progress = report["progress"]
-    console.print(f"[red]{progress['message']}" if progress["outpaced"] else progress["message"])
-    if not report["outcome"]["ok"]:
-        console.print(f"[red]demo failed: {report['outcome']['cause']}", soft_wrap=True)
+    progress = report.progress
+    console.print(f"[red]{progress.message}" if progress.outpaced else progress.message)
+    if not report.outcome.ok:
+        console.print(f"[red]demo failed: {report.outcome.cause}", soft_wrap=True)
     console.print(f"products, report.md, report.json and figures in {out}/")

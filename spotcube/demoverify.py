@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from payload.contracts import ObsLayout
+from contract.layout import ObsLayout
 from payload.errors import InvalidInputError
-from payload.records import DoneRecord
+from payload.records import DoneRecord, ProductEntry
 from spotcube.compare import product_digest
 from spotcube.runstate import read_object
 from spotcube.stack import StackOutputs
@@ -61,9 +61,8 @@ def read_done(s3: Any, bucket: str, run_id: str, obs_id: str) -> DoneRecord | No
         return None
 
 
-def _product_bytes(s3: Any, bucket: str, entry: dict[str, Any]) -> bytes | None:
-    key = entry.get("key")
-    return read_object(s3, bucket, key) if isinstance(key, str) else None
+def _product_bytes(s3: Any, bucket: str, entry: ProductEntry) -> bytes | None:
+    return read_object(s3, bucket, entry.key)
 
 
 def verify_observation(
@@ -99,7 +98,7 @@ def verify_observation(
         listed = ours.products[name]
         data = _product_bytes(s3, bucket, listed)
         if data is None:
-            reasons.append(f"{name}: its DONE names {listed.get('key')!r}, which is not there")
+            reasons.append(f"{name}: its DONE names {listed.key!r}, which is not there")
             continue
         digest = hashlib.sha256(data).hexdigest()
         entry |= {"size": len(data), "sha256": digest}
@@ -107,7 +106,7 @@ def verify_observation(
             path = dest / obs_id / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        if digest != listed.get("sha256"):
+        if digest != listed.sha256:
             reasons.append(f"{name}: bytes do not match the sha256 its DONE lists")
             continue
         if theirs is None:

@@ -30,11 +30,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from contract.jobs import JOB_KINDS, JobKind
-from payload.contracts import JobMessage, check_id, utc_now
 from payload.errors import InvalidInputError
 from payload.jobparams import check_job_params
 from payload.jobs.command import CommandParams
-from payload.records import RunRecord
+from payload.records import JobMessage, ObservationRef, RunRecord, check_id, utc_now
 from spotcube.errors import UsageError
 from spotcube.stack import StackOutputs
 from spotcube.submit import Observation, new_run_id, publish_run
@@ -192,7 +191,8 @@ def submit_job(
         params_hash=messages[0].params_hash,
         submitted_at=utc_now(),
         observations=[
-            {"obs_id": m.obs_id, "input": m.input, "params_hash": m.params_hash} for m in messages
+            ObservationRef(obs_id=m.obs_id, input=m.input, params_hash=m.params_hash)
+            for m in messages
         ],
     )
     publish_run(outputs, record, messages)

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from contract.jobs import JobKind
-from payload.contracts import Attempt, Manifest
 from payload.outcomes import Outcome
+from payload.records import Attempt, Manifest
 
 # Fewer interrupted lives than this say nothing either way (one unlucky early notice).
 MIN_INTERRUPTED = 3
@@ -59,8 +59,8 @@ def durable_work(kind: str, attempt: Attempt) -> int:
     ``command`` job, which has no chunks, the working directory it synced when it handed the
     job back on a notice (``preempted`` means that sync was made durable).
     """
-    published = attempt.reason == Outcome.DONE.value
-    synced = kind == JobKind.COMMAND and attempt.reason == Outcome.PREEMPTED.value
+    published = attempt.outcome is Outcome.DONE
+    synced = kind == JobKind.COMMAND and attempt.outcome is Outcome.PREEMPTED
     return attempt.chunks_done + int(published) + int(synced)
 
 
@@ -75,7 +75,7 @@ def lives_from_manifests(manifests: Iterable[Manifest]) -> list[InstanceLife]:
         attempts = sorted(manifest.attempts, key=lambda a: a.start)
         for index, attempt in enumerate(attempts):
             cut_off = attempt.end is None and index < len(attempts) - 1
-            interrupted = attempt.reason == Outcome.PREEMPTED.value or cut_off
+            interrupted = attempt.outcome is Outcome.PREEMPTED or cut_off
             was_interrupted, work = lives.get(attempt.instance_id, (False, 0))
             lives[attempt.instance_id] = (
                 was_interrupted or interrupted,

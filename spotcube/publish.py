@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from payload.contracts import SCHEMA, JobMessage, run_record_key
-from payload.records import RunRecord
+from contract.layout import run_record_key
+from payload.records import SCHEMA, JobMessage, RunRecord
 from spotcube.errors import RefusedError
 from spotcube.stack import StackOutputs
 

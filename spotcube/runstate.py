@@ -17,9 +17,16 @@ from typing import Any
 
 from contract.layout import RUNS, KeyKind, ObsLayout, ParsedKey, parse_key, run_prefix
 from contract.layout import run_record_key as _run_record_key
-from payload.contracts import Attempt, Manifest
 from payload.errors import InvalidInputError
-from payload.records import AttemptState, DoneRecord, FailedRecord, RunRecord, attempt_states
+from payload.records import (
+    Attempt,
+    AttemptState,
+    DoneRecord,
+    FailedRecord,
+    Manifest,
+    RunRecord,
+    attempt_states,
+)
 
 
 class ObsPhase(enum.StrEnum):

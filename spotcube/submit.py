@@ -16,19 +16,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract.layout import run_record_key
 from payload import inputs as input_store
-from payload.contracts import (
-    JobMessage,
-    canonical_json,
-    check_id,
-    parse_s3_uri,
-    run_record_key,
-    utc_now,
-)
 from payload.errors import InvalidInputError
 from payload.inputcheck import check_input_path
 from payload.jobparams import check_job_params
-from payload.records import RunRecord
+from payload.records import (
+    JobMessage,
+    ObservationRef,
+    RunRecord,
+    canonical_json,
+    check_id,
+    parse_s3_uri,
+    utc_now,
+)
 from spotcube.errors import CloudUnreachableError, RefusedError, UsageError
 from spotcube.publish import publish_run, refuse_other_content, submission_key
 from spotcube.stack import StackOutputs
@@ -342,7 +343,7 @@ def build_run(
         params=params,
         params_hash=messages[0].params_hash,
         submitted_at=utc_now(),
-        observations=[{"obs_id": o.obs_id, "input": o.input} for o in observations],
+        observations=[ObservationRef(obs_id=o.obs_id, input=o.input) for o in observations],
     )
     return record, messages
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.jobs import JobKind
-from payload.contracts import JobMessage, canonical_json
 from payload.errors import InvalidInputError
+from payload.records import JobMessage, canonical_json
 
 LOCAL_PREFIX = "s3://local/"
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from contract.jobs import JobKind
 from payload.commands.image import LOCAL_PREFIX, local_fetch
-from payload.contracts import JobMessage, canonical_json
 from payload.errors import InvalidInputError
+from payload.records import JobMessage, canonical_json
 
 
 def register(subparsers: Any) -> None:

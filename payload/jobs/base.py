@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from payload.contracts import JobMessage
+from payload.records import JobMessage
 
 
 @dataclass(frozen=True)

@@ -510,10 +510,9 @@ def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirS
             # second scan that never came, and the attempt handed back "0 settled files".)
             _freeze(process)
             uploaded = sync.sync(sync.scan_frozen(files_open_for_writing(process.pid)))
-            run.attempt.lost_seconds = round(at_risk, 3)
             log.warning("notice: synced %d finished files; stopping the program", uploaded)
             _stop(process)
-            raise PreemptedError("termination notice during a command job")
+            raise PreemptedError("termination notice during a command job", lost=at_risk)
         if now >= next_scan:
             faultpoint("workdir-scan")  # fault tests count scans, not seconds
             ready = sync.scan(files_open_for_writing(process.pid))

@@ -189,4 +189,4 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 def run(args: argparse.Namespace) -> int:
     report = run_demo(options_from_args(args))
     # One verdict (spotcube.demoreport.outcome), the same report.md shows and summarise prints.
-    return ExitStatus.OK if report["outcome"]["ok"] else ExitStatus.FAILED
+    return ExitStatus.OK if report.outcome.ok else ExitStatus.FAILED

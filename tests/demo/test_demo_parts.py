@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import statistics
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import ObsLayout
-from payload.records import DoneRecord
+from contract.layout import ObsLayout
+from payload.records import DoneRecord, ProductEntry
 from spotcube.cli import main
 from spotcube.commands.demo import parse_rate
 from spotcube.compare import download_and_verify, product_digest
@@ -122,7 +123,8 @@ def test_verification_catches_a_product_that_differs(cloud: str, tmp_path: Path)
         layout = ObsLayout(run, obs)
         key = layout.attempt_product("1-a", name)
         s3.put_object(Bucket=outputs.products_bucket, Key=key, Body=body)
-        done = DoneRecord(run, obs, "h", {name: {"key": key}}, "i-1", "t")
+        entry = ProductEntry(key=key, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+        done = DoneRecord(run, obs, "h", {name: entry}, "i-1", "t")
         s3.put_object(Bucket=outputs.products_bucket, Key=layout.done, Body=done.to_json())
 
     for run in ("run", "ref"):

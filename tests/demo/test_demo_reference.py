@@ -43,7 +43,7 @@ def stalled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], P
         timeout=45.0,
         schedule=NEVER_FINISHES,
     )
-    return run_demo(options), out
+    return json.loads(run_demo(options).to_json()), out
 
 
 def test_the_reference_never_touches_the_spot_run(stalled: tuple[dict[str, Any], Path]) -> None:

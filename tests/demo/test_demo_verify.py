@@ -19,8 +19,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payload.contracts import ObsLayout
-from payload.records import DoneRecord
+from contract.layout import ObsLayout
+from payload.records import DoneRecord, ProductEntry
 from spotcube.demoverify import verify_run
 from spotcube.local.cloud import provision
 
@@ -45,7 +45,8 @@ def _put_run(
     for name, body in products.items():
         key = f"{ObsLayout(run, obs).prefix}attempts/{writer}/products/{name}"
         s3.put_object(Bucket=bucket, Key=key, Body=body)
-        listing[name] = {"key": key, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        digest = hashlib.sha256(body).hexdigest()
+        listing[name] = ProductEntry(key=key, size=len(body), sha256=digest)
     done = DoneRecord(run, obs, "h", listing, writer, "2026-01-01T00:00:00Z")
     s3.put_object(Bucket=bucket, Key=ObsLayout(run, obs).done, Body=done.to_json())
 

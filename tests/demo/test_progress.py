@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import JobMessage, Manifest, ObsLayout
+from contract.layout import ObsLayout
+from payload.records import JobMessage, Manifest
 from spotcube.local.cloud import provision
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSchedule
 from spotcube.local.motoserver import local_client

@@ -15,7 +15,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payload.contracts import Attempt, Manifest
+from payload.records import Attempt, Manifest
 from spotcube.progress import MIN_INTERRUPTED, assess, lives_from_manifests
 
 REASONS = (None, "done", "preempted", "transient", "invalid")

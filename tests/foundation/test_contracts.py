@@ -6,18 +6,19 @@ import json
 
 import pytest
 
-from payload.contracts import (
+from contract.layout import ObsLayout
+from payload.errors import InvalidInputError
+from payload.outcomes import Outcome
+from payload.records import (
     SCHEMA,
     Attempt,
     ChunkRecord,
+    InputIdentity,
     JobMessage,
     Manifest,
-    ObsLayout,
     params_hash,
     parse_s3_uri,
 )
-from payload.errors import InvalidInputError
-from payload.outcomes import Outcome
 
 
 def _message(**overrides: object) -> JobMessage:
@@ -51,7 +52,7 @@ def test_params_hash_depends_on_kind_params_and_version_not_key_order() -> None:
     [
         pytest.param("not json", "not JSON", id="not-json"),
         pytest.param("[1, 2]", "JSON object", id="not-object"),
-        pytest.param('{"run_id": "r"}', "lacks field", id="missing-fields"),
+        pytest.param('{"run_id": "r"}', "lacks key", id="missing-fields"),
     ],
 )
 def test_malformed_message_is_invalid(body: str, match: str) -> None:
@@ -91,7 +92,7 @@ def test_layout_keys() -> None:
 
 
 def test_manifest_round_trip_keeps_chunks_and_attempts() -> None:
-    manifest = Manifest.new(_message(), {"uri": "s3://raw/x", "etag": "abc", "size": 10})
+    manifest = Manifest.new(_message(), InputIdentity(uri="s3://raw/x", etag="abc", size=10))
     manifest.chunks["c000"] = ChunkRecord(key="k", size=3, sha256="00" * 32, seconds=1.5)
     manifest.attempts.append(
         Attempt(instance_id="i-1", start="2026-01-01T00:00:00Z", reason="preempted")

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from contract.layout import ObsLayout
 from contract.localcloud import LOCAL_REGION
 from contract.names import LOCAL_NAMES
-from payload.contracts import JobMessage, ObsLayout
-from payload.records import DoneRecord
+from payload.records import DoneRecord, JobMessage
 from spotcube.local.motoserver import local_client
 from tests.image.conftest import PODMAN, LocalBake, podman_reason
 

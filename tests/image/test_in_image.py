@@ -151,11 +151,10 @@ def test_a_command_job_demo_runs_inside_the_image(local_bake: LocalBake, tmp_pat
         rootfs=local_bake.rootfs,
     )
     report = run_demo(options)
-    assert report["outcome"]["ok"], report["outcome"]
-    assert report["verified_identical"] is True
-    assert report["settings"]["paced_by"] == "cpu"
-    assert report["settings"]["in_image"] == str(local_bake.rootfs)
-    print("spot notices:", report["spot_notices"], file=sys.stderr)
+    assert report.outcome.ok, report.outcome
+    assert report.verified_identical is True
+    assert report.settings.paced_by == "cpu"
+    print("spot notices:", report.spot_notices, file=sys.stderr)
     [product] = (tmp_path / "demo" / "products").glob("*/result.json")
     result = json.loads(product.read_text())
     assert result["image"] == local_bake.metadata["content_hash"]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from contract.layout import ObsLayout
 from contract.names import LOCAL_NAMES
-from payload.contracts import ObsLayout
 from spotcube.cli import main
 from spotcube.down import monthly_cost
 from spotcube.errors import ExitStatus

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest, ObsLayout
+from contract.layout import ObsLayout
+from payload.records import Attempt, ChunkRecord, InputIdentity, JobMessage, Manifest
 from spotcube.cli import main
 from spotcube.local.cloud import provision
 from spotcube.stack import StackOutputs
@@ -20,7 +21,7 @@ OBS = ("a-running", "b-done", "c-failed", "d-queued")
 
 def _manifest(outputs: StackOutputs, obs_id: str, attempts: list[Attempt], chunks: int) -> None:
     message = JobMessage.create(run_id=RUN, obs_id=obs_id, input="s3://raw/x", kind="image")
-    manifest = Manifest.new(message, {"uri": message.input})
+    manifest = Manifest.new(message, InputIdentity(uri=message.input))
     for i in range(chunks):
         key = ObsLayout(RUN, obs_id).chunk(f"{i:02d}", "h5")
         manifest.chunks[f"{i:02d}"] = ChunkRecord(key=key, size=10, sha256="0" * 64)
@@ -28,7 +29,7 @@ def _manifest(outputs: StackOutputs, obs_id: str, attempts: list[Attempt], chunk
     outputs.client("s3").put_object(
         Bucket=outputs.products_bucket,
         Key=ObsLayout(RUN, obs_id).manifest,
-        Body=manifest.to_json().encode(),
+        Body=manifest.to_json(),
     )
 
 

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from payload.contracts import Attempt, JobMessage, Manifest, ObsLayout
+from contract.layout import ObsLayout
+from payload.records import Attempt, InputIdentity, JobMessage, Manifest
 from spotcube.local.cloud import provision
 from spotcube.runstate import read_run
 from spotcube.stack import StackOutputs
@@ -26,17 +27,17 @@ START = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
 def stamp(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as payload.contracts.utc_now writes them
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as payload.records.utc_now writes them
 
 
 def write_manifest(outputs: StackOutputs, obs_id: str, attempts: list[Attempt]) -> None:
     message = JobMessage.create(run_id=RUN, obs_id=obs_id, input="s3://raw/x", kind="image")
-    manifest = Manifest.new(message, {"uri": message.input})
+    manifest = Manifest.new(message, InputIdentity(uri=message.input))
     manifest.attempts = attempts
     outputs.client("s3").put_object(
         Bucket=outputs.products_bucket,
         Key=ObsLayout(RUN, obs_id).manifest,
-        Body=manifest.to_json().encode(),
+        Body=manifest.to_json(),
     )
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import JobMessage, params_hash, run_record_key
+from contract.layout import run_record_key
+from payload.records import JobMessage, params_hash
 from spotcube.cli import main
 from spotcube.local.cloud import provision
 from spotcube.local.motoserver import local_client

@@ -25,7 +25,7 @@ from botocore.exceptions import EndpointConnectionError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payload.contracts import run_record_key
+from contract.layout import run_record_key
 from payload.errors import InvalidInputError
 from payload.params import ImagingParams
 from spotcube.cli import main

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from astropy.wcs import WCS
 
-from payload.contracts import JobMessage
 from payload.fitsio import celestial_header
 from payload.jobs.base import JobContext
 from payload.jobs.image import ImageJob
+from payload.records import JobMessage
 from payload.synth import PointSource, SynthMetadata, field_center, write_preset
 from payload.synth import write_synthetic_observation as write_obs
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import canonical_json
 from payload.jobs.base import ChunkedJob
 from payload.jobs.image import PRODUCTS, ImageJob
 from payload.provenance import file_identity
+from payload.records import canonical_json
 
 from .conftest import PROVENANCE, Observation, make_context
 

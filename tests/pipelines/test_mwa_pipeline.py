@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from payload.contracts import ObsLayout
+from contract.layout import ObsLayout
 from payload.records import DoneRecord
 from spotcube.demo import DemoOptions, worker_args
 from spotcube.jobdef import JobDefinition, for_local_cloud, prepare_inputs, submit_job

@@ -27,8 +27,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payload.contracts import JobMessage, ObsLayout
+from contract.layout import ObsLayout
 from payload.outcomes import Outcome
+from payload.records import JobMessage
 from spotcube.local.imds import ImdsEmulator
 from tests.work.conftest import RUN, Plane, plane, wait_for  # noqa: F401 (fixture)
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payload.contracts import JobMessage
+from payload.records import JobMessage
 from spotcube.jobdef import JobDefinition, for_local_cloud
 from spotcube.local.cloud import provision
 from spotcube.local.motoserver import local_client

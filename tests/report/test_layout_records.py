@@ -9,12 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.layout import KeyKind, ObsLayout, is_checkpoint_key, parse_key
-from payload.contracts import Attempt
 from payload.errors import InvalidInputError
 from payload.records import (
+    Attempt,
     AttemptState,
     DoneRecord,
     FailedRecord,
+    ObservationRef,
+    ProductEntry,
     RunRecord,
     WorkdirIndex,
     attempt_states,
@@ -118,10 +120,12 @@ def test_attempt_states(
 
 
 GOOD = {
-    DoneRecord: DoneRecord("r", "o", "0" * 64, {"a.fits": {"key": "k"}}, "i-1", "t").to_json(),
+    DoneRecord: DoneRecord(
+        "r", "o", "0" * 64, {"a.fits": ProductEntry("k", 1, "0" * 64)}, "i-1", "t"
+    ).to_json(),
     FailedRecord: FailedRecord("InvalidInputError", "bad input").to_json(),
     RunRecord: RunRecord(
-        "r", "image", "0" * 64, "t", {}, [{"obs_id": "o", "input": "s3://b/k"}]
+        "r", "image", "0" * 64, "t", {}, [ObservationRef("o", "s3://b/k")]
     ).to_json(),
     WorkdirIndex: WorkdirIndex({"steps/1": {"size": 1, "sha256": "0" * 64}}).to_json(),
 }

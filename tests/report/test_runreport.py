@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract.layout import ObsLayout
 from contract.names import LOCAL_NAMES
-from payload.contracts import Attempt, ChunkRecord, Manifest, ObsLayout
+from payload.records import Attempt, ChunkRecord, Manifest
 from spotcube.cli import main
 from spotcube.estimates import poisson_interval
 from spotcube.local.motoserver import local_client
@@ -44,7 +45,7 @@ def put_manifest(
     for i in range(chunks):
         key = layout.chunk(f"{i:04d}", "npz")
         manifest.chunks[f"{i:04d}"] = ChunkRecord(key=key, size=1, sha256="0" * 64, seconds=600.0)
-    s3.put_object(Bucket=BUCKET, Key=layout.manifest, Body=manifest.to_json().encode())
+    s3.put_object(Bucket=BUCKET, Key=layout.manifest, Body=manifest.to_json())
     if attempts and attempts[-1].reason == "done":
         # the worker writes DONE right after it ends its attempt as done
         s3.put_object(Bucket=BUCKET, Key=layout.done, Body=b"{}")

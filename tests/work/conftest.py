@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from payload.contracts import JobMessage, ObsLayout
+from contract.layout import ObsLayout
 from payload.jobs.base import JobContext
 from payload.jobs.selftest import SelfTestJob
-from payload.records import DoneRecord
+from payload.records import DoneRecord, JobMessage
 from spotcube.local.imds import ImdsEmulator
 from spotcube.local.motoserver import local_client
 

@@ -48,11 +48,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.layout import ObsLayout
 from contract.settings import WorkerConfig
-from payload.contracts import JobMessage, ObsLayout, params_hash
 from payload.imds import InstanceIdentity
 from payload.outcomes import Outcome
-from payload.records import DoneRecord
+from payload.records import DoneRecord, JobMessage, params_hash
 from payload.spot import SpotWatcher
 from payload.worker import Clients, Worker
 from tests.work.conftest import reference_products
@@ -501,14 +501,14 @@ class Interleaving:
             assert done.params_hash == params_hash("selftest", job.params), (
                 f"{where}: DONE of another parameter set"
             )
-            etag = done.input_identity.get("etag")
+            etag = done.input_identity.etag if done.input_identity else None
             assert etag in job.versions, f"{where}: DONE names no input version ({etag})"
             expected = self.reference(job, etag)
             assert set(done.products) == set(expected), where
             for name, entry in done.products.items():
-                data = self._get(entry["key"])
+                data = self._get(entry.key)
                 assert data is not None, f"{where}: {name} listed by DONE is gone"
-                assert hashlib.sha256(data).hexdigest() == entry["sha256"], (
+                assert hashlib.sha256(data).hexdigest() == entry.sha256, (
                     f"{where}: {name} no longer has the bytes DONE lists"
                 )
                 assert data == expected[name], (

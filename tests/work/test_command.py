@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from payload.contracts import JobMessage, ObsLayout
+from contract.layout import ObsLayout
 from payload.outcomes import Outcome
+from payload.records import JobMessage
 from spotcube.local.imds import ImdsEmulator
 from tests.work.conftest import RUN, Plane, wait_for
 

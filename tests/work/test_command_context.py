@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import JobMessage, ObsLayout
+from contract.layout import ObsLayout
 from payload.errors import InvalidInputError
 from payload.jobs.command import CommandParams
+from payload.records import JobMessage
 from spotcube.cli import main
 from spotcube.stack import StackOutputs
 from tests.work.conftest import PRODUCTS, RAW, RUN, Plane, wait_for

@@ -15,7 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-from payload.contracts import JobMessage, ObsLayout
+from contract.layout import ObsLayout
+from payload.records import JobMessage
 from tests.work.conftest import RUN, Plane, wait_for
 
 # The output is written (and closed) before the stamp, but its name sorts after the stamp's:

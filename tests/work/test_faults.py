@@ -7,7 +7,8 @@ import signal
 import socket
 import urllib.parse
 
-from payload.contracts import JobMessage, Manifest, ObsLayout
+from contract.layout import ObsLayout
+from payload.records import InputIdentity, JobMessage, Manifest
 from spotcube.local.faultproxy import FaultProxy
 from spotcube.local.imds import ImdsEmulator
 from spotcube.local.motoserver import local_client
@@ -46,7 +47,7 @@ def test_poison_goes_to_dlq_once_with_failed_json(plane: Plane) -> None:
     plane.s3.put_object(
         Bucket=PRODUCTS,
         Key=ObsLayout(RUN, "other-params").manifest,
-        Body=Manifest.new(other, {}).to_json().encode(),
+        Body=Manifest.new(other, InputIdentity(uri=other.input)).to_json(),
     )
     plane.submit("other-params", PARAMS)
     worker = plane.start_worker("--idle-exit", "2")

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from contract.layout import ObsLayout
 from payload import inputs
-from payload.contracts import JobMessage, ObsLayout
 from payload.jobs.image import ImageJob
+from payload.records import JobMessage
 from tests.payload.conftest import make_context, run_job
 from tests.work.conftest import RAW, RUN, Plane
 

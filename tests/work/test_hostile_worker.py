@@ -18,7 +18,8 @@ import h5py
 import numpy as np
 import pytest
 
-from payload.contracts import JobMessage, Manifest, ObsLayout
+from contract.layout import ObsLayout
+from payload.records import InputIdentity, JobMessage, Manifest
 from payload.synth import preset_params, write_preset
 from tests.work.conftest import RUN, Plane
 
@@ -99,12 +100,12 @@ def test_a_replaced_input_never_resumes_the_old_inputs_chunks(plane: Plane) -> N
     message = plane.submit("replaced", params, data=b"A" * 3000)
     bucket, key = "work-raw", "replaced.dat"
     head = plane.s3.head_object(Bucket=bucket, Key=key)
-    identity = {"uri": message.input, "etag": head["ETag"], "size": head["ContentLength"]}
+    identity = InputIdentity(uri=message.input, etag=head["ETag"], size=head["ContentLength"])
     layout = ObsLayout(RUN, "replaced")
     plane.s3.put_object(
         Bucket="work-products",
         Key=layout.manifest,
-        Body=Manifest.new(message, identity).to_json().encode(),
+        Body=Manifest.new(message, identity).to_json(),
     )
     plane.s3.put_object(Bucket=bucket, Key=key, Body=b"B" * 3000)  # same size, new content
     worker = plane.start_worker("--idle-exit", "2")

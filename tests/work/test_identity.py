@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import payload
 from payload.codeid import CONTRACT_ROOT, PACKAGE_ROOT, code_identity
-from payload.contracts import CODE_ID, JobMessage, check_params_hash, params_hash
 from payload.errors import InvalidInputError
+from payload.records import CODE_ID, JobMessage, check_params_hash, params_hash
 
 SOURCES = sorted(
     p.relative_to(PACKAGE_ROOT).as_posix()

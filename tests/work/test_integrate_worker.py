@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from payload.contracts import JobMessage, ObsLayout
+from contract.layout import ObsLayout
+from payload.records import JobMessage
 from payload.synth import preset_params, write_preset
 from payload.uvcube import UVCube
 from tests.work.conftest import PRODUCTS, RUN, Plane

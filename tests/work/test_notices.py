@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import ObsLayout
+from contract.layout import ObsLayout
 from payload.outcomes import Outcome
 from spotcube.local.imds import ImdsEmulator
 from tests.work.conftest import RUN, Plane, reference_products, wait_for

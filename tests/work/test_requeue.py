@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 
-from payload.contracts import ObsLayout
+from contract.layout import ObsLayout
 from payload.outcomes import Outcome
 from tests.work.conftest import RUN, Plane, wait_for
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import ObsLayout
+from contract.layout import ObsLayout
 from spotcube.local.imds import ImdsEmulator
 from tests.work.conftest import RUN, Plane, reference_products, wait_for
 

@@ -17,12 +17,12 @@ from payload.checkpoint import merge_manifests
 from payload.cli import build_parser
 from payload.commands.worker import env_name
 from payload.commands.worker import options as worker_options
-from payload.contracts import Attempt, ChunkRecord, JobMessage, Manifest
 from payload.errors import InvalidInputError
 from payload.jobs import build_job
 from payload.jobs.base import JobContext
 from payload.jobs.command import CommandParams, WorkdirSync
 from payload.jobs.selftest import SelfTestJob, chunk_bytes_for
+from payload.records import Attempt, ChunkRecord, JobMessage, Manifest
 from payload.store import ObjectStore, s3_client
 from spotcube.local.motoserver import local_client
 from tests.infra.configs import ALL

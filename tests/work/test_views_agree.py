@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from payload.contracts import JobMessage, ObsLayout
+from contract.layout import ObsLayout
 from payload.outcomes import Outcome
+from payload.records import JobMessage
 from spotcube.cli import main
 from spotcube.demo import DemoOptions
-from spotcube.demoreport import attempt_facts, manifest_hazard
+from spotcube.demoreport import HazardEstimate, attempt_facts, manifest_hazard
 from spotcube.down import down, unsynced_observations
 from spotcube.runstate import list_keys, read_run
 from spotcube.stack import StackOutputs
@@ -162,11 +163,12 @@ def test_every_view_tells_the_same_story_and_keeps_the_logs(
     # the demo's report
     state = read_run(outputs.client("s3"), PRODUCTS, RUN)
     facts = attempt_facts(state)
-    assert {obs: [a["state"] for a in facts[obs]] for obs in EXPECTED} == EXPECTED
+    assert {obs: [a.state for a in facts[obs]] for obs in EXPECTED} == EXPECTED
     options = DemoOptions(out=outputs_file.parent, spot_price=1.0)
     hazard = manifest_hazard(state, options)
-    assert hazard["terminations"] == report["terminations"]
-    assert hazard["hazard_per_hour"] == pytest.approx(
+    assert isinstance(hazard, HazardEstimate)
+    assert hazard.terminations == report["terminations"]
+    assert hazard.hazard_per_hour == pytest.approx(
         report["hazard_per_hour"] / options.speedup, rel=1e-6
     )
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import JobMessage
 from payload.jobs.selftest import SelfTestJob
 from payload.outcomes import Outcome
+from payload.records import JobMessage
 from spotcube.local.motoserver import local_client
 from tests.work.interleave import RAW, Interleaving
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from payload.contracts import ObsLayout
+from contract.layout import ObsLayout
 from spotcube.cli import main
 from spotcube.local.imds import ImdsEmulator
 from spotcube.stack import StackOutputs
