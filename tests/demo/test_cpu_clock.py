@@ -53,12 +53,13 @@ if __name__ == "__main__":
 """
 
 REPORT = r"""
-import multiprocessing as mp, sys, time
+import multiprocessing as mp, os, sys, time
 def burn(seconds, out):
     end = time.process_time() + seconds
     while time.process_time() < end:
         pass
-    open(out, "w").write(repr(time.process_time()))
+    open(out + ".tmp", "w").write(repr(time.process_time()))
+    os.replace(out + ".tmp", out)
 if __name__ == "__main__":
     child = mp.get_context("fork").Process(target=burn, args=(0.6, sys.argv[1] + ".child"))
     child.start()
@@ -92,12 +93,13 @@ def test_tree_cpu_is_what_the_processes_used(tmp_path: Path) -> None:
 # A stand-in for a worker (its command line ends "-m payload worker") that burns CPU itself,
 # runs one program to its end (reaped) and leaves a second one running.
 WORKER = r"""
-import multiprocessing as mp, sys, time
+import multiprocessing as mp, os, sys, time
 def burn(seconds, out):
     end = time.process_time() + seconds
     while time.process_time() < end:
         pass
-    open(out, "w").write(repr(time.process_time()))
+    open(out + ".tmp", "w").write(repr(time.process_time()))
+    os.replace(out + ".tmp", out)  # whole, or not there yet
     if out.endswith("live"):
         time.sleep(30)
 if __name__ == "__main__":
