@@ -16,13 +16,18 @@ Fetches the pyuvdata 3.2.3 wheel once (``pip download``; its test data are cache
 What the numbers mean and why they differ: docs/imaging.md, "Real data". The test
 ``tests/payload/test_pspec_realdata.py`` pins the clean, non-redundant case.
 
+With ``--noise N`` it also replaces the clean, non-redundant file's cross-correlations by N
+seeds of radiometer noise (from its autocorrelations) and sets each estimator's sigma
+against the scatter of its own cross power.
+
 Usage::
 
-    .venv/bin/python bench/pspec_realdata.py
+    .venv/bin/python bench/pspec_realdata.py [--noise 24]
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import subprocess
@@ -102,6 +107,49 @@ def beam_measure(freq_hz: float) -> None:
     )
 
 
+def noise_table(clean_single: Path, cache: Path, n_seeds: int) -> None:
+    """Both sigmas against the scatter of their cross power over radiometer-noise seeds."""
+    started = time.perf_counter()
+    ours, theirs, sigma0 = [], [], []
+    for seed in range(n_seeds):
+        noisy = rd.noise_copy(clean_single, cache / f"noise-{seed}.uvh5", seed)
+        mine, hers = rd.compare(noisy, ("xx",))
+        ours.append((mine.spectra["xx"].cross, mine.spectra["xx"].sigma))
+        theirs.append((hers["xx"].cross, hers["xx"].sigma))
+        sigma0.append(mine.sigma0_jy["xx"])
+        noisy.unlink()
+    p_ours, s_ours = (np.asarray(x) for x in zip(*ours, strict=True))
+    p_hers, s_hers = (np.asarray(x) for x in zip(*theirs, strict=True))
+    rms = rd.radiometer_rms(clean_single, "xx")
+    centres = 0.5 * (mine.spectra["xx"].k_edges[:-1] + mine.spectra["xx"].k_edges[1:])
+    seconds = time.perf_counter() - started
+    print(
+        f"\n### noise only: {n_seeds} seeds of radiometer noise in place of the XX "
+        f"cross-correlations of the clean, non-redundant file ({seconds:.0f} s)\n"
+    )
+    print(
+        f"spotcube's sigma0 {np.mean(sigma0):.5f} +- {np.std(sigma0, ddof=1):.5f} Jy over the "
+        f"seeds; radiometer rms of the baselines {rms:.5f} Jy\n"
+    )
+    print(
+        "| k (Mpc^-1) | spotcube scatter / its sigma | hera_pspec scatter / its sigma "
+        "| spotcube sigma / hera_pspec sigma | spotcube scatter / hera_pspec scatter |"
+    )
+    print("|---|---|---|---|---|")
+    sd_ours, sd_hers = p_ours.std(axis=0, ddof=1), p_hers.std(axis=0, ddof=1)
+    for i, k in enumerate(centres):
+        print(
+            f"| {k:.3f} | {sd_ours[i] / s_ours[:, i].mean():.2f} | "
+            f"{sd_hers[i] / s_hers[:, i].mean():.2f} | "
+            f"{s_ours[:, i].mean() / s_hers[:, i].mean():.2f} | {sd_ours[i] / sd_hers[i]:.2f} |"
+        )
+    pooled = [
+        float(np.sqrt(np.mean((sd / s.mean(axis=0)) ** 2)))
+        for sd, s in ((sd_ours, s_ours), (sd_hers, s_hers))
+    ]
+    print(f"\npooled scatter / sigma: spotcube {pooled[0]:.2f}, hera_pspec {pooled[1]:.2f}")
+
+
 def mwa_outcome(file: Path, out: Path) -> str:
     run = subprocess.run(
         [sys.executable, "-m", "payload", "image", str(file), "--out", str(out), "--quiet",
@@ -121,6 +169,12 @@ def mwa_outcome(file: Path, out: Path) -> str:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--noise", type=int, default=0, metavar="N",
+        help="also N seeds of radiometer noise through both (~30 s each)",
+    )  # fmt: skip
+    args = parser.parse_args()
     started = time.perf_counter()
     cache = _cache()
     try:
@@ -139,6 +193,8 @@ def main() -> int:
     hera_table("channels 26-49 (140.6-176.6 MHz), all 28 baselines", clean)
     hera_table("channels 26-49, one baseline per redundant group (11)", single)
     beam_measure(158.6e6)
+    if args.noise:
+        noise_table(single, cache, args.noise)
     print("\n## MWA: what spotcube makes of pyuvdata's MWA files\n")
     with tempfile.TemporaryDirectory(prefix="pspec-realdata-mwa-") as tmp:
         for name, file in mwa.items():

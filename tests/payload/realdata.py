@@ -29,6 +29,8 @@ estimators, not the sky. How they compare and why: docs/imaging.md, "Real data".
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import shutil
@@ -283,5 +285,62 @@ def selected_copy(
             keep = [pair for pair in keep if pair[0] != pair[1]]
             ants = sorted({a for pair in keep for a in pair})
             uvd.select(bls=keep + [(a, a) for a in ants])
-        uvd.write_uvh5(str(dest), clobber=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # pyuvdata prints on clobbering
+            uvd.write_uvh5(str(dest), clobber=True)
     return dest
+
+
+def noise_copy(source: Path, dest: Path, seed: int) -> Path:
+    """``source`` with every cross-correlation replaced by radiometer noise (seeded).
+
+    Complex Gaussian noise of variance |V_aa V_bb| / (channel width x integration time)
+    per visibility, from the file's own autocorrelations (kept): hera_pspec's
+    ``cov_model="autos"`` is then exactly the truth, and both estimators' sigma can be set
+    against the scatter of their cross power over seeds, on this file's sampling.
+    """
+    from pyuvdata import UVData
+
+    from payload.sites import install_offline_sites
+
+    install_offline_sites()
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uvd = UVData.from_file(str(source))
+        a1, a2, times = uvd.ant_1_array, uvd.ant_2_array, uvd.time_array
+        for p in range(uvd.Npols):
+            for row in range(uvd.Nblts):
+                if a1[row] == a2[row]:
+                    continue
+                autos = [
+                    np.nonzero((a1 == ant) & (a2 == ant) & (times == times[row]))[0][0]
+                    for ant in (a1[row], a2[row])
+                ]
+                var = np.abs(uvd.data_array[autos[0], :, p] * uvd.data_array[autos[1], :, p]) / (
+                    uvd.channel_width * uvd.integration_time[row]
+                )
+                uvd.data_array[row, :, p] = np.sqrt(var / 2) * (
+                    rng.normal(size=var.shape) + 1j * rng.normal(size=var.shape)
+                )
+        with contextlib.redirect_stdout(io.StringIO()):  # pyuvdata prints on clobbering
+            uvd.write_uvh5(str(dest), clobber=True)
+    return dest
+
+
+def radiometer_rms(path: Path, pol: str) -> float:
+    """sqrt of the mean over cross-correlations of |V_aa V_bb| / (channel width x time)."""
+    from pyuvdata import UVData
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uvd = UVData.from_file(str(path), polarizations=[pol])
+    a1, a2, times = uvd.ant_1_array, uvd.ant_2_array, uvd.time_array
+    variances = []
+    for row in np.nonzero(a1 != a2)[0]:
+        autos = [
+            np.nonzero((a1 == ant) & (a2 == ant) & (times == times[row]))[0][0]
+            for ant in (a1[row], a2[row])
+        ]
+        product = np.abs(uvd.data_array[autos[0], :, 0] * uvd.data_array[autos[1], :, 0])
+        variances.append(product / (uvd.channel_width * uvd.integration_time[row]))
+    return float(np.sqrt(np.mean(variances)))
