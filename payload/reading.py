@@ -455,6 +455,17 @@ def _zenith_time(uvd: UVData) -> float:
     return float(times[len(times) // 2])
 
 
+def _complex(stored: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Visibilities as stored, or as complex numbers where a uvh5 file stores integers.
+
+    pyuvdata writes integer visibilities (HERA's correlator output) as a compound of two
+    integers named ``r`` and ``i``.
+    """
+    if stored.dtype.names is None:
+        return stored
+    return stored["r"].astype(np.float64) + 1j * stored["i"].astype(np.float64)
+
+
 def check_not_fully_flagged(info: ObservationInfo) -> None:
     """Raise if the rule for values leaves no XX/YY cross-correlation to image.
 
@@ -471,7 +482,10 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
             nsamples = handle["Data/nsamples"]
             visdata = handle["Data/visdata"]
             use = [i for i, p in enumerate(pols) if p in (XX, YY)]
-            n_rows, n_chan, n_pols = flags.shape
+            # files of pyuvdata < 2 (HERA's of 2017-2018) keep a length-1 spectral-window axis
+            spw: tuple[int, ...] = (0,) if flags.ndim == 4 else ()
+            shape: tuple[int, ...] = tuple(flags.shape)
+            n_rows, n_chan, n_pols = shape[0], shape[-2], shape[-1]
             row_bytes = n_pols * _SCAN_CELL_BYTES
             chan_step = max(1, min(n_chan, _FLAG_SCAN_BYTES // row_bytes))
             row_cap = max(1, _FLAG_SCAN_BYTES // (chan_step * row_bytes))
@@ -480,9 +494,11 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
                 stop = start + min(rows, row_cap)
                 cross = ant1[start:stop] != ant2[start:stop]
                 for first in range(0, n_chan, chan_step) if cross.any() else ():
-                    cells = np.s_[start:stop, first : first + chan_step]
+                    cells = (slice(start, stop), *spw, slice(first, first + chan_step))
                     weights, _ = validation.usable_weights(
-                        visdata[cells][..., use], flags[cells][..., use], nsamples[cells][..., use]
+                        _complex(visdata[cells][..., use]),
+                        flags[cells][..., use],
+                        nsamples[cells][..., use],
                     )
                     if (weights[cross] > 0).any():
                         return

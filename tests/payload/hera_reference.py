@@ -78,18 +78,42 @@ def _uvdata(
         )
 
 
+def cosmology() -> Any:
+    """hera_pspec's ``Cosmo_Conversions`` with spotcube's Planck 2018 parameters."""
+    import hera_pspec as hp
+
+    return hp.conversions.Cosmo_Conversions(**PLANCK18)
+
+
 def _pspec(
     first: Any, second: Any, pairs: list[tuple[int, int]], band: sim.Band, fwhm_deg: float
 ) -> Any:
     """hera_pspec's UVPSpec of ``first`` x ``second`` for every baseline, in mK^2 Mpc^3."""
     import hera_pspec as hp
 
-    cosmo = hp.conversions.Cosmo_Conversions(**PLANCK18)
-    data = hp.PSpecData(
-        dsets=[first, second],
-        wgts=[None, None],
-        beam=hp.PSpecBeamGauss(math.radians(fwhm_deg), band.freq_hz, cosmo=cosmo),
-    )
+    beam = hp.PSpecBeamGauss(math.radians(fwhm_deg), band.freq_hz, cosmo=cosmology())
+    return pspec_with_beam(first, second, pairs, beam)
+
+
+def pspec_with_beam(
+    first: Any,
+    second: Any,
+    pairs: list[tuple[int, int]],
+    beam: Any,
+    *,
+    pol: str = "xx",
+    cov_model: str | None = None,
+) -> Any:
+    """hera_pspec's UVPSpec of ``first`` x ``second`` (UVData in Jy) for every baseline.
+
+    Each baseline with itself across the two data sets, Blackman-Harris taper, no little h,
+    in mK^2 Mpc^3 through ``Jy_to_mK`` with ``beam`` (any hera_pspec beam object). With
+    ``cov_model`` (e.g. ``"autos"``: the radiometer equation from the data sets'
+    autocorrelations) hera_pspec's analytic covariance of every bandpower is kept too.
+    """
+    import hera_pspec as hp
+
+    data = hp.PSpecData(dsets=[first, second], wgts=[None, None], beam=beam)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data.Jy_to_mK()
@@ -97,11 +121,43 @@ def _pspec(
             pairs,
             pairs,
             dsets=(0, 1),
-            pols=[("xx", "xx")],
+            pols=[(pol, pol)],
             taper="blackman-harris",
             little_h=False,
             verbose=False,
+            store_cov=cov_model is not None,
+            cov_model=cov_model or "empirical",
         )
+
+
+def spherical_on(
+    uvp: Any, k_edges: npt.NDArray[np.float64], pol: str = "xx"
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+    """hera_pspec's spherical average of ``uvp`` over the |k| bins ``k_edges`` (Mpc^-1).
+
+    Returns the real part of P per bin and, when ``uvp`` carries a covariance, its 1 sigma
+    per bin (hera_pspec propagates the covariance through its average); NaN where no
+    delay mode of any baseline falls in a bin (hera_pspec leaves such bins at 0).
+    """
+    import hera_pspec as hp
+
+    centres = 0.5 * (k_edges[:-1] + k_edges[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sph = hp.grouping.spherical_average(
+            uvp, centres, np.diff(k_edges), time_avg=True, little_h=False
+        )
+    kperp = uvp.get_kperps(0, little_h=False)
+    kpara = uvp.get_kparas(0, little_h=False)
+    kmag = np.hypot(np.unique(kperp)[:, None], kpara[None]).ravel()
+    index = np.digitize(kmag, k_edges) - 1
+    have = np.bincount(index[index >= 0], minlength=len(k_edges))[: len(centres)] > 0
+    key = (0, sph.get_blpairs()[0], pol)
+    power = np.where(have, np.asarray(sph.get_data(key)).real.ravel(), np.nan)
+    if not hasattr(sph, "cov_array_real"):
+        return power, None
+    cov = np.asarray(sph.get_cov(key)).real.reshape(len(centres), len(centres))
+    return power, np.where(have, np.sqrt(np.clip(np.diag(cov), 0.0, None)), np.nan)
 
 
 def spherical_power(
@@ -120,20 +176,12 @@ def spherical_power(
     makes them. Even and odd samples get the same time stamps (they are ``step_s`` apart; the
     sky is the same within a snapshot), so hera_pspec pairs them one to one.
     """
-    import hera_pspec as hp
-
     rows = vis.reshape(n_times, len(pairs), band.n_freqs)
     stamps = np.asarray(JD_START + np.arange(0, n_times, 2) * step_s / 86400.0, dtype=np.float64)
     even = _uvdata(enu_ant, pairs, rows[0::2], stamps, band)
     odd = _uvdata(enu_ant, pairs, rows[1::2], stamps, band)
     uvp = _pspec(even, odd, pairs, band, fwhm_deg)
-    centres = 0.5 * (k_edges[:-1] + k_edges[1:])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sph = hp.grouping.spherical_average(
-            uvp, centres, np.diff(k_edges), time_avg=True, little_h=False
-        )
-    return np.asarray(sph.get_data((0, sph.get_blpairs()[0], "xx"))).real.ravel()
+    return spherical_on(uvp, k_edges)[0]
 
 
 def noise_power(
