@@ -58,9 +58,11 @@ BEAMS: dict[str, tuple[str, Any]] = {
     "mwa (13 deg E-W)": ("mwa", (6, 4, 2, 0) * 4),
     "mwa (19 deg E-W)": ("mwa", (9, 6, 3, 0) * 4),
 }
-MODES = {"snapshot": (8, 8.0), "track-1h": (60, 60.0), "drift-1h": (60, 60.0)}
-# drift-1h: realisations per cell (skies, each its own matvis run), channels as BAND
+MODES = {"snapshot": (8, 8.0), "track-1h": (60, 60.0), "drift-1h": (30, 120.0)}
+# drift-1h: realisations per cell (skies, each its own matvis run; --drift-realisations),
+# and matvis's sky pixels (rad; C's aliases at 67 wavelengths, beyond any pair a cell couples)
 DRIFT_REALISATIONS = 4
+DRIFT_PIXSIZE = 0.015
 GRIDS = {
     "default": {},
     "uv-cell-2": {"uv_cell_lambda": 2.0},
@@ -91,7 +93,9 @@ def analytic_beam(kind: str, size: float, freq_hz: float) -> dict[str, npt.NDArr
     return {"XX": beam, "YY": beam}
 
 
-def run_drift_cell(beam_name: str, grid: str, seed: int) -> dict[str, Any]:
+def run_drift_cell(
+    beam_name: str, grid: str, seed: int, realisations: int = DRIFT_REALISATIONS
+) -> dict[str, Any]:
     """An hour of drift scan simulated by matvis (see the module docstring)."""
     from tests.payload import drift_sim
 
@@ -106,7 +110,8 @@ def run_drift_cell(beam_name: str, grid: str, seed: int) -> dict[str, Any]:
         n_times=n_times,
         step_s=step_s,
         amplitude=AMPLITUDE,
-        seeds=tuple(range(seed, seed + DRIFT_REALISATIONS)),
+        seeds=tuple(range(seed, seed + realisations)),
+        pixsize=DRIFT_PIXSIZE,
     )
     try:
         ps = drift_sim.spotcube_spectrum(obs, beam_name, extra_params=GRIDS[grid])
@@ -137,9 +142,11 @@ def run_drift_cell(beam_name: str, grid: str, seed: int) -> dict[str, Any]:
     }
 
 
-def run_cell(beam_name: str, mode: str, grid: str, seed: int) -> dict[str, Any]:
+def run_cell(
+    beam_name: str, mode: str, grid: str, seed: int, drift_realisations: int = DRIFT_REALISATIONS
+) -> dict[str, Any]:
     if mode == "drift-1h":
-        return run_drift_cell(beam_name, grid, seed)
+        return run_drift_cell(beam_name, grid, seed, drift_realisations)
     kind, size = BEAMS[beam_name]
     n_times, step_s = MODES[mode]
     freq = float(BAND.freq_hz.mean())
@@ -211,6 +218,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--modes", nargs="+", choices=list(MODES), help="only these modes")
     parser.add_argument("--grids", nargs="+", choices=list(GRIDS), help="only these grids")
     parser.add_argument("--beams", nargs="+", choices=list(BEAMS), help="only these beams")
+    parser.add_argument(
+        "--drift-realisations", type=int, default=DRIFT_REALISATIONS, help="skies per drift cell"
+    )
     args = parser.parse_args(argv)
     modes = ["snapshot"] if args.quick else (args.modes or list(MODES))
     grids = ["default"] if args.quick else (args.grids or list(GRIDS))
@@ -224,7 +234,13 @@ def main(argv: list[str]) -> int:
                 if beam_name not in beams:
                     continue
                 start = time.perf_counter()
-                cell = run_cell(beam_name, mode, grid, seed=500 + 10 * b)
+                cell = run_cell(
+                    beam_name,
+                    mode,
+                    grid,
+                    seed=500 + 10 * b,
+                    drift_realisations=args.drift_realisations,
+                )
                 took = time.perf_counter() - start
                 if "refused" in cell:
                     reason = cell["refused"].replace("|", "\\|")  # a Markdown cell

@@ -391,3 +391,39 @@ def spotcube_spectrum(
         )
         segments.append(DriftSegment(cube, f, secs))
     return compute_power_spectrum(segments, n_k_bins=n_k_bins, beam=beam, frame=frame)
+
+
+def omega_pp(beam_kind: str, beam_size: float, freq_hz: float) -> float:
+    """int A^2 dl dm over the sky above the horizon of the simulated beam (pyuvdata's
+    power pattern on a 0.0025 grid), for the delay spectrum's normalisation."""
+    beam = analytic_beam(beam_kind, beam_size)
+    step = 0.0025
+    axis = np.arange(-1 + step / 2, 1, step)
+    ll, mm = np.meshgrid(axis, axis, indexing="ij")
+    rho = np.hypot(ll, mm)
+    inside = rho < 1
+    za = np.arcsin(rho[inside])
+    az = np.arctan2(ll[inside], mm[inside])
+    power = np.asarray(beam.power_eval(az_array=az, za_array=za, freq_array=np.asarray([freq_hz])))
+    return float((power.real[0, 0, 0] ** 2).sum()) * step**2
+
+
+def delay_ratios(
+    obs: DriftObservation, ps: Any, k_min: float, beam_kind: str, beam_size: float
+) -> npt.NDArray[np.float64]:
+    """The per-baseline delay spectrum (:mod:`.delay_spectrum`, Parsons et al. 2012) of each
+    realisation on ``ps``'s k bins above ``k_min``: (realisation, bin) [mK^2 Mpc^3]."""
+    from . import delay_spectrum
+
+    centres = np.sqrt(ps.k_edges[:-1] * ps.k_edges[1:])
+    tested = centres > k_min
+    opp = omega_pp(beam_kind, beam_size, float(obs.freq_hz.mean()))
+    n_times = len(obs.times_jd)
+    return np.asarray(
+        [
+            delay_spectrum.spherical_power(
+                obs.vis[name], obs.uvw_m, n_times, obs.freq_hz, opp, ps.k_edges
+            )[tested]
+            for name in obs.vis
+        ]
+    )

@@ -1,23 +1,30 @@
-"""An hour of drift scan through a fixed beam: spotcube's P(k) is the input's within 5 %
-(issue 19, item 2).
+"""An hour of drift scan through a fixed beam: spotcube's P(k) is right within 5 % (issue
+19, item 2).
 
 Invariant: for a white sky (P = const) drifting for an hour through a beam fixed at zenith
-(HERA's ``airy:14``, a Gaussian of 12 deg FWHM), the mean of spotcube / input over the
-spherical bins above k = 0.18 Mpc^-1 is 1 within the realisations' scatter, every bin's mean
-within 0.8-1.2; and the same check fails on spotcube's P(k) x 0.95 and x 1.05, and on the
-estimator without segments (every time sample gridded into one cube: the power comes out
-low, the sky of one end of the hour not being the sky of the other).
+(HERA's ``airy:14``, a Gaussian of 12 deg FWHM), over the spherical bins above k = 0.18
+Mpc^-1, spotcube / the input is 1 within the realisations' scatter and within 0.95-1.05,
+and spotcube / an estimator that owes spotcube nothing (a per-baseline delay spectrum written
+from Parsons et al. 2012, :mod:`.delay_spectrum`, on the same visibilities) is 1 within its
+scatter, which is small enough to see 5 %: the same sky in both, their ratio scatters by
+~2 % per bin where either over the input scatters by 7-9 %. The suite shows P(k) x 0.95 and
+x 1.05 fail that check, and so does the estimator without segments (every time sample in
+one coherent cube, normalised as if the beam stood still: 0.67 of the input for airy:14,
+0.83 for the Gaussian).
 
 Oracle: matvis's visibilities of an isotropic white sky through pyuvdata's analytic beams,
 phased as the reader phases drift data by pyuvdata (:mod:`.drift_sim`); a white sky's
 expected value is the input amplitude in every bin, whatever the binning, so nothing of
-spotcube's is in the expected value. The check and its tolerance are
-:func:`.pspec_tolerance.judge`'s (``REALISATIONS`` skies x the bins).
+spotcube's is in the expected value. Checks and tolerances: :func:`.pspec_tolerance.judge`
+(4 standard errors of realisations x bins, at most 3.5 %). Resolving 5 % against the input
+itself takes ~12-20 realisations per beam (a few minutes of matvis each):
+``bench/pspec_matrix.py --modes drift-1h`` does that (docs/imaging.md).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +39,10 @@ pytestmark = pytest.mark.slow
 FREQ_HZ = 167e6 - 16 * 200e3 + 200e3 * np.arange(32)
 AMPLITUDE = 1e4  # mK^2 Mpc^3
 K_MIN_TESTED = 0.18
-# An hour of drift in 24 samples of 150 s: airy:14's segments (at most ~7.7 min at 164 MHz)
-# hold 3 samples, the Gaussian's (~11 min) 4.
+# An hour of drift in 24 samples of 150 s: airy:14's segments (at most ~7.2 min at the
+# band's top) hold 2 samples, the Gaussian's (~11 min) 4.
 N_TIMES, STEP_S = 24, 150.0
-REALISATIONS = 6
+REALISATIONS = 3
 PIXSIZE = 0.015  # rad: the sky's aliases in uv at 67 wavelengths, beyond any coupled pair
 BEAMS = {"airy:14": ("airy", 14.0), "gaussian:12": ("gaussian", 12.0)}
 
@@ -44,13 +51,8 @@ BEAMS = {"airy:14": ("airy", 14.0), "gaussian:12": ("gaussian", 12.0)}
 class Drift:
     segmented: npt.NDArray[np.float64]  # (realisation, bin above K_MIN_TESTED) / input
     unsegmented: npt.NDArray[np.float64]
+    delay: npt.NDArray[np.float64]  # the delay spectrum / input, same bins
     segments: dict[str, object]
-
-
-def _ratios(ps: object) -> npt.NDArray[np.float64]:
-    edges = ps.k_edges  # type: ignore[attr-defined]
-    centres = np.sqrt(edges[:-1] * edges[1:])
-    return np.asarray(ps.p_sph[:, centres > K_MIN_TESTED]) / AMPLITUDE  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module", params=list(BEAMS), ids=list(BEAMS))
@@ -68,7 +70,17 @@ def drift(request: pytest.FixtureRequest) -> Drift:
     )
     segmented = drift_sim.spotcube_spectrum(obs, request.param)
     unsegmented = drift_sim.spotcube_spectrum(obs, request.param, segmented=False)
-    return Drift(_ratios(segmented), _ratios(unsegmented), json.loads(segmented.segments))
+    # both estimators bin the same k edges (one segment or many)
+    np.testing.assert_array_equal(segmented.k_edges, unsegmented.k_edges)
+    centres = np.sqrt(segmented.k_edges[:-1] * segmented.k_edges[1:])
+    tested = centres > K_MIN_TESTED
+    delay = drift_sim.delay_ratios(obs, segmented, K_MIN_TESTED, kind, size)
+    return Drift(
+        np.asarray(segmented.p_sph[:, tested]) / AMPLITUDE,
+        np.asarray(unsegmented.p_sph[:, tested]) / AMPLITUDE,
+        delay / AMPLITUDE,
+        json.loads(segmented.segments),
+    )
 
 
 def test_the_hour_is_cut_into_segments(drift: Drift) -> None:
@@ -76,22 +88,36 @@ def test_the_hour_is_cut_into_segments(drift: Drift) -> None:
     assert sum(drift.segments["seconds"]) == pytest.approx(N_TIMES * STEP_S)  # type: ignore[arg-type]
 
 
-def test_spotcube_recovers_the_input_over_an_hour_of_drift(drift: Drift) -> None:
-    verdict = judge(drift.segmented)
+def test_spotcube_over_the_delay_spectrum_is_one(drift: Drift) -> None:
+    verdict = judge(drift.segmented / drift.delay)
     assert verdict.ok, verdict.why
 
 
 @pytest.mark.parametrize("factor", [0.95, 1.05], ids=["x0.95", "x1.05"])
 def test_a_five_percent_error_fails_the_check(drift: Drift, factor: float) -> None:
-    verdict = judge(drift.segmented * factor)
+    verdict = judge(drift.segmented * factor / drift.delay)
     assert not verdict.ok, f"P(k) x {factor} passes: {verdict.why}"
 
 
 def test_the_estimator_without_segments_fails_the_check(drift: Drift) -> None:
-    """The old estimator (one coherent cube over the hour) is low: the check sees it."""
-    verdict = judge(drift.unsegmented)
+    """The old estimator (one coherent cube over the hour) is low, and the check sees it."""
+    verdict = judge(drift.unsegmented / drift.delay)
     assert not verdict.ok, f"the unsegmented estimator passes: {verdict.why}"
-    assert verdict.mean < 0.95, verdict.why
+    assert verdict.mean < 0.9, verdict.why
+
+
+@pytest.mark.parametrize("estimator", ["spotcube", "delay spectrum"])
+def test_both_recover_the_input_within_their_scatter(drift: Drift, estimator: str) -> None:
+    """Against the input itself: the mean within 0.95-1.05 and within 4 standard errors of
+    1, every bin's mean within 0.8-1.2 (the realisations here are too few for the standard
+    error to resolve 5 %; the ratio above does, and the bench does with more skies)."""
+    ratios = drift.segmented if estimator == "spotcube" else drift.delay
+    mean = float(ratios.mean())
+    tolerance = 4 * float(ratios.std(ddof=1)) / math.sqrt(ratios.size)
+    per_bin = ratios.mean(axis=0)
+    assert 0.95 <= mean <= 1.05, (mean, per_bin)
+    assert abs(mean - 1) <= tolerance, (mean, tolerance, per_bin)
+    assert np.all((per_bin >= 0.8) & (per_bin <= 1.2)), per_bin
 
 
 def test_noise_sigma_of_segments_matches_the_scatter() -> None:
@@ -101,7 +127,6 @@ def test_noise_sigma_of_segments_matches_the_scatter() -> None:
     realisations) gridded in two segments of 8 samples; the quoted sigma of every spherical
     bin against the scatter over the realisations, with that file's bounds.
     """
-    import math
 
     from payload.powerspec import DriftSegment, compute_power_spectrum
 
