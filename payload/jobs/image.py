@@ -239,7 +239,13 @@ class ImageJob:
     @cached_property
     def geometry(self) -> ImageGeometry:
         geometry = choose_geometry(self.info, self.params)
-        check_image_job(self.info, geometry, self.params, self.context.workdir)
+        check_image_job(
+            self.info,
+            geometry,
+            self.params,
+            self.context.workdir,
+            n_segments=self.drift_plan.segments.n_segments,
+        )
         return geometry
 
     def chunk_ids(self) -> list[str]:
