@@ -403,6 +403,14 @@ class UVCube:
                         f"{path}: uv cube schema {schema} has no even/odd halves or sampling "
                         f"images (schema {SCHEMA}); image the observation again"
                     )
+                if "segment_vis_halves" in handle:
+                    # Its sums are coherent over the whole drift, which no normalisation
+                    # here models (payload.drift); segment-wise integration is not written.
+                    raise InvalidInputError(
+                        f"{path}: a drift scan gridded in "
+                        f"{handle['segment_vis_halves'].shape[0]} segments; integrating "
+                        "drift-scan uv cubes is not implemented (use each powerspec.h5)"
+                    )
                 stack = json.loads(handle.attrs["stack_params"])
                 n = len(handle["u_lambda"])
                 du = float(stack["uv_cell_lambda"])

@@ -235,3 +235,19 @@ def test_the_image_job_grids_a_drift_scan_in_segments(tmp_path: Path) -> None:
     recorded = provenance["drift_segments"]
     recorded = json.loads(recorded) if isinstance(recorded, str) else recorded
     assert recorded["n_segments"] == 3
+
+
+def test_a_segmented_uv_cube_is_not_integrated(tmp_path: Path) -> None:
+    """Its schema-2 datasets are sums over the whole drift: refused in one line."""
+    import h5py
+
+    from payload.uvcube import UVCube
+
+    path = tmp_path / "uvcube.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["product"] = "uvcube"
+        handle.attrs["schema"] = 2
+        handle.create_dataset("segment_vis_halves", data=np.zeros((3, 2, 1, 4, 8, 5), complex))
+    with pytest.raises(InvalidInputError, match="3 segments") as raised:
+        UVCube.read(path)
+    assert "\n" not in str(raised.value)

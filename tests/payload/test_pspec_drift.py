@@ -40,7 +40,7 @@ FREQ_HZ = 167e6 - 16 * 200e3 + 200e3 * np.arange(32)
 AMPLITUDE = 1e4  # mK^2 Mpc^3
 K_MIN_TESTED = 0.18
 # An hour of drift in 24 samples of 150 s: airy:14's segments (at most ~7.2 min at the
-# band's top) hold 2 samples, the Gaussian's (~11 min) 4.
+# band's top) hold 2 samples, the Gaussian's (~11.8 min) 4.
 N_TIMES, STEP_S = 24, 150.0
 REALISATIONS = 3
 PIXSIZE = 0.015  # rad: the sky's aliases in uv at 67 wavelengths, beyond any coupled pair
