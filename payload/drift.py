@@ -254,6 +254,9 @@ def plan_drift(
     if frame is None:
         return DriftPlan(plan, (), None, longest)
     rephased = not projected and plan.n_segments > 1
+    if plan.n_segments == 1:
+        # the observation's own frame (hour angle at its middle sample), as before segments
+        return DriftPlan(plan, (replace(frame, duration_s=plan.seconds[0]),), None, longest)
     frames = tuple(segment_frames(frame, plan, lst, rephased=rephased))
     shifts = tuple(segment_offsets(plan, lst)) if rephased else None
     return DriftPlan(plan, frames, shifts, longest)
