@@ -189,6 +189,9 @@ def grid_segments(
     """Grid each segment's rows of ``chunk`` on its own (even and odd halves by ``halves``);
     with ``shifts_ra_rad`` (unprojected data) each segment is first phased to its own
     middle-time zenith (:func:`rephase`, :func:`segment_offsets`)."""
+    if n_segments == 1 and not shifts_ra_rad:
+        # the whole observation: no copy of the chunk's visibilities
+        return [grid_chunk(chunk, grid, params, max_freq_hz=max_freq_hz, halves=halves)]
     out = []
     for s in range(n_segments):
         rows = np.flatnonzero(segment_of_row == s)
