@@ -275,6 +275,11 @@ def stack_segments(parts: list[GriddedChunk]) -> GriddedChunk:
             return None
         return np.asarray(sum(values[1:], values[0]))
 
+    if len(parts) == 1:  # a view, no copy
+        only = parts[0]
+        return replace(
+            only, vis=only.vis[None], weights=only.weights[None], sampling=only.sampling[None]
+        )
     return GriddedChunk(
         vis=np.stack([part.vis for part in parts]),
         weights=np.stack([part.weights for part in parts]),
