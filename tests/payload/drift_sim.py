@@ -7,8 +7,9 @@ phased as the reader phases drift data (pyuvdata's ``phase_to_time``, to the zen
 middle time), and the expected power is the input constant with the cosmology taken from
 astropy directly.
 
-* Array: a HERA-like hexagon of 37 dishes 14.6 m apart at HERA's site (baselines up to 88 m,
-  49 wavelengths at 167 MHz).
+* Array: 24 dishes placed at random (seeded) within 45 m of the centre, at least 14.6 m (a
+  HERA dish) apart, at HERA's site: non-redundant, baselines up to ~90 m (50 wavelengths at
+  167 MHz). matvis evaluates each dish's beam fixed at zenith as the sky turns.
 * Sky: an isotropic white field, P = ``AMPLITUDE`` mK^2 Mpc^3 at every k: independent
   Gaussian brightness in each pixel and channel with variance ``P / (X^2 Y df dOmega)``,
   dOmega the pixel's solid angle (``dl dm / n`` on a tangent-plane grid around the middle
@@ -55,18 +56,6 @@ def compact_array(
         if all(math.hypot(east - e, north - n) >= spacing_m for e, n in placed):
             placed.append((float(east), float(north)))
     return np.asarray([(e, n, 0.0) for e, n in placed])
-
-
-def hex_array(side: int = 4, spacing_m: float = 14.6) -> npt.NDArray[np.float64]:
-    """ENU positions (m) of a hexagon of ``side`` dishes a side (37 for 4)."""
-    positions = []
-    for row in range(-(side - 1), side):
-        n_in_row = 2 * side - 1 - abs(row)
-        for col in range(n_in_row):
-            east = (col - (n_in_row - 1) / 2) * spacing_m
-            north = row * spacing_m * math.sqrt(3) / 2
-            positions.append((east, north, 0.0))
-    return np.asarray(positions)
 
 
 def cosmology(freq_hz: float) -> tuple[float, float]:
@@ -270,13 +259,13 @@ def _telescope(location: Any, enu: npt.NDArray[np.float64]) -> Any:
     ecef = ECEF_from_ENU(enu, latitude=lat, longitude=lon, altitude=alt)
     centre = XYZ_from_LatLonAlt(lat, lon, alt)
     return Telescope.new(
-        name="HERA-like hex",
+        name="HERA-like compact array",
         location=location,
         antenna_positions=ecef - centre,
         antenna_names=names,
         antenna_numbers=np.arange(len(enu)),
         mount_type="fixed",
-        instrument="HERA-like hex",
+        instrument="HERA-like compact array",
     )
 
 

@@ -88,6 +88,14 @@ def test_the_hour_is_cut_into_segments(drift: Drift) -> None:
     assert sum(drift.segments["seconds"]) == pytest.approx(N_TIMES * STEP_S)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("beam", list(BEAMS))
+def test_the_simulated_sky_covers_the_beam(beam: str) -> None:
+    """The sky's pixels reach SKY_RADIUS beyond the beam's track: the int A^2 left out is
+    below 0.1 % (measured 2.4e-4 for airy:14, 8e-6 for the Gaussian)."""
+    kind, size = BEAMS[beam]
+    assert drift_sim.missing_share(kind, size, float(FREQ_HZ.min())) < 1e-3
+
+
 def test_spotcube_over_the_delay_spectrum_is_one(drift: Drift) -> None:
     verdict = judge(drift.segmented / drift.delay)
     assert verdict.ok, verdict.why
