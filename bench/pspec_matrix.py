@@ -11,19 +11,27 @@ meets the issue's bounds (mean within 0.95-1.05, every bin within 0.8-1.2); or t
 reason spotcube refuses the cell.
 
 Modes: ``snapshot`` (8 x 8 s), ``track-1h`` (60 x 60 s, a dish that tracks the phase centre;
-an MWA tile cannot, its delays fix the beam on the ground: spotcube refuses), ``drift-1h``
-(60 x 60 s, the beam fixed at zenith and the sky drifting through it: refused).
+an MWA tile cannot, its delays fix the beam on the ground, and this mode hands spotcube one
+coherent cube of the hour, which it refuses), ``drift-1h`` (an hour of drift scan: the beam
+fixed at zenith at HERA's site and a white sky drifting through it, simulated by matvis
+for a compact non-redundant array of 24 dishes, ``tests/payload/drift_sim.py``, phased by
+pyuvdata to the middle time's zenith as the reader does; spotcube cuts the hour into
+segments and averages them in power, ``payload/drift.py``; the delay spectrum takes the
+same visibilities; analytic beams only, the MWA rows are not simulated: matvis takes
+pyuvdata beams, not mwa_hyperbeam's).
 Grids: ``default`` (uv cell 1, 70 wavelengths), ``uv-cell-2``, ``coarse`` (40 wavelengths,
 pixels of 1/80 rad).
 
 Usage (about 20 minutes on one core; a Markdown table on stdout)::
 
-    PYTHONPATH=. .venv/bin/python bench/pspec_matrix.py [--quick]
+    PYTHONPATH=. .venv/bin/python bench/pspec_matrix.py [--quick] [--modes drift-1h]
+        [--beams airy:14 gaussian:12] [--grids default]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -50,7 +58,11 @@ BEAMS: dict[str, tuple[str, Any]] = {
     "mwa (13 deg E-W)": ("mwa", (6, 4, 2, 0) * 4),
     "mwa (19 deg E-W)": ("mwa", (9, 6, 3, 0) * 4),
 }
-MODES = {"snapshot": (8, 8.0), "track-1h": (60, 60.0), "drift-1h": (60, 60.0)}
+MODES = {"snapshot": (8, 8.0), "track-1h": (60, 60.0), "drift-1h": (30, 120.0)}
+# drift-1h: realisations per cell (skies, each its own matvis run; --drift-realisations),
+# and matvis's sky pixels (rad; C's aliases at 67 wavelengths, beyond any pair a cell couples)
+DRIFT_REALISATIONS = 4
+DRIFT_PIXSIZE = 0.015
 GRIDS = {
     "default": {},
     "uv-cell-2": {"uv_cell_lambda": 2.0},
@@ -81,7 +93,60 @@ def analytic_beam(kind: str, size: float, freq_hz: float) -> dict[str, npt.NDArr
     return {"XX": beam, "YY": beam}
 
 
-def run_cell(beam_name: str, mode: str, grid: str, seed: int) -> dict[str, Any]:
+def run_drift_cell(
+    beam_name: str, grid: str, seed: int, realisations: int = DRIFT_REALISATIONS
+) -> dict[str, Any]:
+    """An hour of drift scan simulated by matvis (see the module docstring)."""
+    from tests.payload import drift_sim
+
+    kind, size = BEAMS[beam_name]
+    if kind == "mwa":
+        return {"refused": "not simulated (matvis takes pyuvdata beams, not mwa_hyperbeam's)"}
+    n_times, step_s = MODES["drift-1h"]
+    obs = drift_sim.simulate(
+        kind,
+        float(size),
+        BAND.freq_hz,
+        n_times=n_times,
+        step_s=step_s,
+        amplitude=AMPLITUDE,
+        seeds=tuple(range(seed, seed + realisations)),
+        pixsize=DRIFT_PIXSIZE,
+    )
+    try:
+        ps = drift_sim.spotcube_spectrum(obs, beam_name, extra_params=GRIDS[grid])
+    except InvalidInputError as exc:
+        return {"refused": str(exc)}
+    centres = np.sqrt(ps.k_edges[:-1] * ps.k_edges[1:])
+    tested = centres > K_MIN
+    ours = np.asarray(ps.p_sph[:, tested]) / AMPLITUDE
+    beam = analytic_beam(kind, float(size), float(BAND.freq_hz.mean()))["XX"]
+    omega_pp = float((beam**2).sum()) * PIXSIZE**2
+    theirs = (
+        np.asarray(
+            [
+                delay_spectrum.spherical_power(
+                    obs.vis[name], obs.uvw_m, n_times, BAND.freq_hz, omega_pp, ps.k_edges
+                )[tested]
+                for name in obs.vis
+            ]
+        )
+        / AMPLITUDE
+    )
+    segments = json.loads(ps.segments)
+    return {
+        "k": centres[tested],
+        "input": ours.mean(axis=0),
+        "delay": (ours / theirs).mean(axis=0),
+        "note": f"{segments['n_segments']} segments of {max(segments['seconds']):.0f} s",
+    }
+
+
+def run_cell(
+    beam_name: str, mode: str, grid: str, seed: int, drift_realisations: int = DRIFT_REALISATIONS
+) -> dict[str, Any]:
+    if mode == "drift-1h":
+        return run_drift_cell(beam_name, grid, seed, drift_realisations)
     kind, size = BEAMS[beam_name]
     n_times, step_s = MODES[mode]
     freq = float(BAND.freq_hz.mean())
@@ -95,8 +160,7 @@ def run_cell(beam_name: str, mode: str, grid: str, seed: int) -> dict[str, Any]:
     else:
         uvw, times = sim.track_uvw(sim.short_baselines_enu(110.0), n_times, step_s)
         beams = analytic_beam(kind, float(size), freq)
-        fixed = mode == "drift-1h"
-        frame = BeamFrame(LATITUDE_RAD, 0.0, LATITUDE_RAD, n_times * step_s, fixed=fixed)
+        frame = BeamFrame(LATITUDE_RAD, 0.0, LATITUDE_RAD, n_times * step_s, fixed=False)
         spec = f"{kind}:{size:g}"
     vis = {
         pol: sim.predict(
@@ -151,23 +215,40 @@ def verdict(per_bin: npt.NDArray[np.float64]) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="snapshot, default grid only")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), help="only these modes")
+    parser.add_argument("--grids", nargs="+", choices=list(GRIDS), help="only these grids")
+    parser.add_argument("--beams", nargs="+", choices=list(BEAMS), help="only these beams")
+    parser.add_argument(
+        "--drift-realisations", type=int, default=DRIFT_REALISATIONS, help="skies per drift cell"
+    )
     args = parser.parse_args(argv)
-    modes = ["snapshot"] if args.quick else list(MODES)
-    grids = ["default"] if args.quick else list(GRIDS)
+    modes = ["snapshot"] if args.quick else (args.modes or list(MODES))
+    grids = ["default"] if args.quick else (args.grids or list(GRIDS))
+    beams = args.beams or list(BEAMS)
     print("| beam | mode | grid | spotcube / input: mean (bins) | spotcube / delay spectrum |")
     print("|---|---|---|---|---|")
     # mode by mode, grid by grid: the cheap snapshots first
     for mode in modes:
         for grid in grids:
             for b, beam_name in enumerate(BEAMS):
+                if beam_name not in beams:
+                    continue
                 start = time.perf_counter()
-                cell = run_cell(beam_name, mode, grid, seed=500 + 10 * b)
+                cell = run_cell(
+                    beam_name,
+                    mode,
+                    grid,
+                    seed=500 + 10 * b,
+                    drift_realisations=args.drift_realisations,
+                )
                 took = time.perf_counter() - start
                 if "refused" in cell:
                     reason = cell["refused"].replace("|", "\\|")  # a Markdown cell
                     row = f"refused: {reason} | -"
                 else:
                     row = f"{verdict(cell['input'])} | {verdict(cell['delay'])}"
+                    if "note" in cell:
+                        row += f" ({cell['note']})"
                 print(
                     f"| {beam_name} | {mode} | {grid} | {row} |  <!-- {took:.0f} s -->", flush=True
                 )

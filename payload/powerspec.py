@@ -27,9 +27,10 @@ window's main lobe (4 delay bins) and the gridding kernel's reach (3 sigma).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +46,12 @@ from payload.cosmology import CosmoScales, jy_to_mk_sr
 from payload.errors import InvalidInputError
 from payload.psnorm import (
     BEAM_FLOOR,
+    MAX_DRIFT_SIGMA,
     BeamLattice,
     beam_lattice,
+    beam_sky_fit,
     cell_normalisation,
-    check_beam_fits,
+    check_drift,
     fine_at,
     half_cell_maps,
     noise_fine,
@@ -131,6 +134,9 @@ class PowerSpectrum:
     omega_pp: float  # int A^2 (sr) at the band centre, for reference
     bandwidth_pp_hz: float
     beam_frame: str = "tracking the phase centre"  # JSON of the BeamFrame, when fixed
+    # JSON: how many segments were gridded apart and averaged in power, and how long each
+    # lasted (payload.drift); one segment is the whole observation, gridded coherently.
+    segments: str = ""
     # Per polarization: the spherical bin and weight of every (delay, u, v) element, and
     # k_perp of every cell; not written, used to bin a model the way the data were binned.
     elements: list[dict[str, npt.NDArray[Any]]] = field(default_factory=list, repr=False)
@@ -192,9 +198,18 @@ class PowerSpectrum:
                     "cosmology": "astropy Planck18",
                 }
             )
+            segmented = bool(self.segments) and json.loads(self.segments)["n_segments"] > 1
             handle.attrs["estimator"] = (
                 "cross power of even and odd time samples (p_*), auto power of all (p_*_auto)"
+                + (
+                    ", per drift segment, averaged over segments weighted by each cell's "
+                    "normalisation: X^2 Y sum_s Re[Vt_0s Vt_1s^*] / (B_pp sum_s N_01s)"
+                    if segmented
+                    else ""
+                )
             )
+            if self.segments:
+                handle.attrs["drift_segments"] = self.segments
             handle.attrs["window"] = "blackman-harris (4-term, symmetric)"
             handle.attrs["primary_beam"] = self.primary_beam
             handle.attrs["redshift"] = self.scales.z
@@ -220,6 +235,14 @@ def _channel_width(freq_hz: npt.NDArray[np.float64]) -> float:
     if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-3) or steps[0] <= 0:
         raise InvalidInputError("a delay transform needs evenly spaced, increasing frequencies")
     return float(steps[0])
+
+
+def _total(parts: Sequence[npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
+    """Sum of per-segment maps (the one map itself for one segment)."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def beam_omega_pp(
@@ -259,21 +282,18 @@ def _normalisation(
     *,
     frame: BeamFrame | None,
     noise_of: _Norm | None = None,
+    delay_maps: bool = True,
 ) -> _Norm:
     """Band-averaged normalisation and noise maps of polarization ``p``; the noise maps
     depend on the sampling only, and are taken from ``noise_of`` when given (a polarization
-    with the same sampling but another beam)."""
+    with the same sampling but another beam). Without ``delay_maps`` the noise maps'
+    transforms along frequency (the big part) are left empty: :func:`_with_delay_maps` adds
+    them when the error sums need them."""
     grid, pol = cube.grid, cube.polarizations[p]
     shape = (grid.n, grid.n // 2 + 1)
     w2 = window**2
     total = float(w2.sum())
     n_ee, n_oo, n_eo = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    fine_e = np.zeros((2 * grid.n, grid.n + 1))
-    fine_o = np.zeros((2 * grid.n, grid.n + 1))
-    n_f = len(cube.freq_hz)
-    # a_f^2 Q(f) channel by channel, then transformed along frequency in place
-    noise_shape = (n_f, 2 * grid.n, grid.n + 1) if noise_of is None else (0, 0, 0)
-    per_channel = {h: np.zeros(noise_shape, np.float32) for h in (0, 1)}
     taper = grid.taper()
     for c, freq in enumerate(cube.freq_hz):
         s_e, s_o = cube.sampling[0, p, c], cube.sampling[1, p, c]
@@ -285,11 +305,6 @@ def _normalisation(
         n_ee += share * ee
         n_oo += share * oo
         n_eo += share * eo
-        for h, half, fine in ((0, s_e, fine_e), (1, s_o, fine_o)):
-            if noise_of is None and half.any():
-                q = (df * window[c] * to_mk[c]) ** 2 * noise_fine(half, grid)
-                fine += q
-                per_channel[h][c] = q
     if noise_of is not None:
         return _Norm(
             n_ee,
@@ -302,6 +317,9 @@ def _normalisation(
             noise_of.fine_t_e,
             noise_of.fine_t_o,
         )
+    fine_e, fine_o, fine_t_e, fine_t_o = _noise_maps(
+        cube, p, window, to_mk, df, transforms=delay_maps
+    )
     return _Norm(
         n_ee,
         n_oo,
@@ -310,9 +328,66 @@ def _normalisation(
         half_cell_maps(fine_o, grid.n),
         fine_e,
         fine_o,
+        fine_t_e,
+        fine_t_o,
+    )
+
+
+def _noise_maps(
+    cube: UVCube,
+    p: int,
+    window: npt.NDArray[np.float64],
+    to_mk: npt.NDArray[np.float64],
+    df: float,
+    *,
+    transforms: bool = True,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.complex64],
+    npt.NDArray[np.complex64],
+]:
+    """Q of each half on the half-cell grid, band total and (``transforms``) per channel
+    transformed along frequency (:class:`_Norm`)."""
+    grid = cube.grid
+    fine_e = np.zeros((2 * grid.n, grid.n + 1))
+    fine_o = np.zeros((2 * grid.n, grid.n + 1))
+    n_f = len(cube.freq_hz)
+    # a_f^2 Q(f) channel by channel, then transformed along frequency in place
+    noise_shape = (n_f, 2 * grid.n, grid.n + 1) if transforms else (0, 0, 0)
+    per_channel = {h: np.zeros(noise_shape, np.float32) for h in (0, 1)}
+    for c in range(n_f):
+        for h, fine in ((0, fine_e), (1, fine_o)):
+            half = cube.sampling[h, p, c]
+            if half.any():
+                q = (df * window[c] * to_mk[c]) ** 2 * noise_fine(half, grid)
+                fine += q
+                if transforms:
+                    per_channel[h][c] = q
+    if not transforms:
+        empty = np.zeros((0, 0, 0), np.complex64)
+        return fine_e, fine_o, empty, empty
+    return (
+        fine_e,
+        fine_o,
         scipy.fft.rfft(per_channel.pop(0), axis=0).astype(np.complex64, copy=False),
         scipy.fft.rfft(per_channel.pop(1), axis=0).astype(np.complex64, copy=False),
     )
+
+
+def _with_delay_maps(
+    norm: _Norm,
+    cube: UVCube,
+    p: int,
+    window: npt.NDArray[np.float64],
+    to_mk: npt.NDArray[np.float64],
+    df: float,
+) -> _Norm:
+    """``norm`` with its noise maps' transforms along frequency (made again if left out)."""
+    if norm.fine_t_e.size:
+        return norm
+    _, _, fine_t_e, fine_t_o = _noise_maps(cube, p, window, to_mk, df)
+    return dataclasses.replace(norm, fine_t_e=fine_t_e, fine_t_o=fine_t_o)
 
 
 def _shift3(array: npt.NDArray[Any], dt: int, dx: int, dy: int, fill: Any) -> npt.NDArray[Any]:
@@ -587,20 +662,84 @@ def spherical_edges(
     return np.asarray(edges)
 
 
+@dataclass(frozen=True)
+class DriftSegment:
+    """A stretch of an observation gridded on its own: its uv cube (even and odd time
+    samples of the stretch), where the beam sat during it (None: tracking the phase centre)
+    and how long it lasted (s). See :mod:`payload.drift`."""
+
+    cube: UVCube
+    frame: BeamFrame | None
+    seconds: float
+
+
+def _segments_of(
+    cube: UVCube | Sequence[DriftSegment], frame: BeamFrame | None
+) -> list[DriftSegment]:
+    if isinstance(cube, UVCube):
+        return [DriftSegment(cube, frame, frame.duration_s if frame is not None else math.nan)]
+    segments = list(cube)
+    if not segments:
+        raise InvalidInputError("a power spectrum needs at least one segment of data")
+    first = segments[0].cube
+    for i, seg in enumerate(segments[1:], start=1):
+        other = seg.cube
+        if (
+            other.grid != first.grid
+            or other.polarizations != first.polarizations
+            or other.primary_beam != first.primary_beam
+            or other.freq_hz.shape != first.freq_hz.shape
+            or not np.allclose(other.freq_hz, first.freq_hz, rtol=0, atol=1.0)
+        ):
+            raise InvalidInputError(
+                f"segment {i} differs from segment 0 in grid, band, polarizations or beam"
+            )
+    return segments
+
+
+def _describe_segments(segments: Sequence[DriftSegment]) -> str:
+    """The segmentation as written in powerspec.h5 (``drift_segments``)."""
+    return json.dumps(
+        {
+            "n_segments": len(segments),
+            "seconds": [
+                round(seg.seconds, 3) if math.isfinite(seg.seconds) else None for seg in segments
+            ],
+            "hour_angle_deg": [
+                None if seg.frame is None else round(math.degrees(seg.frame.hour_angle_rad), 6)
+                for seg in segments
+            ],
+            "max_drift_sigma": MAX_DRIFT_SIGMA,
+        },
+        sort_keys=True,
+    )
+
+
 def compute_power_spectrum(
-    cube: UVCube,
+    cube: UVCube | Sequence[DriftSegment],
     *,
     n_k_bins: int = 16,
     beam: PrimaryBeam | None = None,
     frame: BeamFrame | None = None,
 ) -> PowerSpectrum:
-    """Cylindrical (k_perp, k_par) and spherical power spectra of a uv cube.
+    """Cylindrical (k_perp, k_par) and spherical power spectra of a uv cube, or of the
+    segments of a drift scan.
 
     ``beam`` defaults to the one the cube records; ``frame`` places it on the sky (None: the
     beam tracks the phase centre). Refuses, with InvalidInputError, a beam that reaches
-    beyond the uv grid's field or that the sky drifts through during the observation
-    (:func:`payload.psnorm.check_beam_fits`).
+    beyond the uv grid's field or that the sky drifts through by more than
+    MAX_DRIFT_SIGMA of its width during one cube (:func:`payload.psnorm.check_drift`).
+
+    Given segments (:class:`DriftSegment`, each with its own frame), every segment's even x
+    odd cross power is formed on its own and the segments are averaged in power, each cell
+    weighted by its normalisation (``docs/imaging.md``, *Drift scans*):
+    ``P = X^2 Y sum_s Re[Vt_0s Vt_1s^*] / (B_pp sum_s N_01s)``; ``frame``, if given, is the
+    whole observation's (for the header).
     """
+    segments = _segments_of(cube, frame)
+    cube = segments[0].cube
+    if frame is None:
+        frame = segments[len(segments) // 2].frame
     beam = parse_beam(cube.primary_beam) if beam is None else beam
     grid = cube.grid
     freq = cube.freq_hz
@@ -663,64 +802,93 @@ def compute_power_spectrum(
     sigma0 = np.zeros(n_pol)
     elements: list[dict[str, npt.NDArray[Any]]] = []
     f_top = float(freq.max())
-    edges_pp = check_beam_fits(beam, (float(freq[0]), f_top), grid, frame=frame)
-    lattice_all = beam_lattice(grid, omega_pp=min(edges_pp))
-    reach_a2 = np.maximum(
-        beam.power(lattice_all.l_dir, lattice_all.m_dir, float(freq[0]), "I", frame=frame) ** 2,
-        beam.power(lattice_all.l_dir, lattice_all.m_dir, f_top, "I", frame=frame) ** 2,
-    )
-    lattice = lattice_all.select(reach_a2 > BEAM_FLOOR * float(reach_a2.max()))
-    norms: dict[int, _Norm] = {}
-    # The error sums of one normalisation at sigma0 = 1: twins scale them by sigma0^2.
-    unit_variances: dict[int, dict[str, npt.NDArray[np.float64]]] = {}
+    # Each segment's beam is where that segment's frame puts it; segments whose frames
+    # differ only in duration (rephased to their own zenith) share the sky integrals.
+    fits: dict[Any, tuple[list[float], float]] = {}
+    lattices: list[BeamLattice] = []
+    for seg in segments:
+        geometry = None if seg.frame is None else dataclasses.replace(seg.frame, duration_s=0.0)
+        if geometry not in fits:
+            fits[geometry] = beam_sky_fit(beam, (float(freq[0]), f_top), grid, frame=seg.frame)
+        edges_pp, sigma_rad = fits[geometry]
+        check_drift(beam, seg.frame, sigma_rad)
+        lattice_all = beam_lattice(grid, omega_pp=min(edges_pp))
+        reach_a2 = np.maximum(
+            beam.power(lattice_all.l_dir, lattice_all.m_dir, float(freq[0]), "I", frame=seg.frame)
+            ** 2,
+            beam.power(lattice_all.l_dir, lattice_all.m_dir, f_top, "I", frame=seg.frame) ** 2,
+        )
+        lattices.append(lattice_all.select(reach_a2 > BEAM_FLOOR * float(reach_a2.max())))
+    single = len(segments) == 1
+    norms: dict[tuple[int, int], _Norm] = {}
+    # The error sums of one set of normalisations at sigma0 = 1: twins scale them by sigma0^2.
+    unit_variances: dict[tuple[int, ...], dict[str, npt.NDArray[np.float64]]] = {}
     for p in range(n_pol):
-        # Polarizations with the same sampling and the same beam share the normalisation.
-        twin = next(
-            (
-                q
-                for q in norms
-                if np.array_equal(cube.sampling[:, q], cube.sampling[:, p])
-                and (beam.kind != "mwa" or cube.polarizations[q] == cube.polarizations[p])
-            ),
-            None,
-        )
-        same_sampling = next(
-            (q for q in norms if np.array_equal(cube.sampling[:, q], cube.sampling[:, p])), None
-        )
-        norm = (
-            norms[twin]
-            if twin is not None
-            else _normalisation(
-                cube,
-                p,
-                beam,
-                window,
-                to_mk,
-                lattice,
-                df,
-                frame=frame,
-                noise_of=None if same_sampling is None else norms[same_sampling],
+        for s, seg in enumerate(segments):
+            sampling = seg.cube.sampling
+            # Polarizations with the same sampling and the same beam share the normalisation.
+            twin = next(
+                (
+                    q
+                    for q in range(p)
+                    if np.array_equal(sampling[:, q], sampling[:, p])
+                    and (beam.kind != "mwa" or cube.polarizations[q] == cube.polarizations[p])
+                ),
+                None,
             )
-        )
-        norms[p] = norm
-        vt_e = np.fft.fft(cube.vis_halves[0, p] * taper_to, axis=0)
-        vt_o = np.fft.fft(cube.vis_halves[1, p] * taper_to, axis=0)
-        peak = float(norm.n_eo.max())
-        valid = unique & (norm.n_eo > VALID_NORM_FRACTION * peak) if peak > 0 else unique & False
-        valid &= (norm.n_ee > 0) & (norm.n_oo > 0)
-        n_tot = norm.n_ee + norm.n_oo + 2 * norm.n_eo
-        safe_eo = np.where(valid, norm.n_eo, 1.0)
+            same_sampling = next(
+                (q for q in range(p) if np.array_equal(sampling[:, q], sampling[:, p])), None
+            )
+            norms[s, p] = (
+                norms[s, twin]
+                if twin is not None
+                else _normalisation(
+                    seg.cube,
+                    p,
+                    beam,
+                    window,
+                    to_mk,
+                    lattices[s],
+                    df,
+                    frame=seg.frame,
+                    noise_of=None if same_sampling is None else norms[s, same_sampling],
+                    # several segments: the big delay maps are made one segment at a time
+                    delay_maps=single,
+                )
+            )
+        seg_norms = [norms[s, p] for s in range(len(segments))]
+        n_ee = _total([norm.n_ee for norm in seg_norms])
+        n_oo = _total([norm.n_oo for norm in seg_norms])
+        n_eo = _total([norm.n_eo for norm in seg_norms])
+        peak = float(n_eo.max())
+        valid = unique & (n_eo > VALID_NORM_FRACTION * peak) if peak > 0 else unique & False
+        valid &= (n_ee > 0) & (n_oo > 0)
+        n_tot = n_ee + n_oo + 2 * n_eo
+        safe_eo = np.where(valid, n_eo, 1.0)
         safe_tot = np.where(valid, n_tot, 1.0)
-        cross = (vt_e * np.conj(vt_o)).real * x2y / (b_pp * safe_eo)
-        auto = np.abs(vt_e + vt_o) ** 2 * x2y / (b_pp * safe_tot)
 
         # Noise: the even-odd difference, with the odd half scaled to the even one's
         # weights so that the sky cancels, sets sigma0; the sampling sets the rest.
-        w_e = cube.weights_halves[0, p].mean(axis=0)
-        w_o = cube.weights_halves[1, p].mean(axis=0)
-        alpha = np.where(valid & (w_o > 0), w_e / np.where(w_o > 0, w_o, 1.0), 0.0)
-        diff = np.abs(vt_e - alpha * vt_o) ** 2
-        model = norm.q_e[0, 0] + alpha**2 * norm.q_o[0, 0]
+        # Segment by segment: the sky of one segment is not the sky of another.
+        cross_raw = np.zeros((n_f, grid.n, grid.n // 2 + 1))
+        auto_raw = np.zeros_like(cross_raw)
+        diff = np.zeros_like(cross_raw)
+        model = np.zeros((grid.n, grid.n // 2 + 1))
+        q_sum = np.zeros_like(model)
+        for seg, norm in zip(segments, seg_norms, strict=True):
+            vt_e = np.fft.fft(seg.cube.vis_halves[0, p] * taper_to, axis=0)
+            vt_o = np.fft.fft(seg.cube.vis_halves[1, p] * taper_to, axis=0)
+            cross_raw += (vt_e * np.conj(vt_o)).real
+            auto_raw += np.abs(vt_e + vt_o) ** 2
+            w_e = seg.cube.weights_halves[0, p].mean(axis=0)
+            w_o = seg.cube.weights_halves[1, p].mean(axis=0)
+            both = valid & (w_o > 0) & (w_e > 0)
+            alpha = np.where(both, w_e / np.where(w_o > 0, w_o, 1.0), 0.0)
+            diff += np.where(both[None], np.abs(vt_e - alpha * vt_o) ** 2, 0.0)
+            model += np.where(both, norm.q_e[0, 0] + alpha**2 * norm.q_o[0, 0], 0.0)
+            q_sum += norm.q_e[0, 0] + norm.q_o[0, 0]
+        cross = cross_raw * x2y / (b_pp * safe_eo)
+        auto = auto_raw * x2y / (b_pp * safe_tot)
         fit = valid[None] & above & (model[None] > 0)
         if not fit.any():
             fit = np.broadcast_to(valid[None] & (model[None] > 0), diff.shape)
@@ -730,8 +898,7 @@ def compute_power_spectrum(
             else 0.0
         )
         sigma0[p] = math.sqrt(var0) if var0 > 0 else 0.0
-        v_e, v_o = var0 * norm.q_e[0, 0], var0 * norm.q_o[0, 0]
-        noise_auto = np.where(valid, (v_e + v_o) * x2y / (b_pp * safe_tot), 0.0)
+        noise_auto = np.where(valid, var0 * q_sum * x2y / (b_pp * safe_tot), 0.0)
 
         # Bins: every (delay, cell) element carries a weight, so that a bin's value is the
         # mean over its cells of the mean of +tau and -tau (as the spectra were defined).
@@ -783,20 +950,26 @@ def compute_power_spectrum(
         out["noise_sph"][p] = mean(
             np.broadcast_to(noise_auto, cross.shape), sph_bins["sph"], sph_w["sph"], n_sph
         )
-        if id(norm) not in unit_variances:
+        norm_key = tuple(id(norm) for norm in seg_norms)
+        if norm_key not in unit_variances:
             # per-cell noise scale of the cross power at sigma0 = 1; valid cells and bins
-            # depend on the normalisation only, so twins share these sums
-            q_eo = np.clip(norm.q_e[0, 0] * norm.q_o[0, 0], 0, None)
-            z = np.where(valid, np.sqrt(q_eo) * x2y / (b_pp * safe_eo), 0.0)
-            z3 = np.broadcast_to(z[None], cross.shape)
-            unit_variances[id(norm)] = _binned_variance(
-                {"cyl": cyl_w * z3, "sph": sph_w["sph"] * z3, "win": sph_w["win"] * z3},
-                {"cyl": cyl_bin, "sph": sph_bins["sph"], "win": sph_bins["win"]},
-                {"cyl": n_cyl, "sph": n_sph, "win": n_sph},
-                norm,
-                grid,
-            )
-        variance = {name: var0**2 * v for name, v in unit_variances[id(norm)].items()}
+            # depend on the normalisations only, so twins share these sums. Segments have
+            # independent noise: their variances add.
+            sums: dict[str, npt.NDArray[np.float64]] = {}
+            for s, (seg, norm) in enumerate(zip(segments, seg_norms, strict=True)):
+                q_eo = np.clip(norm.q_e[0, 0] * norm.q_o[0, 0], 0, None)
+                z = np.where(valid, np.sqrt(q_eo) * x2y / (b_pp * safe_eo), 0.0)
+                z3 = np.broadcast_to(z[None], cross.shape)
+                part = _binned_variance(
+                    {"cyl": cyl_w * z3, "sph": sph_w["sph"] * z3, "win": sph_w["win"] * z3},
+                    {"cyl": cyl_bin, "sph": sph_bins["sph"], "win": sph_bins["win"]},
+                    {"cyl": n_cyl, "sph": n_sph, "win": n_sph},
+                    _with_delay_maps(norm, seg.cube, p, window, to_mk, df),
+                    grid,
+                )
+                sums = part if s == 0 else {name: sums[name] + part[name] for name in sums}
+            unit_variances[norm_key] = sums
+        variance = {name: var0**2 * v for name, v in unit_variances[norm_key].items()}
         for name, key, shape in (
             ("cyl", "sigma_cyl", (n_k_bins, n_par)),
             ("sph", "sigma_sph", (n_sph,)),
@@ -845,5 +1018,6 @@ def compute_power_spectrum(
         omega_pp=beam_omega_pp(beam, grid, scales.freq_hz, "I", frame=frame),
         bandwidth_pp_hz=b_pp,
         beam_frame=_describe(frame),
+        segments=_describe_segments(segments),
         elements=elements,
     )

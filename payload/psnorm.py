@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
-from payload.beamframe import BeamFrame
+from payload.beamframe import SIDEREAL_RAD_PER_S, BeamFrame
 from payload.beams import PrimaryBeam
 from payload.errors import InvalidInputError
 from payload.uvcube import UVGrid
@@ -63,9 +63,11 @@ SKY_ROWS_PER_BLOCK = 64  # rows of the sky grid evaluated at once (64 x 1024 dir
 # the share of int A^2 outside the uv grid's field, which the per-cell normalisation's
 # lattice does not reach (P comes out 1 / (1 - share) too high) ...
 MAX_OUTSIDE_FRACTION = 0.01
-# ... and the drift of a fixed beam across the sky, in units of the beam's Gaussian-equivalent
-# sigma: even and odd samples a drift D apart share exp(-D^2 / 4 sigma^2) of their power, and
-# over a uniform drift the pairs lose D^2 / (24 sigma^2) on average: 1 % at 0.5 sigma.
+# ... and the drift of a fixed beam across the sky within one coherently gridded cube, in
+# units of the beam's Gaussian-equivalent sigma: samples a drift D apart share
+# exp(-D^2 / 4 sigma^2) of their power, and over a uniform drift the pairs lose
+# D^2 / (24 sigma^2) on average: 1 % at 0.5 sigma. Longer drift scans are gridded in
+# segments of at most this drift and averaged in power (payload.drift).
 MAX_DRIFT_SIGMA = 0.5
 # Directions transformed together (memory: BATCH x n x n complex numbers, three times).
 BATCH = 32
@@ -281,15 +283,16 @@ def whole_sky_integrals(
     )
 
 
-def check_beam_fits(
+def beam_sky_fit(
     beam: PrimaryBeam,
     freqs_hz: tuple[float, ...],
     grid: UVGrid,
     *,
     frame: BeamFrame | None = None,
-) -> list[float]:
-    """``int A^2`` at each of ``freqs_hz``, after refusing a beam the estimator cannot
-    normalise: one that reaches beyond the uv grid's field, or one the sky drifts through.
+) -> tuple[list[float], float]:
+    """``int A^2`` at each of ``freqs_hz`` and the narrowest Gaussian-equivalent sigma (rad,
+    ``sqrt(int A^2 / (pi max A^2))``) over them, after refusing a beam the estimator cannot
+    normalise: one that reaches beyond the uv grid's field.
 
     Raises InvalidInputError with a one-line reason and what to change.
     """
@@ -313,14 +316,50 @@ def check_beam_fits(
         sigmas.append(math.sqrt(sky.omega_pp / (math.pi * sky.peak**2)))
         omegas.append(sky.omega_pp)
     # the narrowest beam of the band binds
-    sigma = min(sigmas)
-    if frame is not None and frame.drift_rad > MAX_DRIFT_SIGMA * sigma:
-        longest_s = frame.duration_s * MAX_DRIFT_SIGMA * sigma / frame.drift_rad
+    return omegas, min(sigmas)
+
+
+def coherent_seconds(frame: BeamFrame | None, sigma_rad: float) -> float:
+    """The longest stretch of time that may be gridded coherently: the sky drifts
+    MAX_DRIFT_SIGMA x the beam's Gaussian-equivalent sigma through a fixed beam in it
+    (infinite for a beam that tracks the phase centre)."""
+    if frame is None or not frame.fixed:
+        return math.inf
+    rate = SIDEREAL_RAD_PER_S * abs(math.cos(frame.dec_rad))
+    return math.inf if rate <= 0 else MAX_DRIFT_SIGMA * sigma_rad / rate
+
+
+def check_drift(beam: PrimaryBeam, frame: BeamFrame | None, sigma_rad: float) -> None:
+    """Refuse a cube gridded coherently over more drift than its normalisation allows.
+
+    :mod:`payload.drift` splits a drift scan into segments short enough; a cube that was
+    gridded over a longer drift can no longer be split, so it is refused (one line).
+    """
+    if frame is not None and frame.drift_rad > MAX_DRIFT_SIGMA * sigma_rad:
+        longest_s = coherent_seconds(frame, sigma_rad)
         raise InvalidInputError(
             f"primary beam {beam.spec!r} is fixed on the ground and the sky drifts "
             f"{math.degrees(frame.drift_rad):.1f} deg through it in {frame.duration_s:.0f} s "
-            f"(more than {MAX_DRIFT_SIGMA:g} x its {math.degrees(sigma):.1f} deg Gaussian-"
-            f"equivalent sigma): split the observation into pieces of at most "
-            f"{math.floor(longest_s):.0f} s"
+            f"of one coherently gridded cube (more than {MAX_DRIFT_SIGMA:g} x its "
+            f"{math.degrees(sigma_rad):.1f} deg Gaussian-equivalent sigma): grid it in drift "
+            f"segments of at most {math.floor(longest_s):.0f} s (payload.drift)"
         )
+
+
+def check_beam_fits(
+    beam: PrimaryBeam,
+    freqs_hz: tuple[float, ...],
+    grid: UVGrid,
+    *,
+    frame: BeamFrame | None = None,
+) -> list[float]:
+    """``int A^2`` at each of ``freqs_hz``, after refusing a beam the estimator cannot
+    normalise: one that reaches beyond the uv grid's field (:func:`beam_sky_fit`), or one
+    the sky drifts through by more than MAX_DRIFT_SIGMA during ``frame`` (:func:`check_drift`:
+    a cube gridded coherently over that long).
+
+    Raises InvalidInputError with a one-line reason and what to change.
+    """
+    omegas, sigma = beam_sky_fit(beam, freqs_hz, grid, frame=frame)
+    check_drift(beam, frame, sigma)
     return omegas

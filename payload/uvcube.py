@@ -29,7 +29,10 @@ exact normalisation of every cell for any primary beam.
 HDF5 layout (``uvcube.h5``, schema 2): datasets ``vis`` (pol, freq, u, v) complex128 and
 ``weights`` (pol, freq, u, v) float64 (the sum of both halves, as in schema 1),
 ``vis_halves`` (2, pol, freq, u, v), ``weights_halves`` (2, pol, freq, u, v),
-``sampling`` (2, pol, freq, 2n, 2n) float32, ``freq_hz``, ``u_lambda``, ``v_lambda``;
+``sampling`` (2, pol, freq, 2n, 2n) float32, ``freq_hz``, ``u_lambda``, ``v_lambda``; for a
+drift scan gridded in segments (:mod:`payload.drift`) those are the sums over the segments,
+and ``segment_vis_halves``, ``segment_weights_halves`` and ``segment_sampling`` hold each
+segment (leading axis), as the attribute ``drift_segments`` describes;
 attributes ``polarizations``, the stack parameters, ``primary_beam`` (the beam spec the
 power spectrum is normalised with), ``n_observations``, ``observations`` (JSON list of
 input identities) and the provenance attributes.
@@ -345,8 +348,19 @@ class UVCube:
         """What must agree between cubes that are summed: grid, taper and primary beam."""
         return {**self.stack_params, "primary_beam": self.primary_beam}
 
-    def write(self, path: Path, *, attrs: Mapping[str, Any]) -> None:
-        """Write to ``path`` byte-deterministically (no timestamps, fixed order)."""
+    def write(
+        self,
+        path: Path,
+        *,
+        attrs: Mapping[str, Any],
+        segments: Mapping[str, npt.NDArray[Any]] | None = None,
+    ) -> None:
+        """Write to ``path`` byte-deterministically (no timestamps, fixed order).
+
+        ``segments`` (``uv_vis``, ``uv_weights``, ``uv_sampling`` with a leading segment
+        axis) are the drift segments this cube is the sum of (:mod:`payload.drift`),
+        written as ``segment_vis_halves``, ``segment_weights_halves``, ``segment_sampling``.
+        """
         with h5py.File(path, "w", track_order=True) as handle:
             kw: dict[str, Any] = {"track_times": False}
             handle.create_dataset("vis", data=self.vis, **kw)
@@ -357,6 +371,13 @@ class UVCube:
             handle.create_dataset("freq_hz", data=self.freq_hz, **kw)
             handle.create_dataset("u_lambda", data=self.grid.u_lambda, **kw)
             handle.create_dataset("v_lambda", data=self.grid.v_lambda, **kw)
+            if segments is not None:
+                for name, key in (
+                    ("segment_vis_halves", "uv_vis"),
+                    ("segment_weights_halves", "uv_weights"),
+                    ("segment_sampling", "uv_sampling"),
+                ):
+                    handle.create_dataset(name, data=segments[key], **kw)
             handle.attrs["schema"] = SCHEMA
             handle.attrs["product"] = "uvcube"
             handle.attrs["polarizations"] = json.dumps(list(self.polarizations))
@@ -381,6 +402,14 @@ class UVCube:
                     raise InvalidInputError(
                         f"{path}: uv cube schema {schema} has no even/odd halves or sampling "
                         f"images (schema {SCHEMA}); image the observation again"
+                    )
+                if "segment_vis_halves" in handle:
+                    # Its sums are coherent over the whole drift, which no normalisation
+                    # here models (payload.drift); segment-wise integration is not written.
+                    raise InvalidInputError(
+                        f"{path}: a drift scan gridded in "
+                        f"{handle['segment_vis_halves'].shape[0]} segments; integrating "
+                        "drift-scan uv cubes is not implemented (use each powerspec.h5)"
                     )
                 stack = json.loads(handle.attrs["stack_params"])
                 n = len(handle["u_lambda"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ import numpy.typing as npt
 from contract.jobs import JobKind
 from payload.beamframe import BeamFrame, frame_from_uvh5
 from payload.beams import PrimaryBeam, is_fixed_on_ground, mwa_delays_from_uvh5, resolve_beam
+from payload.drift import DriftPlan, grid_segments, plan_drift, stack_segments
 from payload.errors import InvalidInputError
 from payload.fitsio import FileSegment, Segment, write_cube
 from payload.imaging import ImageGeometry, choose_geometry, image_chunk
@@ -42,7 +44,7 @@ from payload.jobs.sizing import check_image_job
 from payload.params import ImagingParams
 from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
 from payload.reading import ObservationInfo, VisChunk, open_observation, read_chunk
-from payload.uvcube import UVCube, UVGrid, grid_chunk, time_halves
+from payload.uvcube import UVCube, UVGrid, time_halves
 from payload.validation import FlagCounts, check_finite_products, check_nothing_left
 
 PRODUCTS = (
@@ -159,20 +161,63 @@ class ImageJob:
 
     @cached_property
     def beam_frame(self) -> BeamFrame | None:
-        """Where a beam fixed on the ground sits relative to the phase centre (None: it
-        tracks the phase centre); refuses (InvalidInputError) a beam the power spectrum
-        cannot normalise (:func:`payload.psnorm.check_beam_fits`)."""
-        from payload.psnorm import check_beam_fits
-
+        """Where a beam fixed on the ground sits relative to the phase centre at the
+        observation's middle time (None: it tracks the phase centre)."""
         info = self.info
-        frame = None
-        if is_fixed_on_ground(self.beam, info.telescope):
-            frame = frame_from_uvh5(
-                info.path, ra_deg=info.phase_center_ra_deg, dec_deg=info.phase_center_dec_deg
-            )
-        band = (float(info.freq_hz.min()), float(info.freq_hz.max()))
-        check_beam_fits(self.beam, band, UVGrid.from_params(self.params), frame=frame)
-        return frame
+        if not is_fixed_on_ground(self.beam, info.telescope):
+            return None
+        return frame_from_uvh5(
+            info.path, ra_deg=info.phase_center_ra_deg, dec_deg=info.phase_center_dec_deg
+        )
+
+    @cached_property
+    def drift_plan(self) -> DriftPlan:
+        """How the power spectrum's uv cube is gridded: in one piece, or (a beam the sky
+        drifts through) in segments short enough for the drift (:mod:`payload.drift`).
+        Refuses (InvalidInputError) a beam the power spectrum cannot normalise and a drift
+        scan that cannot be segmented (:func:`payload.drift.plan_drift`)."""
+        info = self.info
+        times, lsts, integration_s = self._times
+        return plan_drift(
+            self.beam,
+            (float(info.freq_hz.min()), float(info.freq_hz.max())),
+            UVGrid.from_params(self.params),
+            self.beam_frame,
+            times_jd=times,
+            lst_rad=lsts,
+            integration_s=integration_s,
+            projected=info.projected,
+            what=str(info.source),
+        )
+
+    @cached_property
+    def _times(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+        """Sorted unique times (JD), their local sidereal times (rad) and the median
+        integration time (s), from the uvh5 header."""
+        try:
+            with h5py.File(self.info.path, "r") as handle:
+                times = np.asarray(handle["Header/time_array"][()], dtype=np.float64)
+                lsts = np.asarray(handle["Header/lst_array"][()], dtype=np.float64)
+                integration = np.asarray(handle["Header/integration_time"][()], dtype=np.float64)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{self.info.source}: times cannot be read ({exc})") from None
+        unique, first = np.unique(times, return_index=True)
+        return unique, lsts[first], float(np.median(integration))
+
+    @cached_property
+    def segment_of_row(self) -> npt.NDArray[np.int64]:
+        """The drift segment of every cross-correlation row, in read order."""
+        try:
+            with h5py.File(self.info.path, "r") as handle:
+                times = np.asarray(handle["Header/time_array"][()])
+                cross = np.asarray(handle["Header/ant_1_array"][()]) != np.asarray(
+                    handle["Header/ant_2_array"][()]
+                )
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{self.info.source}: times cannot be read ({exc})") from None
+        _, index = np.unique(times, return_inverse=True)
+        plan = self.drift_plan.segments
+        return plan.segment_of_time(plan.bounds[-1][1])[np.asarray(index).ravel()[cross]]
 
     @cached_property
     def halves(self) -> npt.NDArray[np.int8]:
@@ -194,7 +239,13 @@ class ImageJob:
     @cached_property
     def geometry(self) -> ImageGeometry:
         geometry = choose_geometry(self.info, self.params)
-        check_image_job(self.info, geometry, self.params, self.context.workdir)
+        check_image_job(
+            self.info,
+            geometry,
+            self.params,
+            self.context.workdir,
+            n_segments=self.drift_plan.segments.n_segments,
+        )
         return geometry
 
     def chunk_ids(self) -> list[str]:
@@ -224,7 +275,7 @@ class ImageJob:
         """
         # The beam is only used by combine; resolving it now makes a telescope without a
         # default beam, or a beam the power spectrum refuses, fail on the first chunk.
-        _ = self.beam_frame
+        plan = self.drift_plan
         chunk = self._read(chunk_id)
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,13 +295,20 @@ class ImageJob:
                     f"{self.info.source}: {len(chunk.uvw_m)} cross-correlation rows read but "
                     f"{len(self.halves)} times for them in the header"
                 )
-            gridded = grid_chunk(
+            # One uv cube per drift segment (one in all unless the sky drifts through a
+            # fixed beam for longer than the beam allows), stacked on a leading axis.
+            segments = grid_segments(
                 chunk,
                 grid,
                 self.params,
                 max_freq_hz=float(self.info.freq_hz.max()),
                 halves=self.halves,
+                segment_of_row=self.segment_of_row,
+                n_segments=plan.segments.n_segments,
+                shifts_ra_rad=None if plan.shifts_ra_rad is None else list(plan.shifts_ra_rad),
+                dec_rad=math.radians(self.info.phase_center_dec_deg),
             )
+            gridded = stack_segments(segments)
             freq_hz, flagged = chunk.freq_hz, chunk.flagged
             del chunk  # the visibilities are not needed while the file is written
             try:
@@ -351,9 +409,9 @@ class ImageJob:
                     weighted_sum = part if weighted_sum is None else weighted_sum + part
             except (OSError, KeyError) as exc:
                 raise InvalidInputError(f"{path}: chunk file unreadable ({exc})") from None
-        # (half, pol, chan, ...) for the uv planes, (pol, chan) for the weight sums
+        # (segment, half, pol, chan, ...) for the uv planes, (pol, chan) for the weight sums
         axis = {"freq_hz": 0, "weight_sum": 1} | {k: 1 for k in BEYOND_GRID_KEYS}
-        data = {k: np.concatenate(v, axis=axis.get(k, 2)) for k, v in parts.items()}
+        data = {k: np.concatenate(v, axis=axis.get(k, 3)) for k, v in parts.items()}
         assert weighted_sum is not None  # there is always at least one chunk
         data["dirty_weighted_sum"] = weighted_sum
         # The flag scan refused this already; a product of nothing is never written.
@@ -442,6 +500,7 @@ class ImageJob:
                 **self.provenance,
                 "primary_beam": self.beam.spec,
                 "beyond_grid": json.dumps(beyond_grid_report(data), sort_keys=True),
+                "drift_segments": json.dumps(self.drift_plan.describe(), sort_keys=True),
             },
             instance_id=self.context.provenance.get("instance_id", "local"),
             params=params.to_dict(),
@@ -456,7 +515,7 @@ class ImageJob:
         # Imported here, not at module level: matplotlib and astropy.cosmology take ~1 s to
         # import and only combine needs them, not the processes that run chunks.
         from payload.plots import plot_image, plot_power_spectrum
-        from payload.powerspec import compute_power_spectrum
+        from payload.powerspec import DriftSegment, compute_power_spectrum
 
         geometry, params = self.geometry, self.params
         pols = params.polarizations
@@ -464,20 +523,48 @@ class ImageJob:
         attrs = hdf5_attrs(self.provenance)
         grid = UVGrid.from_params(params)
         identity = self.provenance["input_identity"]
-        cube = UVCube(
-            vis_halves=data["uv_vis"],
-            weights_halves=data["uv_weights"],
-            sampling=data["uv_sampling"],
-            freq_hz=freq,
-            polarizations=pols,
-            grid=grid,
-            stack_params=params.stack_params(),
-            primary_beam=self.beam.spec,
-            observations=[json.loads(identity) if identity.startswith("{") else identity],
+        plan = self.drift_plan
+        observations = [json.loads(identity) if identity.startswith("{") else identity]
+
+        def cube_of(vis: Any, weights: Any, sampling: Any) -> UVCube:
+            return UVCube(
+                vis_halves=vis,
+                weights_halves=weights,
+                sampling=sampling,
+                freq_hz=freq,
+                polarizations=pols,
+                grid=grid,
+                stack_params=params.stack_params(),
+                primary_beam=self.beam.spec,
+                observations=observations,
+            )
+
+        segments = [
+            DriftSegment(
+                cube_of(data["uv_vis"][s], data["uv_weights"][s], data["uv_sampling"][s]),
+                plan.frames[s] if plan.frames else None,
+                plan.segments.seconds[s],
+            )
+            for s in range(plan.segments.n_segments)
+        ]
+        # uvcube.h5: the sum of the segments (the coherent cube, for stacking and for a
+        # reader of schema 2), and each segment apart when there are several
+        cube = (
+            segments[0].cube
+            if len(segments) == 1
+            else cube_of(
+                data["uv_vis"].sum(axis=0),
+                data["uv_weights"].sum(axis=0),
+                data["uv_sampling"].sum(axis=0, dtype=np.float64).astype(np.float32),
+            )
         )
-        cube.write(staging / "uvcube.h5", attrs=attrs)
+        cube.write(
+            staging / "uvcube.h5",
+            attrs={**attrs, "drift_segments": json.dumps(plan.describe(), sort_keys=True)},
+            segments=None if len(segments) == 1 else data,
+        )
         ps = compute_power_spectrum(
-            cube, n_k_bins=params.n_k_bins, beam=self.beam, frame=self.beam_frame
+            segments, n_k_bins=params.n_k_bins, beam=self.beam, frame=self.beam_frame
         )
         ps.write(staging / "powerspec.h5", attrs=attrs)
         show = self._shown()

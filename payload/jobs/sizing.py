@@ -47,9 +47,12 @@ ALLOCATOR_SLACK = 1.5
 
 
 def estimate_image_job(
-    info: ObservationInfo, geometry: ImageGeometry, params: ImagingParams
+    info: ObservationInfo, geometry: ImageGeometry, params: ImagingParams, *, n_segments: int = 1
 ) -> Estimate:
-    """Peak memory of one chunk (or of combining), and the disk of chunks plus products."""
+    """Peak memory of one chunk (or of combining), and the disk of chunks plus products.
+
+    ``n_segments``: drift segments (payload.drift), each a uv cube of its own in the chunk
+    files, ``uvcube.h5`` and combine's memory."""
     from payload.uvcube import UVGrid  # numpy-heavy; only when a job is being planned
 
     n_pol = len(params.polarizations)
@@ -61,7 +64,7 @@ def estimate_image_job(
     uv_cells = float(uv.n) * (uv.n // 2 + 1)
     # Per channel and polarization of the uv cube (payload.uvcube): even and odd halves
     # (complex128 + float64 each) and their sampling images (float32, 2n x 2n each).
-    uv_channel = 2 * 24 * uv_cells + 2 * 4 * (2.0 * uv.n) ** 2
+    uv_channel = (2 * 24 * uv_cells + 2 * 4 * (2.0 * uv.n) ** 2) * n_segments
 
     # The chunk being gridded and the next one, read ahead (payload.jobs.image._read).
     visibilities = 2 * rows * n_chan * (n_read * READ_BYTES + n_pol * PREPARED_BYTES)
@@ -111,7 +114,12 @@ def _image_size_option(params: ImagingParams) -> str:
 
 
 def check_image_job(
-    info: ObservationInfo, geometry: ImageGeometry, params: ImagingParams, workdir: Path
+    info: ObservationInfo,
+    geometry: ImageGeometry,
+    params: ImagingParams,
+    workdir: Path,
+    *,
+    n_segments: int = 1,
 ) -> None:
     """Refuse a job whose options cannot work, or that would not fit on this machine."""
     if params.image_size is None and not 0 < params.fov_deg <= MAX_FOV_DEG:
@@ -119,7 +127,7 @@ def check_image_job(
             f"--fov (fov_deg) is {params.fov_deg:g} degrees; a field of view is at most "
             f"{MAX_FOV_DEG:g} degrees (the visible sky)"
         )
-    needed = estimate_image_job(info, geometry, params)
+    needed = estimate_image_job(info, geometry, params, n_segments=n_segments)
     size = f"{geometry.npix} x {geometry.npix} pixels of {geometry.pixsize_arcsec:.3g} arcsec"
     memory = available_memory()
     if needed.memory > MEMORY_SHARE * memory:
