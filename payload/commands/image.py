@@ -241,11 +241,11 @@ def run(args: argparse.Namespace) -> int:
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} chunks"),
+        TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
         disable=args.quiet,
     ) as progress:
-        task = progress.add_task(f"imaging {source.name}", total=len(chunk_ids))
+        task = progress.add_task(f"imaging {source.name}: chunks", total=len(chunk_ids))
         for chunk_id in chunk_ids:
             if not paths[chunk_id].exists():
                 job.run_chunk(chunk_id, paths[chunk_id])
@@ -254,9 +254,15 @@ def run(args: argparse.Namespace) -> int:
         # the start, or the cube would mix two observations under one provenance.
         verify_unchanged(source, signature, identity.result())
         warm.join()
-        combine = progress.add_task("writing products", total=1)
+        from payload.jobs.image import COMBINE_STEPS
+
+        combine = progress.add_task("writing products", total=len(COMBINE_STEPS))
+
+        def step(done: str) -> None:  # called from combine's two threads; rich locks
+            progress.update(combine, advance=1, description=f"writing products: {done}")
+
+        job.on_step = step
         products = job.combine(paths, out)
-        progress.advance(combine)
     summary = {
         "products": [str(p) for p in products],
         "chunks": len(chunk_ids),
@@ -265,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - started, 2),
     }
     provenance = json.loads((out / "provenance.json").read_text())
+    if "power_spectrum" in provenance:
+        summary["power_spectrum"] = provenance["power_spectrum"]  # why it is empty
     if "beyond_grid" in provenance:
         # visibilities left out as beyond the image or uv cube grid: say so, never silently
         beyond = provenance["beyond_grid"]  # an object (older payloads: JSON text)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +47,26 @@ from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_pro
 from payload.reading import ObservationInfo, VisChunk, open_observation, read_chunk
 from payload.uvcube import UVCube, UVGrid, time_halves
 from payload.validation import FlagCounts, check_finite_products, check_nothing_left
+
+# What combine does, in the names ``on_step`` reports (the uv cube, power spectrum and
+# figures are made on a second thread while the image cubes are written).
+COMBINE_STEPS = (
+    "chunks read",
+    "image cube",
+    "PSF cube",
+    "uv cube",
+    "power spectrum",
+    "figures",
+    "provenance",
+)
+# Said in powerspec.h5 (``not_estimated``), provenance.json (``power_spectrum``) and the
+# log when no uv cell has samples of both halves: P(k) is an even x odd cross power.
+NOT_ESTIMATED = (
+    "not estimated: no uv cell holds samples of both the even and the odd time samples "
+    "({n_times} time sample(s) in the input; the power spectrum is their cross power)"
+)
+
+log = logging.getLogger(__name__)
 
 PRODUCTS = (
     "image_cube.fits",
@@ -135,6 +156,9 @@ class ImageJob:
         self._prefetch: tuple[str, Future[VisChunk]] | None = None
         self._reader: ThreadPoolExecutor | None = None
         self.flagged = FlagCounts()  # summed over the chunks by combine
+        # Told each of COMBINE_STEPS as combine finishes it (from two threads): the CLI's
+        # progress bar, so that minutes of combine are not one silent "1/1".
+        self.on_step: Callable[[str], None] = lambda _step: None
 
     @cached_property
     def info(self) -> ObservationInfo:
@@ -448,6 +472,7 @@ class ImageJob:
     def combine(self, chunk_paths: Mapping[str, Path], out_dir: Path) -> list[Path]:
         """Write every product from the chunk files (all or nothing)."""
         data = self._read_chunks(chunk_paths)
+        self.on_step("chunks read")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".products-"))
@@ -493,7 +518,8 @@ class ImageJob:
                     return self._segments(chunk_paths, key, pol)
 
                 write_cube(staging / f"{name}.fits", segments, bunit=bunit, extra=cards, **common)
-            spectrum.result()
+                self.on_step("image cube" if key == "dirty" else "PSF cube")
+            not_estimated = spectrum.result()
         write_provenance_json(
             staging / "provenance.json",
             {
@@ -501,17 +527,20 @@ class ImageJob:
                 "primary_beam": self.beam.spec,
                 "beyond_grid": json.dumps(beyond_grid_report(data), sort_keys=True),
                 "drift_segments": json.dumps(self.drift_plan.describe(), sort_keys=True),
+                **({"power_spectrum": not_estimated} if not_estimated else {}),
             },
             instance_id=self.context.provenance.get("instance_id", "local"),
             params=params.to_dict(),
             products=list(PRODUCTS),
             flagged=self.flagged.to_dict(),
         )
+        self.on_step("provenance")
 
     def _write_spectrum_and_figures(
         self, data: Mapping[str, npt.NDArray[Any]], staging: Path
-    ) -> None:
-        """``uvcube.h5``, ``powerspec.h5``, ``powerspec.png`` and ``image.png``."""
+    ) -> str | None:
+        """``uvcube.h5``, ``powerspec.h5``, ``powerspec.png`` and ``image.png``; the reason
+        when the power spectrum could not be estimated (None when it was)."""
         # Imported here, not at module level: matplotlib and astropy.cosmology take ~1 s to
         # import and only combine needs them, not the processes that run chunks.
         from payload.plots import plot_image, plot_power_spectrum
@@ -563,10 +592,21 @@ class ImageJob:
             attrs={**attrs, "drift_segments": json.dumps(plan.describe(), sort_keys=True)},
             segments=None if len(segments) == 1 else data,
         )
+        self.on_step("uv cube")
         ps = compute_power_spectrum(
             segments, n_k_bins=params.n_k_bins, beam=self.beam, frame=self.beam_frame
         )
-        ps.write(staging / "powerspec.h5", attrs=attrs)
+        # One time sample (a snapshot like pyuvdata's MWA test set) has no odd half: every
+        # bin would be NaN. The images stand; the power spectrum says why it is empty.
+        not_estimated = None
+        if not np.isfinite(ps.p_sph).any():
+            not_estimated = NOT_ESTIMATED.format(n_times=self.info.n_times)
+            log.warning("power spectrum %s", not_estimated)
+        ps.write(
+            staging / "powerspec.h5",
+            attrs=attrs | ({"not_estimated": not_estimated} if not_estimated else {}),
+        )
+        self.on_step("power spectrum")
         show = self._shown()
         total = float(data["weight_sum"][show].sum())
         # The weighted mean over channels of the shown dirty image (zero if fully flagged,
@@ -583,3 +623,5 @@ class ImageJob:
             title=f"Dirty image, {pols[show]}, {freq[0] / 1e6:.2f}-{freq[-1] / 1e6:.2f} MHz",
             pixsize_deg=float(np.degrees(geometry.pixsize_rad)),
         )
+        self.on_step("figures")
+        return not_estimated

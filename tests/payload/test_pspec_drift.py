@@ -18,7 +18,9 @@ expected value is the input amplitude in every bin, whatever the binning, so not
 spotcube's is in the expected value. Checks and tolerances: :func:`.pspec_tolerance.judge`
 (4 standard errors of realisations x bins, at most 3.5 %). Resolving 5 % against the input
 itself takes ~12-20 realisations per beam (a few minutes of matvis each):
-``bench/pspec_matrix.py --modes drift-1h`` does that (docs/imaging.md).
+``bench/pspec_matrix.py --modes drift-1h`` does that (docs/imaging.md), and runs airy:14,
+which the suite leaves to it (``SIMULATED``; measured 1.004 +- 0.015 of the delay spectrum
+and 0.665 for the unsegmented estimator when it was here).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ N_TIMES, STEP_S = 24, 150.0
 REALISATIONS = 3
 PIXSIZE = 0.015  # rad: the sky's aliases in uv at 67 wavelengths, beyond any coupled pair
 BEAMS = {"airy:14": ("airy", 14.0), "gaussian:12": ("gaussian", 12.0)}
+# The beams simulated in the suite. airy:14 (12 segments, ~160 s here) runs in the bench
+# matrix instead (`bench/pspec_matrix.py --modes drift-1h`, 12 skies: docs/imaging.md), and
+# end to end through the image job in test_drift_segments.py: the suite stays under 30 min.
+SIMULATED = ("gaussian:12",)
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class Drift:
     segments: dict[str, object]
 
 
-@pytest.fixture(scope="module", params=list(BEAMS), ids=list(BEAMS))
+@pytest.fixture(scope="module", params=SIMULATED, ids=SIMULATED)
 def drift(request: pytest.FixtureRequest) -> Drift:
     kind, size = BEAMS[request.param]
     obs = drift_sim.simulate(
