@@ -229,23 +229,9 @@ class ImageJob:
         return unique, lsts[first], float(np.median(integration))
 
     @cached_property
-    def segment_of_row(self) -> npt.NDArray[np.int64]:
-        """The drift segment of every cross-correlation row, in read order."""
-        try:
-            with h5py.File(self.info.path, "r") as handle:
-                times = np.asarray(handle["Header/time_array"][()])
-                cross = np.asarray(handle["Header/ant_1_array"][()]) != np.asarray(
-                    handle["Header/ant_2_array"][()]
-                )
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            raise InvalidInputError(f"{self.info.source}: times cannot be read ({exc})") from None
-        _, index = np.unique(times, return_inverse=True)
-        plan = self.drift_plan.segments
-        return plan.segment_of_time(plan.bounds[-1][1])[np.asarray(index).ravel()[cross]]
-
-    @cached_property
-    def halves(self) -> npt.NDArray[np.int8]:
-        """Even (0) or odd (1) time sample of every cross-correlation row, in read order."""
+    def _row_times(self) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
+        """Every row's time and whether it is a cross-correlation, read once for the drift
+        segments and the even/odd halves."""
         try:
             with h5py.File(self.info.path, "r") as handle:
                 times = np.asarray(handle["Header/time_array"][()])
@@ -258,6 +244,20 @@ class ImageJob:
             raise InvalidInputError(
                 f"{self.info.source}: {times.shape} times for {cross.shape} baseline-times"
             )
+        return times, cross
+
+    @cached_property
+    def segment_of_row(self) -> npt.NDArray[np.int64]:
+        """The drift segment of every cross-correlation row, in read order."""
+        times, cross = self._row_times
+        _, index = np.unique(times, return_inverse=True)
+        plan = self.drift_plan.segments
+        return plan.segment_of_time(plan.bounds[-1][1])[np.asarray(index).ravel()[cross]]
+
+    @cached_property
+    def halves(self) -> npt.NDArray[np.int8]:
+        """Even (0) or odd (1) time sample of every cross-correlation row, in read order."""
+        times, cross = self._row_times
         return time_halves(times)[cross]
 
     @cached_property
