@@ -19,19 +19,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contract.jobs import JobKind
 from payload.records import to_doc
+from spotcube.demorecords import DemoOptions, PhaseResult
 from spotcube.demoverify import ObsVerdict
 from spotcube.progress import ProgressAssessment, assess, lives_with_idle_instances
 from spotcube.runreport import summarise
 from spotcube.runstate import RunState, read_object, read_run
 from spotcube.spotsim import percent_from_hazard
 from spotcube.stack import StackOutputs
-
-if TYPE_CHECKING:
-    from spotcube.demo import DemoOptions, PhaseResult
 
 REPORT_SCHEMA = 1
 

@@ -48,17 +48,14 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contract.settings import ENV_PREFIX
 from payload.errors import InvalidInputError, PreemptedError, TransientError
+from payload.jobs.base import CommandRun
 from payload.outcomes import Outcome
 from payload.records import WorkdirIndex
 from payload.store import ObjectStore, faultpoint, file_digests
-
-if TYPE_CHECKING:
-    # Only for annotations: payload.attempt imports payload.jobs, which must not need it back.
-    from payload.attempt import JobAttempt
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +389,7 @@ def _freeze(process: subprocess.Popen[bytes]) -> None:
 
 
 def program_environment(
-    run: JobAttempt, params: CommandParams, root: Path, scratch: Path, local_input: str | None
+    run: CommandRun, params: CommandParams, root: Path, scratch: Path, local_input: str | None
 ) -> dict[str, str]:
     """The program's environment: the worker's, ``params.env``, then the job's context.
 
@@ -420,7 +417,7 @@ def program_environment(
     }
 
 
-def _local_input(run: JobAttempt, params: CommandParams) -> str | None:
+def _local_input(run: CommandRun, params: CommandParams) -> str | None:
     """``SPOTCUBE_INPUT``: the local, verified copy of an ``s3://`` input (None when the
     program fetches it itself); an input that is not in S3 is passed as it is."""
     uri = run.message.input
@@ -437,7 +434,7 @@ def _startable(argv0: str, env: Mapping[str, str], cwd: Path) -> bool:
     return shutil.which(argv0, path=env.get("PATH", os.defpath)) is not None
 
 
-def run_command_job(run: JobAttempt) -> Outcome:
+def run_command_job(run: CommandRun) -> Outcome:
     """Run a command job for the worker; raises like a chunked job on every other outcome.
 
     The program's output goes to the attempt's log (:mod:`payload.logship`), which is shipped
@@ -489,7 +486,7 @@ def run_command_job(run: JobAttempt) -> Outcome:
     return run.publish(products)
 
 
-def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirSync) -> int:
+def _supervise(run: CommandRun, process: subprocess.Popen[bytes], sync: WorkdirSync) -> int:
     """Scan and sync until the program exits; on a notice sync what is settled and stop."""
     watcher = run.watcher
     interval = run.settings.checkpoint_interval
