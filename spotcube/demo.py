@@ -26,7 +26,7 @@ from rich.console import Console
 from contract.jobs import JobKind
 from contract.settings import WorkerConfig
 from payload import __version__ as payload_version
-from payload.records import AttemptState
+from payload.records import AttemptState, ObservationRef
 from spotcube.demorecords import DemoOptions, PhaseResult
 from spotcube.demoreport import DemoReport, build_report, render_markdown, save_attempt_logs
 from spotcube.demoverify import verify_run
@@ -40,7 +40,7 @@ from spotcube.runstate import read_run
 from spotcube.spotsim import percent_from_hazard
 from spotcube.stack import StackOutputs
 from spotcube.status import RunStatus, render, run_status
-from spotcube.submit import Observation, submit_run, upload_inputs
+from spotcube.submit import submit_run, upload_inputs
 
 FIGURE_PRODUCTS = ("image.png", "powerspec.png")
 # What one run writes into --out (inputs/ is a cache kept across runs).
@@ -152,7 +152,7 @@ class ChunkWatcher:
 def run_fleet(
     outputs: StackOutputs,
     run_id: str,
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     fleet: Fleet,
     options: DemoOptions,
     console: Console,
@@ -414,7 +414,7 @@ def discard_queue(outputs: StackOutputs) -> None:
 
 def _submit(
     outputs: StackOutputs,
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     options: DemoOptions,
     params: dict[str, Any],
     job: JobDefinition | None,

@@ -35,7 +35,7 @@ from payload.jobparams import check_job_params
 from payload.records import JobMessage, ObservationRef, RunRecord, check_id, utc_now
 from spotcube.errors import UsageError
 from spotcube.stack import StackOutputs
-from spotcube.submit import Observation, new_run_id, publish_run
+from spotcube.submit import new_run_id, publish_run
 
 SCHEMA = 1
 PLACEHOLDERS = ("{input}", "{job_dir}")
@@ -151,7 +151,7 @@ def prepare_inputs(paths: Sequence[Path], folder: Path) -> list[Path]:
 
 def submit_job(
     outputs: StackOutputs,
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     job: JobDefinition,
     *,
     run_id: str | None = None,

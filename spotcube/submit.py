@@ -11,7 +11,6 @@ import re
 import secrets
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,9 @@ _DATA_SUFFIXES = (
     ".uvh5", ".uvfits", ".ms", ".h5", ".hdf5", ".fits", ".bin", ".tar", ".gz", ".zip"
 )  # fmt: skip
 
-
-@dataclass(frozen=True)
-class Observation:
-    """One observation of a run: its id and the ``s3://`` URI of its input."""
-
-    obs_id: str
-    input: str
+# An observation of a run is the run record's own part: one record, one wire format. The old
+# name stays for callers of this module (tests/demo); new code names the record.
+Observation = ObservationRef
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -202,7 +197,7 @@ def _code(exc: Exception) -> str:
 
 def upload_inputs(
     outputs: StackOutputs, inputs: Sequence[str], *, log: Callable[[str], None] | None = None
-) -> list[Observation]:
+) -> list[ObservationRef]:
     """Store local files and folders in the raw bucket by content; pass ``s3://`` URIs through.
 
     Each file is stored once under the SHA-256 of its bytes with its name as metadata
@@ -214,10 +209,10 @@ def upload_inputs(
     :class:`UsageError` naming the input at fault and :class:`RefusedError` when the stack
     has no raw bucket.
     """
-    observations: list[Observation] = []
+    observations: list[ObservationRef] = []
     for obs_id, item in plan_inputs(inputs):
         if item.startswith("s3://"):
-            observations.append(Observation(obs_id, item))
+            observations.append(ObservationRef(obs_id, item))
             continue
         if not outputs.raw_bucket:
             raise RefusedError(
@@ -226,7 +221,7 @@ def upload_inputs(
         uri, uploaded = store_input(outputs, Path(item))
         if log is not None:
             log(f"{item}: {'uploaded' if uploaded else 'already stored'} as {uri}")
-        observations.append(Observation(obs_id, uri))
+        observations.append(ObservationRef(obs_id, uri))
     return observations
 
 
@@ -316,7 +311,7 @@ def check_run_options(kind: str, params: Mapping[str, Any], run_id: str | None) 
 
 
 def build_run(
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     *,
     kind: str,
     params: Mapping[str, Any] | None = None,
@@ -350,7 +345,7 @@ def build_run(
 
 def submit_run(
     outputs: StackOutputs,
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     *,
     kind: str,
     params: Mapping[str, Any] | None = None,

@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from contract.settings import ENV_PREFIX
 from payload.errors import InvalidInputError, PreemptedError, TransientError
 from payload.jobs.base import CommandRun
 from payload.outcomes import Outcome
-from payload.records import WorkdirIndex
+from payload.records import WorkdirFile, WorkdirIndex
 from payload.store import ObjectStore, faultpoint, file_digests
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class WorkdirSync:
         self.prefix = prefix
         self.index_key = index_key
         self.root = root
-        self.index: dict[str, dict[str, Any]] = {}  # relpath -> size, sha256, stat
+        self.index: dict[str, WorkdirFile] = {}  # by path in the directory
         self._previous: dict[str, FileStat] = {}
         self._closed_before: set[str] = set()
         self._reported_barrier: str | None = None
@@ -220,11 +220,11 @@ class WorkdirSync:
         if raw is None:
             return 0
         self.index = WorkdirIndex.from_json(raw, what=f"workdir index {self.index_key}").files
-        for rel, entry in self.index.items():
+        for rel, entry in list(self.index.items()):
             dest = self.root / rel
-            self.store.download_file(self.prefix + rel, dest, sha256=entry["sha256"])
+            self.store.download_file(self.prefix + rel, dest, sha256=entry.sha256)
             stat = dest.stat()
-            entry["stat"] = [stat.st_size, stat.st_mtime_ns]
+            self.index[rel] = replace(entry, stat=(stat.st_size, stat.st_mtime_ns))
         return len(self.index)
 
     def changed(self) -> list[str]:
@@ -233,7 +233,8 @@ class WorkdirSync:
         return _oldest_first({rel: stat for rel, stat in now.items() if self._unsynced(rel, stat)})
 
     def _unsynced(self, rel: str, stat: FileStat) -> bool:
-        return bool(self.index.get(rel, {}).get("stat") != list(stat))
+        entry = self.index.get(rel)
+        return entry is None or entry.stat != stat
 
     def walk(self) -> dict[str, FileStat]:
         """``relpath -> (size, mtime_ns)`` of every regular file under the root."""
@@ -329,11 +330,7 @@ class WorkdirSync:
                 break
             if stored.sha256 != sha:
                 break
-            self.index[rel] = {
-                "size": size,
-                "sha256": sha,
-                "stat": [after.st_size, after.st_mtime_ns],
-            }
+            self.index[rel] = WorkdirFile(size, sha, (after.st_size, after.st_mtime_ns))
             uploaded += 1
             # Fault tests kill the worker between two uploads of one sync.
             faultpoint("workdir-upload")
