@@ -30,7 +30,7 @@ from payload.records import (
     utc_now,
 )
 from spotcube.errors import CloudUnreachableError, RefusedError, UsageError
-from spotcube.publish import publish_run, refuse_other_content, submission_key
+from spotcube.publish import Submission, publish_run, refuse_other_content, submission_key
 from spotcube.stack import StackOutputs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -180,13 +180,12 @@ def check_run_id_free(
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 continue
             raise
-        doc = json.loads(raw)
-        record = doc.get("record", doc)  # the intent wraps the record
-        stored = {
-            "kind": record.get("kind"),
-            "params": record.get("params"),
-            "obs_ids": [o.get("obs_id") for o in record.get("observations", [])],
-        }
+        what = f"s3://{outputs.products_bucket}/{key}"
+        if key == run_record_key(run_id):
+            record = RunRecord.from_json(raw, what=what)
+        else:  # the intent wraps the record
+            record = Submission.from_json(raw, what=what).record
+        stored = {"kind": record.kind, "params": record.params, "obs_ids": record.obs_ids}
         refuse_other_content(run_id, stored, wanted)
         return
 
@@ -359,17 +358,6 @@ def submit_run(
     record, messages = build_run(observations, kind=kind, params=params, run_id=run_id)
     published = publish_run(outputs, record, messages)
     return record.run_id, published.messages or messages
-
-
-def read_run_record(outputs: StackOutputs, run_id: str) -> dict[str, Any] | None:
-    """The run record written by :func:`submit_run`, or ``None`` if there is none."""
-    s3 = outputs.client("s3")
-    try:
-        body = s3.get_object(Bucket=outputs.products_bucket, Key=run_record_key(run_id))["Body"]
-    except s3.exceptions.NoSuchKey:
-        return None
-    doc: dict[str, Any] = json.loads(body.read())
-    return doc
 
 
 def selftest_input(outputs: StackOutputs, *, size: int = 4096) -> str:
