@@ -16,9 +16,9 @@ WorkdirIndex   ``.../checkpoint/workdir-index.json``     ``WorkdirSync.sync`` (c
 ============== ========================================= =====================================
 
 The parts of a record are records too (:class:`ObservationRef`, :class:`InputIdentity`,
-:class:`ChunkRecord`, :class:`ProductEntry`, :class:`Attempt`). They carry ``"schema": 1``
-and change only with a new schema number; within it a newer payload may add optional fields,
-which this parser ignores at every level.
+:class:`ChunkRecord`, :class:`ProductEntry`, :class:`Attempt`, :class:`WorkdirFile`). They
+carry ``"schema": 1`` and change only with a new schema number; within it a newer payload may
+add optional fields, which this parser ignores at every level.
 
 An :class:`Attempt` is frozen: it changes only through the manifest's owner, the
 :class:`~payload.checkpoint.Checkpointer`, under its commit lock, so a commit never writes an
@@ -635,12 +635,34 @@ class FailedRecord:
         return parse_json(cls, raw, what)
 
 
+@dataclass(frozen=True)
+class WorkdirFile:
+    """One file of a command job's working directory, durable in S3 with this content.
+
+    ``stat`` is ``(size, mtime_ns)`` of the local copy when it was synced (or restored): the
+    sync compares it with the file as it is now to find what changed since. It describes the
+    instance that wrote the index, so a restore replaces it with its own copy's.
+    """
+
+    size: int
+    sha256: str
+    # None only in an index written without it (by hand): the file then counts as changed.
+    stat: tuple[int, int] | None = field(default=None, metadata=OMIT_NONE)
+
+    def __post_init__(self) -> None:
+        if self.stat is None:
+            return
+        stat = tuple(self.stat) if isinstance(self.stat, list | tuple) else ()
+        if len(stat) != 2 or not all(isinstance(v, int) for v in stat):
+            raise InvalidInputError(f"workdir file stat {self.stat!r} is not [size, mtime_ns]")
+        object.__setattr__(self, "stat", stat)  # a JSON list, read back
+
+
 @dataclass
 class WorkdirIndex:
     """The files of a command job's working directory that are durable in S3."""
 
-    # relpath -> size, sha256, stat; WorkdirSync updates the entries in place.
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, WorkdirFile] = field(default_factory=dict)  # by path in the directory
     schema: int = SCHEMA
 
     def to_json(self) -> bytes:

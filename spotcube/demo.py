@@ -18,7 +18,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +26,8 @@ from rich.console import Console
 from contract.jobs import JobKind
 from contract.settings import WorkerConfig
 from payload import __version__ as payload_version
-from payload.records import AttemptState
+from payload.records import AttemptState, ObservationRef
+from spotcube.demorecords import DemoOptions, PhaseResult
 from spotcube.demoreport import DemoReport, build_report, render_markdown, save_attempt_logs
 from spotcube.demoverify import verify_run
 from spotcube.errors import UsageError
@@ -37,10 +37,10 @@ from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSched
 from spotcube.local.inimage import IMAGE_PATH
 from spotcube.local.timeline import Timeline, plot_timeline
 from spotcube.runstate import read_run
-from spotcube.spotsim import hazard_from_percent, percent_from_hazard
+from spotcube.spotsim import percent_from_hazard
 from spotcube.stack import StackOutputs
 from spotcube.status import RunStatus, render, run_status
-from spotcube.submit import Observation, submit_run, upload_inputs
+from spotcube.submit import submit_run, upload_inputs
 
 FIGURE_PRODUCTS = ("image.png", "powerspec.png")
 # What one run writes into --out (inputs/ is a cache kept across runs).
@@ -54,81 +54,12 @@ RUN_OUTPUTS = (
     "instances",
     "moto.log",
 )
-# EC2 spot price the simulated bill uses unless --spot-price says otherwise (us-east-1,
-# m5.4xlarge, order of magnitude of 2024-2025 prices; the report labels it simulated).
-DEFAULT_INSTANCE_TYPE = "m5.4xlarge"
-DEFAULT_SPOT_PRICE = 0.432
 # Every receive counts towards the redrive, preempted ones too; the demo interrupts far more
 # often than a real run, so its queue allows more receives before dead-lettering a job.
 DEMO_MAX_RECEIVE_COUNT = 20
 # Polls in a row with unfinished observations but no job queued, in flight or running:
 # the rest can only be in the dead-letter queue, and waiting longer cannot help.
 STALL_POLLS = 3
-# What one chunk of a demo observation stands for on AWS: DESIGN.md's MWA observation took
-# 633 min on a 16-vCPU instance, and the demo preset cuts an observation into 4 chunks.
-CHUNK_WORK_HOURS = 633 / 60 / 4
-PACINGS = ("work", "wall")
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    """What ``spotcube demo`` runs; the CLI fills it from its options."""
-
-    out: Path
-    workers: int = 2
-    observations: int = 4
-    inputs: tuple[Path, ...] = ()
-    kind: str = JobKind.IMAGE.value
-    job: Path | None = None  # a job definition file (spotcube.jobdef): the user's own pipeline
-    preset: str = "demo"
-    params: dict[str, Any] = field(default_factory=dict)
-    interrupt_rate: float = hazard_from_percent(9.0)  # hazard per instance-hour ("9%/h")
-    speedup: float = 2400.0
-    seed: int = 10979
-    notice_seconds: float = 120.0
-    replacement_delay: float = 90.0
-    min_notice_real: float = 6.0
-    reference_workers: int = 2
-    instance_type: str = DEFAULT_INSTANCE_TYPE
-    spot_price: float = DEFAULT_SPOT_PRICE
-    timeout: float = 600.0
-    poll: float = 1.0
-    hold: bool = False
-    # "work": instances are interrupted at seeded counts of computed chunks, at
-    # ``interrupt_rate`` per hour of work (a chunk standing for ``chunk_work_hours``), so a
-    # loaded machine sees the same storm as an idle one; --job runs, whose commands compute
-    # no chunks, draw the wall-clock lifetimes in CPU seconds of each instance's worker and
-    # programs instead. "wall": lifetimes on the wall clock times ``speedup``.
-    paced_by: str = "work"
-    chunk_work_hours: float = CHUNK_WORK_HOURS
-    # Tests: an explicit schedule (spotcube.local.fleet.WorkSchedule) instead of either.
-    schedule: WorkSchedule | None = None
-    # A locally baked image's root filesystem: workers (both phases) run inside it.
-    rootfs: Path | None = None
-
-    def storm(self) -> WorkSchedule | None:
-        """The work schedule of the spot phase (None: lifetimes on :meth:`clock`)."""
-        if self.schedule is not None:
-            return self.schedule
-        if self.paced_by == "work" and self.job is None and self.interrupt_rate > 0:
-            return WorkSchedule.paced(self.interrupt_rate, self.chunk_work_hours)
-        return None
-
-    def clock(self) -> str:
-        """What the spot phase's lifetimes count when there is no work schedule."""
-        return "cpu" if self.paced_by == "work" and self.job is not None else "wall"
-
-
-@dataclass
-class PhaseResult:
-    """One fleet run over the demo's observations."""
-
-    run_id: str
-    status: RunStatus
-    fleet: Fleet
-    wall_seconds: float
-    timed_out: bool
-    stalled: bool = False  # jobs ended up in the dead-letter queue without FAILED.json
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -221,7 +152,7 @@ class ChunkWatcher:
 def run_fleet(
     outputs: StackOutputs,
     run_id: str,
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     fleet: Fleet,
     options: DemoOptions,
     console: Console,
@@ -483,7 +414,7 @@ def discard_queue(outputs: StackOutputs) -> None:
 
 def _submit(
     outputs: StackOutputs,
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     options: DemoOptions,
     params: dict[str, Any],
     job: JobDefinition | None,

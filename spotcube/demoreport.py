@@ -19,19 +19,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from contract.jobs import JobKind
 from payload.records import to_doc
-from spotcube.demoverify import ObsVerdict
+from spotcube.demorecords import DemoOptions, PhaseResult
+from spotcube.demoverify import ObsVerdict, ProductComparison
+from spotcube.local.timeline import Event
 from spotcube.progress import ProgressAssessment, assess, lives_with_idle_instances
 from spotcube.runreport import summarise
 from spotcube.runstate import RunState, read_object, read_run
 from spotcube.spotsim import percent_from_hazard
 from spotcube.stack import StackOutputs
-
-if TYPE_CHECKING:
-    from spotcube.demo import DemoOptions, PhaseResult
 
 REPORT_SCHEMA = 1
 
@@ -82,7 +80,7 @@ class ObservationFacts:
     attempts_detail: list[AttemptFacts]
     done_by: str | None
     done_in_spot_phase: bool
-    products: dict[str, dict[str, Any]]  # name -> the comparison (spotcube.demoverify)
+    products: dict[str, ProductComparison]  # by product name
     identical: bool
     verdict: str
 
@@ -165,7 +163,7 @@ class DemoReport:
     progress: ProgressAssessment
     settings: DemoSettings
     per_observation: list[ObservationFacts]
-    timeline: list[dict[str, Any]]  # the fleet's own record (spotcube.local.timeline)
+    timeline: list[Event]  # the fleet's own record (spotcube.local.timeline)
     outcome: DemoOutcome
 
     def to_json(self) -> str:
@@ -402,7 +400,7 @@ def build_report(
             preset=None if options.inputs or options.kind == JobKind.SELFTEST else options.preset,
         ),
         per_observation=per_obs,
-        timeline=main.fleet.timeline.to_list(),
+        timeline=list(main.fleet.timeline.events),
         outcome=outcome(
             done=done, failed=failed, phases=phases, progress=progress, per_observation=per_obs
         ),

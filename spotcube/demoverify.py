@@ -23,16 +23,30 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from contract.layout import ObsLayout
 from payload.errors import InvalidInputError
-from payload.records import DoneRecord, ProductEntry
+from payload.records import OMIT_NONE, DoneRecord, ProductEntry
 from spotcube.compare import product_digest
 from spotcube.runstate import read_object
 from spotcube.stack import StackOutputs
+
+
+@dataclass(frozen=True)
+class ProductComparison:
+    """One product of the spot run against the reference's product of the same name.
+
+    ``size`` and ``sha256`` are of the spot run's bytes, when they could be read; ``missing``
+    says which run alone has the product. Keys without a value are left out of report.json.
+    """
+
+    identical: bool = False
+    size: int | None = field(default=None, metadata=OMIT_NONE)
+    sha256: str | None = field(default=None, metadata=OMIT_NONE)
+    missing: str | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class ObsVerdict:
     obs_id: str
     done_by: str | None  # instance id in the spot run's DONE (None: no DONE)
     from_spot_phase: bool
-    products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    products: dict[str, ProductComparison] = field(default_factory=dict)
     reason: str = ""  # empty: verified
 
     @property
@@ -79,7 +93,7 @@ def verify_observation(
     if ours is None:
         return ObsVerdict(obs_id, None, False, reason="no DONE in the spot run")
     from_spot = ours.instance_id in spot_instances
-    products: dict[str, dict[str, Any]] = {}
+    products: dict[str, ProductComparison] = {}
     reasons: list[str] = []
     if not from_spot:
         reasons.append(f"DONE written by {ours.instance_id}, not by an instance of the spot phase")
@@ -89,39 +103,45 @@ def verify_observation(
     if not ours.products:
         reasons.append("DONE lists no products")
     for name in sorted(set(ours.products) | set(theirs.products if theirs else {})):
-        entry: dict[str, Any] = {"identical": False}
-        products[name] = entry
-        if name not in ours.products:
-            entry["missing"] = "only in the reference run"
-            reasons.append(f"{name} only in the reference run")
-            continue
-        listed = ours.products[name]
-        data = _product_bytes(s3, bucket, listed)
-        if data is None:
-            reasons.append(f"{name}: its DONE names {listed.key!r}, which is not there")
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        entry |= {"size": len(data), "sha256": digest}
-        if dest is not None:
-            path = dest / obs_id / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        if digest != listed.sha256:
-            reasons.append(f"{name}: bytes do not match the sha256 its DONE lists")
-            continue
-        if theirs is None:
-            continue
-        if name not in theirs.products:
-            entry["missing"] = "only in the spot run"
-            reasons.append(f"{name} only in the spot run")
-            continue
-        ref = _product_bytes(s3, bucket, theirs.products[name])
-        entry["identical"] = ref is not None and product_digest(name, data) == product_digest(
-            name, ref
-        )
-        if not entry["identical"]:
-            reasons.append(f"{name} differs from the reference")
+        products[name], reason = _compare_product(s3, bucket, name, ours, theirs, obs_id, dest)
+        if reason:
+            reasons.append(reason)
     return ObsVerdict(obs_id, ours.instance_id, from_spot, products, "; ".join(reasons))
+
+
+def _compare_product(
+    s3: Any,
+    bucket: str,
+    name: str,
+    ours: DoneRecord,
+    theirs: DoneRecord | None,
+    obs_id: str,
+    dest: Path | None,
+) -> tuple[ProductComparison, str]:
+    """Product ``name`` of the spot run against the reference, and what is wrong ("": nothing)."""
+    if name not in ours.products:
+        missing = ProductComparison(missing="only in the reference run")
+        return missing, f"{name} only in the reference run"
+    listed = ours.products[name]
+    data = _product_bytes(s3, bucket, listed)
+    if data is None:
+        return ProductComparison(), f"{name}: its DONE names {listed.key!r}, which is not there"
+    digest = hashlib.sha256(data).hexdigest()
+    read = ProductComparison(size=len(data), sha256=digest)
+    if dest is not None:
+        path = dest / obs_id / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    if digest != listed.sha256:
+        return read, f"{name}: bytes do not match the sha256 its DONE lists"
+    if theirs is None:
+        return read, ""
+    if name not in theirs.products:
+        return replace(read, missing="only in the spot run"), f"{name} only in the spot run"
+    ref = _product_bytes(s3, bucket, theirs.products[name])
+    identical = ref is not None and product_digest(name, data) == product_digest(name, ref)
+    reason = "" if identical else f"{name} differs from the reference"
+    return replace(read, identical=identical), reason
 
 
 def verify_run(

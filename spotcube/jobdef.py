@@ -32,11 +32,10 @@ from typing import Any
 from contract.jobs import JOB_KINDS, JobKind
 from payload.errors import InvalidInputError
 from payload.jobparams import check_job_params
-from payload.jobs.command import CommandParams
 from payload.records import JobMessage, ObservationRef, RunRecord, check_id, utc_now
 from spotcube.errors import UsageError
 from spotcube.stack import StackOutputs
-from spotcube.submit import Observation, new_run_id, publish_run
+from spotcube.submit import new_run_id, publish_run
 
 SCHEMA = 1
 PLACEHOLDERS = ("{input}", "{job_dir}")
@@ -81,7 +80,7 @@ class JobDefinition:
             if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
                 raise UsageError(f"--job {path}: params.argv must be a non-empty list of strings")
             try:  # the worker's own check, so a bad file fails here and not on an instance
-                CommandParams.parse(params)
+                check_job_params(kind, params)
             except InvalidInputError as exc:
                 raise UsageError(f"--job {path}: {exc}") from None
         return cls(path.resolve(), kind, params)
@@ -152,7 +151,7 @@ def prepare_inputs(paths: Sequence[Path], folder: Path) -> list[Path]:
 
 def submit_job(
     outputs: StackOutputs,
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     job: JobDefinition,
     *,
     run_id: str | None = None,

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract.layout import run_record_key
-from payload.records import SCHEMA, JobMessage, RunRecord
+from payload.errors import InvalidInputError
+from payload.records import SCHEMA, JobMessage, RunRecord, from_doc, to_doc
 from spotcube.errors import RefusedError
 from spotcube.stack import StackOutputs
 
@@ -47,14 +48,14 @@ def submission_key(run_id: str) -> str:
 class Submission:
     """The intent of step 1: what the run is, every message body, which ones were sent."""
 
-    record: dict[str, Any]  # the RunRecord as JSON
+    record: RunRecord  # what run.json will be
     messages: list[str]  # SQS bodies, in order
     sent: list[int] = field(default_factory=list)  # indexes SQS acknowledged
     schema: int = SCHEMA
 
     def to_json(self) -> bytes:
         doc = {
-            "record": self.record,
+            "record": to_doc(self.record),
             "messages": self.messages,
             "sent": sorted(set(self.sent)),
             "schema": self.schema,
@@ -66,12 +67,12 @@ class Submission:
         try:
             doc = json.loads(raw)
             return cls(
-                record=dict(doc["record"]),
+                record=from_doc(RunRecord, doc["record"], f"{what}: record"),
                 messages=[str(m) for m in doc["messages"]],
                 sent=[int(i) for i in doc.get("sent", [])],
                 schema=int(doc.get("schema", SCHEMA)),
             )
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, InvalidInputError) as exc:
             raise RefusedError(
                 f"{what} is damaged ({exc}); delete it to submit this run id again"
             ) from None
@@ -87,9 +88,9 @@ class Published:
     already: bool  # the run was fully published before this call: nothing was sent
 
 
-def content(record: RunRecord | dict[str, Any]) -> dict[str, Any]:
+def content(record: RunRecord) -> dict[str, Any]:
     """What makes two submits of a run id the same submit (not the time they were made)."""
-    doc = record if isinstance(record, dict) else json.loads(record.to_json())
+    doc = to_doc(record)
     return {k: doc.get(k) for k in ("run_id", "kind", "params", "params_hash", "observations")}
 
 
@@ -122,9 +123,7 @@ def publish_run(
         refuse_other_content(run_id, content(stored), wanted)
         return Published([], 0, resumed=True, already=True)
 
-    submission = Submission(
-        record=json.loads(record.to_json()), messages=[m.to_json() for m in messages]
-    )
+    submission = Submission(record=record, messages=[m.to_json() for m in messages])
     resumed = not _put_once(s3, bucket, submission_key(run_id), submission.to_json())
     if resumed:
         what = f"s3://{bucket}/{submission_key(run_id)}"
@@ -135,8 +134,7 @@ def publish_run(
         refuse_other_content(run_id, content(submission.record), wanted)
 
     sent_now = _send_unsent(outputs, s3, submission, run_id)
-    final = RunRecord.from_json(json.dumps(submission.record))
-    if not _put_once(s3, bucket, run_record_key(run_id), final.to_json()):
+    if not _put_once(s3, bucket, run_record_key(run_id), submission.record.to_json()):
         raw = _get(s3, bucket, run_record_key(run_id)) or b"{}"
         refuse_other_content(run_id, content(RunRecord.from_json(raw)), wanted)
     return Published(

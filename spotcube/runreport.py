@@ -28,7 +28,7 @@ from typing import Any
 
 from spotcube import prices
 from spotcube.estimates import poisson_interval
-from spotcube.progress import assess_manifests
+from spotcube.progress import ProgressAssessment, assess_manifests
 from spotcube.runstate import RunState, read_run
 
 
@@ -71,7 +71,7 @@ class RunReport:
     hazard_per_hour: float | None = None
     hazard_interval: tuple[float, float] | None = None
     # Did interrupted instances make chunks durable before they went? (spotcube.progress)
-    progress: dict[str, Any] = field(default_factory=dict)
+    progress: ProgressAssessment | None = None
 
     @property
     def hazard_percent_per_hour(self) -> float | None:
@@ -165,7 +165,7 @@ def summarise(
     report.progress = assess_manifests(
         (o.manifest for o in observed if o.manifest),
         finished=bool(run.observations) and all(o.done for o in run.observations),
-    ).to_dict()
+    )
     return report
 
 

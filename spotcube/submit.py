@@ -11,7 +11,6 @@ import re
 import secrets
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from payload.records import (
     utc_now,
 )
 from spotcube.errors import CloudUnreachableError, RefusedError, UsageError
-from spotcube.publish import publish_run, refuse_other_content, submission_key
+from spotcube.publish import Submission, publish_run, refuse_other_content, submission_key
 from spotcube.stack import StackOutputs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -40,13 +39,9 @@ _DATA_SUFFIXES = (
     ".uvh5", ".uvfits", ".ms", ".h5", ".hdf5", ".fits", ".bin", ".tar", ".gz", ".zip"
 )  # fmt: skip
 
-
-@dataclass(frozen=True)
-class Observation:
-    """One observation of a run: its id and the ``s3://`` URI of its input."""
-
-    obs_id: str
-    input: str
+# An observation of a run is the run record's own part: one record, one wire format. The old
+# name stays for callers of this module (tests/demo); new code names the record.
+Observation = ObservationRef
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -185,13 +180,12 @@ def check_run_id_free(
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 continue
             raise
-        doc = json.loads(raw)
-        record = doc.get("record", doc)  # the intent wraps the record
-        stored = {
-            "kind": record.get("kind"),
-            "params": record.get("params"),
-            "obs_ids": [o.get("obs_id") for o in record.get("observations", [])],
-        }
+        what = f"s3://{outputs.products_bucket}/{key}"
+        if key == run_record_key(run_id):
+            record = RunRecord.from_json(raw, what=what)
+        else:  # the intent wraps the record
+            record = Submission.from_json(raw, what=what).record
+        stored = {"kind": record.kind, "params": record.params, "obs_ids": record.obs_ids}
         refuse_other_content(run_id, stored, wanted)
         return
 
@@ -202,7 +196,7 @@ def _code(exc: Exception) -> str:
 
 def upload_inputs(
     outputs: StackOutputs, inputs: Sequence[str], *, log: Callable[[str], None] | None = None
-) -> list[Observation]:
+) -> list[ObservationRef]:
     """Store local files and folders in the raw bucket by content; pass ``s3://`` URIs through.
 
     Each file is stored once under the SHA-256 of its bytes with its name as metadata
@@ -214,10 +208,10 @@ def upload_inputs(
     :class:`UsageError` naming the input at fault and :class:`RefusedError` when the stack
     has no raw bucket.
     """
-    observations: list[Observation] = []
+    observations: list[ObservationRef] = []
     for obs_id, item in plan_inputs(inputs):
         if item.startswith("s3://"):
-            observations.append(Observation(obs_id, item))
+            observations.append(ObservationRef(obs_id, item))
             continue
         if not outputs.raw_bucket:
             raise RefusedError(
@@ -226,7 +220,7 @@ def upload_inputs(
         uri, uploaded = store_input(outputs, Path(item))
         if log is not None:
             log(f"{item}: {'uploaded' if uploaded else 'already stored'} as {uri}")
-        observations.append(Observation(obs_id, uri))
+        observations.append(ObservationRef(obs_id, uri))
     return observations
 
 
@@ -316,7 +310,7 @@ def check_run_options(kind: str, params: Mapping[str, Any], run_id: str | None) 
 
 
 def build_run(
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     *,
     kind: str,
     params: Mapping[str, Any] | None = None,
@@ -350,7 +344,7 @@ def build_run(
 
 def submit_run(
     outputs: StackOutputs,
-    observations: Sequence[Observation],
+    observations: Sequence[ObservationRef],
     *,
     kind: str,
     params: Mapping[str, Any] | None = None,
@@ -364,17 +358,6 @@ def submit_run(
     record, messages = build_run(observations, kind=kind, params=params, run_id=run_id)
     published = publish_run(outputs, record, messages)
     return record.run_id, published.messages or messages
-
-
-def read_run_record(outputs: StackOutputs, run_id: str) -> dict[str, Any] | None:
-    """The run record written by :func:`submit_run`, or ``None`` if there is none."""
-    s3 = outputs.client("s3")
-    try:
-        body = s3.get_object(Bucket=outputs.products_bucket, Key=run_record_key(run_id))["Body"]
-    except s3.exceptions.NoSuchKey:
-        return None
-    doc: dict[str, Any] = json.loads(body.read())
-    return doc
 
 
 def selftest_input(outputs: StackOutputs, *, size: int = 4096) -> str:

@@ -12,9 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from payload.records import JobMessage
+
+if TYPE_CHECKING:
+    # Annotations only: a job module must not load boto3 to be imported (the local CLI's jobs).
+    from contract.layout import ObsLayout
+    from contract.settings import AttemptSettings
+    from payload.imds import InstanceIdentity
+    from payload.logship import LogShipper
+    from payload.outcomes import Outcome
+    from payload.spot import SpotWatcher
+    from payload.store import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -57,3 +67,48 @@ class ChunkedJob(Protocol):
 
 
 JobFactory = Callable[[JobContext], ChunkedJob]
+
+
+class CommandRun(Protocol):
+    """What a ``command`` job uses of the attempt that runs it (:mod:`payload.jobs.command`).
+
+    The worker's :class:`payload.attempt.JobAttempt` is one. A command job keeps a working
+    directory instead of chunks, so it needs more of its attempt than a :class:`JobContext`
+    gives: the store and layout to sync the directory to, the watcher to act on a notice, the
+    log to ship and the publish step. Named here, the job depends on this interface, not on
+    the module that builds attempts (which imports every job kind).
+    """
+
+    @property
+    def message(self) -> JobMessage: ...
+    @property
+    def number(self) -> int:
+        """The attempt's place in the manifest, from 1."""
+        ...
+
+    @property
+    def identity(self) -> InstanceIdentity: ...
+    @property
+    def layout(self) -> ObsLayout: ...
+    @property
+    def store(self) -> ObjectStore: ...
+    @property
+    def dir(self) -> Path: ...
+    @property
+    def logs(self) -> LogShipper | None: ...
+    @property
+    def watcher(self) -> SpotWatcher: ...
+    @property
+    def settings(self) -> AttemptSettings: ...
+
+    def fetch(self, uri: str) -> Path:
+        """A local, verified copy of an ``s3://`` input."""
+        ...
+
+    def ship_log(self) -> None:
+        """Upload the attempt's log as it is now."""
+        ...
+
+    def publish(self, products: list[Path]) -> Outcome:
+        """Upload the products and race for ``DONE``."""
+        ...

@@ -46,19 +46,16 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contract.settings import ENV_PREFIX
 from payload.errors import InvalidInputError, PreemptedError, TransientError
+from payload.jobs.base import CommandRun
 from payload.outcomes import Outcome
-from payload.records import WorkdirIndex
+from payload.records import WorkdirFile, WorkdirIndex
 from payload.store import ObjectStore, faultpoint, file_digests
-
-if TYPE_CHECKING:
-    # Only for annotations: payload.attempt imports payload.jobs, which must not need it back.
-    from payload.attempt import JobAttempt
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +207,7 @@ class WorkdirSync:
         self.prefix = prefix
         self.index_key = index_key
         self.root = root
-        self.index: dict[str, dict[str, Any]] = {}  # relpath -> size, sha256, stat
+        self.index: dict[str, WorkdirFile] = {}  # by path in the directory
         self._previous: dict[str, FileStat] = {}
         self._closed_before: set[str] = set()
         self._reported_barrier: str | None = None
@@ -223,11 +220,11 @@ class WorkdirSync:
         if raw is None:
             return 0
         self.index = WorkdirIndex.from_json(raw, what=f"workdir index {self.index_key}").files
-        for rel, entry in self.index.items():
+        for rel, entry in list(self.index.items()):
             dest = self.root / rel
-            self.store.download_file(self.prefix + rel, dest, sha256=entry["sha256"])
+            self.store.download_file(self.prefix + rel, dest, sha256=entry.sha256)
             stat = dest.stat()
-            entry["stat"] = [stat.st_size, stat.st_mtime_ns]
+            self.index[rel] = replace(entry, stat=(stat.st_size, stat.st_mtime_ns))
         return len(self.index)
 
     def changed(self) -> list[str]:
@@ -236,7 +233,8 @@ class WorkdirSync:
         return _oldest_first({rel: stat for rel, stat in now.items() if self._unsynced(rel, stat)})
 
     def _unsynced(self, rel: str, stat: FileStat) -> bool:
-        return bool(self.index.get(rel, {}).get("stat") != list(stat))
+        entry = self.index.get(rel)
+        return entry is None or entry.stat != stat
 
     def walk(self) -> dict[str, FileStat]:
         """``relpath -> (size, mtime_ns)`` of every regular file under the root."""
@@ -332,11 +330,7 @@ class WorkdirSync:
                 break
             if stored.sha256 != sha:
                 break
-            self.index[rel] = {
-                "size": size,
-                "sha256": sha,
-                "stat": [after.st_size, after.st_mtime_ns],
-            }
+            self.index[rel] = WorkdirFile(size, sha, (after.st_size, after.st_mtime_ns))
             uploaded += 1
             # Fault tests kill the worker between two uploads of one sync.
             faultpoint("workdir-upload")
@@ -392,7 +386,7 @@ def _freeze(process: subprocess.Popen[bytes]) -> None:
 
 
 def program_environment(
-    run: JobAttempt, params: CommandParams, root: Path, scratch: Path, local_input: str | None
+    run: CommandRun, params: CommandParams, root: Path, scratch: Path, local_input: str | None
 ) -> dict[str, str]:
     """The program's environment: the worker's, ``params.env``, then the job's context.
 
@@ -420,7 +414,7 @@ def program_environment(
     }
 
 
-def _local_input(run: JobAttempt, params: CommandParams) -> str | None:
+def _local_input(run: CommandRun, params: CommandParams) -> str | None:
     """``SPOTCUBE_INPUT``: the local, verified copy of an ``s3://`` input (None when the
     program fetches it itself); an input that is not in S3 is passed as it is."""
     uri = run.message.input
@@ -437,7 +431,7 @@ def _startable(argv0: str, env: Mapping[str, str], cwd: Path) -> bool:
     return shutil.which(argv0, path=env.get("PATH", os.defpath)) is not None
 
 
-def run_command_job(run: JobAttempt) -> Outcome:
+def run_command_job(run: CommandRun) -> Outcome:
     """Run a command job for the worker; raises like a chunked job on every other outcome.
 
     The program's output goes to the attempt's log (:mod:`payload.logship`), which is shipped
@@ -489,7 +483,7 @@ def run_command_job(run: JobAttempt) -> Outcome:
     return run.publish(products)
 
 
-def _supervise(run: JobAttempt, process: subprocess.Popen[bytes], sync: WorkdirSync) -> int:
+def _supervise(run: CommandRun, process: subprocess.Popen[bytes], sync: WorkdirSync) -> int:
     """Scan and sync until the program exits; on a notice sync what is settled and stop."""
     watcher = run.watcher
     interval = run.settings.checkpoint_interval

@@ -670,8 +670,9 @@ def run_selftest(
     """Submit ``jobs`` selftest jobs, wait until they finish or ``timeout_seconds`` pass."""
     import time
 
+    from payload.records import ObservationRef
     from spotcube.status import run_status
-    from spotcube.submit import Observation, selftest_input, submit_run
+    from spotcube.submit import selftest_input, submit_run
 
     clock = clock or time.monotonic
     sleep = sleep or time.sleep
@@ -679,7 +680,7 @@ def run_selftest(
     uri = selftest_input(outputs)
     run_id, _ = submit_run(
         outputs,
-        [Observation(f"selftest-{i:03d}", uri) for i in range(jobs)],
+        [ObservationRef(f"selftest-{i:03d}", uri) for i in range(jobs)],
         kind=JobKind.SELFTEST.value,
     )
     deadline = clock() + timeout_seconds

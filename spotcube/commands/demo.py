@@ -6,13 +6,8 @@ import argparse
 from pathlib import Path
 
 from contract.jobs import JobKind
-from spotcube.demo import (
-    DEFAULT_INSTANCE_TYPE,
-    DEFAULT_SPOT_PRICE,
-    PACINGS,
-    DemoOptions,
-    run_demo,
-)
+from spotcube.demo import run_demo
+from spotcube.demorecords import DEFAULT_INSTANCE_TYPE, DEFAULT_SPOT_PRICE, PACINGS, DemoOptions
 from spotcube.errors import ExitStatus, SpotcubeError, UsageError
 from spotcube.jobdef import JobDefinition
 from spotcube.planning import parse_rate_value

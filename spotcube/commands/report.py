@@ -100,7 +100,7 @@ def render(report: Any) -> str:
             f"({report.terminations} terminations in {report.exposure_hours:.2f} instance-hours)"
         )
         lines.append(f"reuse: spotcube plan --rate from:{report.run_id} ...")
-    if report.progress:
-        warning = "WARNING: " if report.progress.get("outpaced") else ""
-        lines.append(f"progress: {warning}{report.progress['message']}")
+    if report.progress is not None:
+        warning = "WARNING: " if report.progress.outpaced else ""
+        lines.append(f"progress: {warning}{report.progress.message}")
     return "\n".join(lines) + "\n"

@@ -8,10 +8,10 @@ import tempfile
 from pathlib import Path
 
 from contract.jobs import JOB_KINDS, JobKind
+from payload.records import ObservationRef
 from spotcube.errors import UsageError
 from spotcube.stack import add_stack_arguments, resolve_outputs
 from spotcube.submit import (
-    Observation,
     build_run,
     check_run_id_free,
     check_run_options,
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         check_run_id_free(outputs, args.run_id, kind=kind, params=params, obs_ids=obs_ids)
     if args.selftest is not None:
         uri = selftest_input(outputs)
-        observations = [Observation(o, uri) for o in _selftest_ids(args.selftest)]
+        observations = [ObservationRef(o, uri) for o in _selftest_ids(args.selftest)]
     else:
         observations = upload_inputs(outputs, inputs, log=_to_stderr)
     record, messages = build_run(observations, kind=kind, params=params, run_id=args.run_id)

@@ -6,7 +6,7 @@ appear in the checkpoint manifests; :func:`plot_timeline` draws one row per inst
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,6 @@ class Timeline:
     def instance_ids(self) -> list[str]:
         """Instances in launch order."""
         return [e.instance_id for e in self.of_kind("launch")]
-
-    def to_list(self) -> list[dict[str, Any]]:
-        return [asdict(e) for e in self.events]
 
 
 def plot_timeline(timeline: Timeline, path: Path, *, title: str, speedup: float) -> Path:

@@ -8,12 +8,19 @@ from pathlib import Path
 import pytest
 
 from contract.layout import ObsLayout
-from payload.records import Attempt, ChunkRecord, InputIdentity, JobMessage, Manifest
+from payload.records import (
+    Attempt,
+    ChunkRecord,
+    InputIdentity,
+    JobMessage,
+    Manifest,
+    ObservationRef,
+)
 from spotcube.cli import main
 from spotcube.local.cloud import provision
 from spotcube.stack import StackOutputs
 from spotcube.status import run_status
-from spotcube.submit import Observation, submit_run
+from spotcube.submit import submit_run
 
 RUN = "run-status-test"
 OBS = ("a-running", "b-done", "c-failed", "d-queued")
@@ -39,7 +46,7 @@ def run(cloud: str) -> StackOutputs:
     outputs = provision(cloud)
     submit_run(
         outputs,
-        [Observation(o, f"s3://{outputs.raw_bucket}/{o}.uvh5") for o in OBS],
+        [ObservationRef(o, f"s3://{outputs.raw_bucket}/{o}.uvh5") for o in OBS],
         kind="image",
         run_id=RUN,
     )
@@ -131,7 +138,7 @@ def test_watch_returns_when_all_observations_are_final(
     cloud: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     outputs = provision(cloud)
-    submit_run(outputs, [Observation("only", "s3://raw/only.uvh5")], kind="image", run_id="w")
+    submit_run(outputs, [ObservationRef("only", "s3://raw/only.uvh5")], kind="image", run_id="w")
     outputs.client("s3").put_object(
         Bucket=outputs.products_bucket, Key=ObsLayout("w", "only").done, Body=b""
     )

@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contract.layout import ObsLayout
-from payload.records import Attempt, InputIdentity, JobMessage, Manifest
+from payload.records import Attempt, InputIdentity, JobMessage, Manifest, ObservationRef
 from spotcube.local.cloud import provision
 from spotcube.runstate import read_run
 from spotcube.stack import StackOutputs
 from spotcube.status import RunStatus
-from spotcube.submit import Observation, submit_run
+from spotcube.submit import submit_run
 from tests.clirunner import run_cli
 
 RUN = "run-heartbeat-test"
@@ -47,7 +47,7 @@ def outputs(cloud: str) -> StackOutputs:
     observations = ["reporting", "silent", "queued"]
     submit_run(
         outputs,
-        [Observation(o, f"s3://{outputs.raw_bucket}/{o}.uvh5") for o in observations],
+        [ObservationRef(o, f"s3://{outputs.raw_bucket}/{o}.uvh5") for o in observations],
         kind="image",
         run_id=RUN,
     )

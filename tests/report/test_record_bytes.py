@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from payload.errors import InvalidInputError
 from payload.outcomes import Outcome
 from payload.records import (
     Attempt,
@@ -31,6 +32,7 @@ from payload.records import (
     ObservationRef,
     ProductEntry,
     RunRecord,
+    WorkdirFile,
     WorkdirIndex,
     attempt_states,
     from_doc,
@@ -155,3 +157,14 @@ def test_a_tagged_part_is_read_as_the_record_its_tag_names() -> None:
     report = from_doc(DemoReport, doc, "report.json")
     assert report.hazard_from_manifests == HazardUnavailable(reason="no manifests")
     assert json.loads(report.to_json())["hazard_from_manifests"] == doc["hazard_from_manifests"]
+
+
+def test_a_workdir_index_lists_typed_files() -> None:
+    index = WorkdirIndex.from_json(_fixture("workdir-index.json"))
+    entry = index.files["steps/000.txt"]
+    assert isinstance(entry, WorkdirFile)
+    assert (entry.size, entry.stat) == (8, (8, 1796639296617638862))
+    doc = json.loads(_fixture("workdir-index.json"))
+    doc["files"]["steps/000.txt"]["stat"] = "yesterday"
+    with pytest.raises(InvalidInputError, match="stat 'yesterday' is not \\[size, mtime_ns\\]"):
+        WorkdirIndex.from_json(json.dumps(doc))

@@ -206,11 +206,12 @@ def test_report_on_a_run_without_manifests_says_nothing_yet(
     cloud: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Submitted, no job started: a correct command on a young run, not a usage error."""
+    from payload.records import ObservationRef
     from spotcube.local.cloud import provision
-    from spotcube.submit import Observation, submit_run
+    from spotcube.submit import submit_run
 
     outputs = provision(cloud)
-    obs = [Observation(f"o{i}", f"s3://{outputs.raw_bucket}/x") for i in range(2)]
+    obs = [ObservationRef(f"o{i}", f"s3://{outputs.raw_bucket}/x") for i in range(2)]
     run_id = submit_run(outputs, obs, kind="selftest")[0]
     assert main(["report", run_id, "--endpoint", cloud]) == 0
     captured = capsys.readouterr()
