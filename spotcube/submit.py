@@ -39,10 +39,6 @@ _DATA_SUFFIXES = (
     ".uvh5", ".uvfits", ".ms", ".h5", ".hdf5", ".fits", ".bin", ".tar", ".gz", ".zip"
 )  # fmt: skip
 
-# An observation of a run is the run record's own part: one record, one wire format. The old
-# name stays for callers of this module (tests/demo); new code names the record.
-Observation = ObservationRef
-
 
 def new_run_id(now: datetime | None = None) -> str:
     """A sortable, unique run id such as ``run-20261121T224500Z-3f9a``."""

@@ -162,12 +162,13 @@ def test_timeline_figure_is_written(tmp_path: Path) -> None:
 def test_a_job_lost_to_the_dead_letter_queue_stops_the_wait(cloud: str, tmp_path: Path) -> None:
     from rich.console import Console
 
+    from payload.records import ObservationRef
     from spotcube.demo import DemoOptions, run_fleet
     from spotcube.local.fleet import Fleet, WorkerSpec
-    from spotcube.submit import Observation, submit_run
+    from spotcube.submit import submit_run
 
     outputs = provision(cloud)
-    observations = [Observation("lost", f"s3://{outputs.raw_bucket}/lost.bin")]
+    observations = [ObservationRef("lost", f"s3://{outputs.raw_bucket}/lost.bin")]
     submit_run(outputs, observations, kind="selftest", run_id="stall")
     sqs = outputs.client("sqs")
     # what SQS does after maxReceiveCount receives: the job moves to the dead-letter queue
@@ -191,14 +192,15 @@ def test_a_job_lost_to_the_dead_letter_queue_stops_the_wait(cloud: str, tmp_path
 def test_an_instance_whose_worker_exits_is_replaced(cloud: str, tmp_path: Path) -> None:
     from rich.console import Console
 
+    from payload.records import ObservationRef
     from spotcube.demo import DemoOptions, run_fleet
     from spotcube.local.fleet import Fleet, WorkerSpec
-    from spotcube.submit import Observation, submit_run
+    from spotcube.submit import submit_run
 
     outputs = provision(cloud)
     key = "inputs/any.bin"
     outputs.client("s3").put_object(Bucket=outputs.raw_bucket, Key=key, Body=b"bytes")
-    observations = [Observation(f"o{i}", f"s3://{outputs.raw_bucket}/{key}") for i in range(2)]
+    observations = [ObservationRef(f"o{i}", f"s3://{outputs.raw_bucket}/{key}") for i in range(2)]
     params = {"chunks": 2, "chunk_seconds": 0.1, "chunk_bytes": 100}
     submit_run(outputs, observations, kind="selftest", params=params, run_id="exits")
     # --max-jobs 1: each worker quits after one job, as a crashed service would

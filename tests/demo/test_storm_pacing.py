@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from payload.records import ObservationRef
 from spotcube.demo import DemoOptions, run_fleet
 from spotcube.local.cloud import provision
 from spotcube.local.fleet import Fleet, InterruptionModel, WorkerSpec, WorkSchedule
 from spotcube.runstate import read_run
-from spotcube.submit import Observation, submit_run
+from spotcube.submit import submit_run
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,7 @@ def _story(cloud: str, tmp: Path, run_id: str, chunk_seconds: float) -> dict[str
     outputs = provision(cloud, max_receive_count=1000, visibility_timeout=3)
     key = "inputs/x.bin"
     outputs.client("s3").put_object(Bucket=outputs.raw_bucket, Key=key, Body=b"bytes" * 10)
-    observations = [Observation(f"o{i}", f"s3://{outputs.raw_bucket}/{key}") for i in range(2)]
+    observations = [ObservationRef(f"o{i}", f"s3://{outputs.raw_bucket}/{key}") for i in range(2)]
     params = {"chunks": 4, "chunk_seconds": chunk_seconds, "chunk_bytes": 1000}
     submit_run(outputs, observations, kind="selftest", params=params, run_id=run_id)
     fleet = Fleet(
