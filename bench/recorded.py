@@ -17,9 +17,11 @@ RECORDED = Path(__file__).with_name("recorded.json")
 TOLERANCE = 0.10  # a ratio more than 10 % above its recorded value is a regression
 
 
-def compare_recorded(benchmark: str, ratios: Mapping[str, float]) -> str:
+def compare_recorded(
+    benchmark: str, ratios: Mapping[str, float], *, recorded_file: Path = RECORDED
+) -> str:
     """Lines saying, for each ratio recorded for ``benchmark``, how this run compares."""
-    recorded = json.loads(RECORDED.read_text())
+    recorded = json.loads(recorded_file.read_text())
     figures = recorded.get(benchmark, {})
     if not figures:
         return f"recorded figures: none for {benchmark!r} in {RECORDED.name}"
