@@ -41,6 +41,7 @@ import textwrap
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.recorded import compare_recorded  # noqa: E402
 from payload.imaging import FLIPS, ImageGeometry  # noqa: E402
 from payload.jobs.image import ImageJob  # noqa: E402
 from payload.reading import read_chunk, read_info  # noqa: E402
 from payload.synth import write_synthetic_observation  # noqa: E402
+from payload.uvcube import UV_EPSILON, UVGrid, baseline_mask  # noqa: E402
 
 PY = sys.executable
 CHUNK = 16
@@ -86,14 +89,25 @@ def make_observation(path: Path, n_times: int, n_freqs: int) -> dict[str, Any]:
     return {"rows": info.n_baselines * info.n_times, "n_baselines": info.n_baselines}
 
 
-def ours(obs: Path, out: Path, threads: int) -> tuple[float, float]:
-    """(a): one end-to-end run into an empty ``out`` (emptied before the clock starts)."""
+def ours(obs: Path, out: Path, threads: int) -> dict[str, float]:
+    """(a): one end-to-end run into an empty ``out`` (emptied before the clock starts).
+
+    Returns the wall time of the process, its peak RSS (MiB) and the seconds it reports in
+    its summary for the chunks (reading, imaging, gridding, chunk files) and for combine
+    (products, power spectrum with its errors, figures).
+    """
     shutil.rmtree(out, ignore_errors=True)
     command = [PY, "-m", "payload", "image", str(obs), "--out", str(out)]
-    command += ["--chunk-channels", str(CHUNK), "--quiet", "--epsilon", str(EPSILON)]
+    command += ["--chunk-channels", str(CHUNK), "--epsilon", str(EPSILON)]
     command += ["--threads", str(threads)]
-    wall, rss, _ = run_measured(command)
-    return wall, rss
+    wall, rss, stdout = run_measured(command, env={**os.environ, "TERM": "dumb"})
+    summary = json.loads(stdout[stdout.rindex("\n{") + 1 :])
+    return {
+        "wall": wall,
+        "rss": rss,
+        "chunks": float(summary["chunks_seconds"]),
+        "combine": float(summary["combine_seconds"]),
+    }
 
 
 CHUNK_SCRIPT = textwrap.dedent(
@@ -142,66 +156,131 @@ def chunk_memory(obs: Path, work: Path) -> dict[str, float]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-FloorCalls = list[tuple[int, Any, Any]]
+@dataclass(frozen=True)
+class FloorCall:
+    """One ducc0 ``vis2dirty`` call the products need, with its own inputs and accuracy."""
+
+    what: str  # "image" (dirty/PSF images) or "uv" (the uv cube's halves)
+    uvw: Any
+    freq: Any
+    values: Any
+    weight: Any
+    npix: int
+    pixsize: float
+    epsilon: float
+    wgridding: bool
 
 
-def floor_calls(obs: Path, epsilon: float) -> tuple[Any, FloorCalls]:
-    """The visibilities (read once, outside any timing) and the floor's gridding calls.
+def floor_calls(obs: Path, epsilon: float, job: ImageJob) -> list[FloorCall]:
+    """The floor's gridding calls, on visibilities read once, outside any timing.
 
-    Per channel: the XX and YY dirty images and one PSF (the synthetic data have the same
-    weights in every polarization, so I = (XX + YY) / 2 and the PSF is shared: ours makes
-    the same saving), in the precision ``epsilon`` allows.
+    Every pass the products need, each at the accuracy the product uses:
+
+    * the image cube: per channel the XX and YY dirty images and one PSF (the synthetic
+      data have the same weights in every polarization, so I = (XX + YY) / 2 and the PSF is
+      shared: ours makes the same saving), at ``epsilon``, w-gridded;
+    * the uv cube: per channel and even/odd half (only that half's rows of the baselines
+      the uv grid keeps) the XX and YY planes, the weights plane and the sampling image on
+      twice the field, at the uv cube's accuracy (``UV_EPSILON``, double precision), flat.
     """
     info = read_info(obs)
     chunk = read_chunk(info, range(info.n_freqs), ("XX", "YY"))
+    calls = []
+    geometry = job.geometry
     single = epsilon > 1e-5
     ctype, ftype = (np.complex64, np.float32) if single else (np.complex128, np.float64)
-    calls = []
     for c in range(info.n_freqs):
+        freq = chunk.freq_hz[c : c + 1]
         weight = np.ascontiguousarray(chunk.weights["XX"][:, c : c + 1], dtype=ftype)
         for vis in (chunk.vis["XX"], chunk.vis["YY"], None):
             values = np.ones_like(weight, dtype=ctype) if vis is None else vis[:, c : c + 1]
-            calls.append((c, np.ascontiguousarray(values, dtype=ctype), weight))
-    return chunk, calls
+            calls.append(
+                FloorCall(
+                    "image",
+                    chunk.uvw_m,
+                    freq,
+                    np.ascontiguousarray(values, dtype=ctype),
+                    weight,
+                    geometry.npix,
+                    geometry.pixsize_rad,
+                    epsilon,
+                    True,
+                )
+            )
+    grid = UVGrid.from_params(job.params)
+    keep = baseline_mask(chunk.uvw_m, float(info.freq_hz.max()), grid)
+    halves = np.asarray(job.halves)
+    for h in (0, 1):
+        rows = np.flatnonzero(keep & (halves == h))
+        if not rows.size:
+            continue
+        uvw = np.ascontiguousarray(chunk.uvw_m[rows])
+        for c in range(info.n_freqs):
+            freq = chunk.freq_hz[c : c + 1]
+            weight = np.ascontiguousarray(chunk.weights["XX"][rows, c : c + 1])
+            ones = np.ones_like(weight, dtype=np.complex128)
+            for values, npix in (
+                (chunk.vis["XX"][rows, c : c + 1], grid.n),
+                (chunk.vis["YY"][rows, c : c + 1], grid.n),
+                (ones, grid.n),
+                (ones, 2 * grid.n),
+            ):
+                calls.append(
+                    FloorCall(
+                        "uv",
+                        uvw,
+                        freq,
+                        np.ascontiguousarray(values, dtype=np.complex128),
+                        weight,
+                        npix,
+                        grid.pixsize,
+                        UV_EPSILON,
+                        False,
+                    )
+                )
+    return calls
 
 
-def floor(
-    chunk: Any, calls: FloorCalls, geometry: ImageGeometry, threads: int, *, side_by_side: bool
-) -> float:
+def floor(calls: list[FloorCall], threads: int, *, side_by_side: bool) -> dict[str, float]:
     """(b): ducc0 alone, the calls of :func:`floor_calls` on ``threads`` cores.
 
     Two ways to use the cores: one call after another with ducc0's own ``threads``
     threads each, or ``threads`` single-threaded calls side by side (what (a) does, for
-    bit-reproducible images). The floor is whichever is faster in a round.
+    bit-reproducible images). The floor is whichever is faster in a round. Returns the
+    seconds of the image passes, of the uv passes and of both.
     """
     import ducc0
 
-    def grid(call: tuple[int, Any, Any], nthreads: int) -> None:
-        c, values, weight = call
+    def grid(call: FloorCall, nthreads: int) -> None:
         ducc0.wgridder.experimental.vis2dirty(
-            uvw=chunk.uvw_m,
-            freq=chunk.freq_hz[c : c + 1],
-            vis=values,
-            wgt=weight,
-            npix_x=geometry.npix,
-            npix_y=geometry.npix,
-            pixsize_x=geometry.pixsize_rad,
-            pixsize_y=geometry.pixsize_rad,
-            epsilon=EPSILON,
-            do_wgridding=True,
+            uvw=call.uvw,
+            freq=call.freq,
+            vis=call.values,
+            wgt=call.weight,
+            npix_x=call.npix,
+            npix_y=call.npix,
+            pixsize_x=call.pixsize,
+            pixsize_y=call.pixsize,
+            epsilon=call.epsilon,
+            do_wgridding=call.wgridding,
             nthreads=nthreads,
             divide_by_n=False,
             **FLIPS,
         )
 
-    start = time.perf_counter()
-    if side_by_side:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda call: grid(call, 1), calls))
-    else:
-        for call in calls:
-            grid(call, threads)
-    return time.perf_counter() - start
+    seconds = {}
+    for what in ("image", "uv"):
+        part = [call for call in calls if call.what == what]
+        start = time.perf_counter()
+        if side_by_side:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(lambda call: grid(call, 1), part))
+        else:
+            for call in part:
+                grid(call, threads)
+        seconds[what] = time.perf_counter() - start
+    seconds["all"] = seconds["image"] + seconds["uv"]
+    return seconds
 
 
 def wsclean(
@@ -288,43 +367,59 @@ def main() -> int:
         flush=True,
     )
     threads = args.threads
-    chunk, calls = floor_calls(obs, EPSILON)
+    calls = floor_calls(obs, EPSILON, job)
     load_before = os.getloadavg()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}", flush=True)
-    runs_ours: list[float] = []
-    runs_floor: list[float] = []
-    rss_ours = 0.0
+    runs_ours: list[dict[str, float]] = []
+    runs_floor: list[dict[str, float]] = []
     for k in range(args.repeat):
-        wall, rss = ours(obs, work / "ours", threads)
-        runs_ours.append(wall)
-        rss_ours = max(rss_ours, rss)
-        own = floor(chunk, calls, geometry, threads, side_by_side=False)
-        side = floor(chunk, calls, geometry, threads, side_by_side=True)
-        runs_floor.append(min(own, side))
+        runs_ours.append(ours(obs, work / "ours", threads))
+        own = floor(calls, threads, side_by_side=False)
+        side = floor(calls, threads, side_by_side=True)
+        runs_floor.append(min(own, side, key=lambda seconds: seconds["all"]))
+        a, b = runs_ours[-1], runs_floor[-1]
         print(
-            f"  round {k + 1}: (a) {runs_ours[-1]:6.1f} s   (b) {runs_floor[-1]:6.1f} s "
-            f"[ducc0's threads {own:.1f} s, calls side by side {side:.1f} s]"
-            f"   ratio {runs_ours[-1] / runs_floor[-1]:4.2f}",
+            f"  round {k + 1}: (a) {a['wall']:6.1f} s [chunks {a['chunks']:.1f} s, combine "
+            f"{a['combine']:.1f} s]   (b) {b['all']:6.1f} s [image {b['image']:.1f} s, uv "
+            f"{b['uv']:.1f} s; ducc0's threads {own['all']:.1f} s, side by side "
+            f"{side['all']:.1f} s]   chunks / floor {a['chunks'] / b['all']:4.2f}",
             flush=True,
         )
-    del chunk, calls
-    wall_ours, wall_floor = min(runs_ours), min(runs_floor)
+    del calls
+    best = min(runs_ours, key=lambda run: run["wall"])
+    fastest_chunks = min(run["chunks"] for run in runs_ours)
+    wall_floor = min(run["all"] for run in runs_floor)
+    rss_ours = max(run["rss"] for run in runs_ours)
     print(
-        f"(a) python -m payload image : {wall_ours:8.1f} s  (min of {args.repeat}, "
-        f"{threads} threads, peak RSS {rss_ours:.0f} MiB)"
+        f"(a) python -m payload image : {best['wall']:8.1f} s  (min of {args.repeat}, "
+        f"{threads} threads, peak RSS {rss_ours:.0f} MiB): chunks {fastest_chunks:.1f} s "
+        f"(min), combine {best['combine']:.1f} s"
     )
-    print(f"(b) ducc0 gridding alone    : {wall_floor:8.1f} s  (min of {args.repeat}, faster way)")
+    print(
+        f"(b) ducc0 gridding alone    : {wall_floor:8.1f} s  (min of {args.repeat}, faster way; "
+        "every pass: image, PSF, each uv-cube half)"
+    )
     wall_wsc = wsclean(obs, work, geometry, args.n_freqs, threads)
     if wall_wsc is not None:
         print(f"(c) WSClean -niter 0        : {wall_wsc:8.1f} s")
     load_after = os.getloadavg()
     print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}")
+    ratios = {
+        "chunks_over_floor": fastest_chunks / wall_floor,
+        "total_over_floor": best["wall"] / wall_floor,
+        "combine_share": best["combine"] / best["wall"],
+    }
+    if wall_wsc is not None:
+        ratios["total_over_wsclean"] = best["wall"] / wall_wsc
+    print()
+    print(f"chunks / floor   = {ratios['chunks_over_floor']:5.2f}   (target <= 1.10)")
+    print(f"total / floor    = {ratios['total_over_floor']:5.2f}   (reading, writing, combine too)")
+    print(f"combine share    = {ratios['combine_share']:5.2f}   of the total")
+    if wall_wsc is not None:
+        print(f"total / WSClean  = {ratios['total_over_wsclean']:5.2f}   (target < 0.25)")
+    print(compare_recorded(f"imaging_{args.n_times}t", ratios))
     memory = chunk_memory(obs, work / "chunk-mem")
     projection = project_memory(memory, shape["rows"], geometry.npix)
-    print()
-    print(f"ours / floor   = {wall_ours / wall_floor:5.2f}   (target <= 1.3)")
-    if wall_wsc is not None:
-        print(f"ours / WSClean = {wall_ours / wall_wsc:5.2f}   (target < 1)")
     print(
         f"peak memory of one {CHUNK}-channel chunk: {memory['peak_mib']:.0f} MiB "
         f"({memory['baseline_mib']:.0f} MiB before the chunk; images "

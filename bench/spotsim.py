@@ -12,12 +12,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.recorded import compare_recorded
 from spotcube.spotsim import (
     Hazard,
     RunModel,
@@ -82,13 +87,19 @@ def main() -> None:
         f"{'case':30s} {'vectorised s':>12s} {'loop s':>8s} {'ratio':>6s}   mean cost vec / loop"
     )
     print(header)
+    load_before = os.getloadavg()
+    ratios = {}
     for name, model in cases().items():
         fast_t, fast = best_of(args.repeats, simulate, model, args.runs, seed=1)
         slow_t, slow = best_of(1, simulate_loop, model, args.runs, seed=2)
+        ratios[f"vectorised_over_loop[{name}]"] = fast_t / slow_t
         print(
             f"{name:30s} {fast_t:12.3f} {slow_t:8.2f} {slow_t / fast_t:6.1f}   "
             f"${fast.cost.mean():.1f} / ${slow.cost.mean():.1f}"
         )
+    load = " ".join(f"{x:.2f}" for x in (*load_before[:1], os.getloadavg()[0]))
+    print(f"load average before / after: {load}")
+    print(compare_recorded("spotsim", ratios))
 
 
 if __name__ == "__main__":

@@ -253,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         # Every chunk re-opens the input by path: it must still be the file identified at
         # the start, or the cube would mix two observations under one provenance.
         verify_unchanged(source, signature, identity.result())
+        chunks_done = time.perf_counter()
         warm.join()
         from payload.jobs.image import COMBINE_STEPS
 
@@ -269,6 +270,10 @@ def run(args: argparse.Namespace) -> int:
         "image_size": job.geometry.npix,
         "pixel_scale_arcsec": round(job.geometry.pixsize_arcsec, 3),
         "seconds": round(time.perf_counter() - started, 2),
+        # where the time went: reading, imaging and gridding the chunks; then the products
+        # (power spectrum with its errors, figures) — what bench/imaging.py compares
+        "chunks_seconds": round(chunks_done - started, 2),
+        "combine_seconds": round(time.perf_counter() - chunks_done, 2),
     }
     provenance = json.loads((out / "provenance.json").read_text())
     if "power_spectrum" in provenance:

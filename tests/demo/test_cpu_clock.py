@@ -190,8 +190,16 @@ MODEL = InterruptionModel(
 )
 
 
-def test_a_cpu_paced_storm_reclaims_after_the_same_work(tmp_path: Path) -> None:
-    fast, drawn, _ = units_at_notice(tmp_path, "cpu", slowed=False)
+@pytest.fixture(scope="module")
+def full_speed(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, float, float]:
+    """The CPU-paced instance at full speed: both tests below compare with this one run."""
+    return units_at_notice(tmp_path_factory.mktemp("full-speed"), "cpu", slowed=False)
+
+
+def test_a_cpu_paced_storm_reclaims_after_the_same_work(
+    tmp_path: Path, full_speed: tuple[int, float, float]
+) -> None:
+    fast, drawn, _ = full_speed
     slow, drawn_again, _ = units_at_notice(tmp_path, "cpu", slowed=True)
     assert drawn == drawn_again  # the same seed, the same lifetime
     assert 1.0 <= drawn <= 1.5
@@ -201,8 +209,10 @@ def test_a_cpu_paced_storm_reclaims_after_the_same_work(tmp_path: Path) -> None:
     assert 0.85 <= slow / fast <= 1.15, (fast, slow)
 
 
-def test_a_wall_clock_storm_reclaims_a_slowed_instance_early(tmp_path: Path) -> None:
+def test_a_wall_clock_storm_reclaims_a_slowed_instance_early(
+    tmp_path: Path, full_speed: tuple[int, float, float]
+) -> None:
     """The counter-example the CPU clock exists for, and a check that the slowing bites."""
-    fast, _, _ = units_at_notice(tmp_path, "cpu", slowed=False)
+    fast, _, _ = full_speed
     slow, _, _ = units_at_notice(tmp_path, "wall", slowed=True)
     assert slow < 0.6 * fast, (fast, slow)

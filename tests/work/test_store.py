@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from payload.store import (
     MIB,
     ObjectStore,
     RetryPolicy,
-    _b64,
     _check_echo,
     _Part,
     is_retryable,
@@ -195,11 +195,31 @@ def test_unreachable_s3_becomes_transient() -> None:
 
 
 def test_completed_multipart_checksum_must_match(store: ObjectStore) -> None:
-    parts = [_Part(1, '"e"', "c2hh", 3)]
+    """S3's composite CRC32 of a multipart upload: the CRC32 of the parts' big-endian CRC32s,
+    base64, then "-N" (AWS S3 User Guide, "Checking object integrity", multipart uploads)."""
+    part_crc = zlib.crc32(b"abc").to_bytes(4, "big")
+    parts = [_Part(1, '"e"', base64.b64encode(part_crc).decode(), 3)]
     with pytest.raises(TransientError, match="reports checksum"):
-        store._check_completed("k", {"ChecksumSHA256": "bm9wZQ==-1"}, parts, b"digest")
-    joined = hashlib.sha256(base64.b64decode("c2hh")).digest()
-    store._check_completed("k", {"ChecksumSHA256": f"{_b64(joined)}-1"}, parts, b"digest")
+        store._check_completed("k", {"ChecksumCRC32": "bm9wZQ==-1"}, parts)
+    composite = base64.b64encode(zlib.crc32(part_crc).to_bytes(4, "big")).decode()
+    store._check_completed("k", {"ChecksumCRC32": f"{composite}-1"}, parts)
+
+
+def test_multipart_parts_are_checked_on_arrival(store: ObjectStore, tmp_path: Path) -> None:
+    """What S3 stored for each part is the CRC32 we sent: the server computed it over the
+    bytes it received (moto answers ``ChecksumCRC32`` per part, as S3 does)."""
+    data = random.Random(7).randbytes(2 * store.part_size + 123)
+    source = tmp_path / "f"
+    source.write_bytes(data)
+    stored = store.put_file("multi", source)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    head = store.client.head_object(Bucket=BUCKET, Key="multi", ChecksumMode="ENABLED")
+    crcs = b"".join(
+        zlib.crc32(data[i : i + store.part_size]).to_bytes(4, "big")
+        for i in range(0, len(data), store.part_size)
+    )
+    expected = base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode()
+    assert head["ChecksumCRC32"].split("-")[0] == expected
 
 
 def _tags(store: ObjectStore, key: str) -> dict[str, str]:
