@@ -220,15 +220,27 @@ class CostGuard(pulumi.ComponentResource):
         self, name: str, args: CostGuardArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("spotcube:infra:CostGuard", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        names = args.names
         brake_topic = AlertTopic(
             f"{name}-brake",
-            AlertsArgs(names=names, emails=(), topic_name=names.brake_topic),
+            AlertsArgs(names=args.names, emails=(), topic_name=args.names.brake_topic),
             account_id=args.account_id,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        budget = aws.budgets.Budget(
+        budget = self._budget(name, args, brake_topic)
+        function = self._brake(name, args, brake_topic)
+        self._burn_rate_alarm(name, args, brake_topic)
+        self.budget_name = budget.name
+        self.brake_function_arn = function.arn
+        self.brake_topic_arn = brake_topic.topic_arn
+        self.register_outputs({"budget_name": budget.name, "brake": function.arn})
+
+    def _budget(
+        self, name: str, args: CostGuardArgs, brake_topic: AlertTopic
+    ) -> aws.budgets.Budget:
+        """The monthly cost budget of the stack's owner tag; its notifications call the
+        brake topic (at 100 %) and the alerts topic and emails (:func:`budget_notifications`)."""
+        names = args.names
+        return aws.budgets.Budget(
             f"{name}-budget",
             name=names.budget,
             budget_type="COST",
@@ -248,6 +260,13 @@ class CostGuard(pulumi.ComponentResource):
                 ],
             ),
         )
+
+    def _brake(
+        self, name: str, args: CostGuardArgs, brake_topic: AlertTopic
+    ) -> aws.lambda_.Function:
+        """The brake Lambda (scales the fleet to zero), subscribed to the brake topic."""
+        names = args.names
+        child = pulumi.ResourceOptions(parent=self)
         function_name = names.brake_function
         function = stack_lambda(
             f"{name}-brake",
@@ -282,9 +301,13 @@ class CostGuard(pulumi.ComponentResource):
             endpoint=function.arn,
             opts=child,
         )
-        # The fast trigger: the meter publishes the fleet's month-to-date spend at most; the
-        # alarm brakes when it exceeds the budget (one home for both: infra/lambdas/meter.py).
-        meter_fn = _meter(name, args, child, self)
+        return function
+
+    def _burn_rate_alarm(self, name: str, args: CostGuardArgs, brake_topic: AlertTopic) -> None:
+        """The fast trigger: the meter publishes the fleet's month-to-date spend at most; the
+        alarm brakes when it exceeds the budget (one home for both: infra/lambdas/meter.py)."""
+        names = args.names
+        meter_fn = _meter(name, args, pulumi.ResourceOptions(parent=self), self)
         threshold = args.budget.brake_threshold_usd
         aws.cloudwatch.MetricAlarm(
             f"{name}-burn-rate",
@@ -306,7 +329,3 @@ class CostGuard(pulumi.ComponentResource):
             tags=cost_tags(names),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[meter_fn]),
         )
-        self.budget_name = budget.name
-        self.brake_function_arn = function.arn
-        self.brake_topic_arn = brake_topic.topic_arn
-        self.register_outputs({"budget_name": budget.name, "brake": function.arn})

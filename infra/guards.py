@@ -325,9 +325,20 @@ class KeyLeakGuard(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("spotcube:infra:KeyLeakGuard", name, None, opts)
+        function = self._quarantine(name, args, account_id)
+        guard = self._launch_guard(name, args, account_id)
+        self._account_vcpu_alarm(name, args)
+        self.quarantine_function_arn = function.arn
+        self.launch_guard_policy_arn = guard.arn
+        self.register_outputs({"quarantine": function.arn, "launch_guard_policy": guard.arn})
+
+    def _quarantine(
+        self, name: str, args: KeyLeakGuardArgs, account_id: pulumi.Input[str]
+    ) -> aws.lambda_.Function:
+        """The quarantine Lambda, run by AWS Health's exposed-keys event (in the Health
+        region, where those events are delivered)."""
         child = pulumi.ResourceOptions(parent=self)
-        names = args.names
-        function_name = names.quarantine_function
+        function_name = args.names.quarantine_function
         function = stack_lambda(
             f"{name}-quarantine",
             parent=self,
@@ -341,7 +352,7 @@ class KeyLeakGuard(pulumi.ComponentResource):
                 "ALERTS_TOPIC_ARN": args.alerts_topic_arn,
                 "QUARANTINE_POLICY_ARN": DEFAULT_POLICY_ARN,
             },
-            tags=cost_tags(names),
+            tags=cost_tags(args.names),
             region=HEALTH_REGION,
         )
         rule = aws.cloudwatch.EventRule(
@@ -349,7 +360,7 @@ class KeyLeakGuard(pulumi.ComponentResource):
             region=HEALTH_REGION,
             description="AWS Health: an access key of this account was found in public",
             event_pattern=health_event_pattern(),
-            tags=cost_tags(names),
+            tags=cost_tags(args.names),
             opts=child,
         )
         aws.lambda_.Permission(
@@ -368,7 +379,14 @@ class KeyLeakGuard(pulumi.ComponentResource):
             arn=function.arn,
             opts=child,
         )
-        guard = aws.iam.Policy(
+        return function
+
+    def _launch_guard(
+        self, name: str, args: KeyLeakGuardArgs, account_id: pulumi.Input[str]
+    ) -> aws.iam.Policy:
+        """The managed policy to attach to humans and CI (:func:`launch_guard_policy`)."""
+        names = args.names
+        return aws.iam.Policy(
             f"{name}-launch-guard",
             name=launch_guard_name(names),
             description=(
@@ -386,11 +404,13 @@ class KeyLeakGuard(pulumi.ComponentResource):
                 )
             ),
             tags=cost_tags(names),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        # AWS/Usage publishes the account's running vCPUs per class; more than the account is
-        # meant to run (this fleet, or every stack's with guards.accountVcpus) means someone
-        # else is launching.
+
+    def _account_vcpu_alarm(self, name: str, args: KeyLeakGuardArgs) -> None:
+        """AWS/Usage publishes the account's running vCPUs per class; more than the account
+        is meant to run (this fleet, or every stack's with guards.accountVcpus) means
+        someone else is launching."""
         aws.cloudwatch.MetricAlarm(
             f"{name}-account-vcpus",
             alarm_description=(
@@ -404,9 +424,6 @@ class KeyLeakGuard(pulumi.ComponentResource):
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
             alarm_actions=[args.alerts_topic_arn],
-            tags=cost_tags(names),
-            opts=child,
+            tags=cost_tags(args.names),
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.quarantine_function_arn = function.arn
-        self.launch_guard_policy_arn = guard.arn
-        self.register_outputs({"quarantine": function.arn, "launch_guard_policy": guard.arn})
