@@ -373,56 +373,7 @@ class SpotFleet(pulumi.ComponentResource):
         group: aws.autoscaling.Group,
         child: pulumi.ResourceOptions,
     ) -> None:
-        def series(
-            metric_id: str, namespace: str, name: str, key: str, value: pulumi.Input[str], how: str
-        ) -> Any:
-            return {
-                "id": metric_id,
-                "return_data": False,
-                "metric_stat": {
-                    "metric": {
-                        "namespace": namespace,
-                        "metric_name": name,
-                        "dimensions": [{"name": key, "value": value}],
-                    },
-                    "stat": how,
-                },
-            }
-
-        queue = args.job_queue_name
-        backlog: Any = {
-            "id": "backlog",
-            "label": "jobs per in-service instance",
-            "expression": "(visible + inflight) / IF(inservice > 0, inservice, 1)",
-            "return_data": True,
-        }
-        metrics = [
-            series(
-                "visible",
-                "AWS/SQS",
-                "ApproximateNumberOfMessagesVisible",
-                "QueueName",
-                queue,
-                "Sum",
-            ),
-            series(
-                "inflight",
-                "AWS/SQS",
-                "ApproximateNumberOfMessagesNotVisible",
-                "QueueName",
-                queue,
-                "Sum",
-            ),
-            series(
-                "inservice",
-                "AWS/AutoScaling",
-                "GroupInServiceInstances",
-                "AutoScalingGroupName",
-                args.names.asg,
-                "Average",
-            ),
-            backlog,
-        ]
+        """Backlog tracking for a running fleet, and the step that starts one from zero."""
         # Backlog per instance: jobs waiting or running, divided by the instances serving them.
         aws.autoscaling.Policy(
             f"{name}-backlog",
@@ -430,12 +381,21 @@ class SpotFleet(pulumi.ComponentResource):
             policy_type="TargetTrackingScaling",
             target_tracking_configuration={
                 "target_value": JOBS_PER_INSTANCE,
-                "customized_metric_specification": {"metrics": metrics},
+                "customized_metric_specification": {"metrics": _backlog_metrics(args)},
             },
             opts=child,
         )
-        # Target tracking multiplies the current capacity, so it cannot leave zero on its own:
-        # one instance is started when jobs wait and none serve them.
+        self._start_from_zero(name, args, group, child)
+
+    def _start_from_zero(
+        self,
+        name: str,
+        args: FleetArgs,
+        group: aws.autoscaling.Group,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """Target tracking multiplies the current capacity, so it cannot leave zero on its
+        own: one instance is started when jobs wait and none serve them."""
         start = aws.autoscaling.Policy(
             f"{name}-start",
             autoscaling_group_name=group.name,
@@ -482,3 +442,53 @@ class SpotFleet(pulumi.ComponentResource):
             tags=cost_tags(args.names),
             opts=child,
         )
+
+
+def _series(
+    metric_id: str, namespace: str, name: str, key: str, value: pulumi.Input[str], how: str
+) -> Any:
+    """One metric of a target-tracking metric math expression (not returned itself)."""
+    return {
+        "id": metric_id,
+        "return_data": False,
+        "metric_stat": {
+            "metric": {
+                "namespace": namespace,
+                "metric_name": name,
+                "dimensions": [{"name": key, "value": value}],
+            },
+            "stat": how,
+        },
+    }
+
+
+def _backlog_metrics(args: FleetArgs) -> list[Any]:
+    """Jobs waiting or running per in-service instance, as target tracking's metric math."""
+    queue = args.job_queue_name
+    return [
+        _series(
+            "visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", queue, "Sum"
+        ),
+        _series(
+            "inflight",
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesNotVisible",
+            "QueueName",
+            queue,
+            "Sum",
+        ),
+        _series(
+            "inservice",
+            "AWS/AutoScaling",
+            "GroupInServiceInstances",
+            "AutoScalingGroupName",
+            args.names.asg,
+            "Average",
+        ),
+        {
+            "id": "backlog",
+            "label": "jobs per in-service instance",
+            "expression": "(visible + inflight) / IF(inservice > 0, inservice, 1)",
+            "return_data": True,
+        },
+    ]
