@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.brake import BRAKE_TAG, BRAKE_TAG_VALUE
+
 
 def lambda_notify_and_log_statements(
     *, region: str, account_id: str, function_name: str, alerts_topic_arn: str
@@ -28,11 +30,8 @@ def lambda_notify_and_log_statements(
     ]
 
 
-# The brake tags the group; while the tag is on, nothing a guarded key or a worker does
-# brings capacity or scale-in protection back (ADR 0002). Only `spotcube resume`, run by the
-# deploying identity, removes it after re-arming the budget.
-BRAKE_TAG = "spotcube:brake"
-BRAKE_TAG_VALUE = "on"
+# The brake tags the group (contract/brake.py); while the tag is on, nothing a guarded key or
+# a worker does brings capacity or scale-in protection back (ADR 0002).
 BRAKED_GROUP_ACTIONS = [
     "autoscaling:UpdateAutoScalingGroup",
     "autoscaling:SetDesiredCapacity",

@@ -27,12 +27,11 @@ from typing import Any
 
 import boto3
 
+# The zip ships the contract package beside this file (infra/lambdafn.py).
+from contract.brake import BRAKE_TAG, BRAKE_TAG_VALUE
+
 _BATCH = 50  # SetInstanceProtection accepts at most 50 instance ids per call
 BRAKED = {"min": 0, "max": 0, "desired": 0}
-# infra/iam.py BRAKE_TAG / BRAKE_TAG_VALUE (this file is deployed alone, so repeated here;
-# tests/infra/test_brake.py checks they agree).
-BRAKE_TAG = "spotcube:brake"
-BRAKE_TAG_VALUE = "on"
 RELEASE_HINT = (
     "To resume, check the bill, then run `spotcube resume` with the identity that runs "
     "`pulumi up`: it re-arms the budget's brake, removes the spotcube:brake tag and restores "

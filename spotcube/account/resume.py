@@ -26,8 +26,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.brake import BRAKE_TAG, BRAKE_TAG_VALUE
 from infra.config import StackConfig
-from infra.iam import BRAKE_TAG, BRAKE_TAG_VALUE
 from spotcube.account.session import Aws, error_code
 from spotcube.account.stackparts import brake_function_arn, brake_topics, burn_alarms
 from spotcube.errors import RefusedError

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra import iam
+from contract.brake import BRAKE_TAG, BRAKE_TAG_VALUE
 from infra.lambdas import brake
 from spotcube.local.motoserver import local_client
 from tests.infra.lambda_env import published, topic_with_inbox
@@ -98,18 +98,15 @@ def test_budget_notification_scales_the_group_to_zero(cloud: str, fleet: dict[st
     # A refresh restores the group but does not re-arm the budget: not a release (issue 20).
     assert "pulumi up --refresh" not in notice["Message"]
     tags = {t["Key"]: t["Value"] for t in after["Tags"]}  # type: ignore[attr-defined]
-    assert tags[iam.BRAKE_TAG] == iam.BRAKE_TAG_VALUE  # what the deny statements look for
+    assert tags[BRAKE_TAG] == BRAKE_TAG_VALUE  # what the deny statements look for
 
 
 def test_only_resume_is_offered_as_the_release() -> None:
     """`pulumi up --refresh` restores the group without re-arming the budget's notification
-    (AWS Budgets notify once per period): the message offers `spotcube resume` only, and the
-    tag it names is the one the deny statements test (the Lambda ships alone, so it repeats
-    infra/iam.py's constants)."""
+    (AWS Budgets notify once per period): the message offers `spotcube resume` only."""
     hint = brake.RELEASE_HINT
     assert "--refresh" not in hint
     assert "spotcube resume" in hint
-    assert (brake.BRAKE_TAG, brake.BRAKE_TAG_VALUE) == (iam.BRAKE_TAG, iam.BRAKE_TAG_VALUE)
 
 
 def test_dry_run_reports_what_it_would_do_and_changes_nothing(
