@@ -148,11 +148,17 @@ def worker_policy(
 
 
 def worker_user_data(settings: dict[str, str]) -> str:
-    """Cloud-init that writes the stack's names for the worker unit (base64, as EC2 wants)."""
+    """Cloud-init that writes the stack's names for the worker unit (base64, as EC2 wants).
+
+    The one writer of /etc/spotcube/worker.env (the image holds only worker.env.example):
+    readable by root and the worker's group (the unit's ``Group=spotcube``), no one else.
+    cloud-init writes it in cloud-init.service, which runs before network-online.target, the
+    unit's ``After=``.
+    """
     env = "".join(f"{key}={value}\n" for key, value in sorted(settings.items()))
     script = (
         "#cloud-config\nwrite_files:\n  - path: /etc/spotcube/worker.env\n"
-        "    permissions: '0644'\n    encoding: b64\n"
+        "    owner: 'root:spotcube'\n    permissions: '0640'\n    encoding: b64\n"
         f"    content: {base64.b64encode(env.encode()).decode()}\n"
     )
     return base64.b64encode(script.encode()).decode()

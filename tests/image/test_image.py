@@ -190,8 +190,11 @@ def test_no_private_keys_outside_ssh(image_host: Host) -> None:
     assert result.rc == 1, f"private keys in: {result.stdout}"
 
 
-def test_worker_env_holds_no_secrets(image_host: Host) -> None:
-    env = image_host.file("/etc/spotcube/worker.env")
-    assert env.mode == 0o640
-    assert not env.contains("^AWS_SECRET_ACCESS_KEY=")
-    assert not env.contains("^AWS_ACCESS_KEY_ID=")
+def test_worker_env_has_one_writer_and_no_secrets(image_host: Host) -> None:
+    """worker.env is written by the instance's user data only (infra/fleet.py); the image
+    holds an example of its keys, with no credentials."""
+    assert not image_host.file("/etc/spotcube/worker.env").exists
+    example = image_host.file("/etc/spotcube/worker.env.example")
+    assert example.contains("SPOTCUBE_QUEUE_URL")
+    assert not example.contains("^AWS_SECRET_ACCESS_KEY=")
+    assert not example.contains("^AWS_ACCESS_KEY_ID=")

@@ -263,6 +263,8 @@ def test_every_setting_the_user_data_writes_is_a_worker_option(
     program = run_program(parse_config(raw, stack=stack))
     (template,) = program.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     user_data = base64.b64decode(template.inputs["userData"]).decode()
+    # root and the worker unit's group read it; the worker's settings are no one else's
+    assert "    owner: 'root:spotcube'\n    permissions: '0640'\n" in user_data
     env_file = base64.b64decode(user_data.split("content: ")[1].strip()).decode()
     settings = dict(line.split("=", 1) for line in env_file.splitlines() if "=" in line)
     written = {k: v for k, v in settings.items() if k.startswith("SPOTCUBE_")}
