@@ -39,14 +39,16 @@ def _run(path: Path, out: Path, *extra: str) -> dict[str, object]:
 
 
 def test_uncalibrated_input_is_warned_about() -> None:
-    common = {"n_channels": 32, "n_bins_estimated": 8, "estimated": True}
-    assert pscheck.check(vis_units="uncalib", **common) == [pscheck.UNCALIBRATED]
-    assert pscheck.check(vis_units="Jy", **common) == []
-    assert pscheck.check(vis_units=None, **common) == []
+    def check(units: str | None, estimated: bool = True) -> list[str]:
+        return pscheck.check(
+            vis_units=units, n_channels=32, n_bins_estimated=8, estimated=estimated
+        )
+
+    assert check("uncalib") == [pscheck.UNCALIBRATED]
+    assert check("Jy") == []
+    assert check(None) == []
     # a power spectrum that was not estimated says why already; calibration still matters
-    assert pscheck.check(vis_units="uncalib", **common | {"estimated": False}) == [
-        pscheck.UNCALIBRATED
-    ]
+    assert check("uncalib", estimated=False) == [pscheck.UNCALIBRATED]
 
 
 def test_smooth_noise_across_an_octave_is_not_rfi_and_one_loud_channel_is() -> None:
