@@ -64,7 +64,9 @@ COMBINE_STEPS = (
 # log when no uv cell has samples of both halves: P(k) is an even x odd cross power.
 NOT_ESTIMATED = (
     "not estimated: no uv cell holds samples of both the even and the odd time samples "
-    "({n_times} time sample(s) in the input; the power spectrum is their cross power)"
+    "({n_times} time sample(s) in the input; the power spectrum is their cross power; a "
+    "cross of two sets of baselines is not made instead: it needs calibrated gains, and "
+    "sets sharing no antenna, or the sky noise they share biases it; docs/imaging.md)"
 )
 
 log = logging.getLogger(__name__)
