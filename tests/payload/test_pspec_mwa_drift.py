@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 DELAYS = (6, 4, 2, 0) * 4
 AMPLITUDE = 1e4
 K_MIN = 0.18
-FREQ = 167e6 - 8 * 200e3 + 200e3 * np.arange(16)
+FREQ = np.asarray(167e6 - 8 * 200e3 + 200e3 * np.arange(16), dtype=np.float64)
 MEAN_TOLERANCE = 0.03
 
 
