@@ -538,15 +538,22 @@ def mwa_peak(delays: tuple[int, ...], freq_hz: float) -> tuple[float, float]:
     return float(grid_az[i]), float(grid_za[i])
 
 
-def mwa_omega_pp(delays: tuple[int, ...], freq_hz: float, step: float = 0.0025) -> float:
+def mwa_omega_pp(
+    delays: tuple[int, ...], freq_hz: float, step: float = 0.0025, *, solid_angle: bool = False
+) -> float:
     """int A^2 dl dm over the sky above the horizon of the tile (zenith-centred l east, m
-    north; :func:`mwa_power`), for the delay spectrum's normalisation."""
+    north; :func:`mwa_power`), for the delay spectrum's normalisation; ``solid_angle``:
+    int A^2 dOmega = int A^2 / n dl dm instead, the expectation of |V|^2 for a sky white per
+    solid angle (as the 21 cm sky is, and as :func:`simulate` makes it; hera_pspec's
+    Omega_pp). The two differ by 1.2 % for the zenith-pointed tile, 4.0 % pointed 12.8 deg and
+    7.8 % pointed 19.4 deg from this zenith phase centre (167 MHz)."""
     axis = np.arange(-1 + step / 2, 1, step)
     ll, mm = np.meshgrid(axis, axis, indexing="ij")
     rho = np.hypot(ll, mm)
     inside = rho < 1
     power = mwa_power(delays, np.arctan2(ll[inside], mm[inside]), np.arcsin(rho[inside]), freq_hz)
-    return float((power**2).sum()) * step**2
+    measure = 1 / np.sqrt(1 - rho[inside] ** 2) if solid_angle else 1.0
+    return float((power**2 * measure).sum()) * step**2
 
 
 def mwa_missing_share(delays: tuple[int, ...], freq_hz: float, step: float = 0.005) -> float:

@@ -11,6 +11,12 @@ bin by bin with the per-baseline delay spectrum of the same visibilities (Parson
 input amplitude. Coarse sky pixels (0.03 rad) and 16 channels keep it near half a minute;
 the bench (``bench/pspec_matrix.py``, MWA drift rows) runs the hour.
 
+The delay spectrum here is normalised by int A^2 dl dm, spotcube's convention, so these
+tests check the estimator under it. The sky is white per solid angle, which needs
+int A^2 dOmega, 4.0 % more for this tile seen from the zenith phase centre: against that
+delay spectrum spotcube is 1.055 — a known error of spotcube's normalisation for beams far
+from the phase centre, kept as a strict xfail until it is fixed.
+
 Tolerances, from what these seeds give (measured 2026-12-07): spotcube over the delay
 spectrum of the same skies is 1.014 (per sky and bin 0.96-1.04; the same sky in both), so
 its mean is held to 3 %, and x0.95 (0.963) and x1.05 (1.064) fail it. Over the input (two
@@ -56,6 +62,7 @@ def ratios() -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     centres = np.sqrt(ps.k_edges[:-1] * ps.k_edges[1:])
     tested = centres > K_MIN
     ours = np.asarray(ps.p_sph)[:, tested]
+    # spotcube's convention (int A^2 dl dm); the solid-angle one is in the xfail test below
     omega_pp = ds.mwa_omega_pp(DELAYS, float(FREQ.mean()))
     theirs = np.asarray(
         [
@@ -65,7 +72,11 @@ def ratios() -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
             for name in obs.vis
         ]
     )
-    return ours, theirs, json.loads(ps.segments)
+    segments = json.loads(ps.segments)
+    segments["solid_angle_over_dl_dm"] = (
+        ds.mwa_omega_pp(DELAYS, float(FREQ.mean()), solid_angle=True) / omega_pp
+    )
+    return ours, theirs, segments
 
 
 def _agrees_with_delay_spectrum(ours: np.ndarray, theirs: np.ndarray) -> bool:
@@ -93,3 +104,22 @@ def test_a_five_percent_error_is_caught(
 ) -> None:
     ours, theirs, _ = ratios
     assert not _agrees_with_delay_spectrum(factor * ours, theirs)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="spotcube's Omega_pp is int A^2 dl dm; a sky white per solid angle needs int A^2 "
+    "dOmega = int A^2 / n dl dm, 4.0 % more for this tile 12.8 deg from the zenith phase "
+    "centre, so spotcube's P(k) is ~5 % high (payload/psnorm.py, payload/beams.py to fix)",
+)
+def test_spotcube_matches_the_solid_angle_delay_spectrum(
+    ratios: tuple[np.ndarray, np.ndarray, dict[str, object]],
+) -> None:
+    """The delay spectrum normalised as hera_pspec normalises (int A^2 dOmega): the truth for
+    this sky. Passing (XPASS, an error here) means the normalisation was fixed: drop the
+    marker."""
+    ours, theirs, segments = ratios
+    factor = segments["solid_angle_over_dl_dm"]
+    assert isinstance(factor, float)
+    assert factor == pytest.approx(1.040, abs=0.002)
+    assert _agrees_with_delay_spectrum(ours, theirs / factor), np.round(ours / theirs * factor, 3)
