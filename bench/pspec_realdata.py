@@ -11,7 +11,10 @@ Fetches the pyuvdata 3.2.3 wheel once (``pip download``; its test data are cache
   and hera_pspec's auto power, even x odd cross power and the cross power's thermal 1 sigma,
   and their ratios;
 * runs ``python -m payload image`` on the MWA files (``1102865728_small.ms``,
-  ``1133866760.uvfits``, ``1061316296.uvfits``) and prints what spotcube makes of them.
+  ``1133866760.uvfits``, ``1061316296.uvfits``) and prints what spotcube makes of them;
+  lists every MWA data set of the wheel (Ntimes, Nfreqs, Nbls, flags, vis_units;
+  :func:`tests.payload.realdata.mwa_shapes`) and how coherent the one-integration
+  snapshot's nearly coincident baselines are (:func:`~tests.payload.realdata.baseline_coherence`).
 
 What the numbers mean and why they differ: docs/imaging.md, "Real data". The test
 ``tests/payload/test_pspec_realdata.py`` pins the clean, non-redundant case.
@@ -168,6 +171,24 @@ def mwa_outcome(file: Path, out: Path) -> str:
     )
 
 
+def mwa_tables(cache: Path, snapshot: Path) -> None:
+    """Every MWA data set of the wheel (shape, flags, units), and how coherent the nearly
+    coincident baselines of the one-integration snapshot are (why it is not split by
+    baselines: docs/imaging.md, "Real data")."""
+    print("\n## MWA data sets of the wheel (pyuvdata)\n")
+    print("| set | Ntimes | Nfreqs (kHz) | Nbls | flagged | nsamples <= 0 | vis_units |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rd.mwa_shapes(cache):
+        print(
+            f"| {row['set']} | {row['n_times']} | {row['n_freqs']} ({row['channel_khz']:g}) | "
+            f"{row['n_bls']} | {row['flagged']:.3f} | {row['nsamples_le_0']:.3f} | "
+            f"{row['vis_units']} |"
+        )
+    print(f"\n`{snapshot.name}`: Re sum V_i V_j* / sum |V_i||V_j| of baselines < 0.3 lambda apart")
+    for (pol, channel), value in sorted(rd.baseline_coherence(snapshot).items()):
+        print(f"- {pol} channel {channel}: {value:.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -199,6 +220,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pspec-realdata-mwa-") as tmp:
         for name, file in mwa.items():
             print(f"- `{name}`: {mwa_outcome(file, Path(tmp) / name)}")
+    mwa_tables(cache, mwa["1102865728_small.ms"])
     print(f"\n# {math.ceil(time.perf_counter() - started)} s in all")
     return 0
 

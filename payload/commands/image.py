@@ -278,6 +278,8 @@ def run(args: argparse.Namespace) -> int:
     provenance = json.loads((out / "provenance.json").read_text())
     if "power_spectrum" in provenance:
         summary["power_spectrum"] = provenance["power_spectrum"]  # why it is empty
+    if "power_spectrum_warnings" in provenance:  # what it cannot vouch for (pscheck)
+        summary["power_spectrum_warnings"] = provenance["power_spectrum_warnings"]
     if "beyond_grid" in provenance:
         # visibilities left out as beyond the image or uv cube grid: say so, never silently
         beyond = provenance["beyond_grid"]  # an object (older payloads: JSON text)

@@ -44,6 +44,7 @@ from payload.jobs.base import JobContext
 from payload.jobs.sizing import check_image_job
 from payload.params import ImagingParams
 from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
+from payload.pscheck import check_products, provenance_entry
 from payload.reading import ObservationInfo, VisChunk, open_observation, read_chunk
 from payload.uvcube import UVCube, UVGrid, time_halves
 from payload.validation import FlagCounts, check_finite_products, check_nothing_left
@@ -63,7 +64,9 @@ COMBINE_STEPS = (
 # log when no uv cell has samples of both halves: P(k) is an even x odd cross power.
 NOT_ESTIMATED = (
     "not estimated: no uv cell holds samples of both the even and the odd time samples "
-    "({n_times} time sample(s) in the input; the power spectrum is their cross power)"
+    "({n_times} time sample(s) in the input; the power spectrum is their cross power; a "
+    "cross of two sets of baselines is not made instead: it needs calibrated gains, and "
+    "sets sharing no antenna, or the sky noise they share biases it; docs/imaging.md)"
 )
 
 log = logging.getLogger(__name__)
@@ -520,6 +523,9 @@ class ImageJob:
                 write_cube(staging / f"{name}.fits", segments, bunit=bunit, extra=cards, **common)
                 self.on_step("image cube" if key == "dirty" else "PSF cube")
             not_estimated = spectrum.result()
+        # What the estimator cannot vouch for (uncalibrated, RFI, too few channels), said
+        # in the log, powerspec.h5, provenance.json and the summary (payload/pscheck.py).
+        ps_warnings = check_products(staging / "powerspec.h5", data, input_uvh5=info.path)
         write_provenance_json(
             staging / "provenance.json",
             {
@@ -528,6 +534,7 @@ class ImageJob:
                 "beyond_grid": json.dumps(beyond_grid_report(data), sort_keys=True),
                 "drift_segments": json.dumps(self.drift_plan.describe(), sort_keys=True),
                 **({"power_spectrum": not_estimated} if not_estimated else {}),
+                **provenance_entry(ps_warnings),
             },
             instance_id=self.context.provenance.get("instance_id", "local"),
             params=params.to_dict(),

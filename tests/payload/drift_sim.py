@@ -19,6 +19,15 @@ astropy directly.
   :func:`missing_share`.
 * Beam amplitude: matvis's response to a 1 Jy source at zenith sets the scale, so the beam
   is 1 at zenith as spotcube's beams are.
+* MWA tiles (``beam_kind="mwa"``, ``delays``): at the MWA's site, the tile's pseudo-Stokes I
+  power pattern 0.5 (|J_x|^2 + |J_y|^2) from mwa_hyperbeam's own ``AnalyticBeam`` (as its
+  API gives it: Jones rows X, Y; azimuth from north through east), divided by the
+  zenith-pointed tile's zenith value, tabulated on a 0.5 deg azimuth / zenith-angle grid at
+  every channel as a pyuvdata ``UVBeam`` (power, ``xx``; pyuvdata's azimuth runs from east
+  through north) that matvis interpolates (:func:`mwa_uvbeam`). matvis's scale is set by the
+  zenith-pointed tile's response to 1 Jy at zenith, so a pointed tile peaks below 1 as in
+  spotcube's convention. The sky is centred on the pointed beam's peak and reaches
+  ``MWA_SKY_RADIUS`` from it (the share of int A^2 left out: :func:`mwa_missing_share`).
 """
 
 from __future__ import annotations
@@ -36,6 +45,12 @@ HERA_ALT_M = 1051.69
 JD_MIDDLE = 2459845.25
 SKY_RADIUS = 0.30  # rad around the beam's track
 PIXSIZE = 0.01  # rad: C's aliases at 100 wavelengths, beyond any pair a cell couples
+# The MWA's site (the array centre of the MWA's metafits files)
+MWA_LAT_DEG = -26.703319
+MWA_LON_DEG = 116.67081
+MWA_ALT_M = 377.83
+MWA_SKY_RADIUS = 0.55  # rad around the pointed beam's peak
+MWA_BEAM_STEP_DEG = 0.5
 K_B = 1.380649e-23
 C_M_S = 299_792_458.0
 
@@ -90,6 +105,7 @@ class DriftObservation:
     phase_ra_rad: float  # ICRS of the middle time's zenith
     phase_dec_rad: float
     integration_s: float
+    latitude_deg: float = HERA_LAT_DEG
 
 
 def analytic_beam(kind: str, size: float) -> Any:
@@ -105,16 +121,20 @@ def analytic_beam(kind: str, size: float) -> Any:
 
 
 def _sky_pixels(
-    ra0: float, dec0: float, half_track: float, pixsize: float = PIXSIZE
+    ra0: float,
+    dec0: float,
+    half_track: float,
+    pixsize: float = PIXSIZE,
+    radius: float = SKY_RADIUS,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """RA, Dec (rad) and solid angle of tangent-plane pixels about (ra0, dec0) within
-    SKY_RADIUS of the track |l| <= half_track, m = 0."""
-    reach = half_track + SKY_RADIUS
+    ``radius`` of the track |l| <= half_track, m = 0."""
+    reach = half_track + radius
     axis_l = np.arange(-reach, reach + pixsize / 2, pixsize)
-    axis_m = np.arange(-SKY_RADIUS, SKY_RADIUS + pixsize / 2, pixsize)
+    axis_m = np.arange(-radius, radius + pixsize / 2, pixsize)
     ll, mm = np.meshgrid(axis_l, axis_m, indexing="ij")
     gap = np.hypot(np.clip(np.abs(ll) - half_track, 0.0, None), mm)
-    keep = gap <= SKY_RADIUS
+    keep = (gap <= radius) & (ll**2 + mm**2 < 1.0)
     l_dir, m_dir = ll[keep], mm[keep]
     n_dir = np.sqrt(1.0 - l_dir**2 - m_dir**2)
     # SIN projection inverse: direction = l e_l + m e_m + n s0
@@ -139,10 +159,12 @@ def simulate(
     seeds: tuple[int, ...],
     enu: npt.NDArray[np.float64] | None = None,
     pixsize: float = PIXSIZE,
+    delays: tuple[int, ...] | None = None,
 ) -> DriftObservation:
     """One drift scan of ``n_times`` x ``step_s`` centred on JD_MIDDLE, one white sky per seed
     (``vis`` keyed ``r00``, ``r01``, ...), seen by the dishes at ``enu`` (default
-    :func:`compact_array`)."""
+    :func:`compact_array`). ``beam_kind="mwa"``: MWA tiles pointed with ``delays`` at the
+    MWA's site (``beam_size`` unused)."""
     from astropy import units
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.time import Time
@@ -152,7 +174,13 @@ def simulate(
     from payload.sites import install_offline_sites
 
     install_offline_sites()
-    location = EarthLocation.from_geodetic(HERA_LON_DEG, HERA_LAT_DEG, HERA_ALT_M)
+    mwa = beam_kind == "mwa"
+    lat_deg = MWA_LAT_DEG if mwa else HERA_LAT_DEG
+    location = (
+        EarthLocation.from_geodetic(MWA_LON_DEG, MWA_LAT_DEG, MWA_ALT_M)
+        if mwa
+        else EarthLocation.from_geodetic(HERA_LON_DEG, HERA_LAT_DEG, HERA_ALT_M)
+    )
     offsets = (np.arange(n_times) - (n_times - 1) / 2) * step_s / 86400.0
     times = Time(JD_MIDDLE + offsets, format="jd", scale="utc")
     middle = n_times // 2
@@ -161,12 +189,29 @@ def simulate(
     ).icrs
     ra0, dec0 = float(zenith.ra.rad), float(zenith.dec.rad)
     half_track = 0.5 * n_times * step_s * 2 * math.pi / 86164.0905 * math.cos(dec0)
-    ra, dec, solid = _sky_pixels(ra0, dec0, half_track, pixsize)
+    if mwa:
+        delays = (0,) * 16 if delays is None else tuple(delays)
+        beam: Any = mwa_uvbeam(delays, freq_hz)
+        unit_beam: Any = beam if not any(delays) else mwa_uvbeam((0,) * 16, freq_hz)
+        az_p, za_p = mwa_peak(delays, float(freq_hz.mean()))
+        peak = SkyCoord(
+            alt=(math.pi / 2 - za_p) * units.rad,
+            az=az_p * units.rad,
+            frame=AltAz(obstime=times[middle], location=location),
+        ).icrs
+        ra, dec, solid = _sky_pixels(
+            float(peak.ra.rad), float(peak.dec.rad), half_track, pixsize, MWA_SKY_RADIUS
+        )
+    else:
+        beam = unit_beam = analytic_beam(beam_kind, beam_size)
+        ra, dec, solid = _sky_pixels(ra0, dec0, half_track, pixsize)
+    # a tabulated beam is interpolated linearly: a cubic spline's undershoot near the
+    # pattern's nulls would give matvis negative powers (it takes their square root)
+    spline = {"order": 1} if mwa else None
     enu = compact_array() if enu is None else enu
     ants = {i: enu[i] for i in range(len(enu))}
     i_idx, j_idx = np.triu_indices(len(enu), k=1)
     antpairs = np.stack([i_idx, j_idx], axis=1)
-    beam = analytic_beam(beam_kind, beam_size)
     x_mpc, y_mpc = cosmology(float(freq_hz.mean()))
     df = float(freq_hz[1] - freq_hz[0])
     # matvis's response to 1 Jy at zenith: the beam's scale (pyuvdata's analytic beams
@@ -178,10 +223,11 @@ def simulate(
         np.asarray([dec0]),
         freq_hz,
         times[middle : middle + 1],
-        [beam],
+        [unit_beam],
         location,
         precision=2,
         antpairs=np.asarray([[0, 0]]),
+        beam_spline_opts=spline,
     )
     scale = np.abs(np.asarray(unit)[:, 0, 0])  # (freq,)
     to_jy = solid[:, None] / np.asarray([mk_sr_per_jy(f) for f in freq_hz])[None]
@@ -193,7 +239,17 @@ def simulate(
 
     def run(flux: npt.NDArray[np.float64]) -> npt.NDArray[np.complex128]:
         raw = simulate_vis(
-            ants, flux, ra, dec, freq_hz, times, [beam], location, precision=1, antpairs=antpairs
+            ants,
+            flux,
+            ra,
+            dec,
+            freq_hz,
+            times,
+            [beam],
+            location,
+            precision=1,
+            antpairs=antpairs,
+            beam_spline_opts=spline,
         )
         return np.asarray(raw) / scale[:, None, None]  # (freq, time, baseline)
 
@@ -212,7 +268,7 @@ def simulate(
         polarization_array=np.asarray([-5]),
         antpairs=[(int(a), int(b)) for a, b in antpairs],
         times=times.jd,
-        telescope=_telescope(location, enu),
+        telescope=_telescope(location, enu, lat_deg),
         integration_time=step_s,
         channel_width=df,
         do_blt_outer=True,
@@ -243,6 +299,7 @@ def simulate(
         phase_ra_rad=float(phase["cat_lon"]),
         phase_dec_rad=float(phase["cat_lat"]),
         integration_s=step_s,
+        latitude_deg=lat_deg,
     )
 
 
@@ -250,12 +307,13 @@ def _lsts(uvd: Any, n_times: int, n_bl: int) -> npt.NDArray[np.float64]:
     return np.asarray(uvd.lst_array).reshape(n_times, n_bl)[:, 0]
 
 
-def _telescope(location: Any, enu: npt.NDArray[np.float64]) -> Any:
+def _telescope(location: Any, enu: npt.NDArray[np.float64], lat_deg: float = HERA_LAT_DEG) -> Any:
     from pyuvdata import Telescope
     from pyuvdata.utils import ECEF_from_ENU, XYZ_from_LatLonAlt
 
     names = [f"d{i}" for i in range(len(enu))]
-    lat, lon, alt = math.radians(HERA_LAT_DEG), math.radians(HERA_LON_DEG), HERA_ALT_M
+    lat = math.radians(float(location.lat.deg))
+    lon, alt = math.radians(float(location.lon.deg)), float(location.height.value)
     ecef = ECEF_from_ENU(enu, latitude=lat, longitude=lon, altitude=alt)
     centre = XYZ_from_LatLonAlt(lat, lon, alt)
     return Telescope.new(
@@ -317,7 +375,7 @@ def spotcube_spectrum(
     middle = len(obs.times_jd) // 2
     hour_angle = (float(obs.lst_rad[middle]) - obs.phase_ra_rad + math.pi) % (2 * math.pi) - math.pi
     duration = float(obs.times_jd[-1] - obs.times_jd[0]) * 86400.0 + obs.integration_s
-    frame = BeamFrame(math.radians(HERA_LAT_DEG), hour_angle, obs.phase_dec_rad, duration)
+    frame = BeamFrame(math.radians(obs.latitude_deg), hour_angle, obs.phase_dec_rad, duration)
     halves = time_halves(obs.time_index)
     band = (float(obs.freq_hz[0]), float(obs.freq_hz[-1]))
     if segmented:
@@ -416,3 +474,101 @@ def delay_ratios(
             for name in obs.vis
         ]
     )
+
+
+def mwa_power(
+    delays: tuple[int, ...],
+    az_rad: npt.NDArray[np.float64],
+    za_rad: npt.NDArray[np.float64],
+    freq_hz: float,
+) -> npt.NDArray[np.float64]:
+    """The MWA tile's pseudo-Stokes I power 0.5 (|J_x|^2 + |J_y|^2) from mwa_hyperbeam's
+    ``AnalyticBeam`` (azimuth from north through east), over the zenith-pointed tile's value
+    at zenith."""
+    import mwa_hyperbeam
+
+    model = mwa_hyperbeam.AnalyticBeam()
+
+    def power(d: list[int], az: npt.NDArray[np.float64], za: npt.NDArray[np.float64]) -> Any:
+        jones = np.asarray(model.calc_jones_array(az, za, freq_hz, d, [1.0] * 16, True))
+        return 0.5 * (np.abs(jones) ** 2).sum(axis=1)
+
+    zenith = float(power([0] * 16, np.zeros(1), np.zeros(1))[0])
+    az = np.asarray(az_rad, dtype=np.float64).ravel()
+    za = np.asarray(za_rad, dtype=np.float64).ravel()
+    return np.asarray(power(list(delays), az, za) / zenith).reshape(np.shape(az_rad))
+
+
+def mwa_uvbeam(delays: tuple[int, ...], freq_hz: npt.NDArray[np.float64]) -> Any:
+    """:func:`mwa_power` as a pyuvdata power ``UVBeam`` (``xx``) on an az/za grid at each of
+    ``freq_hz``; pyuvdata's azimuth runs from east through north, hyperbeam's from north
+    through east (az_hyperbeam = pi/2 - az_pyuvdata)."""
+    from pyuvdata import UVBeam
+
+    step = math.radians(MWA_BEAM_STEP_DEG)
+    az = np.arange(0.0, 2 * math.pi - step / 2, step)
+    za = np.arange(0.0, math.pi / 2 + step / 2, step)
+    grid_az, grid_za = np.meshgrid(az, za)  # (za, az): pyuvdata's (Naxes2, Naxes1)
+    north_east = (math.pi / 2 - grid_az) % (2 * math.pi)
+    data = np.stack([mwa_power(delays, north_east, grid_za, float(f)) for f in np.asarray(freq_hz)])
+    return UVBeam.new(
+        telescope_name="MWA",
+        data_normalization="physical",
+        freq_array=np.asarray(freq_hz, dtype=np.float64),
+        beam_type="power",
+        polarization_array=np.asarray([-5]),
+        x_orientation="east",
+        pixel_coordinate_system="az_za",
+        axis1_array=az,
+        axis2_array=za,
+        data_array=data[None, None],
+        model_name="mwa_hyperbeam AnalyticBeam",
+        model_version="delays " + ",".join(str(d) for d in delays),
+    )
+
+
+def mwa_peak(delays: tuple[int, ...], freq_hz: float) -> tuple[float, float]:
+    """Azimuth (from north through east) and zenith angle (rad) of the tile's peak: a
+    1 deg x 0.1 deg search."""
+    az = np.radians(np.arange(0.0, 360.0, 1.0))
+    za = np.radians(np.arange(0.0, 45.0, 0.1))
+    grid_az, grid_za = np.meshgrid(az, za)
+    power = mwa_power(delays, grid_az, grid_za, freq_hz)
+    i = np.unravel_index(int(np.argmax(power)), power.shape)
+    return float(grid_az[i]), float(grid_za[i])
+
+
+def mwa_omega_pp(
+    delays: tuple[int, ...], freq_hz: float, step: float = 0.0025, *, solid_angle: bool = False
+) -> float:
+    """int A^2 dl dm over the sky above the horizon of the tile (zenith-centred l east, m
+    north; :func:`mwa_power`), for the delay spectrum's normalisation; ``solid_angle``:
+    int A^2 dOmega = int A^2 / n dl dm instead, the expectation of |V|^2 for a sky white per
+    solid angle (as the 21 cm sky is, and as :func:`simulate` makes it; hera_pspec's
+    Omega_pp). The two differ by 1.2 % for the zenith-pointed tile, 4.0 % pointed 12.8 deg and
+    7.8 % pointed 19.4 deg from this zenith phase centre (167 MHz)."""
+    axis = np.arange(-1 + step / 2, 1, step)
+    ll, mm = np.meshgrid(axis, axis, indexing="ij")
+    rho = np.hypot(ll, mm)
+    inside = rho < 1
+    power = mwa_power(delays, np.arctan2(ll[inside], mm[inside]), np.arcsin(rho[inside]), freq_hz)
+    measure = 1 / np.sqrt(1 - rho[inside] ** 2) if solid_angle else 1.0
+    return float((power**2 * measure).sum()) * step**2
+
+
+def mwa_missing_share(delays: tuple[int, ...], freq_hz: float, step: float = 0.005) -> float:
+    """The share of the tile's int A^2 dOmega more than ``MWA_SKY_RADIUS`` from its peak."""
+    axis = np.arange(-1 + step / 2, 1, step)
+    ll, mm = np.meshgrid(axis, axis, indexing="ij")
+    rho = np.hypot(ll, mm)
+    inside = rho < 1
+    l_dir, m_dir = ll[inside], mm[inside]
+    n_dir = np.sqrt(1 - rho[inside] ** 2)
+    a2 = mwa_power(delays, np.arctan2(l_dir, m_dir), np.arcsin(rho[inside]), freq_hz) ** 2
+    az_p, za_p = mwa_peak(delays, freq_hz)
+    peak = np.asarray(
+        [math.sin(za_p) * math.sin(az_p), math.sin(za_p) * math.cos(az_p), math.cos(za_p)]
+    )
+    apart = np.arccos(np.clip(l_dir * peak[0] + m_dir * peak[1] + n_dir * peak[2], -1, 1))
+    weight = a2 / n_dir  # dOmega = dl dm / n
+    return float(weight[apart > MWA_SKY_RADIUS].sum() / weight.sum())

@@ -344,3 +344,132 @@ def radiometer_rms(path: Path, pol: str) -> float:
         product = np.abs(uvd.data_array[autos[0], :, 0] * uvd.data_array[autos[1], :, 0])
         variances.append(product / (uvd.channel_width * uvd.integration_time[row]))
     return float(np.sqrt(np.mean(variances)))
+
+
+# Every MWA data set of the wheel: (label, files under pyuvdata/data, read keywords). The
+# raw correlator sets are read as pyuvdata reads them by default (flag_init: edge channels,
+# the DC channel and the first/last samples flagged).
+MWA_SETS: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
+    ("1061316296.uvfits", ("1061316296.uvfits",), {}),
+    ("1133866760.uvfits", ("1133866760.uvfits",), {}),
+    ("1133866760_rephase.uvfits", ("1133866760_rephase.uvfits",), {}),
+    ("1102865728_small.ms", ("1102865728_small.ms",), {}),
+    ("1090008640_birli_pyuvdata.ms", ("1090008640_birli_pyuvdata.ms",), {}),
+    (
+        "mwa_corr_fits_testfiles/1131733552_mini_cotter.uvfits",
+        ("mwa_corr_fits_testfiles/1131733552_mini_cotter.uvfits",),
+        {},
+    ),
+    (
+        "mwa_corr_fits_testfiles/1061315448_20130823175130_mini_vv_07_01.uvh5",
+        ("mwa_corr_fits_testfiles/1061315448_20130823175130_mini_vv_07_01.uvh5",),
+        {},
+    ),
+    (
+        "raw 1131733552 (metafits, gpubox01_00, gpubox06_01)",
+        (
+            "mwa_corr_fits_testfiles/1131733552.metafits",
+            "mwa_corr_fits_testfiles/1131733552_20151116182537_mini_gpubox01_00.fits",
+            "mwa_corr_fits_testfiles/1131733552_20151116182637_mini_gpubox06_01.fits",
+        ),
+        {},
+    ),
+    (
+        "raw 1061315448 (metafits, gpubox07_01)",
+        (
+            "mwa_corr_fits_testfiles/1061315448.metafits",
+            "mwa_corr_fits_testfiles/1061315448_20130823175130_mini_gpubox07_01.fits",
+        ),
+        {},
+    ),
+    (
+        "raw 1320409688 (MWAX metafits, ch137_000)",
+        (
+            "mwa_corr_fits_testfiles/1320409688.metafits",
+            "mwa_corr_fits_testfiles/1320409688_20211108122750_mini_ch137_000.fits",
+        ),
+        {},
+    ),
+)
+FHD_DIR = "fhd_vis_data"
+
+
+def mwa_shapes(cache: Path) -> list[dict[str, Any]]:
+    """Ntimes, Nfreqs, channel width, Nbls, cross-correlation flag fraction, vis_units of
+    every MWA data set of the wheel (:data:`MWA_SETS` and the FHD one), read by pyuvdata."""
+    from pyuvdata import UVData
+
+    from payload.sites import install_offline_sites
+
+    install_offline_sites()
+    unpack("mwa_corr_fits_testfiles", cache)
+    rows = []
+    sets = [*MWA_SETS, ("fhd_vis_data/1061316296 (FHD, XX and YY)", (), {})]
+    for label, names, keywords in sets:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if names:
+                paths = [str(unpack(n, cache) if "/" not in n else cache / n) for n in names]
+                uvd = UVData.from_file(
+                    paths[0] if len(paths) == 1 else paths,
+                    run_check_acceptability=False,
+                    **keywords,
+                )
+            else:
+                fhd = unpack(FHD_DIR, cache)
+                meta, vis = fhd / "metadata", fhd / "vis_data"
+                uvd = UVData.from_file(
+                    [str(vis / "1061316296_vis_XX.sav"), str(vis / "1061316296_vis_YY.sav")],
+                    params_file=str(meta / "1061316296_params.sav"),
+                    flags_file=str(vis / "1061316296_flags.sav"),
+                    layout_file=str(meta / "1061316296_layout.sav"),
+                    settings_file=str(meta / "1061316296_settings.txt"),
+                    obs_file=str(meta / "1061316296_obs.sav"),
+                    run_check_acceptability=False,
+                )
+        cross = uvd.ant_1_array != uvd.ant_2_array
+        rows.append(
+            {
+                "set": label,
+                "n_times": int(uvd.Ntimes),
+                "n_freqs": int(uvd.Nfreqs),
+                "channel_khz": float(np.median(uvd.channel_width)) / 1e3,
+                "n_bls": int(uvd.Nbls),
+                "flagged": float(uvd.flag_array[cross].mean()) if cross.any() else math.nan,
+                "nsamples_le_0": float((uvd.nsample_array[cross] <= 0).mean())
+                if cross.any()
+                else math.nan,
+                "vis_units": str(uvd.vis_units),
+            }
+        )
+    return rows
+
+
+def baseline_coherence(path: Path, max_sep_lambda: float = 0.3) -> dict[tuple[str, int], float]:
+    """Re sum V_i V_j^* / sum |V_i||V_j| over pairs of cross-correlations (and their mirrors)
+    less than ``max_sep_lambda`` apart in uv, per (pol, channel) of a one-time file: ~1 for a
+    calibrated sky (they sample nearly the same Fourier mode), ~0 for random gains."""
+    from pyuvdata import UVData
+    from scipy.spatial import cKDTree
+
+    from payload.sites import install_offline_sites
+
+    install_offline_sites()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uvd = UVData.from_file(str(path), polarizations=["xx", "yy"])
+    cross = uvd.ant_1_array != uvd.ant_2_array
+    uvw = uvd.uvw_array[cross][:, :2]
+    out = {}
+    for c, freq in enumerate(np.asarray(uvd.freq_array).ravel()):
+        u = uvw * freq / 299_792_458.0
+        points = np.vstack([u, -u])
+        pairs = cKDTree(points).query_pairs(max_sep_lambda, output_type="ndarray")
+        n = len(u)
+        pairs = pairs[pairs[:, 0] % n != pairs[:, 1] % n]
+        for p, pol in enumerate(("xx", "yy")):
+            vis = uvd.data_array[cross][:, c, p]
+            both = np.concatenate([vis, vis.conj()])
+            a, b = both[pairs[:, 0]], both[pairs[:, 1]]
+            out[(pol, c)] = float(np.real((a * b.conj()).sum()) / (np.abs(a) * np.abs(b)).sum())
+    return out

@@ -142,3 +142,24 @@ def test_hera_file_without_samples_is_refused(
     path = _fetch("zen.2458432.34569.uvh5", request, tmp_path_factory)
     with pytest.raises(InvalidInputError, match=r"nsamples <= 0"):
         open_observation(path, tmp_path)
+
+
+def test_no_mwa_set_of_the_wheel_can_give_an_even_odd_power_spectrum(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Why item 6 has no MWA comparison (docs/imaging.md, "Real data"): every MWA data set
+    of the wheel lacks two integrations with unflagged cross-correlations, or four channels;
+    and the one-integration snapshot's nearly coincident baselines do not cohere (so a
+    cross of two baseline sets would be a silent factor, not a power spectrum)."""
+    cache = _cache(request, tmp_path_factory)
+    _fetch(rd.HERA_FILE, request, tmp_path_factory)  # skips without the wheel
+    rows = rd.mwa_shapes(cache)
+    assert len(rows) == len(rd.MWA_SETS) + 1
+    usable = [
+        r
+        for r in rows
+        if r["n_times"] >= 2 and r["n_freqs"] >= 4 and r["flagged"] < 1 and r["nsamples_le_0"] < 1
+    ]
+    assert usable == []
+    coherence = rd.baseline_coherence(_fetch("1102865728_small.ms", request, tmp_path_factory))
+    assert max(coherence.values()) < 0.3, coherence
