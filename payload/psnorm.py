@@ -69,6 +69,9 @@ MAX_OUTSIDE_FRACTION = 0.01
 # D^2 / (24 sigma^2) on average: 1 % at 0.5 sigma. Longer drift scans are gridded in
 # segments of at most this drift and averaged in power (payload.drift).
 MAX_DRIFT_SIGMA = 0.5
+# Cells whose even-odd normalisation is below this fraction of the largest are left out of
+# the power spectrum: their power would be mostly noise divided by almost nothing.
+VALID_NORM_FRACTION = 1e-3
 # Directions transformed together (memory: BATCH x n x n complex numbers, three times).
 BATCH = 32
 
