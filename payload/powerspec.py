@@ -638,10 +638,12 @@ def unit_variance(
     cells: CellWeights,
     bins: Binning,
     band: DelayBand,
+    *,
+    workers: int | None = None,
 ) -> dict[str, npt.NDArray[np.float64]]:
     """The variance of every bin of polarization ``p``'s cross power at sigma0 = 1, per
-    binning (:func:`payload.pserrors.binned_variance`). Segments have independent noise:
-    their variances add."""
+    binning (:func:`payload.pserrors.binned_variance`, on ``workers`` threads). Segments
+    have independent noise: their variances add."""
     sums: dict[str, npt.NDArray[np.float64]] = {}
     shape = next(iter(bins.weights.values())).shape
     for s, (seg, norm) in enumerate(zip(segments, norms, strict=True)):
@@ -656,6 +658,7 @@ def unit_variance(
             dict(bins.n_bins),
             with_delay_maps(noise, seg.cube, p, band.window, band.to_mk, band.df),
             seg.cube.grid,
+            workers=workers,
         )
         sums = part if s == 0 else {name: sums[name] + part[name] for name in sums}
     return sums
@@ -806,6 +809,7 @@ def compute_power_spectrum(
     n_k_bins: int = 16,
     beam: PrimaryBeam | None = None,
     frame: BeamFrame | None = None,
+    workers: int | None = None,
 ) -> PowerSpectrum:
     """Cylindrical (k_perp, k_par) and spherical power spectra of a uv cube, or of the
     segments of a drift scan.
@@ -821,6 +825,9 @@ def compute_power_spectrum(
     ``P = X^2 Y sum_s Re[Vt_0s Vt_1s^*] / (B_pp sum_s N_01s)``; ``frame``, if given, is the
     whole observation's (for the header). A single cube is the one segment of that sum: both
     take the same steps.
+
+    ``workers``: threads for the error sums (default every core this process may use); the
+    result is the same, bit for bit, for any number.
     """
     segments = _segments_of(cube, frame)
     first = segments[0].cube
@@ -839,7 +846,9 @@ def compute_power_spectrum(
         bins = binning(geo, cells.valid)
         key = tuple(id(norm) for norm in pol_norms)
         if key not in unit_variances:
-            unit_variances[key] = unit_variance(segments, p, pol_norms, cells, bins, band)
+            unit_variances[key] = unit_variance(
+                segments, p, pol_norms, cells, bins, band, workers=workers
+            )
         power = delay_power(segments, p, pol_norms, cells, band, geo)
         spectra.append(bin_power(power, bins, geo, unit_variances[key]))
     last_counts = bins.counts

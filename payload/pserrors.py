@@ -12,7 +12,10 @@ only, and the sums on the sampling and on which cells are valid.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,12 +239,25 @@ def _cell_offsets(
     return kept
 
 
+def default_workers() -> int:
+    """Threads for the error sums: every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+Partial = list[tuple[str, npt.NDArray[Any]]]  # (binning, a bincount of weights to add to it)
+
+
 def binned_variance(
     y: dict[str, npt.NDArray[np.float64]],
     bins: dict[str, npt.NDArray[np.int64]],
     n_bins: dict[str, int],
     noise: NoiseMaps,
     grid: UVGrid,
+    *,
+    workers: int | None = None,
 ) -> dict[str, npt.NDArray[np.float64]]:
     """``sum_ee' y_e y_e' Cov`` per bin for each binning, Cov the cross power's covariance.
 
@@ -251,8 +267,12 @@ def binned_variance(
     tau + dt is ``Re[C_e C_o^*] / 2``, C of each half the transform of that pair's noise
     covariance along frequency at dt (exact: not the band total times the window's
     correlation, which is wrong where a cell's sampling changes across the band).
+
+    The cell offsets of one delay offset are summed on ``workers`` threads (default: every
+    core, :func:`default_workers`; numpy releases the GIL in the big array operations), each
+    offset's bincount kept apart and added in a fixed order: the result does not depend on
+    the number of threads, bit for bit.
     """
-    s = grid.kernel_sigma_lambda
     n_f, n0, n1 = next(iter(y.values())).shape
     dts = _delay_offsets(noise, n_f)
     out = {name: np.zeros(n_bins[name]) for name in y}
@@ -260,122 +280,174 @@ def binned_variance(
     for values in y.values():
         valid |= (values != 0).any(axis=0)
     offsets = _cell_offsets(noise, grid, valid)
-    base_e, base_o = noise.q_e[0, 0], noise.q_o[0, 0]
-    for dt in dts:
-        # Delays whose partner dt away can share their bin at all (cylindrical bins hold
-        # one |k_par| each, so only +-tau pairs near tau = 0 qualify when dt != 0).
-        rows = {
-            name: np.nonzero(
-                ((b >= 0) & (b == np.roll(b, -dt, axis=0))).reshape(n_f, -1).any(axis=1)
-            )[0]
-            for name, b in bins.items()
-        }
-        if not any(len(r) for r in rows.values()):
-            continue
-        maps_e, maps_o = _delay_maps(noise, dt, grid.n)
-        rolled = {name: np.roll(values, -dt, axis=0)[rows[name]] for name, values in y.items()}
-        rolled_b = {name: np.roll(b, -dt, axis=0)[rows[name]] for name, b in bins.items()}
-        picked = {name: values[rows[name]] for name, values in y.items()}
-        picked_b = {name: b[rows[name]] for name, b in bins.items()}
-        for dx, dy in offsets:
-            if (dt, dx, dy) < (0, 0, 0):
-                continue  # counted with its mirror
-            factor = (1.0 if (dt, dx, dy) == (0, 0, 0) else 2.0) / 2.0
-            here = (
-                slice(None),
-                slice(max(-dx, 0), n0 - max(dx, 0)),
-                slice(max(-dy, 0), n1 - max(dy, 0)),
-            )
-            there = (
-                slice(None),
-                slice(max(dx, 0), n0 + min(dx, 0)),
-                slice(max(dy, 0), n1 + min(dy, 0)),
-            )
-            r_e = _correlation(maps_e, base_e, dx, dy, grid.du, s)
-            r_o = _correlation(maps_o, base_o, dx, dy, grid.du, s)
-            rr = (r_e * np.conj(r_o)).real[here[1:]]
-            strong = np.abs(rr) >= PAIR_FLOOR
-            if not strong.any():
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        for dt in dts:
+            # Delays whose partner dt away can share their bin at all (cylindrical bins hold
+            # one |k_par| each, so only +-tau pairs near tau = 0 qualify when dt != 0).
+            rows = {
+                name: np.nonzero(
+                    ((b >= 0) & (b == np.roll(b, -dt, axis=0))).reshape(n_f, -1).any(axis=1)
+                )[0]
+                for name, b in bins.items()
+            }
+            if not any(len(r) for r in rows.values()):
                 continue
-            # Far offsets correlate only a few cells (edges of the coverage, lone
-            # baselines): sum over those alone.
-            cells: Any = (
-                (slice(None), *np.nonzero(strong)) if strong.mean() < 0.5 else (slice(None),)
+            at_dt = _AtDelayOffset(
+                dt=dt,
+                maps=_delay_maps(noise, dt, grid.n),
+                base=(noise.q_e[0, 0], noise.q_o[0, 0]),
+                rows=rows,
+                rolled={
+                    name: np.roll(values, -dt, axis=0)[rows[name]] for name, values in y.items()
+                },
+                rolled_b={name: np.roll(b, -dt, axis=0)[rows[name]] for name, b in bins.items()},
+                picked={name: values[rows[name]] for name, values in y.items()},
+                picked_b={name: b[rows[name]] for name, b in bins.items()},
+                n_bins=n_bins,
+                grid=grid,
             )
-            rr = rr[cells[1:]] * factor if len(cells) > 1 else rr * factor
-            for name, values in picked.items():
-                if not len(rows[name]):
-                    continue
-                b = picked_b[name][here][cells]
-                same = (b >= 0) & (b == rolled_b[name][there][cells])
-                if not same.any():
-                    continue
-                term = values[here][cells] * rolled[name][there][cells] * rr[None]
-                out[name] += np.bincount(b[same], weights=term[same], minlength=n_bins[name])
-    _add_mirror_pairs(out, y, bins, n_bins, noise, grid, dts)
+            # counted with its mirror: (dt, dx, dy) < (0, 0, 0)
+            mine = [(dx, dy) for dx, dy in offsets if (dt, dx, dy) >= (0, 0, 0)]
+            for partial in pool.map(at_dt.pair_sums, mine):
+                for name, counts in partial:
+                    out[name] += counts
+        for partial in pool.map(
+            functools.partial(_mirror_pair_sums, y, bins, n_bins, noise, grid, dts),
+            _mirror_offsets(grid),
+        ):
+            for name, counts in partial:
+                out[name] += counts
     return out
 
 
-def _add_mirror_pairs(
-    out: dict[str, npt.NDArray[np.float64]],
+@dataclass(frozen=True)
+class _AtDelayOffset:
+    """What the cell offsets of one delay offset ``dt`` share: the noise maps at dt, and
+    each binning's delays that can pair (``rows``), their values and bins, and those of
+    their partners dt away (``rolled``)."""
+
+    dt: int
+    maps: tuple[dict[tuple[int, int], npt.NDArray[Any]], dict[tuple[int, int], npt.NDArray[Any]]]
+    base: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+    rows: dict[str, npt.NDArray[np.int64]]
+    rolled: dict[str, npt.NDArray[np.float64]]
+    rolled_b: dict[str, npt.NDArray[np.int64]]
+    picked: dict[str, npt.NDArray[np.float64]]
+    picked_b: dict[str, npt.NDArray[np.int64]]
+    n_bins: dict[str, int]
+    grid: UVGrid
+
+    def pair_sums(self, offset: tuple[int, int]) -> Partial:
+        """The bincounts of the pairs of elements (u, v, tau), (u + dx, v + dy, tau + dt)."""
+        dx, dy = offset
+        dt, grid = self.dt, self.grid
+        s = grid.kernel_sigma_lambda
+        _, n0, n1 = next(iter(self.picked.values())).shape
+        factor = (1.0 if (dt, dx, dy) == (0, 0, 0) else 2.0) / 2.0
+        here = (
+            slice(None),
+            slice(max(-dx, 0), n0 - max(dx, 0)),
+            slice(max(-dy, 0), n1 - max(dy, 0)),
+        )
+        there = (
+            slice(None),
+            slice(max(dx, 0), n0 + min(dx, 0)),
+            slice(max(dy, 0), n1 + min(dy, 0)),
+        )
+        r_e = _correlation(self.maps[0], self.base[0], dx, dy, grid.du, s)
+        r_o = _correlation(self.maps[1], self.base[1], dx, dy, grid.du, s)
+        rr = (r_e * np.conj(r_o)).real[here[1:]]
+        strong = np.abs(rr) >= PAIR_FLOOR
+        if not strong.any():
+            return []
+        # Far offsets correlate only a few cells (edges of the coverage, lone
+        # baselines): sum over those alone.
+        cells: Any = (slice(None), *np.nonzero(strong)) if strong.mean() < 0.5 else (slice(None),)
+        rr = rr[cells[1:]] * factor if len(cells) > 1 else rr * factor
+        partial: Partial = []
+        for name, values in self.picked.items():
+            if not len(self.rows[name]):
+                continue
+            b = self.picked_b[name][here][cells]
+            same = (b >= 0) & (b == self.rolled_b[name][there][cells])
+            if not same.any():
+                continue
+            term = values[here][cells] * self.rolled[name][there][cells] * rr[None]
+            partial.append(
+                (name, np.bincount(b[same], weights=term[same], minlength=self.n_bins[name]))
+            )
+        return partial
+
+
+def _mirror_offsets(grid: UVGrid) -> list[tuple[int, int]]:
+    """The (dx, dy) of :func:`_mirror_pair_sums`: u_i + u_j within the reach of two valid
+    cells' shared noise (see :func:`_pair_reach`), dy >= 0."""
+    reach = _pair_reach(grid)
+    steps = max(1, math.ceil(reach / grid.du))
+    return [
+        (dx, dy)
+        for dx in range(-steps, steps + 1)
+        for dy in range(0, steps + 1)
+        if math.hypot(dx, dy) * grid.du <= reach
+    ]
+
+
+def _mirror_pair_sums(
     y: dict[str, npt.NDArray[np.float64]],
     bins: dict[str, npt.NDArray[np.int64]],
     n_bins: dict[str, int],
     noise: NoiseMaps,
     grid: UVGrid,
     dts: list[int],
-) -> None:
-    """The pseudo-covariance E[G_i G_j] of cells near the v = 0 axis.
+    offset: tuple[int, int],
+) -> Partial:
+    """The pseudo-covariance E[G_i G_j] of cells near the v = 0 axis, u_i + u_j = ``offset``.
 
     Each visibility is gridded at u_k and (conjugated) at -u_k, so a cell near the axis and
     one near its mirror (u_i + u_j ~ 0) hold the same noise, one conjugated:
     ``E[G_i G_j] = exp(-|u_i + u_j|^2 / 4 s^2) Q((u_i - u_j) / 2)``, and after the delay
     transform it pairs tau with -tau: the transform of Q along frequency at tau_i + tau_j.
-    Every ordered pair is met once.
+    Over every offset of :func:`_mirror_offsets` every ordered pair is met once.
     """
+    dx, dy = offset
     s = grid.kernel_sigma_lambda
     n = grid.n
     n_f = next(iter(y.values())).shape[0]
-    # |u_i + u_j| within the reach of two valid cells' shared noise (see _pair_reach)
-    reach = _pair_reach(grid)
-    steps = max(1, math.ceil(reach / grid.du))
     cols = np.arange(n)
-    for dx in range(-steps, steps + 1):
-        for dy in range(0, steps + 1):
-            if math.hypot(dx, dy) * grid.du > reach:
+    partial: Partial = []
+    gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
+    partner_cols = n - cols + dx
+    ok = (partner_cols >= 0) & (partner_cols < n)
+    a = cols[ok]
+    a2 = partner_cols[ok]
+    for b in range(0, dy + 1):
+        b2 = dy - b
+        if b2 > n // 2:
+            continue
+        denoms = []
+        for fine in (noise.fine_e, noise.fine_o):
+            qi = fine_at(fine, 2 * a, np.full(len(a), 2 * b))
+            qj = fine_at(fine, 2 * a2, np.full(len(a), 2 * b2))
+            denoms.append(np.sqrt(np.clip(qi * qj, 0.0, None)))
+        for dt in dts:
+            rs = []
+            for fine_t, denom in zip((noise.fine_t_e, noise.fine_t_o), denoms, strict=True):
+                mid = fine_at(fine_t[abs(dt)], 2 * a - dx, np.full(len(a), 2 * b - dy))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
+                rs.append(_clip_unit(r))
+            rr = (rs[0] * np.conj(rs[1])).real / 2.0
+            if not (2.0 * np.abs(rr) >= CORRELATION_FLOOR).any():
                 continue
-            gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
-            partner_cols = n - cols + dx
-            ok = (partner_cols >= 0) & (partner_cols < n)
-            a = cols[ok]
-            a2 = partner_cols[ok]
-            for b in range(0, dy + 1):
-                b2 = dy - b
-                if b2 > n // 2:
+            partner_t = ((dt - np.arange(n_f)) % n_f)[:, None]
+            for name, values in y.items():
+                here_b = bins[name][:, a, b]
+                there_b = bins[name][partner_t, a2[None], b2]
+                same = (here_b >= 0) & (here_b == there_b)
+                if not same.any():
                     continue
-                denoms = []
-                for fine in (noise.fine_e, noise.fine_o):
-                    qi = fine_at(fine, 2 * a, np.full(len(a), 2 * b))
-                    qj = fine_at(fine, 2 * a2, np.full(len(a), 2 * b2))
-                    denoms.append(np.sqrt(np.clip(qi * qj, 0.0, None)))
-                for dt in dts:
-                    rs = []
-                    for fine_t, denom in zip((noise.fine_t_e, noise.fine_t_o), denoms, strict=True):
-                        mid = fine_at(fine_t[abs(dt)], 2 * a - dx, np.full(len(a), 2 * b - dy))
-                        with np.errstate(divide="ignore", invalid="ignore"):
-                            r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
-                        rs.append(_clip_unit(r))
-                    rr = (rs[0] * np.conj(rs[1])).real / 2.0
-                    if not (2.0 * np.abs(rr) >= CORRELATION_FLOOR).any():
-                        continue
-                    partner_t = ((dt - np.arange(n_f)) % n_f)[:, None]
-                    for name, values in y.items():
-                        here_b = bins[name][:, a, b]
-                        there_b = bins[name][partner_t, a2[None], b2]
-                        same = (here_b >= 0) & (here_b == there_b)
-                        if not same.any():
-                            continue
-                        term = values[:, a, b] * values[partner_t, a2[None], b2] * rr[None]
-                        out[name] += np.bincount(
-                            here_b[same], weights=term[same], minlength=n_bins[name]
-                        )
+                term = values[:, a, b] * values[partner_t, a2[None], b2] * rr[None]
+                partial.append(
+                    (name, np.bincount(here_b[same], weights=term[same], minlength=n_bins[name]))
+                )
+    return partial
