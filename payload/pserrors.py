@@ -415,6 +415,8 @@ def _mirror_pair_sums(
     n_f = next(iter(y.values())).shape[0]
     cols = np.arange(n)
     partial: Partial = []
+    magnitudes = np.abs(np.asarray(dts))
+    delay_stacks = (noise.fine_t_e[magnitudes], noise.fine_t_o[magnitudes])
     gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
     partner_cols = n - cols + dx
     ok = (partner_cols >= 0) & (partner_cols < n)
@@ -429,14 +431,15 @@ def _mirror_pair_sums(
             qi = fine_at(fine, 2 * a, np.full(len(a), 2 * b))
             qj = fine_at(fine, 2 * a2, np.full(len(a), 2 * b2))
             denoms.append(np.sqrt(np.clip(qi * qj, 0.0, None)))
-        for dt in dts:
-            rs = []
-            for fine_t, denom in zip((noise.fine_t_e, noise.fine_t_o), denoms, strict=True):
-                mid = fine_at(fine_t[abs(dt)], 2 * a - dx, np.full(len(a), 2 * b - dy))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
-                rs.append(_clip_unit(r))
-            rr = (rs[0] * np.conj(rs[1])).real / 2.0
+        # every delay offset at once: (dt, cell)
+        rs = []
+        for fine_t, denom in zip(delay_stacks, denoms, strict=True):
+            mid = fine_at(fine_t, 2 * a - dx, np.full(len(a), 2 * b - dy))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.where(denom > 0, math.sqrt(gauss2) * mid / denom, 0.0)
+            rs.append(_clip_unit(r))
+        rr_all = (rs[0] * np.conj(rs[1])).real / 2.0
+        for dt, rr in zip(dts, rr_all, strict=True):
             if not (2.0 * np.abs(rr) >= CORRELATION_FLOOR).any():
                 continue
             partner_t = ((dt - np.arange(n_f)) % n_f)[:, None]
