@@ -269,9 +269,10 @@ def binned_variance(
     correlation, which is wrong where a cell's sampling changes across the band).
 
     The cell offsets of one delay offset are summed on ``workers`` threads (default: every
-    core, :func:`default_workers`; numpy releases the GIL in the big array operations), each
-    offset's bincount kept apart and added in a fixed order: the result does not depend on
-    the number of threads, bit for bit.
+    core, :func:`default_workers`; numpy's element-wise operations on the big arrays run
+    without the GIL, the Python between them does not), each offset's bincounts kept apart
+    and added in a fixed order: the result does not depend on the number of threads, bit for
+    bit.
     """
     n_f, n0, n1 = next(iter(y.values())).shape
     dts = _delay_offsets(noise, n_f)
