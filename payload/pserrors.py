@@ -416,7 +416,7 @@ def _mirror_pair_sums(
     n_f = next(iter(y.values())).shape[0]
     cols = np.arange(n)
     partial: Partial = []
-    magnitudes = np.abs(np.asarray(dts))
+    magnitudes = np.abs(np.asarray(dts, dtype=np.int64))  # none when the maps are not finite
     delay_stacks = (noise.fine_t_e[magnitudes], noise.fine_t_o[magnitudes])
     gauss2 = math.exp(-((dx * grid.du) ** 2 + (dy * grid.du) ** 2) / (2 * s**2))
     partner_cols = n - cols + dx
