@@ -16,6 +16,7 @@ Two groups of parameters:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -161,13 +162,53 @@ class ImagingParams:
             doc.pop(name)
         return doc
 
-    def stack_params(self) -> dict[str, float]:
+    def stack_params(self) -> StackParams:
         """The parameters that must agree between uv cubes that are summed."""
-        return {
-            "uv_cell_lambda": self.uv_cell_lambda,
-            "uv_max_lambda": self.uv_max_lambda,
-            "ps_taper_fwhm_deg": self.ps_taper_fwhm_deg,
-        }
+        return StackParams(
+            uv_cell_lambda=self.uv_cell_lambda,
+            uv_max_lambda=self.uv_max_lambda,
+            ps_taper_fwhm_deg=self.ps_taper_fwhm_deg,
+        )
+
+
+@dataclass(frozen=True)
+class StackParams:
+    """The stack-level parameters a uv cube was made with (the module docstring's second
+    group): cubes are summed only if these agree. Written to ``uvcube.h5`` as the JSON of
+    :meth:`to_dict` (attribute ``stack_params``), read back with :meth:`from_mapping`.
+
+    The values are kept as given (an integer stays an integer), so that the JSON a cube
+    records is the JSON its parameters had.
+    """
+
+    uv_cell_lambda: float
+    uv_max_lambda: float
+    ps_taper_fwhm_deg: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        """The ``stack_params`` attribute of ``uvcube.h5`` (keys sorted)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_mapping(cls, doc: Mapping[str, Any]) -> StackParams:
+        """From a uv cube's ``stack_params``; InvalidInputError names a missing or
+        unknown key, or a value that is not a number."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        missing = [name for name in names if name not in doc]
+        unknown = sorted(set(doc) - set(names))
+        if missing or unknown:
+            raise InvalidInputError(
+                f"stack_params: missing {', '.join(missing) or 'none'}, "
+                f"unknown {', '.join(unknown) or 'none'} (expected {', '.join(names)})"
+            )
+        for name in names:
+            value = doc[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidInputError(f"stack_params: {name} must be a number, got {value!r}")
+        return cls(**{name: doc[name] for name in names})
 
 
 def _int(params: ImagingParams, name: str, *, low: int) -> None:

@@ -69,6 +69,9 @@ MAX_OUTSIDE_FRACTION = 0.01
 # D^2 / (24 sigma^2) on average: 1 % at 0.5 sigma. Longer drift scans are gridded in
 # segments of at most this drift and averaged in power (payload.drift).
 MAX_DRIFT_SIGMA = 0.5
+# Cells whose even-odd normalisation is below this fraction of the largest are left out of
+# the power spectrum: their power would be mostly noise divided by almost nothing.
+VALID_NORM_FRACTION = 1e-3
 # Directions transformed together (memory: BATCH x n x n complex numbers, three times).
 BATCH = 32
 
@@ -200,13 +203,14 @@ def fine_at(
     fine: npt.NDArray[Any], i2: npt.NDArray[np.int64], j2: npt.NDArray[np.int64]
 ) -> npt.NDArray[Any]:
     """Q at half-cell indices, v of either sign (Q(-x) = Q(x): the sampling is Hermitian,
-    channel by channel, so this holds for Q's transforms along frequency too)."""
-    n2 = fine.shape[0]
+    channel by channel, so this holds for Q's transforms along frequency too). The grid is
+    ``fine``'s last two axes: a stack of maps gives a stack of values."""
+    n2, n_v = fine.shape[-2:]
     flip = j2 < 0
     ii = np.where(flip, (n2 - i2) % n2, i2 % n2)
     jj = np.abs(j2)
-    inside = jj < fine.shape[1]
-    return np.where(inside, fine[ii, np.clip(jj, 0, fine.shape[1] - 1)], 0.0)
+    inside = jj < n_v
+    return np.where(inside, fine[..., ii, np.clip(jj, 0, n_v - 1)], 0.0)
 
 
 def delay_correlation(window: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -54,7 +54,7 @@ import numpy.typing as npt
 
 from payload.errors import InvalidInputError
 from payload.imaging import ImageGeometry, dirty_image
-from payload.params import ImagingParams
+from payload.params import ImagingParams, StackParams
 from payload.reading import C_M_S, VisChunk
 
 # Accuracy of the uv gridding (ducc0's epsilon); below 1e-5, so ducc0 grids in double
@@ -332,7 +332,7 @@ class UVCube:
     freq_hz: npt.NDArray[np.float64]
     polarizations: tuple[str, ...]
     grid: UVGrid
-    stack_params: dict[str, float]
+    stack_params: StackParams
     primary_beam: str
     observations: list[Any] = field(default_factory=list)
 
@@ -346,7 +346,7 @@ class UVCube:
 
     def compatibility(self) -> dict[str, Any]:
         """What must agree between cubes that are summed: grid, taper and primary beam."""
-        return {**self.stack_params, "primary_beam": self.primary_beam}
+        return {**self.stack_params.to_dict(), "primary_beam": self.primary_beam}
 
     def write(
         self,
@@ -381,7 +381,7 @@ class UVCube:
             handle.attrs["schema"] = SCHEMA
             handle.attrs["product"] = "uvcube"
             handle.attrs["polarizations"] = json.dumps(list(self.polarizations))
-            handle.attrs["stack_params"] = json.dumps(self.stack_params, sort_keys=True)
+            handle.attrs["stack_params"] = self.stack_params.to_json()
             handle.attrs["primary_beam"] = self.primary_beam
             handle.attrs["n_observations"] = len(self.observations)
             handle.attrs["observations"] = json.dumps(self.observations, sort_keys=True)
@@ -411,10 +411,13 @@ class UVCube:
                         f"{handle['segment_vis_halves'].shape[0]} segments; integrating "
                         "drift-scan uv cubes is not implemented (use each powerspec.h5)"
                     )
-                stack = json.loads(handle.attrs["stack_params"])
+                try:
+                    stack = StackParams.from_mapping(json.loads(handle.attrs["stack_params"]))
+                except InvalidInputError as exc:
+                    raise InvalidInputError(f"{path}: {exc}") from None
                 n = len(handle["u_lambda"])
-                du = float(stack["uv_cell_lambda"])
-                sigma_l = math.sin(math.radians(stack["ps_taper_fwhm_deg"])) * FWHM_TO_SIGMA
+                du = float(stack.uv_cell_lambda)
+                sigma_l = math.sin(math.radians(stack.ps_taper_fwhm_deg)) * FWHM_TO_SIGMA
                 return cls(
                     vis_halves=np.asarray(handle["vis_halves"][()]),
                     weights_halves=np.asarray(handle["weights_halves"][()]),
@@ -475,7 +478,7 @@ def sum_uvcubes(cubes: Sequence[UVCube], *, names: Sequence[str] | None = None) 
         freq_hz=first.freq_hz.copy(),
         polarizations=first.polarizations,
         grid=first.grid,
-        stack_params=dict(first.stack_params),
+        stack_params=first.stack_params,
         primary_beam=first.primary_beam,
         observations=observations,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from payload.errors import InvalidInputError
 from payload.jobs.image import ImageJob
 from payload.jobs.integrate import IntegrateJob
+from payload.params import ImagingParams, StackParams
 from payload.synth import write_preset
 from payload.uvcube import UVCube
 
@@ -89,11 +92,55 @@ def test_cubes_with_another_beam_or_taper_are_refused(
     if key == "primary_beam":
         other.primary_beam = str(value)
     else:
-        other.stack_params = dict(other.stack_params, **{key: value})
+        assert isinstance(value, float)
+        other.stack_params = dataclasses.replace(other.stack_params, **{key: value})
     path = tmp_path / "other.h5"
     other.write(path, attrs={})
     with pytest.raises(InvalidInputError, match=f"{key} is .* but "):
         _integrate([cubes[0], path], tmp_path / "bad", 2)
+
+
+def test_stack_params_json_is_what_the_dict_wrote(cubes: list[Path]) -> None:
+    """The record writes the attribute the dict wrote (files read back either way)."""
+    import h5py
+
+    params = ImagingParams.from_mapping({"uv_max_lambda": 40, "ps_taper_fwhm_deg": 15.0})
+    as_dict = {"uv_cell_lambda": 1.0, "uv_max_lambda": 40, "ps_taper_fwhm_deg": 15.0}
+    assert params.stack_params().to_json() == json.dumps(as_dict, sort_keys=True)
+    with h5py.File(cubes[0], "r") as handle:
+        written = str(handle.attrs["stack_params"])
+    record = UVCube.read(cubes[0]).stack_params
+    assert isinstance(record, StackParams)
+    assert record.to_json() == written
+
+
+@pytest.mark.parametrize(
+    ("doc", "match"),
+    [
+        ({"uv_cell_lambda": 1.0, "uv_max_lambda": 64.0}, "missing ps_taper_fwhm_deg"),
+        (
+            {"uv_cell_lambda": 1.0, "uv_max_lambda": 64.0, "ps_taper_fwhm_deg": 20.0, "x": 1},
+            "unknown x",
+        ),
+        (
+            {"uv_cell_lambda": "1", "uv_max_lambda": 64.0, "ps_taper_fwhm_deg": 20.0},
+            "uv_cell_lambda must be a number",
+        ),
+    ],
+    ids=["missing", "unknown", "not-a-number"],
+)
+def test_bad_stack_params_are_named(
+    cubes: list[Path], tmp_path: Path, doc: dict[str, object], match: str
+) -> None:
+    import h5py
+
+    path = tmp_path / "bad.h5"
+    path.write_bytes(cubes[0].read_bytes())
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["stack_params"] = json.dumps(doc)
+    with pytest.raises(InvalidInputError, match=match) as caught:
+        UVCube.read(path)
+    assert str(path) in str(caught.value)
 
 
 def test_integrated_cross_power_has_smaller_errors(cubes: list[Path], tmp_path: Path) -> None:
