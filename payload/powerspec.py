@@ -34,6 +34,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,13 @@ from payload.beamframe import BeamFrame
 from payload.beams import PrimaryBeam, parse_beam
 from payload.cosmology import CosmoScales, jy_to_mk_sr
 from payload.errors import InvalidInputError
-from payload.pserrors import NoiseMaps, binned_variance, noise_maps, with_delay_maps
+from payload.pserrors import (
+    NoiseMaps,
+    binned_variance,
+    default_workers,
+    noise_maps,
+    with_delay_maps,
+)
 from payload.psnorm import (
     BEAM_FLOOR,
     MAX_DRIFT_SIGMA,
@@ -423,24 +430,41 @@ def cell_norm(
     *,
     frame: BeamFrame | None,
     noise: NoiseMaps,
+    workers: int | None = None,
 ) -> CellNorm:
-    """The band-averaged normalisation of polarization ``p`` of ``cube`` (with ``noise``)."""
+    """The band-averaged normalisation of polarization ``p`` of ``cube`` (with ``noise``).
+
+    The channels' normalisations are independent: they are made on ``workers`` threads
+    (numpy's products and sums and scipy's transforms run without the GIL) and added in
+    channel order, so the result is the same, bit for bit, for any number of threads. The
+    beam is evaluated beforehand, in this thread (a beam library need not be thread-safe).
+    """
     grid, pol = cube.grid, cube.polarizations[p]
     shape = (grid.n, grid.n // 2 + 1)
     w2 = band.window**2
     total = float(w2.sum())
     n_ee, n_oo, n_eo = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     taper = grid.taper()
-    for c, freq in enumerate(band.freq_hz):
-        s_e, s_o = cube.sampling[0, p, c], cube.sampling[1, p, c]
-        if not (s_e.any() or s_o.any()):
-            continue
-        a2 = beam.power(lattice.l_dir, lattice.m_dir, float(freq), pol, frame=frame) ** 2
-        ee, oo, eo = cell_normalisation((s_e, s_o), grid, lattice, a2, taper=taper)
-        share = w2[c] / total
-        n_ee += share * ee
-        n_oo += share * oo
-        n_eo += share * eo
+    channels = [
+        c
+        for c in range(len(band.freq_hz))
+        if cube.sampling[0, p, c].any() or cube.sampling[1, p, c].any()
+    ]
+    a2 = {
+        c: beam.power(lattice.l_dir, lattice.m_dir, float(band.freq_hz[c]), pol, frame=frame) ** 2
+        for c in channels
+    }
+
+    def one(c: int) -> tuple[npt.NDArray[np.float64], ...]:
+        sampling = (cube.sampling[0, p, c], cube.sampling[1, p, c])
+        return cell_normalisation(sampling, grid, lattice, a2[c], taper=taper)
+
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        for c, (ee, oo, eo) in zip(channels, pool.map(one, channels), strict=True):
+            share = w2[c] / total
+            n_ee += share * ee
+            n_oo += share * oo
+            n_eo += share * eo
     return CellNorm(n_ee, n_oo, n_eo, noise)
 
 
@@ -449,6 +473,8 @@ def normalisations(
     beam: PrimaryBeam,
     band: DelayBand,
     lattices: Sequence[BeamLattice],
+    *,
+    workers: int | None = None,
 ) -> list[list[CellNorm]]:
     """Every polarization's normalisation in every segment: ``[pol][segment]``.
 
@@ -484,7 +510,16 @@ def normalisations(
                 else noise_maps(seg.cube, p, band.window, band.to_mk, band.df, delay_maps=single)
             )
             row.append(
-                cell_norm(seg.cube, p, beam, band, lattices[s], frame=seg.frame, noise=noise)
+                cell_norm(
+                    seg.cube,
+                    p,
+                    beam,
+                    band,
+                    lattices[s],
+                    frame=seg.frame,
+                    noise=noise,
+                    workers=workers,
+                )
             )
         out.append(row)
     return out
@@ -826,8 +861,8 @@ def compute_power_spectrum(
     whole observation's (for the header). A single cube is the one segment of that sum: both
     take the same steps.
 
-    ``workers``: threads for the error sums (default every core this process may use); the
-    result is the same, bit for bit, for any number.
+    ``workers``: threads for the per-channel normalisations and the error sums (default
+    every core this process may use); the result is the same, bit for bit, for any number.
     """
     segments = _segments_of(cube, frame)
     first = segments[0].cube
@@ -836,7 +871,9 @@ def compute_power_spectrum(
     beam = parse_beam(first.primary_beam) if beam is None else beam
     band = delay_band(first.freq_hz)
     geo = geometry(first.grid, band, n_k_bins)
-    norms = normalisations(segments, beam, band, beam_lattices(segments, beam, band))
+    norms = normalisations(
+        segments, beam, band, beam_lattices(segments, beam, band), workers=workers
+    )
     # The error sums depend on the normalisations only (which cells are valid, the noise
     # maps): polarizations sharing them share the sums, which scale with sigma0^2.
     unit_variances: dict[tuple[int, ...], dict[str, npt.NDArray[np.float64]]] = {}

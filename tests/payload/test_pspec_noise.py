@@ -316,13 +316,13 @@ def test_auto_power_of_noise_is_the_radiometer_level() -> None:
 
 
 def test_error_sums_do_not_depend_on_the_number_of_threads() -> None:
-    """The error sums run on a thread pool and add each offset's sums in one fixed order:
-    one thread and three give the same sigma, bit for bit (the products stay
-    byte-deterministic on any instance type)."""
+    """The error sums and the per-channel normalisations run on a thread pool and add in
+    one fixed order: one thread and three give the same power and sigma, bit for bit (the
+    products stay byte-deterministic on any instance type)."""
     uvw, times = sim.track_uvw(sim.short_baselines_enu(60.0), 16, 60.0)
     cube = _cube_of_realisations(uvw, times, 40.0, seed=5, n_realisations=1)
     one = compute_power_spectrum(cube, n_k_bins=10, workers=1)
     three = compute_power_spectrum(cube, n_k_bins=10, workers=3)
-    for name in ("sigma_cyl", "sigma_sph", "sigma_sph_window"):
+    for name in ("sigma_cyl", "sigma_sph", "sigma_sph_window", "p_cyl", "p_sph", "p_sph_auto"):
         assert np.isfinite(getattr(one, name)).any(), name
         np.testing.assert_array_equal(getattr(one, name), getattr(three, name), err_msg=name)
