@@ -59,6 +59,7 @@ from payload.psnorm import (
     MAX_DRIFT_SIGMA,
     VALID_NORM_FRACTION,
     BeamLattice,
+    SkyIntegrals,
     beam_lattice,
     beam_sky_fit,
     cell_normalisation,
@@ -134,6 +135,9 @@ class PowerSpectrum:
     primary_beam: str
     omega_pp: float  # int A^2 (sr) at the band centre, for reference
     bandwidth_pp_hz: float
+    # int A^2 dOmega / int A^2 dl dm at the band centre: how much higher P(k) reads for a sky
+    # white per solid angle than for one white per dl dm (docs/imaging.md, "Flat-sky measure")
+    flat_sky_factor: float = float("nan")
     beam_frame: str = "tracking the phase centre"  # JSON of the BeamFrame, when fixed
     # JSON: how many segments were gridded apart and averaged in power, and how long each
     # lasted (payload.drift); one segment is the whole observation, gridded coherently.
@@ -220,6 +224,7 @@ class PowerSpectrum:
             handle.attrs["horizon_slope"] = self.horizon_slope
             handle.attrs["wedge_buffer_per_mpc"] = self.wedge_buffer
             handle.attrs["omega_pp_sr"] = self.omega_pp
+            handle.attrs["flat_sky_factor"] = self.flat_sky_factor
             handle.attrs["beam_normalisation"] = BEAM_NORMALISATION
             handle.attrs["beam_frame"] = self.beam_frame
             handle.attrs["bandwidth_pp_hz"] = self.bandwidth_pp_hz
@@ -250,8 +255,14 @@ def beam_omega_pp(
     beam: PrimaryBeam, grid: UVGrid, freq_hz: float, pol: str, *, frame: BeamFrame | None = None
 ) -> float:
     """``int A^2 dl dm`` (sr) over the whole sky above the horizon (see :mod:`payload.psnorm`)."""
+    return _sky_integrals(beam, grid, freq_hz, pol, frame=frame).omega_pp
+
+
+def _sky_integrals(
+    beam: PrimaryBeam, grid: UVGrid, freq_hz: float, pol: str, *, frame: BeamFrame | None = None
+) -> SkyIntegrals:
     half_field = grid.n // 2 * grid.pixsize
-    return whole_sky_integrals(beam, freq_hz, pol, half_field=half_field, frame=frame).omega_pp
+    return whole_sky_integrals(beam, freq_hz, pol, half_field=half_field, frame=frame)
 
 
 # The steps of compute_power_spectrum, in the order it takes them:
@@ -893,6 +904,7 @@ def compute_power_spectrum(
     def stacked(name: str) -> npt.NDArray[np.float64]:
         return np.stack([getattr(spectrum, name) for spectrum in spectra])
 
+    sky = _sky_integrals(beam, first.grid, band.scales.freq_hz, "I", frame=frame)
     return PowerSpectrum(
         polarizations=first.polarizations,
         k_perp_edges=geo.k_perp_edges,
@@ -917,7 +929,8 @@ def compute_power_spectrum(
         horizon_slope=geo.horizon_slope,
         wedge_buffer=geo.wedge_buffer,
         primary_beam=beam.spec,
-        omega_pp=beam_omega_pp(beam, first.grid, band.scales.freq_hz, "I", frame=frame),
+        omega_pp=sky.omega_pp,
+        flat_sky_factor=sky.flat_sky_factor,
         bandwidth_pp_hz=band.b_pp,
         beam_frame=_describe(frame),
         segments=_describe_segments(segments),

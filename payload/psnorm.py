@@ -232,6 +232,14 @@ class SkyIntegrals:
     peak: float  # max A
     outside_fraction: float  # share of int A^2 beyond |l| or |m| > half_field
     half_field_needed: float  # the half field that would leave MAX_OUTSIDE_FRACTION out
+    # int A^2 dOmega = int A^2 / n dl dm (n = sqrt(1 - l^2 - m^2)): the normaliser of a sky
+    # white per solid angle, which the 21 cm sky is (docs/imaging.md, "Flat-sky measure")
+    omega_pp_solid_angle: float = float("nan")
+
+    @property
+    def flat_sky_factor(self) -> float:
+        """How much higher P(k) reads, normalised in dl dm, for a sky white per solid angle."""
+        return self.omega_pp_solid_angle / self.omega_pp if self.omega_pp > 0 else float("nan")
 
 
 def whole_sky_integrals(
@@ -258,6 +266,7 @@ def whole_sky_integrals(
     rank = (np.abs(np.arange(n) + 0.5 - n / 2) - 0.5).astype(np.int64)
     a2_by_rank = np.zeros(n // 2)
     omega_p = 0.0
+    omega_pp_solid = 0.0
     peak = 0.0
     for first in range(0, n, SKY_ROWS_PER_BLOCK):
         rows = slice(first, min(n, first + SKY_ROWS_PER_BLOCK))
@@ -268,6 +277,7 @@ def whole_sky_integrals(
             continue
         a = beam.power(ll[disk], mm[disk], freq_hz, pol, frame=frame)
         omega_p += float(a.sum())
+        omega_pp_solid += float((a**2 / np.sqrt(1.0 - ll[disk] ** 2 - mm[disk] ** 2)).sum())
         peak = max(peak, float(a.max()))
         reach_rank = np.maximum(rank[rows, None], rank[None, :])[disk]
         a2_by_rank += np.bincount(reach_rank, weights=a**2, minlength=n // 2)
@@ -284,6 +294,7 @@ def whole_sky_integrals(
         peak=peak,
         outside_fraction=outside / omega_pp if omega_pp > 0 else 0.0,
         half_field_needed=needed,
+        omega_pp_solid_angle=omega_pp_solid * step**2,
     )
 
 
