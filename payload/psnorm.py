@@ -272,12 +272,13 @@ def whole_sky_integrals(
         rows = slice(first, min(n, first + SKY_ROWS_PER_BLOCK))
         ll = np.broadcast_to(axis[rows, None], (rows.stop - rows.start, n))
         mm = np.broadcast_to(axis[None, :], ll.shape)
-        disk = ll**2 + mm**2 < 1.0
+        r2 = ll**2 + mm**2
+        disk = r2 < 1.0
         if not disk.any():
             continue
         a = beam.power(ll[disk], mm[disk], freq_hz, pol, frame=frame)
         omega_p += float(a.sum())
-        omega_pp_solid += float((a**2 / np.sqrt(1.0 - ll[disk] ** 2 - mm[disk] ** 2)).sum())
+        omega_pp_solid += float((a**2 / np.sqrt(1.0 - r2[disk])).sum())  # dOmega = dl dm / n
         peak = max(peak, float(a.max()))
         reach_rank = np.maximum(rank[rows, None], rank[None, :])[disk]
         a2_by_rank += np.bincount(reach_rank, weights=a**2, minlength=n // 2)
