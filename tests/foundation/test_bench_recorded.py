@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -35,3 +37,17 @@ def test_every_recorded_ratio_is_the_one_the_docs_show(benchmark: str) -> None:
         if name == "measured":
             continue
         assert f"{float(value):.2f}" in docs, f"{benchmark}.{name} = {value} not in the docs"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    recorded=st.floats(min_value=1e-3, max_value=1e3),
+    change=st.floats(min_value=-0.9, max_value=3.0).filter(lambda c: abs(c - 0.10) > 1e-9),
+)
+def test_regression_is_flagged_exactly_when_more_than_ten_percent_worse(
+    recorded: float, change: float, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path = tmp_path_factory.mktemp("rec") / "recorded.json"
+    path.write_text(json.dumps({"b": {"r": recorded}}))
+    lines = compare_recorded("b", {"r": recorded * (1.0 + change)}, recorded_file=path)
+    assert ("REGRESSION" in lines) == (change > 0.10), lines
