@@ -75,7 +75,7 @@ BH_MAIN_LOBE_BINS = 4
 BEAM_NORMALISATION = (
     "A is the power pattern; a dish is 1 at its pointing centre; an MWA tile is "
     "mwa_hyperbeam's pattern over the zenith response of the zenith-pointed tile; "
-    "omega_pp_sr = int A^2 dl dm over the sky above the horizon"
+    "omega_pp_sr = int A^2 dOmega over the sky above the horizon"
 )
 
 
@@ -135,9 +135,6 @@ class PowerSpectrum:
     primary_beam: str
     omega_pp: float  # int A^2 (sr) at the band centre, for reference
     bandwidth_pp_hz: float
-    # int A^2 dOmega / int A^2 dl dm at the band centre: how much higher P(k) reads for a sky
-    # white per solid angle than for one white per dl dm (docs/imaging.md, "Flat-sky measure")
-    flat_sky_factor: float = float("nan")
     beam_frame: str = "tracking the phase centre"  # JSON of the BeamFrame, when fixed
     # JSON: how many segments were gridded apart and averaged in power, and how long each
     # lasted (payload.drift); one segment is the whole observation, gridded coherently.
@@ -224,7 +221,6 @@ class PowerSpectrum:
             handle.attrs["horizon_slope"] = self.horizon_slope
             handle.attrs["wedge_buffer_per_mpc"] = self.wedge_buffer
             handle.attrs["omega_pp_sr"] = self.omega_pp
-            handle.attrs["flat_sky_factor"] = self.flat_sky_factor
             handle.attrs["beam_normalisation"] = BEAM_NORMALISATION
             handle.attrs["beam_frame"] = self.beam_frame
             handle.attrs["bandwidth_pp_hz"] = self.bandwidth_pp_hz
@@ -254,7 +250,7 @@ def _total(parts: Sequence[npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
 def beam_omega_pp(
     beam: PrimaryBeam, grid: UVGrid, freq_hz: float, pol: str, *, frame: BeamFrame | None = None
 ) -> float:
-    """``int A^2 dl dm`` (sr) over the whole sky above the horizon (see :mod:`payload.psnorm`)."""
+    """``int A^2 dOmega`` (sr) over the whole sky above the horizon (see :mod:`payload.psnorm`)."""
     return _sky_integrals(beam, grid, freq_hz, pol, frame=frame).omega_pp
 
 
@@ -930,7 +926,6 @@ def compute_power_spectrum(
         wedge_buffer=geo.wedge_buffer,
         primary_beam=beam.spec,
         omega_pp=sky.omega_pp,
-        flat_sky_factor=sky.flat_sky_factor,
         bandwidth_pp_hz=band.b_pp,
         beam_frame=_describe(frame),
         segments=_describe_segments(segments),

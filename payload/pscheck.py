@@ -55,10 +55,6 @@ MIN_CELL_WEIGHT = 0.1
 # The Blackman-Harris window's main lobe, in delay bins either side of zero (as the wedge
 # buffer of payload.powerspec takes it).
 WINDOW_LOBE_BINS = 4
-# P(k) is normalised by int A^2 dl dm; a sky white per solid angle needs int A^2 dOmega. Said
-# when the two differ by more than this (2 %: 40 % of the 5 % the estimator is held to; an
-# MWA tile at the phase centre is 1.2 %, 13 deg from it 4 %, airy:4 2.5 %).
-FLAT_SKY_TOLERANCE = 0.02
 
 UNCALIBRATED = (
     "input vis_units is 'uncalib': baselines that share a uv cell add coherently only "
@@ -80,11 +76,6 @@ IN_LOBE = (
     "({lobe} bins), so every k_par holds leakage of the k_par = 0 plane (foregrounds)"
 )
 
-FLAT_SKY = (
-    "flat-sky normalisation: P(k) is divided by int A^2 dl dm; for the 21 cm sky (white per "
-    "solid angle) int A^2 dOmega is {factor:.3f} x that, so P(k) reads {factor:.3f} x high "
-    "(a wide beam, or one far from the phase centre; docs/imaging.md, 'Flat-sky measure')"
-)
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +136,6 @@ def check(
     noise: npt.NDArray[np.float64] | None = None,
     polarizations: Sequence[str] = (),
     freq_hz: npt.NDArray[np.float64] | None = None,
-    flat_sky_factor: float = float("nan"),
 ) -> list[str]:
     """The warnings (one line each) for a power spectrum; empty when it can be vouched for.
 
@@ -174,8 +164,6 @@ def check(
         warnings.append(ONE_BIN.format(n_bins=n_bins_estimated, n_chan=n_channels))
     if n_channels // 2 <= WINDOW_LOBE_BINS:
         warnings.append(IN_LOBE.format(n_chan=n_channels, lobe=WINDOW_LOBE_BINS))
-    if np.isfinite(flat_sky_factor) and flat_sky_factor > 1.0 + FLAT_SKY_TOLERANCE:
-        warnings.append(FLAT_SKY.format(factor=flat_sky_factor))
     return warnings
 
 
@@ -199,7 +187,6 @@ def check_products(
         pols = list(json.loads(handle.attrs["polarizations"]))
         p_sph = np.asarray(handle["p_sph"][()])
         estimated = "not_estimated" not in handle.attrs
-        flat_sky_factor = float(handle.attrs.get("flat_sky_factor", float("nan")))
     freq = np.asarray(data["freq_hz"], dtype=np.float64)
     noise = channel_noise(data["uv_vis"], data["uv_weights"]) if estimated else None
     warnings = check(
@@ -210,7 +197,6 @@ def check_products(
         noise=noise,
         polarizations=pols,
         freq_hz=freq,
-        flat_sky_factor=flat_sky_factor,
     )
     for line in warnings:
         log.warning("power spectrum: %s", line)

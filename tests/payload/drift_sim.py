@@ -441,8 +441,9 @@ def spotcube_spectrum(
 
 
 def omega_pp(beam_kind: str, beam_size: float, freq_hz: float) -> float:
-    """int A^2 dl dm over the sky above the horizon of the simulated beam (pyuvdata's
-    power pattern on a 0.0025 grid), for the delay spectrum's normalisation."""
+    """int A^2 dOmega = int A^2 / n dl dm over the sky above the horizon of the simulated
+    beam (pyuvdata's power pattern on a 0.0025 grid), for the delay spectrum's normalisation:
+    the expectation of |V|^2 for a sky white per solid angle, as :func:`simulate` makes it."""
     beam = analytic_beam(beam_kind, beam_size)
     step = 0.0025
     axis = np.arange(-1 + step / 2, 1, step)
@@ -452,7 +453,8 @@ def omega_pp(beam_kind: str, beam_size: float, freq_hz: float) -> float:
     za = np.arcsin(rho[inside])
     az = np.arctan2(ll[inside], mm[inside])
     power = np.asarray(beam.power_eval(az_array=az, za_array=za, freq_array=np.asarray([freq_hz])))
-    return float((power.real[0, 0, 0] ** 2).sum()) * step**2
+    measure = 1 / np.sqrt(1 - rho[inside] ** 2)
+    return float((power.real[0, 0, 0] ** 2 * measure).sum()) * step**2
 
 
 def delay_ratios(
@@ -539,14 +541,14 @@ def mwa_peak(delays: tuple[int, ...], freq_hz: float) -> tuple[float, float]:
 
 
 def mwa_omega_pp(
-    delays: tuple[int, ...], freq_hz: float, step: float = 0.0025, *, solid_angle: bool = False
+    delays: tuple[int, ...], freq_hz: float, step: float = 0.0025, *, solid_angle: bool = True
 ) -> float:
-    """int A^2 dl dm over the sky above the horizon of the tile (zenith-centred l east, m
-    north; :func:`mwa_power`), for the delay spectrum's normalisation; ``solid_angle``:
-    int A^2 dOmega = int A^2 / n dl dm instead, the expectation of |V|^2 for a sky white per
-    solid angle (as the 21 cm sky is, and as :func:`simulate` makes it; hera_pspec's
-    Omega_pp). The two differ by 1.2 % for the zenith-pointed tile, 4.0 % pointed 12.8 deg and
-    7.8 % pointed 19.4 deg from this zenith phase centre (167 MHz)."""
+    """int A^2 dOmega = int A^2 / n dl dm over the sky above the horizon of the tile
+    (zenith-centred l east, m north; :func:`mwa_power`), for the delay spectrum's
+    normalisation: the expectation of |V|^2 for a sky white per solid angle (as the 21 cm sky
+    is, and as :func:`simulate` makes it; hera_pspec's Omega_pp). ``solid_angle=False``: the
+    flat-sky int A^2 dl dm instead, 1.2 % smaller for the zenith-pointed tile, 4.0 % pointed
+    12.8 deg and 7.8 % pointed 19.4 deg from this zenith phase centre (167 MHz)."""
     axis = np.arange(-1 + step / 2, 1, step)
     ll, mm = np.meshgrid(axis, axis, indexing="ij")
     rho = np.hypot(ll, mm)

@@ -2,7 +2,11 @@
 
 * The sky is a Gaussian random field made by ``powerbox`` (Murray 2018) in a comoving box
   whose transverse side is the field's angular size times X and whose depth is the band
-  times Y (Planck18, as in the estimator), in mK.
+  times Y (Planck18, as in the estimator), in mK. It is made white per solid angle, as the
+  21 cm sky is: a pixel of the sky grid (an orthographic, SIN, projection) covers
+  ``dOmega = pixsize^2 / n``, so powerbox's field (white per ``pixsize^2``) is scaled by
+  ``sqrt(pixsize^2 / dOmega)`` and its flux is ``T dOmega`` (:func:`predict`). The
+  normaliser of such a sky is ``int A^2 dOmega`` (:func:`omega_pp`).
 * The beam multiplies the sky: pyuvdata's ``GaussianBeam`` (power pattern of the given
   FWHM), evaluated here directly, not through :mod:`payload.beams`.
 * Visibilities are predicted with ducc0's ``dirty2vis`` (a non-uniform FFT from the sky
@@ -146,6 +150,20 @@ def gaussian_beam_power(
     return np.asarray(np.where(rho < 1, power.real[0, 0, 0].reshape(ll.shape), 0.0))
 
 
+def pixel_solid_angle(npix: int, pixsize: float) -> npt.NDArray[np.float64]:
+    """The solid angle of each sky-grid pixel, ``pixsize^2 / n`` (0 beyond the horizon)."""
+    lm = (np.arange(npix) - npix // 2) * pixsize
+    r2 = lm[:, None] ** 2 + lm[None, :] ** 2
+    inside = r2 < 1.0
+    return np.where(inside, pixsize**2 / np.sqrt(np.where(inside, 1.0 - r2, 1.0)), 0.0)
+
+
+def omega_pp(beam: npt.NDArray[np.float64], pixsize: float) -> float:
+    """``int A^2 dOmega`` of a power beam on the sky grid: the normaliser of a sky white per
+    solid angle (a per-baseline delay spectrum divides by it)."""
+    return float((beam**2 * pixel_solid_angle(beam.shape[0], pixsize)).sum())
+
+
 def predict(
     uvw_m: npt.NDArray[np.float64],
     band: Band,
@@ -153,12 +171,15 @@ def predict(
     beam: npt.NDArray[np.float64],
     pixsize: float,
 ) -> npt.NDArray[np.complex128]:
-    """V = sum_pix A T / c(f) dOmega exp(+2 pi i (u l + v m)) [Jy], flat sky (no w term)."""
+    """V = sum_pix A T / c(f) dOmega exp(+2 pi i (u l + v m)) [Jy], no w term, of ``sky_mk``
+    made white per solid angle: T = sky_mk sqrt(pixsize^2 / dOmega) (module docstring)."""
     flat = np.ascontiguousarray(uvw_m.copy())
     flat[:, 2] = 0.0
     out = np.zeros((len(uvw_m), band.n_freqs), dtype=np.complex128)
+    # T dOmega = sky_mk sqrt(pixsize^2 / dOmega) dOmega = sky_mk pixsize sqrt(dOmega)
+    flux_per_mk = pixsize * np.sqrt(pixel_solid_angle(sky_mk.shape[0], pixsize))
     for c, freq in enumerate(band.freq_hz):
-        image = sky_mk[:, :, c] * beam / jy_to_mk_sr(freq) * pixsize**2
+        image = sky_mk[:, :, c] * beam * flux_per_mk / jy_to_mk_sr(freq)
         out[:, c] = ducc0.wgridder.experimental.dirty2vis(
             uvw=flat,
             freq=np.asarray([freq]),

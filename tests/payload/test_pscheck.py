@@ -86,42 +86,6 @@ def test_few_channels_are_warned_about() -> None:
     assert pscheck.check(vis_units="Jy", n_channels=10, n_bins_estimated=3, estimated=True) == []
 
 
-@pytest.mark.parametrize(
-    ("spec", "warned"), [("airy:4", True), ("gaussian:25", False), ("gaussian:12", False)]
-)
-def test_the_flat_sky_factor_is_the_solid_angle_integral_and_is_warned_about(
-    spec: str, warned: bool
-) -> None:
-    """``int A^2 dOmega / int A^2 dl dm`` of an axisymmetric beam at the phase centre, against
-    scipy's quadrature in zenith angle (dOmega = sin t dt dphi, dl dm = cos t dOmega): a
-    parametrisation the code (a midpoint grid in l, m) does not share. Beyond 2 % it is
-    warned about: airy:4 (1.025 at 150 MHz); a 25 deg Gaussian (1.017) and a 12 deg one
-    (1.004) are not."""
-    from scipy.integrate import quad
-
-    from payload.beams import parse_beam
-    from payload.psnorm import whole_sky_integrals
-
-    beam = parse_beam(spec)
-
-    def a2(theta: float) -> float:
-        value = beam.power(np.asarray([math.sin(theta)]), np.asarray([0.0]), 150e6, "I")
-        return float(value[0]) ** 2
-
-    solid = quad(lambda t: a2(t) * math.sin(t), 0, math.pi / 2, limit=400)[0]
-    flat = quad(lambda t: a2(t) * math.sin(t) * math.cos(t), 0, math.pi / 2, limit=400)[0]
-    sky = whole_sky_integrals(beam, 150e6, "I", half_field=1.0)
-    assert sky.flat_sky_factor == pytest.approx(solid / flat, rel=2e-3)
-    warnings = pscheck.check(
-        vis_units="Jy",
-        n_channels=64,
-        n_bins_estimated=8,
-        estimated=True,
-        flat_sky_factor=sky.flat_sky_factor,
-    )
-    assert warnings == ([pscheck.FLAT_SKY.format(factor=sky.flat_sky_factor)] if warned else [])
-
-
 def test_clean_calibrated_noise_says_nothing_and_an_rfi_channel_is_found(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -83,9 +83,12 @@ def test_frame_matches_astropy(seed: int) -> None:
 
 
 def _quadrature(power_of_za) -> float:  # type: ignore[no-untyped-def]
-    """int A^2 dl dm for an azimuthally symmetric A(za): 2 pi int A^2 sin za cos za dza."""
+    """int A^2 dOmega for an azimuthally symmetric A(za): 2 pi int A^2 sin za dza, in zenith
+    angle, a parametrisation the code (a midpoint grid in l, m weighted by 1 / n) does not
+    share. The flat-sky measure dl dm = cos za dOmega would miss these by 0.4 % (12 deg
+    Gaussian) to 2.5 % (airy:4), beyond every tolerance below but the 12 deg one's."""
     value, _ = integrate.quad(
-        lambda za: power_of_za(za) ** 2 * math.sin(za) * math.cos(za), 0, math.pi / 2, limit=400
+        lambda za: power_of_za(za) ** 2 * math.sin(za), 0, math.pi / 2, limit=400
     )
     return 2 * math.pi * value
 

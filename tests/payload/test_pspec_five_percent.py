@@ -64,7 +64,7 @@ def realisations(request: pytest.FixtureRequest) -> Realisations:
     fwhm = float(request.param)
     uvw, times = sim.track_uvw(sim.short_baselines_enu(110.0), N_TIMES, STEP_S)
     beam = sim.gaussian_beam_power(fwhm, NPIX, PIXSIZE, float(BAND.freq_hz.mean()))
-    omega_pp = float((beam**2).sum()) * PIXSIZE**2  # the simulation's beam, in dl dm
+    omega_pp = sim.omega_pp(beam, PIXSIZE)  # the simulation's beam, int A^2 dOmega
     ours, theirs = [], []
     for cube in range(CUBES_PER_BEAM[fwhm]):
         seeds = (101 + 2 * cube, 102 + 2 * cube)

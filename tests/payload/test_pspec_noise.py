@@ -302,7 +302,7 @@ def test_auto_power_of_noise_is_the_radiometer_level() -> None:
     c2 /= float((window**2).sum())
     fine = 0.002
     a = sim.gaussian_beam_power(FWHM_DEG, 800, fine, float(BAND.freq_hz.mean()))
-    omega_pp = float((a**2).sum()) * fine**2
+    omega_pp = sim.omega_pp(a, fine)  # int A^2 dOmega, the normaliser
     expected = (
         scales.x_mpc_per_rad**2 * scales.y_mpc_per_hz * c2 * SIGMA_VIS_JY**2 * BAND.width_hz
     ) / (n_times * omega_pp)

@@ -44,7 +44,11 @@ def test_normalisation_is_the_pair_sum(beam_sigma: float) -> None:
     sampling = np.einsum("k,ki,kj->ij", weights, phase, phase_m).real
     omega = math.pi * beam_sigma**2
     lattice = beam_lattice(grid, omega_pp=omega)
-    a2 = np.exp(-(lattice.l_dir**2 + lattice.m_dir**2) / beam_sigma**2)
+    r2 = lattice.l_dir**2 + lattice.m_dir**2
+    # cell_normalisation weighs A^2 by the solid angle, dl dm / n: A^2 n given to it is the
+    # flat-sky Gaussian whose closed form is below (the measure is tested end to end by the
+    # power-spectrum tests, and against quadrature in test_pspec_beam_sky.py)
+    a2 = np.exp(-r2 / beam_sigma**2) * np.sqrt(np.clip(1.0 - r2, 0.0, None))
     n_ee, n_oo, n_eo = cell_normalisation((sampling, sampling), grid, lattice, a2)
 
     # the gridder's kernel: the taper on the field's pixels, transformed pixel by pixel
