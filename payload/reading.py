@@ -39,6 +39,7 @@ from payload import resources, uvh5, validation
 from payload.classify import input_failure
 from payload.errors import InvalidInputError, PayloadError
 from payload.inputcheck import check_input_path
+from payload.mspointing import delays_keyword, mwa_ms_delays
 from payload.uvh5 import Header, Slab
 from payload.validation import FlagCounts
 
@@ -213,6 +214,8 @@ def prepare_input(path: str | Path, cache_dir: str | Path) -> Path:
         return cache
     resources.check_conversion(path, cache.parent)
     uvd = _read_uvdata(path)
+    if path.is_dir() and (delays := mwa_ms_delays(path)) is not None:
+        uvd.extra_keywords["delays"] = delays_keyword(delays)  # pyuvdata leaves them out
     cache.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".uvh5.tmp")
     os.close(fd)
@@ -227,6 +230,11 @@ def prepare_input(path: str | Path, cache_dir: str | Path) -> Path:
     return cache
 
 
+# Part of every conversion's cache key: a change in what a conversion writes (v2: an MWA
+# Measurement Set's beamformer delays) must not reuse files converted before it.
+CONVERSION_VERSION = b"spotcube conversion v2\0"
+
+
 def _input_key(path: Path) -> str:
     """Cache key of an input: the sha256 of its content (every file under a directory).
 
@@ -235,7 +243,7 @@ def _input_key(path: Path) -> str:
     mtime, so the conversion of the old file would be imaged as the new one. Hashing costs
     one read of the input, far less than the conversion it guards.
     """
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(CONVERSION_VERSION)
     members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for member in members:
         name = str(member.relative_to(path)) if path.is_dir() else ""
