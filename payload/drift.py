@@ -241,17 +241,19 @@ def plan_drift(
     integration_s: float,
     projected: bool,
     what: str = "data",
+    refuse: bool = True,
 ) -> DriftPlan:
     """Segments for this observation, chosen from its phase type and duration.
 
     A beam that tracks the phase centre (``frame`` None or not fixed) or an observation
     shorter than the coherent limit gives one segment: the whole observation, gridded
     coherently as before. Refuses (InvalidInputError) a beam the power spectrum cannot
-    normalise (:func:`payload.psnorm.beam_sky_fit`) and what :func:`plan_segments` refuses.
+    normalise (:func:`payload.psnorm.beam_sky_fit`; not when ``refuse`` is False: data of one
+    time sample, whose spectrum is not estimated) and what :func:`plan_segments` refuses.
     """
     times = np.unique(np.asarray(times_jd, dtype=np.float64))
     lst = np.asarray(lst_rad, dtype=np.float64)
-    _, sigma = beam_sky_fit(beam, band_hz, grid, frame=frame)
+    _, sigma = beam_sky_fit(beam, band_hz, grid, frame=frame, refuse=refuse)
     longest = coherent_seconds(frame, sigma)
     plan = plan_segments(times, integration_s, longest, what=what)
     if frame is None:

@@ -390,7 +390,7 @@ def geometry(grid: UVGrid, band: DelayBand, n_k_bins: int) -> Geometry:
 
 
 def beam_lattices(
-    segments: Sequence[DriftSegment], beam: PrimaryBeam, band: DelayBand
+    segments: Sequence[DriftSegment], beam: PrimaryBeam, band: DelayBand, *, refuse: bool = True
 ) -> list[BeamLattice]:
     """The beam directions each segment's normalisation sums over, where that segment's
     frame puts the beam; refuses a beam the sky drifts through too far during a segment
@@ -403,9 +403,12 @@ def beam_lattices(
     for seg in segments:
         geometry = None if seg.frame is None else dataclasses.replace(seg.frame, duration_s=0.0)
         if geometry not in fits:
-            fits[geometry] = beam_sky_fit(beam, (f_bottom, f_top), grid, frame=seg.frame)
+            fits[geometry] = beam_sky_fit(
+                beam, (f_bottom, f_top), grid, frame=seg.frame, refuse=refuse
+            )
         edges_pp, sigma_rad = fits[geometry]
-        check_drift(beam, seg.frame, sigma_rad)
+        if refuse:
+            check_drift(beam, seg.frame, sigma_rad)
         lattice_all = beam_lattice(grid, omega_pp=min(edges_pp))
         reach_a2 = np.maximum(
             beam.power(lattice_all.l_dir, lattice_all.m_dir, f_bottom, "I", frame=seg.frame) ** 2,
@@ -852,9 +855,14 @@ def compute_power_spectrum(
     beam: PrimaryBeam | None = None,
     frame: BeamFrame | None = None,
     workers: int | None = None,
+    refuse: bool = True,
 ) -> PowerSpectrum:
     """Cylindrical (k_perp, k_par) and spherical power spectra of a uv cube, or of the
     segments of a drift scan.
+
+    ``refuse=False`` is for data with no even x odd pair at all (one time sample), whose
+    spectrum is "not estimated" anyway: the beam is then not refused, and the lattice sums
+    what of it the grid's field holds.
 
     ``beam`` defaults to the one the cube records; ``frame`` places it on the sky (None: the
     beam tracks the phase centre). Refuses, with InvalidInputError, a beam that reaches
@@ -879,7 +887,7 @@ def compute_power_spectrum(
     band = delay_band(first.freq_hz)
     geo = geometry(first.grid, band, n_k_bins)
     norms = normalisations(
-        segments, beam, band, beam_lattices(segments, beam, band), workers=workers
+        segments, beam, band, beam_lattices(segments, beam, band, refuse=refuse), workers=workers
     )
     # The error sums depend on the normalisations only (which cells are valid, the noise
     # maps): polarizations sharing them share the sums, which scale with sigma0^2.

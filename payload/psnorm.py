@@ -317,10 +317,11 @@ def beam_sky_fit(
     grid: UVGrid,
     *,
     frame: BeamFrame | None = None,
+    refuse: bool = True,
 ) -> tuple[list[float], float]:
     """``int A^2`` at each of ``freqs_hz`` and the narrowest Gaussian-equivalent sigma (rad,
     ``sqrt(int A^2 / (pi max A^2))``) over them, after refusing a beam the estimator cannot
-    normalise: one that reaches beyond the uv grid's field.
+    normalise: one that reaches beyond the uv grid's field (unless ``refuse`` is False).
 
     Raises InvalidInputError with a one-line reason and what to change.
     """
@@ -333,7 +334,7 @@ def beam_sky_fit(
             raise InvalidInputError(
                 f"primary beam {beam.spec!r} is zero above the horizon at {freq / 1e6:.1f} MHz"
             )
-        if sky.outside_fraction > MAX_OUTSIDE_FRACTION:
+        if refuse and sky.outside_fraction > MAX_OUTSIDE_FRACTION:
             # rounded down, so that the advice is enough
             largest_cell = math.floor(100.0 / (2.0 * sky.half_field_needed)) / 100.0
             raise InvalidInputError(

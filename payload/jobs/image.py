@@ -215,7 +215,15 @@ class ImageJob:
             integration_s=integration_s,
             projected=info.projected,
             what=str(info.source),
+            refuse=self.estimable,
         )
+
+    @cached_property
+    def estimable(self) -> bool:
+        """Whether the data can give an even x odd power spectrum at all (two time samples or
+        more). One cannot, so its beam is not refused: the images stand, and the power
+        spectrum says "not estimated" (NOT_ESTIMATED)."""
+        return len(self._times[0]) >= 2
 
     @cached_property
     def _times(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
@@ -601,7 +609,11 @@ class ImageJob:
         )
         self.on_step("uv cube")
         ps = compute_power_spectrum(
-            segments, n_k_bins=params.n_k_bins, beam=self.beam, frame=self.beam_frame
+            segments,
+            n_k_bins=params.n_k_bins,
+            beam=self.beam,
+            frame=self.beam_frame,
+            refuse=self.estimable,
         )
         # One time sample (a snapshot like pyuvdata's MWA test set) has no odd half: every
         # bin would be NaN. The images stand; the power spectrum says why it is empty.

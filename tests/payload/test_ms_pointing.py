@@ -57,3 +57,23 @@ def test_several_pointings_are_refused_in_one_line(mwa_ms: Path, tmp_path: Path)
 def test_a_measurement_set_without_the_table_has_no_delays(tmp_path: Path) -> None:
     (tmp_path / "plain.ms").mkdir()
     assert mwa_ms_delays(tmp_path / "plain.ms") is None
+
+
+def test_the_pointed_ms_still_images_and_records_its_beam(mwa_ms: Path, tmp_path: Path) -> None:
+    """With its delays read, this one-integration MS's tile beam spills 15 % of int A^2
+    beyond the default grid's field, which would refuse a power spectrum; there is none to
+    estimate (one time sample), so the images are made and the spectrum says why it is
+    empty, with the pointed beam recorded (found when the delays were first read: the job
+    exited 65 and made no images)."""
+    import h5py
+
+    from payload.cli import main
+
+    out = tmp_path / "products"
+    assert main(["image", str(mwa_ms), "--out", str(out), "--quiet"]) == 0
+    with h5py.File(out / "powerspec.h5", "r") as handle:
+        assert handle.attrs["primary_beam"] == "mwa:" + ",".join(
+            str(d) for d in _table_delays(mwa_ms)
+        )
+        assert str(handle.attrs["not_estimated"]).startswith("not estimated")
+    assert (out / "image_cube.fits").stat().st_size > 0
