@@ -139,11 +139,17 @@ def run_drift_cell(
         / AMPLITUDE
     )
     segments = json.loads(ps.segments)
+    missing = (
+        drift_sim.mwa_missing_share(tuple(size), float(BAND.freq_hz.mean()))
+        if kind == "mwa"
+        else drift_sim.missing_share(kind, float(size), float(BAND.freq_hz.mean()))
+    )
     return {
         "k": centres[tested],
         "input": ours.mean(axis=0),
         "delay": (ours / theirs).mean(axis=0),
-        "note": f"{segments['n_segments']} segments of {max(segments['seconds']):.0f} s",
+        "note": f"{segments['n_segments']} segments of {max(segments['seconds']):.0f} s; "
+        f"{len(obs.vis)} skies; the sky leaves out {missing:.1%} of int A^2 dOmega",
     }
 
 

@@ -328,8 +328,9 @@ def _telescope(location: Any, enu: npt.NDArray[np.float64], lat_deg: float = HER
 
 
 def missing_share(beam_kind: str, beam_size: float, freq_hz: float) -> float:
-    """The share of the beam's int A^2 (dl dm, above the horizon) beyond SKY_RADIUS of its
-    centre: how much of the beam-weighted sky the simulation leaves out."""
+    """The share of the beam's int A^2 dOmega (above the horizon) beyond SKY_RADIUS of its
+    centre: how much of the beam-weighted sky the simulation leaves out (spotcube and the
+    delay spectrum, normalised by the whole beam, read 1 - share of the input where exact)."""
     beam = analytic_beam(beam_kind, beam_size)
     axis = np.linspace(-1, 1, 1201)
     ll, mm = np.meshgrid(axis, axis, indexing="ij")
@@ -338,7 +339,7 @@ def missing_share(beam_kind: str, beam_size: float, freq_hz: float) -> float:
     za = np.arcsin(np.clip(rho[inside], 0, 1))
     az = np.arctan2(ll[inside], mm[inside])
     power = np.asarray(beam.power_eval(az_array=az, za_array=za, freq_array=np.asarray([freq_hz])))
-    a2 = power.real[0, 0, 0] ** 2
+    a2 = power.real[0, 0, 0] ** 2 / np.sqrt(1 - rho[inside] ** 2)  # per dl dm: A^2 / n
     return float(a2[rho[inside] > SKY_RADIUS].sum() / a2.sum())
 
 
