@@ -290,7 +290,9 @@ class ObjectStore:
     policy : RetryPolicy, optional
         Retry bounds for every request.
     part_size, concurrency : int, optional
-        Multipart part size (files larger than one part go multipart) and parallel parts.
+        Multipart part size and parallel parts.
+    single_put_max : int, optional
+        Files up to this size go up in one PUT (default two parts), larger ones multipart.
     """
 
     def __init__(
@@ -301,6 +303,7 @@ class ObjectStore:
         policy: RetryPolicy = RetryPolicy(),
         part_size: int = DEFAULT_PART_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
+        single_put_max: int | None = None,
     ) -> None:
         if part_size < 5 * MIB:
             raise ValueError(f"part_size {part_size} is below S3's 5 MiB minimum")
@@ -309,6 +312,11 @@ class ObjectStore:
         self.policy = policy
         self.part_size = part_size
         self.concurrency = concurrency
+        # Two parts by default: a multipart upload of two parts takes four requests (create,
+        # two parts, complete) where one PUT takes one, and their parallelism does not win
+        # those round trips back (docs/benchmarks.md, checkpoint rows). S3 takes up to
+        # 5 GiB in one PUT.
+        self.single_put_max = 2 * part_size if single_put_max is None else single_put_max
         self._rng = random.Random()
 
     def _retry(self, call: Callable[[], T], what: str) -> T:
@@ -492,7 +500,8 @@ class ObjectStore:
         return str(response["ETag"])
 
     def put_file(self, key: str, path: Path, *, if_none_match: bool = False) -> StoredObject:
-        """Upload ``path`` to ``key`` (multipart above one part) and verify it.
+        """Upload ``path`` to ``key`` (one PUT up to ``single_put_max``, else multipart) and
+        verify it.
 
         Raises
         ------
@@ -500,7 +509,7 @@ class ObjectStore:
             The upload or its verification kept failing within the retry bounds.
         """
         size = path.stat().st_size
-        if size <= self.part_size:
+        if size <= self.single_put_max:
             data = path.read_bytes()
             if not self.put_bytes(key, data, if_none_match=if_none_match):
                 raise FileExistsError(f"s3://{self.bucket}/{key} exists (If-None-Match)")

@@ -14,7 +14,8 @@ from payload.outcomes import Outcome
 from spotcube.local.imds import ImdsEmulator
 from tests.work.conftest import RUN, Plane, reference_products, wait_for
 
-BIG = 5 * 1024 * 1024 + 4096  # above the workers' 5 MiB part size: uploads go multipart
+# three parts at the workers' 5 MiB part size: multipart (up to two go in one PUT)
+BIG = 2 * 5 * 1024 * 1024 + 4096
 
 
 def finish_elsewhere(plane: Plane, obs_id: str, message_data: bytes, message: object) -> None:

@@ -36,7 +36,8 @@ POINTS = (
 )
 CHUNK_SECONDS = 0.25
 INTERVAL = 0.3  # the --checkpoint-interval the plane fixture gives workers
-BIG = 5 * 1024 * 1024 + 4096  # two parts at the workers' 5 MiB part size
+# three parts at the workers' 5 MiB part size: multipart (up to two go in one PUT)
+BIG = 2 * 5 * 1024 * 1024 + 4096
 HOLD = 60  # seconds a worker waits at its point: the kill lands inside however slow we are
 
 

@@ -37,7 +37,10 @@ def _client_error(code: str, status: int) -> ClientError:
 @pytest.fixture
 def store(cloud: str) -> ObjectStore:
     local_client("s3", cloud).create_bucket(Bucket=BUCKET)
-    return ObjectStore(s3_client(cloud, "us-east-1"), BUCKET, part_size=5 * MIB)
+    # one PUT up to one part here, so that the 6 MiB files below go multipart
+    return ObjectStore(
+        s3_client(cloud, "us-east-1"), BUCKET, part_size=5 * MIB, single_put_max=5 * MIB
+    )
 
 
 @pytest.mark.parametrize(
@@ -166,6 +169,7 @@ def test_faulty_s3_is_retried_and_nothing_is_corrupt(cloud: str, tmp_path: Path,
             s3_client(proxy.endpoint, "us-east-1"),
             BUCKET,
             part_size=5 * MIB,
+            single_put_max=5 * MIB,
             policy=RetryPolicy(attempts=10, base_seconds=0.01, cap_seconds=0.1),
         )
         expected = {}
@@ -242,3 +246,19 @@ def test_checkpoint_objects_carry_the_lifecycle_tag(
     assert _tags(store, chunk_key) == {"spotcube-data": "checkpoint"}
     assert _tags(store, "runs/r/obs/o/checkpoint/manifest.json") == {"spotcube-data": "checkpoint"}
     assert _tags(store, product_key) == {}
+
+
+def test_up_to_two_parts_go_in_one_put(cloud: str, tmp_path: Path) -> None:
+    """The rule, read from S3's own ETags (a multipart object's ends in -<parts>): one PUT up
+    to two parts (four requests less than a two-part upload), multipart beyond."""
+    local_client("s3", cloud).create_bucket(Bucket="single-put")
+    store = ObjectStore(s3_client(cloud, "us-east-1"), "single-put", part_size=5 * MIB)
+    for size, parts in ((5 * MIB + 1, None), (10 * MIB, None), (10 * MIB + 1, 3)):
+        path = tmp_path / f"f{size}"
+        path.write_bytes(random.Random(size).randbytes(size))
+        stored = store.put_file(f"k{size}", path)
+        etag = store.head(f"k{size}")["ETag"].strip('"')  # type: ignore[index]
+        assert (etag.rsplit("-", 1)[1] if "-" in etag else None) == (
+            None if parts is None else str(parts)
+        ), size
+        assert stored.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
