@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 import h5py
 import numpy as np
@@ -24,6 +24,59 @@ from payload import resources
 from payload.errors import InvalidInputError
 
 _COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
+
+
+class RangeReader(Protocol):
+    """A stored file read by range (:class:`payload.ranged.RangedSource`)."""
+
+    def open(self) -> IO[bytes]: ...
+
+    def take_failure(self) -> BaseException | None: ...
+
+
+# A uvh5 file on this machine, or one read by range from the store.
+H5Input = Path | RangeReader
+# The datasets a chunk reads, by frequency; the rest of the file is header arrays.
+CHUNK_DATASETS = ("Data/visdata", "Data/flags", "Data/nsamples")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def open_h5(where: H5Input) -> h5py.File:
+    """``where`` opened read-only with h5py (a file object for a ranged input)."""
+    return h5py.File(where if isinstance(where, Path) else where.open(), "r")
+
+
+def reader_failure(where: H5Input, exc: BaseException) -> BaseException:
+    """What to raise for ``exc`` from h5py: the ranged reader's own error (an input replaced
+    mid-read, a store still failing after retries) if it caused it, else ``exc``.
+
+    h5py reports an exception raised in a file object's methods as its own ``OSError``.
+    """
+    failure = None if isinstance(where, Path) else where.take_failure()
+    return failure if failure is not None else exc
+
+
+def frequency_chunking_problem(handle: h5py.File, chunk_channels: int) -> str | None:
+    """Why a chunk of ``chunk_channels`` channels would read more than its channels' share
+    of ``handle``'s data, or ``None`` if it would not.
+
+    A chunk reads all baseline-times of some channels: only a dataset stored in HDF5 chunks
+    at most ``chunk_channels`` channels wide (axis -2 of (Nblts, Nfreqs, Npols)) keeps that
+    to the chunk's own bytes. A contiguous one interleaves every channel in every row.
+    """
+    for name in CHUNK_DATASETS:
+        dataset = handle.get(name)
+        if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 3:
+            return f"{name} is not a (Nblts, Nfreqs, Npols) dataset"
+        if dataset.chunks is None:
+            return f"{name} is stored contiguous (all channels in every row)"
+        width = int(dataset.chunks[1])
+        if width > chunk_channels:
+            return (
+                f"{name} is stored in HDF5 chunks {width} channels wide, wider than the "
+                f"job's {chunk_channels}-channel chunks"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -74,7 +127,7 @@ def _catalog_entry(group: h5py.Group) -> dict[str, Any]:
     return entry
 
 
-def read_header(path: Path) -> Header | None:
+def read_header(path: H5Input) -> Header | None:
     """The header of ``path`` if it is the common kind of uvh5 file, else ``None``.
 
     Never raises for an unreadable or unusual file: pyuvdata then reads it, and reports
@@ -83,7 +136,7 @@ def read_header(path: Path) -> Header | None:
     pyuvdata would size its arrays by the count.
     """
     try:
-        with h5py.File(path, "r") as handle:
+        with open_h5(path) as handle:
             _check_counts(handle)
             return _header(handle)
     except InvalidInputError:
@@ -174,7 +227,7 @@ def _header(handle: h5py.File) -> Header | None:
 
 
 def read_slab(
-    path: Path, channels: range | npt.NDArray[np.intp], polarizations: npt.ArrayLike
+    path: H5Input, channels: range | npt.NDArray[np.intp], polarizations: npt.ArrayLike
 ) -> Slab:
     """Channels ``channels`` and the given polarization codes, in the file's order.
 
@@ -191,7 +244,7 @@ def read_slab(
     else:
         # h5py takes one increasing index list per selection (slower than a slice).
         chans = [int(c) for c in channels]
-    with h5py.File(path, "r") as handle:
+    with open_h5(path) as handle:
         header = handle["Header"]
         freq = np.asarray(header["freq_array"][()], dtype=np.float64).ravel()[chans]
         ant_1, ant_2 = (np.asarray(header[key][()]) for key in ("ant_1_array", "ant_2_array"))
