@@ -28,8 +28,8 @@ from payload.checkpoint import Checkpointer, load_manifest
 from payload.classify import failure_record, with_uris
 from payload.errors import InvalidInputError, PayloadError, PreemptedError
 from payload.imds import InstanceIdentity
-from payload.inputs import restore as restore_input
 from payload.inputs import FORM_TAR, sha256_of_key, stored_name_and_form
+from payload.inputs import restore as restore_input
 from payload.jobs import JobContext, build_job
 from payload.jobs.base import ChunkedJob
 from payload.logship import LogShipper

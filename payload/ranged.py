@@ -132,7 +132,9 @@ class RangedSource:
             return data
 
         try:
-            data = with_retries(call, f"GET {key} bytes {start}-{end - 1}", policy=self.store.policy)
+            data = with_retries(
+                call, f"GET {key} bytes {start}-{end - 1}", policy=self.store.policy
+            )
         except ClientError as exc:
             failure: BaseException = exc
             if error_code(exc) in {"PreconditionFailed", "412"}:
@@ -166,6 +168,7 @@ class RangedFile(io.RawIOBase):
     def __init__(self, source: RangedSource) -> None:
         super().__init__()
         self.source = source
+        self.name = source.uri  # what messages about this file call it
         self._pos = 0
 
     def readable(self) -> bool:

@@ -12,9 +12,10 @@ old ``Nbls`` quirk) gives ``None`` from :func:`read_header`, and the caller uses
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -29,7 +30,7 @@ _COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
 class RangeReader(Protocol):
     """A stored file read by range (:class:`payload.ranged.RangedSource`)."""
 
-    def open(self) -> IO[bytes]: ...
+    def open(self) -> io.RawIOBase: ...
 
     def take_failure(self) -> BaseException | None: ...
 

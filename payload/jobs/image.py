@@ -53,8 +53,8 @@ from payload.reading import (
     range_read_problem,
     read_chunk,
 )
-from payload.uvh5 import reader_failure
 from payload.uvcube import UVCube, UVGrid, time_halves
+from payload.uvh5 import reader_failure
 from payload.validation import FlagCounts, check_finite_products, check_nothing_left
 
 # What combine does, in the names ``on_step`` reports (the uv cube, power spectrum and
@@ -236,7 +236,9 @@ class ImageJob:
         if not is_fixed_on_ground(self.beam, info.telescope):
             return None
         return frame_from_uvh5(
-            info.path, ra_deg=info.phase_center_ra_deg, dec_deg=info.phase_center_dec_deg
+            info.path if info.ranged is None else info.ranged.open(),
+            ra_deg=info.phase_center_ra_deg,
+            dec_deg=info.phase_center_dec_deg,
         )
 
     @cached_property
