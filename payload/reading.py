@@ -39,6 +39,7 @@ from payload import resources, uvh5, validation
 from payload.classify import input_failure
 from payload.errors import InvalidInputError, PayloadError
 from payload.inputcheck import check_input_path
+from payload.inputlayout import HDF5_SIGNATURE, frequency_chunking_problem
 from payload.mspointing import delays_keyword, mwa_ms_delays
 from payload.uvh5 import H5Input, Header, RangeReader, Slab
 from payload.validation import FlagCounts
@@ -341,13 +342,13 @@ def range_read_problem(ranged: RangeReader, chunk_channels: int) -> str | None:
     stored in chunks at most ``chunk_channels`` channels wide is downloaded whole instead.
     """
     with ranged.open() as stream:
-        if stream.read(len(uvh5.HDF5_SIGNATURE)) != uvh5.HDF5_SIGNATURE:
+        if stream.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
             return "not an HDF5 file (no HDF5 signature at byte 0)"
     try:
         with uvh5.open_h5(ranged) as handle:
             if "Header" not in handle or "Data" not in handle:
                 return "an HDF5 file without the Header and Data groups of uvh5"
-            problem = uvh5.frequency_chunking_problem(handle, chunk_channels)
+            problem = frequency_chunking_problem(handle, chunk_channels)
     except Exception as exc:
         raise uvh5.reader_failure(ranged, exc) from None
     if problem is not None:

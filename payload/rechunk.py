@@ -2,7 +2,7 @@
 
 A worker reads a stored uvh5 input by range, one job chunk's channels at a time, only when
 ``visdata``, ``flags`` and ``nsamples`` are stored in HDF5 chunks at most that many channels
-wide (:func:`payload.uvh5.frequency_chunking_problem`); otherwise it downloads the whole
+wide (:mod:`payload.inputlayout`); otherwise it downloads the whole
 file first. Most files are stored contiguous. pyuvdata can rewrite one
 (``UVData.from_file(a).write_uvh5(b, chunks=(rows, 8, npols))``) but holds the whole
 observation in memory (~20 GB for a full MWA Phase I observation); ``h5repack -l`` needs no
@@ -21,7 +21,7 @@ from typing import Any
 
 import h5py
 
-from payload.uvh5 import CHUNK_DATASETS
+from payload.inputlayout import CHUNK_DATASETS
 
 # Rows per HDF5 chunk are chosen so that one chunk of visdata is about this many bytes:
 # large enough that a chunk is one efficient Range GET, small enough that the first slab of

@@ -37,9 +37,6 @@ class RangeReader(Protocol):
 
 # A uvh5 file on this machine, or one read by range from the store.
 H5Input = Path | RangeReader
-# The datasets a chunk reads, by frequency; the rest of the file is header arrays.
-CHUNK_DATASETS = ("Data/visdata", "Data/flags", "Data/nsamples")
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def open_h5(where: H5Input) -> h5py.File:
@@ -55,29 +52,6 @@ def reader_failure(where: H5Input, exc: BaseException) -> BaseException:
     """
     failure = None if isinstance(where, Path) else where.take_failure()
     return failure if failure is not None else exc
-
-
-def frequency_chunking_problem(handle: h5py.File, chunk_channels: int) -> str | None:
-    """Why a chunk of ``chunk_channels`` channels would read more than its channels' share
-    of ``handle``'s data, or ``None`` if it would not.
-
-    A chunk reads all baseline-times of some channels: only a dataset stored in HDF5 chunks
-    at most ``chunk_channels`` channels wide (axis -2 of (Nblts, Nfreqs, Npols)) keeps that
-    to the chunk's own bytes. A contiguous one interleaves every channel in every row.
-    """
-    for name in CHUNK_DATASETS:
-        dataset = handle.get(name)
-        if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 3:
-            return f"{name} is not a (Nblts, Nfreqs, Npols) dataset"
-        if dataset.chunks is None:
-            return f"{name} is stored contiguous (all channels in every row)"
-        width = int(dataset.chunks[1])
-        if width > chunk_channels:
-            return (
-                f"{name} is stored in HDF5 chunks {width} channels wide, wider than the "
-                f"job's {chunk_channels}-channel chunks"
-            )
-    return None
 
 
 @dataclass(frozen=True)

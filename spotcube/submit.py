@@ -20,7 +20,7 @@ from contract.layout import run_record_key
 from payload import inputs as input_store
 from payload.errors import InvalidInputError
 from payload.inputcheck import check_input_path
-from payload.jobparams import check_job_params
+from payload.jobparams import check_job_params, image_chunk_channels
 from payload.records import (
     JobMessage,
     ObservationRef,
@@ -251,13 +251,14 @@ def layout_hint(path: Path, *, chunk_channels: int) -> str | None:
     try:
         if not path.is_file() or path.stat().st_size < RANGED_HINT_BYTES:
             return None
+        # Here, not at import: h5py costs every submit time, and most open no HDF5 file.
+        import h5py
+
+        from payload.inputlayout import HDF5_SIGNATURE, frequency_chunking_problem
+
         with path.open("rb") as stream:
-            if stream.read(8) != b"\x89HDF\r\n\x1a\n":
+            if stream.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
                 return None
-        import h5py  # here, not at import: most submits never open an HDF5 file
-
-        from payload.uvh5 import frequency_chunking_problem
-
         with h5py.File(path, "r") as handle:
             if "Header" not in handle or "Data" not in handle:
                 return None
@@ -280,9 +281,7 @@ def layout_hints(
     """:func:`layout_hint` for each local input of an ``image`` run."""
     if kind != JobKind.IMAGE.value:
         return []
-    from payload.params import ImagingParams
-
-    channels = int(params.get("chunk_channels", ImagingParams.chunk_channels))
+    channels = image_chunk_channels(params)
     hints = (
         layout_hint(Path(item), chunk_channels=channels)
         for _, item in planned

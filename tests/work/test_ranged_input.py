@@ -250,8 +250,8 @@ def test_rechunk_makes_a_contiguous_file_readable_by_range_with_the_same_values(
     import numpy as np
 
     from payload import rechunk
+    from payload.inputlayout import frequency_chunking_problem
     from payload.reading import read_info
-    from payload.uvh5 import frequency_chunking_problem
 
     # Blocks of a few rows, so that the copy takes many steps as it does for a large file.
     monkeypatch.setattr(rechunk, "COPY_BLOCK_BYTES", 64 * 1024)
