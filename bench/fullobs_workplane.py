@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -112,6 +113,8 @@ def main() -> int:
     from payload.records import JobMessage
     from spotcube.local.motoserver import local_client, local_environment, moto_server
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     data = _write_input(work, args.channels, args.layout)
@@ -144,11 +147,14 @@ def main() -> int:
         sampler.start()
         load_before = os.getloadavg()
         started = time.perf_counter()
+        timing = work / "time-v.txt"
         with log_path.open("wb") as log:
             done = subprocess.run(
                 [
                     "/usr/bin/time",
                     "-v",
+                    "-o",
+                    str(timing),
                     sys.executable,
                     "-m",
                     "payload",
@@ -160,8 +166,7 @@ def main() -> int:
                 ],
                 env=env,
                 stdout=log,
-                stderr=subprocess.PIPE,
-                text=True,
+                stderr=log,  # the worker's JSON log lines
                 check=False,
             )
         wall = time.perf_counter() - started
@@ -176,10 +181,16 @@ def main() -> int:
         has_done = "Contents" in s3.list_objects_v2(
             Bucket=PRODUCTS, Prefix="runs/bench/obs/fullobs/DONE"
         )
-    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", timing.read_text())
     rss = int(match.group(1)) / 2**20 if match else float("nan")
     events = [json.loads(line) for line in log_path.read_text().splitlines() if line[:1] == "{"]
     said = {e["event"]: e for e in events if "event" in e}
+    chunk_seconds = [
+        float(m.group(1))
+        for e in events
+        if e.get("event") == "chunk.computed"
+        and (m := re.search(r"in ([\d.]+) s", e.get("message", "")))
+    ]
     chunk_sizes = [int(c["size"]) for c in manifest["chunks"].values()]
     mib = 2**20
     print(f"\n{args.channels} channels x {N_TILES} tiles x {N_TIMES} times x 4 pols, {args.layout}")
@@ -188,6 +199,7 @@ def main() -> int:
     if "input.ranged_bytes" in said:
         fetched = said["input.ranged_bytes"]
         print(f"  fetched by range: {fetched['bytes'] / mib:.0f} MiB in {fetched['requests']} GETs")
+    print(f"  chunks computed in {', '.join(f'{t:.1f}' for t in chunk_seconds)} s")
     print(f"  wall {wall:.1f} s, worker peak RSS {rss:.2f} GiB, load {load_before} -> {load_after}")
     print(
         f"  peak disk of the job directory {sampler.peak / mib:.0f} MiB: {_mib(sampler.peak_parts)}"
@@ -208,6 +220,7 @@ def main() -> int:
         "peak_disk_parts": sampler.peak_parts,
         "part_peaks": sampler.part_peaks,
         "chunk_bytes": chunk_sizes,
+        "chunk_seconds": chunk_seconds,
         "load": [load_before, load_after],
         "done": has_done,
     }
