@@ -295,3 +295,17 @@ def test_submit_hints_at_rechunking_a_large_contiguous_uvh5_only(
     # The job's chunks decide: 4-channel chunks are narrower than the file's 8-channel ones.
     assert len(submit.layout_hints(planned, kind="image", params={"chunk_channels": 4})) == 2
     assert submit.layout_hints(planned, kind="command", params={}) == []
+
+
+def test_the_fixed_beams_frame_reads_the_same_from_a_ranged_file(
+    plane: Plane, chunked: Path, tmp_path: Path
+) -> None:
+    """pyuvdata's reader wants a path; a file read by range goes through its metadata class."""
+    from payload.beamframe import frame_from_uvh5
+
+    contexts = _Contexts(plane, chunked, tmp_path)
+    source, _shown = contexts._ranged(contexts.uri)
+    by_path = frame_from_uvh5(chunked, ra_deg=10.0, dec_deg=-45.0)
+    by_range = frame_from_uvh5(source.open(), ra_deg=10.0, dec_deg=-45.0)
+    assert by_range == by_path
+    assert source.bytes_fetched < 0.5 * contexts.size
