@@ -20,8 +20,10 @@ Threads: h5py calls a file object's methods while holding its global lock, and o
 position must not be moved by two ``h5py.File`` at once (the image job reads the next chunk
 on a thread while this one is gridded). So :meth:`RangedSource.open` hands every opener a
 new :class:`RangedFile` with its own position; the views share the source's cache under a
-lock. Errors raised inside h5py's callbacks reach the caller as h5py's own ``OSError``;
-the original is kept for the reader to raise instead (:meth:`RangedSource.take_failure`).
+lock. An error raised inside h5py's callbacks reaches the caller as it was (h5py 3.16) or
+as h5py's own ``OSError``, and callers that turn failures into their own messages (a header
+that cannot be read, an unreadable input) would hide it: the source keeps the original for
+the reader to raise instead (:meth:`RangedSource.take_failure`).
 """
 
 from __future__ import annotations

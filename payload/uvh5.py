@@ -48,7 +48,9 @@ def reader_failure(where: H5Input, exc: BaseException) -> BaseException:
     """What to raise for ``exc`` from h5py: the ranged reader's own error (an input replaced
     mid-read, a store still failing after retries) if it caused it, else ``exc``.
 
-    h5py reports an exception raised in a file object's methods as its own ``OSError``.
+    h5py passes an exception raised in a file object's methods on as it was, or (other
+    versions) as its own ``OSError``; readers that catch either to say "unreadable" would
+    hide the reader's own, truer error.
     """
     failure = None if isinstance(where, Path) else where.take_failure()
     return failure if failure is not None else exc
