@@ -28,13 +28,14 @@ from payload.checkpoint import Checkpointer, load_manifest
 from payload.classify import failure_record, with_uris
 from payload.errors import InvalidInputError, PayloadError, PreemptedError
 from payload.imds import InstanceIdentity
+from payload.inputs import FORM_TAR, sha256_of_key, stored_name_and_form
 from payload.inputs import restore as restore_input
-from payload.inputs import sha256_of_key
 from payload.jobs import JobContext, build_job
 from payload.jobs.base import ChunkedJob
 from payload.logship import LogShipper
 from payload.outcomes import Outcome
 from payload.provenance import payload_git_commit
+from payload.ranged import RangedSource
 from payload.records import (
     CODE_ID,
     Attempt,
@@ -108,6 +109,7 @@ class JobAttempt:
         self.token = uuid.uuid4().hex[:16]
         self.started_at = utc_now()
         self._inputs: dict[str, Path] = {}
+        self._ranged: dict[str, tuple[RangedSource, Path]] = {}
 
     # --- start -------------------------------------------------------------------------
 
@@ -230,6 +232,56 @@ class JobAttempt:
             )
         return self._inputs[uri]
 
+    def open_ranged(self, uri: str) -> tuple[RangedSource, Path] | None:
+        """The job's own input as a file read by range, and the path a download would give it.
+
+        ``None`` for anything but the job's own input stored as one file (a folder archive
+        must be unpacked; a product of another observation goes through ``fetch``). The job
+        decides from the file's layout whether to read it so (:mod:`payload.jobs.image`).
+
+        Integrity, compared with :meth:`fetch`: every range is fetched only while the object
+        has the ETag the attempt identified it by (``If-Match``), so a replacement at any
+        time, between chunks too, is ``invalid`` on the next request, and a content-keyed
+        input (``inputs/sha256/<hex>``) was checked against the SHA-256 that submit recorded
+        in its metadata (:meth:`_head_input`). What a ranged read does not do is hash the
+        whole file, as a download does: that would mean reading all of it, which is what
+        reading by range avoids. Bytes that differ from the submitted ones under the same
+        ETag (damage at rest, which S3 does not serve) are not caught here.
+        """
+        identity = self.input_identity
+        if uri != self.message.input or identity is None or not identity.etag or not identity.size:
+            return None
+        if uri not in self._ranged:
+            bucket, key = parse_s3_uri(uri)
+            store = self.store_for(bucket)
+            head = store.head(key)
+            if head is None:
+                raise InvalidInputError(f"input {uri} does not exist")
+            name, form = stored_name_and_form(head, key)
+            if form == FORM_TAR:
+                return None
+            source = RangedSource(store, key, etag=identity.etag, size=identity.size)
+            self._ranged[uri] = (source, self.dir / "input" / name)
+        return self._ranged[uri]
+
+    def log_ranged_reads(self) -> None:
+        """Say how much of each input read by range was fetched (the disk it did not need)."""
+        for uri, (source, _path) in self._ranged.items():
+            if source.requests:
+                log.info(
+                    "read %.1f MiB of %s's %.1f MiB by range in %d requests",
+                    source.bytes_fetched / 2**20,
+                    uri,
+                    source.size / 2**20,
+                    source.requests,
+                    extra={
+                        "event": "input.ranged_bytes",
+                        "bytes": source.bytes_fetched,
+                        "size": source.size,
+                        "requests": source.requests,
+                    },
+                )
+
     def _committed_product_key(self, uri: str, key: str) -> str:
         """The key DONE lists for the product ``uri`` names (``.../products/<name>``)."""
         parsed = parse_key(key)
@@ -255,6 +307,7 @@ class JobAttempt:
             message=self.message,
             workdir=self.dir,
             fetch=self.fetch,
+            open_ranged=self.open_ranged,
             provenance={
                 "input_identity": canonical_json(to_doc(self.input_identity or {})),
                 "instance_id": self.identity.instance_id,
@@ -399,7 +452,8 @@ class JobAttempt:
 
     def local_inputs(self) -> dict[str, str]:
         """The local copies of this attempt's inputs, each with the URI it came from."""
-        return {str(path): uri for uri, path in self._inputs.items()}
+        ranged = {str(path): uri for uri, (_source, path) in self._ranged.items()}
+        return ranged | {str(path): uri for uri, path in self._inputs.items()}
 
     def write_failed(self, exc: BaseException) -> None:
         """Write ``FAILED.json`` (the only writer): the error and the attempts made.
@@ -457,6 +511,7 @@ def run_chunked_job(run: JobAttempt) -> Outcome:
             extra={"event": "attempt.resumed", "chunks": len(run.manifest.chunks)},
         )
     _run_chunks(run, job, ckpt)
+    run.log_ranged_reads()
     ckpt.flush()
     if run.watcher.terminating.is_set():
         # Combining is new work too; the next instance does it from the manifest.

@@ -18,10 +18,12 @@ cos(lat) x + sin(lat) z)``.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import numpy.typing as npt
 
@@ -90,7 +92,7 @@ class BeamFrame:
 DRIFT_SCAN_TELESCOPES = ("HERA",)
 
 
-def frame_from_uvh5(path: Path, *, ra_deg: float, dec_deg: float) -> BeamFrame:
+def frame_from_uvh5(path: Path | io.RawIOBase, *, ra_deg: float, dec_deg: float) -> BeamFrame:
     """The frame of a beam fixed on the ground: site latitude, the phase centre's hour angle
     at the middle time (local sidereal time from the file; ``ra_deg``/``dec_deg`` as the
     reader reports them, for unprojected data the zenith of the middle time) and the span of
@@ -100,16 +102,22 @@ def frame_from_uvh5(path: Path, *, ra_deg: float, dec_deg: float) -> BeamFrame:
     is left out: it moves the beam by that much across the field.
     """
     from pyuvdata import UVData
+    from pyuvdata.uvdata.uvh5 import FastUVH5Meta
 
+    shown = path if isinstance(path, Path) else getattr(path, "name", "the input")
     try:
-        uvd = UVData.from_file(str(path), read_data=False)
+        if isinstance(path, Path):
+            uvd = UVData.from_file(str(path), read_data=False)
+        else:  # a file read by range (payload.ranged): pyuvdata's reader wants a path
+            with h5py.File(path, "r") as handle:
+                uvd = FastUVH5Meta(handle).to_uvdata()
         times, index = np.unique(uvd.time_array, return_index=True)
         lsts = np.asarray(uvd.lst_array, dtype=np.float64)[index]
         integration_s = float(np.median(np.asarray(uvd.integration_time, dtype=np.float64)))
         latitude = float(uvd.telescope.location.lat.rad)
     except Exception as exc:  # any reader failure: the file cannot place the beam
         raise InvalidInputError(
-            f"{path}: cannot place the fixed primary beam on the sky ({type(exc).__name__} "
+            f"{shown}: cannot place the fixed primary beam on the sky ({type(exc).__name__} "
             "reading time_array, lst_array or the telescope location); the file must hold them"
         ) from None
     middle = len(times) // 2

@@ -117,10 +117,9 @@ def restore(
     head = store.head(key)
     if head is None:
         raise InvalidInputError(f"input {uri} does not exist")
-    metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
-    name = _safe_name(metadata.get(NAME_METADATA), fallback=key.rsplit("/", 1)[-1] or "input")
+    name, form = stored_name_and_form(head, key)
     target = dest_dir / name
-    if metadata.get(FORM_METADATA) != FORM_TAR:
+    if form != FORM_TAR:
         return store.download_file(
             key, target, sha256=sha256_of_key(key), if_match=if_match, is_input=True
         )
@@ -146,6 +145,14 @@ def restore(
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return target
+
+
+def stored_name_and_form(head: dict[str, Any], key: str) -> tuple[str, str]:
+    """The original name (a plain file name) and form (file or tar) of a stored input, from
+    its HEAD; an object without spotcube's metadata keeps the last part of its key."""
+    metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+    name = _safe_name(metadata.get(NAME_METADATA), fallback=key.rsplit("/", 1)[-1] or "input")
+    return name, FORM_TAR if metadata.get(FORM_METADATA) == FORM_TAR else FORM_FILE
 
 
 def _safe_name(encoded: str | None, *, fallback: str) -> str:

@@ -56,5 +56,12 @@ def check_job_params(kind: str, params: Mapping[str, Any]) -> None:
         SelfTestJob(JobContext(message=message, workdir=Path("."), fetch=_no_fetch))
 
 
+def image_chunk_channels(params: Mapping[str, Any]) -> int:
+    """The channels per chunk of an ``image`` job with these (checked) params."""
+    from payload.params import ImagingParams
+
+    return ImagingParams.from_mapping(params).chunk_channels
+
+
 def _no_fetch(uri: str) -> Path:
     raise AssertionError(f"checking params must not fetch {uri}")

@@ -39,8 +39,9 @@ from payload import resources, uvh5, validation
 from payload.classify import input_failure
 from payload.errors import InvalidInputError, PayloadError
 from payload.inputcheck import check_input_path
+from payload.inputlayout import HDF5_SIGNATURE, frequency_chunking_problem
 from payload.mspointing import delays_keyword, mwa_ms_delays
-from payload.uvh5 import Header, Slab
+from payload.uvh5 import H5Input, Header, RangeReader, Slab
 from payload.validation import FlagCounts
 
 if TYPE_CHECKING:
@@ -146,10 +147,21 @@ class ObservationInfo:
     # For each baseline-time row, the row it repeats (same antennas, same time), or -1.
     # ``None``: no row repeats another. See :func:`_drop_repeated_rows`.
     repeats: npt.NDArray[np.intp] | None = None
+    # The stored input read by range (payload.ranged) instead of ``path``, which then names
+    # the input as a download would have placed it (error messages) but does not exist.
+    ranged: RangeReader | None = None
 
     @property
     def n_freqs(self) -> int:
         return len(self.freq_hz)
+
+    @property
+    def h5_input(self) -> H5Input:
+        """What h5py reads: the local file, or the stored one by range."""
+        return self.ranged if self.ranged is not None else self.path
+
+    def open_h5(self) -> h5py.File:
+        return uvh5.open_h5(self.h5_input)
 
 
 @dataclass(frozen=True)
@@ -321,23 +333,80 @@ def open_observation(path: Path, cache_dir: Path) -> ObservationInfo:
     return info
 
 
+def range_read_problem(ranged: RangeReader, chunk_channels: int) -> str | None:
+    """Why the stored input cannot be read by range, chunk by chunk; ``None`` if it can.
+
+    Reads only the HDF5 header (superblock, object headers, the header arrays that
+    :func:`payload.uvh5.read_header` checks). A file that is not HDF5 (uvfits), not the
+    common kind of uvh5 (read by pyuvdata, which wants a path), or whose datasets are not
+    stored in chunks at most ``chunk_channels`` channels wide is downloaded whole instead.
+    """
+    with ranged.open() as stream:
+        if stream.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+            return "not an HDF5 file (no HDF5 signature at byte 0)"
+    try:
+        with uvh5.open_h5(ranged) as handle:
+            if "Header" not in handle or "Data" not in handle:
+                return "an HDF5 file without the Header and Data groups of uvh5"
+            problem = frequency_chunking_problem(handle, chunk_channels)
+    except Exception as exc:
+        raise uvh5.reader_failure(ranged, exc) from None
+    if problem is not None:
+        return problem
+    if uvh5.read_header(ranged) is None:
+        failure = ranged.take_failure()
+        if failure is not None:
+            raise failure
+        return "a uvh5 file pyuvdata must read (not the common kind payload.uvh5 reads)"
+    return None
+
+
+def open_observation_by_range(ranged: RangeReader, path: Path) -> ObservationInfo:
+    """:func:`open_observation` for a stored uvh5 input read by range.
+
+    ``path`` is where a download would have put the input: errors name it, and the worker
+    maps it back to the input's ``s3://`` URI as it does for a downloaded input.
+    """
+    try:
+        info = read_info(path, ranged=ranged)
+        check_not_fully_flagged(info)
+    except PayloadError:
+        raise
+    except Exception as exc:
+        raise input_failure(path, uvh5.reader_failure(ranged, exc)) from None
+    return info
+
+
 def read_info(
-    path: str | Path, *, source: str | Path | None = None, use_pyuvdata: bool = False
+    path: str | Path,
+    *,
+    source: str | Path | None = None,
+    use_pyuvdata: bool = False,
+    ranged: RangeReader | None = None,
 ) -> ObservationInfo:
     """Read and check the metadata of a uvh5 file (see :func:`prepare_input`).
 
     Its chunks are then read with h5py alone if it is the common kind of uvh5 file
-    (:mod:`payload.uvh5`), with pyuvdata if not or if ``use_pyuvdata``.
+    (:mod:`payload.uvh5`), with pyuvdata if not or if ``use_pyuvdata``. With ``ranged``
+    the file is read by range from the store (the common kind only) and ``path`` only
+    names it.
     """
     path = Path(path)
     shown = Path(source) if source is not None else path
-    check_input_path(path)
+    where: H5Input = path
+    if ranged is None:
+        check_input_path(path)
+    else:
+        where = ranged
     with _problem_of(shown):
-        header = None if use_pyuvdata else uvh5.read_header(path)
+        header = None if use_pyuvdata else uvh5.read_header(where)
+    if header is None and ranged is not None:
+        failure = ranged.take_failure()
+        raise failure or _fail(shown, "is not the common kind of uvh5 a ranged read needs")
     if header is not None:
         with _problem_of(shown):
             _check(header, n_phase_centres=1)
-        return _info_from(header, path, shown, projected=True, direct=True)
+        return _info_from(header, path, shown, projected=True, direct=True, ranged=ranged)
     uvd = _read_uvdata(path, read_data=False)
     with _problem_of(shown):
         header, projected = _header_from_uvdata(uvd)
@@ -407,7 +476,13 @@ def _check(header: Header, *, n_phase_centres: int) -> None:
 
 
 def _info_from(
-    header: Header, path: Path, shown: Path, *, projected: bool, direct: bool
+    header: Header,
+    path: Path,
+    shown: Path,
+    *,
+    projected: bool,
+    direct: bool,
+    ranged: RangeReader | None = None,
 ) -> ObservationInfo:
     entry = header.phase_center
     with _problem_of(shown):
@@ -430,20 +505,24 @@ def _info_from(
         telescope=header.telescope_name,
         direct=direct,
         channel_order=None if stored_increasing else order,
-        repeats=_repeated_rows(path, shown, header),
+        repeats=_repeated_rows(ranged if ranged is not None else path, shown, header),
+        ranged=ranged,
     )
 
 
-def _repeated_rows(path: Path, shown: Path, header: Header) -> npt.NDArray[np.intp] | None:
+def _repeated_rows(path: H5Input, shown: Path, header: Header) -> npt.NDArray[np.intp] | None:
     """For each row, the earlier row with the same antennas and time, or -1; None if none.
 
     Times are compared exactly: a repeated row is a copy (files concatenated, a correlator
     writing an integration twice), which repeats the time bit for bit.
     """
     try:
-        with h5py.File(path, "r") as handle:
+        with uvh5.open_h5(path) as handle:
             times = np.asarray(handle["Header/time_array"][()], dtype=np.float64).ravel()
     except (OSError, KeyError) as exc:
+        failure = uvh5.reader_failure(path, exc)
+        if failure is not exc:
+            raise failure from None
         raise _fail(shown, f"times cannot be read ({exc})") from None
     if times.shape != header.ant_1_array.shape:
         return None  # a row count mismatch is reported where the times are used
@@ -482,7 +561,7 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
     usually the first; a fully flagged or fully damaged file costs one pass.
     """
     try:
-        with h5py.File(info.path, "r") as handle:
+        with info.open_h5() as handle:
             pols = np.asarray(handle["Header/polarization_array"][()]).ravel()
             ant1 = np.asarray(handle["Header/ant_1_array"][()])
             ant2 = np.asarray(handle["Header/ant_2_array"][()])
@@ -496,6 +575,11 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
             n_rows, n_chan, n_pols = shape[0], shape[-2], shape[-1]
             row_bytes = n_pols * _SCAN_CELL_BYTES
             chan_step = max(1, min(n_chan, _FLAG_SCAN_BYTES // row_bytes))
+            widths = [int(d.chunks[-2]) for d in (flags, visdata) if d.chunks is not None]
+            if widths:
+                # Channel blocks of the stored chunks' width: the first slab then reads one
+                # column of HDF5 chunks, not every channel's (a file read by range).
+                chan_step = min(chan_step, max(widths))
             row_cap = max(1, _FLAG_SCAN_BYTES // (chan_step * row_bytes))
             start, rows = 0, _FLAG_SCAN_FIRST_ROWS
             while start < n_rows:
@@ -514,7 +598,7 @@ def check_not_fully_flagged(info: ObservationInfo) -> None:
     except PayloadError:
         raise
     except Exception as exc:
-        raise input_failure(info.source, exc) from None
+        raise input_failure(info.source, uvh5.reader_failure(info.h5_input, exc)) from None
     raise _fail(
         info.source,
         "every cross-correlation visibility is flagged (or not finite, or has nsamples <= 0)",
@@ -529,7 +613,7 @@ def read_chunk(info: ObservationInfo, channels: range, polarizations: tuple[str,
     except PayloadError:
         raise
     except Exception as exc:
-        raise input_failure(info.source, exc) from None
+        raise input_failure(info.source, uvh5.reader_failure(info.h5_input, exc)) from None
     cross = slab.ant_1_array != slab.ant_2_array
     pol_index = {int(p): i for i, p in enumerate(slab.polarization_array)}
     vis: dict[str, npt.NDArray[np.complex128]] = {}
@@ -618,7 +702,7 @@ def _drop_repeated_rows(info: ObservationInfo, slab: Slab) -> Slab:
         same &= equal.all(axis=1)
     if not same.all():
         row = int(rows[np.flatnonzero(~same)[0]])
-        with h5py.File(info.path, "r") as handle:
+        with info.open_h5() as handle:
             time = float(np.asarray(handle["Header/time_array"][()]).ravel()[row])
         raise _fail(
             info.source,
@@ -651,7 +735,7 @@ def _read_stored(
 ) -> Slab:
     """Channels at file positions ``stored`` (increasing), through h5py or pyuvdata."""
     if info.direct:
-        return uvh5.read_slab(info.path, stored, pol_codes)
+        return uvh5.read_slab(info.h5_input, stored, pol_codes)
     freq_chans = np.arange(stored.start, stored.stop) if isinstance(stored, range) else stored
     uvd = _read_uvdata(info.path, freq_chans=freq_chans, polarizations=pol_codes)
     if not info.projected:

@@ -12,9 +12,10 @@ old ``Nbls`` quirk) gives ``None`` from :func:`read_header`, and the caller uses
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -24,6 +25,35 @@ from payload import resources
 from payload.errors import InvalidInputError
 
 _COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
+
+
+class RangeReader(Protocol):
+    """A stored file read by range (:class:`payload.ranged.RangedSource`)."""
+
+    def open(self) -> io.RawIOBase: ...
+
+    def take_failure(self) -> BaseException | None: ...
+
+
+# A uvh5 file on this machine, or one read by range from the store.
+H5Input = Path | RangeReader
+
+
+def open_h5(where: H5Input) -> h5py.File:
+    """``where`` opened read-only with h5py (a file object for a ranged input)."""
+    return h5py.File(where if isinstance(where, Path) else where.open(), "r")
+
+
+def reader_failure(where: H5Input, exc: BaseException) -> BaseException:
+    """What to raise for ``exc`` from h5py: the ranged reader's own error (an input replaced
+    mid-read, a store still failing after retries) if it caused it, else ``exc``.
+
+    h5py passes an exception raised in a file object's methods on as it was, or (other
+    versions) as its own ``OSError``; readers that catch either to say "unreadable" would
+    hide the reader's own, truer error.
+    """
+    failure = None if isinstance(where, Path) else where.take_failure()
+    return failure if failure is not None else exc
 
 
 @dataclass(frozen=True)
@@ -74,7 +104,7 @@ def _catalog_entry(group: h5py.Group) -> dict[str, Any]:
     return entry
 
 
-def read_header(path: Path) -> Header | None:
+def read_header(path: H5Input) -> Header | None:
     """The header of ``path`` if it is the common kind of uvh5 file, else ``None``.
 
     Never raises for an unreadable or unusual file: pyuvdata then reads it, and reports
@@ -83,7 +113,7 @@ def read_header(path: Path) -> Header | None:
     pyuvdata would size its arrays by the count.
     """
     try:
-        with h5py.File(path, "r") as handle:
+        with open_h5(path) as handle:
             _check_counts(handle)
             return _header(handle)
     except InvalidInputError:
@@ -174,7 +204,7 @@ def _header(handle: h5py.File) -> Header | None:
 
 
 def read_slab(
-    path: Path, channels: range | npt.NDArray[np.intp], polarizations: npt.ArrayLike
+    path: H5Input, channels: range | npt.NDArray[np.intp], polarizations: npt.ArrayLike
 ) -> Slab:
     """Channels ``channels`` and the given polarization codes, in the file's order.
 
@@ -191,7 +221,7 @@ def read_slab(
     else:
         # h5py takes one increasing index list per selection (slower than a slice).
         chans = [int(c) for c in channels]
-    with h5py.File(path, "r") as handle:
+    with open_h5(path) as handle:
         header = handle["Header"]
         freq = np.asarray(header["freq_array"][()], dtype=np.float64).ravel()[chans]
         ant_1, ant_2 = (np.asarray(header[key][()]) for key in ("ant_1_array", "ant_2_array"))

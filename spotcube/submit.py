@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract.jobs import JobKind
 from contract.layout import run_record_key
 from payload import inputs as input_store
 from payload.errors import InvalidInputError
 from payload.inputcheck import check_input_path
-from payload.jobparams import check_job_params
+from payload.jobparams import check_job_params, image_chunk_channels
 from payload.records import (
     JobMessage,
     ObservationRef,
@@ -234,6 +235,59 @@ def store_input(outputs: StackOutputs, path: Path) -> tuple[str, bool]:
                 raise UsageError(f"input {exc}") from None
             return _put_by_content(outputs, archive, name=path.name, form=input_store.FORM_TAR)
     return _put_by_content(outputs, path, name=path.name, form=input_store.FORM_FILE)
+
+
+# A uvh5 input at least this large that a worker would download whole gets a hint.
+RANGED_HINT_BYTES = 2 * 1000**3
+
+
+def layout_hint(path: Path, *, chunk_channels: int) -> str | None:
+    """One line for a large uvh5 file that a worker must download whole, or ``None``.
+
+    A worker reads a stored uvh5 file one chunk's channels at a time only when its
+    visibilities are stored in frequency chunks (:mod:`payload.ranged`); otherwise each
+    observation needs its whole size on a worker's disk. Reads only the HDF5 header.
+    """
+    try:
+        if not path.is_file() or path.stat().st_size < RANGED_HINT_BYTES:
+            return None
+        # Here, not at import: h5py costs every submit time, and most open no HDF5 file.
+        import h5py
+
+        from payload.inputlayout import HDF5_SIGNATURE, frequency_chunking_problem
+
+        with path.open("rb") as stream:
+            if stream.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                return None
+        with h5py.File(path, "r") as handle:
+            if "Header" not in handle or "Data" not in handle:
+                return None
+            problem = frequency_chunking_problem(handle, chunk_channels)
+    except (OSError, KeyError, ValueError):
+        return None  # a file the worker cannot read either says so there, in full
+    if problem is None:
+        return None
+    size = path.stat().st_size / 1e9
+    return (
+        f"hint: {path} ({size:.1f} GB): {problem}, so each worker downloads it whole; "
+        f"`python -m payload rechunk {path} OUT --chunk-channels {chunk_channels}` lets "
+        "workers read each chunk's channels by range instead (docs/work-plane.md)"
+    )
+
+
+def layout_hints(
+    planned: Sequence[tuple[str, str]], *, kind: str, params: Mapping[str, Any]
+) -> list[str]:
+    """:func:`layout_hint` for each local input of an ``image`` run."""
+    if kind != JobKind.IMAGE.value:
+        return []
+    channels = image_chunk_channels(params)
+    hints = (
+        layout_hint(Path(item), chunk_channels=channels)
+        for _, item in planned
+        if not item.startswith("s3://")
+    )
+    return [hint for hint in hints if hint is not None]
 
 
 def _put_by_content(outputs: StackOutputs, path: Path, *, name: str, form: str) -> tuple[str, bool]:

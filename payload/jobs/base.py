@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from payload.outcomes import Outcome
     from payload.spot import SpotWatcher
     from payload.store import ObjectStore
+    from payload.uvh5 import RangeReader
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class JobContext:
 
     ``fetch`` turns an ``s3://`` URI into a local, verified file (the worker downloads and
     caches it; the local CLI passes a function that maps paths to themselves).
+    ``open_ranged`` gives the job's own stored input as a file read by range
+    (:mod:`payload.ranged`) with the path a download would have given it, or ``None`` (a
+    folder archive; the local CLI): the job decides from its layout whether to use it.
     ``provenance`` carries what products must record and the job cannot know itself:
     ``input_identity`` (JSON), ``instance_id``, ``ami_id``, ``git_commit``.
     """
@@ -45,6 +49,7 @@ class JobContext:
     workdir: Path
     fetch: Callable[[str], Path]
     provenance: Mapping[str, str] = field(default_factory=dict)
+    open_ranged: Callable[[str], tuple[RangeReader, Path] | None] = lambda _uri: None
 
 
 @runtime_checkable

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -45,8 +45,16 @@ from payload.jobs.sizing import check_image_job
 from payload.params import ImagingParams
 from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
 from payload.pscheck import check_products, provenance_entry
-from payload.reading import ObservationInfo, VisChunk, open_observation, read_chunk
+from payload.reading import (
+    ObservationInfo,
+    VisChunk,
+    open_observation,
+    open_observation_by_range,
+    range_read_problem,
+    read_chunk,
+)
 from payload.uvcube import UVCube, UVGrid, time_halves
+from payload.uvh5 import reader_failure
 from payload.validation import FlagCounts, check_finite_products, check_nothing_left
 
 # What combine does, in the names ``on_step`` reports (the uv cube, power spectrum and
@@ -166,8 +174,11 @@ class ImageJob:
     @cached_property
     def info(self) -> ObservationInfo:
         """Input metadata, checked once (fetching and converting the input if needed)."""
-        local = Path(self.context.fetch(self.context.message.input))
-        info = open_observation(local, self.context.workdir / "input-cache")
+        info = self._info_by_range()
+        if info is None:
+            local = Path(self.context.fetch(self.context.message.input))
+            info = open_observation(local, self.context.workdir / "input-cache")
+        local = info.path
         if info.n_freqs < 4:
             raise InvalidInputError(
                 f"{local}: has {info.n_freqs} channel(s); a power spectrum needs 4"
@@ -177,13 +188,44 @@ class ImageJob:
             raise InvalidInputError(f"{local}: channels are not evenly spaced in frequency")
         return info
 
+    def _info_by_range(self) -> ObservationInfo | None:
+        """The input's metadata read by range from the store, if each chunk can then read
+        only its own channels (:func:`payload.reading.range_read_problem`); else ``None``
+        and the input is downloaded whole. The log says which, and why, in one line."""
+        uri = self.context.message.input
+        found = self.context.open_ranged(uri)
+        if found is None:
+            return None  # not a stored file of this worker's (a folder archive, a local run)
+        ranged, shown = found
+        problem = range_read_problem(ranged, self.params.chunk_channels)
+        how = "downloaded whole" if problem else "read by range, chunk by chunk"
+        why = problem or (
+            "visdata, flags and nsamples are stored in HDF5 chunks at most "
+            f"{self.params.chunk_channels} channels wide"
+        )
+        log.info(
+            "input %s %s: %s",
+            uri,
+            how,
+            why,
+            extra={"event": "input.read", "ranged": problem is None, "reason": why},
+        )
+        return None if problem else open_observation_by_range(ranged, shown)
+
+    def _input_for_h5py(self) -> Path:
+        """The input for functions that hand it to ``h5py.File`` as a path (the beam's
+        delays, the power spectrum's checks): read by range, a file object, which h5py
+        opens wherever it opens a path."""
+        info = self.info
+        return info.path if info.ranged is None else cast(Path, info.ranged.open())
+
     @cached_property
     def beam(self) -> PrimaryBeam:
         """The power spectrum's primary beam: the params', else the telescope's default."""
         return resolve_beam(
             self.params.primary_beam,
             telescope=self.info.telescope,
-            metadata_delays=mwa_delays_from_uvh5(self.info.path),
+            metadata_delays=mwa_delays_from_uvh5(self._input_for_h5py()),
         )
 
     @cached_property
@@ -194,7 +236,9 @@ class ImageJob:
         if not is_fixed_on_ground(self.beam, info.telescope):
             return None
         return frame_from_uvh5(
-            info.path, ra_deg=info.phase_center_ra_deg, dec_deg=info.phase_center_dec_deg
+            info.path if info.ranged is None else info.ranged.open(),
+            ra_deg=info.phase_center_ra_deg,
+            dec_deg=info.phase_center_dec_deg,
         )
 
     @cached_property
@@ -230,11 +274,12 @@ class ImageJob:
         """Sorted unique times (JD), their local sidereal times (rad) and the median
         integration time (s), from the uvh5 header."""
         try:
-            with h5py.File(self.info.path, "r") as handle:
+            with self.info.open_h5() as handle:
                 times = np.asarray(handle["Header/time_array"][()], dtype=np.float64)
                 lsts = np.asarray(handle["Header/lst_array"][()], dtype=np.float64)
                 integration = np.asarray(handle["Header/integration_time"][()], dtype=np.float64)
         except (OSError, KeyError, ValueError, TypeError) as exc:
+            self._raise_reader_failure(exc)
             raise InvalidInputError(f"{self.info.source}: times cannot be read ({exc})") from None
         unique, first = np.unique(times, return_index=True)
         return unique, lsts[first], float(np.median(integration))
@@ -244,18 +289,25 @@ class ImageJob:
         """Every row's time and whether it is a cross-correlation, read once for the drift
         segments and the even/odd halves."""
         try:
-            with h5py.File(self.info.path, "r") as handle:
+            with self.info.open_h5() as handle:
                 times = np.asarray(handle["Header/time_array"][()])
                 cross = np.asarray(handle["Header/ant_1_array"][()]) != np.asarray(
                     handle["Header/ant_2_array"][()]
                 )
         except (OSError, KeyError, ValueError, TypeError) as exc:
+            self._raise_reader_failure(exc)
             raise InvalidInputError(f"{self.info.source}: times cannot be read ({exc})") from None
         if times.ndim != 1 or times.shape != cross.shape:
             raise InvalidInputError(
                 f"{self.info.source}: {times.shape} times for {cross.shape} baseline-times"
             )
         return times, cross
+
+    def _raise_reader_failure(self, exc: BaseException) -> None:
+        """Raise the ranged reader's own error (input replaced, store failing) behind ``exc``."""
+        failure = reader_failure(self.info.h5_input, exc)
+        if failure is not exc:
+            raise failure from None
 
     @cached_property
     def segment_of_row(self) -> npt.NDArray[np.int64]:
@@ -533,7 +585,9 @@ class ImageJob:
             not_estimated = spectrum.result()
         # What the estimator cannot vouch for (uncalibrated, RFI, too few channels), said
         # in the log, powerspec.h5, provenance.json and the summary (payload/pscheck.py).
-        ps_warnings = check_products(staging / "powerspec.h5", data, input_uvh5=info.path)
+        ps_warnings = check_products(
+            staging / "powerspec.h5", data, input_uvh5=self._input_for_h5py()
+        )
         write_provenance_json(
             staging / "provenance.json",
             {

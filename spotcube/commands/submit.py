@@ -17,6 +17,7 @@ from spotcube.submit import (
     check_run_options,
     check_s3_inputs,
     check_stack,
+    layout_hints,
     parse_params,
     plan_inputs,
     publish_run,
@@ -106,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         uri = selftest_input(outputs)
         observations = [ObservationRef(o, uri) for o in _selftest_ids(args.selftest)]
     else:
+        for hint in layout_hints(planned, kind=kind, params=params):
+            _to_stderr(hint)
         observations = upload_inputs(outputs, inputs, log=_to_stderr)
     record, messages = build_run(observations, kind=kind, params=params, run_id=args.run_id)
     run_id = record.run_id
