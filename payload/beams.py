@@ -28,15 +28,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import numpy.typing as npt
 
 from payload.beamframe import DRIFT_SCAN_TELESCOPES, BeamFrame
 from payload.errors import InvalidInputError
+from payload.uvh5 import H5Input, open_h5
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 HERA_DISH_M = 14.0
@@ -217,10 +216,11 @@ def resolve_beam(
     return parse_beam(spec, metadata_delays=metadata_delays)
 
 
-def mwa_delays_from_uvh5(path: Path) -> tuple[int, ...] | None:
-    """The MWA beamformer delays pyuvdata records (extra keyword ``delays``), if any."""
+def mwa_delays_from_uvh5(path: H5Input) -> tuple[int, ...] | None:
+    """The MWA beamformer delays pyuvdata records (extra keyword ``delays``), if any, from a
+    local uvh5 file or one read by range."""
     try:
-        with h5py.File(path, "r") as handle:
+        with open_h5(path) as handle:
             extra = handle.get("Header/extra_keywords")
             if extra is None:
                 return None

@@ -45,6 +45,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from payload.uvh5 import H5Input, open_h5
+
 # More noise power in channels above their neighbours than in the band's smooth noise.
 RFI_POWER_RATIO = 2.0
 # Channels on each side of a channel in its reference (the running median's half-width).
@@ -167,10 +169,10 @@ def check(
     return warnings
 
 
-def vis_units_of(path: Path) -> str | None:
+def vis_units_of(path: H5Input) -> str | None:
     """``vis_units`` from a uvh5 header (None when the file does not say)."""
     try:
-        with h5py.File(path, "r") as handle:
+        with open_h5(path) as handle:
             value = handle["Header/vis_units"][()]
     except (OSError, KeyError, ValueError, TypeError):
         return None
@@ -178,7 +180,7 @@ def vis_units_of(path: Path) -> str | None:
 
 
 def check_products(
-    powerspec: Path, data: Mapping[str, npt.NDArray[Any]], *, input_uvh5: Path
+    powerspec: Path, data: Mapping[str, npt.NDArray[Any]], *, input_uvh5: H5Input
 ) -> list[str]:
     """Check a written ``powerspec.h5`` (and the uv planes it was made from); log each
     warning, record them in the file's ``warnings`` attribute and return them (for

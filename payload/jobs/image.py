@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import h5py
 import numpy as np
@@ -212,20 +212,13 @@ class ImageJob:
         )
         return None if problem else open_observation_by_range(ranged, shown)
 
-    def _input_for_h5py(self) -> Path:
-        """The input for functions that hand it to ``h5py.File`` as a path (the beam's
-        delays, the power spectrum's checks): read by range, a file object, which h5py
-        opens wherever it opens a path."""
-        info = self.info
-        return info.path if info.ranged is None else cast(Path, info.ranged.open())
-
     @cached_property
     def beam(self) -> PrimaryBeam:
         """The power spectrum's primary beam: the params', else the telescope's default."""
         return resolve_beam(
             self.params.primary_beam,
             telescope=self.info.telescope,
-            metadata_delays=mwa_delays_from_uvh5(self._input_for_h5py()),
+            metadata_delays=mwa_delays_from_uvh5(self.info.h5_input),
         )
 
     @cached_property
@@ -585,9 +578,7 @@ class ImageJob:
             not_estimated = spectrum.result()
         # What the estimator cannot vouch for (uncalibrated, RFI, too few channels), said
         # in the log, powerspec.h5, provenance.json and the summary (payload/pscheck.py).
-        ps_warnings = check_products(
-            staging / "powerspec.h5", data, input_uvh5=self._input_for_h5py()
-        )
+        ps_warnings = check_products(staging / "powerspec.h5", data, input_uvh5=self.info.h5_input)
         write_provenance_json(
             staging / "provenance.json",
             {
