@@ -28,7 +28,13 @@ from payload.checkpoint import Checkpointer, load_manifest
 from payload.classify import failure_record, with_uris
 from payload.errors import InvalidInputError, PayloadError, PreemptedError
 from payload.imds import InstanceIdentity
-from payload.inputs import FORM_TAR, sha256_of_key, stored_name_and_form
+from payload.inputs import (
+    FORM_TAR,
+    SHA256_METADATA,
+    sha256_of_key,
+    stored_name_and_form,
+    vouched_by_metadata,
+)
 from payload.inputs import restore as restore_input
 from payload.jobs import JobContext, build_job
 from payload.jobs.base import ChunkedJob
@@ -181,7 +187,7 @@ class JobAttempt:
         if head is None:
             raise InvalidInputError(f"input {uri} does not exist")
         named = sha256_of_key(key)
-        stored = (head.get("Metadata") or {}).get("sha256")
+        stored = (head.get("Metadata") or {}).get(SHA256_METADATA)
         if named and stored and stored != named:
             raise InvalidInputError(
                 f"input {uri} was overwritten after submit: it holds bytes with sha256 "
@@ -242,8 +248,10 @@ class JobAttempt:
         Integrity, compared with :meth:`fetch`: every range is fetched only while the object
         has the ETag the attempt identified it by (``If-Match``), so a replacement at any
         time, between chunks too, is ``invalid`` on the next request, and a content-keyed
-        input (``inputs/sha256/<hex>``) was checked against the SHA-256 that submit recorded
-        in its metadata (:meth:`_head_input`). What a ranged read does not do is hash the
+        input (``inputs/sha256/<hex>``) is read by range only if its metadata holds the
+        SHA-256 its key names, as ``spotcube submit`` writes it (an object overwritten by
+        another tool has none and is downloaded and hashed whole; one whose metadata names
+        other bytes is refused by :meth:`_head_input`). What a ranged read does not do is hash the
         whole file, as a download does: that would mean reading all of it, which is what
         reading by range avoids. Bytes that differ from the submitted ones under the same
         ETag (damage at rest, which S3 does not serve) are not caught here.
@@ -258,8 +266,8 @@ class JobAttempt:
             if head is None:
                 raise InvalidInputError(f"input {uri} does not exist")
             name, form = stored_name_and_form(head, key)
-            if form == FORM_TAR:
-                return None
+            if form == FORM_TAR or not vouched_by_metadata(head, key):
+                return None  # unpacked, or hashed whole on the way down (fetch)
             source = RangedSource(store, key, etag=identity.etag, size=identity.size)
             self._ranged[uri] = (source, self.dir / "input" / name)
         return self._ranged[uri]

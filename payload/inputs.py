@@ -30,6 +30,7 @@ NAME_METADATA = "spotcube-name"
 FORM_METADATA = "spotcube-form"
 FORM_FILE = "file"
 FORM_TAR = "tar"
+SHA256_METADATA = "sha256"  # the bytes' digest, as spotcube submit computed it
 _KEY_PART = "inputs/sha256/"
 
 
@@ -68,9 +69,24 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def metadata_for(name: str, form: str) -> dict[str, str]:
-    """User metadata that :func:`restore` reads back: the original name and the form."""
-    return {NAME_METADATA: urllib.parse.quote(name, safe=""), FORM_METADATA: form}
+def metadata_for(name: str, form: str, *, sha256: str | None = None) -> dict[str, str]:
+    """User metadata that :func:`restore` reads back: the original name and the form; and the
+    SHA-256 of the bytes (``spotcube submit`` knows it: it is the key), which the worker
+    checks against the key before it trusts the object without hashing it whole
+    (:func:`vouched_by_metadata`)."""
+    metadata = {NAME_METADATA: urllib.parse.quote(name, safe=""), FORM_METADATA: form}
+    return metadata | ({SHA256_METADATA: sha256} if sha256 else {})
+
+
+def vouched_by_metadata(head: dict[str, Any], key: str) -> bool:
+    """Whether a content-keyed object's metadata says it holds the bytes its key names (an
+    object overwritten by another tool carries no such metadata). Keys that name no digest
+    (data already in S3) have nothing to vouch for: True."""
+    named = sha256_of_key(key)
+    if named is None:
+        return True
+    stored = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}.get(SHA256_METADATA)
+    return stored == named
 
 
 def pack_directory(source: Path, out: IO[bytes]) -> None:

@@ -291,7 +291,8 @@ def layout_hints(
 
 
 def _put_by_content(outputs: StackOutputs, path: Path, *, name: str, form: str) -> tuple[str, bool]:
-    key = input_store.content_key(outputs.raw_prefix, input_store.file_sha256(path))
+    digest = input_store.file_sha256(path)
+    key = input_store.content_key(outputs.raw_prefix, digest)
     uri = f"s3://{outputs.raw_bucket}/{key}"
     s3 = outputs.client("s3")
     try:
@@ -307,7 +308,7 @@ def _put_by_content(outputs: StackOutputs, path: Path, *, name: str, form: str) 
         ExtraArgs={
             # S3 checks the SHA-256 and rejects a corrupted upload instead of storing it.
             "ChecksumAlgorithm": "SHA256",
-            "Metadata": input_store.metadata_for(name, form),
+            "Metadata": input_store.metadata_for(name, form, sha256=digest),
         },
     )
     return uri, True

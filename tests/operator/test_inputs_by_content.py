@@ -91,7 +91,21 @@ def test_same_name_other_bytes_do_not_overwrite(stack: str, tmp_path: Path) -> N
         got = s3.get_object(Bucket=RAW, Key=key)
         assert got["Body"].read() == path.read_bytes()  # the first run's input is intact
         assert got["Metadata"]["spotcube-name"] == "obs.uvh5"
+        # the digest the worker checks before it reads the object by range, unhashed
+        assert got["Metadata"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert len(_versions(stack)) == 2
+
+
+def test_only_metadata_that_names_the_keys_bytes_vouches_for_them() -> None:
+    """A content-keyed object overwritten by another tool carries no spotcube metadata: the
+    worker then downloads and hashes it whole rather than trusting it by range."""
+    digest = hashlib.sha256(b"x").hexdigest()
+    key = inputs.content_key("", digest)
+    vouched = {"Metadata": inputs.metadata_for("a.uvh5", inputs.FORM_FILE, sha256=digest)}
+    assert inputs.vouched_by_metadata(vouched, key)
+    assert not inputs.vouched_by_metadata({"Metadata": {}}, key)
+    assert not inputs.vouched_by_metadata({"Metadata": {"sha256": "0" * 64}}, key)
+    assert inputs.vouched_by_metadata({}, "data/obs.uvh5")  # no digest named, none to check
 
 
 def test_the_same_bytes_are_uploaded_once(stack: str, tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def _store_input(plane: Plane, path: Path) -> tuple[str, str, dict[str, Any]]:
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     key = inputs.content_key("", digest)
-    metadata = inputs.metadata_for(path.name, inputs.FORM_FILE) | {"sha256": digest}
+    metadata = inputs.metadata_for(path.name, inputs.FORM_FILE, sha256=digest)
     plane.s3.put_object(Bucket=RAW, Key=key, Body=data, Metadata=metadata)
     return key, f"s3://{RAW}/{key}", plane.s3.head_object(Bucket=RAW, Key=key)
 
