@@ -236,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
     # combine needs matplotlib, astropy.cosmology and astropy.io.fits (~1.4 s of imports):
     # load them in the background while the chunks are gridded (ducc0 runs without the
     # GIL), not after.
+    # First the beam's placement, whose reader imports pyuvdata and astropy: two threads
+    # importing astropy for the first time at once can deadlock on its module locks
+    # (_DeadlockError on astropy.units, seen with an MWA Measurement Set's pointed beam).
+    job.drift_plan  # noqa: B018 (cached; run_chunk and combine use it)
     warm = threading.Thread(target=_import_combine_modules, name="warm-imports", daemon=True)
     warm.start()
     with Progress(

@@ -204,9 +204,13 @@ def test_a_cpu_paced_storm_reclaims_after_the_same_work(
     assert drawn == drawn_again  # the same seed, the same lifetime
     assert 1.0 <= drawn <= 1.5
     assert fast > 0
-    # the same work within 15 % (the clock is read every 0.2 s; the burner reports every
-    # 20 units)
-    assert 0.85 <= slow / fast <= 1.15, (fast, slow)
+    # About the same work (the clock is read every 0.2 s; the burner reports every 20 units),
+    # and far from the wall clock's quarter (next test). Not within 15 %: the clock counts
+    # the instance's whole process tree, whose worker process spends CPU per wall second
+    # (polling, heartbeats, waking after each SIGCONT), and a slowed run takes four times
+    # the wall time, so its burner gets less of the same lifetime: 0.67, 0.73, 0.79 in 3 of 5 runs
+    # on a 2-core machine (2026-12-07), 0.85-1.0 in the others.
+    assert 0.6 <= slow / fast <= 1.15, (fast, slow)
 
 
 def test_a_wall_clock_storm_reclaims_a_slowed_instance_early(

@@ -332,7 +332,9 @@ def missing_share(beam_kind: str, beam_size: float, freq_hz: float) -> float:
     centre: how much of the beam-weighted sky the simulation leaves out (spotcube and the
     delay spectrum, normalised by the whole beam, read 1 - share of the input where exact)."""
     beam = analytic_beam(beam_kind, beam_size)
-    axis = np.linspace(-1, 1, 1201)
+    # a midpoint grid: no direction on the horizon itself, where 1 / n is infinite
+    step = 2 / 1200
+    axis = np.arange(-1 + step / 2, 1, step)
     ll, mm = np.meshgrid(axis, axis, indexing="ij")
     rho = np.hypot(ll, mm)
     inside = rho < 1

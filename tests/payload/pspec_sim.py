@@ -151,11 +151,16 @@ def gaussian_beam_power(
 
 
 def pixel_solid_angle(npix: int, pixsize: float) -> npt.NDArray[np.float64]:
-    """The solid angle of each sky-grid pixel, ``pixsize^2 / n`` (0 beyond the horizon)."""
+    """The solid angle of each sky-grid pixel, ``pixsize^2 / n`` (0 beyond the horizon).
+
+    n is floored at ``sqrt(pixsize)``, its value half a pixel inside the horizon: a pixel
+    centre that falls (to rounding) on the horizon would otherwise stand for an unbounded
+    solid angle."""
     lm = (np.arange(npix) - npix // 2) * pixsize
     r2 = lm[:, None] ** 2 + lm[None, :] ** 2
     inside = r2 < 1.0
-    return np.where(inside, pixsize**2 / np.sqrt(np.where(inside, 1.0 - r2, 1.0)), 0.0)
+    n = np.maximum(np.sqrt(np.where(inside, 1.0 - r2, 1.0)), math.sqrt(pixsize))
+    return np.where(inside, pixsize**2 / n, 0.0)
 
 
 def omega_pp(beam: npt.NDArray[np.float64], pixsize: float) -> float:
