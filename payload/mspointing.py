@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from payload.beams import MWA_DIPOLES
 from payload.errors import InvalidInputError
 
 TABLE = "MWA_TILE_POINTING"
-MWA_DIPOLES = 16
 
 
 def mwa_ms_delays(ms: Path) -> tuple[int, ...] | None:

@@ -455,15 +455,17 @@ class ObjectStore:
         if_match: str | None = None,
         if_none_match: bool = False,
         content_type: str = "",
+        sha: Any = None,
     ) -> str | None:
         """Write ``data`` if the precondition holds; return the new ETag, or None if not.
+        ``sha``: ``hashlib.sha256(data)`` if the caller has it already.
 
         ``if_match`` is an ETag the current object must have (optimistic concurrency for
         the manifest); ``if_none_match`` requires that no object exists. The write is
         verified from S3's answer: the SHA-256 it computed over the bytes it received
         (or, where it does not echo checksums, the MD5 ETag).
         """
-        sha = hashlib.sha256(data)
+        sha = sha or hashlib.sha256(data)
         extra: dict[str, Any] = {}
         if if_none_match:
             extra["IfNoneMatch"] = "*"
@@ -511,9 +513,10 @@ class ObjectStore:
         size = path.stat().st_size
         if size <= self.single_put_max:
             data = path.read_bytes()
-            if not self.put_bytes(key, data, if_none_match=if_none_match):
+            sha = hashlib.sha256(data)  # hashed once: the PUT's checksum and the record's
+            if self.put_conditional(key, data, if_none_match=if_none_match, sha=sha) is None:
                 raise FileExistsError(f"s3://{self.bucket}/{key} exists (If-None-Match)")
-            return StoredObject(key, size, hashlib.sha256(data).hexdigest())
+            return StoredObject(key, size, sha.hexdigest())
         # Every part was checked against S3's answer and so was the completed object's
         # composite checksum (or ETag): no extra HEAD is needed to know what S3 holds.
         sha_hex = self._multipart(key, path, if_none_match=if_none_match)
