@@ -37,7 +37,7 @@ from payload.inputs import (
 )
 from payload.inputs import restore as restore_input
 from payload.jobs import JobContext, build_job
-from payload.jobs.base import ChunkedJob
+from payload.jobs.base import ChunkedJob, StreamingCombine
 from payload.logship import LogShipper
 from payload.outcomes import Outcome
 from payload.provenance import payload_git_commit
@@ -59,6 +59,8 @@ from payload.records import (
 )
 from payload.spot import SpotWatcher
 from payload.store import ObjectStore, faultpoint
+from payload.storedchunks import StoredChunks
+from payload.storedproducts import StoredProducts
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,10 @@ class JobAttempt:
             manifest,
             attempt,
             interval=self.settings.checkpoint_interval,
+            # The disk bound (docs/work-plane.md, "What a worker's disk holds"): a chunk
+            # file is deleted once durable, and a new one waits for the last one's upload.
+            keep_local=False,
+            max_pending=1,
         )
         self.manifest = manifest
         self.logs = LogShipper(
@@ -341,13 +347,21 @@ class JobAttempt:
         listing: dict[str, ProductEntry] = {}
         try:
             for path in products:
-                key = self.layout.attempt_product(self.token, path.name)
+                key = self.product_key(path.name)
                 stored = self.store.put_file(key, path)
                 listing[path.name] = ProductEntry(key=key, size=stored.size, sha256=stored.sha256)
                 faultpoint("product-uploaded")
         except BaseException:
             self._discard(listing)
             raise
+        return self.commit_done(listing)
+
+    def product_key(self, name: str) -> str:
+        """Where this attempt uploads the product ``name`` (private until DONE lists it)."""
+        return self.layout.attempt_product(self.token, name)
+
+    def commit_done(self, listing: dict[str, ProductEntry]) -> Outcome:
+        """Race for ``DONE`` with products already uploaded under this attempt's prefix."""
         faultpoint("before-done")
         done = DoneRecord(
             run_id=self.message.run_id,
@@ -526,6 +540,15 @@ def run_chunked_job(run: JobAttempt) -> Outcome:
         raise PreemptedError("termination notice: products are left to the next instance")
     run.verify_input()  # every chunk is read: the bytes they came from must still be there
     fetched = run.dir / "fetched"
+    if isinstance(job, StreamingCombine):
+        # Chunks read from the store by range, products written into it: the disk holds
+        # neither (docs/work-plane.md, "What a worker's disk holds").
+        chunks = StoredChunks(
+            run.store, ckpt.manifest.chunks, lambda cid: ckpt.local_path(cid, fetched)
+        )
+        with StoredProducts(run.store, run.product_key, run.dir) as sink:
+            job.combine_into(chunks, sink)
+        return run.commit_done(sink.listing)
     paths = {cid: ckpt.local_path(cid, fetched) for cid in job.chunk_ids()}
     return run.publish(job.combine(paths, run.dir / "products"))
 

@@ -137,6 +137,13 @@ class Checkpointer:
         chunk is submitted (the job that knows it is built after the attempt is recorded).
     interval : float
         Seconds between manifest commits while chunks keep arriving.
+    keep_local : bool
+        Keep each chunk file after its upload (else it is deleted once durable, and
+        :meth:`local_path` downloads it again if asked).
+    max_pending : int or None
+        :meth:`submit` waits while this many chunks are still uploading, so the disk holds
+        at most ``max_pending`` uploading chunk files besides the one being computed (the
+        worker's disk bound). None: no bound.
     """
 
     def __init__(
@@ -148,8 +155,12 @@ class Checkpointer:
         *,
         chunk_suffix: str = "",
         interval: float = DEFAULT_INTERVAL,
+        keep_local: bool = True,
+        max_pending: int | None = None,
     ) -> None:
         self.store = store
+        self.keep_local = keep_local
+        self.max_pending = max_pending
         self.layout = layout
         self.manifest = manifest
         self._attempt = attempt
@@ -214,11 +225,18 @@ class Checkpointer:
         return chunk_id in self.manifest.chunks
 
     def submit(self, chunk_id: str, path: Path, seconds: float) -> None:
-        """Hand over a finished chunk file; it uploads as soon as the uploader is free."""
+        """Hand over a finished chunk file; it uploads as soon as the uploader is free
+        (after waiting, with ``max_pending``, until fewer chunks than that are uploading)."""
         self._raise_if_failed()
         self.stats.chunk_seconds.append(seconds)
         self._local[chunk_id] = path
         with self._state:
+            while (
+                self.max_pending is not None
+                and self._busy >= self.max_pending
+                and self.error is None
+            ):
+                self._state.wait(timeout=0.5)  # the uploader notifies after each chunk
             self._busy += 1
         self._queue.put(_Pending(chunk_id, path, seconds))
 
@@ -349,8 +367,16 @@ class Checkpointer:
         self.stats.uploaded_bytes += stored.size
         with self._state:
             self._uploaded[item.chunk_id] = ChunkRecord(
-                key=key, size=stored.size, sha256=stored.sha256, seconds=round(item.seconds, 3)
+                key=key,
+                size=stored.size,
+                sha256=stored.sha256,
+                seconds=round(item.seconds, 3),
+                etag=stored.etag,
             )
+        if not self.keep_local:
+            # Durable and verified: combine reads it from the store (payload.storedchunks),
+            # so the disk holds only the chunks not yet uploaded.
+            item.path.unlink(missing_ok=True)
 
     def _run(self) -> None:
         try:

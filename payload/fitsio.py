@@ -14,6 +14,7 @@ Dec. CRVAL is the phase centre, so the SIN projection is exact for w-gridded ima
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -130,9 +131,22 @@ class FileSegment:
     nbytes: int
 
 
+@dataclass(frozen=True)
+class RangeSegment:
+    """``nbytes`` bytes of FITS-ordered data at ``offset`` of an object read by range
+    (``read(offset, length)``: a stored chunk, :mod:`payload.storedchunks`)."""
+
+    read: Callable[[int, int], bytes]
+    offset: int
+    nbytes: int
+
+
 # What a cube is made of, in channel order: raw bytes in another file (copied by the
-# kernel, never through Python) or an array already in FITS order.
-Segment = FileSegment | npt.NDArray[Any]
+# kernel, never through Python), in a stored object, or an array already in FITS order.
+Segment = FileSegment | RangeSegment | npt.NDArray[Any]
+# Bytes per read when a segment is copied through Python (a stored chunk, or into a stream
+# that is not a file): bounded memory, and large enough that S3 requests stay few.
+COPY_PIECE = 8 * 1024 * 1024
 
 
 def _hdu_header(header: fits.Header, shape: tuple[int, ...], *, primary: bool, name: str) -> bytes:
@@ -159,6 +173,23 @@ def _hdu_header(header: fits.Header, shape: tuple[int, ...], *, primary: bool, n
 
 def _copy_segment(segment: Segment, out: BinaryIO) -> int:
     """Append one segment to ``out``; return its size in bytes."""
+    if isinstance(segment, RangeSegment):
+        for start in range(segment.offset, segment.offset + segment.nbytes, COPY_PIECE):
+            length = min(COPY_PIECE, segment.offset + segment.nbytes - start)
+            piece = segment.read(start, length)
+            if len(piece) != length:
+                raise OSError(f"short read at byte {start}: {len(piece)} of {length}")
+            out.write(piece)
+        return segment.nbytes
+    if isinstance(segment, FileSegment) and not _is_file(out):
+        with open(segment.path, "rb") as src:
+            for start in range(segment.offset, segment.offset + segment.nbytes, COPY_PIECE):
+                length = min(COPY_PIECE, segment.offset + segment.nbytes - start)
+                piece = os.pread(src.fileno(), length, start)
+                if len(piece) != length:
+                    raise OSError(f"{segment.path}: short read at byte {start}")
+                out.write(piece)
+        return segment.nbytes
     if isinstance(segment, FileSegment):
         out.flush()
         with open(segment.path, "rb") as src:
@@ -177,8 +208,17 @@ def _copy_segment(segment: Segment, out: BinaryIO) -> int:
     return int(data.nbytes)
 
 
+def _is_file(out: BinaryIO) -> bool:
+    """Whether ``out`` is an OS file (the kernel can copy into it)."""
+    try:
+        out.fileno()
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 def write_cube(
-    path: Path,
+    target: Path | BinaryIO,
     segments: Callable[[str], Iterable[Segment]],
     *,
     order: Sequence[str],
@@ -197,11 +237,14 @@ def write_cube(
     big-endian float32, a channel range at a time (see :class:`FileSegment`). The chunk
     files already hold that byte layout, so the cube is concatenated, never transposed,
     converted or held in memory. The bytes equal astropy's ``writeto`` of the whole array:
-    astropy's header, the data, zero padding to a multiple of 2880 bytes.
+    astropy's header, the data, zero padding to a multiple of 2880 bytes. ``target``: a
+    path, or a binary stream written in order (:class:`payload.upload.UploadStream`).
     """
     shape = (1, len(freq_hz), npix, npix)
     expected = int(np.prod(shape)) * 4
-    with open(path, "wb") as out:
+    what = target if isinstance(target, Path) else getattr(target, "key", "cube")
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(target, "wb")) if isinstance(target, Path) else target
         for k, pol in enumerate(order):
             header = celestial_header(
                 npix=npix,
@@ -218,5 +261,5 @@ def write_cube(
             out.write(_hdu_header(header, shape, primary=k == 0, name=pol))
             written = sum(_copy_segment(segment, out) for segment in segments(pol))
             if written != expected:
-                raise ValueError(f"{path}: {pol} cube has {written} bytes, expected {expected}")
+                raise ValueError(f"{what}: {pol} cube has {written} bytes, expected {expected}")
             out.write(b"\0" * (-written % BLOCK))

@@ -392,6 +392,9 @@ class ChunkRecord:
     size: int
     sha256: str
     seconds: float = 0.0  # compute time of the chunk, for deadline decisions and reports
+    # S3's ETag of the upload: combine reads the chunk by range pinned to it (If-Match),
+    # so a chunk object rewritten with other bytes is refused without reading it whole.
+    etag: str = ""
 
 
 @dataclass(frozen=True)

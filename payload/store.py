@@ -165,11 +165,16 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What was written: key, byte size and hex SHA-256."""
+    """What was written: key, byte size, hex SHA-256 and the ETag S3 gave it.
+
+    The ETag pins later ranged reads (``If-Match``): an object rewritten with other bytes
+    has another ETag, so a reader that cannot hash the whole object still refuses it.
+    """
 
     key: str
     size: int
     sha256: str
+    etag: str = ""
 
 
 def _b64(digest: bytes) -> str:
@@ -177,7 +182,7 @@ def _b64(digest: bytes) -> str:
 
 
 @dataclass(frozen=True)
-class _Part:
+class UploadedPart:
     number: int
     etag: str
     crc32: str  # base64 of the big-endian CRC32, as S3 wants it
@@ -514,16 +519,17 @@ class ObjectStore:
         if size <= self.single_put_max:
             data = path.read_bytes()
             sha = hashlib.sha256(data)  # hashed once: the PUT's checksum and the record's
-            if self.put_conditional(key, data, if_none_match=if_none_match, sha=sha) is None:
+            etag = self.put_conditional(key, data, if_none_match=if_none_match, sha=sha)
+            if etag is None:
                 raise FileExistsError(f"s3://{self.bucket}/{key} exists (If-None-Match)")
-            return StoredObject(key, size, sha.hexdigest())
+            return StoredObject(key, size, sha.hexdigest(), etag)
         # Every part was checked against S3's answer and so was the completed object's
         # composite checksum (or ETag): no extra HEAD is needed to know what S3 holds.
-        sha_hex = self._multipart(key, path, if_none_match=if_none_match)
-        return StoredObject(key, size, sha_hex)
+        sha_hex, etag = self._multipart(key, path, if_none_match=if_none_match)
+        return StoredObject(key, size, sha_hex, etag)
 
-    def _multipart(self, key: str, path: Path, *, if_none_match: bool) -> str:
-        """Upload ``path`` in parts, verified; return its hex SHA-256.
+    def _multipart(self, key: str, path: Path, *, if_none_match: bool) -> tuple[str, str]:
+        """Upload ``path`` in parts, verified; return its hex SHA-256 and ETag.
 
         The file is read once: each part is hashed into the whole-file SHA-256 while the
         parts before it are on the wire. S3 checks each part against its ``ChecksumCRC32``
@@ -538,20 +544,14 @@ class ObjectStore:
         default, detects damage in transit as well, and the end-to-end identity stays the
         whole file's SHA-256.
         """
-        created = self._retry(
-            lambda: self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32", **_tagging(key)
-            ),
-            f"CREATE-MPU {key}",
-        )
-        upload_id = created["UploadId"]
+        upload_id = self.create_multipart(key)
         whole = hashlib.sha256()
         # At most `concurrency` parts in memory: the reader waits for a free slot.
         slots = threading.BoundedSemaphore(self.concurrency)
 
-        def send(number: int, data: bytes) -> _Part:
+        def send(number: int, data: bytes) -> UploadedPart:
             try:
-                return self._upload_part(key, upload_id, number, data)
+                return self.upload_part(key, upload_id, number, data)
             finally:
                 slots.release()
 
@@ -567,16 +567,39 @@ class ObjectStore:
                     futures.append(pool.submit(send, number, data))
                     whole.update(data)
                 parts = [future.result() for future in futures]
-            faultpoint("multipart-complete")
-            response = self._complete(key, upload_id, parts, if_none_match=if_none_match)
-            self._check_completed(key, response, parts)
+            etag = self.complete_multipart(key, upload_id, parts, if_none_match=if_none_match)
         except BaseException:
-            self._abort(key, upload_id)
+            self.abort_multipart(key, upload_id)
             raise
-        return whole.hexdigest()
+        return whole.hexdigest(), etag
+
+    def create_multipart(self, key: str) -> str:
+        """Start a multipart upload of ``key`` (CRC32 per part); return its upload id."""
+        created = self._retry(
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32", **_tagging(key)
+            ),
+            f"CREATE-MPU {key}",
+        )
+        return str(created["UploadId"])
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: list[UploadedPart], *, if_none_match: bool = False
+    ) -> str:
+        """Assemble ``parts`` and verify the object; return its ETag."""
+        faultpoint("multipart-complete")
+        response = self._complete(key, upload_id, parts, if_none_match=if_none_match)
+        self._check_completed(key, response, parts)
+        etag = response.get("ETag")
+        if not etag:  # a retried complete found the upload gone: ask what was stored
+            head = self.head(key)
+            etag = None if head is None else head.get("ETag")
+        if not etag:
+            raise TransientError(f"s3://{self.bucket}/{key}: completed upload has no ETag")
+        return str(etag)
 
     def _complete(
-        self, key: str, upload_id: str, parts: list[_Part], *, if_none_match: bool
+        self, key: str, upload_id: str, parts: list[UploadedPart], *, if_none_match: bool
     ) -> dict[str, Any]:
         extra = {"IfNoneMatch": "*"} if if_none_match else {}
         listing = [
@@ -600,7 +623,9 @@ class ObjectStore:
             return {}
         return response
 
-    def _check_completed(self, key: str, response: Mapping[str, Any], parts: list[_Part]) -> None:
+    def _check_completed(
+        self, key: str, response: Mapping[str, Any], parts: list[UploadedPart]
+    ) -> None:
         """Verify the assembled object from S3's answer, or a HEAD when it said nothing."""
         what = f"s3://{self.bucket}/{key}"
         # S3's composite checksum: CRC32 of the concatenated part CRC32s, then "-N".
@@ -624,7 +649,7 @@ class ObjectStore:
         if echoed not in accepted:
             raise TransientError(f"{what}: S3 reports checksum {echoed}, expected {composite}")
 
-    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> _Part:
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
         crc = _crc32_b64(data)
         faultpoint("multipart-part")
         result = self._retry(
@@ -647,9 +672,9 @@ class ObjectStore:
             f"part {number} of s3://{self.bucket}/{key}",
             algorithm="CRC32",
         )
-        return _Part(number, str(result["ETag"]), crc, len(data))
+        return UploadedPart(number, str(result["ETag"]), crc, len(data))
 
-    def _abort(self, key: str, upload_id: str) -> None:
+    def abort_multipart(self, key: str, upload_id: str) -> None:
         # Best effort: an unfinished upload costs storage until the bucket's lifecycle
         # rule (AbortIncompleteMultipartUpload) removes it, so a failed abort is harmless.
         try:

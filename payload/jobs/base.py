@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     # Annotations only: a job module must not load boto3 to be imported (the local CLI's jobs).
     from contract.layout import ObsLayout
     from contract.settings import AttemptSettings
+    from payload.chunkset import ChunkSet
     from payload.imds import InstanceIdentity
     from payload.logship import LogShipper
     from payload.outcomes import Outcome
+    from payload.productsink import ProductSink
     from payload.spot import SpotWatcher
     from payload.store import ObjectStore
     from payload.uvh5 import RangeReader
@@ -72,6 +74,16 @@ class ChunkedJob(Protocol):
 
 
 JobFactory = Callable[[JobContext], ChunkedJob]
+
+
+@runtime_checkable
+class StreamingCombine(Protocol):
+    """A job that can combine from chunks it does not hold into products it never stores
+    locally (the worker's disk bound: docs/work-plane.md, "What a worker's disk holds")."""
+
+    def combine_into(self, chunks: ChunkSet, sink: ProductSink) -> None:
+        """Write every product from ``chunks`` into ``sink``."""
+        ...
 
 
 class CommandRun(Protocol):

@@ -5,9 +5,10 @@ Chunks are contiguous frequency ranges of ``chunk_channels`` channels, named
 PSF images (in FITS order and byte layout, each distinct PSF once), weight sums and gridded
 uv planes for every polarization; it depends only on the input file, the params and the
 chunk's channels, and is written with no timestamps, so a chunk computed by any process is
-byte-identical. ``combine`` reads the chunk files in channel order and writes the products
-(the image cubes by copying the chunks' bytes; through a temporary directory, renamed into
-place, so a failure never leaves half a product):
+byte-identical. ``combine`` reads the chunks in channel order and writes the products (the
+image cubes by copying the chunks' bytes) all or nothing: into a directory through a
+temporary one renamed into place, or on a worker (``combine_into``) from the stored chunk
+objects by range straight into the store, so the worker's disk never holds the cubes:
 
 ``image_cube.fits``, ``psf_cube.fits``, ``uvcube.h5``, ``powerspec.h5``, ``powerspec.png``,
 ``image.png`` and ``provenance.json``.
@@ -21,7 +22,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,13 +36,15 @@ import numpy.typing as npt
 from contract.jobs import JobKind
 from payload.beamframe import BeamFrame, frame_from_uvh5
 from payload.beams import PrimaryBeam, is_fixed_on_ground, mwa_delays_from_uvh5, resolve_beam
+from payload.chunkset import ChunkSet, LocalChunks
 from payload.drift import DriftPlan, grid_segments, plan_drift, stack_segments
 from payload.errors import InvalidInputError
-from payload.fitsio import FileSegment, Segment, write_cube
+from payload.fitsio import Segment, write_cube
 from payload.imaging import ImageGeometry, choose_geometry, image_chunk
 from payload.jobs.base import JobContext
 from payload.jobs.sizing import check_image_job
 from payload.params import ImagingParams
+from payload.productsink import DirectoryProducts, ProductSink
 from payload.provenance import fits_cards, hdf5_attrs, job_provenance, write_provenance_json
 from payload.pscheck import check_products, provenance_entry
 from payload.reading import (
@@ -451,8 +453,8 @@ class ImageJob:
             self._prefetch = (nxt, future)
         return chunk
 
-    def _read_chunks(self, chunk_paths: Mapping[str, Path]) -> dict[str, npt.NDArray[Any]]:
-        missing = [c for c in self.chunk_ids() if c not in chunk_paths]
+    def _read_chunks(self, chunks: ChunkSet) -> dict[str, npt.NDArray[Any]]:
+        missing = [c for c in self.chunk_ids() if c not in chunks]
         if missing:
             raise InvalidInputError(f"cannot combine: chunk(s) {', '.join(missing)} missing")
         # Image cubes are not loaded here (see _segments): they are the big part.
@@ -470,9 +472,9 @@ class ImageJob:
         weighted_sum: npt.NDArray[np.float64] | None = None
         flagged = FlagCounts()
         for chunk_id in self.chunk_ids():
-            path = Path(chunk_paths[chunk_id])
+            path = chunks.name(chunk_id)
             try:
-                with h5py.File(path, "r") as handle:
+                with h5py.File(chunks.open(chunk_id), "r") as handle:
                     if handle.attrs["params_hash"] != self.provenance["params_hash"]:
                         raise InvalidInputError(f"{path}: chunk was made with other params")
                     if handle.attrs.get("input_identity") != self.provenance["input_identity"]:
@@ -488,6 +490,9 @@ class ImageJob:
                     part = np.asarray(handle["dirty_weighted_sum"][()], dtype=np.float64)
                     weighted_sum = part if weighted_sum is None else weighted_sum + part
             except (OSError, KeyError) as exc:
+                failure = chunks.take_failure()  # a stored chunk's read failed (S3, ETag)
+                if failure is not None:
+                    raise failure from None
                 raise InvalidInputError(f"{path}: chunk file unreadable ({exc})") from None
         # (segment, half, pol, chan, ...) for the uv planes, (pol, chan) for the weight sums
         axis = {"freq_hz": 0, "weight_sum": 1} | {k: 1 for k in BEYOND_GRID_KEYS}
@@ -502,17 +507,17 @@ class ImageJob:
         self.flagged = flagged
         return data
 
-    def _segments(self, chunk_paths: Mapping[str, Path], key: str, pol: str) -> Iterator[Segment]:
+    def _segments(self, chunks: ChunkSet, key: str, pol: str) -> Iterator[Segment]:
         """Where one polarization's ``dirty`` or ``psf`` cube lies in the chunk files.
 
-        Each chunk's slab is contiguous on disk in FITS order and byte layout, so it is
-        handed over as a file range to be copied by the kernel; a dataset HDF5 did not
-        store contiguously (which ours never are) is read instead.
+        Each chunk's slab is contiguous in FITS order and byte layout, so it is handed over
+        as a byte range of the chunk (copied by the kernel from a local file, fetched by
+        range from a stored one); a dataset HDF5 did not store contiguously (which ours
+        never are) is read instead.
         """
         index = self.params.polarizations.index(pol)
         for chunk_id in self.chunk_ids():
-            path = Path(chunk_paths[chunk_id])
-            with h5py.File(path, "r") as handle:
+            with h5py.File(chunks.open(chunk_id), "r") as handle:
                 dset = handle[key]
                 # PSFs are stored once per distinct cube (see ChunkImages.psf_rows).
                 row = int(handle.attrs["psf_rows"][index]) if key == "psf" else index
@@ -522,32 +527,29 @@ class ImageJob:
                     slab: Segment = np.asarray(dset[row])
                 else:
                     slab_bytes = int(np.prod(dset.shape[1:])) * 4
-                    slab = FileSegment(path, int(offset) + row * slab_bytes, slab_bytes)
+                    slab = chunks.segment(chunk_id, int(offset) + row * slab_bytes, slab_bytes)
             yield slab
 
     def combine(self, chunk_paths: Mapping[str, Path], out_dir: Path) -> list[Path]:
-        """Write every product from the chunk files (all or nothing)."""
-        data = self._read_chunks(chunk_paths)
-        self.on_step("chunks read")
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".products-"))
+        """Write every product from the chunk files into ``out_dir`` (all or nothing)."""
+        sink = DirectoryProducts(out_dir)
         try:
-            self._write_products(data, chunk_paths, staging)
-            paths = []
-            for name in PRODUCTS:
-                os.replace(staging / name, out_dir / name)
-                paths.append(out_dir / name)
-            return paths
+            self.combine_into(LocalChunks(chunk_paths), sink)
+            return sink.finish(PRODUCTS)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            sink.discard()
+
+    def combine_into(self, chunks: ChunkSet, sink: ProductSink) -> None:
+        """Write every product from ``chunks`` into ``sink``: the image cubes as streams
+        (never a local copy), the rest as files in ``sink.staging`` handed over when done."""
+        data = self._read_chunks(chunks)
+        self.on_step("chunks read")
+        self._write_products(data, chunks, sink)
 
     def _write_products(
-        self,
-        data: Mapping[str, npt.NDArray[Any]],
-        chunk_paths: Mapping[str, Path],
-        staging: Path,
+        self, data: Mapping[str, npt.NDArray[Any]], chunks: ChunkSet, sink: ProductSink
     ) -> None:
+        staging = sink.staging
         info, geometry, params = self.info, self.geometry, self.params
         cards = fits_cards(self.provenance) | {
             "WEIGHTNG": params.weighting,
@@ -571,11 +573,14 @@ class ImageJob:
             for key, name, bunit in (("dirty", "image_cube", "Jy/beam"), ("psf", "psf_cube", "")):
 
                 def segments(pol: str, key: str = key) -> Iterator[Segment]:
-                    return self._segments(chunk_paths, key, pol)
+                    return self._segments(chunks, key, pol)
 
-                write_cube(staging / f"{name}.fits", segments, bunit=bunit, extra=cards, **common)
+                with sink.stream(f"{name}.fits") as out:
+                    write_cube(out, segments, bunit=bunit, extra=cards, **common)
                 self.on_step("image cube" if key == "dirty" else "PSF cube")
             not_estimated = spectrum.result()
+        for name in ("uvcube.h5", "powerspec.png", "image.png"):
+            sink.add(name)
         # What the estimator cannot vouch for (uncalibrated, RFI, too few channels), said
         # in the log, powerspec.h5, provenance.json and the summary (payload/pscheck.py).
         ps_warnings = check_products(staging / "powerspec.h5", data, input_uvh5=self.info.h5_input)
@@ -594,6 +599,8 @@ class ImageJob:
             products=list(PRODUCTS),
             flagged=self.flagged.to_dict(),
         )
+        sink.add("powerspec.h5")
+        sink.add("provenance.json")
         self.on_step("provenance")
 
     def _write_spectrum_and_figures(
