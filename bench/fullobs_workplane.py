@@ -40,31 +40,37 @@ RAW, PRODUCTS = "bench-raw", "bench-products"
 
 
 def _write_input(work: Path, channels: int, layout: str) -> Path:
-    """The synthetic observation in the layout asked for (kept for the same shape)."""
+    """The synthetic observation in the layout asked for (kept for the same shape).
+
+    ``chunked`` is written 8 channels at a time, already in frequency chunks (memory holds
+    one block: the whole observation would be ~24 GiB at 768 channels); ``contiguous`` is
+    the one-piece file pyuvdata writes, as most files are.
+    """
     from payload.synth import write_synthetic_observation
 
-    plain = work / f"fullshape-{channels}ch.uvh5"
-    if not plain.exists():
-        started = time.perf_counter()
-        write_synthetic_observation(
-            plain, n_tiles=N_TILES, n_freqs=channels, n_times=N_TIMES, noise_jy=1.0
-        )
-        print(f"wrote {plain} in {time.perf_counter() - started:.0f} s", flush=True)
     path = work / f"fullshape-{channels}ch-{layout}.uvh5"
     if path.exists():
         return path
+    started = time.perf_counter()
     if layout == "chunked":
-        from payload.rechunk import rechunk
-
-        started = time.perf_counter()
-        rechunk(plain, path, chunk_channels=8)
-        print(f"rechunked in {time.perf_counter() - started:.0f} s", flush=True)
+        write_synthetic_observation(
+            path,
+            n_tiles=N_TILES,
+            n_freqs=channels,
+            n_times=N_TIMES,
+            noise_jy=1.0,
+            block_channels=8,
+        )
     else:
         from pyuvdata import UVData
 
+        write_synthetic_observation(
+            path, n_tiles=N_TILES, n_freqs=channels, n_times=N_TIMES, noise_jy=1.0
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            UVData.from_file(str(plain)).write_uvh5(str(path), chunks=None)
+            UVData.from_file(str(path)).write_uvh5(str(path), chunks=None, clobber=True)
+    print(f"wrote {path} in {time.perf_counter() - started:.0f} s", flush=True)
     return path
 
 

@@ -220,6 +220,7 @@ def write_synthetic_observation(
     noise_jy: float = 0.0,
     include_autos: bool = True,
     seed: int = 0,
+    block_channels: int | None = None,
 ) -> SynthMetadata:
     """Write a synthetic MWA observation as uvh5 and describe what is in it.
 
@@ -244,6 +245,12 @@ def write_synthetic_observation(
         Write autocorrelations too (as real MWA files do); imaging ignores them.
     seed
         Noise seed.
+    block_channels
+        Write the file this many channels at a time (pyuvdata's partial writes), stored in
+        HDF5 chunks of that many channels (:func:`payload.rechunk.chunk_shape`, so a worker
+        reads it by range): memory holds one block, not the observation (a full MWA Phase I
+        observation is ~24 GiB in memory). The noise is drawn per block (seeded by ``seed``
+        and the block), so it differs from the one-piece file's.
 
     Returns
     -------
@@ -277,31 +284,54 @@ def write_synthetic_observation(
         warnings.simplefilter("ignore")
         uvd.phase(ra=np.radians(ra0), dec=np.radians(dec_deg), cat_name="spotcube_field")
     sources = list(sources) if sources is not None else default_sources(ra0, dec_deg)
-    wavelengths = C_M_S / freqs
-    uvw = uvd.uvw_array
-    vis = np.zeros((uvd.Nblts, n_freqs), dtype=np.complex128)
-    for source in sources:
-        l_, m_, n_ = lmn(source.ra_deg, source.dec_deg, ra0, dec_deg)
-        path_m = uvw[:, 0] * l_ + uvw[:, 1] * m_ + uvw[:, 2] * (n_ - 1.0)
-        vis += source.flux_jy * np.exp(2j * np.pi * path_m[:, None] / wavelengths[None, :])
-    data = np.zeros((uvd.Nblts, n_freqs, 4), dtype=np.complex64)
-    rng = np.random.default_rng(seed)
-    for p in (0, 1):
-        data[:, :, p] = vis
-        if noise_jy > 0:
-            shape = vis.shape
-            data[:, :, p] += noise_jy * (
-                rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-            )
     autos = uvd.ant_1_array == uvd.ant_2_array
-    data[autos, :, 0:2] = sum(s.flux_jy for s in sources) + 100.0  # a sky-temperature-like auto
-    uvd.data_array = data
-    uvd.flag_array = np.zeros(data.shape, dtype=bool)
-    uvd.nsample_array = np.ones(data.shape, dtype=np.float32)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def block(channels: slice, rng: np.random.Generator) -> npt.NDArray[np.complex64]:
+        wavelengths = C_M_S / freqs[channels]
+        uvw = uvd.uvw_array
+        vis = np.zeros((uvd.Nblts, len(wavelengths)), dtype=np.complex128)
+        for source in sources:
+            l_, m_, n_ = lmn(source.ra_deg, source.dec_deg, ra0, dec_deg)
+            path_m = uvw[:, 0] * l_ + uvw[:, 1] * m_ + uvw[:, 2] * (n_ - 1.0)
+            vis += source.flux_jy * np.exp(2j * np.pi * path_m[:, None] / wavelengths[None, :])
+        data = np.zeros((*vis.shape, 4), dtype=np.complex64)
+        for p in (0, 1):
+            data[:, :, p] = vis
+            if noise_jy > 0:
+                data[:, :, p] += noise_jy * (
+                    rng.standard_normal(vis.shape) + 1j * rng.standard_normal(vis.shape)
+                )
+        data[autos, :, 0:2] = sum(s.flux_jy for s in sources) + 100.0  # a sky-like auto
+        return data
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        uvd.write_uvh5(str(path), clobber=True)
+        if block_channels is None:
+            data = block(slice(0, n_freqs), np.random.default_rng(seed))
+            uvd.data_array = data
+            uvd.flag_array = np.zeros(data.shape, dtype=bool)
+            uvd.nsample_array = np.ones(data.shape, dtype=np.float32)
+            uvd.write_uvh5(str(path), clobber=True)
+        else:
+            from payload.rechunk import chunk_shape
+
+            shape = (uvd.Nblts, n_freqs, 4)
+            chunks = chunk_shape(shape, np.dtype(np.complex64).itemsize, block_channels)
+            uvd.initialize_uvh5_file(str(path), clobber=True, chunks=chunks)
+            for index, start in enumerate(range(0, n_freqs, block_channels)):
+                channels = slice(start, min(start + block_channels, n_freqs))
+                data = block(channels, np.random.default_rng([seed, index]))
+                uvd.write_uvh5_part(
+                    str(path),
+                    data_array=data,
+                    flag_array=np.zeros(data.shape, dtype=bool),
+                    nsample_array=np.ones(data.shape, dtype=np.float32),
+                    freq_chans=np.arange(channels.start, channels.stop),
+                    check_header=False,  # the header on disk is the one just written
+                )
+    wavelengths = C_M_S / freqs
+    uvw = uvd.uvw_array
     cross = ~autos
     return SynthMetadata(
         path=str(path),

@@ -154,6 +154,24 @@ def beyond_grid_report(data: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
     return report
 
 
+def _chunk_failure(chunks: ChunkSet, name: str, exc: BaseException) -> BaseException:
+    """What to raise when reading the chunk ``name`` failed with ``exc``.
+
+    A stored chunk's own read error comes first (an object rewritten since its upload, S3
+    still failing after retries): h5py reports it as its ``OSError``, or passes it on. Its
+    traceback is dropped: it holds h5py's frames of a file that never opened, and an
+    exception kept alive past them (a caller's record of it, a test's) crashes the
+    interpreter when it exits (segmentation fault, h5py 3.16).
+    """
+    exc.__traceback__ = None
+    failure = chunks.take_failure()
+    if failure is not None:
+        return failure.with_traceback(None)
+    if isinstance(exc, (OSError, KeyError)):
+        return InvalidInputError(f"{name}: chunk file unreadable ({exc})")
+    return exc
+
+
 class ImageJob:
     """Chunked imaging of one observation (see the module docstring)."""
 
@@ -489,11 +507,8 @@ class ImageJob:
                     # Summed in chunk order, so the result never depends on who made what.
                     part = np.asarray(handle["dirty_weighted_sum"][()], dtype=np.float64)
                     weighted_sum = part if weighted_sum is None else weighted_sum + part
-            except (OSError, KeyError) as exc:
-                failure = chunks.take_failure()  # a stored chunk's read failed (S3, ETag)
-                if failure is not None:
-                    raise failure from None
-                raise InvalidInputError(f"{path}: chunk file unreadable ({exc})") from None
+            except Exception as exc:
+                raise _chunk_failure(chunks, path, exc) from None
         # (segment, half, pol, chan, ...) for the uv planes, (pol, chan) for the weight sums
         axis = {"freq_hz": 0, "weight_sum": 1} | {k: 1 for k in BEYOND_GRID_KEYS}
         data = {k: np.concatenate(v, axis=axis.get(k, 3)) for k, v in parts.items()}
@@ -517,18 +532,23 @@ class ImageJob:
         """
         index = self.params.polarizations.index(pol)
         for chunk_id in self.chunk_ids():
-            with h5py.File(chunks.open(chunk_id), "r") as handle:
-                dset = handle[key]
-                # PSFs are stored once per distinct cube (see ChunkImages.psf_rows).
-                row = int(handle.attrs["psf_rows"][index]) if key == "psf" else index
-                offset = dset.id.get_offset()
-                contiguous = dset.chunks is None and dset.compression is None
-                if offset is None or not contiguous or dset.dtype != np.dtype(">f4"):
-                    slab: Segment = np.asarray(dset[row])
-                else:
-                    slab_bytes = int(np.prod(dset.shape[1:])) * 4
-                    slab = chunks.segment(chunk_id, int(offset) + row * slab_bytes, slab_bytes)
+            try:
+                slab = self._slab(chunks, chunk_id, key, index)
+            except Exception as exc:
+                raise _chunk_failure(chunks, chunks.name(chunk_id), exc) from None
             yield slab
+
+    def _slab(self, chunks: ChunkSet, chunk_id: str, key: str, index: int) -> Segment:
+        with h5py.File(chunks.open(chunk_id), "r") as handle:
+            dset = handle[key]
+            # PSFs are stored once per distinct cube (see ChunkImages.psf_rows).
+            row = int(handle.attrs["psf_rows"][index]) if key == "psf" else index
+            offset = dset.id.get_offset()
+            contiguous = dset.chunks is None and dset.compression is None
+            if offset is None or not contiguous or dset.dtype != np.dtype(">f4"):
+                return np.asarray(dset[row])
+            slab_bytes = int(np.prod(dset.shape[1:])) * 4
+            return chunks.segment(chunk_id, int(offset) + row * slab_bytes, slab_bytes)
 
     def combine(self, chunk_paths: Mapping[str, Path], out_dir: Path) -> list[Path]:
         """Write every product from the chunk files into ``out_dir`` (all or nothing)."""

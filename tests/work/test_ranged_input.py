@@ -309,3 +309,29 @@ def test_the_fixed_beams_frame_reads_the_same_from_a_ranged_file(
     by_range = frame_from_uvh5(source.open(), ra_deg=10.0, dec_deg=-45.0)
     assert by_range == by_path
     assert source.bytes_fetched < 0.5 * contexts.size
+
+
+def test_a_synthetic_file_written_in_blocks_is_the_one_piece_files_and_readable_by_range(
+    tmp_path: Path,
+) -> None:
+    """The full-observation benchmark writes its input a block of channels at a time (the
+    whole is ~24 GiB in memory): pyuvdata reads it as the one-piece file, and it is stored
+    in chunks a worker reads by range."""
+    import numpy as np
+    from pyuvdata import UVData
+
+    from payload.inputlayout import frequency_chunking_problem
+    from payload.synth import write_synthetic_observation
+
+    shape = {"n_tiles": 16, "n_freqs": 24, "n_times": 4}
+    whole, blocks = tmp_path / "whole.uvh5", tmp_path / "blocks.uvh5"
+    write_synthetic_observation(whole, **shape)
+    write_synthetic_observation(blocks, **shape, block_channels=8)
+    a, b = UVData.from_file(str(whole)), UVData.from_file(str(blocks))
+    for name in ("data_array", "flag_array", "nsample_array", "uvw_array", "freq_array"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+    assert b.phase_center_catalog == a.phase_center_catalog
+    with h5py.File(blocks, "r") as handle:
+        assert frequency_chunking_problem(handle, 8) is None
+    with h5py.File(whole, "r") as handle:
+        assert frequency_chunking_problem(handle, 8) is not None

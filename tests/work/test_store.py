@@ -16,8 +16,8 @@ from payload.store import (
     MIB,
     ObjectStore,
     RetryPolicy,
+    UploadedPart,
     _check_echo,
-    _Part,
     is_retryable,
     s3_client,
     with_retries,
@@ -202,7 +202,7 @@ def test_completed_multipart_checksum_must_match(store: ObjectStore) -> None:
     """S3's composite CRC32 of a multipart upload: the CRC32 of the parts' big-endian CRC32s,
     base64, then "-N" (AWS S3 User Guide, "Checking object integrity", multipart uploads)."""
     part_crc = zlib.crc32(b"abc").to_bytes(4, "big")
-    parts = [_Part(1, '"e"', base64.b64encode(part_crc).decode(), 3)]
+    parts = [UploadedPart(1, '"e"', base64.b64encode(part_crc).decode(), 3)]
     with pytest.raises(TransientError, match="reports checksum"):
         store._check_completed("k", {"ChecksumCRC32": "bm9wZQ==-1"}, parts)
     composite = base64.b64encode(zlib.crc32(part_crc).to_bytes(4, "big")).decode()
