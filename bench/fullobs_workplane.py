@@ -137,7 +137,10 @@ def main() -> int:
             digest = hashlib.file_digest(stream, "sha256").hexdigest()
         key = inputs.content_key("", digest)
         s3.upload_file(
-            str(data), RAW, key, ExtraArgs={"Metadata": inputs.metadata_for(data.name, "file")}
+            str(data),
+            RAW,
+            key,
+            ExtraArgs={"Metadata": inputs.metadata_for(data.name, "file", sha256=digest)},
         )
         message = JobMessage.create(
             run_id="bench",

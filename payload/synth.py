@@ -318,7 +318,9 @@ def write_synthetic_observation(
 
             shape = (uvd.Nblts, n_freqs, 4)
             chunks = chunk_shape(shape, np.dtype(np.complex64).itemsize, block_channels)
-            uvd.initialize_uvh5_file(str(path), clobber=True, chunks=chunks)
+            uvd.initialize_uvh5_file(
+                str(path), clobber=True, chunks=chunks, data_write_dtype=np.dtype("c8")
+            )
             for index, start in enumerate(range(0, n_freqs, block_channels)):
                 channels = slice(start, min(start + block_channels, n_freqs))
                 data = block(channels, np.random.default_rng([seed, index]))

@@ -333,5 +333,6 @@ def test_a_synthetic_file_written_in_blocks_is_the_one_piece_files_and_readable_
     assert b.phase_center_catalog == a.phase_center_catalog
     with h5py.File(blocks, "r") as handle:
         assert frequency_chunking_problem(handle, 8) is None
+        assert handle["Data/visdata"].dtype == np.complex64  # as the one-piece file stores it
     with h5py.File(whole, "r") as handle:
         assert frequency_chunking_problem(handle, 8) is not None
