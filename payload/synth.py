@@ -276,7 +276,7 @@ def write_synthetic_observation(
         integration_time=integration_s,
         channel_width=channel_width_hz,
         vis_units="Jy",
-        empty=True,
+        empty=block_channels is None,  # a block writer holds one block only
         history="spotcube synthetic observation",
         update_telescope_from_known=False,
     )
