@@ -371,7 +371,7 @@ class Checkpointer:
                 size=stored.size,
                 sha256=stored.sha256,
                 seconds=round(item.seconds, 3),
-                etag=stored.etag,
+                etag=stored.etag or None,
             )
         if not self.keep_local:
             # Durable and verified: combine reads it from the store (payload.storedchunks),

@@ -394,7 +394,8 @@ class ChunkRecord:
     seconds: float = 0.0  # compute time of the chunk, for deadline decisions and reports
     # S3's ETag of the upload: combine reads the chunk by range pinned to it (If-Match),
     # so a chunk object rewritten with other bytes is refused without reading it whole.
-    etag: str = ""
+    # Omitted when unknown, so a manifest of an older payload keeps its bytes.
+    etag: str | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)
