@@ -60,7 +60,7 @@ from payload.records import (
 from payload.spot import SpotWatcher
 from payload.store import ObjectStore, faultpoint
 from payload.storedchunks import StoredChunks
-from payload.storedproducts import StoredProducts
+from payload.storedproducts import StoredProducts, delete_products
 
 log = logging.getLogger(__name__)
 
@@ -344,17 +344,10 @@ class JobAttempt:
         deletes what it uploaded and ends ``superseded``: nothing it wrote is listed, and
         nothing it does later can touch the keys another attempt's ``DONE`` lists.
         """
-        listing: dict[str, ProductEntry] = {}
-        try:
+        with StoredProducts(self.store, self.product_key, self.dir) as sink:
             for path in products:
-                key = self.product_key(path.name)
-                stored = self.store.put_file(key, path)
-                listing[path.name] = ProductEntry(key=key, size=stored.size, sha256=stored.sha256)
-                faultpoint("product-uploaded")
-        except BaseException:
-            self._discard(listing)
-            raise
-        return self.commit_done(listing)
+                sink.put(path.name, path)
+        return self.commit_done(sink.listing)
 
     def product_key(self, name: str) -> str:
         """Where this attempt uploads the product ``name`` (private until DONE lists it)."""
@@ -424,11 +417,7 @@ class JobAttempt:
 
     def _discard(self, listing: dict[str, ProductEntry]) -> None:
         """Delete this attempt's uploaded products (best effort: no reader takes them anyway)."""
-        for entry in listing.values():
-            try:
-                self.store.delete(entry.key)
-            except Exception as exc:
-                log.warning("could not delete %s: %s", entry.key, exc)
+        delete_products(self.store, listing)
 
     # --- the end -----------------------------------------------------------------------
 
@@ -539,16 +528,13 @@ def run_chunked_job(run: JobAttempt) -> Outcome:
         # Combining is new work too; the next instance does it from the manifest.
         raise PreemptedError("termination notice: products are left to the next instance")
     run.verify_input()  # every chunk is read: the bytes they came from must still be there
-    fetched = run.dir / "fetched"
     if isinstance(job, StreamingCombine):
         # Chunks read from the store by range, products written into it: the disk holds
         # neither (docs/work-plane.md, "What a worker's disk holds").
-        chunks = StoredChunks(
-            run.store, ckpt.manifest.chunks, lambda cid: ckpt.local_path(cid, fetched)
-        )
         with StoredProducts(run.store, run.product_key, run.dir) as sink:
-            job.combine_into(chunks, sink)
+            job.combine_into(StoredChunks(run.store, ckpt.manifest.chunks), sink)
         return run.commit_done(sink.listing)
+    fetched = run.dir / "fetched"
     paths = {cid: ckpt.local_path(cid, fetched) for cid in job.chunk_ids()}
     return run.publish(job.combine(paths, run.dir / "products"))
 

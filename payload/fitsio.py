@@ -171,24 +171,25 @@ def _hdu_header(header: fits.Header, shape: tuple[int, ...], *, primary: bool, n
     return hdu.header.tostring().encode("ascii")
 
 
+def _copy_pieces(read: Callable[[int, int], bytes], start: int, nbytes: int, out: BinaryIO) -> None:
+    """Copy ``nbytes`` from ``read(offset, length)`` to ``out``, ``COPY_PIECE`` at a time."""
+    for offset in range(start, start + nbytes, COPY_PIECE):
+        length = min(COPY_PIECE, start + nbytes - offset)
+        piece = read(offset, length)
+        if len(piece) != length:
+            raise OSError(f"short read at byte {offset}: {len(piece)} of {length}")
+        out.write(piece)
+
+
 def _copy_segment(segment: Segment, out: BinaryIO) -> int:
     """Append one segment to ``out``; return its size in bytes."""
     if isinstance(segment, RangeSegment):
-        for start in range(segment.offset, segment.offset + segment.nbytes, COPY_PIECE):
-            length = min(COPY_PIECE, segment.offset + segment.nbytes - start)
-            piece = segment.read(start, length)
-            if len(piece) != length:
-                raise OSError(f"short read at byte {start}: {len(piece)} of {length}")
-            out.write(piece)
+        _copy_pieces(segment.read, segment.offset, segment.nbytes, out)
         return segment.nbytes
     if isinstance(segment, FileSegment) and not _is_file(out):
         with open(segment.path, "rb") as src:
-            for start in range(segment.offset, segment.offset + segment.nbytes, COPY_PIECE):
-                length = min(COPY_PIECE, segment.offset + segment.nbytes - start)
-                piece = os.pread(src.fileno(), length, start)
-                if len(piece) != length:
-                    raise OSError(f"{segment.path}: short read at byte {start}")
-                out.write(piece)
+            fd = src.fileno()
+            _copy_pieces(lambda at, n: os.pread(fd, n, at), segment.offset, segment.nbytes, out)
         return segment.nbytes
     if isinstance(segment, FileSegment):
         out.flush()

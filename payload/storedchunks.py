@@ -8,15 +8,15 @@ bytes since answers 412, a one-line ``InvalidInputError``, as a download whose s
 not match the manifest's would. The metadata cache per chunk is small (HDF5 metadata of a
 chunk file is a few hundred kB); the image slabs are fetched exactly, never cached.
 
-A chunk recorded without an ETag (an older manifest) is downloaded and verified instead.
+Every chunk record has an ETag: the manifests of payloads that wrote none are of other code,
+which :func:`payload.checkpoint.load_manifest` refuses before any chunk is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 
-from payload.fitsio import FileSegment, RangeSegment
+from payload.fitsio import RangeSegment
 from payload.ranged import RangedFile, RangedSource
 from payload.records import ChunkRecord
 from payload.store import ObjectStore
@@ -26,19 +26,12 @@ METADATA_BLOCKS = 4  # 1 MiB of cached metadata per chunk at most
 
 
 class StoredChunks:
-    """The chunks a manifest lists, read from the store (``download`` for the rest)."""
+    """The chunks a manifest lists, read from the store."""
 
-    def __init__(
-        self,
-        store: ObjectStore,
-        records: Mapping[str, ChunkRecord],
-        download: Callable[[str], Path],
-    ) -> None:
+    def __init__(self, store: ObjectStore, records: Mapping[str, ChunkRecord]) -> None:
         self.store = store
         self.records = dict(records)
-        self._download = download
         self._sources: dict[str, RangedSource] = {}
-        self._local: dict[str, Path] = {}
 
     def __contains__(self, chunk_id: object) -> bool:
         return chunk_id in self.records
@@ -46,12 +39,9 @@ class StoredChunks:
     def name(self, chunk_id: str) -> str:
         return f"s3://{self.store.bucket}/{self.records[chunk_id].key}"
 
-    def _source(self, chunk_id: str) -> RangedSource | None:
+    def _source(self, chunk_id: str) -> RangedSource:
         record = self.records[chunk_id]
-        if not record.etag:
-            if chunk_id not in self._local:
-                self._local[chunk_id] = self._download(chunk_id)
-            return None
+        assert record.etag, f"chunk {chunk_id}: a record of this code has its upload's ETag"
         source = self._sources.get(chunk_id)
         if source is None:
             source = self._sources[chunk_id] = RangedSource(
@@ -64,15 +54,11 @@ class StoredChunks:
             )
         return source
 
-    def open(self, chunk_id: str) -> RangedFile | Path:
-        source = self._source(chunk_id)
-        return self._local[chunk_id] if source is None else source.open()
+    def open(self, chunk_id: str) -> RangedFile:
+        return self._source(chunk_id).open()
 
-    def segment(self, chunk_id: str, offset: int, nbytes: int) -> FileSegment | RangeSegment:
-        source = self._source(chunk_id)
-        if source is None:
-            return FileSegment(self._local[chunk_id], offset, nbytes)
-        return RangeSegment(source.read, offset, nbytes)
+    def segment(self, chunk_id: str, offset: int, nbytes: int) -> RangeSegment:
+        return RangeSegment(self._source(chunk_id).read, offset, nbytes)
 
     def take_failure(self) -> BaseException | None:
         """The first fetch error a chunk's reads met (h5py reports its own OSError instead)."""

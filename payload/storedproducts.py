@@ -1,5 +1,5 @@
 """The worker's product sink: each product goes under the attempt's private prefix as soon
-as it is finished, and is listed for ``DONE`` (:meth:`payload.attempt.JobAttempt.publish`).
+as it is finished, and is listed for ``DONE`` (:meth:`payload.attempt.JobAttempt.commit_done`).
 
 Streams (the image cubes) are multipart uploads written as combine makes them
 (:class:`payload.upload.UploadStream`), so they never exist on the worker's disk; files in
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +24,16 @@ from payload.store import ObjectStore, StoredObject, faultpoint
 from payload.upload import UploadStream
 
 log = logging.getLogger(__name__)
+
+
+def delete_products(store: ObjectStore, listing: Mapping[str, ProductEntry]) -> None:
+    """Delete uploaded, unlisted products, best effort: nothing reads a product ``DONE`` does
+    not list, and the attempt whose ``DONE`` stands sweeps what is left."""
+    for entry in listing.values():
+        try:
+            store.delete(entry.key)
+        except Exception as exc:
+            log.warning("could not delete %s: %s", entry.key, exc)
 
 
 class StoredProducts:
@@ -47,9 +57,13 @@ class StoredProducts:
             self._record(name, upload.close())
 
     def add(self, name: str) -> None:
-        path = self.staging / name
+        """Upload ``staging / name`` and delete it."""
+        self.put(name, self.staging / name)
+        (self.staging / name).unlink()
+
+    def put(self, name: str, path: Path) -> None:
+        """Upload the finished file ``path`` as the product ``name``."""
         self._record(name, self.store.put_file(self.key_of(name), path))
-        path.unlink()
 
     def _record(self, name: str, stored: StoredObject) -> None:
         self.listing[name] = ProductEntry(key=stored.key, size=stored.size, sha256=stored.sha256)
@@ -58,11 +72,7 @@ class StoredProducts:
     def discard(self) -> None:
         """Delete what was uploaded (best effort: nothing reads an unlisted product)."""
         shutil.rmtree(self.staging, ignore_errors=True)
-        for entry in self.listing.values():
-            try:
-                self.store.delete(entry.key)
-            except Exception as exc:  # the attempt whose DONE stands sweeps leftovers
-                log.warning("could not delete %s: %s", entry.key, exc)
+        delete_products(self.store, self.listing)
         self.listing.clear()
 
     def __enter__(self) -> StoredProducts:

@@ -44,16 +44,29 @@ def open_h5(where: H5Input) -> h5py.File:
     return h5py.File(where if isinstance(where, Path) else where.open(), "r")
 
 
-def reader_failure(where: H5Input, exc: BaseException) -> BaseException:
+class FailureHolder(Protocol):
+    """What read by range for h5py and kept the error its reads met (a ranged input, the
+    stored chunks of :mod:`payload.storedchunks`)."""
+
+    def take_failure(self) -> BaseException | None: ...
+
+
+def reader_failure(where: Path | FailureHolder, exc: BaseException) -> BaseException:
     """What to raise for ``exc`` from h5py: the ranged reader's own error (an input replaced
     mid-read, a store still failing after retries) if it caused it, else ``exc``.
 
     h5py passes an exception raised in a file object's methods on as it was, or (other
     versions) as its own ``OSError``; readers that catch either to say "unreadable" would
-    hide the reader's own, truer error.
+    hide the reader's own, truer error. Both lose their tracebacks then: they hold h5py's
+    frames around the failed read (its buffer among them), and such an exception kept alive
+    until the interpreter exits (a caller's record of it, a test's) crashes it with a
+    segmentation fault (h5py 3.16).
     """
     failure = None if isinstance(where, Path) else where.take_failure()
-    return failure if failure is not None else exc
+    if failure is None:
+        return exc
+    exc.__traceback__ = None  # also the context of whatever the caller raises instead
+    return failure.with_traceback(None)
 
 
 @dataclass(frozen=True)

@@ -155,21 +155,12 @@ def beyond_grid_report(data: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
 
 
 def _chunk_failure(chunks: ChunkSet, name: str, exc: BaseException) -> BaseException:
-    """What to raise when reading the chunk ``name`` failed with ``exc``.
-
-    A stored chunk's own read error comes first (an object rewritten since its upload, S3
-    still failing after retries): h5py reports it as its ``OSError``, or passes it on. Its
-    traceback is dropped: it holds h5py's frames of a file that never opened, and an
-    exception kept alive past them (a caller's record of it, a test's) crashes the
-    interpreter when it exits (segmentation fault, h5py 3.16).
-    """
-    exc.__traceback__ = None
-    failure = chunks.take_failure()
-    if failure is not None:
-        return failure.with_traceback(None)
-    if isinstance(exc, (OSError, KeyError)):
+    """What to raise when reading the chunk ``name`` failed with ``exc``: a stored chunk's
+    own read error first (rewritten since its upload, S3 still failing after retries)."""
+    failure = reader_failure(chunks, exc)
+    if failure is exc and isinstance(exc, (OSError, KeyError)):
         return InvalidInputError(f"{name}: chunk file unreadable ({exc})")
-    return exc
+    return failure
 
 
 class ImageJob:

@@ -156,6 +156,19 @@ def test_a_chunk_file_is_deleted_once_durable_and_the_next_waits_for_it(
 # --- combine from the store into the store, in process ---------------------------------------
 
 
+def _stored_job(
+    plane: Plane, observation: Path, tmp: Path
+) -> tuple[ImageJob, ObjectStore, dict[str, ChunkRecord]]:
+    """The image job with every chunk computed and uploaded, and a sink under ``attempt/``."""
+    store = _store(plane)
+    job = ImageJob(make_context(observation, PARAMS, tmp))
+    return job, store, _run_chunks(job, store, tmp)
+
+
+def _sink(store: ObjectStore, tmp: Path) -> StoredProducts:
+    return StoredProducts(store, lambda name: f"attempt/{name}", tmp / "work")
+
+
 def _run_chunks(job: ImageJob, store: ObjectStore, tmp: Path) -> dict[str, ChunkRecord]:
     """Every chunk computed locally and uploaded as the checkpointer uploads it."""
     records = {}
@@ -170,21 +183,15 @@ def _run_chunks(job: ImageJob, store: ObjectStore, tmp: Path) -> dict[str, Chunk
 def test_products_combined_from_stored_chunks_equal_the_local_combine(
     plane: Plane, observation: Path, tmp_path: Path
 ) -> None:
-    store = _store(plane)
-    job = ImageJob(make_context(observation, PARAMS, tmp_path))
-    records = _run_chunks(job, store, tmp_path)
+    job, store, records = _stored_job(plane, observation, tmp_path)
     local = {
         p.name: p.read_bytes()
         for p in job.combine({c: tmp_path / f"{c}.h5" for c in records}, tmp_path / "out")
     }
     for cid in records:
         (tmp_path / f"{cid}.h5").unlink()  # nothing local to fall back on
-
-    def no_download(cid: str) -> Path:
-        raise AssertionError(f"chunk {cid} downloaded")
-
-    chunks = StoredChunks(store, records, no_download)
-    with StoredProducts(store, lambda name: f"attempt/{name}", tmp_path / "work") as sink:
+    chunks = StoredChunks(store, records)
+    with _sink(store, tmp_path) as sink:
         job.combine_into(chunks, sink)
     assert sorted(sink.listing) == sorted(PRODUCTS)
     for name, entry in sink.listing.items():
@@ -199,18 +206,15 @@ def test_products_combined_from_stored_chunks_equal_the_local_combine(
 def test_a_chunk_object_rewritten_after_its_upload_is_refused_and_nothing_is_left(
     plane: Plane, observation: Path, tmp_path: Path
 ) -> None:
-    store = _store(plane)
-    job = ImageJob(make_context(observation, PARAMS, tmp_path))
-    records = _run_chunks(job, store, tmp_path)
+    job, store, records = _stored_job(plane, observation, tmp_path)
     last = job.chunk_ids()[-1]
     # Same size, other bytes: only the ETag pin can tell.
     body = bytearray(plane.get(records[last].key) or b"")
     body[-1] ^= 0xFF
     plane.s3.put_object(Bucket=PRODUCTS_BUCKET, Key=records[last].key, Body=bytes(body))
-    chunks = StoredChunks(store, records, lambda cid: Path("/nonexistent"))
-    sink = StoredProducts(store, lambda name: f"attempt/{name}", tmp_path / "work")
+    sink = _sink(store, tmp_path)
     with pytest.raises(InvalidInputError) as caught, sink:
-        job.combine_into(chunks, sink)
+        job.combine_into(StoredChunks(store, records), sink)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"s3://{PRODUCTS_BUCKET}/{records[last].key} was replaced")
